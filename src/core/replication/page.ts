@@ -1,0 +1,70 @@
+import type { Guid, InvocationId, NodeId, Usn } from "../ids.ts";
+import type { Item } from "./items.ts";
+import type { UtdVector } from "./utd.ts";
+
+/**
+ * How far a destination has pulled from one source, in the source's USN space.
+ * `objectUsn` advances with every applied page: every entry whose current usnChanged on the
+ * source is at or below it has been delivered. `propertyUsn` advances when a pull cycle ends:
+ * every item change the source stored at or below it has been delivered. Items are selected by
+ * `propertyUsn`, entries by `objectUsn` (Active Directory's usnHighObjUpdate/usnHighPropUpdate),
+ * so an entry that changes again while a cycle is paging never loses an earlier item change.
+ */
+export interface Watermark {
+  /** The source database instance these USNs belong to; null before the first page. */
+  readonly invocation: InvocationId | null;
+  readonly objectUsn: Usn;
+  readonly propertyUsn: Usn;
+}
+
+export const initialWatermark: Watermark = Object.freeze({
+  invocation: null,
+  objectUsn: 0 as Usn,
+  propertyUsn: 0 as Usn,
+});
+
+/** Bounds on one page. A page always holds at least one whole entry, so an entry larger than
+ * `bytesMax` still travels (entry size is bounded separately by the schema limits). */
+export interface PageLimits {
+  readonly entriesMax: number;
+  readonly bytesMax: number;
+}
+
+export const pageEntriesMaxDefault = 500;
+export const pageBytesMaxDefault = 1024 * 1024;
+export const pageEntriesMaxLimit = 10_000;
+export const pageBytesMaxLimit = 64 * 1024 * 1024;
+
+/** What a destination sends to a source to pull the next page. */
+export interface ChangeRequest {
+  readonly destination: NodeId;
+  readonly from: Watermark;
+  /** The destination's UTD: the source leaves out every item change it already covers. */
+  readonly utd: UtdVector;
+  readonly limits: PageLimits;
+}
+
+/** One entry's changed items. `partition` and `origin` never change for an entry. */
+export interface EntryChange {
+  readonly guid: Guid;
+  /** Normalised DN of the entry's partition. */
+  readonly partition: string;
+  /** The write that created the entry. */
+  readonly origin: { readonly invocation: InvocationId; readonly usn: Usn };
+  readonly items: readonly Item[];
+}
+
+/** A bounded page of changes, in the source's USN order. */
+export interface ChangePage {
+  readonly source: NodeId;
+  readonly sourceInvocation: InvocationId;
+  /** The watermark this page answers (copied from the request). */
+  readonly from: Watermark;
+  /** Every source entry whose usnChanged is in (from.objectUsn, highUsn] is in this page. */
+  readonly highUsn: Usn;
+  /** True when the source has entries changed after highUsn. */
+  readonly more: boolean;
+  /** The source's UTD when the page was made, including its own invocation at its current USN. */
+  readonly utd: UtdVector;
+  readonly entries: readonly EntryChange[];
+}

@@ -1,0 +1,49 @@
+import type { InvocationId, Usn } from "../ids.ts";
+import type { Stamp } from "./stamp.ts";
+
+/**
+ * An up-to-dateness vector: for each originating invocation id, the highest originating USN
+ * whose changes this replica has applied (or superseded). Plain immutable record so that it
+ * serialises as JSON without conversion.
+ */
+export type UtdVector = Readonly<Record<InvocationId, Usn>>;
+
+export const emptyUtd: UtdVector = Object.freeze({});
+
+export function utdGet(utd: UtdVector, invocation: InvocationId): Usn {
+  return utd[invocation] ?? (0 as Usn);
+}
+
+/** True when the vector says the write identified by the stamp is already applied. */
+export function utdCovers(utd: UtdVector, stamp: Pick<Stamp, "invocation" | "usn">): boolean {
+  return utdGet(utd, stamp.invocation) >= stamp.usn;
+}
+
+/** True when `utd` covers every entry of `other`. */
+export function utdCoversVector(utd: UtdVector, other: UtdVector): boolean {
+  for (const [invocation, value] of Object.entries(other) as [InvocationId, Usn][]) {
+    if (utdGet(utd, invocation) < value) return false;
+  }
+  return true;
+}
+
+/** Element-wise maximum. Returns a new vector with sorted keys (stable serialisation). */
+export function utdMerge(a: UtdVector, b: UtdVector): UtdVector {
+  const merged: Record<string, Usn> = {};
+  for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    const invocation = key as InvocationId;
+    const value = Math.max(utdGet(a, invocation), utdGet(b, invocation)) as Usn;
+    merged[key] = value;
+  }
+  return utdSorted(merged);
+}
+
+export function utdWith(utd: UtdVector, invocation: InvocationId, value: Usn): UtdVector {
+  return utdSorted({ ...utd, [invocation]: value });
+}
+
+export function utdSorted(utd: UtdVector): UtdVector {
+  const sorted: Record<string, Usn> = {};
+  for (const key of Object.keys(utd).sort()) sorted[key] = utd[key as InvocationId] as Usn;
+  return sorted;
+}

@@ -1,0 +1,311 @@
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { describe, it } from "node:test";
+import Database from "better-sqlite3";
+import fc from "fast-check";
+import { unreachable } from "../core/assert.ts";
+import type { Millis, Usn } from "../core/ids.ts";
+import {
+  SqliteStore,
+  type SqliteStoreOptions,
+  sqliteSchemaVersion,
+  sqliteStoreQueries,
+} from "./sqlite-store.ts";
+import { dumpStore, entryOf, guidOf, itemOf, populateStore, runStoreContract } from "./store-contract.ts";
+
+function makeTempDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), "plexus-store-"));
+}
+
+function removeDir(dir: string): void {
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** Runs `body` with a path for a database file in a fresh directory, removed afterwards. */
+function withTempFile(body: (file: string) => void): void {
+  const dir = makeTempDir();
+  try {
+    body(path.join(dir, "replica.db"));
+  } finally {
+    removeDir(dir);
+  }
+}
+
+function withStore(options: SqliteStoreOptions, body: (store: SqliteStore) => void): void {
+  const store = SqliteStore.open(options);
+  try {
+    body(store);
+  } finally {
+    store.close();
+  }
+}
+
+runStoreContract("SqliteStore on a file", () => {
+  const dir = makeTempDir();
+  const file = path.join(dir, "replica.db");
+  return {
+    store: SqliteStore.open({ path: file }),
+    reopen: () => SqliteStore.open({ path: file }),
+    cleanup: () => removeDir(dir),
+  };
+});
+
+runStoreContract("SqliteStore in memory", () => ({
+  store: SqliteStore.open({ path: ":memory:" }),
+  cleanup: () => undefined,
+}));
+
+runStoreContract("SqliteStore restored from a snapshot of a file store", () => {
+  let image: Uint8Array = new Uint8Array();
+  withTempFile((file) => withStore({ path: file }, (source) => (image = source.serialize())));
+  return { store: SqliteStore.open({ path: ":memory:", snapshot: image }), cleanup: () => undefined };
+});
+
+/** Tables whose full scan would make a query O(n) in the directory size. */
+const largeTables = /\b(entries|items)\b/;
+/** Scans that are bounded anyway: a partial index holds only the rows the query wants. */
+const boundedScan = /^SCAN entries USING (COVERING )?INDEX entries_(cycle_breakers|tombstones|roots)\b/;
+
+const expectedIndexes: Partial<Record<keyof typeof sqliteStoreQueries, string>> = {
+  findByName: "entries_children",
+  listChildren: "entries_children",
+  hasChildren: "entries_children",
+  listClaimants: "entries_claimants",
+  listCycleBreakers: "entries_cycle_breakers",
+  listConflicts: "entries_conflicts",
+  entriesChangedAfter: "entries_usn_changed",
+  listTombstonesFirst: "entries_tombstones",
+  listTombstonesAfter: "entries_tombstones",
+  listRoots: "entries_roots",
+};
+
+function queryPlan(db: Database.Database, sql: string): string[] {
+  const parameters = sql.split("?").length - 1;
+  const plan = db.prepare<unknown[], { detail: string }>(`EXPLAIN QUERY PLAN ${sql}`);
+  return plan.all(...new Array<null>(parameters).fill(null)).map((row) => row.detail);
+}
+
+describe("SqliteStore on SQLite", () => {
+  it("serves every query on entries and items from an index", () => {
+    withTempFile((file) => {
+      withStore({ path: file }, populateStore);
+      const db = new Database(file, { readonly: true });
+      try {
+        for (const [name, sql] of Object.entries(sqliteStoreQueries)) {
+          if (!largeTables.test(sql)) continue;
+          const plan = queryPlan(db, sql);
+          for (const step of plan) {
+            const scansLargeTable = /^SCAN (entries|items)\b/.test(step) && !boundedScan.test(step);
+            assert.ok(!scansLargeTable, `${name} scans a table: ${plan.join(" | ")}`);
+            assert.ok(
+              !step.includes("TEMP B-TREE"),
+              `${name} sorts in a temporary b-tree: ${plan.join(" | ")}`,
+            );
+          }
+          const index = expectedIndexes[name as keyof typeof sqliteStoreQueries];
+          if (index !== undefined) assert.match(plan.join(" | "), new RegExp(`INDEX ${index}\\b`), name);
+        }
+      } finally {
+        db.close();
+      }
+    });
+  });
+
+  it("uses WAL and synchronous FULL on files by default, NORMAL when asked", () => {
+    withTempFile((file) => {
+      withStore({ path: file }, (store) => {
+        const settings = store.connectionSettings();
+        assert.equal(settings.journalMode, "wal");
+        assert.equal(settings.synchronous, "full");
+        assert.equal(settings.cacheSize, -16_000);
+        assert.equal(settings.schemaVersion, sqliteSchemaVersion);
+      });
+      withStore({ path: file, synchronous: "normal" }, (store) => {
+        assert.equal(store.connectionSettings().synchronous, "normal");
+      });
+    });
+    withStore({ path: ":memory:" }, (store) => {
+      assert.equal(store.connectionSettings().journalMode, "memory");
+      assert.equal(store.connectionSettings().synchronous, "full");
+    });
+  });
+
+  it("refuses a database with a newer schema version and leaves it untouched", () => {
+    withTempFile((file) => {
+      SqliteStore.open({ path: file }).close();
+      const db = new Database(file);
+      db.pragma(`user_version = ${sqliteSchemaVersion + 1}`);
+      db.pragma("journal_mode = DELETE");
+      db.close();
+      assert.throws(
+        () => SqliteStore.open({ path: file }),
+        (error: unknown) =>
+          error instanceof Error &&
+          (error as { code?: unknown }).code === "store-version" &&
+          error.message.includes(`version ${sqliteSchemaVersion + 1}`),
+      );
+      const after = new Database(file, { readonly: true });
+      assert.equal(after.pragma("journal_mode", { simple: true }), "delete");
+      after.close();
+    });
+  });
+
+  it("refuses a database that has tables but no schema version", () => {
+    withTempFile((file) => {
+      const db = new Database(file);
+      db.exec("CREATE TABLE something_else (x INTEGER)");
+      db.close();
+      assert.throws(() => SqliteStore.open({ path: file }), { code: "store-version" });
+    });
+  });
+
+  it("throws on a duplicate usnChanged and rolls the transaction back", () => {
+    withStore({ path: ":memory:" }, (store) => {
+      store.putEntry(entryOf(1, { usnChanged: 10 as Usn }));
+      assert.throws(() => store.putEntry(entryOf(2, { usnChanged: 10 as Usn })), /UNIQUE/);
+      assert.throws(
+        () =>
+          store.transaction(() => {
+            store.putEntry(entryOf(3, { usnChanged: 11 as Usn }));
+            store.putEntry(entryOf(4, { usnChanged: 10 as Usn }));
+          }),
+        /UNIQUE/,
+      );
+      assert.deepEqual(
+        store.listEntries(null, 10).map((row) => row.guid),
+        [guidOf(1)],
+      );
+      assert.deepEqual(store.counts(), { entries: 1, tombstones: 0, items: 0 });
+    });
+  });
+
+  it("restores a snapshot to the same state, independent of the original", () => {
+    withTempFile((file) => {
+      withStore({ path: file }, (original) => {
+        populateStore(original);
+        const before = dumpStore(original);
+        withStore({ path: ":memory:", snapshot: original.serialize() }, (copy) => {
+          assert.deepEqual(dumpStore(copy), before);
+          copy.putEntry(entryOf(70, { usnChanged: 70 as Usn }));
+          copy.removeEntry(guidOf(2));
+          assert.deepEqual(dumpStore(original), before);
+          const again = copy.serialize();
+          withStore({ path: ":memory:", snapshot: again }, (second) => {
+            assert.deepEqual(dumpStore(second), dumpStore(copy));
+          });
+        });
+      });
+    });
+  });
+
+  it("opens a snapshot only in memory", () => {
+    const image = new Uint8Array();
+    assert.throws(() => SqliteStore.open({ path: "/tmp/never-created.db", snapshot: image }), {
+      code: "store-options",
+    });
+  });
+
+  it("throws store-closed after close, and closing twice is harmless", () => {
+    const store = SqliteStore.open({ path: ":memory:" });
+    store.close();
+    store.close();
+    assert.throws(() => store.getEntry(guidOf(1)), { code: "store-closed" });
+    assert.throws(() => store.transaction(() => 1), { code: "store-closed" });
+    assert.throws(() => store.counts(), { code: "store-closed" });
+  });
+
+  it("rejects a negative or fractional list limit instead of listing everything", () => {
+    withStore({ path: ":memory:" }, (store) => {
+      assert.throws(() => store.listEntries(null, -1), { code: "assertion-failed" });
+      assert.throws(() => store.listEvents(1.5), { code: "assertion-failed" });
+    });
+  });
+
+  it("keeps counts consistent with the rows after a rollback inside a caught nested failure", () => {
+    withStore({ path: ":memory:" }, (store) => {
+      store.transaction(() => {
+        store.putEntry(entryOf(1, { deleted: true, tombstoneSince: 1 as Millis }));
+        assert.throws(() => store.putEntry(entryOf(2, { usnChanged: 1 as Usn })), /UNIQUE/);
+      });
+      assert.deepEqual(store.counts(), { entries: 0, tombstones: 1, items: 0 });
+    });
+  });
+
+  it("keeps the maintained counts equal to a recount through any mix of writes and rollbacks", () => {
+    fc.assert(
+      fc.property(fc.array(countGroupArbitrary, { maxLength: 12 }), (groups) => {
+        withStore({ path: ":memory:" }, (store) => {
+          let usnChanged = 0;
+          for (const group of groups) {
+            const failure = new Error("planted rollback");
+            try {
+              store.transaction(() => {
+                for (const op of group.ops) applyCountOp(store, op, ++usnChanged);
+                if (group.rollBack) throw failure;
+              });
+            } catch (error) {
+              if (error !== failure) throw error;
+            }
+            assert.deepEqual(store.counts(), store.recount());
+          }
+        });
+      }),
+      { numRuns: 100 },
+    );
+  });
+});
+
+type CountOp =
+  | { kind: "entry"; n: number; deleted: boolean }
+  | { kind: "remove"; n: number }
+  | { kind: "item"; n: number; attribute: string; key: string }
+  | { kind: "keep"; n: number; keep: string[] };
+
+const countAttributes = ["cn", "sn", "member"];
+const countGuid = fc.integer({ min: 1, max: 6 });
+const countOpArbitrary: fc.Arbitrary<CountOp> = fc.oneof(
+  fc.record({ kind: fc.constant("entry" as const), n: countGuid, deleted: fc.boolean() }),
+  fc.record({ kind: fc.constant("remove" as const), n: countGuid }),
+  fc.record({
+    kind: fc.constant("item" as const),
+    n: countGuid,
+    attribute: fc.constantFrom(...countAttributes),
+    key: fc.constantFrom("", "k1", "k2"),
+  }),
+  fc.record({
+    kind: fc.constant("keep" as const),
+    n: countGuid,
+    keep: fc.subarray(countAttributes),
+  }),
+);
+const countGroupArbitrary = fc.record({
+  ops: fc.array(countOpArbitrary, { maxLength: 10 }),
+  rollBack: fc.boolean(),
+});
+
+function applyCountOp(store: SqliteStore, op: CountOp, usnChanged: number): void {
+  switch (op.kind) {
+    case "entry":
+      store.putEntry(
+        entryOf(op.n, {
+          deleted: op.deleted,
+          tombstoneSince: op.deleted ? (1 as Millis) : null,
+          usnChanged: usnChanged as Usn,
+        }),
+      );
+      return;
+    case "remove":
+      store.removeEntry(guidOf(op.n));
+      return;
+    case "item":
+      store.putItem(itemOf(guidOf(op.n), op.attribute, op.key, { kind: "deleted" }, usnChanged));
+      return;
+    case "keep":
+      store.removeItemsExcept(guidOf(op.n), op.keep);
+      return;
+    default:
+      unreachable(op, "count op");
+  }
+}
