@@ -1,0 +1,34 @@
+/**
+ * Planted defects ("canary bugs"). The simulator switches one on to prove that its invariants
+ * catch it; production code paths never set any of them. Each flag names the defect it plants.
+ */
+export interface Canaries {
+  /** After the last page of a cycle, do not merge the source's UTD. */
+  readonly skipUtdMerge?: boolean;
+  /** Compare stamps by originating time before version. */
+  readonly compareTimeFirst?: boolean;
+  /** Apply pages but never persist the advanced watermark. */
+  readonly skipWatermarkPersist?: boolean;
+  /** Re-apply an item whose stamp equals the stored one as a fresh version (not idempotent). */
+  readonly nonIdempotentApply?: boolean;
+  /** On detected or declared restore, keep the old invocation id (reusing its USNs). */
+  readonly reuseUsnAfterRestore?: boolean;
+  /** Purge a tombstone as soon as one partner covers it, not every replica. */
+  readonly purgeTombstonesEarly?: boolean;
+  /** Treat a page that says `more` as the last one of its cycle (drops the rest of the batch). */
+  readonly dropLastPage?: boolean;
+}
+
+export type CanaryName = keyof Canaries;
+
+export const canaryNames: readonly CanaryName[] = [
+  "skipUtdMerge",
+  "compareTimeFirst",
+  "skipWatermarkPersist",
+  "nonIdempotentApply",
+  "reuseUsnAfterRestore",
+  "purgeTombstonesEarly",
+  "dropLastPage",
+];
+
+export const noCanaries: Canaries = Object.freeze({});

@@ -1,0 +1,211 @@
+import { normalizeDn, normalizeRdn, parseDn, parseRdn } from "../directory/dn.ts";
+import type { Guid, Usn } from "../ids.ts";
+import { deletedItem, type Item, nameItem } from "../replication/items.ts";
+import { type ChangePage, type EntryChange, initialWatermark, type Watermark } from "../replication/page.ts";
+import { compareStamps } from "../replication/stamp.ts";
+import { utdGet, utdMerge } from "../replication/utd.ts";
+import type { EntryRow } from "../store.ts";
+import type { ReplicaContext } from "./context.ts";
+import { type NamingChange, refreshNaming } from "./naming.ts";
+
+export interface ApplyOutcome {
+  /** Entries this page changed on this replica (0 for a page of things it already had). */
+  readonly entriesChanged: number;
+  readonly itemsApplied: number;
+  /** The watermark for the source after this page. */
+  readonly watermark: Watermark;
+  /** The page answered the current watermark and advanced it. */
+  readonly contiguous: boolean;
+  /** The source's database instance changed: pull again from zero. */
+  readonly restart: boolean;
+  /** The pull cycle is complete: the source's UTD was merged. */
+  readonly cycleComplete: boolean;
+}
+
+/**
+ * Applies a validated page in the caller's transaction. Merging is idempotent and commutative
+ * per item (the winning stamp is kept), so pages applied twice, late or out of order change
+ * nothing wrong; only a page that answers exactly the current watermark advances it.
+ */
+export function applyPage(ctx: ReplicaContext, page: ChangePage): ApplyOutcome {
+  let entriesChanged = 0;
+  let itemsApplied = 0;
+  for (const change of page.entries) {
+    const applied = applyEntryChange(ctx, change);
+    if (applied > 0) entriesChanged++;
+    itemsApplied += applied;
+  }
+  return { entriesChanged, itemsApplied, ...advanceWatermark(ctx, page) };
+}
+
+function advanceWatermark(
+  ctx: ReplicaContext,
+  page: ChangePage,
+): Omit<ApplyOutcome, "entriesChanged" | "itemsApplied"> {
+  const stored = ctx.store.readWatermark(page.source) ?? initialWatermark;
+  const fromZero = page.from.objectUsn === 0 && page.from.propertyUsn === 0;
+  const sameInstance = stored.invocation === page.sourceInvocation;
+  const answersStored =
+    (sameInstance || stored.invocation === null) &&
+    page.from.objectUsn === stored.objectUsn &&
+    page.from.propertyUsn === stored.propertyUsn;
+  let next: Watermark;
+  let contiguous = false;
+  let restart = false;
+  if (answersStored || (fromZero && !sameInstance)) {
+    const base = answersStored ? stored : initialWatermark;
+    const more = page.more && ctx.canaries.dropLastPage !== true;
+    next = {
+      invocation: page.sourceInvocation,
+      objectUsn: Math.max(base.objectUsn, page.highUsn) as Usn,
+      propertyUsn: more ? base.propertyUsn : (Math.max(base.propertyUsn, page.highUsn) as Usn),
+    };
+    contiguous = true;
+  } else if (!sameInstance && stored.invocation !== null) {
+    // The source is a new database instance (restored or rebuilt): its USNs start a new space.
+    next = { ...initialWatermark, invocation: page.sourceInvocation };
+    restart = true;
+  } else {
+    next = stored;
+  }
+  if (ctx.canaries.skipWatermarkPersist !== true) ctx.store.writeWatermark(page.source, next);
+  const cycleComplete = contiguous && (!page.more || ctx.canaries.dropLastPage === true);
+  if (cycleComplete) completeCycle(ctx, page);
+  return { watermark: next, contiguous, restart, cycleComplete };
+}
+
+/** After the last page of a cycle this replica has everything the source had: take its UTD. */
+function completeCycle(ctx: ReplicaContext, page: ChangePage): void {
+  if (ctx.canaries.skipUtdMerge !== true) {
+    const own = ctx.meta.invocation;
+    // Never record our own current invocation: our USN is the truth for it.
+    const { [own]: _ownEntry, ...others } = page.utd;
+    ctx.store.writeUtd(utdMerge(ctx.store.readUtd(), others));
+  }
+  ctx.store.writePeerReport({
+    node: page.source,
+    invocation: page.sourceInvocation,
+    utd: page.utd,
+    usn: utdGet(page.utd, page.sourceInvocation),
+    receivedAt: ctx.now(),
+  });
+  ctx.updateMeta({ lastInboundSuccess: ctx.now() });
+}
+
+/** Merges one entry's items; returns how many items won. */
+function applyEntryChange(ctx: ReplicaContext, change: EntryChange): number {
+  const existing = ctx.store.getEntry(change.guid);
+  if (existing === undefined) return createFromChange(ctx, change);
+  // A GUID names one entry forever; a change that moves it to another partition is not real.
+  if (existing.partition !== change.partition) return 0;
+  let row: EntryRow = existing;
+  let usn: Usn | undefined;
+  let applied = 0;
+  let nameChanged = false;
+  let died = false;
+  for (const item of orderedItems(change.items)) {
+    if (row.deleted && item.attribute !== nameItem && item.attribute !== deletedItem) continue;
+    if (died && item.attribute !== nameItem) continue;
+    if (!wins(ctx, row.guid, item)) continue;
+    usn ??= ctx.nextUsn();
+    ctx.store.putItem({
+      guid: row.guid,
+      attribute: item.attribute,
+      key: item.key,
+      value: item.value,
+      stamp: item.stamp,
+      localUsn: usn,
+    });
+    applied++;
+    if (item.value.kind === "name") {
+      row = {
+        ...row,
+        rdn: item.value.rdn,
+        rdnNorm: rdnNormOf(item.value.rdn, item.value.parent),
+        parent: item.value.parent,
+      };
+      nameChanged = true;
+    }
+    if (item.value.kind === "deleted" && !row.deleted) died = true;
+  }
+  if (usn === undefined) return 0;
+  if (died) {
+    ctx.store.removeItemsExcept(row.guid, [nameItem, deletedItem]);
+    row = { ...row, deleted: true, tombstoneSince: ctx.now(), conflict: false };
+  }
+  ctx.store.putEntry({ ...row, usnChanged: usn });
+  if (nameChanged || died) {
+    const previousGroup =
+      existing.deleted || existing.parentEff === null
+        ? null
+        : { parent: existing.parentEff, rdnNorm: existing.rdnNorm };
+    refreshNaming(ctx.store, [{ guid: row.guid, previousGroup, existenceChanged: died }]);
+  }
+  return applied;
+}
+
+/** Deletion first, so that attribute items arriving with it are not written and then removed. */
+function orderedItems(items: readonly Item[]): readonly Item[] {
+  const deletion = items.find((item) => item.attribute === deletedItem);
+  return deletion === undefined ? items : [deletion, ...items.filter((item) => item !== deletion)];
+}
+
+function wins(ctx: ReplicaContext, guid: Guid, item: Item): boolean {
+  const stored = ctx.store.getItem(guid, item.attribute, item.key);
+  if (stored === undefined) return true;
+  const order = compareStamps(item.stamp, stored.stamp, ctx.canaries);
+  if (order === 0 && ctx.canaries.nonIdempotentApply === true) return true;
+  return order > 0;
+}
+
+/**
+ * An entry this replica has never seen. Without its name item it cannot be placed: that only
+ * happens for an entry this replica held as a tombstone and purged, so the change is dropped.
+ */
+function createFromChange(ctx: ReplicaContext, change: EntryChange): number {
+  const name = change.items.find((item) => item.attribute === nameItem);
+  if (name === undefined || name.value.kind !== "name") return 0;
+  const deleted = change.items.some((item) => item.attribute === deletedItem);
+  const usn = ctx.nextUsn();
+  const parent = name.value.parent;
+  ctx.store.putEntry({
+    guid: change.guid,
+    partition: change.partition,
+    origin: change.origin,
+    rdn: name.value.rdn,
+    rdnNorm: rdnNormOf(name.value.rdn, parent),
+    parent,
+    deleted,
+    tombstoneSince: deleted ? ctx.now() : null,
+    parentEff: parent,
+    placement: "normal",
+    conflict: false,
+    usnCreated: usn,
+    usnChanged: usn,
+  });
+  let applied = 0;
+  for (const item of change.items) {
+    if (deleted && item.attribute !== nameItem && item.attribute !== deletedItem) continue;
+    ctx.store.putItem({
+      guid: change.guid,
+      attribute: item.attribute,
+      key: item.key,
+      value: item.value,
+      stamp: item.stamp,
+      localUsn: usn,
+    });
+    applied++;
+  }
+  const naming: NamingChange = { guid: change.guid, previousGroup: null, existenceChanged: true };
+  refreshNaming(ctx.store, [naming]);
+  return applied;
+}
+
+function rdnNormOf(rdn: string, parent: Guid | null): string {
+  if (parent === null) {
+    const dn = parseDn(rdn);
+    return dn.ok ? normalizeDn(dn.value) : rdn;
+  }
+  const parsed = parseRdn(rdn);
+  return parsed.ok ? normalizeRdn(parsed.value) : rdn;
+}

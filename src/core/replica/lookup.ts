@@ -1,0 +1,116 @@
+import { assert } from "../assert.ts";
+import {
+  type Dn,
+  formatDn,
+  formatRdn,
+  makeRdn,
+  normalizeDn,
+  normalizeRdn,
+  parseDn,
+  parseRdn,
+  type Rdn,
+} from "../directory/dn.ts";
+import { partitionRootGuid } from "../directory/partition.ts";
+import { normalizeValue } from "../directory/values.ts";
+import { type Guid, isGuid } from "../ids.ts";
+import { fail, ok, type Result } from "../result.ts";
+import type { EntryRow, Store } from "../store.ts";
+import { namingWalkMax } from "./naming.ts";
+
+/** The marker Active Directory puts between a conflict loser's RDN value and its GUID. */
+export const conflictMarker = "\nCNF:";
+
+/** The RDN under which a conflict loser is shown: `<first value>\nCNF:<guid>`, other AVAs kept. */
+export function conflictRdn(rdn: string, guid: Guid): string {
+  const parsed = parseRdn(rdn);
+  assert(parsed.ok, `stored RDN does not parse: ${rdn}`);
+  const [first, ...rest] = parsed.value.avas;
+  assert(first !== undefined, "RDN without AVA");
+  const value = `${first.value}${conflictMarker}${guid}`;
+  const mangled = { ...first, value, valueNorm: normalizeValue(value) };
+  return formatRdn(makeRdn([mangled, ...rest]));
+}
+
+export function effectiveRdn(row: EntryRow): string {
+  return row.conflict ? conflictRdn(row.rdn, row.guid) : row.rdn;
+}
+
+/** The effective DN of a live entry, walking effective parents up to the partition root. */
+export function entryDn(store: Store, row: EntryRow): string {
+  const parts: string[] = [effectiveRdn(row)];
+  let parent = row.parentEff;
+  for (let steps = 0; parent !== null; steps++) {
+    assert(steps < namingWalkMax, "effective-parent chain exceeds namingWalkMax");
+    const parentRow = store.getEntry(parent);
+    if (parentRow === undefined) {
+      // The root or LostAndFound of a partition has not arrived yet: name it by its role.
+      parts.push(
+        parent === partitionRootGuid(row.partition) ? row.partition : `cn=LostAndFound,${row.partition}`,
+      );
+      break;
+    }
+    parts.push(effectiveRdn(parentRow));
+    parent = parentRow.parentEff;
+  }
+  return parts.join(",");
+}
+
+/** A partition root holds the whole partition DN as its "RDN"; find the partition of a DN. */
+export function findPartition(store: Store, dn: Dn): { root: EntryRow; depth: number } | undefined {
+  for (let depth = dn.rdns.length; depth >= 1; depth--) {
+    const suffix: Dn = { rdns: dn.rdns.slice(dn.rdns.length - depth) };
+    const root = store.getEntry(partitionRootGuid(normalizeDn(suffix)));
+    if (root !== undefined && !root.deleted && root.parent === null) return { root, depth };
+  }
+  return undefined;
+}
+
+/** Resolves a DN to its live entry, or fails with no-such-entry and the matched DN. */
+export function resolveDn(store: Store, dnText: string): Result<EntryRow> {
+  const parsed = parseDn(dnText);
+  if (!parsed.ok) return parsed;
+  return resolveParsedDn(store, parsed.value);
+}
+
+export function resolveParsedDn(store: Store, dn: Dn): Result<EntryRow> {
+  const partition = findPartition(store, dn);
+  if (partition === undefined) {
+    return fail("no-such-entry", `no partition holds ${formatDn(dn)}`, { matchedDn: "" });
+  }
+  let current = partition.root;
+  const remaining = dn.rdns.slice(0, dn.rdns.length - partition.depth);
+  for (let index = remaining.length - 1; index >= 0; index--) {
+    const rdn = remaining[index] as Rdn;
+    const child = findChild(store, current.guid, rdn);
+    if (child === undefined) {
+      return fail("no-such-entry", `no entry ${formatDn(dn)}`, {
+        matchedDn: formatDn({ rdns: dn.rdns.slice(index + 1) }),
+      });
+    }
+    current = child;
+  }
+  return ok(current);
+}
+
+/** The live child of `parent` shown under `rdn`: the winner of its name, or a named conflict loser. */
+export function findChild(store: Store, parent: Guid, rdn: Rdn): EntryRow | undefined {
+  const candidates = store.findByName(parent, normalizeRdn(rdn));
+  const winner = candidates.find((row) => !row.conflict);
+  if (winner !== undefined) return winner;
+  return findConflictLoser(store, parent, rdn);
+}
+
+function findConflictLoser(store: Store, parent: Guid, rdn: Rdn): EntryRow | undefined {
+  const first = rdn.avas[0];
+  if (first === undefined) return undefined;
+  const at = first.value.lastIndexOf(conflictMarker);
+  if (at < 0) return undefined;
+  const guid = first.value.slice(at + conflictMarker.length);
+  if (!isGuid(guid)) return undefined;
+  const row = store.getEntry(guid);
+  if (row === undefined || row.deleted || !row.conflict || row.parentEff !== parent) return undefined;
+  const claimed = parseRdn(row.rdn);
+  if (!claimed.ok) return undefined;
+  const shown = parseRdn(conflictRdn(row.rdn, guid));
+  return shown.ok && normalizeRdn(shown.value) === normalizeRdn(rdn) ? row : undefined;
+}

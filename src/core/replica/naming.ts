@@ -1,0 +1,205 @@
+import { assert } from "../assert.ts";
+import { lostAndFoundGuid, partitionRootGuid } from "../directory/partition.ts";
+import type { Guid } from "../ids.ts";
+import { nameItem } from "../replication/items.ts";
+import { compareStamps, type Stamp } from "../replication/stamp.ts";
+import type { EntryRow, Placement, Store } from "../store.ts";
+
+/**
+ * Derived naming. The replicated state of an entry holds only its *claimed* name: an RDN and a
+ * parent GUID. Where the entry actually appears is a pure function of the replicated state of
+ * all entries, so every replica that holds the same replicated state shows the same tree,
+ * whatever order the changes arrived in:
+ *
+ * 1. Placement. A live entry whose claimed parent is missing, a tombstone, or in another
+ *    partition is an *orphan*: it appears under its partition's LostAndFound. Concurrent moves
+ *    can make claimed parents form a cycle; in each cycle the member with the greatest name
+ *    stamp (then GUID) is the *cycle breaker* and also appears under LostAndFound. The root and
+ *    LostAndFound of a partition always count as present (their GUIDs are derived).
+ * 2. Conflicts. Among live entries with the same effective parent and the same normalised RDN,
+ *    the winner is the system entry, else the one with the greatest name stamp, then GUID; every
+ *    other one is a *conflict* and is shown under the name `<rdn value>\nCNF:<guid>` (the newline
+ *    is written `\0A` in DN strings), as Active Directory does.
+ *
+ * The derived columns (parentEff, placement, conflict) are maintained incrementally by
+ * refreshNaming after every change of a claim, of liveness, or of existence.
+ */
+export interface NamingChange {
+  readonly guid: Guid;
+  /** The (effective parent, rdnNorm) the entry was listed under before, if it was live. */
+  readonly previousGroup: NameGroup | null;
+  /** The entry is new on this replica, or just became a tombstone: its claimants move. */
+  readonly existenceChanged: boolean;
+}
+
+export interface NameGroup {
+  readonly parent: Guid;
+  readonly rdnNorm: string;
+}
+
+/** Claimed-parent chains longer than this are a broken invariant, not data. */
+export const namingWalkMax = 1_000_000;
+const claimantsPageSize = 1000;
+const cycleBreakersMax = 10_000;
+
+export function refreshNaming(store: Store, changes: readonly NamingChange[]): void {
+  const affected = new Map<Guid, true>();
+  const groups = new Map<string, NameGroup>();
+  for (const change of changes) {
+    affected.set(change.guid, true);
+    if (change.previousGroup !== null) addGroup(groups, change.previousGroup);
+    if (change.existenceChanged)
+      for (const guid of allClaimants(store, change.guid)) affected.set(guid, true);
+  }
+  // A cycle breaker goes back under its claimed parent once any change broke its cycle.
+  for (const breaker of store.listCycleBreakers(cycleBreakersMax)) affected.set(breaker.guid, true);
+
+  for (const guid of affected.keys()) {
+    const row = store.getEntry(guid);
+    if (row === undefined || row.deleted) continue;
+    for (const update of placementUpdates(store, row)) {
+      addGroupOf(groups, update.before);
+      addGroupOf(groups, update.after);
+      store.putEntry(update.after);
+    }
+    const current = store.getEntry(guid);
+    if (current !== undefined) addGroupOf(groups, current);
+  }
+  for (const group of groups.values()) resolveConflictGroup(store, group);
+}
+
+function addGroupOf(groups: Map<string, NameGroup>, row: EntryRow): void {
+  if (row.parentEff !== null && !row.deleted)
+    addGroup(groups, { parent: row.parentEff, rdnNorm: row.rdnNorm });
+}
+
+function addGroup(groups: Map<string, NameGroup>, group: NameGroup): void {
+  groups.set(`${group.parent}\u0000${group.rdnNorm}`, group);
+}
+
+function allClaimants(store: Store, parent: Guid): Guid[] {
+  const out: Guid[] = [];
+  let after: Guid | null = null;
+  for (;;) {
+    const page = store.listClaimants(parent, after, claimantsPageSize);
+    for (const row of page) out.push(row.guid);
+    const last = page.at(-1);
+    if (last === undefined || page.length < claimantsPageSize) return out;
+    after = last.guid;
+  }
+}
+
+interface PlacementUpdate {
+  readonly before: EntryRow;
+  readonly after: EntryRow;
+}
+
+/** The rows whose derived placement must change for `row` (itself, or a whole cycle). */
+function placementUpdates(store: Store, row: EntryRow): PlacementUpdate[] {
+  const target = placementOf(store, row);
+  if (target.kind === "cycle") return cycleUpdates(store, target.members);
+  const after = withPlacement(row, target.parentEff, target.placement);
+  return after === row ? [] : [{ before: row, after }];
+}
+
+type PlacementTarget =
+  | { readonly kind: "placed"; readonly parentEff: Guid | null; readonly placement: Placement }
+  | { readonly kind: "cycle"; readonly members: readonly EntryRow[] };
+
+function placementOf(store: Store, row: EntryRow): PlacementTarget {
+  const claimed = row.parent;
+  if (claimed === null) return { kind: "placed", parentEff: null, placement: "normal" };
+  if (isAlwaysPresent(claimed, row.partition))
+    return { kind: "placed", parentEff: claimed, placement: "normal" };
+  const parent = store.getEntry(claimed);
+  if (parent === undefined || parent.deleted || parent.partition !== row.partition) {
+    return { kind: "placed", parentEff: lostAndFoundGuid(row.partition), placement: "orphan" };
+  }
+  // Only an entry that something claims as its parent can be on a cycle.
+  if (store.listClaimants(row.guid, null, 1).length === 0) {
+    return { kind: "placed", parentEff: claimed, placement: "normal" };
+  }
+  const members = cycleThrough(store, row, parent);
+  if (members === null) return { kind: "placed", parentEff: claimed, placement: "normal" };
+  return { kind: "cycle", members };
+}
+
+/** Follows claimed parents up from `parent`; returns the cycle's members if it leads back to `row`. */
+function cycleThrough(store: Store, row: EntryRow, parent: EntryRow): EntryRow[] | null {
+  const chain: EntryRow[] = [row];
+  const seen = new Set<Guid>([row.guid]);
+  let current = parent;
+  for (let steps = 0; ; steps++) {
+    assert(steps < namingWalkMax, "claimed-parent chain exceeds namingWalkMax");
+    if (current.guid === row.guid) return chain;
+    if (seen.has(current.guid)) return null; // hangs off another cycle, which has its own breaker
+    seen.add(current.guid);
+    chain.push(current);
+    const next = current.parent;
+    if (next === null || isAlwaysPresent(next, row.partition)) return null;
+    const nextRow = store.getEntry(next);
+    if (nextRow === undefined || nextRow.deleted || nextRow.partition !== row.partition) return null;
+    current = nextRow;
+  }
+}
+
+function cycleUpdates(store: Store, members: readonly EntryRow[]): PlacementUpdate[] {
+  let breaker: { guid: Guid; stamp: Stamp } | undefined;
+  for (const member of members) {
+    const stamp = nameStamp(store, member.guid);
+    if (breaker === undefined || compareNames(stamp, member.guid, breaker.stamp, breaker.guid) > 0) {
+      breaker = { guid: member.guid, stamp };
+    }
+  }
+  const updates: PlacementUpdate[] = [];
+  for (const member of members) {
+    const isBreaker = member.guid === breaker?.guid;
+    const after = isBreaker
+      ? withPlacement(member, lostAndFoundGuid(member.partition), "cycle")
+      : withPlacement(member, member.parent, "normal");
+    if (after !== member) updates.push({ before: member, after });
+  }
+  return updates;
+}
+
+function withPlacement(row: EntryRow, parentEff: Guid | null, placement: Placement): EntryRow {
+  if (row.parentEff === parentEff && row.placement === placement) return row;
+  return { ...row, parentEff, placement };
+}
+
+function isAlwaysPresent(guid: Guid, partition: string): boolean {
+  return guid === partitionRootGuid(partition) || guid === lostAndFoundGuid(partition);
+}
+
+function nameStamp(store: Store, guid: Guid): Stamp {
+  const item = store.getItem(guid, nameItem, "");
+  assert(item !== undefined, `entry ${guid} has no name item`);
+  return item.stamp;
+}
+
+function compareNames(a: Stamp, aGuid: Guid, b: Stamp, bGuid: Guid): number {
+  const byStamp = compareStamps(a, b);
+  if (byStamp !== 0) return byStamp;
+  return aGuid < bGuid ? -1 : aGuid > bGuid ? 1 : 0;
+}
+
+/** Marks every member of a name group but its winner as a conflict. */
+function resolveConflictGroup(store: Store, group: NameGroup): void {
+  const members = store.findByName(group.parent, group.rdnNorm);
+  let winner: { row: EntryRow; stamp: Stamp } | undefined;
+  for (const row of members) {
+    const stamp = nameStamp(store, row.guid);
+    if (winner === undefined || beats(row, stamp, winner.row, winner.stamp)) winner = { row, stamp };
+  }
+  for (const row of members) {
+    const conflict = row.guid !== winner?.row.guid;
+    if (row.conflict !== conflict) store.putEntry({ ...row, conflict });
+  }
+}
+
+function beats(row: EntryRow, stamp: Stamp, other: EntryRow, otherStamp: Stamp): boolean {
+  const system = isAlwaysPresent(row.guid, row.partition);
+  const otherSystem = isAlwaysPresent(other.guid, other.partition);
+  if (system !== otherSystem) return system;
+  return compareNames(stamp, row.guid, otherStamp, other.guid) > 0;
+}

@@ -1,0 +1,620 @@
+import { assert } from "../assert.ts";
+import {
+  type Dn,
+  dnParent,
+  formatDn,
+  formatRdn,
+  normalizeDn,
+  normalizeRdn,
+  parseDn,
+  parseRdn,
+  type Rdn,
+} from "../directory/dn.ts";
+import {
+  isSystemGuid,
+  lostAndFoundGuid,
+  lostAndFoundRdn,
+  partitionRootGuid,
+} from "../directory/partition.ts";
+import {
+  attributesPerEntryMax,
+  isLinkAttribute,
+  modificationsPerRequestMax,
+  subtreeDeleteEntriesMax,
+} from "../directory/schema.ts";
+import type { Guid, Usn } from "../ids.ts";
+import { deletedItem, nameItem } from "../replication/items.ts";
+import { fail, ok, type Result } from "../result.ts";
+import type { EntryRow } from "../store.ts";
+import {
+  applyModification,
+  attributeChanged,
+  attributeTypeOf,
+  keyedValues,
+  loadAttribute,
+  type Modification,
+  valueKey,
+  type WorkingAttribute,
+} from "./attributes.ts";
+import type { ReplicaContext } from "./context.ts";
+import { entryDn, findPartition, resolveDn, resolveParsedDn } from "./lookup.ts";
+import { refreshNaming } from "./naming.ts";
+
+/** A client's write. Each one is one originating write: new stamps, one USN per entry touched. */
+export type WriteRequest =
+  | {
+      readonly op: "add";
+      readonly dn: string;
+      readonly attributes: Readonly<Record<string, readonly string[]>>;
+    }
+  | { readonly op: "modify"; readonly dn: string; readonly changes: readonly Modification[] }
+  | { readonly op: "delete"; readonly dn: string; readonly subtree?: boolean }
+  | {
+      readonly op: "modifyDn";
+      readonly dn: string;
+      readonly newRdn: string;
+      /** Remove the old RDN's values from the entry (default true). */
+      readonly deleteOldRdn?: boolean;
+      /** Move under this entry; default: stay under the current parent. */
+      readonly newParent?: string;
+    };
+
+export interface WriteOutcome {
+  readonly guid: Guid;
+  /** The entry's DN after the write (its last DN for a delete). */
+  readonly dn: string;
+  /** The USN of the write; for a subtree delete, the last one; unchanged when nothing changed. */
+  readonly usn: Usn;
+  /** Entries written: 0 when the write changed nothing, more than 1 for a subtree delete. */
+  readonly entries: number;
+}
+
+/**
+ * Every function below checks everything first and writes afterwards: once it has taken a USN
+ * it cannot fail, so a failed request leaves the store untouched even inside a batch.
+ */
+export function originate(ctx: ReplicaContext, request: WriteRequest): Result<WriteOutcome> {
+  switch (request.op) {
+    case "add":
+      return addEntry(ctx, request.dn, request.attributes);
+    case "modify":
+      return modifyEntry(ctx, request.dn, request.changes);
+    case "delete":
+      return deleteEntry(ctx, request.dn, request.subtree === true);
+    case "modifyDn":
+      return modifyDn(ctx, request);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// add
+
+interface NewEntry {
+  readonly guid: Guid;
+  readonly partition: string;
+  readonly rdn: string;
+  readonly parent: Guid | null;
+  readonly attributes: readonly WorkingAttribute[];
+}
+
+function addEntry(ctx: ReplicaContext, dnText: string, attributes: unknown): Result<WriteOutcome> {
+  const dn = parseDn(dnText);
+  if (!dn.ok) return dn;
+  const rdn = dn.value.rdns[0];
+  if (rdn === undefined) return fail("invalid-dn", "the empty DN names no entry");
+  const parentDn = dnParent(dn.value);
+  const parent = resolveParsedDn(ctx.store, parentDn);
+  if (!parent.ok) {
+    return fail(
+      "no-such-parent",
+      `the parent ${formatDn(parentDn)} does not exist`,
+      parentMatched(parent.error.matchedDn),
+    );
+  }
+  if (ctx.store.findByName(parent.value.guid, normalizeRdn(rdn)).length > 0) {
+    return fail("entry-exists", `${formatDn(dn.value)} already exists`);
+  }
+  const working = attributesForAdd(ctx, attributes, rdn);
+  if (!working.ok) return working;
+  const guid = ctx.newGuid();
+  const usn = createEntry(ctx, {
+    guid,
+    partition: parent.value.partition,
+    rdn: formatRdn(rdn),
+    parent: parent.value.guid,
+    attributes: working.value,
+  });
+  return ok({ guid, dn: formatDn(dn.value), usn, entries: 1 });
+}
+
+function parentMatched(matchedDn: string | undefined): { matchedDn?: string } {
+  return matchedDn === undefined ? {} : { matchedDn };
+}
+
+/** Validates an add request's attributes and adds the RDN's values where they are missing. */
+function attributesForAdd(ctx: ReplicaContext, input: unknown, rdn: Rdn): Result<WorkingAttribute[]> {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    return fail("invalid-request", "attributes must be an object of attribute type to list of values");
+  }
+  const entries = Object.entries(input);
+  if (entries.length > attributesPerEntryMax) {
+    return fail("limit-exceeded", `an entry has at most ${attributesPerEntryMax} attributes`);
+  }
+  const byType = new Map<string, WorkingAttribute>();
+  for (const [rawType, rawValues] of entries) {
+    const type = attributeTypeOf(rawType);
+    if (!type.ok) return type;
+    if (byType.has(type.value.typeNorm)) return fail("invalid-attribute", `${rawType} is given twice`);
+    const values = keyedValues(ctx.schema, rawType, rawValues);
+    if (!values.ok) return values;
+    if (values.value.length === 0) return fail("invalid-value", `${rawType} needs at least one value`);
+    byType.set(type.value.typeNorm, newAttribute(ctx, rawType, values.value));
+  }
+  const objectClass = byType.get("objectclass");
+  if (objectClass === undefined) return fail("object-class-violation", "an entry needs an objectClass");
+  const naming = addNamingValues(ctx, byType, rdn);
+  if (!naming.ok) return naming;
+  return ok([...byType.values()]);
+}
+
+function newAttribute(
+  ctx: ReplicaContext,
+  type: string,
+  values: WorkingAttribute["current"],
+): WorkingAttribute {
+  const typeNorm = type.toLowerCase();
+  return {
+    type,
+    typeNorm,
+    link: isLinkAttribute(ctx.schema, typeNorm),
+    items: [],
+    original: [],
+    current: [...values],
+  };
+}
+
+/** LDAP keeps the RDN's values in the entry: add each one that is missing. */
+function addNamingValues(ctx: ReplicaContext, byType: Map<string, WorkingAttribute>, rdn: Rdn): Result<void> {
+  for (const ava of rdn.avas) {
+    if (isLinkAttribute(ctx.schema, ava.typeNorm)) {
+      return fail("invalid-dn", `the link-valued attribute ${ava.type} cannot name an entry`);
+    }
+    const key = valueKey(ctx.schema, ava.typeNorm, ava.value);
+    if (!key.ok) return key;
+    const attribute = byType.get(ava.typeNorm) ?? newAttribute(ctx, ava.type, []);
+    if (!attribute.current.some((value) => value.key === key.value)) {
+      attribute.current.push({ value: ava.value, key: key.value });
+    }
+    byType.set(ava.typeNorm, attribute);
+  }
+  return ok(undefined);
+}
+
+/** Writes a new live entry with version-1 stamps. Cannot fail: callers have checked everything. */
+function createEntry(ctx: ReplicaContext, entry: NewEntry): Usn {
+  const usn = ctx.nextUsn();
+  const stamp = ctx.originatingStamp(undefined, usn);
+  const parsedRdn = parseRdn(entry.rdn);
+  assert(parsedRdn.ok || entry.parent === null, "createEntry with an invalid RDN");
+  const rdnNorm =
+    entry.parent === null ? rdnNormOfRoot(entry.rdn) : parsedRdn.ok ? normalizeRdn(parsedRdn.value) : "";
+  ctx.store.putEntry({
+    guid: entry.guid,
+    partition: entry.partition,
+    origin: { invocation: ctx.meta.invocation, usn },
+    rdn: entry.rdn,
+    rdnNorm,
+    parent: entry.parent,
+    deleted: false,
+    tombstoneSince: null,
+    parentEff: entry.parent,
+    placement: "normal",
+    conflict: false,
+    usnCreated: usn,
+    usnChanged: usn,
+  });
+  ctx.store.putItem({
+    guid: entry.guid,
+    attribute: nameItem,
+    key: "",
+    value: { kind: "name", rdn: entry.rdn, parent: entry.parent },
+    stamp,
+    localUsn: usn,
+  });
+  for (const attribute of entry.attributes) writeAttribute(ctx, entry.guid, attribute, usn);
+  refreshNaming(ctx.store, [{ guid: entry.guid, previousGroup: null, existenceChanged: true }]);
+  return usn;
+}
+
+function rdnNormOfRoot(dnText: string): string {
+  const dn = parseDn(dnText);
+  assert(dn.ok, "partition DN does not parse");
+  return normalizeDn(dn.value);
+}
+
+/** Writes the difference between an attribute's original and current values, stamped `usn`. */
+function writeAttribute(ctx: ReplicaContext, guid: Guid, attribute: WorkingAttribute, usn: Usn): void {
+  if (!attribute.link) {
+    if (!attributeChanged(attribute)) return;
+    const previous = attribute.items[0];
+    ctx.store.putItem({
+      guid,
+      attribute: attribute.typeNorm,
+      key: "",
+      value: { kind: "values", type: attribute.type, values: attribute.current.map((value) => value.value) },
+      stamp: ctx.originatingStamp(previous?.stamp, usn),
+      localUsn: usn,
+    });
+    return;
+  }
+  const wanted = new Map(attribute.current.map((value) => [value.key, value.value]));
+  const stored = new Map(attribute.items.map((item) => [item.key, item]));
+  for (const key of new Set([...wanted.keys(), ...stored.keys()])) {
+    const item = stored.get(key);
+    const wasPresent = item?.value.kind === "link" && item.value.present;
+    const value = wanted.get(key);
+    if ((value !== undefined) === wasPresent) continue;
+    const shown = value ?? (item?.value.kind === "link" ? item.value.value : key);
+    ctx.store.putItem({
+      guid,
+      attribute: attribute.typeNorm,
+      key,
+      value: { kind: "link", type: attribute.type, value: shown, present: value !== undefined },
+      stamp: ctx.originatingStamp(item?.stamp, usn),
+      localUsn: usn,
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// modify
+
+function modifyEntry(
+  ctx: ReplicaContext,
+  dnText: string,
+  changes: readonly Modification[],
+): Result<WriteOutcome> {
+  const row = resolveDn(ctx.store, dnText);
+  if (!row.ok) return row;
+  if (!Array.isArray(changes) || changes.length === 0)
+    return fail("invalid-request", "a modify needs changes");
+  if (changes.length > modificationsPerRequestMax) {
+    return fail("limit-exceeded", `a modify holds at most ${modificationsPerRequestMax} changes`);
+  }
+  const plan = planModifications(ctx, row.value, changes, row.value.rdn);
+  if (!plan.ok) return plan;
+  const dn = entryDn(ctx.store, row.value);
+  if (!plan.value.some(attributeChanged)) {
+    return ok({ guid: row.value.guid, dn, usn: row.value.usnChanged, entries: 0 });
+  }
+  const usn = ctx.nextUsn();
+  for (const attribute of plan.value) writeAttribute(ctx, row.value.guid, attribute, usn);
+  ctx.store.putEntry({ ...row.value, usnChanged: usn });
+  return ok({ guid: row.value.guid, dn, usn, entries: 1 });
+}
+
+/** Applies modifications to working copies and checks the entry they would leave. */
+function planModifications(
+  ctx: ReplicaContext,
+  row: EntryRow,
+  changes: readonly Modification[],
+  rdnAfter: string,
+): Result<WorkingAttribute[]> {
+  const working = new Map<string, WorkingAttribute>();
+  for (const change of changes) {
+    const planned = planOne(ctx, row, working, change);
+    if (!planned.ok) return planned;
+  }
+  const checked = checkEntryAfter(ctx, row, working, rdnAfter);
+  if (!checked.ok) return checked;
+  return ok([...working.values()]);
+}
+
+function planOne(
+  ctx: ReplicaContext,
+  row: EntryRow,
+  working: Map<string, WorkingAttribute>,
+  change: Modification,
+): Result<void> {
+  if (typeof change !== "object" || change === null)
+    return fail("invalid-request", "a change must be an object");
+  if (!["add", "delete", "replace"].includes(change.operation)) {
+    return fail("invalid-request", `unknown modify operation '${String(change.operation)}'`);
+  }
+  const type = attributeTypeOf(change.attribute);
+  if (!type.ok) return type;
+  const values = keyedValues(ctx.schema, type.value.type, change.values ?? []);
+  if (!values.ok) return values;
+  const attribute =
+    working.get(type.value.typeNorm) ?? loadAttribute(ctx.store, ctx.schema, row.guid, type.value.type);
+  working.set(type.value.typeNorm, attribute);
+  return applyModification(attribute, change.operation, values.value);
+}
+
+function checkEntryAfter(
+  ctx: ReplicaContext,
+  row: EntryRow,
+  working: Map<string, WorkingAttribute>,
+  rdnAfter: string,
+): Result<void> {
+  const objectClass = working.get("objectclass");
+  if (objectClass !== undefined && objectClass.current.length === 0) {
+    return fail("object-class-violation", "an entry cannot lose all its objectClass values");
+  }
+  if (row.parent !== null) {
+    const rdn = parseRdn(rdnAfter);
+    assert(rdn.ok, "stored RDN does not parse");
+    for (const ava of rdn.value.avas) {
+      const attribute = working.get(ava.typeNorm);
+      const key = valueKey(ctx.schema, ava.typeNorm, ava.value);
+      if (attribute !== undefined && key.ok && !attribute.current.some((value) => value.key === key.value)) {
+        return fail("not-allowed-on-rdn", `${ava.type}=${ava.value} names the entry and cannot be removed`);
+      }
+    }
+  }
+  const added = [...working.values()].filter((a) => a.original.length === 0 && a.current.length > 0);
+  if (added.length > 0 && countAttributes(ctx, row.guid, working) > attributesPerEntryMax) {
+    return fail("limit-exceeded", `an entry has at most ${attributesPerEntryMax} attributes`);
+  }
+  return ok(undefined);
+}
+
+function countAttributes(ctx: ReplicaContext, guid: Guid, working: Map<string, WorkingAttribute>): number {
+  const present = new Set<string>();
+  for (const item of ctx.store.getItems(guid)) {
+    const value = item.value;
+    if ((value.kind === "values" && value.values.length > 0) || (value.kind === "link" && value.present)) {
+      present.add(item.attribute);
+    }
+  }
+  for (const attribute of working.values()) {
+    if (attribute.current.length > 0) present.add(attribute.typeNorm);
+    else present.delete(attribute.typeNorm);
+  }
+  return present.size;
+}
+
+// ---------------------------------------------------------------------------------------------
+// delete
+
+function deleteEntry(ctx: ReplicaContext, dnText: string, subtree: boolean): Result<WriteOutcome> {
+  const row = resolveDn(ctx.store, dnText);
+  if (!row.ok) return row;
+  if (isSystemGuid(row.value.guid, row.value.partition)) {
+    return fail("system-entry", "a partition root or its LostAndFound cannot be deleted");
+  }
+  const dn = entryDn(ctx.store, row.value);
+  if (!subtree) {
+    if (ctx.store.hasChildren(row.value.guid)) return fail("not-leaf", `${dn} has children`);
+    const usn = tombstone(ctx, row.value);
+    return ok({ guid: row.value.guid, dn, usn, entries: 1 });
+  }
+  const doomed = collectSubtree(ctx, row.value);
+  if (!doomed.ok) return doomed;
+  let usn = row.value.usnChanged;
+  // Children first, so that no entry is orphaned on its way out.
+  for (const entry of doomed.value.reverse()) usn = tombstone(ctx, entry);
+  return ok({ guid: row.value.guid, dn, usn, entries: doomed.value.length });
+}
+
+/** The subtree in breadth-first order, root first; bounded by subtreeDeleteEntriesMax. */
+function collectSubtree(ctx: ReplicaContext, root: EntryRow): Result<EntryRow[]> {
+  const out: EntryRow[] = [root];
+  for (let index = 0; index < out.length; index++) {
+    const parent = out[index] as EntryRow;
+    for (const child of allChildren(ctx, parent.guid)) {
+      if (out.length >= subtreeDeleteEntriesMax) {
+        return fail("limit-exceeded", `a subtree delete removes at most ${subtreeDeleteEntriesMax} entries`);
+      }
+      out.push(child);
+    }
+  }
+  return ok(out);
+}
+
+const childrenPageSize = 1000;
+
+export function allChildren(ctx: ReplicaContext, parent: Guid): EntryRow[] {
+  const out: EntryRow[] = [];
+  let after: { rdnNorm: string; guid: Guid } | null = null;
+  for (;;) {
+    const page = ctx.store.listChildren(parent, after, childrenPageSize);
+    out.push(...page);
+    const last = page.at(-1);
+    if (last === undefined || page.length < childrenPageSize) return out;
+    after = { rdnNorm: last.rdnNorm, guid: last.guid };
+  }
+}
+
+/** Makes a live entry a tombstone: keeps its GUID, name and parent, drops every attribute. */
+function tombstone(ctx: ReplicaContext, row: EntryRow): Usn {
+  const usn = ctx.nextUsn();
+  const previous = ctx.store.getItem(row.guid, deletedItem, "");
+  ctx.store.putItem({
+    guid: row.guid,
+    attribute: deletedItem,
+    key: "",
+    value: { kind: "deleted" },
+    stamp: ctx.originatingStamp(previous?.stamp, usn),
+    localUsn: usn,
+  });
+  ctx.store.removeItemsExcept(row.guid, [nameItem, deletedItem]);
+  ctx.store.putEntry({ ...row, deleted: true, tombstoneSince: ctx.now(), conflict: false, usnChanged: usn });
+  refreshNaming(ctx.store, [{ guid: row.guid, previousGroup: groupOf(row), existenceChanged: true }]);
+  return usn;
+}
+
+function groupOf(row: EntryRow): { parent: Guid; rdnNorm: string } | null {
+  return row.parentEff === null || row.deleted ? null : { parent: row.parentEff, rdnNorm: row.rdnNorm };
+}
+
+// ---------------------------------------------------------------------------------------------
+// modifyDn (rename and move)
+
+function modifyDn(
+  ctx: ReplicaContext,
+  request: Extract<WriteRequest, { op: "modifyDn" }>,
+): Result<WriteOutcome> {
+  const row = resolveDn(ctx.store, request.dn);
+  if (!row.ok) return row;
+  if (isSystemGuid(row.value.guid, row.value.partition)) {
+    return fail("system-entry", "a partition root or its LostAndFound cannot be renamed or moved");
+  }
+  const newRdn = parseRdn(request.newRdn);
+  if (!newRdn.ok) return newRdn;
+  const parent = targetParent(ctx, row.value, request.newParent);
+  if (!parent.ok) return parent;
+  const rdnNorm = normalizeRdn(newRdn.value);
+  const taken = ctx.store
+    .findByName(parent.value.guid, rdnNorm)
+    .filter((other) => other.guid !== row.value.guid);
+  if (taken.length > 0) return fail("entry-exists", `an entry named ${formatRdn(newRdn.value)} exists there`);
+  const changes = namingChanges(ctx, row.value, newRdn.value, request.deleteOldRdn !== false);
+  if (!changes.ok) return changes;
+  const rdn = formatRdn(newRdn.value);
+  const plan = planModifications(ctx, row.value, changes.value, rdn);
+  if (!plan.ok) return plan;
+
+  const usn = ctx.nextUsn();
+  const previousName = ctx.store.getItem(row.value.guid, nameItem, "");
+  ctx.store.putItem({
+    guid: row.value.guid,
+    attribute: nameItem,
+    key: "",
+    value: { kind: "name", rdn, parent: parent.value.guid },
+    stamp: ctx.originatingStamp(previousName?.stamp, usn),
+    localUsn: usn,
+  });
+  for (const attribute of plan.value) writeAttribute(ctx, row.value.guid, attribute, usn);
+  ctx.store.putEntry({ ...row.value, rdn, rdnNorm, parent: parent.value.guid, usnChanged: usn });
+  refreshNaming(ctx.store, [
+    { guid: row.value.guid, previousGroup: groupOf(row.value), existenceChanged: false },
+  ]);
+  const moved = ctx.store.getEntry(row.value.guid);
+  assert(moved !== undefined, "renamed entry vanished");
+  return ok({ guid: row.value.guid, dn: entryDn(ctx.store, moved), usn, entries: 1 });
+}
+
+function targetParent(ctx: ReplicaContext, row: EntryRow, newParent: string | undefined): Result<EntryRow> {
+  if (newParent === undefined) {
+    const current = row.parentEff === null ? undefined : ctx.store.getEntry(row.parentEff);
+    if (current === undefined)
+      return fail("no-such-parent", "the entry's parent has not replicated here yet");
+    return ok(current);
+  }
+  const parent = resolveDn(ctx.store, newParent);
+  if (!parent.ok) return fail("no-such-parent", `the new parent ${newParent} does not exist`);
+  if (parent.value.partition !== row.partition) {
+    return fail("cross-partition-move", "an entry cannot move to another partition");
+  }
+  for (let current: EntryRow | undefined = parent.value; current !== undefined; ) {
+    if (current.guid === row.guid) return fail("move-into-own-subtree", "an entry cannot move under itself");
+    current = current.parentEff === null ? undefined : ctx.store.getEntry(current.parentEff);
+  }
+  return ok(parent.value);
+}
+
+/** The value changes a rename implies: add the new RDN's values, drop the old ones if asked. */
+function namingChanges(
+  ctx: ReplicaContext,
+  row: EntryRow,
+  newRdn: Rdn,
+  deleteOld: boolean,
+): Result<Modification[]> {
+  const changes: Modification[] = [];
+  const newKeys = new Set<string>();
+  for (const ava of newRdn.avas) {
+    if (isLinkAttribute(ctx.schema, ava.typeNorm)) {
+      return fail("invalid-dn", `the link-valued attribute ${ava.type} cannot name an entry`);
+    }
+    newKeys.add(`${ava.typeNorm}=${ava.valueNorm}`);
+    const present = loadAttribute(ctx.store, ctx.schema, row.guid, ava.type).current;
+    if (!present.some((value) => value.key === ava.valueNorm)) {
+      changes.push({ operation: "add", attribute: ava.type, values: [ava.value] });
+    }
+  }
+  if (!deleteOld) return ok(changes);
+  const oldRdn = parseRdn(row.rdn);
+  assert(oldRdn.ok, "stored RDN does not parse");
+  for (const ava of oldRdn.value.avas) {
+    if (newKeys.has(`${ava.typeNorm}=${ava.valueNorm}`)) continue;
+    const present = loadAttribute(ctx.store, ctx.schema, row.guid, ava.type).current;
+    if (present.some((value) => value.key === ava.valueNorm)) {
+      changes.push({ operation: "delete", attribute: ava.type, values: [ava.value] });
+    }
+  }
+  return ok(changes);
+}
+
+// ---------------------------------------------------------------------------------------------
+// partitions
+
+/** Object classes given to a partition root, by the type of its first RDN. */
+const rootObjectClasses: Readonly<Record<string, readonly string[]>> = {
+  dc: ["top", "domain"],
+  o: ["top", "organization"],
+  ou: ["top", "organizationalUnit"],
+};
+
+/** Creates a partition: its root entry and its LostAndFound container. */
+export function createPartition(
+  ctx: ReplicaContext,
+  dnText: string,
+): Result<{ partition: string; usn: Usn }> {
+  const dn = parseDn(dnText);
+  if (!dn.ok) return dn;
+  const first = dn.value.rdns[0]?.avas[0];
+  if (first === undefined) return fail("invalid-dn", "a partition needs a non-empty DN");
+  const partition = normalizeDn(dn.value);
+  const enclosing = findPartition(ctx.store, dn.value);
+  if (enclosing !== undefined) {
+    const exists = enclosing.depth === dn.value.rdns.length;
+    return exists
+      ? fail("partition-exists", `the partition ${formatDn(dn.value)} exists`)
+      : fail("invalid-request", `${formatDn(dn.value)} lies inside the partition ${enclosing.root.rdn}`);
+  }
+  const nested = ctx.store.listRoots().find((root) => partitionInside(root.partition, dn.value));
+  if (nested !== undefined)
+    return fail("invalid-request", `the partition ${nested.rdn} lies inside ${formatDn(dn.value)}`);
+  const classes = rootObjectClasses[first.typeNorm] ?? ["top", "container"];
+  const rootAttributes: WorkingAttribute[] = [
+    newAttribute(
+      ctx,
+      "objectClass",
+      classes.map((value) => ({ value, key: value.toLowerCase() })),
+    ),
+    newAttribute(ctx, first.type, [{ value: first.value, key: first.valueNorm }]),
+  ];
+  const root = partitionRootGuid(partition);
+  createEntry(ctx, {
+    guid: root,
+    partition,
+    rdn: formatDn(dn.value),
+    parent: null,
+    attributes: rootAttributes,
+  });
+  const lostAndFound: WorkingAttribute[] = [
+    newAttribute(
+      ctx,
+      "objectClass",
+      ["top", "lostAndFound"].map((value) => ({ value, key: value.toLowerCase() })),
+    ),
+    newAttribute(ctx, "cn", [{ value: "LostAndFound", key: "lostandfound" }]),
+  ];
+  const usn = createEntry(ctx, {
+    guid: lostAndFoundGuid(partition),
+    partition,
+    rdn: lostAndFoundRdn,
+    parent: root,
+    attributes: lostAndFound,
+  });
+  return ok({ partition, usn });
+}
+
+function partitionInside(partition: string, dn: Dn): boolean {
+  const parsed = parseDn(partition);
+  if (!parsed.ok) return false;
+  const depth = dn.rdns.length;
+  if (parsed.value.rdns.length <= depth) return false;
+  return normalizeDn({ rdns: parsed.value.rdns.slice(parsed.value.rdns.length - depth) }) === normalizeDn(dn);
+}

@@ -1,0 +1,95 @@
+import type { Usn } from "../ids.ts";
+import { deletedItem, type Item } from "../replication/items.ts";
+import type { ChangePage, ChangeRequest, EntryChange, Watermark } from "../replication/page.ts";
+import { type UtdVector, utdCovers, utdWith } from "../replication/utd.ts";
+import type { EntryRow, ItemRow } from "../store.ts";
+import type { ReplicaContext } from "./context.ts";
+
+/** Rough per-item overhead of the JSON encoding (keys, stamp), for page byte accounting. */
+const itemOverheadBytes = 120;
+const entryOverheadBytes = 160;
+
+/** This replica's UTD as it tells others: the stored vector plus its own invocation at its USN. */
+export function currentUtd(ctx: ReplicaContext): UtdVector {
+  return utdWith(ctx.store.readUtd(), ctx.meta.invocation, ctx.meta.usn);
+}
+
+/**
+ * Builds the next page for a destination. Entries come in usnChanged order after
+ * `from.objectUsn`; of each entry only the items stored after `from.propertyUsn` that the
+ * destination's UTD does not cover travel (propagation dampening). A tombstone always carries
+ * its deletion item, so that a destination that never saw (or already purged) the entry
+ * records a tombstone rather than bringing a deleted entry to life.
+ */
+export function buildPage(ctx: ReplicaContext, request: ChangeRequest): ChangePage {
+  const from = answerableFrom(ctx, request.from);
+  const rows = ctx.store.entriesChangedAfter(from.objectUsn, request.limits.entriesMax + 1);
+  const entries: EntryChange[] = [];
+  let bytes = 0;
+  let scanned = 0;
+  let highUsn: Usn = ctx.meta.usn;
+  let more = false;
+  for (const row of rows) {
+    if (scanned === request.limits.entriesMax || (scanned > 0 && bytes >= request.limits.bytesMax)) {
+      more = true;
+      break;
+    }
+    scanned++;
+    highUsn = row.usnChanged;
+    const change = entryChange(ctx, row, from.propertyUsn, request.utd);
+    if (change === undefined) continue;
+    entries.push(change);
+    bytes += estimateBytes(change);
+  }
+  if (!more) highUsn = Math.max(ctx.meta.usn, from.objectUsn) as Usn;
+  return {
+    source: ctx.meta.nodeId,
+    sourceInvocation: ctx.meta.invocation,
+    from,
+    highUsn,
+    more,
+    utd: currentUtd(ctx),
+    entries,
+  };
+}
+
+/** A watermark in another instance's USN space means nothing here: start that partner over. */
+function answerableFrom(ctx: ReplicaContext, from: Watermark): Watermark {
+  if (from.invocation === ctx.meta.invocation) return from;
+  if (from.invocation === null && from.objectUsn === 0) return from;
+  return { invocation: null, objectUsn: 0 as Usn, propertyUsn: 0 as Usn };
+}
+
+function entryChange(
+  ctx: ReplicaContext,
+  row: EntryRow,
+  propertyUsn: Usn,
+  utd: UtdVector,
+): EntryChange | undefined {
+  const items: Item[] = [];
+  let deletion: Item | undefined;
+  for (const item of ctx.store.getItems(row.guid)) {
+    if (item.attribute === deletedItem) deletion = toItem(item);
+    if (item.localUsn <= propertyUsn || utdCovers(utd, item.stamp)) continue;
+    items.push(toItem(item));
+  }
+  if (items.length === 0) return undefined;
+  if (deletion !== undefined && !items.some((item) => item.attribute === deletedItem)) items.push(deletion);
+  return { guid: row.guid, partition: row.partition, origin: row.origin, items };
+}
+
+function toItem(row: ItemRow): Item {
+  return { attribute: row.attribute, key: row.key, value: row.value, stamp: row.stamp };
+}
+
+function estimateBytes(change: EntryChange): number {
+  let bytes = entryOverheadBytes;
+  for (const item of change.items) {
+    bytes += itemOverheadBytes + item.attribute.length + item.key.length;
+    const value = item.value;
+    if (value.kind === "values") for (const text of value.values) bytes += text.length + 3;
+    else if (value.kind === "link") bytes += value.value.length;
+    else if (value.kind === "name") bytes += value.rdn.length + 40;
+  }
+  return bytes;
+}

@@ -1,0 +1,227 @@
+import { type Filter, matchesFilter, parseFilter } from "../directory/filter.ts";
+import { canonicalType } from "../directory/schema.ts";
+import type { Guid, Usn } from "../ids.ts";
+import { fail, ok, type Result } from "../result.ts";
+import type { ChildCursor, EntryRow, Store } from "../store.ts";
+import { effectiveRdn, entryDn, resolveDn } from "./lookup.ts";
+
+/** An entry as clients see it. Attribute names are as their last writer spelled them. */
+export interface EntryView {
+  readonly dn: string;
+  readonly guid: Guid;
+  readonly attributes: Readonly<Record<string, readonly string[]>>;
+}
+
+export type SearchScope = "base" | "one" | "sub";
+
+export interface SearchRequest {
+  readonly base: string;
+  readonly scope?: SearchScope;
+  /** RFC 4515 filter; default `(objectClass=*)`. */
+  readonly filter?: string;
+  /** Attribute types to return; empty or `*` = all user attributes, `+` = operational, `1.1` = none. */
+  readonly attributes?: readonly string[];
+  readonly sizeLimit?: number;
+}
+
+export interface SearchResult {
+  readonly entries: readonly EntryView[];
+  /** The size limit cut the result short. */
+  readonly truncated: boolean;
+}
+
+export const searchSizeLimitDefault = 1000;
+export const searchSizeLimitMax = 100_000;
+/** Entries one search may examine, matched or not. */
+export const searchScanMax = 2_000_000;
+const childrenPageSize = 500;
+
+/** Operational attributes, returned when asked for by name or with `+`. */
+const operationalAttributes = [
+  "entryGUID",
+  "entryUUID",
+  "usnCreated",
+  "usnChanged",
+  "plexusConflict",
+  "plexusPlacement",
+];
+
+export function getEntry(store: Store, dn: string, attributes?: readonly string[]): Result<EntryView> {
+  const row = resolveDn(store, dn);
+  if (!row.ok) return row;
+  return ok(viewOf(store, row.value, entryDn(store, row.value), selection(attributes)));
+}
+
+export function search(store: Store, request: SearchRequest): Result<SearchResult> {
+  const sizeLimit = request.sizeLimit ?? searchSizeLimitDefault;
+  if (!Number.isSafeInteger(sizeLimit) || sizeLimit < 1 || sizeLimit > searchSizeLimitMax) {
+    return fail("invalid-request", `sizeLimit must be 1..${searchSizeLimitMax}`);
+  }
+  const filter = parseFilter(request.filter ?? "(objectClass=*)");
+  if (!filter.ok) return filter;
+  const scope = request.scope ?? "sub";
+  if (!["base", "one", "sub"].includes(scope)) return fail("invalid-request", `unknown scope '${scope}'`);
+  const base = resolveDn(store, request.base);
+  if (!base.ok) return base;
+  const wanted = selection(request.attributes);
+  const entries: EntryView[] = [];
+  let truncated = false;
+  walk(store, base.value, entryDn(store, base.value), scope, (row, dn) => {
+    const view = matching(store, row, dn, filter.value, wanted);
+    if (view === undefined) return true;
+    if (entries.length === sizeLimit) {
+      truncated = true;
+      return false;
+    }
+    entries.push(view);
+    return true;
+  });
+  return ok({ entries, truncated });
+}
+
+/** Visits the base and, by scope, its children or its whole subtree; stops when visit says so. */
+function walk(
+  store: Store,
+  base: EntryRow,
+  baseDn: string,
+  scope: SearchScope,
+  visit: (row: EntryRow, dn: string) => boolean,
+): void {
+  if (scope !== "one" && !visit(base, baseDn)) return;
+  if (scope === "base") return;
+  const queue: Array<{ guid: Guid; dn: string }> = [{ guid: base.guid, dn: baseDn }];
+  let scanned = 0;
+  for (let index = 0; index < queue.length; index++) {
+    const parent = queue[index];
+    if (parent === undefined) break;
+    let cursor: ChildCursor | null = null;
+    for (;;) {
+      const page = store.listChildren(parent.guid, cursor, childrenPageSize);
+      for (const child of page) {
+        if (++scanned > searchScanMax) return;
+        const dn = `${effectiveRdn(child)},${parent.dn}`;
+        if (!visit(child, dn)) return;
+        if (scope === "sub") queue.push({ guid: child.guid, dn });
+      }
+      const last = page.at(-1);
+      if (last === undefined || page.length < childrenPageSize) break;
+      cursor = { rdnNorm: last.rdnNorm, guid: last.guid };
+    }
+    // Free what has been visited: the queue holds only the frontier's DNs.
+    if (index > 4096) {
+      queue.splice(0, index + 1);
+      index = -1;
+    }
+  }
+}
+
+interface Selection {
+  readonly all: boolean;
+  readonly operational: boolean;
+  readonly names: ReadonlySet<string>;
+}
+
+function selection(attributes: readonly string[] | undefined): Selection {
+  const list = attributes ?? [];
+  const names = new Set(list.map((name) => name.toLowerCase()));
+  const all = list.length === 0 || names.has("*");
+  return { all: all && !(list.length === 1 && names.has("1.1")), operational: names.has("+"), names };
+}
+
+function matching(
+  store: Store,
+  row: EntryRow,
+  dn: string,
+  filter: Filter,
+  wanted: Selection,
+): EntryView | undefined {
+  const values = attributeValues(store, row);
+  const lookup = (type: string): readonly string[] => values.get(type)?.values ?? operational(row, type);
+  if (!matchesFilter(filter, lookup)) return undefined;
+  return present(row, dn, values, wanted);
+}
+
+function viewOf(store: Store, row: EntryRow, dn: string, wanted: Selection): EntryView {
+  return present(row, dn, attributeValues(store, row), wanted);
+}
+
+function present(row: EntryRow, dn: string, values: Map<string, Shown>, wanted: Selection): EntryView {
+  const attributes: Record<string, string[]> = {};
+  for (const [typeNorm, shown] of values) {
+    if (wanted.all || wanted.names.has(typeNorm)) attributes[shown.type] = shown.values;
+  }
+  for (const name of operationalAttributes) {
+    if (!wanted.operational && !wanted.names.has(name.toLowerCase())) continue;
+    const value = operational(row, name.toLowerCase());
+    if (value.length > 0) attributes[name] = [...value];
+  }
+  return { dn, guid: row.guid, attributes };
+}
+
+interface Shown {
+  readonly type: string;
+  readonly values: string[];
+}
+
+function attributeValues(store: Store, row: EntryRow): Map<string, Shown> {
+  const out = new Map<string, Shown>();
+  for (const item of store.getItems(row.guid)) {
+    const value = item.value;
+    if (value.kind === "values" && value.values.length > 0) {
+      out.set(item.attribute, { type: canonicalType(item.attribute, value.type), values: [...value.values] });
+    } else if (value.kind === "link" && value.present) {
+      const shown = out.get(item.attribute) ?? {
+        type: canonicalType(item.attribute, value.type),
+        values: [],
+      };
+      shown.values.push(value.value);
+      out.set(item.attribute, shown);
+    }
+  }
+  return out;
+}
+
+function operational(row: EntryRow, typeNorm: string): readonly string[] {
+  switch (typeNorm) {
+    case "entryguid":
+      return [row.guid];
+    case "entryuuid":
+      return [uuidOf(row.guid)];
+    case "usncreated":
+      return [String(row.usnCreated)];
+    case "usnchanged":
+      return [String(row.usnChanged)];
+    case "plexusconflict":
+      return row.conflict ? ["TRUE"] : [];
+    case "plexusplacement":
+      return row.placement === "normal" ? [] : [row.placement];
+    default:
+      return [];
+  }
+}
+
+function uuidOf(guid: Guid): string {
+  return `${guid.slice(0, 8)}-${guid.slice(8, 12)}-${guid.slice(12, 16)}-${guid.slice(16, 20)}-${guid.slice(20)}`;
+}
+
+/** An entry that needs an operator's eye: a conflict loser, an orphan, or a cycle breaker. */
+export interface ConflictView {
+  readonly dn: string;
+  readonly guid: Guid;
+  readonly kind: "name" | "orphan" | "cycle";
+  /** The RDN the entry's writers gave it. */
+  readonly claimedRdn: string;
+  readonly claimedParent: Guid | null;
+  readonly usnChanged: Usn;
+}
+
+export function listConflicts(store: Store, after: Guid | null, limit: number): ConflictView[] {
+  return store.listConflicts(after, limit).map((row) => ({
+    dn: entryDn(store, row),
+    guid: row.guid,
+    kind: row.placement === "normal" ? "name" : row.placement,
+    claimedRdn: row.rdn,
+    claimedParent: row.parent,
+    usnChanged: row.usnChanged,
+  }));
+}

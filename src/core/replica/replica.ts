@@ -1,0 +1,314 @@
+import { type Canaries, noCanaries } from "../canaries.ts";
+import { makeSchema, type Schema } from "../directory/schema.ts";
+import type { Guid, InvocationId, NodeId, Usn } from "../ids.ts";
+import type { Clock, Random } from "../ports.ts";
+import {
+  type ChangePage,
+  type ChangeRequest,
+  initialWatermark,
+  type PageLimits,
+  pageBytesMaxDefault,
+  pageEntriesMaxDefault,
+} from "../replication/page.ts";
+import { type UtdVector, utdGet, utdWith } from "../replication/utd.ts";
+import { validateChangeRequest, validatePage, validateUtd } from "../replication/validate.ts";
+import { fail, ok, type Result } from "../result.ts";
+import type { ReplicaEvent, ReplicaMeta, Store, StoreCounts } from "../store.ts";
+import { ReplicaContext, type ReplicaSettings, tombstoneLifetimeMsDefault } from "./context.ts";
+import { type ApplyOutcome, applyPage } from "./inbound.ts";
+import { createPartition, originate, type WriteOutcome, type WriteRequest } from "./originating.ts";
+import { buildPage, currentUtd } from "./outbound.ts";
+import {
+  type ConflictView,
+  type EntryView,
+  getEntry,
+  listConflicts,
+  type SearchRequest,
+  type SearchResult,
+  search,
+} from "./read.ts";
+import {
+  isQuarantined,
+  type LingeringCandidate,
+  lingeringCandidates,
+  type PurgeOutcome,
+  purgeTombstones,
+  removeLingering,
+} from "./tombstones.ts";
+
+export interface ReplicaPorts {
+  readonly clock: Clock;
+  readonly random: Random;
+}
+
+export interface ReplicaOptions {
+  readonly schema?: Schema;
+  readonly settings?: Partial<ReplicaSettings>;
+  /** Planted bugs, for the simulator only. */
+  readonly canaries?: Canaries;
+}
+
+export interface OpenOptions extends ReplicaOptions {
+  /**
+   * The database may be an older copy of itself (restored from a backup, or a file that does
+   * not match the data directory's instance marker). The replica then takes a new invocation id
+   * before it does anything, so that no USN it hands out can collide with one already sent.
+   */
+  readonly restored?: boolean;
+}
+
+/** Writes in one batch (one transaction), e.g. one group commit. */
+export const writeBatchMax = 10_000;
+
+/**
+ * One replica of the directory over one Store: the deterministic heart of a Plexus node.
+ * Synchronous; no I/O of its own. Every public method that changes state runs in exactly one
+ * store transaction, so a crash leaves either all of its effects or none.
+ */
+export class Replica {
+  private constructor(private readonly ctx: ReplicaContext) {}
+
+  /** Initialises an empty store as a new replica with a fresh invocation id. */
+  static create(store: Store, ports: ReplicaPorts, nodeId: NodeId, options: ReplicaOptions = {}): Replica {
+    if (store.readMeta() !== undefined)
+      throw new Error(`the store already holds replica ${store.readMeta()?.nodeId}`);
+    const now = ports.clock.now();
+    const ctx = makeContext(store, ports, options, {
+      nodeId,
+      invocation: "" as InvocationId,
+      usn: 0 as Usn,
+      createdAt: now,
+      lastInboundSuccess: now,
+    });
+    ctx.transact(() => {
+      ctx.updateMeta({ invocation: ctx.newInvocationId() });
+      ctx.event("created", `replica ${nodeId} created with invocation ${ctx.meta.invocation}`);
+    });
+    return new Replica(ctx);
+  }
+
+  /** Opens a store that already holds a replica. */
+  static open(store: Store, ports: ReplicaPorts, options: OpenOptions = {}): Replica {
+    const meta = store.readMeta();
+    if (meta === undefined) throw new Error("the store holds no replica; create one first");
+    const replica = new Replica(makeContext(store, ports, options, meta));
+    if (options.restored === true) replica.takeNewInvocationId("opened from a restored copy");
+    return replica;
+  }
+
+  get nodeId(): NodeId {
+    return this.ctx.meta.nodeId;
+  }
+
+  get invocationId(): InvocationId {
+    return this.ctx.meta.invocation;
+  }
+
+  get usn(): Usn {
+    return this.ctx.meta.usn;
+  }
+
+  get meta(): ReplicaMeta {
+    return this.ctx.meta;
+  }
+
+  /** This replica's UTD including its own invocation at its current USN. */
+  utd(): UtdVector {
+    return currentUtd(this.ctx);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // client operations
+
+  /** Runs a batch of writes in one transaction; each succeeds or fails on its own. */
+  write(requests: readonly WriteRequest[]): Result<WriteOutcome>[] {
+    if (requests.length > writeBatchMax) {
+      return requests.map(() => fail("limit-exceeded", `a batch holds at most ${writeBatchMax} writes`));
+    }
+    return this.ctx.transact(() => requests.map((request) => originate(this.ctx, request)));
+  }
+
+  writeOne(request: WriteRequest): Result<WriteOutcome> {
+    const [result] = this.write([request]);
+    return result ?? fail("invalid-request", "no write");
+  }
+
+  createPartition(dn: string): Result<{ partition: string; usn: Usn }> {
+    return this.ctx.transact(() => createPartition(this.ctx, dn));
+  }
+
+  get(dn: string, attributes?: readonly string[]): Result<EntryView> {
+    return getEntry(this.ctx.store, dn, attributes);
+  }
+
+  search(request: SearchRequest): Result<SearchResult> {
+    return search(this.ctx.store, request);
+  }
+
+  conflicts(after: Guid | null = null, limit = 1000): ConflictView[] {
+    return listConflicts(this.ctx.store, after, limit);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // replication
+
+  /** The request this replica sends to pull the next page from `partner`. */
+  changeRequest(partner: NodeId, limits: Partial<PageLimits> = {}): ChangeRequest {
+    return {
+      destination: this.ctx.meta.nodeId,
+      from: this.ctx.store.readWatermark(partner) ?? initialWatermark,
+      utd: this.utd(),
+      limits: {
+        entriesMax: limits.entriesMax ?? pageEntriesMaxDefault,
+        bytesMax: limits.bytesMax ?? pageBytesMaxDefault,
+      },
+    };
+  }
+
+  /** Answers a pull. The request is untrusted input; it is validated first. */
+  getChanges(request: unknown): Result<ChangePage> {
+    const checked = validateChangeRequest(request);
+    if (!checked.ok) return checked;
+    if (checked.value.destination === this.ctx.meta.nodeId)
+      return fail("invalid-request", "a replica does not pull from itself");
+    return this.ctx.transact(() => {
+      this.detectRollback(checked.value.utd, checked.value.destination);
+      if (isQuarantined(this.ctx)) {
+        return fail(
+          "quarantined",
+          "this replica has not replicated in for longer than the tombstone lifetime; it sends nothing until a lingering-object check has run",
+        );
+      }
+      return ok(buildPage(this.ctx, checked.value));
+    });
+  }
+
+  /** Applies a page pulled from a partner in one transaction. The page is untrusted input. */
+  applyChanges(page: unknown): Result<ApplyOutcome> {
+    const checked = validatePage(page, this.ctx.schema);
+    if (!checked.ok) return checked;
+    if (checked.value.source === this.ctx.meta.nodeId)
+      return fail("invalid-page", "a page from this replica itself");
+    return this.ctx.transact(() => {
+      this.detectRollback(checked.value.utd, checked.value.source);
+      return ok(applyPage(this.ctx, checked.value));
+    });
+  }
+
+  /** Records another replica's UTD (relayed or reported) for tombstone purge decisions. */
+  recordPeerUtd(node: NodeId, invocation: InvocationId, utd: unknown): Result<void> {
+    const checked = validateUtd(utd, "peer UTD");
+    if (!checked.ok) return checked;
+    return this.ctx.transact(() => {
+      this.detectRollback(checked.value, node);
+      this.ctx.store.writePeerReport({
+        node,
+        invocation,
+        utd: checked.value,
+        usn: utdGet(checked.value, invocation),
+        receivedAt: this.ctx.now(),
+      });
+      return ok(undefined);
+    });
+  }
+
+  /**
+   * Rollback safety: a partner that has seen more of our current invocation's USNs than we
+   * have means this database is an older copy of itself. Take a new invocation id at once so
+   * that no USN we hand out from now on can collide with one the partner already holds.
+   */
+  private detectRollback(utd: UtdVector, partner: NodeId): void {
+    const seen = utdGet(utd, this.ctx.meta.invocation);
+    if (seen <= this.ctx.meta.usn) return;
+    this.ctx.event(
+      "rollback-detected",
+      `${partner} has seen USN ${seen} of invocation ${this.ctx.meta.invocation}, this replica only ${this.ctx.meta.usn}`,
+    );
+    this.takeNewInvocationId(`USN rollback detected by ${partner}`);
+  }
+
+  /** Starts a new database instance identity; the old one's changes stay known up to our USN. */
+  takeNewInvocationId(reason: string): void {
+    if (this.ctx.canaries.reuseUsnAfterRestore === true) return;
+    this.ctx.transact(() => {
+      const old = this.ctx.meta.invocation;
+      const stored = this.ctx.store.readUtd();
+      const known = Math.max(utdGet(stored, old), this.ctx.meta.usn) as Usn;
+      this.ctx.store.writeUtd(utdWith(stored, old, known));
+      this.ctx.updateMeta({ invocation: this.ctx.newInvocationId() });
+      this.ctx.event("invocation-changed", `${old} -> ${this.ctx.meta.invocation}: ${reason}`);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // tombstones and strict mode
+
+  purgeTombstones(replicas: readonly NodeId[]): PurgeOutcome {
+    return this.ctx.transact(() => purgeTombstones(this.ctx, replicas));
+  }
+
+  isQuarantined(): boolean {
+    return isQuarantined(this.ctx);
+  }
+
+  lingeringCandidates(after: Guid | null, limit: number): LingeringCandidate[] {
+    return lingeringCandidates(this.ctx, after, limit);
+  }
+
+  /** Of the given GUIDs, those this replica holds neither live nor as a tombstone. */
+  absentEntries(guids: readonly Guid[]): Guid[] {
+    return guids.filter((guid) => this.ctx.store.getEntry(guid) === undefined);
+  }
+
+  /** Removes lingering entries found by comparing with a healthy reference replica. */
+  removeLingering(
+    candidates: readonly LingeringCandidate[],
+    absent: readonly Guid[],
+    referenceUtd: UtdVector,
+  ): number {
+    return this.ctx.transact(() => removeLingering(this.ctx, candidates, new Set(absent), referenceUtd));
+  }
+
+  /** Ends strict-mode quarantine once a full lingering-object check has run. */
+  endQuarantine(reference: NodeId): void {
+    this.ctx.transact(() => {
+      this.ctx.updateMeta({ lastInboundSuccess: this.ctx.now() });
+      this.ctx.event("quarantined", `quarantine ended after a lingering-object check against ${reference}`);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // introspection
+
+  events(limit = 100): ReplicaEvent[] {
+    return this.ctx.store.listEvents(limit);
+  }
+
+  counts(): StoreCounts {
+    return this.ctx.store.counts();
+  }
+
+  close(): void {
+    this.ctx.store.close();
+  }
+}
+
+function makeContext(
+  store: Store,
+  ports: ReplicaPorts,
+  options: ReplicaOptions,
+  meta: ReplicaMeta,
+): ReplicaContext {
+  const settings: ReplicaSettings = {
+    tombstoneLifetimeMs: options.settings?.tombstoneLifetimeMs ?? tombstoneLifetimeMsDefault,
+  };
+  return new ReplicaContext(
+    store,
+    ports.clock,
+    ports.random,
+    options.schema ?? makeSchema(),
+    settings,
+    options.canaries ?? noCanaries,
+    meta,
+  );
+}

@@ -1,0 +1,247 @@
+import { isAttributeType, normalizeDn, parseDn, parseRdn } from "../directory/dn.ts";
+import { partitionRootGuid } from "../directory/partition.ts";
+import {
+  isLinkAttribute,
+  type Schema,
+  utf8Length,
+  valueBytesMax,
+  valuesPerAttributeMax,
+} from "../directory/schema.ts";
+import { normalizeValue } from "../directory/values.ts";
+import { type Guid, isGuid, isInvocationId, isMillis, isNodeId, isUsn, type Usn } from "../ids.ts";
+import { fail, ok, type Result } from "../result.ts";
+import { deletedItem, type Item, type ItemValue, nameItem } from "./items.ts";
+import {
+  type ChangePage,
+  type ChangeRequest,
+  type EntryChange,
+  type PageLimits,
+  pageBytesMaxLimit,
+  pageEntriesMaxLimit,
+  type Watermark,
+} from "./page.ts";
+import type { Stamp } from "./stamp.ts";
+import type { UtdVector } from "./utd.ts";
+
+/**
+ * Replication messages arrive from the network: every field is checked before anything is
+ * applied, so a malformed or hostile page is refused whole with `invalid-page` and changes
+ * nothing. Validation returns a fresh, fully typed copy; the input is not trusted afterwards.
+ */
+export const pageItemsMax = 1_000_000;
+export const utdEntriesMax = 100_000;
+
+type Check<T> = Result<T>;
+
+function bad(where: string, problem: string): Check<never> {
+  return fail("invalid-page", `${where}: ${problem}`);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+export function validateUtd(value: unknown, where: string): Check<UtdVector> {
+  if (!isRecord(value)) return bad(where, "UTD must be an object");
+  const keys = Object.keys(value);
+  if (keys.length > utdEntriesMax) return bad(where, `UTD has more than ${utdEntriesMax} entries`);
+  const out: Record<string, Usn> = {};
+  for (const key of keys.sort()) {
+    const usn = value[key];
+    if (!isInvocationId(key) || !isUsn(usn)) return bad(where, `bad UTD entry ${key}`);
+    out[key] = usn;
+  }
+  return ok(out);
+}
+
+export function validateWatermark(value: unknown, where: string): Check<Watermark> {
+  if (!isRecord(value)) return bad(where, "watermark must be an object");
+  const { invocation, objectUsn, propertyUsn } = value;
+  if (invocation !== null && !isInvocationId(invocation)) return bad(where, "bad watermark invocation");
+  if (!isUsn(objectUsn) || !isUsn(propertyUsn)) return bad(where, "bad watermark USNs");
+  if (propertyUsn > objectUsn) return bad(where, "propertyUsn is above objectUsn");
+  return ok({ invocation, objectUsn, propertyUsn });
+}
+
+function validateLimits(value: unknown): Check<PageLimits> {
+  if (!isRecord(value)) return bad("limits", "must be an object");
+  const { entriesMax, bytesMax } = value;
+  if (
+    !Number.isSafeInteger(entriesMax) ||
+    (entriesMax as number) < 1 ||
+    (entriesMax as number) > pageEntriesMaxLimit
+  ) {
+    return bad("limits", `entriesMax must be 1..${pageEntriesMaxLimit}`);
+  }
+  if (
+    !Number.isSafeInteger(bytesMax) ||
+    (bytesMax as number) < 1 ||
+    (bytesMax as number) > pageBytesMaxLimit
+  ) {
+    return bad("limits", `bytesMax must be 1..${pageBytesMaxLimit}`);
+  }
+  return ok({ entriesMax: entriesMax as number, bytesMax: bytesMax as number });
+}
+
+export function validateChangeRequest(value: unknown): Check<ChangeRequest> {
+  if (!isRecord(value)) return bad("request", "must be an object");
+  if (!isNodeId(value.destination)) return bad("request", "bad destination node id");
+  const from = validateWatermark(value.from, "request.from");
+  if (!from.ok) return from;
+  const utd = validateUtd(value.utd, "request.utd");
+  if (!utd.ok) return utd;
+  const limits = validateLimits(value.limits);
+  if (!limits.ok) return limits;
+  return ok({ destination: value.destination, from: from.value, utd: utd.value, limits: limits.value });
+}
+
+export function validatePage(value: unknown, schema: Schema): Check<ChangePage> {
+  if (!isRecord(value)) return bad("page", "must be an object");
+  const { source, sourceInvocation, highUsn, more, entries } = value;
+  if (!isNodeId(source)) return bad("page", "bad source node id");
+  if (!isInvocationId(sourceInvocation)) return bad("page", "bad source invocation id");
+  if (!isUsn(highUsn)) return bad("page", "bad highUsn");
+  if (typeof more !== "boolean") return bad("page", "more must be a boolean");
+  const from = validateWatermark(value.from, "page.from");
+  if (!from.ok) return from;
+  if (highUsn < from.value.objectUsn) return bad("page", "highUsn is below from.objectUsn");
+  const utd = validateUtd(value.utd, "page.utd");
+  if (!utd.ok) return utd;
+  if (!Array.isArray(entries) || entries.length > pageEntriesMaxLimit) {
+    return bad("page", `entries must be a list of at most ${pageEntriesMaxLimit}`);
+  }
+  const checked: EntryChange[] = [];
+  const seen = new Set<Guid>();
+  let items = 0;
+  for (const [index, entry] of entries.entries()) {
+    const change = validateEntryChange(entry, schema, `entries[${index}]`);
+    if (!change.ok) return change;
+    if (seen.has(change.value.guid)) return bad(`entries[${index}]`, "guid appears twice in one page");
+    seen.add(change.value.guid);
+    items += change.value.items.length;
+    if (items > pageItemsMax) return bad("page", `more than ${pageItemsMax} items`);
+    checked.push(change.value);
+  }
+  return ok({ source, sourceInvocation, from: from.value, highUsn, more, utd: utd.value, entries: checked });
+}
+
+function validateEntryChange(value: unknown, schema: Schema, where: string): Check<EntryChange> {
+  if (!isRecord(value)) return bad(where, "must be an object");
+  const { guid, partition, origin, items } = value;
+  if (!isGuid(guid)) return bad(where, "bad guid");
+  if (typeof partition !== "string") return bad(where, "bad partition");
+  const partitionDn = parseDn(partition);
+  if (
+    !partitionDn.ok ||
+    partitionDn.value.rdns.length === 0 ||
+    normalizeDn(partitionDn.value) !== partition
+  ) {
+    return bad(where, "partition must be a normalised, non-empty DN");
+  }
+  if (!isRecord(origin) || !isInvocationId(origin.invocation) || !isUsn(origin.usn))
+    return bad(where, "bad origin");
+  if (!Array.isArray(items) || items.length === 0) return bad(where, "items must be a non-empty list");
+  const checked: Item[] = [];
+  const seen = new Set<string>();
+  for (const [index, item] of items.entries()) {
+    const one = validateItem(item, schema, `${where}.items[${index}]`);
+    if (!one.ok) return one;
+    const identity = `${one.value.attribute}\u0000${one.value.key}`;
+    if (seen.has(identity)) return bad(where, `item ${one.value.attribute} appears twice`);
+    seen.add(identity);
+    checked.push(one.value);
+  }
+  const rooted = checkRoot(guid, partition, checked, where);
+  if (!rooted.ok) return rooted;
+  return ok({ guid, partition, origin: { invocation: origin.invocation, usn: origin.usn }, items: checked });
+}
+
+/** Only a partition's derived root GUID may have no parent, and it must carry the partition's DN. */
+function checkRoot(guid: Guid, partition: string, items: readonly Item[], where: string): Check<void> {
+  const isRoot = guid === partitionRootGuid(partition);
+  for (const item of items) {
+    if (item.value.kind !== "name") continue;
+    if ((item.value.parent === null) !== isRoot) return bad(where, "only a partition root has no parent");
+    if (isRoot) {
+      const dn = parseDn(item.value.rdn);
+      if (!dn.ok || normalizeDn(dn.value) !== partition)
+        return bad(where, "a root must be named by its partition DN");
+    }
+  }
+  return ok(undefined);
+}
+
+function validateStamp(value: unknown, where: string): Check<Stamp> {
+  if (!isRecord(value)) return bad(where, "stamp must be an object");
+  const { version, time, invocation, usn } = value;
+  if (!Number.isSafeInteger(version) || (version as number) < 1) return bad(where, "bad stamp version");
+  if (!isMillis(time)) return bad(where, "bad stamp time");
+  if (!isInvocationId(invocation)) return bad(where, "bad stamp invocation");
+  if (!isUsn(usn) || usn === 0) return bad(where, "bad stamp usn");
+  return ok({ version: version as number, time, invocation, usn });
+}
+
+function validateItem(value: unknown, schema: Schema, where: string): Check<Item> {
+  if (!isRecord(value)) return bad(where, "must be an object");
+  const { attribute, key } = value;
+  if (typeof attribute !== "string" || typeof key !== "string") return bad(where, "bad attribute or key");
+  const stamp = validateStamp(value.stamp, where);
+  if (!stamp.ok) return stamp;
+  const itemValue = validateItemValue(value.value, attribute, key, schema, where);
+  if (!itemValue.ok) return itemValue;
+  return ok({ attribute, key, value: itemValue.value, stamp: stamp.value });
+}
+
+function validateItemValue(
+  value: unknown,
+  attribute: string,
+  key: string,
+  schema: Schema,
+  where: string,
+): Check<ItemValue> {
+  if (!isRecord(value)) return bad(where, "value must be an object");
+  if (attribute === nameItem) return validateName(value, key, where);
+  if (attribute === deletedItem) {
+    return value.kind === "deleted" && key === "" ? ok({ kind: "deleted" }) : bad(where, "bad deletion item");
+  }
+  if (!isAttributeType(attribute) || attribute !== attribute.toLowerCase())
+    return bad(where, "bad attribute type");
+  const { type } = value;
+  if (typeof type !== "string" || type.toLowerCase() !== attribute)
+    return bad(where, "type does not match attribute");
+  if (isLinkAttribute(schema, attribute)) return validateLink(value, type, key, where);
+  if (value.kind !== "values" || key !== "") return bad(where, `${attribute} must be a values item`);
+  const { values } = value;
+  if (!Array.isArray(values) || values.length > valuesPerAttributeMax) return bad(where, "bad values list");
+  for (const text of values) {
+    if (typeof text !== "string" || utf8Length(text) > valueBytesMax) return bad(where, "bad value");
+  }
+  return ok({ kind: "values", type, values: [...values] });
+}
+
+function validateName(value: Record<string, unknown>, key: string, where: string): Check<ItemValue> {
+  const { kind, rdn, parent } = value;
+  if (kind !== "name" || key !== "" || typeof rdn !== "string") return bad(where, "bad name item");
+  if (parent !== null && !isGuid(parent)) return bad(where, "bad name parent");
+  // A partition root's "RDN" is its whole DN.
+  const parsed = parent === null ? parseDn(rdn) : parseRdn(rdn);
+  if (!parsed.ok) return bad(where, `bad RDN: ${parsed.error.message}`);
+  return ok({ kind: "name", rdn, parent });
+}
+
+function validateLink(
+  value: Record<string, unknown>,
+  type: string,
+  key: string,
+  where: string,
+): Check<ItemValue> {
+  const { kind, present } = value;
+  const text = value.value;
+  if (kind !== "link" || typeof present !== "boolean" || typeof text !== "string")
+    return bad(where, "bad link item");
+  if (utf8Length(text) > valueBytesMax) return bad(where, "link value too large");
+  const dn = parseDn(text);
+  const expected = dn.ok ? normalizeDn(dn.value) : normalizeValue(text);
+  if (!dn.ok || key !== expected) return bad(where, "link key is not the value's normalised DN");
+  return ok({ kind: "link", type, value: text, present });
+}
