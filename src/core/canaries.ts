@@ -9,7 +9,7 @@ export interface Canaries {
   readonly compareTimeFirst?: boolean;
   /** Apply pages but never persist the advanced watermark. */
   readonly skipWatermarkPersist?: boolean;
-  /** Re-apply an item whose stamp equals the stored one as a fresh version (not idempotent). */
+  /** Count an item that arrives again (same stamp) as one more version: applying twice differs. */
   readonly nonIdempotentApply?: boolean;
   /** On detected or declared restore, keep the old invocation id (reusing its USNs). */
   readonly reuseUsnAfterRestore?: boolean;

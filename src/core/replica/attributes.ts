@@ -158,7 +158,22 @@ export function applyModification(
   return ok(undefined);
 }
 
+/**
+ * Whether the write must store anything for this attribute. A values item is rewritten when
+ * its text changes at all (even only in case); link values are present or not by key, so
+ * `CN=Bob, DC=x` replacing `cn=bob,dc=x` changes nothing.
+ */
 export function attributeChanged(working: WorkingAttribute): boolean {
   if (working.current.length !== working.original.length) return true;
+  if (working.link) {
+    const original = new Set(working.original.map((value) => value.key));
+    return working.current.some((value) => !original.has(value.key));
+  }
   return working.current.some((value, index) => value.value !== working.original[index]?.value);
+}
+
+export function attributeBytes(values: readonly KeyedValue[]): number {
+  let bytes = 0;
+  for (const value of values) bytes += utf8Length(value.value);
+  return bytes;
 }

@@ -1,8 +1,9 @@
+import { assert } from "../assert.ts";
 import type { Canaries } from "../canaries.ts";
 import type { Schema } from "../directory/schema.ts";
 import { type Guid, hexFromBytes, type InvocationId, type Millis, type Usn } from "../ids.ts";
 import type { Clock, Random } from "../ports.ts";
-import type { Stamp } from "../replication/stamp.ts";
+import { type Stamp, stampVersionMax } from "../replication/stamp.ts";
 import type { ReplicaEventKind, ReplicaMeta, Store } from "../store.ts";
 
 /** Replica-wide settings. Later read from the config partition; defaults here. */
@@ -83,7 +84,12 @@ export class ReplicaContext {
 
   /** A stamp for an originating write of an item last stamped `previous` (if any). */
   originatingStamp(previous: Stamp | undefined, usn: Usn): Stamp {
-    return { version: (previous?.version ?? 0) + 1, time: this.now(), invocation: this.meta.invocation, usn };
+    const version = (previous?.version ?? 0) + 1;
+    assert(
+      version <= stampVersionMax,
+      "stamp version above stampVersionMax (pages are validated against it)",
+    );
+    return { version, time: this.now(), invocation: this.meta.invocation, usn };
   }
 
   event(kind: ReplicaEventKind, detail: string): void {

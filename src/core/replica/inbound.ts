@@ -7,6 +7,7 @@ import { utdGet, utdMerge } from "../replication/utd.ts";
 import type { EntryRow } from "../store.ts";
 import type { ReplicaContext } from "./context.ts";
 import { type NamingChange, refreshNaming } from "./naming.ts";
+import { tombstoneFields } from "./originating.ts";
 
 export interface ApplyOutcome {
   /** Entries this page changed on this replica (0 for a page of things it already had). */
@@ -106,14 +107,16 @@ function applyEntryChange(ctx: ReplicaContext, change: EntryChange): number {
   for (const item of orderedItems(change.items)) {
     if (row.deleted && item.attribute !== nameItem && item.attribute !== deletedItem) continue;
     if (died && item.attribute !== nameItem) continue;
-    if (!wins(ctx, row.guid, item)) continue;
+    const verdict = merge(ctx, row.guid, item);
+    if (verdict === "keep") continue;
     usn ??= ctx.nextUsn();
+    const stamp = verdict === "recount" ? { ...item.stamp, version: item.stamp.version + 1 } : item.stamp;
     ctx.store.putItem({
       guid: row.guid,
       attribute: item.attribute,
       key: item.key,
       value: item.value,
-      stamp: item.stamp,
+      stamp,
       localUsn: usn,
     });
     applied++;
@@ -131,7 +134,7 @@ function applyEntryChange(ctx: ReplicaContext, change: EntryChange): number {
   if (usn === undefined) return 0;
   if (died) {
     ctx.store.removeItemsExcept(row.guid, [nameItem, deletedItem]);
-    row = { ...row, deleted: true, tombstoneSince: ctx.now(), conflict: false };
+    row = { ...row, ...tombstoneFields(ctx) };
   }
   ctx.store.putEntry({ ...row, usnChanged: usn });
   if (nameChanged || died) {
@@ -150,12 +153,13 @@ function orderedItems(items: readonly Item[]): readonly Item[] {
   return deletion === undefined ? items : [deletion, ...items.filter((item) => item !== deletion)];
 }
 
-function wins(ctx: ReplicaContext, guid: Guid, item: Item): boolean {
+/** "take" the incoming item, "keep" the stored one; "recount" only under the planted bug. */
+function merge(ctx: ReplicaContext, guid: Guid, item: Item): "take" | "keep" | "recount" {
   const stored = ctx.store.getItem(guid, item.attribute, item.key);
-  if (stored === undefined) return true;
+  if (stored === undefined) return "take";
   const order = compareStamps(item.stamp, stored.stamp, ctx.canaries);
-  if (order === 0 && ctx.canaries.nonIdempotentApply === true) return true;
-  return order > 0;
+  if (order === 0 && ctx.canaries.nonIdempotentApply === true) return "recount";
+  return order > 0 ? "take" : "keep";
 }
 
 /**
@@ -175,13 +179,14 @@ function createFromChange(ctx: ReplicaContext, change: EntryChange): number {
     rdn: name.value.rdn,
     rdnNorm: rdnNormOf(name.value.rdn, parent),
     parent,
-    deleted,
-    tombstoneSince: deleted ? ctx.now() : null,
+    deleted: false,
+    tombstoneSince: null,
     parentEff: parent,
     placement: "normal",
     conflict: false,
     usnCreated: usn,
     usnChanged: usn,
+    ...(deleted ? tombstoneFields(ctx) : {}),
   });
   let applied = 0;
   for (const item of change.items) {

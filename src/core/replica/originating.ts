@@ -1,6 +1,9 @@
-import { assert } from "../assert.ts";
+import { assert, unreachable } from "../assert.ts";
 import {
+  type Ava,
   type Dn,
+  dnDepthMax,
+  dnLengthMax,
   dnParent,
   formatDn,
   formatRdn,
@@ -18,9 +21,11 @@ import {
 } from "../directory/partition.ts";
 import {
   attributesPerEntryMax,
+  entryBytesMax,
   isLinkAttribute,
   modificationsPerRequestMax,
   subtreeDeleteEntriesMax,
+  utf8Length,
 } from "../directory/schema.ts";
 import type { Guid, Usn } from "../ids.ts";
 import { deletedItem, nameItem } from "../replication/items.ts";
@@ -28,6 +33,7 @@ import { fail, ok, type Result } from "../result.ts";
 import type { EntryRow } from "../store.ts";
 import {
   applyModification,
+  attributeBytes,
   attributeChanged,
   attributeTypeOf,
   keyedValues,
@@ -37,7 +43,7 @@ import {
   type WorkingAttribute,
 } from "./attributes.ts";
 import type { ReplicaContext } from "./context.ts";
-import { entryDn, findPartition, resolveDn, resolveParsedDn } from "./lookup.ts";
+import { effectiveRdn, entryDn, findPartition, resolveDn, resolveParsedDn } from "./lookup.ts";
 import { refreshNaming } from "./naming.ts";
 
 /** A client's write. Each one is one originating write: new stamps, one USN per entry touched. */
@@ -83,6 +89,8 @@ export function originate(ctx: ReplicaContext, request: WriteRequest): Result<Wr
       return deleteEntry(ctx, request.dn, request.subtree === true);
     case "modifyDn":
       return modifyDn(ctx, request);
+    default:
+      return unreachable(request, "write request");
   }
 }
 
@@ -105,6 +113,9 @@ function addEntry(ctx: ReplicaContext, dnText: string, attributes: unknown): Res
   const parentDn = dnParent(dn.value);
   const parent = resolveParsedDn(ctx.store, parentDn);
   if (!parent.ok) {
+    // A partition root has no parent entry, yet it exists.
+    if (resolveParsedDn(ctx.store, dn.value).ok)
+      return fail("entry-exists", `${formatDn(dn.value)} already exists`);
     return fail(
       "no-such-parent",
       `the parent ${formatDn(parentDn)} does not exist`,
@@ -154,7 +165,14 @@ function attributesForAdd(ctx: ReplicaContext, input: unknown, rdn: Rdn): Result
   if (objectClass === undefined) return fail("object-class-violation", "an entry needs an objectClass");
   const naming = addNamingValues(ctx, byType, rdn);
   if (!naming.ok) return naming;
-  return ok([...byType.values()]);
+  if (byType.size > attributesPerEntryMax) {
+    return fail("limit-exceeded", `an entry has at most ${attributesPerEntryMax} attributes`);
+  }
+  const attributes = [...byType.values()];
+  if (attributes.reduce((sum, attribute) => sum + attributeBytes(attribute.current), 0) > entryBytesMax) {
+    return fail("limit-exceeded", `an entry holds at most ${entryBytesMax} bytes of values`);
+  }
+  return ok(attributes);
 }
 
 function newAttribute(
@@ -341,37 +359,60 @@ function checkEntryAfter(
   if (objectClass !== undefined && objectClass.current.length === 0) {
     return fail("object-class-violation", "an entry cannot lose all its objectClass values");
   }
-  if (row.parent !== null) {
-    const rdn = parseRdn(rdnAfter);
-    assert(rdn.ok, "stored RDN does not parse");
-    for (const ava of rdn.value.avas) {
-      const attribute = working.get(ava.typeNorm);
-      const key = valueKey(ctx.schema, ava.typeNorm, ava.value);
-      if (attribute !== undefined && key.ok && !attribute.current.some((value) => value.key === key.value)) {
-        return fail("not-allowed-on-rdn", `${ava.type}=${ava.value} names the entry and cannot be removed`);
-      }
+  for (const ava of namingAvas(rdnAfter, row.parent === null)) {
+    const attribute = working.get(ava.typeNorm);
+    const key = valueKey(ctx.schema, ava.typeNorm, ava.value);
+    if (attribute !== undefined && key.ok && !attribute.current.some((value) => value.key === key.value)) {
+      return fail("not-allowed-on-rdn", `${ava.type}=${ava.value} names the entry and cannot be removed`);
     }
   }
-  const added = [...working.values()].filter((a) => a.original.length === 0 && a.current.length > 0);
-  if (added.length > 0 && countAttributes(ctx, row.guid, working) > attributesPerEntryMax) {
+  const attributes = [...working.values()];
+  const added = attributes.some((a) => a.original.length === 0 && a.current.length > 0);
+  const grew = attributes.some((a) => attributeBytes(a.current) > attributeBytes(a.original));
+  if (!added && !grew) return ok(undefined);
+  // Only a write that adds an attribute or grows one can break an entry-wide limit.
+  const totals = entryTotals(ctx, row.guid, working);
+  if (totals.attributes > attributesPerEntryMax) {
     return fail("limit-exceeded", `an entry has at most ${attributesPerEntryMax} attributes`);
   }
+  if (totals.bytes > entryBytesMax)
+    return fail("limit-exceeded", `an entry holds at most ${entryBytesMax} bytes of values`);
   return ok(undefined);
 }
 
-function countAttributes(ctx: ReplicaContext, guid: Guid, working: Map<string, WorkingAttribute>): number {
-  const present = new Set<string>();
+/** The AVAs that name an entry: its RDN's, or for a partition root the first RDN of its DN. */
+function namingAvas(rdn: string, isRoot: boolean): readonly Ava[] {
+  const parsed = isRoot ? parseDn(rdn) : parseRdn(rdn);
+  assert(parsed.ok, "stored RDN does not parse");
+  const first = "rdns" in parsed.value ? parsed.value.rdns[0] : parsed.value;
+  return first?.avas ?? [];
+}
+
+/** Attribute count and value bytes of an entry once the working attributes are written. */
+function entryTotals(
+  ctx: ReplicaContext,
+  guid: Guid,
+  working: Map<string, WorkingAttribute>,
+): { attributes: number; bytes: number } {
+  const bytes = new Map<string, number>();
   for (const item of ctx.store.getItems(guid)) {
+    if (working.has(item.attribute)) continue;
     const value = item.value;
-    if ((value.kind === "values" && value.values.length > 0) || (value.kind === "link" && value.present)) {
-      present.add(item.attribute);
+    if (value.kind === "values" && value.values.length > 0) {
+      bytes.set(
+        item.attribute,
+        value.values.reduce((sum, text) => sum + utf8Length(text), 0),
+      );
+    } else if (value.kind === "link" && value.present) {
+      bytes.set(item.attribute, (bytes.get(item.attribute) ?? 0) + utf8Length(value.value));
     }
   }
   for (const attribute of working.values()) {
-    if (attribute.current.length > 0) present.add(attribute.typeNorm);
-    else present.delete(attribute.typeNorm);
+    if (attribute.current.length > 0) bytes.set(attribute.typeNorm, attributeBytes(attribute.current));
   }
-  return present.size;
+  let total = 0;
+  for (const size of bytes.values()) total += size;
+  return { attributes: bytes.size, bytes: total };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -439,9 +480,16 @@ function tombstone(ctx: ReplicaContext, row: EntryRow): Usn {
     localUsn: usn,
   });
   ctx.store.removeItemsExcept(row.guid, [nameItem, deletedItem]);
-  ctx.store.putEntry({ ...row, deleted: true, tombstoneSince: ctx.now(), conflict: false, usnChanged: usn });
+  ctx.store.putEntry({ ...row, ...tombstoneFields(ctx), usnChanged: usn });
   refreshNaming(ctx.store, [{ guid: row.guid, previousGroup: groupOf(row), existenceChanged: true }]);
   return usn;
+}
+
+/** A tombstone is placed nowhere: its derived fields are reset so that replicas agree on them. */
+export function tombstoneFields(
+  ctx: ReplicaContext,
+): Pick<EntryRow, "deleted" | "tombstoneSince" | "parentEff" | "placement" | "conflict"> {
+  return { deleted: true, tombstoneSince: ctx.now(), parentEff: null, placement: "normal", conflict: false };
 }
 
 function groupOf(row: EntryRow): { parent: Guid; rdnNorm: string } | null {
@@ -474,6 +522,16 @@ function modifyDn(
   const rdn = formatRdn(newRdn.value);
   const plan = planModifications(ctx, row.value, changes.value, rdn);
   if (!plan.ok) return plan;
+  if (rdn === row.value.rdn && parent.value.guid === row.value.parent && !plan.value.some(attributeChanged)) {
+    return ok({
+      guid: row.value.guid,
+      dn: entryDn(ctx.store, row.value),
+      usn: row.value.usnChanged,
+      entries: 0,
+    });
+  }
+  const fits = subtreeFitsUnder(ctx, row.value, `${rdn},${entryDn(ctx.store, parent.value)}`);
+  if (!fits.ok) return fits;
 
   const usn = ctx.nextUsn();
   const previousName = ctx.store.getItem(row.value.guid, nameItem, "");
@@ -502,8 +560,16 @@ function targetParent(ctx: ReplicaContext, row: EntryRow, newParent: string | un
       return fail("no-such-parent", "the entry's parent has not replicated here yet");
     return ok(current);
   }
-  const parent = resolveDn(ctx.store, newParent);
-  if (!parent.ok) return fail("no-such-parent", `the new parent ${newParent} does not exist`);
+  const parentDn = parseDn(newParent);
+  if (!parentDn.ok) return parentDn;
+  const parent = resolveParsedDn(ctx.store, parentDn.value);
+  if (!parent.ok) {
+    return fail(
+      "no-such-parent",
+      `the new parent ${newParent} does not exist`,
+      parentMatched(parent.error.matchedDn),
+    );
+  }
   if (parent.value.partition !== row.partition) {
     return fail("cross-partition-move", "an entry cannot move to another partition");
   }
@@ -512,6 +578,51 @@ function targetParent(ctx: ReplicaContext, row: EntryRow, newParent: string | un
     current = current.parentEff === null ? undefined : ctx.store.getEntry(current.parentEff);
   }
   return ok(parent.value);
+}
+
+/** Entries a move or rename examines to prove that every DN in the moved subtree stays valid. */
+export const moveSubtreeCheckMax = 100_000;
+
+/**
+ * A rename or move must leave every DN in the subtree within dnDepthMax and dnLengthMax, or the
+ * entries below would exist but could no longer be named. Only a DN that grows needs the walk.
+ */
+function subtreeFitsUnder(ctx: ReplicaContext, row: EntryRow, newDnText: string): Result<void> {
+  const newDn = parseDn(newDnText);
+  if (!newDn.ok) return newDn;
+  const oldDnText = entryDn(ctx.store, row);
+  const oldDn = parseDn(oldDnText);
+  const oldDepth = oldDn.ok ? oldDn.value.rdns.length : 0;
+  const newDepth = newDn.value.rdns.length;
+  if (newDnText.length <= oldDnText.length && newDepth <= oldDepth) return ok(undefined);
+  let frontier: Array<{ guid: Guid; length: number; depth: number }> = [
+    { guid: row.guid, length: 0, depth: 0 },
+  ];
+  let examined = 0;
+  while (frontier.length > 0) {
+    const next: typeof frontier = [];
+    for (const parent of frontier) {
+      for (const child of allChildren(ctx, parent.guid)) {
+        if (++examined > moveSubtreeCheckMax) {
+          return fail(
+            "limit-exceeded",
+            `a rename or move that lengthens DNs examines at most ${moveSubtreeCheckMax} entries`,
+          );
+        }
+        const length = parent.length + 1 + effectiveRdn(child).length;
+        const depth = parent.depth + 1;
+        if (newDnText.length + length > dnLengthMax || newDepth + depth > dnDepthMax) {
+          return fail(
+            "limit-exceeded",
+            `the move would give ${entryDn(ctx.store, child)} a DN beyond the DN limits`,
+          );
+        }
+        next.push({ guid: child.guid, length, depth });
+      }
+    }
+    frontier = next;
+  }
+  return ok(undefined);
 }
 
 /** The value changes a rename implies: add the new RDN's values, drop the old ones if asked. */
@@ -529,7 +640,12 @@ function namingChanges(
     }
     newKeys.add(`${ava.typeNorm}=${ava.valueNorm}`);
     const present = loadAttribute(ctx.store, ctx.schema, row.guid, ava.type).current;
-    if (!present.some((value) => value.key === ava.valueNorm)) {
+    const same = present.find((value) => value.key === ava.valueNorm);
+    if (same === undefined) {
+      changes.push({ operation: "add", attribute: ava.type, values: [ava.value] });
+    } else if (same.value !== ava.value) {
+      // A rename that only changes case or spacing respells the naming value too.
+      changes.push({ operation: "delete", attribute: ava.type, values: [same.value] });
       changes.push({ operation: "add", attribute: ava.type, values: [ava.value] });
     }
   }

@@ -27,6 +27,7 @@ import {
   type SearchResult,
   search,
 } from "./read.ts";
+import { checkAttributeList, checkSearchRequest, checkWriteRequest } from "./requests.ts";
 import {
   isQuarantined,
   type LingeringCandidate,
@@ -125,7 +126,12 @@ export class Replica {
     if (requests.length > writeBatchMax) {
       return requests.map(() => fail("limit-exceeded", `a batch holds at most ${writeBatchMax} writes`));
     }
-    return this.ctx.transact(() => requests.map((request) => originate(this.ctx, request)));
+    return this.ctx.transact(() =>
+      requests.map((request) => {
+        const checked = checkWriteRequest(request);
+        return checked.ok ? originate(this.ctx, checked.value) : checked;
+      }),
+    );
   }
 
   writeOne(request: WriteRequest): Result<WriteOutcome> {
@@ -138,11 +144,16 @@ export class Replica {
   }
 
   get(dn: string, attributes?: readonly string[]): Result<EntryView> {
-    return getEntry(this.ctx.store, dn, attributes);
+    if (typeof dn !== "string") return fail("invalid-request", "dn must be a string");
+    const checked = checkAttributeList(attributes);
+    if (!checked.ok) return checked;
+    return getEntry(this.ctx.store, dn, checked.value);
   }
 
   search(request: SearchRequest): Result<SearchResult> {
-    return search(this.ctx.store, request);
+    const checked = checkSearchRequest(request);
+    if (!checked.ok) return checked;
+    return search(this.ctx.store, checked.value);
   }
 
   conflicts(after: Guid | null = null, limit = 1000): ConflictView[] {

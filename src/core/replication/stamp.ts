@@ -16,6 +16,12 @@ export interface Stamp {
   readonly usn: Usn;
 }
 
+/**
+ * No item is written 2^40 times; a larger version in a page is hostile or corrupt. The bound
+ * keeps `version + 1` a safe integer for every write that follows.
+ */
+export const stampVersionMax = 2 ** 40;
+
 /** Planted defects the simulator asks for (canary bugs); production never sets these. */
 export interface StampCanaries {
   /** Compare the originating time before the version: lets a skewed clock beat a causal write. */

@@ -1,6 +1,7 @@
 import { isAttributeType, normalizeDn, parseDn, parseRdn } from "../directory/dn.ts";
 import { partitionRootGuid } from "../directory/partition.ts";
 import {
+  entryBytesMax,
   isLinkAttribute,
   type Schema,
   utf8Length,
@@ -20,7 +21,7 @@ import {
   pageEntriesMaxLimit,
   type Watermark,
 } from "./page.ts";
-import type { Stamp } from "./stamp.ts";
+import { type Stamp, stampVersionMax } from "./stamp.ts";
 import type { UtdVector } from "./utd.ts";
 
 /**
@@ -174,7 +175,9 @@ function checkRoot(guid: Guid, partition: string, items: readonly Item[], where:
 function validateStamp(value: unknown, where: string): Check<Stamp> {
   if (!isRecord(value)) return bad(where, "stamp must be an object");
   const { version, time, invocation, usn } = value;
-  if (!Number.isSafeInteger(version) || (version as number) < 1) return bad(where, "bad stamp version");
+  if (!Number.isSafeInteger(version) || (version as number) < 1 || (version as number) > stampVersionMax) {
+    return bad(where, `stamp version must be 1..${stampVersionMax}`);
+  }
   if (!isMillis(time)) return bad(where, "bad stamp time");
   if (!isInvocationId(invocation)) return bad(where, "bad stamp invocation");
   if (!isUsn(usn) || usn === 0) return bad(where, "bad stamp usn");
@@ -213,9 +216,18 @@ function validateItemValue(
   if (value.kind !== "values" || key !== "") return bad(where, `${attribute} must be a values item`);
   const { values } = value;
   if (!Array.isArray(values) || values.length > valuesPerAttributeMax) return bad(where, "bad values list");
+  const keys = new Set<string>();
+  let bytes = 0;
   for (const text of values) {
-    if (typeof text !== "string" || utf8Length(text) > valueBytesMax) return bad(where, "bad value");
+    if (typeof text !== "string") return bad(where, "a value is not a string");
+    const size = utf8Length(text);
+    if (size > valueBytesMax) return bad(where, "a value exceeds valueBytesMax");
+    bytes += size;
+    keys.add(normalizeValue(text));
   }
+  // What no client write could have made: the same value twice, or an oversized attribute.
+  if (keys.size !== values.length) return bad(where, "a values item lists one value twice");
+  if (bytes > entryBytesMax) return bad(where, "a values item exceeds entryBytesMax");
   return ok({ kind: "values", type, values: [...values] });
 }
 
