@@ -145,6 +145,10 @@ CREATE TABLE events (
   detail TEXT NOT NULL
 ) STRICT;
 
+-- The data directory's instance marker (see data-directory.ts): a database file copied in from
+-- elsewhere carries a token that does not match the directory's marker file.
+CREATE TABLE instance (id INTEGER PRIMARY KEY CHECK (id = 1), token TEXT NOT NULL) STRICT;
+
 -- counts() must not scan a million rows, so the store keeps the totals here, updated in the
 -- same transaction as the rows they count.
 CREATE TABLE counters (
@@ -432,6 +436,35 @@ export class SqliteStore implements Store {
   }
 
   /** The connection's settings as SQLite reports them, for tests and status pages. */
+  /** The instance token stored in this database file, if any (see data-directory.ts). */
+  instanceToken(): string | undefined {
+    const row = this.database()
+      .prepare<[], { token: string }>("SELECT token FROM instance WHERE id = 1")
+      .get();
+    return row?.token;
+  }
+
+  setInstanceToken(token: string): void {
+    this.database().prepare("INSERT OR REPLACE INTO instance (id, token) VALUES (1, ?)").run(token);
+  }
+
+  /**
+   * Writes a consistent copy of the whole database to `path` (a new file), safe while this
+   * store stays open: the backup an operator restores from. The copy never carries the live
+   * instance token, so restoring it is always recognised as a restore.
+   */
+  backupTo(path: string, backupToken: string): void {
+    const db = this.database();
+    assert(!db.inTransaction, "backupTo() inside a transaction would copy uncommitted rows");
+    db.prepare("VACUUM INTO ?").run(path);
+    const copy = new Database(path);
+    try {
+      copy.prepare("UPDATE instance SET token = ? WHERE id = 1").run(backupToken);
+    } finally {
+      copy.close();
+    }
+  }
+
   connectionSettings(): SqliteConnectionSettings {
     const db = this.database();
     const synchronous = db.pragma("synchronous", { simple: true });
