@@ -93,6 +93,12 @@ export interface ReplicaMeta {
   readonly createdAt: Millis;
   /** Local clock at the last completed inbound pull cycle (creation time before the first). */
   readonly lastInboundSuccess: Millis;
+  /**
+   * Set when this replica became a restored or rolled-back copy: it may hold entries whose
+   * deletions its partners have since purged, so it sends nothing until a lingering-object
+   * check has run (see core/replica/tombstones.ts).
+   */
+  readonly lingeringCheckDue: boolean;
 }
 
 export type Placement = "normal" | "orphan" | "cycle";

@@ -79,7 +79,8 @@ CREATE TABLE meta (
   invocation TEXT NOT NULL,
   usn INTEGER NOT NULL,
   created_at INTEGER NOT NULL,
-  last_inbound_success INTEGER NOT NULL
+  last_inbound_success INTEGER NOT NULL,
+  lingering_check_due INTEGER NOT NULL CHECK (lingering_check_due IN (0, 1))
 ) STRICT;
 
 CREATE TABLE entries (
@@ -179,10 +180,11 @@ const fromLiveChildren = "FROM entries INDEXED BY entries_children WHERE parent_
  * Cursor queries take "" as the cursor for the first page: every guid sorts after "".
  */
 export const sqliteStoreQueries = {
-  readMeta: "SELECT node_id, invocation, usn, created_at, last_inbound_success FROM meta WHERE id = 1",
+  readMeta:
+    "SELECT node_id, invocation, usn, created_at, last_inbound_success, lingering_check_due FROM meta WHERE id = 1",
   writeMeta:
-    "INSERT OR REPLACE INTO meta (id, node_id, invocation, usn, created_at, last_inbound_success) " +
-    "VALUES (1, ?, ?, ?, ?, ?)",
+    "INSERT OR REPLACE INTO meta (id, node_id, invocation, usn, created_at, last_inbound_success, " +
+    "lingering_check_due) VALUES (1, ?, ?, ?, ?, ?, ?)",
   getEntry: `SELECT ${entryColumns} FROM entries WHERE guid = ?`,
   putEntry:
     `INSERT INTO entries (${entryColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ` +
@@ -293,7 +295,14 @@ type ItemUpdateParams = [
   attribute: string,
   key: string,
 ];
-type MetaTuple = [nodeId: NodeId, invocation: InvocationId, usn: Usn, createdAt: Millis, lastInbound: Millis];
+type MetaTuple = [
+  nodeId: NodeId,
+  invocation: InvocationId,
+  usn: Usn,
+  createdAt: Millis,
+  lastInbound: Millis,
+  lingeringCheckDue: 0 | 1,
+];
 type WatermarkTuple = [invocation: InvocationId | null, objectUsn: Usn, propertyUsn: Usn];
 type PeerReportTuple = [node: NodeId, invocation: InvocationId, utd: string, usn: Usn, receivedAt: Millis];
 type EventTuple = [time: Millis, kind: ReplicaEventKind, detail: string];
@@ -489,11 +498,26 @@ export class SqliteStore implements Store {
   readMeta(): ReplicaMeta | undefined {
     const t = this.sql().readMeta.get();
     if (t === undefined) return undefined;
-    return { nodeId: t[0], invocation: t[1], usn: t[2], createdAt: t[3], lastInboundSuccess: t[4] };
+    return {
+      nodeId: t[0],
+      invocation: t[1],
+      usn: t[2],
+      createdAt: t[3],
+      lastInboundSuccess: t[4],
+      lingeringCheckDue: t[5] === 1,
+    };
   }
 
   writeMeta(meta: ReplicaMeta): void {
-    this.sql().writeMeta.run(meta.nodeId, meta.invocation, meta.usn, meta.createdAt, meta.lastInboundSuccess);
+    const m = meta;
+    this.sql().writeMeta.run(
+      m.nodeId,
+      m.invocation,
+      m.usn,
+      m.createdAt,
+      m.lastInboundSuccess,
+      m.lingeringCheckDue ? 1 : 0,
+    );
   }
 
   getEntry(guid: Guid): EntryRow | undefined {

@@ -109,6 +109,7 @@ const metaA: ReplicaMeta = {
   usn: 42 as Usn,
   createdAt: 1_700_000_000_000 as Millis,
   lastInboundSuccess: 1_700_000_001_000 as Millis,
+  lingeringCheckDue: false,
 };
 
 function watermarkOf(invocation: InvocationId | null, objectUsn: number, propertyUsn: number): Watermark {
@@ -283,7 +284,13 @@ function metaTests(open: OpenStore): void {
     withStore(open, (store) => {
       store.writeMeta(metaA);
       assert.deepEqual(store.readMeta(), metaA);
-      const next = { ...metaA, invocation: invocationOf(2), usn: 43 as Usn, lastInboundSuccess: 9 as Millis };
+      const next = {
+        ...metaA,
+        invocation: invocationOf(2),
+        usn: 43 as Usn,
+        lastInboundSuccess: 9 as Millis,
+        lingeringCheckDue: true,
+      };
       store.writeMeta(next);
       assert.deepEqual(store.readMeta(), next);
     });

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { epoch, makeDirectory, pull, syncAll, type TestReplica } from "../../../test/support/replicas.ts";
+import {
+  epoch,
+  lingeringCheck,
+  makeDirectory,
+  pull,
+  syncAll,
+  type TestReplica,
+} from "../../../test/support/replicas.ts";
 import { convergedState, liveDns } from "../../../test/support/state.ts";
 import { type ManualClock, SeededRandom } from "../../sim/ports.ts";
 import { SqliteStore } from "../../store/sqlite-store.ts";
@@ -102,15 +109,7 @@ describe("strict mode", () => {
     assert.equal(refused.ok ? "" : refused.error.code, "quarantined");
 
     // The lingering-object check against a healthy partner, page by page.
-    let after = null;
-    for (;;) {
-      const candidates = b.replica.lingeringCandidates(after, 2);
-      if (candidates.length === 0) break;
-      const absent = a.replica.absentEntries(candidates.map((candidate) => candidate.guid));
-      b.replica.removeLingering(candidates, absent, a.replica.utd());
-      after = candidates.at(-1)?.guid ?? null;
-    }
-    b.replica.endQuarantine(a.name);
+    assert.equal(lingeringCheck(b.replica, a.replica, 2), 1);
     assert.equal(b.replica.isQuarantined(), false);
     syncAll([a, b]);
     assert.deepEqual(convergedState(a.store), convergedState(b.store));
@@ -161,6 +160,9 @@ describe("rollback safety", () => {
       clock: a.clock,
       name: a.name,
     };
+    // A restored copy sends nothing until a lingering-object check has run.
+    assert.equal(restored.replica.isQuarantined(), true);
+    lingeringCheck(restored.replica, b.replica);
     syncAll([restoredTest, b]);
     for (const store of [restored.store, b.store]) {
       const dns = liveDns(store);
@@ -182,9 +184,11 @@ describe("rollback safety", () => {
     const restored = restoredFrom(backup, a.clock, false); // nobody told it: an unannounced restore
     assert.equal(restored.replica.invocationId, old);
     // b pulls: its request's UTD shows USNs of `old` beyond the restored USN.
-    unwrap(restored.replica.getChanges(b.replica.changeRequest(a.name)));
+    const refused = restored.replica.getChanges(b.replica.changeRequest(a.name));
+    assert.equal(refused.ok ? "sent" : refused.error.code, "quarantined");
     assert.notEqual(restored.replica.invocationId, old);
     assert.ok(restored.replica.events().some((event) => event.kind === "rollback-detected"));
+    lingeringCheck(restored.replica, b.replica);
     const restoredTest: TestReplica = {
       replica: restored.replica,
       store: restored.store,

@@ -80,6 +80,7 @@ export class Replica {
       usn: 0 as Usn,
       createdAt: now,
       lastInboundSuccess: now,
+      lingeringCheckDue: false,
     });
     ctx.transact(() => {
       ctx.updateMeta({ invocation: ctx.newInvocationId() });
@@ -93,7 +94,7 @@ export class Replica {
     const meta = store.readMeta();
     if (meta === undefined) throw new Error("the store holds no replica; create one first");
     const replica = new Replica(makeContext(store, ports, options, meta));
-    if (options.restored === true) replica.takeNewInvocationId("opened from a restored copy");
+    if (options.restored === true) replica.becomeRestoredCopy("opened from a restored copy");
     return replica;
   }
 
@@ -235,7 +236,19 @@ export class Replica {
       "rollback-detected",
       `${partner} has seen USN ${seen} of invocation ${this.ctx.meta.invocation}, this replica only ${this.ctx.meta.usn}`,
     );
-    this.takeNewInvocationId(`USN rollback detected by ${partner}`);
+    this.becomeRestoredCopy(`USN rollback detected by ${partner}`);
+  }
+
+  /**
+   * This database is an older copy of itself: take a new invocation id so that no USN is
+   * handed out twice, and owe a lingering-object check before sending anything, because
+   * deletions made since the copy may already be purged everywhere else.
+   */
+  becomeRestoredCopy(reason: string): void {
+    this.ctx.transact(() => {
+      this.takeNewInvocationId(reason);
+      this.ctx.updateMeta({ lingeringCheckDue: true });
+    });
   }
 
   /** Starts a new database instance identity; the old one's changes stay known up to our USN. */
@@ -283,8 +296,8 @@ export class Replica {
   /** Ends strict-mode quarantine once a full lingering-object check has run. */
   endQuarantine(reference: NodeId): void {
     this.ctx.transact(() => {
-      this.ctx.updateMeta({ lastInboundSuccess: this.ctx.now() });
-      this.ctx.event("quarantined", `quarantine ended after a lingering-object check against ${reference}`);
+      this.ctx.updateMeta({ lastInboundSuccess: this.ctx.now(), lingeringCheckDue: false });
+      this.ctx.event("quarantine-ended", `after a lingering-object check against ${reference}`);
     });
   }
 

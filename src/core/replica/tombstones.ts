@@ -75,9 +75,12 @@ function canPurge(
  * lifetime may hold entries whose deletions it never saw and that everyone else has purged
  * ("lingering objects"); sending them would bring them back to life. It refuses to send until
  * a lingering-object check against a healthy partner has run. A replica with no partners at
- * all (a directory of one) is never quarantined.
+ * all (a directory of one) is never quarantined for age. A restored or rolled-back copy is
+ * quarantined until its check has run (`lingeringCheckDue`), partners or not: the driver, which
+ * knows whether the directory has other replicas, ends it at once for a directory of one.
  */
 export function isQuarantined(ctx: ReplicaContext): boolean {
+  if (ctx.meta.lingeringCheckDue) return true;
   if (ctx.store.listWatermarks().length === 0) return false;
   return ctx.now() - ctx.meta.lastInboundSuccess > ctx.settings.tombstoneLifetimeMs;
 }
