@@ -67,6 +67,10 @@ export interface Store {
 
   readUtd(): UtdVector;
   writeUtd(utd: UtdVector): void;
+  /** A purge horizon vector (see core/replica/tombstones.ts); empty when never written. */
+  readHorizon(kind: HorizonKind): UtdVector;
+  /** Replaces that vector. */
+  writeHorizon(kind: HorizonKind, vector: UtdVector): void;
   readWatermark(partner: NodeId): Watermark | undefined;
   writeWatermark(partner: NodeId, watermark: Watermark): void;
   /** All partners with a watermark, ordered by node id. */
@@ -93,15 +97,18 @@ export interface ReplicaMeta {
   readonly createdAt: Millis;
   /** Local clock at the last completed inbound pull cycle (creation time before the first). */
   readonly lastInboundSuccess: Millis;
-  /**
-   * Set when this replica became a restored or rolled-back copy: it may hold entries whose
-   * deletions its partners have since purged, so it sends nothing until a lingering-object
-   * check has run (see core/replica/tombstones.ts).
-   */
-  readonly lingeringCheckDue: boolean;
 }
 
 export type Placement = "normal" | "orphan" | "cycle";
+
+/**
+ * Per invocation id, a deletion USN (see core/replica/tombstones.ts). "purged": the highest
+ * deletion whose tombstone this replica purged or heard was purged. "required": purged
+ * deletions a partner showed that this replica may never have received. "checked": what
+ * lingering-object checks have settled. The replica is quarantined while "checked" does not
+ * cover "required".
+ */
+export type HorizonKind = "purged" | "checked" | "required";
 
 export interface EntryRow {
   readonly guid: Guid;

@@ -7,6 +7,7 @@ import type { UtdVector } from "../core/replication/utd.ts";
 import type {
   ChildCursor,
   EntryRow,
+  HorizonKind,
   ItemRow,
   PeerReport,
   Placement,
@@ -79,8 +80,7 @@ CREATE TABLE meta (
   invocation TEXT NOT NULL,
   usn INTEGER NOT NULL,
   created_at INTEGER NOT NULL,
-  last_inbound_success INTEGER NOT NULL,
-  lingering_check_due INTEGER NOT NULL CHECK (lingering_check_due IN (0, 1))
+  last_inbound_success INTEGER NOT NULL
 ) STRICT;
 
 CREATE TABLE entries (
@@ -123,6 +123,14 @@ CREATE TABLE items (
 ) STRICT, WITHOUT ROWID;
 
 CREATE TABLE utd (invocation TEXT PRIMARY KEY, usn INTEGER NOT NULL) STRICT, WITHOUT ROWID;
+
+-- Purge horizons (see core/replica/tombstones.ts): per kind, one USN per invocation id.
+CREATE TABLE horizons (
+  kind TEXT NOT NULL CHECK (kind IN ('purged', 'checked', 'required')),
+  invocation TEXT NOT NULL,
+  usn INTEGER NOT NULL,
+  PRIMARY KEY (kind, invocation)
+) STRICT, WITHOUT ROWID;
 
 CREATE TABLE watermarks (
   partner TEXT PRIMARY KEY,
@@ -180,11 +188,10 @@ const fromLiveChildren = "FROM entries INDEXED BY entries_children WHERE parent_
  * Cursor queries take "" as the cursor for the first page: every guid sorts after "".
  */
 export const sqliteStoreQueries = {
-  readMeta:
-    "SELECT node_id, invocation, usn, created_at, last_inbound_success, lingering_check_due FROM meta WHERE id = 1",
+  readMeta: "SELECT node_id, invocation, usn, created_at, last_inbound_success FROM meta WHERE id = 1",
   writeMeta:
-    "INSERT OR REPLACE INTO meta (id, node_id, invocation, usn, created_at, last_inbound_success, " +
-    "lingering_check_due) VALUES (1, ?, ?, ?, ?, ?, ?)",
+    "INSERT OR REPLACE INTO meta (id, node_id, invocation, usn, created_at, last_inbound_success) " +
+    "VALUES (1, ?, ?, ?, ?, ?)",
   getEntry: `SELECT ${entryColumns} FROM entries WHERE guid = ?`,
   putEntry:
     `INSERT INTO entries (${entryColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ` +
@@ -234,6 +241,9 @@ export const sqliteStoreQueries = {
   readUtd: "SELECT invocation, usn FROM utd ORDER BY invocation",
   clearUtd: "DELETE FROM utd",
   insertUtd: "INSERT INTO utd (invocation, usn) VALUES (?, ?)",
+  readHorizon: "SELECT invocation, usn FROM horizons WHERE kind = ? ORDER BY invocation",
+  clearHorizon: "DELETE FROM horizons WHERE kind = ?",
+  insertHorizon: "INSERT INTO horizons (kind, invocation, usn) VALUES (?, ?, ?)",
   readWatermark: "SELECT invocation, object_usn, property_usn FROM watermarks WHERE partner = ?",
   writeWatermark:
     "INSERT OR REPLACE INTO watermarks (partner, invocation, object_usn, property_usn) VALUES (?, ?, ?, ?)",
@@ -295,14 +305,7 @@ type ItemUpdateParams = [
   attribute: string,
   key: string,
 ];
-type MetaTuple = [
-  nodeId: NodeId,
-  invocation: InvocationId,
-  usn: Usn,
-  createdAt: Millis,
-  lastInbound: Millis,
-  lingeringCheckDue: 0 | 1,
-];
+type MetaTuple = [nodeId: NodeId, invocation: InvocationId, usn: Usn, createdAt: Millis, lastInbound: Millis];
 type WatermarkTuple = [invocation: InvocationId | null, objectUsn: Usn, propertyUsn: Usn];
 type PeerReportTuple = [node: NodeId, invocation: InvocationId, utd: string, usn: Usn, receivedAt: Millis];
 type EventTuple = [time: Millis, kind: ReplicaEventKind, detail: string];
@@ -338,6 +341,9 @@ function prepareStatements(db: Database.Database) {
     readUtd: db.prepare<[], [InvocationId, Usn]>(q.readUtd).raw(),
     clearUtd: db.prepare<[]>(q.clearUtd),
     insertUtd: db.prepare<[InvocationId, Usn]>(q.insertUtd),
+    readHorizon: db.prepare<[HorizonKind], [InvocationId, Usn]>(q.readHorizon).raw(),
+    clearHorizon: db.prepare<[HorizonKind]>(q.clearHorizon),
+    insertHorizon: db.prepare<[HorizonKind, InvocationId, Usn]>(q.insertHorizon),
     readWatermark: db.prepare<[NodeId], WatermarkTuple>(q.readWatermark).raw(),
     writeWatermark: db.prepare<[NodeId, ...WatermarkTuple]>(q.writeWatermark),
     listWatermarks: db.prepare<[], [NodeId, ...WatermarkTuple]>(q.listWatermarks).raw(),
@@ -504,20 +510,11 @@ export class SqliteStore implements Store {
       usn: t[2],
       createdAt: t[3],
       lastInboundSuccess: t[4],
-      lingeringCheckDue: t[5] === 1,
     };
   }
 
   writeMeta(meta: ReplicaMeta): void {
-    const m = meta;
-    this.sql().writeMeta.run(
-      m.nodeId,
-      m.invocation,
-      m.usn,
-      m.createdAt,
-      m.lastInboundSuccess,
-      m.lingeringCheckDue ? 1 : 0,
-    );
+    this.sql().writeMeta.run(meta.nodeId, meta.invocation, meta.usn, meta.createdAt, meta.lastInboundSuccess);
   }
 
   getEntry(guid: Guid): EntryRow | undefined {
@@ -671,6 +668,22 @@ export class SqliteStore implements Store {
     const s = this.sql();
     this.transaction(() => {
       this.pendingItems -= s.removeItemsExcept.run(guid, JSON.stringify(keep)).changes;
+    });
+  }
+
+  readHorizon(kind: HorizonKind): UtdVector {
+    const vector: Record<InvocationId, Usn> = {};
+    for (const [invocation, usn] of this.sql().readHorizon.iterate(kind)) vector[invocation] = usn;
+    return vector;
+  }
+
+  writeHorizon(kind: HorizonKind, vector: UtdVector): void {
+    const s = this.sql();
+    this.transaction(() => {
+      s.clearHorizon.run(kind);
+      for (const [invocation, usn] of Object.entries(vector) as Array<[InvocationId, Usn]>) {
+        s.insertHorizon.run(kind, invocation, usn);
+      }
     });
   }
 

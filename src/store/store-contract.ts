@@ -109,7 +109,6 @@ const metaA: ReplicaMeta = {
   usn: 42 as Usn,
   createdAt: 1_700_000_000_000 as Millis,
   lastInboundSuccess: 1_700_000_001_000 as Millis,
-  lingeringCheckDue: false,
 };
 
 function watermarkOf(invocation: InvocationId | null, objectUsn: number, propertyUsn: number): Watermark {
@@ -289,7 +288,6 @@ function metaTests(open: OpenStore): void {
         invocation: invocationOf(2),
         usn: 43 as Usn,
         lastInboundSuccess: 9 as Millis,
-        lingeringCheckDue: true,
       };
       store.writeMeta(next);
       assert.deepEqual(store.readMeta(), next);

@@ -6,10 +6,10 @@ import { Replica } from "../../src/core/replica/replica.ts";
 import type { ChangePage } from "../../src/core/replication/page.ts";
 import { unwrap } from "../../src/core/result.ts";
 import { ManualClock, SeededRandom } from "../../src/sim/ports.ts";
+import { convergedState } from "../../src/sim/state.ts";
 import { SqliteStore } from "../../src/store/sqlite-store.ts";
 import { recordingStore, WriteLog } from "./recording-store.ts";
 import { epoch, type TestReplica } from "./replicas.ts";
-import { convergedState } from "./state.ts";
 
 /**
  * Random operation histories on 2–5 replicas: writes of every kind from a small name pool (so

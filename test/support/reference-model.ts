@@ -5,8 +5,8 @@ import { conflictRdn } from "../../src/core/replica/lookup.ts";
 import { deletedItem, type Item, itemIdentity, nameItem } from "../../src/core/replication/items.ts";
 import { compareStamps, type Stamp } from "../../src/core/replication/stamp.ts";
 import type { Placement } from "../../src/core/store.ts";
+import type { ConvergedEntry } from "../../src/sim/state.ts";
 import type { WriteLog } from "./recording-store.ts";
-import type { ConvergedEntry } from "./state.ts";
 
 /**
  * A deliberately simple reference implementation of the merge rules, computed from scratch

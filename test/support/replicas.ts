@@ -66,17 +66,20 @@ export function syncAll(replicas: readonly TestReplica[], limits: Partial<PageLi
   throw new Error("syncAll did not converge in 50 rounds");
 }
 
-/** The lingering-object check a quarantined replica runs against a healthy reference, page by page. */
+/** The lingering-object check a quarantined replica runs against a reference, page by page. */
 export function lingeringCheck(replica: Replica, reference: Replica, pageSize = 100): number {
   let removed = 0;
+  let referenceUtd: ReturnType<Replica["utd"]> | undefined;
   let after: Parameters<Replica["lingeringCandidates"]>[0] = null;
   for (let guard = 0; guard < 1_000_000; guard++) {
     const candidates = replica.lingeringCandidates(after, pageSize);
-    if (candidates.length === 0) break;
-    const absent = reference.absentEntries(candidates.map((candidate) => candidate.guid));
-    removed += replica.removeLingering(candidates, absent, reference.utd());
+    const answer = reference.answerLingeringCheck(candidates.map((candidate) => candidate.guid));
+    const applied = unwrap(replica.applyLingeringAnswer(candidates, answer));
+    referenceUtd ??= applied.referenceUtd;
+    removed += applied.removed;
+    if (candidates.length < pageSize) break;
     after = candidates.at(-1)?.guid ?? null;
   }
-  replica.endQuarantine(reference.nodeId);
+  unwrap(replica.endQuarantine(reference.nodeId, referenceUtd));
   return removed;
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { epoch, makeDirectory, pull, syncAll, type TestReplica } from "../../../test/support/replicas.ts";
-import { convergedState, liveDns } from "../../../test/support/state.ts";
+import { convergedState, liveDns } from "../../sim/state.ts";
 import { unwrap } from "../result.ts";
 
 /**

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import fc from "fast-check";
 import { newHistory, runStep, settle, stepArbitrary } from "../../../test/support/history.ts";
 import { referenceState } from "../../../test/support/reference-model.ts";
-import { convergedState } from "../../../test/support/state.ts";
+import { convergedState } from "../../sim/state.ts";
 
 /**
  * The replication contract as properties: whatever the operations, the pull order, the page

@@ -8,6 +8,7 @@ import type { EntryRow } from "../store.ts";
 import type { ReplicaContext } from "./context.ts";
 import { type NamingChange, refreshNaming } from "./naming.ts";
 import { tombstoneFields } from "./originating.ts";
+import { isQuarantined } from "./tombstones.ts";
 
 export interface ApplyOutcome {
   /** Entries this page changed on this replica (0 for a page of things it already had). */
@@ -77,7 +78,10 @@ function advanceWatermark(
 
 /** After the last page of a cycle this replica has everything the source had: take its UTD. */
 function completeCycle(ctx: ReplicaContext, page: ChangePage): void {
-  if (ctx.canaries.skipUtdMerge !== true) {
+  // A quarantined replica merges no UTD: the source's UTD may cover purged deletions this
+  // replica never received, and would then keep it from ever receiving their tombstones.
+  const quarantined = isQuarantined(ctx);
+  if (ctx.canaries.skipUtdMerge !== true && !quarantined) {
     const own = ctx.meta.invocation;
     // Never record our own current invocation: our USN is the truth for it.
     const { [own]: _ownEntry, ...others } = page.utd;
@@ -90,11 +94,15 @@ function completeCycle(ctx: ReplicaContext, page: ChangePage): void {
     usn: utdGet(page.utd, page.sourceInvocation),
     receivedAt: ctx.now(),
   });
+  // Purges travel with the UTD, so that whoever merges this UTD learns what it can no longer get.
+  if (!quarantined) {
+    ctx.store.writeHorizon("purged", utdMerge(ctx.store.readHorizon("purged"), page.purgeHorizon));
+  }
   ctx.updateMeta({ lastInboundSuccess: ctx.now() });
 }
 
 /** Merges one entry's items; returns how many items won. */
-function applyEntryChange(ctx: ReplicaContext, change: EntryChange): number {
+export function applyEntryChange(ctx: ReplicaContext, change: EntryChange): number {
   const existing = ctx.store.getEntry(change.guid);
   if (existing === undefined) return createFromChange(ctx, change);
   // A GUID names one entry forever; a change that moves it to another partition is not real.

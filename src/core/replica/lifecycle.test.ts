@@ -8,8 +8,8 @@ import {
   syncAll,
   type TestReplica,
 } from "../../../test/support/replicas.ts";
-import { convergedState, liveDns } from "../../../test/support/state.ts";
 import { type ManualClock, SeededRandom } from "../../sim/ports.ts";
+import { convergedState, liveDns } from "../../sim/state.ts";
 import { SqliteStore } from "../../store/sqlite-store.ts";
 import { unwrap } from "../result.ts";
 import { tombstoneLifetimeMsDefault } from "./context.ts";
@@ -103,10 +103,14 @@ describe("strict mode", () => {
     setClocks([a, b], epoch + tombstoneLifetimeMsDefault + 2 * day);
     assert.equal(a.replica.purgeTombstones(names.slice(0, 2)).purged, 1);
     add(b, `cn=written-while-dark,${base}`);
-    assert.equal(b.replica.isQuarantined(), true);
+    // b cannot know yet; a's first pull carries a's purge horizon, which b's UTD does not cover.
+    assert.equal(b.replica.isQuarantined(), false);
     const refused = b.replica.getChanges(a.replica.changeRequest(b.name));
     assert.equal(refused.ok, false);
     assert.equal(refused.ok ? "" : refused.error.code, "quarantined");
+    assert.equal(b.replica.isQuarantined(), true);
+    // The survivor is not quarantined: it missed nothing.
+    assert.equal(a.replica.isQuarantined(), false);
 
     // The lingering-object check against a healthy partner, page by page.
     assert.equal(lingeringCheck(b.replica, a.replica, 2), 1);
@@ -119,11 +123,33 @@ describe("strict mode", () => {
     assert.equal(dns.includes(`cn=written-while-dark,${base}`), true);
   });
 
-  it("a directory of one replica is never quarantined", () => {
-    const [a] = makeDirectory(["node-a"]);
-    assert.ok(a !== undefined);
-    a.clock.advance(2 * tombstoneLifetimeMsDefault);
+  it("a replica that catches up from a partner which purged deletions it never saw quarantines itself", () => {
+    const [a, b] = makeDirectory(["node-a", "node-b"]);
+    assert.ok(a !== undefined && b !== undefined);
+    syncAll([a, b]);
+    add(a, `cn=doomed,${base}`);
+    syncAll([a, b]);
+    unwrap(a.replica.writeOne({ op: "delete", dn: `cn=doomed,${base}` }));
+    a.clock.advance(tombstoneLifetimeMsDefault + day);
+    assert.equal(a.replica.purgeTombstones(names.slice(0, 2)).purged, 1);
+    // Pulling brings a's UTD, which would cover the deletion b never received: b must notice first.
+    pull(b.replica, a.replica);
+    assert.equal(b.replica.isQuarantined(), true);
+    assert.ok(b.replica.events().some((event) => event.kind === "quarantined"));
+    assert.equal(lingeringCheck(b.replica, a.replica), 1);
+    pull(b.replica, a.replica);
+    assert.equal(b.replica.isQuarantined(), false);
+    assert.equal(b.replica.get(`cn=doomed,${base}`).ok, false);
+  });
+
+  it("time alone quarantines nobody: replicas that missed no purge stay in service", () => {
+    const [a, b] = makeDirectory(["node-a", "node-b"]);
+    assert.ok(a !== undefined && b !== undefined);
+    syncAll([a, b]);
+    setClocks([a, b], epoch + 2 * tombstoneLifetimeMsDefault);
+    syncAll([a, b]);
     assert.equal(a.replica.isQuarantined(), false);
+    assert.equal(b.replica.isQuarantined(), false);
   });
 });
 
@@ -160,9 +186,8 @@ describe("rollback safety", () => {
       clock: a.clock,
       name: a.name,
     };
-    // A restored copy sends nothing until a lingering-object check has run.
-    assert.equal(restored.replica.isQuarantined(), true);
-    lingeringCheck(restored.replica, b.replica);
+    // Nothing was purged anywhere: the restored copy needs no lingering check and sends at once.
+    assert.equal(restored.replica.isQuarantined(), false);
     syncAll([restoredTest, b]);
     for (const store of [restored.store, b.store]) {
       const dns = liveDns(store);
@@ -171,6 +196,27 @@ describe("rollback safety", () => {
     }
     assert.deepEqual(convergedState(restored.store), convergedState(b.store));
     assert.ok(restored.replica.events().some((event) => event.kind === "invocation-changed"));
+  });
+
+  it("a restored copy that holds an entry whose deletion was purged quarantines itself until checked", () => {
+    const [a, b] = makeDirectory(["node-a", "node-b"]);
+    assert.ok(a !== undefined && b !== undefined);
+    add(a, `cn=doomed,${base}`);
+    syncAll([a, b]);
+    const backup = a.store.serialize();
+    unwrap(a.replica.writeOne({ op: "delete", dn: `cn=doomed,${base}` }));
+    syncAll([a, b]);
+    syncAll([a, b]); // both have reported UTDs covering the delete: purge by coverage
+    assert.equal(b.replica.purgeTombstones(names.slice(0, 2)).purged, 1);
+    const restored = restoredFrom(backup, a.clock, true);
+    assert.ok(restored.replica.get(`cn=doomed,${base}`).ok, "the backup predates the delete");
+    unwrap(
+      restored.replica.applyChanges(unwrap(b.replica.getChanges(restored.replica.changeRequest(b.name)))),
+    );
+    assert.equal(restored.replica.isQuarantined(), true);
+    assert.equal(lingeringCheck(restored.replica, b.replica), 1);
+    assert.equal(restored.replica.get(`cn=doomed,${base}`).ok, false);
+    assert.equal(restored.replica.isQuarantined(), false);
   });
 
   it("a partner that has seen more of our USNs makes us take a new invocation id at once", () => {
@@ -184,11 +230,9 @@ describe("rollback safety", () => {
     const restored = restoredFrom(backup, a.clock, false); // nobody told it: an unannounced restore
     assert.equal(restored.replica.invocationId, old);
     // b pulls: its request's UTD shows USNs of `old` beyond the restored USN.
-    const refused = restored.replica.getChanges(b.replica.changeRequest(a.name));
-    assert.equal(refused.ok ? "sent" : refused.error.code, "quarantined");
+    unwrap(restored.replica.getChanges(b.replica.changeRequest(a.name)));
     assert.notEqual(restored.replica.invocationId, old);
     assert.ok(restored.replica.events().some((event) => event.kind === "rollback-detected"));
-    lingeringCheck(restored.replica, b.replica);
     const restoredTest: TestReplica = {
       replica: restored.replica,
       store: restored.store,

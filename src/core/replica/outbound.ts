@@ -49,6 +49,7 @@ export function buildPage(ctx: ReplicaContext, request: ChangeRequest): ChangePa
     highUsn,
     more,
     utd: currentUtd(ctx),
+    purgeHorizon: ctx.store.readHorizon("purged"),
     entries,
   };
 }

@@ -11,11 +11,17 @@ import {
   pageEntriesMaxDefault,
 } from "../replication/page.ts";
 import { type UtdVector, utdGet, utdWith } from "../replication/utd.ts";
-import { validateChangeRequest, validatePage, validateUtd } from "../replication/validate.ts";
+import {
+  validateChangeRequest,
+  validateLingeringAnswer,
+  validatePage,
+  validateUtd,
+} from "../replication/validate.ts";
 import { fail, ok, type Result } from "../result.ts";
 import type { ReplicaEvent, ReplicaMeta, Store, StoreCounts } from "../store.ts";
 import { ReplicaContext, type ReplicaSettings, tombstoneLifetimeMsDefault } from "./context.ts";
 import { type ApplyOutcome, applyPage } from "./inbound.ts";
+import { entryDn } from "./lookup.ts";
 import { createPartition, originate, type WriteOutcome, type WriteRequest } from "./originating.ts";
 import { buildPage, currentUtd } from "./outbound.ts";
 import {
@@ -29,12 +35,16 @@ import {
 } from "./read.ts";
 import { checkAttributeList, checkSearchRequest, checkWriteRequest } from "./requests.ts";
 import {
+  answerLingeringCheck,
+  applyLingeringAnswer,
+  checkPurgeHorizon,
+  endQuarantine,
   isQuarantined,
+  type LingeringAnswer,
   type LingeringCandidate,
   lingeringCandidates,
   type PurgeOutcome,
   purgeTombstones,
-  removeLingering,
 } from "./tombstones.ts";
 
 export interface ReplicaPorts {
@@ -80,7 +90,6 @@ export class Replica {
       usn: 0 as Usn,
       createdAt: now,
       lastInboundSuccess: now,
-      lingeringCheckDue: false,
     });
     ctx.transact(() => {
       ctx.updateMeta({ invocation: ctx.newInvocationId() });
@@ -94,7 +103,7 @@ export class Replica {
     const meta = store.readMeta();
     if (meta === undefined) throw new Error("the store holds no replica; create one first");
     const replica = new Replica(makeContext(store, ports, options, meta));
-    if (options.restored === true) replica.becomeRestoredCopy("opened from a restored copy");
+    if (options.restored === true) replica.takeNewInvocationId("opened from a restored copy");
     return replica;
   }
 
@@ -157,6 +166,12 @@ export class Replica {
     return search(this.ctx.store, checked.value);
   }
 
+  /** The DN under which a live entry is shown, or undefined for a tombstone or unknown GUID. */
+  dnOf(guid: Guid): string | undefined {
+    const row = this.ctx.store.getEntry(guid);
+    return row === undefined || row.deleted ? undefined : entryDn(this.ctx.store, row);
+  }
+
   conflicts(after: Guid | null = null, limit = 1000): ConflictView[] {
     return listConflicts(this.ctx.store, after, limit);
   }
@@ -170,6 +185,7 @@ export class Replica {
       destination: this.ctx.meta.nodeId,
       from: this.ctx.store.readWatermark(partner) ?? initialWatermark,
       utd: this.utd(),
+      purgeHorizon: this.ctx.store.readHorizon("purged"),
       limits: {
         entriesMax: limits.entriesMax ?? pageEntriesMaxDefault,
         bytesMax: limits.bytesMax ?? pageBytesMaxDefault,
@@ -185,10 +201,11 @@ export class Replica {
       return fail("invalid-request", "a replica does not pull from itself");
     return this.ctx.transact(() => {
       this.detectRollback(checked.value.utd, checked.value.destination);
+      checkPurgeHorizon(this.ctx, checked.value.purgeHorizon, checked.value.destination);
       if (isQuarantined(this.ctx)) {
         return fail(
           "quarantined",
-          "this replica has not replicated in for longer than the tombstone lifetime; it sends nothing until a lingering-object check has run",
+          "this replica may hold entries deleted elsewhere (it missed purged deletions, or it is a restored copy); it sends nothing until a lingering-object check has run",
         );
       }
       return ok(buildPage(this.ctx, checked.value));
@@ -203,6 +220,10 @@ export class Replica {
       return fail("invalid-page", "a page from this replica itself");
     return this.ctx.transact(() => {
       this.detectRollback(checked.value.utd, checked.value.source);
+      // Before this page's UTD is merged: afterwards the UTD would cover what was never received.
+      if (checkPurgeHorizon(this.ctx, checked.value.purgeHorizon, checked.value.source)) {
+        this.lingeringReferenceHint = checked.value.source;
+      }
       return ok(applyPage(this.ctx, checked.value));
     });
   }
@@ -236,19 +257,7 @@ export class Replica {
       "rollback-detected",
       `${partner} has seen USN ${seen} of invocation ${this.ctx.meta.invocation}, this replica only ${this.ctx.meta.usn}`,
     );
-    this.becomeRestoredCopy(`USN rollback detected by ${partner}`);
-  }
-
-  /**
-   * This database is an older copy of itself: take a new invocation id so that no USN is
-   * handed out twice, and owe a lingering-object check before sending anything, because
-   * deletions made since the copy may already be purged everywhere else.
-   */
-  becomeRestoredCopy(reason: string): void {
-    this.ctx.transact(() => {
-      this.takeNewInvocationId(reason);
-      this.ctx.updateMeta({ lingeringCheckDue: true });
-    });
+    this.takeNewInvocationId(`USN rollback detected by ${partner}`);
   }
 
   /** Starts a new database instance identity; the old one's changes stay known up to our USN. */
@@ -279,27 +288,52 @@ export class Replica {
     return lingeringCandidates(this.ctx, after, limit);
   }
 
-  /** Of the given GUIDs, those this replica holds neither live nor as a tombstone. */
-  absentEntries(guids: readonly Guid[]): Guid[] {
-    return guids.filter((guid) => this.ctx.store.getEntry(guid) === undefined);
+  /** The reference's side of a lingering-object check, for a page of another replica's candidates. */
+  answerLingeringCheck(guids: readonly Guid[]): LingeringAnswer & { utd: UtdVector } {
+    return { ...answerLingeringCheck(this.ctx, guids), utd: this.utd() };
   }
 
-  /** Removes lingering entries found by comparing with a healthy reference replica. */
-  removeLingering(
+  /**
+   * Applies a reference's answer to one page of this replica's candidates. The answer is
+   * untrusted input: a malformed one is refused whole and changes nothing.
+   */
+  applyLingeringAnswer(
     candidates: readonly LingeringCandidate[],
-    absent: readonly Guid[],
-    referenceUtd: UtdVector,
-  ): number {
-    return this.ctx.transact(() => removeLingering(this.ctx, candidates, new Set(absent), referenceUtd));
+    answer: unknown,
+  ): Result<{ removed: number; referenceUtd: UtdVector }> {
+    const checked = validateLingeringAnswer(answer, this.ctx.schema);
+    if (!checked.ok) return checked;
+    const { utd, ...rest } = checked.value;
+    const removed = this.ctx.transact(() => applyLingeringAnswer(this.ctx, candidates, rest, utd));
+    return ok({ removed, referenceUtd: utd });
   }
 
-  /** Ends strict-mode quarantine once a full lingering-object check has run. */
-  endQuarantine(reference: NodeId): void {
-    this.ctx.transact(() => {
-      this.ctx.updateMeta({ lastInboundSuccess: this.ctx.now(), lingeringCheckDue: false });
-      this.ctx.event("quarantine-ended", `after a lingering-object check against ${reference}`);
-    });
+  /**
+   * Ends the quarantine once a full lingering-object check against `reference` has run, given
+   * the reference's UTD from its first answer (what the check settled).
+   */
+  endQuarantine(reference: NodeId, referenceUtd: unknown): Result<void> {
+    const utd = validateUtd(referenceUtd, "reference UTD");
+    if (!utd.ok) return utd;
+    this.ctx.transact(() => endQuarantine(this.ctx, reference, utd.value));
+    if (!isQuarantined(this.ctx)) this.lingeringReferenceHint = null;
+    return ok(undefined);
   }
+
+  /** The purge horizon this replica advertises. */
+  purgeHorizon(): UtdVector {
+    return this.ctx.store.readHorizon("purged");
+  }
+
+  /**
+   * The partner whose purge horizon quarantined this replica (in memory only): the best
+   * reference for the lingering-object check, since its UTD covers what that horizon requires.
+   */
+  get lingeringReference(): NodeId | null {
+    return this.lingeringReferenceHint;
+  }
+
+  private lingeringReferenceHint: NodeId | null = null;
 
   // -------------------------------------------------------------------------------------------
   // introspection

@@ -1,8 +1,11 @@
 import type { Guid, InvocationId, NodeId, Usn } from "../ids.ts";
 import { deletedItem } from "../replication/items.ts";
-import { type UtdVector, utdCovers } from "../replication/utd.ts";
+import type { EntryChange } from "../replication/page.ts";
+import type { Stamp } from "../replication/stamp.ts";
+import { type UtdVector, utdCovers, utdCoversVector, utdGet, utdMerge, utdWith } from "../replication/utd.ts";
 import type { EntryRow, TombstoneCursor } from "../store.ts";
 import type { ReplicaContext } from "./context.ts";
+import { applyEntryChange } from "./inbound.ts";
 import { refreshNaming } from "./naming.ts";
 
 /** Tombstones examined by one purge call; the caller repeats until `remaining` is false. */
@@ -33,8 +36,10 @@ export function purgeTombstones(ctx: ReplicaContext, replicas: readonly NodeId[]
     const page = ctx.store.listTombstones(after, Math.min(1000, purgeBatchMax - examined));
     for (const row of page) {
       examined++;
-      if (canPurge(ctx, row, now, others, reports)) {
+      const deletion = canPurge(ctx, row, now, others, reports);
+      if (deletion !== undefined) {
         ctx.store.removeEntry(row.guid);
+        extendHorizon(ctx, deletion);
         purged++;
       }
     }
@@ -52,37 +57,83 @@ export function purgeTombstones(ctx: ReplicaContext, replicas: readonly NodeId[]
   }
 }
 
+/** The deletion stamp of a tombstone that may go now, or undefined to keep it. */
 function canPurge(
   ctx: ReplicaContext,
   row: EntryRow,
   now: number,
   others: readonly NodeId[],
   reports: ReadonlyMap<NodeId, UtdVector>,
-): boolean {
-  if (row.tombstoneSince !== null && now - row.tombstoneSince > ctx.settings.tombstoneLifetimeMs) return true;
-  const deletion = ctx.store.getItem(row.guid, deletedItem, "");
-  if (deletion === undefined) return false;
+): Stamp | undefined {
+  const deletion = ctx.store.getItem(row.guid, deletedItem, "")?.stamp;
+  if (deletion === undefined) return undefined;
+  if (row.tombstoneSince !== null && now - row.tombstoneSince > ctx.settings.tombstoneLifetimeMs)
+    return deletion;
   const covers = (node: NodeId): boolean => {
     const utd = reports.get(node);
-    return utd !== undefined && utdCovers(utd, deletion.stamp);
+    return utd !== undefined && utdCovers(utd, deletion);
   };
-  if (ctx.canaries.purgeTombstonesEarly === true) return others.length === 0 || others.some(covers);
-  return others.every(covers);
+  const early = ctx.canaries.purgeTombstonesEarly === true && (others.length === 0 || others.some(covers));
+  return early || others.every(covers) ? deletion : undefined;
 }
 
 /**
- * Strict mode. A replica that has not completed an inbound pull for longer than the tombstone
- * lifetime may hold entries whose deletions it never saw and that everyone else has purged
- * ("lingering objects"); sending them would bring them back to life. It refuses to send until
- * a lingering-object check against a healthy partner has run. A replica with no partners at
- * all (a directory of one) is never quarantined for age. A restored or rolled-back copy is
- * quarantined until its check has run (`lingeringCheckDue`), partners or not: the driver, which
- * knows whether the directory has other replicas, ends it at once for a directory of one.
+ * Strict mode. A replica that missed a deletion whose tombstone the others have since purged
+ * holds a "lingering object": sending it would bring a deleted entry back to life. Plexus
+ * detects that exactly, without clocks: every replica keeps a purge horizon (per invocation id,
+ * the highest deletion USN it purged or heard was purged) and sends it with every page and
+ * request. A replica whose UTD, together with what earlier lingering checks settled, does not
+ * cover a partner's horizon may lack some of those deletions: it quarantines itself — it sends
+ * nothing — until a lingering-object check against a partner has run. A restored copy needs no
+ * special case: its UTD went back with it, so any purge it missed shows in a partner's horizon.
  */
 export function isQuarantined(ctx: ReplicaContext): boolean {
-  if (ctx.meta.lingeringCheckDue) return true;
-  if (ctx.store.listWatermarks().length === 0) return false;
-  return ctx.now() - ctx.meta.lastInboundSuccess > ctx.settings.tombstoneLifetimeMs;
+  return !utdCoversVector(ctx.store.readHorizon("checked"), ctx.store.readHorizon("required"));
+}
+
+/**
+ * Compares a partner's purge horizon with what this replica has (its UTD) or has settled (its
+ * checks). Every deletion the horizon names beyond both becomes required: the replica stays
+ * quarantined until checks have settled it. Must run before a page's UTD is merged, which
+ * would otherwise cover deletions that were never received. Returns whether it quarantined.
+ */
+export function checkPurgeHorizon(ctx: ReplicaContext, horizon: UtdVector, partner: NodeId): boolean {
+  const checked = ctx.store.readHorizon("checked");
+  const settled = utdMerge(utdWith(ctx.store.readUtd(), ctx.meta.invocation, ctx.meta.usn), checked);
+  const deficit: Record<string, Usn> = {};
+  for (const [invocation, usn] of Object.entries(horizon) as Array<[InvocationId, Usn]>) {
+    if (usn > utdGet(settled, invocation)) deficit[invocation] = usn;
+  }
+  if (Object.keys(deficit).length === 0) return false;
+  const wasQuarantined = isQuarantined(ctx);
+  ctx.store.writeHorizon("required", utdMerge(ctx.store.readHorizon("required"), deficit));
+  if (!wasQuarantined)
+    ctx.event("quarantined", `${partner} purged deletions this replica may never have received`);
+  return true;
+}
+
+/** Records a purged deletion in this replica's purge horizon. */
+function extendHorizon(ctx: ReplicaContext, stamp: { invocation: InvocationId; usn: Usn }): void {
+  const horizon = ctx.store.readHorizon("purged");
+  if (utdGet(horizon, stamp.invocation) >= stamp.usn) return;
+  ctx.store.writeHorizon("purged", utdWith(horizon, stamp.invocation, stamp.usn));
+}
+
+/**
+ * A full lingering-object check against `reference` has run. This replica now holds (or has
+ * removed the entry of) every deletion the reference's UTD covers: those are settled. The
+ * quarantine ends once everything required is settled; otherwise another check follows.
+ */
+export function endQuarantine(ctx: ReplicaContext, reference: NodeId, referenceUtd: UtdVector): void {
+  ctx.store.writeHorizon("checked", utdMerge(ctx.store.readHorizon("checked"), referenceUtd));
+  if (isQuarantined(ctx)) {
+    ctx.event(
+      "quarantined",
+      `a lingering-object check against ${reference} settled only part of what is required`,
+    );
+  } else {
+    ctx.event("quarantine-ended", `after a lingering-object check against ${reference}`);
+  }
 }
 
 export interface LingeringCandidate {
@@ -99,20 +150,48 @@ export function lingeringCandidates(
   return ctx.store.listEntries(after, limit).map((row) => ({ guid: row.guid, origin: row.origin }));
 }
 
+/** What a reference replica answers about a page of candidates. */
+export interface LingeringAnswer {
+  /** Candidates the reference holds neither live nor as tombstones. */
+  readonly absent: readonly Guid[];
+  /** Candidates the reference holds as tombstones: their name and deletion items. */
+  readonly tombstones: readonly EntryChange[];
+}
+
+/** The reference's side of a lingering-object check. */
+export function answerLingeringCheck(ctx: ReplicaContext, guids: readonly Guid[]): LingeringAnswer {
+  const absent: Guid[] = [];
+  const tombstones: EntryChange[] = [];
+  for (const guid of guids) {
+    const row = ctx.store.getEntry(guid);
+    if (row === undefined) absent.push(guid);
+    else if (row.deleted) {
+      const items = ctx.store
+        .getItems(guid)
+        .map(({ attribute, key, value, stamp }) => ({ attribute, key, value, stamp }));
+      tombstones.push({ guid, partition: row.partition, origin: row.origin, items });
+    }
+  }
+  return { absent, tombstones };
+}
+
 /**
- * Removes, without replicating anything, the candidates a healthy reference replica does not
- * hold although its UTD covers their creation: it saw them, deleted them and purged the
- * tombstones. Entries the reference never saw (created here, or too recent) are kept.
+ * The checking replica's side, per page of candidates: an entry the reference purged (absent
+ * there although its UTD covers the entry's creation: it saw it, deleted it and dropped the
+ * tombstone) is removed here without replicating anything; an entry the reference holds as a
+ * tombstone takes that tombstone here. Entries the reference never saw (created here, or too
+ * recent) are kept. Afterwards this replica holds every deletion the reference's UTD covers.
  */
-export function removeLingering(
+export function applyLingeringAnswer(
   ctx: ReplicaContext,
   candidates: readonly LingeringCandidate[],
-  absentOnReference: ReadonlySet<Guid>,
+  answer: LingeringAnswer,
   referenceUtd: UtdVector,
 ): number {
+  const absent = new Set(answer.absent);
   let removed = 0;
   for (const candidate of candidates) {
-    if (!absentOnReference.has(candidate.guid) || !utdCovers(referenceUtd, candidate.origin)) continue;
+    if (!absent.has(candidate.guid) || !utdCovers(referenceUtd, candidate.origin)) continue;
     const row = ctx.store.getEntry(candidate.guid);
     if (row === undefined) continue;
     ctx.store.removeEntry(candidate.guid);
@@ -121,6 +200,7 @@ export function removeLingering(
     refreshNaming(ctx.store, [{ guid: row.guid, previousGroup, existenceChanged: true }]);
     removed++;
   }
+  for (const tombstone of answer.tombstones) applyEntryChange(ctx, tombstone);
   if (removed > 0) ctx.event("lingering-removed", `${removed} lingering entries removed`);
   return removed;
 }

@@ -41,6 +41,8 @@ export interface ChangeRequest {
   readonly from: Watermark;
   /** The destination's UTD: the source leaves out every item change it already covers. */
   readonly utd: UtdVector;
+  /** The destination's purge horizon: a source that lacks deletions in it quarantines itself. */
+  readonly purgeHorizon: UtdVector;
   readonly limits: PageLimits;
 }
 
@@ -66,5 +68,7 @@ export interface ChangePage {
   readonly more: boolean;
   /** The source's UTD when the page was made, including its own invocation at its current USN. */
   readonly utd: UtdVector;
+  /** The source's purge horizon: deletions it purged or heard were purged (it cannot send them). */
+  readonly purgeHorizon: UtdVector;
   readonly entries: readonly EntryChange[];
 }

@@ -91,9 +91,17 @@ export function validateChangeRequest(value: unknown): Check<ChangeRequest> {
   if (!from.ok) return from;
   const utd = validateUtd(value.utd, "request.utd");
   if (!utd.ok) return utd;
+  const purgeHorizon = validateUtd(value.purgeHorizon, "request.purgeHorizon");
+  if (!purgeHorizon.ok) return purgeHorizon;
   const limits = validateLimits(value.limits);
   if (!limits.ok) return limits;
-  return ok({ destination: value.destination, from: from.value, utd: utd.value, limits: limits.value });
+  return ok({
+    destination: value.destination,
+    from: from.value,
+    utd: utd.value,
+    purgeHorizon: purgeHorizon.value,
+    limits: limits.value,
+  });
 }
 
 export function validatePage(value: unknown, schema: Schema): Check<ChangePage> {
@@ -108,6 +116,8 @@ export function validatePage(value: unknown, schema: Schema): Check<ChangePage> 
   if (highUsn < from.value.objectUsn) return bad("page", "highUsn is below from.objectUsn");
   const utd = validateUtd(value.utd, "page.utd");
   if (!utd.ok) return utd;
+  const purgeHorizon = validateUtd(value.purgeHorizon, "page.purgeHorizon");
+  if (!purgeHorizon.ok) return purgeHorizon;
   if (!Array.isArray(entries) || entries.length > pageEntriesMaxLimit) {
     return bad("page", `entries must be a list of at most ${pageEntriesMaxLimit}`);
   }
@@ -123,10 +133,19 @@ export function validatePage(value: unknown, schema: Schema): Check<ChangePage> 
     if (items > pageItemsMax) return bad("page", `more than ${pageItemsMax} items`);
     checked.push(change.value);
   }
-  return ok({ source, sourceInvocation, from: from.value, highUsn, more, utd: utd.value, entries: checked });
+  return ok({
+    source,
+    sourceInvocation,
+    from: from.value,
+    highUsn,
+    more,
+    utd: utd.value,
+    purgeHorizon: purgeHorizon.value,
+    entries: checked,
+  });
 }
 
-function validateEntryChange(value: unknown, schema: Schema, where: string): Check<EntryChange> {
+export function validateEntryChange(value: unknown, schema: Schema, where: string): Check<EntryChange> {
   if (!isRecord(value)) return bad(where, "must be an object");
   const { guid, partition, origin, items } = value;
   if (!isGuid(guid)) return bad(where, "bad guid");
@@ -155,6 +174,33 @@ function validateEntryChange(value: unknown, schema: Schema, where: string): Che
   const rooted = checkRoot(guid, partition, checked, where);
   if (!rooted.ok) return rooted;
   return ok({ guid, partition, origin: { invocation: origin.invocation, usn: origin.usn }, items: checked });
+}
+
+/** A reference's answer to a lingering-object check (see core/replica/tombstones.ts). */
+export function validateLingeringAnswer(
+  value: unknown,
+  schema: Schema,
+): Check<{ absent: Guid[]; tombstones: EntryChange[]; utd: UtdVector }> {
+  if (!isRecord(value)) return bad("lingering answer", "must be an object");
+  const { absent, tombstones } = value;
+  if (!Array.isArray(absent) || absent.length > pageEntriesMaxLimit || !absent.every(isGuid)) {
+    return bad("lingering answer", "absent must be a list of GUIDs");
+  }
+  if (!Array.isArray(tombstones) || tombstones.length > pageEntriesMaxLimit) {
+    return bad("lingering answer", "tombstones must be a list");
+  }
+  const checked: EntryChange[] = [];
+  for (const [index, tombstone] of tombstones.entries()) {
+    const change = validateEntryChange(tombstone, schema, `tombstones[${index}]`);
+    if (!change.ok) return change;
+    if (!change.value.items.some((item) => item.value.kind === "deleted")) {
+      return bad(`tombstones[${index}]`, "a tombstone carries its deletion item");
+    }
+    checked.push(change.value);
+  }
+  const utd = validateUtd(value.utd, "lingering answer");
+  if (!utd.ok) return utd;
+  return ok({ absent, tombstones: checked, utd: utd.value });
 }
 
 /** Only a partition's derived root GUID may have no parent, and it must carry the partition's DN. */

@@ -1,7 +1,7 @@
-import type { Guid } from "../../src/core/ids.ts";
-import { entryDn } from "../../src/core/replica/lookup.ts";
-import type { Item } from "../../src/core/replication/items.ts";
-import type { EntryRow, Store } from "../../src/core/store.ts";
+import type { Guid } from "../core/ids.ts";
+import { entryDn } from "../core/replica/lookup.ts";
+import type { Item } from "../core/replication/items.ts";
+import type { EntryRow, Store } from "../core/store.ts";
 
 /**
  * The part of a replica's state that must be identical on every replica once they have

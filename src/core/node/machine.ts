@@ -1,0 +1,356 @@
+import type { Guid, NodeId } from "../ids.ts";
+import type { WriteOutcome, WriteRequest } from "../replica/originating.ts";
+import type { Replica } from "../replica/replica.ts";
+import type { LingeringCandidate } from "../replica/tombstones.ts";
+import type { PageLimits } from "../replication/page.ts";
+import type { UtdVector } from "../replication/utd.ts";
+import type { Result } from "../result.ts";
+import { checkPeerMessage, lingeringCheckBatchMax, type PeerMessage } from "./messages.ts";
+
+/**
+ * The node state machine: when to pull from which partner, what to answer, when to notify,
+ * when to purge, and the lingering-object check of a quarantined replica. Drivers (the
+ * simulator and the runtime) call `tick`, `receive`, `undeliverable` and `write`, send the
+ * messages it returns, and call `tick` again no later than `nextWakeAt()`. It owns no timer,
+ * socket or clock: time comes from the Monotonic port, in milliseconds that never go back.
+ */
+export interface Monotonic {
+  now(): number;
+}
+
+/** A partner this node pulls from, and how often it pulls when nothing prompts it sooner. */
+export interface InboundPartner {
+  readonly node: NodeId;
+  readonly pullIntervalMs: number;
+}
+
+export interface NodeConfig {
+  /** Partners this node pulls from. */
+  readonly inbound: readonly InboundPartner[];
+  /** Partners this node tells when it has changes (they pull from it). */
+  readonly outbound: readonly NodeId[];
+  /** Every replica of the directory, this one included: tombstone purge needs all of them. */
+  readonly replicaSet: readonly NodeId[];
+  readonly pullTimeoutMs: number;
+  /** Writes within this window share one notification. */
+  readonly notifyDelayMs: number;
+  readonly retryBackoffBaseMs: number;
+  readonly retryBackoffMaxMs: number;
+  readonly purgeIntervalMs: number;
+  readonly pageLimits: PageLimits;
+}
+
+export const pullIntervalMsDefault = 60_000;
+
+export const nodeConfigDefaults: Omit<NodeConfig, "inbound" | "outbound" | "replicaSet"> = {
+  pullTimeoutMs: 10_000,
+  notifyDelayMs: 20,
+  retryBackoffBaseMs: 1_000,
+  retryBackoffMaxMs: 60_000,
+  purgeIntervalMs: 60 * 60_000,
+  pageLimits: { entriesMax: 500, bytesMax: 1024 * 1024 },
+};
+
+export interface Send {
+  readonly to: NodeId;
+  readonly message: PeerMessage;
+}
+
+/** What `repl status` shows per inbound partner. Times are Monotonic milliseconds. */
+export interface PartnerStatus {
+  readonly partner: NodeId;
+  readonly lastSuccessAt: number | null;
+  readonly lastFailureAt: number | null;
+  readonly lastFailure: string | null;
+  readonly consecutiveFailures: number;
+  readonly pulling: boolean;
+}
+
+interface InFlight {
+  readonly id: number;
+  readonly sentAt: number;
+  readonly kind: "pull" | "lingering";
+}
+
+interface PartnerState {
+  readonly pullIntervalMs: number;
+  inFlight: InFlight | null;
+  dueAt: number;
+  /** A notification arrived while a cycle was running: start another one when it ends. */
+  again: boolean;
+  consecutiveFailures: number;
+  lastSuccessAt: number | null;
+  lastFailureAt: number | null;
+  lastFailure: string | null;
+}
+
+interface LingeringCheck {
+  readonly partner: NodeId;
+  after: Guid | null;
+  candidates: readonly LingeringCandidate[];
+  referenceUtd: UtdVector | null;
+}
+
+export class NodeMachine {
+  private readonly partners = new Map<NodeId, PartnerState>();
+  private nextId = 1;
+  private notifyAt: number | null = null;
+  private purgeAt: number;
+  private lingering: LingeringCheck | null = null;
+  private lastLingeringReference: NodeId | null = null;
+
+  constructor(
+    readonly replica: Replica,
+    private readonly clock: Monotonic,
+    private readonly config: NodeConfig,
+  ) {
+    const now = clock.now();
+    for (const partner of config.inbound)
+      this.partners.set(partner.node, freshPartner(now, partner.pullIntervalMs));
+    this.purgeAt = now + config.purgeIntervalMs;
+  }
+
+  /** Runs whatever is due: timeouts, pulls, notifications, purge, the lingering check. */
+  tick(): Send[] {
+    const now = this.clock.now();
+    const out: Send[] = [];
+    for (const [partner, state] of this.partners) {
+      if (state.inFlight !== null && now - state.inFlight.sentAt >= this.config.pullTimeoutMs) {
+        this.failed(partner, state, now, "timed out");
+      }
+      if (state.inFlight === null && now >= state.dueAt && this.lingering?.partner !== partner) {
+        out.push(this.startPull(partner, state, now));
+      }
+    }
+    if (this.notifyAt !== null && now >= this.notifyAt) {
+      this.notifyAt = null;
+      for (const partner of this.config.outbound) out.push({ to: partner, message: { kind: "notify" } });
+    }
+    if (now >= this.purgeAt) {
+      this.purgeAt = now + this.config.purgeIntervalMs;
+      this.replica.purgeTombstones(this.config.replicaSet);
+    }
+    out.push(...this.continueLingeringCheck(now));
+    return out;
+  }
+
+  /** The Monotonic time by which `tick` must run again. */
+  nextWakeAt(): number {
+    let wake = this.purgeAt;
+    for (const state of this.partners.values()) {
+      wake = Math.min(
+        wake,
+        state.inFlight === null ? state.dueAt : state.inFlight.sentAt + this.config.pullTimeoutMs,
+      );
+    }
+    if (this.notifyAt !== null) wake = Math.min(wake, this.notifyAt);
+    return wake;
+  }
+
+  /** A message from another node. Untrusted: a malformed one is dropped and changes nothing. */
+  receive(from: NodeId, raw: unknown): Send[] {
+    const checked = checkPeerMessage(raw);
+    if (!checked.ok) return [];
+    const message = checked.value;
+    const now = this.clock.now();
+    switch (message.kind) {
+      case "pull": {
+        const page = this.replica.getChanges(message.request);
+        const reply: PeerMessage = page.ok
+          ? { kind: "page", id: message.id, page: page.value }
+          : { kind: "refused", id: message.id, code: page.error.code, message: page.error.message };
+        return [{ to: from, message: reply }];
+      }
+      case "page":
+        return this.onPage(from, message.id, message.page, now);
+      case "refused": {
+        const state = this.partners.get(from);
+        if (state?.inFlight?.id === message.id)
+          this.failed(from, state, now, `${message.code}: ${message.message}`);
+        return [];
+      }
+      case "notify":
+        return this.onNotify(from, now);
+      case "lingering-check": {
+        // Even a quarantined replica is a sound reference: the check relies only on what it
+        // lacks and on its UTD, and settles no more than the horizon it advertises.
+        const answer: PeerMessage = {
+          kind: "lingering-answer",
+          id: message.id,
+          answer: this.replica.answerLingeringCheck(message.guids),
+        };
+        return [{ to: from, message: answer }];
+      }
+      case "lingering-answer":
+        return this.onLingeringAnswer(from, message, now);
+    }
+  }
+
+  /** The transport could not deliver `message` to `to` (connection refused, no route). */
+  undeliverable(to: NodeId, message: PeerMessage): void {
+    const state = this.partners.get(to);
+    if (state === undefined || !("id" in message) || state.inFlight?.id !== message.id) return;
+    this.failed(to, state, this.clock.now(), "unreachable");
+  }
+
+  /** Client writes, in one transaction; partners are notified after the batching delay. */
+  write(requests: readonly WriteRequest[]): Result<WriteOutcome>[] {
+    const results = this.replica.write(requests);
+    if (results.some((result) => result.ok && result.value.entries > 0)) this.changed(this.clock.now());
+    return results;
+  }
+
+  partnerStatus(): PartnerStatus[] {
+    return [...this.partners].map(([partner, state]) => ({
+      partner,
+      lastSuccessAt: state.lastSuccessAt,
+      lastFailureAt: state.lastFailureAt,
+      lastFailure: state.lastFailure,
+      consecutiveFailures: state.consecutiveFailures,
+      pulling: state.inFlight !== null,
+    }));
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private startPull(partner: NodeId, state: PartnerState, now: number): Send {
+    const id = this.nextId++;
+    state.inFlight = { id, sentAt: now, kind: "pull" };
+    state.again = false;
+    const request = this.replica.changeRequest(partner, this.config.pageLimits);
+    return { to: partner, message: { kind: "pull", id, request } };
+  }
+
+  private onPage(from: NodeId, id: number, page: unknown, now: number): Send[] {
+    const state = this.partners.get(from);
+    if (state === undefined) return []; // only inbound partners may send pages
+    const answered = state.inFlight?.id === id && state.inFlight.kind === "pull";
+    const outcome = this.replica.applyChanges(page);
+    if (!outcome.ok) {
+      if (answered) this.failed(from, state, now, `${outcome.error.code}: ${outcome.error.message}`);
+      return [];
+    }
+    if (outcome.value.entriesChanged > 0) this.changed(now);
+    // A late or duplicated page was merged; it does not drive the cycle.
+    if (!answered) return [];
+    state.inFlight = null;
+    if (!outcome.value.cycleComplete) return [this.startPull(from, state, now)];
+    state.consecutiveFailures = 0;
+    state.lastSuccessAt = now;
+    state.dueAt = state.again ? now : now + state.pullIntervalMs;
+    return [];
+  }
+
+  private onNotify(from: NodeId, now: number): Send[] {
+    const state = this.partners.get(from);
+    if (state === undefined) return [];
+    if (state.inFlight !== null) {
+      state.again = true;
+      return [];
+    }
+    // A partner that keeps failing is retried on its back-off schedule, not on every notify.
+    if (state.consecutiveFailures === 0) state.dueAt = Math.min(state.dueAt, now);
+    return now >= state.dueAt ? [this.startPull(from, state, now)] : [];
+  }
+
+  private changed(now: number): void {
+    if (this.config.outbound.length > 0) this.notifyAt ??= now + this.config.notifyDelayMs;
+  }
+
+  private failed(partner: NodeId, state: PartnerState, now: number, reason: string): void {
+    if (state.inFlight?.kind === "lingering" && this.lingering?.partner === partner) this.lingering = null;
+    state.inFlight = null;
+    state.consecutiveFailures++;
+    state.lastFailureAt = now;
+    state.lastFailure = reason;
+    const backoff = this.config.retryBackoffBaseMs * 2 ** Math.min(state.consecutiveFailures - 1, 20);
+    state.dueAt = now + Math.min(backoff, this.config.retryBackoffMaxMs);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // lingering-object check (strict mode, restored copies)
+
+  private continueLingeringCheck(now: number): Send[] {
+    if (!this.replica.isQuarantined()) return [];
+    const others = this.config.replicaSet.filter((node) => node !== this.replica.nodeId);
+    if (others.length === 0) {
+      // A directory of one has nobody to ask, and no deletion anyone else could have purged.
+      this.replica.endQuarantine(this.replica.nodeId, this.replica.utd());
+      return [];
+    }
+    if (this.lingering !== null) return [];
+    const partner = this.healthiestPartner();
+    if (partner === undefined) return [];
+    this.lingering = { partner, after: null, candidates: [], referenceUtd: null };
+    return this.askNextLingeringBatch(now);
+  }
+
+  /**
+   * The partner whose horizon caused the quarantine if it is free; else the least failing
+   * one, avoiding the last reference (a check against it did not settle everything).
+   */
+  private healthiestPartner(): NodeId | undefined {
+    const hinted = this.replica.lingeringReference;
+    const hintedState = hinted === null ? undefined : this.partners.get(hinted);
+    if (hinted !== null && hintedState !== undefined && hintedState.inFlight === null) return hinted;
+    let best: [NodeId, PartnerState] | undefined;
+    for (const entry of this.partners) {
+      if (entry[1].inFlight !== null) continue;
+      if (entry[0] === this.lastLingeringReference && this.partners.size > 1) continue;
+      if (best === undefined || entry[1].consecutiveFailures < best[1].consecutiveFailures) best = entry;
+    }
+    return best?.[0];
+  }
+
+  /** Sends the next page of this replica's entries (possibly empty: the answer still carries the horizon). */
+  private askNextLingeringBatch(now: number): Send[] {
+    const check = this.lingering;
+    if (check === null) return [];
+    const state = this.partners.get(check.partner);
+    if (state === undefined) return [];
+    check.candidates = this.replica.lingeringCandidates(check.after, lingeringCheckBatchMax);
+    const id = this.nextId++;
+    state.inFlight = { id, sentAt: now, kind: "lingering" };
+    const guids = check.candidates.map((candidate) => candidate.guid);
+    return [{ to: check.partner, message: { kind: "lingering-check", id, guids } }];
+  }
+
+  private onLingeringAnswer(
+    from: NodeId,
+    message: Extract<PeerMessage, { kind: "lingering-answer" }>,
+    now: number,
+  ): Send[] {
+    const check = this.lingering;
+    const state = this.partners.get(from);
+    if (check === null || check.partner !== from || state?.inFlight?.id !== message.id) return [];
+    state.inFlight = null;
+    const applied = this.replica.applyLingeringAnswer(check.candidates, message.answer);
+    if (!applied.ok) {
+      this.failed(from, state, now, `bad lingering answer: ${applied.error.message}`);
+      return [];
+    }
+    // The first answer's UTD: it is the smallest, so it never claims what later pages missed.
+    check.referenceUtd ??= applied.value.referenceUtd;
+    if (check.candidates.length < lingeringCheckBatchMax) {
+      this.replica.endQuarantine(check.partner, check.referenceUtd);
+      this.lastLingeringReference = check.partner;
+      this.lingering = null;
+      return [];
+    }
+    check.after = check.candidates.at(-1)?.guid ?? null;
+    return this.askNextLingeringBatch(now);
+  }
+}
+
+function freshPartner(now: number, pullIntervalMs: number): PartnerState {
+  return {
+    pullIntervalMs,
+    inFlight: null,
+    dueAt: now,
+    again: false,
+    consecutiveFailures: 0,
+    lastSuccessAt: null,
+    lastFailureAt: null,
+    lastFailure: null,
+  };
+}

@@ -1,0 +1,73 @@
+import { type Guid, isGuid } from "../ids.ts";
+import type { ChangePage, ChangeRequest } from "../replication/page.ts";
+import { type ErrorCode, fail, ok, type Result } from "../result.ts";
+
+/**
+ * Messages between nodes. Every transport (the simulator's network, HTTP in the runtime)
+ * carries exactly these; a node validates each one it receives before acting on it.
+ */
+export type PeerMessage =
+  /** Destination → source: the next page after my watermark, please. */
+  | { readonly kind: "pull"; readonly id: number; readonly request: ChangeRequest }
+  /** Source → destination: the answer to pull `id`. */
+  | { readonly kind: "page"; readonly id: number; readonly page: ChangePage }
+  /** Source → destination: pull `id` was refused (quarantined, invalid request …). */
+  | { readonly kind: "refused"; readonly id: number; readonly code: ErrorCode; readonly message: string }
+  /** Source → its partners: I have changes you may want; pull soon. */
+  | { readonly kind: "notify" }
+  /** Quarantined replica → healthy partner: which of these entries do you not hold? */
+  | { readonly kind: "lingering-check"; readonly id: number; readonly guids: readonly Guid[] }
+  /** Partner → quarantined replica: these are absent here, these are tombstones, this is my UTD. */
+  | { readonly kind: "lingering-answer"; readonly id: number; readonly answer: unknown };
+
+export type PeerMessageKind = PeerMessage["kind"];
+
+/** Entries asked about in one lingering-object check message. */
+export const lingeringCheckBatchMax = 1000;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isMessageId(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+function isGuidList(value: unknown): value is Guid[] {
+  return Array.isArray(value) && value.length <= lingeringCheckBatchMax && value.every(isGuid);
+}
+
+/**
+ * Checks a message's envelope. The bodies of pulls and pages are checked by the replica that
+ * handles them (getChanges and applyChanges take untrusted input); the UTD of a lingering
+ * answer is checked when it is used.
+ */
+export function checkPeerMessage(value: unknown): Result<PeerMessage> {
+  if (!isRecord(value)) return fail("invalid-request", "a peer message must be an object");
+  const { kind, id } = value;
+  switch (kind) {
+    case "notify":
+      return ok({ kind });
+    case "pull":
+      return isMessageId(id) ? ok({ kind, id, request: value.request as ChangeRequest }) : badId(kind);
+    case "page":
+      return isMessageId(id) ? ok({ kind, id, page: value.page as ChangePage }) : badId(kind);
+    case "refused":
+      if (!isMessageId(id) || typeof value.code !== "string" || typeof value.message !== "string")
+        return badId(kind);
+      return ok({ kind, id, code: value.code as ErrorCode, message: value.message.slice(0, 1000) });
+    case "lingering-check":
+      if (!isMessageId(id) || !isGuidList(value.guids))
+        return fail("invalid-request", "bad lingering-check message");
+      return ok({ kind, id, guids: value.guids });
+    case "lingering-answer":
+      // The answer is checked by the replica that applies it.
+      return isMessageId(id) ? ok({ kind, id, answer: value.answer }) : badId(kind);
+    default:
+      return fail("invalid-request", `unknown peer message kind '${String(kind)}'`);
+  }
+}
+
+function badId(kind: string): Result<never> {
+  return fail("invalid-request", `a ${kind} message needs a numeric id`);
+}
