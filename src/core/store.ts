@@ -160,7 +160,7 @@ export interface PeerReport {
   readonly utd: UtdVector;
   /** The reporting node's USN when it reported; a newer report has a higher one. */
   readonly usn: Usn;
-  /** Local clock when this replica received the report. */
+  /** Local clock when this replica first received a report with this content. */
   readonly receivedAt: Millis;
 }
 

@@ -112,26 +112,26 @@ export class Faults {
     const node = this.upNode();
     if (node === undefined) return;
     const snapshot = node.snapshot();
-    const takenAt = this.world.time;
     this.world.trace.note(this.world.time, `${node.id} snapshot at USN ${node.replica?.usn}`);
     this.world.at(this.world.time + afterMs, `${node.id} restored from its snapshot`, () => {
-      this.excuseLostWrites(node, takenAt);
       this.world.crash(node, null);
       node.restoreFrom(snapshot);
+      this.excuseLostWrites();
       this.world.restart(node, true);
     });
   }
 
   /**
-   * Writes acknowledged by this node after the snapshot, that no other replica has yet, die
-   * with the newer database: the backup is older. They are excused, and only they.
+   * A restore to an older backup loses the writes that only the restored node held: the
+   * backup is older. After each restore, every acknowledged write that no node holds any more
+   * (up or down: a down node's disk still counts) is excused, and only those.
    */
-  private excuseLostWrites(node: SimNode, takenAt: number): void {
-    for (const write of this.world.ledger.writes) {
-      // Acknowledged after the snapshot, whatever invocation id the node had by then.
-      if (write.node !== node.id || write.at <= takenAt) continue;
-      const elsewhere = this.world.nodes.some((other) => other !== node && holds(other, write));
-      if (!elsewhere) this.world.ledger.excused.add(Ledger.key(write.invocation, write.usn));
+  private excuseLostWrites(): void {
+    const ledger = this.world.ledger;
+    for (const write of ledger.writes) {
+      const key = Ledger.key(write.invocation, write.usn);
+      if (ledger.excused.has(key)) continue;
+      if (!this.world.nodes.some((node) => holds(node, write))) ledger.excused.add(key);
     }
   }
 

@@ -32,7 +32,7 @@ export interface SeedResult {
   readonly converged: boolean;
 }
 
-const auditIntervalMs = 2_000;
+const auditIntervalMs = 5_000;
 const quiescenceCheckMs = 1_000;
 
 export interface RunOptions {

@@ -673,7 +673,7 @@ export class SqliteStore implements Store {
 
   readHorizon(kind: HorizonKind): UtdVector {
     const vector: Record<InvocationId, Usn> = {};
-    for (const [invocation, usn] of this.sql().readHorizon.iterate(kind)) vector[invocation] = usn;
+    for (const [invocation, usn] of this.sql().readHorizon.all(kind)) vector[invocation] = usn;
     return vector;
   }
 
@@ -689,7 +689,7 @@ export class SqliteStore implements Store {
 
   readUtd(): UtdVector {
     const utd: Record<InvocationId, Usn> = {};
-    for (const [invocation, usn] of this.sql().readUtd.iterate()) utd[invocation] = usn;
+    for (const [invocation, usn] of this.sql().readUtd.all()) utd[invocation] = usn;
     return utd;
   }
 

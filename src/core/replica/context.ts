@@ -1,10 +1,11 @@
 import { assert } from "../assert.ts";
 import type { Canaries } from "../canaries.ts";
 import type { Schema } from "../directory/schema.ts";
-import { type Guid, hexFromBytes, type InvocationId, type Millis, type Usn } from "../ids.ts";
+import { type Guid, hexFromBytes, type InvocationId, type Millis, type NodeId, type Usn } from "../ids.ts";
 import type { Clock, Random } from "../ports.ts";
 import { type Stamp, stampVersionMax } from "../replication/stamp.ts";
-import type { ReplicaEventKind, ReplicaMeta, Store } from "../store.ts";
+import { type UtdVector, utdEquals } from "../replication/utd.ts";
+import type { HorizonKind, PeerReport, ReplicaEventKind, ReplicaMeta, Store } from "../store.ts";
 
 /** Replica-wide settings. Later read from the config partition; defaults here. */
 export interface ReplicaSettings {
@@ -35,6 +36,50 @@ export class ReplicaContext {
     this.meta = meta;
   }
 
+  /**
+   * The UTD and the purge horizons are read on every pull; they are cached here, written
+   * through to the store, and dropped when a transaction rolls back.
+   */
+  private cachedUtd: UtdVector | undefined;
+  private readonly cachedHorizons = new Map<HorizonKind, UtdVector>();
+
+  utd(): UtdVector {
+    this.cachedUtd ??= this.store.readUtd();
+    return this.cachedUtd;
+  }
+
+  setUtd(utd: UtdVector): void {
+    if (utdEquals(this.utd(), utd)) return;
+    this.store.writeUtd(utd);
+    this.cachedUtd = utd;
+  }
+
+  horizon(kind: HorizonKind): UtdVector {
+    let vector = this.cachedHorizons.get(kind);
+    if (vector === undefined) {
+      vector = this.store.readHorizon(kind);
+      this.cachedHorizons.set(kind, vector);
+    }
+    return vector;
+  }
+
+  setHorizon(kind: HorizonKind, vector: UtdVector): void {
+    if (utdEquals(this.horizon(kind), vector)) return;
+    this.store.writeHorizon(kind, vector);
+    this.cachedHorizons.set(kind, vector);
+  }
+
+  /** Peer reports as last written, so that an unchanged report costs no write. */
+  private readonly writtenReports = new Map<NodeId, PeerReport>();
+
+  recordPeerReport(report: PeerReport): void {
+    const last = this.writtenReports.get(report.node);
+    if (last !== undefined && last.invocation === report.invocation && utdEquals(last.utd, report.utd))
+      return;
+    this.store.writePeerReport(report);
+    this.writtenReports.set(report.node, report);
+  }
+
   /** Runs `fn` in one store transaction and persists meta changes with it. */
   transact<T>(fn: () => T): T {
     if (this.inTransaction) return fn();
@@ -50,6 +95,9 @@ export class ReplicaContext {
       const stored = this.store.readMeta();
       if (stored !== undefined) this.meta = stored;
       this.metaDirty = false;
+      this.cachedUtd = undefined;
+      this.cachedHorizons.clear();
+      this.writtenReports.clear();
       throw error;
     } finally {
       this.inTransaction = false;

@@ -85,9 +85,9 @@ function completeCycle(ctx: ReplicaContext, page: ChangePage): void {
     const own = ctx.meta.invocation;
     // Never record our own current invocation: our USN is the truth for it.
     const { [own]: _ownEntry, ...others } = page.utd;
-    ctx.store.writeUtd(utdMerge(ctx.store.readUtd(), others));
+    ctx.setUtd(utdMerge(ctx.utd(), others));
   }
-  ctx.store.writePeerReport({
+  ctx.recordPeerReport({
     node: page.source,
     invocation: page.sourceInvocation,
     utd: page.utd,
@@ -96,7 +96,7 @@ function completeCycle(ctx: ReplicaContext, page: ChangePage): void {
   });
   // Purges travel with the UTD, so that whoever merges this UTD learns what it can no longer get.
   if (!quarantined) {
-    ctx.store.writeHorizon("purged", utdMerge(ctx.store.readHorizon("purged"), page.purgeHorizon));
+    ctx.setHorizon("purged", utdMerge(ctx.horizon("purged"), page.purgeHorizon));
   }
   ctx.updateMeta({ lastInboundSuccess: ctx.now() });
 }

@@ -11,7 +11,7 @@ const entryOverheadBytes = 160;
 
 /** This replica's UTD as it tells others: the stored vector plus its own invocation at its USN. */
 export function currentUtd(ctx: ReplicaContext): UtdVector {
-  return utdWith(ctx.store.readUtd(), ctx.meta.invocation, ctx.meta.usn);
+  return utdWith(ctx.utd(), ctx.meta.invocation, ctx.meta.usn);
 }
 
 /**
@@ -49,7 +49,7 @@ export function buildPage(ctx: ReplicaContext, request: ChangeRequest): ChangePa
     highUsn,
     more,
     utd: currentUtd(ctx),
-    purgeHorizon: ctx.store.readHorizon("purged"),
+    purgeHorizon: ctx.horizon("purged"),
     entries,
   };
 }

@@ -185,7 +185,7 @@ export class Replica {
       destination: this.ctx.meta.nodeId,
       from: this.ctx.store.readWatermark(partner) ?? initialWatermark,
       utd: this.utd(),
-      purgeHorizon: this.ctx.store.readHorizon("purged"),
+      purgeHorizon: this.ctx.horizon("purged"),
       limits: {
         entriesMax: limits.entriesMax ?? pageEntriesMaxDefault,
         bytesMax: limits.bytesMax ?? pageBytesMaxDefault,
@@ -234,7 +234,7 @@ export class Replica {
     if (!checked.ok) return checked;
     return this.ctx.transact(() => {
       this.detectRollback(checked.value, node);
-      this.ctx.store.writePeerReport({
+      this.ctx.recordPeerReport({
         node,
         invocation,
         utd: checked.value,
@@ -265,9 +265,9 @@ export class Replica {
     if (this.ctx.canaries.reuseUsnAfterRestore === true) return;
     this.ctx.transact(() => {
       const old = this.ctx.meta.invocation;
-      const stored = this.ctx.store.readUtd();
+      const stored = this.ctx.utd();
       const known = Math.max(utdGet(stored, old), this.ctx.meta.usn) as Usn;
-      this.ctx.store.writeUtd(utdWith(stored, old, known));
+      this.ctx.setUtd(utdWith(stored, old, known));
       this.ctx.updateMeta({ invocation: this.ctx.newInvocationId() });
       this.ctx.event("invocation-changed", `${old} -> ${this.ctx.meta.invocation}: ${reason}`);
     });
@@ -322,7 +322,7 @@ export class Replica {
 
   /** The purge horizon this replica advertises. */
   purgeHorizon(): UtdVector {
-    return this.ctx.store.readHorizon("purged");
+    return this.ctx.horizon("purged");
   }
 
   /**

@@ -88,7 +88,7 @@ function canPurge(
  * special case: its UTD went back with it, so any purge it missed shows in a partner's horizon.
  */
 export function isQuarantined(ctx: ReplicaContext): boolean {
-  return !utdCoversVector(ctx.store.readHorizon("checked"), ctx.store.readHorizon("required"));
+  return !utdCoversVector(ctx.horizon("checked"), ctx.horizon("required"));
 }
 
 /**
@@ -98,15 +98,15 @@ export function isQuarantined(ctx: ReplicaContext): boolean {
  * would otherwise cover deletions that were never received. Returns whether it quarantined.
  */
 export function checkPurgeHorizon(ctx: ReplicaContext, horizon: UtdVector, partner: NodeId): boolean {
-  const checked = ctx.store.readHorizon("checked");
-  const settled = utdMerge(utdWith(ctx.store.readUtd(), ctx.meta.invocation, ctx.meta.usn), checked);
+  const checked = ctx.horizon("checked");
+  const settled = utdMerge(utdWith(ctx.utd(), ctx.meta.invocation, ctx.meta.usn), checked);
   const deficit: Record<string, Usn> = {};
   for (const [invocation, usn] of Object.entries(horizon) as Array<[InvocationId, Usn]>) {
     if (usn > utdGet(settled, invocation)) deficit[invocation] = usn;
   }
   if (Object.keys(deficit).length === 0) return false;
   const wasQuarantined = isQuarantined(ctx);
-  ctx.store.writeHorizon("required", utdMerge(ctx.store.readHorizon("required"), deficit));
+  ctx.setHorizon("required", utdMerge(ctx.horizon("required"), deficit));
   if (!wasQuarantined)
     ctx.event("quarantined", `${partner} purged deletions this replica may never have received`);
   return true;
@@ -114,9 +114,9 @@ export function checkPurgeHorizon(ctx: ReplicaContext, horizon: UtdVector, partn
 
 /** Records a purged deletion in this replica's purge horizon. */
 function extendHorizon(ctx: ReplicaContext, stamp: { invocation: InvocationId; usn: Usn }): void {
-  const horizon = ctx.store.readHorizon("purged");
+  const horizon = ctx.horizon("purged");
   if (utdGet(horizon, stamp.invocation) >= stamp.usn) return;
-  ctx.store.writeHorizon("purged", utdWith(horizon, stamp.invocation, stamp.usn));
+  ctx.setHorizon("purged", utdWith(horizon, stamp.invocation, stamp.usn));
 }
 
 /**
@@ -125,7 +125,7 @@ function extendHorizon(ctx: ReplicaContext, stamp: { invocation: InvocationId; u
  * quarantine ends once everything required is settled; otherwise another check follows.
  */
 export function endQuarantine(ctx: ReplicaContext, reference: NodeId, referenceUtd: UtdVector): void {
-  ctx.store.writeHorizon("checked", utdMerge(ctx.store.readHorizon("checked"), referenceUtd));
+  ctx.setHorizon("checked", utdMerge(ctx.horizon("checked"), referenceUtd));
   if (isQuarantined(ctx)) {
     ctx.event(
       "quarantined",

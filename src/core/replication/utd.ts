@@ -27,6 +27,12 @@ export function utdCoversVector(utd: UtdVector, other: UtdVector): boolean {
   return true;
 }
 
+export function utdEquals(a: UtdVector, b: UtdVector): boolean {
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  return keys.every((key) => a[key as InvocationId] === b[key as InvocationId]);
+}
+
 /** Element-wise maximum. Returns a new vector with sorted keys (stable serialisation). */
 export function utdMerge(a: UtdVector, b: UtdVector): UtdVector {
   const merged: Record<string, Usn> = {};
