@@ -85,6 +85,18 @@ export class Invariants {
     return true;
   }
 
+  /** One digest of the state when every replica holds the same state (all up), else null. */
+  stateDigest(): string | null {
+    let digest: string | null = null;
+    for (const node of this.world.nodes) {
+      if (!node.up) return null;
+      const next = JSON.stringify(convergedState(node.sqlite));
+      if (digest !== null && next !== digest) return null;
+      digest = next;
+    }
+    return digest;
+  }
+
   /** All checks that need the converged end state. Returns the state of the first node. */
   final(): readonly ConvergedEntry[] {
     const states = this.world.nodes.map((node) => convergedState(node.sqlite));

@@ -56,6 +56,47 @@ export interface FaultPlan {
 
 const minute = 60_000;
 
+/**
+ * Parameters for a hand-written scenario: a small cluster, every partner linked to every
+ * other, a clean network, no random workload and no random faults — the scenario makes its own.
+ */
+export function scenarioParams(nodes: number, overrides: Partial<SimParams> = {}): SimParams {
+  const edges: Array<[number, number]> = [];
+  for (let a = 0; a < nodes; a++) for (let b = a + 1; b < nodes; b++) edges.push([a, b]);
+  return {
+    seed: 1,
+    nodes,
+    sites: 1,
+    placement: Array.from({ length: nodes }, () => 0),
+    edges,
+    intraPullIntervalMs: 1_000,
+    interPullIntervalMs: 5_000,
+    notifyDelayMs: 10,
+    pullTimeoutMs: 2_000,
+    pageEntriesMax: 100,
+    messageDelayMs: { min: 1, max: 10, interSiteExtra: 20 },
+    lossRate: 0,
+    duplicateRate: 0,
+    safetyMs: 0,
+    livenessBoundMs: 20 * minute,
+    operations: 0,
+    mix: { add: 0, sameDnAdd: 0, modify: 0, link: 0, delete: 0, rename: 0, move: 0, readThenWrite: 0 },
+    faults: {
+      crashes: 0,
+      midApplyShare: 0,
+      partitions: 0,
+      swizzles: 0,
+      clockEvents: 0,
+      restores: 0,
+      longDowntime: false,
+    },
+    maxSkewMs: 0,
+    tombstoneLifetimeMs: 60 * minute,
+    purgeIntervalMs: minute,
+    ...overrides,
+  };
+}
+
 export function deriveParams(seed: number): SimParams {
   const random = new SeededRandom(seed);
   // Most seeds are small (fast, and small clusters find most bugs); some go up to 30 nodes.

@@ -34,6 +34,8 @@ export interface SeedResult {
 
 const auditIntervalMs = 5_000;
 const quiescenceCheckMs = 1_000;
+const stateCheckMs = 30_000;
+const stateStableMs = 90_000;
 
 export interface RunOptions {
   readonly canary?: CanaryName | null;
@@ -116,9 +118,18 @@ function liveness(world: World, faults: Faults, invariants: Invariants): boolean
   }
   const deadline = world.params.safetyMs + world.params.livenessBoundMs;
   let quiet = false;
+  let sameStateSince: { digest: string; time: number } | null = null;
+  let checks = 0;
   for (let time = world.time + quiescenceCheckMs; time <= deadline && !quiet; time += quiescenceCheckMs) {
     if (!world.runUntil(time)) return false;
     quiet = faults.longDown === null && invariants.utdsCrossCovered();
+    if (quiet || faults.longDown !== null || ++checks % (stateCheckMs / quiescenceCheckMs) !== 0) continue;
+    // Replicas that hold the same state for a long time but never learn it from each other's
+    // UTDs will not get there: stop early and let the final checks say what is wrong.
+    const digest = invariants.stateDigest();
+    if (digest === null) sameStateSince = null;
+    else if (sameStateSince === null || sameStateSince.digest !== digest) sameStateSince = { digest, time };
+    else if (time - sameStateSince.time >= stateStableMs) return true;
   }
   return quiet;
 }

@@ -93,16 +93,8 @@ export class Workload {
     return acknowledged;
   }
 
-  /** A subtree delete stamps each entry with its own USN; the ledger keeps the top entry's. */
   private record(node: SimNode, op: string, guid: Guid, usn: Usn): void {
-    const replica = node.replica;
-    if (replica === null) return;
-    const invocation = replica.invocationId;
-    const items = node.sqlite
-      .getItems(guid)
-      .filter((item) => item.stamp.invocation === invocation && item.stamp.usn === usn)
-      .map(({ attribute, key, value, stamp }) => ({ attribute, key, value, stamp }));
-    this.world.ledger.writes.push({ node: node.id, op, guid, invocation, usn, items, at: this.world.time });
+    recordWrite(this.world, node, op, guid, usn);
   }
 
   private parentDn(node: SimNode): string {
@@ -255,4 +247,19 @@ export class Workload {
       writtenOn: writer.id,
     });
   }
+}
+
+/**
+ * Puts an acknowledged write in the ledger with exactly the items it stored. A subtree delete
+ * stamps each entry with its own USN; the ledger keeps the top entry's.
+ */
+export function recordWrite(world: World, node: SimNode, op: string, guid: Guid, usn: Usn): void {
+  const replica = node.replica;
+  if (replica === null) return;
+  const invocation = replica.invocationId;
+  const items = node.sqlite
+    .getItems(guid)
+    .filter((item) => item.stamp.invocation === invocation && item.stamp.usn === usn)
+    .map(({ attribute, key, value, stamp }) => ({ attribute, key, value, stamp }));
+  world.ledger.writes.push({ node: node.id, op, guid, invocation, usn, items, at: world.time });
 }
