@@ -135,9 +135,33 @@ export class Faults {
     }
   }
 
+  /**
+   * Only a node whose absence leaves the others connected: a partition of the rest for longer
+   * than the tombstone lifetime is beyond what tombstones can bridge (a replica cut off from
+   * all others that long purges its own deletions before anyone has them — as in Active
+   * Directory), and until the topology routes around dead partners the graph is fixed.
+   */
+  private othersStayConnected(removed: number): boolean {
+    const others = this.world.nodes.map((node) => node.index).filter((index) => index !== removed);
+    const first = others[0];
+    if (first === undefined) return false;
+    const reached = new Set([first]);
+    const stack = [first];
+    for (let current = stack.pop(); current !== undefined; current = stack.pop()) {
+      for (const [a, b] of this.world.params.edges) {
+        const next = a === current ? b : b === current ? a : undefined;
+        if (next === undefined || next === removed || reached.has(next)) continue;
+        reached.add(next);
+        stack.push(next);
+      }
+    }
+    return reached.size === others.length;
+  }
+
   private downPastLifetime(): void {
-    const node = this.upNode();
-    if (node === undefined) return;
+    const candidates = this.world.nodes.filter((node) => node.up && this.othersStayConnected(node.index));
+    if (candidates.length === 0) return;
+    const node = this.world.random.pick(candidates);
     // Strict mode measures the absence on the node's own clock, so the downtime must exceed the
     // lifetime even after the worst clock change (the skew range, twice).
     const { tombstoneLifetimeMs, maxSkewMs } = this.world.params;

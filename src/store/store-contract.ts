@@ -8,6 +8,7 @@ import type { UtdVector } from "../core/replication/utd.ts";
 import type {
   ChildCursor,
   EntryRow,
+  HorizonKind,
   ItemRow,
   PeerReport,
   ReplicaEvent,
@@ -223,6 +224,7 @@ export interface StoreDump {
   readonly utd: UtdVector;
   readonly watermarks: Array<{ partner: NodeId; watermark: Watermark }>;
   readonly peerReports: PeerReport[];
+  readonly horizons: Readonly<Record<HorizonKind, UtdVector>>;
   readonly events: ReplicaEvent[];
   readonly counts: StoreCounts;
 }
@@ -243,6 +245,11 @@ export function dumpStore(store: Store): StoreDump {
     utd: store.readUtd(),
     watermarks: store.listWatermarks(),
     peerReports: sortedBy(store.readPeerReports(), (report) => report.node),
+    horizons: {
+      purged: store.readHorizon("purged"),
+      required: store.readHorizon("required"),
+      checked: store.readHorizon("checked"),
+    },
     events: store.listEvents(dumpEventsMax),
     counts: store.counts(),
   };

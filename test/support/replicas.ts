@@ -69,17 +69,17 @@ export function syncAll(replicas: readonly TestReplica[], limits: Partial<PageLi
 /** The lingering-object check a quarantined replica runs against a reference, page by page. */
 export function lingeringCheck(replica: Replica, reference: Replica, pageSize = 100): number {
   let removed = 0;
-  let referenceUtd: ReturnType<Replica["utd"]> | undefined;
+  let settles: ReturnType<Replica["utd"]> | undefined;
   let after: Parameters<Replica["lingeringCandidates"]>[0] = null;
   for (let guard = 0; guard < 1_000_000; guard++) {
     const candidates = replica.lingeringCandidates(after, pageSize);
     const answer = reference.answerLingeringCheck(candidates.map((candidate) => candidate.guid));
     const applied = unwrap(replica.applyLingeringAnswer(candidates, answer));
-    referenceUtd ??= applied.referenceUtd;
+    settles ??= applied.settles;
     removed += applied.removed;
     if (candidates.length < pageSize) break;
     after = candidates.at(-1)?.guid ?? null;
   }
-  unwrap(replica.endQuarantine(reference.nodeId, referenceUtd));
+  unwrap(replica.endQuarantine(reference.nodeId, settles));
   return removed;
 }

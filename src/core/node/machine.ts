@@ -88,7 +88,7 @@ interface LingeringCheck {
   readonly partner: NodeId;
   after: Guid | null;
   candidates: readonly LingeringCandidate[];
-  referenceUtd: UtdVector | null;
+  settles: UtdVector | null;
 }
 
 export class NodeMachine {
@@ -281,7 +281,7 @@ export class NodeMachine {
     if (this.lingering !== null) return [];
     const partner = this.healthiestPartner();
     if (partner === undefined) return [];
-    this.lingering = { partner, after: null, candidates: [], referenceUtd: null };
+    this.lingering = { partner, after: null, candidates: [], settles: null };
     return this.askNextLingeringBatch(now);
   }
 
@@ -329,10 +329,10 @@ export class NodeMachine {
       this.failed(from, state, now, `bad lingering answer: ${applied.error.message}`);
       return [];
     }
-    // The first answer's UTD: it is the smallest, so it never claims what later pages missed.
-    check.referenceUtd ??= applied.value.referenceUtd;
+    // The first answer's view: the smallest, so it never claims what later pages missed.
+    check.settles ??= applied.value.settles;
     if (check.candidates.length < lingeringCheckBatchMax) {
-      this.replica.endQuarantine(check.partner, check.referenceUtd);
+      this.replica.endQuarantine(check.partner, check.settles);
       this.lastLingeringReference = check.partner;
       this.lingering = null;
       return [];

@@ -79,6 +79,10 @@ describe("tombstone purge", () => {
     pull(a.replica, b.replica);
     pull(c.replica, a.replica); // c now has the tombstone carrying its own rename
     pull(a.replica, c.replica);
+    // b has the deletion but not the rename yet: the tombstone must stay until it does.
+    assert.equal(a.replica.purgeTombstones(names).purged, 0);
+    pull(b.replica, a.replica);
+    pull(a.replica, b.replica);
     assert.equal(a.replica.purgeTombstones(names).purged, 1);
     pull(a.replica, c.replica);
     syncAll([a, b, c]);

@@ -10,7 +10,7 @@ import {
   pageBytesMaxDefault,
   pageEntriesMaxDefault,
 } from "../replication/page.ts";
-import { type UtdVector, utdGet, utdWith } from "../replication/utd.ts";
+import { type UtdVector, utdGet, utdMerge, utdWith } from "../replication/utd.ts";
 import {
   validateChangeRequest,
   validateLingeringAnswer,
@@ -183,6 +183,7 @@ export class Replica {
   changeRequest(partner: NodeId, limits: Partial<PageLimits> = {}): ChangeRequest {
     return {
       destination: this.ctx.meta.nodeId,
+      destinationInvocation: this.ctx.meta.invocation,
       from: this.ctx.store.readWatermark(partner) ?? initialWatermark,
       utd: this.utd(),
       purgeHorizon: this.ctx.horizon("purged"),
@@ -200,8 +201,18 @@ export class Replica {
     if (checked.value.destination === this.ctx.meta.nodeId)
       return fail("invalid-request", "a replica does not pull from itself");
     return this.ctx.transact(() => {
-      this.detectRollback(checked.value.utd, checked.value.destination);
-      checkPurgeHorizon(this.ctx, checked.value.purgeHorizon, checked.value.destination);
+      const request = checked.value;
+      this.detectRollback(request.utd, request.destination);
+      checkPurgeHorizon(this.ctx, request.purgeHorizon, request.destination);
+      // The freshest view of the destination's UTD for purge decisions: a destination restored
+      // from a backup shows its regressed UTD here before it ever completes a pull from us.
+      this.ctx.recordPeerReport({
+        node: request.destination,
+        invocation: request.destinationInvocation,
+        utd: request.utd,
+        usn: utdGet(request.utd, request.destinationInvocation),
+        receivedAt: this.ctx.now(),
+      });
       if (isQuarantined(this.ctx)) {
         return fail(
           "quarantined",
@@ -289,8 +300,14 @@ export class Replica {
   }
 
   /** The reference's side of a lingering-object check, for a page of another replica's candidates. */
-  answerLingeringCheck(guids: readonly Guid[]): LingeringAnswer & { utd: UtdVector } {
-    return { ...answerLingeringCheck(this.ctx, guids), utd: this.utd() };
+  answerLingeringCheck(guids: readonly Guid[]): LingeringAnswer & { utd: UtdVector; settles: UtdVector } {
+    // What a check against this replica settles: every deletion its UTD covers (it holds the
+    // tombstone or purged it) and, unless it is quarantined itself, every deletion it knows
+    // was purged. The latter matters once restores have left a retired invocation's lost
+    // changes beyond every UTD for good.
+    const utd = this.utd();
+    const settles = isQuarantined(this.ctx) ? utd : utdMerge(utd, this.ctx.horizon("purged"));
+    return { ...answerLingeringCheck(this.ctx, guids), utd, settles };
   }
 
   /**
@@ -300,22 +317,22 @@ export class Replica {
   applyLingeringAnswer(
     candidates: readonly LingeringCandidate[],
     answer: unknown,
-  ): Result<{ removed: number; referenceUtd: UtdVector }> {
+  ): Result<{ removed: number; settles: UtdVector }> {
     const checked = validateLingeringAnswer(answer, this.ctx.schema);
     if (!checked.ok) return checked;
-    const { utd, ...rest } = checked.value;
+    const { utd, settles, ...rest } = checked.value;
     const removed = this.ctx.transact(() => applyLingeringAnswer(this.ctx, candidates, rest, utd));
-    return ok({ removed, referenceUtd: utd });
+    return ok({ removed, settles });
   }
 
   /**
    * Ends the quarantine once a full lingering-object check against `reference` has run, given
-   * the reference's UTD from its first answer (what the check settled).
+   * what the reference's first answer said the check settles.
    */
-  endQuarantine(reference: NodeId, referenceUtd: unknown): Result<void> {
-    const utd = validateUtd(referenceUtd, "reference UTD");
-    if (!utd.ok) return utd;
-    this.ctx.transact(() => endQuarantine(this.ctx, reference, utd.value));
+  endQuarantine(reference: NodeId, settles: unknown): Result<void> {
+    const settled = validateUtd(settles, "settled vector");
+    if (!settled.ok) return settled;
+    this.ctx.transact(() => endQuarantine(this.ctx, reference, settled.value));
     if (!isQuarantined(this.ctx)) this.lingeringReferenceHint = null;
     return ok(undefined);
   }

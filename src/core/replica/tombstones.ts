@@ -1,5 +1,4 @@
 import type { Guid, InvocationId, NodeId, Usn } from "../ids.ts";
-import { deletedItem } from "../replication/items.ts";
 import type { EntryChange } from "../replication/page.ts";
 import type { Stamp } from "../replication/stamp.ts";
 import { type UtdVector, utdCovers, utdCoversVector, utdGet, utdMerge, utdWith } from "../replication/utd.ts";
@@ -36,10 +35,10 @@ export function purgeTombstones(ctx: ReplicaContext, replicas: readonly NodeId[]
     const page = ctx.store.listTombstones(after, Math.min(1000, purgeBatchMax - examined));
     for (const row of page) {
       examined++;
-      const deletion = canPurge(ctx, row, now, others, reports);
-      if (deletion !== undefined) {
+      const stamps = canPurge(ctx, row, now, others, reports);
+      if (stamps !== undefined) {
         ctx.store.removeEntry(row.guid);
-        extendHorizon(ctx, deletion);
+        extendHorizon(ctx, stamps);
         purged++;
       }
     }
@@ -57,24 +56,28 @@ export function purgeTombstones(ctx: ReplicaContext, replicas: readonly NodeId[]
   }
 }
 
-/** The deletion stamp of a tombstone that may go now, or undefined to keep it. */
+/**
+ * The stamps of a tombstone that may go now, or undefined to keep it. A tombstone carries its
+ * deletion and its name, which a rename concurrent with the delete may have changed: it goes
+ * when every replica covers all of them, or when it is older than the lifetime.
+ */
 function canPurge(
   ctx: ReplicaContext,
   row: EntryRow,
   now: number,
   others: readonly NodeId[],
   reports: ReadonlyMap<NodeId, UtdVector>,
-): Stamp | undefined {
-  const deletion = ctx.store.getItem(row.guid, deletedItem, "")?.stamp;
-  if (deletion === undefined) return undefined;
+): Stamp[] | undefined {
+  const stamps = ctx.store.getItems(row.guid).map((item) => item.stamp);
+  if (stamps.length === 0) return undefined;
   if (row.tombstoneSince !== null && now - row.tombstoneSince > ctx.settings.tombstoneLifetimeMs)
-    return deletion;
+    return stamps;
   const covers = (node: NodeId): boolean => {
     const utd = reports.get(node);
-    return utd !== undefined && utdCovers(utd, deletion);
+    return utd !== undefined && stamps.every((stamp) => utdCovers(utd, stamp));
   };
   const early = ctx.canaries.purgeTombstonesEarly === true && (others.length === 0 || others.some(covers));
-  return early || others.every(covers) ? deletion : undefined;
+  return early || others.every(covers) ? stamps : undefined;
 }
 
 /**
@@ -112,20 +115,27 @@ export function checkPurgeHorizon(ctx: ReplicaContext, horizon: UtdVector, partn
   return true;
 }
 
-/** Records a purged deletion in this replica's purge horizon. */
-function extendHorizon(ctx: ReplicaContext, stamp: { invocation: InvocationId; usn: Usn }): void {
-  const horizon = ctx.horizon("purged");
-  if (utdGet(horizon, stamp.invocation) >= stamp.usn) return;
-  ctx.setHorizon("purged", utdWith(horizon, stamp.invocation, stamp.usn));
+/**
+ * Records a purged tombstone's stamps (deletion and name) in this replica's purge horizon: a
+ * replica that lacks any of them can no longer get it from here.
+ */
+function extendHorizon(ctx: ReplicaContext, stamps: readonly Stamp[]): void {
+  let horizon = ctx.horizon("purged");
+  for (const stamp of stamps) {
+    if (utdGet(horizon, stamp.invocation) < stamp.usn)
+      horizon = utdWith(horizon, stamp.invocation, stamp.usn);
+  }
+  ctx.setHorizon("purged", horizon);
 }
 
 /**
  * A full lingering-object check against `reference` has run. This replica now holds (or has
- * removed the entry of) every deletion the reference's UTD covers: those are settled. The
+ * removed the entry of) every deletion the reference's UTD covers, and every deletion a
+ * healthy reference purged: those are settled (`settles`, from the reference's answer). The
  * quarantine ends once everything required is settled; otherwise another check follows.
  */
-export function endQuarantine(ctx: ReplicaContext, reference: NodeId, referenceUtd: UtdVector): void {
-  ctx.setHorizon("checked", utdMerge(ctx.horizon("checked"), referenceUtd));
+export function endQuarantine(ctx: ReplicaContext, reference: NodeId, settles: UtdVector): void {
+  ctx.setHorizon("checked", utdMerge(ctx.horizon("checked"), settles));
   if (isQuarantined(ctx)) {
     ctx.event(
       "quarantined",

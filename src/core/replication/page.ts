@@ -38,6 +38,8 @@ export const pageBytesMaxLimit = 64 * 1024 * 1024;
 /** What a destination sends to a source to pull the next page. */
 export interface ChangeRequest {
   readonly destination: NodeId;
+  /** The destination's current database instance (its UTD below is that instance's). */
+  readonly destinationInvocation: InvocationId;
   readonly from: Watermark;
   /** The destination's UTD: the source leaves out every item change it already covers. */
   readonly utd: UtdVector;

@@ -87,6 +87,7 @@ function validateLimits(value: unknown): Check<PageLimits> {
 export function validateChangeRequest(value: unknown): Check<ChangeRequest> {
   if (!isRecord(value)) return bad("request", "must be an object");
   if (!isNodeId(value.destination)) return bad("request", "bad destination node id");
+  if (!isInvocationId(value.destinationInvocation)) return bad("request", "bad destination invocation id");
   const from = validateWatermark(value.from, "request.from");
   if (!from.ok) return from;
   const utd = validateUtd(value.utd, "request.utd");
@@ -97,6 +98,7 @@ export function validateChangeRequest(value: unknown): Check<ChangeRequest> {
   if (!limits.ok) return limits;
   return ok({
     destination: value.destination,
+    destinationInvocation: value.destinationInvocation,
     from: from.value,
     utd: utd.value,
     purgeHorizon: purgeHorizon.value,
@@ -180,7 +182,7 @@ export function validateEntryChange(value: unknown, schema: Schema, where: strin
 export function validateLingeringAnswer(
   value: unknown,
   schema: Schema,
-): Check<{ absent: Guid[]; tombstones: EntryChange[]; utd: UtdVector }> {
+): Check<{ absent: Guid[]; tombstones: EntryChange[]; utd: UtdVector; settles: UtdVector }> {
   if (!isRecord(value)) return bad("lingering answer", "must be an object");
   const { absent, tombstones } = value;
   if (!Array.isArray(absent) || absent.length > pageEntriesMaxLimit || !absent.every(isGuid)) {
@@ -200,7 +202,9 @@ export function validateLingeringAnswer(
   }
   const utd = validateUtd(value.utd, "lingering answer");
   if (!utd.ok) return utd;
-  return ok({ absent, tombstones: checked, utd: utd.value });
+  const settles = validateUtd(value.settles, "lingering answer");
+  if (!settles.ok) return settles;
+  return ok({ absent, tombstones: checked, utd: utd.value, settles: settles.value });
 }
 
 /** Only a partition's derived root GUID may have no parent, and it must carry the partition's DN. */
