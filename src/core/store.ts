@@ -32,6 +32,11 @@ export interface Store {
   getEntry(guid: Guid): EntryRow | undefined;
   /** Inserts or replaces the row with this guid. */
   putEntry(row: EntryRow): void;
+  /**
+   * Sets only the usnChanged of an existing entry: what every write that changes items but not
+   * the name, liveness or placement does. Cheaper than putEntry (only one index changes).
+   */
+  setUsnChanged(guid: Guid, usnChanged: Usn): void;
   /** Removes the entry and all its items (tombstone purge, lingering-object removal). */
   removeEntry(guid: Guid): void;
   /** Live entries whose effective parent is `parent` and whose claimed RDN normalises to `rdnNorm`, by guid. */

@@ -70,6 +70,14 @@ export const sqliteSchemaVersion = 1;
 const cacheSizeKib = 16_000;
 /** The WAL file is truncated back to this size after a checkpoint, so it cannot stay huge. */
 const journalSizeLimitBytes = 64 * 1024 * 1024;
+/**
+ * Pages the WAL may hold before a commit checkpoints it. SQLite's default (1000) is smaller
+ * than one large transaction, so every big commit would also checkpoint (and fsync): at
+ * 10,000 pages (about 40 MiB) checkpoints come once per many transactions.
+ */
+const walAutocheckpointPages = 10_000;
+/** Statements prepared with a literal LIMIT (a bound LIMIT re-prepares on every run). */
+const limitedStatementsMax = 64;
 /** Offset of the two header bytes that say whether a database file uses WAL (2) or not (1). */
 const headerFormatOffset = 18;
 
@@ -198,6 +206,7 @@ export const sqliteStoreQueries = {
     `ON CONFLICT (guid) DO UPDATE SET ${entryUpdates}`,
   entryDeleted: "SELECT deleted FROM entries WHERE guid = ?",
   removeEntry: "DELETE FROM entries WHERE guid = ? RETURNING deleted",
+  setUsnChanged: "UPDATE entries SET usn_changed = ? WHERE guid = ?",
   removeEntryItems: "DELETE FROM items WHERE guid = ?",
   findByName: `SELECT ${entryColumns} ${fromLiveChildren} AND rdn_norm = ? ORDER BY guid`,
   listChildren:
@@ -229,12 +238,12 @@ export const sqliteStoreQueries = {
   getItems: `SELECT ${itemColumns} FROM items WHERE guid = ? ORDER BY attribute, key`,
   getAttributeItems: `SELECT ${itemColumns} FROM items WHERE guid = ? AND attribute = ? ORDER BY key`,
   getItem: `SELECT ${itemColumns} FROM items WHERE guid = ? AND attribute = ? AND key = ?`,
-  // An item is updated in place when it exists and inserted otherwise; two statements rather
-  // than an UPSERT because the item count must know which of the two happened.
+  // An item is inserted when new and updated in place otherwise; two statements rather than
+  // an UPSERT because the item count must know which of the two happened.
   updateItem:
     "UPDATE items SET value = ?, version = ?, time = ?, invocation = ?, usn = ?, local_usn = ? " +
     "WHERE guid = ? AND attribute = ? AND key = ?",
-  insertItem: `INSERT INTO items (guid, ${itemColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  insertItem: `INSERT INTO items (guid, ${itemColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
   // The kept attributes arrive as one JSON array so that a single prepared statement serves
   // any number of them.
   removeItemsExcept: "DELETE FROM items WHERE guid = ? AND attribute NOT IN (SELECT value FROM json_each(?))",
@@ -258,6 +267,16 @@ export const sqliteStoreQueries = {
   addCounts:
     "UPDATE counters SET entries = entries + ?, tombstones = tombstones + ?, items = items + ? WHERE id = 1",
 } as const;
+
+type LimitedQuery =
+  | "listChildren"
+  | "listClaimants"
+  | "listCycleBreakers"
+  | "listConflicts"
+  | "entriesChangedAfter"
+  | "listTombstonesFirst"
+  | "listTombstonesAfter"
+  | "listEntries";
 
 /** Scans everything on purpose (see `recount`), so it is not among the indexed queries. */
 const recountQuery =
@@ -320,17 +339,10 @@ function prepareStatements(db: Database.Database) {
     putEntry: db.prepare<EntryTuple>(q.putEntry),
     entryDeleted: db.prepare<[Guid], 0 | 1>(q.entryDeleted).pluck(),
     removeEntry: db.prepare<[Guid], 0 | 1>(q.removeEntry).pluck(),
+    setUsnChanged: db.prepare<[Usn, Guid]>(q.setUsnChanged),
     removeEntryItems: db.prepare<[Guid]>(q.removeEntryItems),
     findByName: db.prepare<[Guid, string], EntryTuple>(q.findByName).raw(),
-    listChildren: db.prepare<[Guid, string, string, number], EntryTuple>(q.listChildren).raw(),
     hasChildren: db.prepare<[Guid], number>(q.hasChildren).pluck(),
-    listClaimants: db.prepare<[Guid, string, number], EntryTuple>(q.listClaimants).raw(),
-    listCycleBreakers: db.prepare<[number], EntryTuple>(q.listCycleBreakers).raw(),
-    listConflicts: db.prepare<[string, number], EntryTuple>(q.listConflicts).raw(),
-    entriesChangedAfter: db.prepare<[Usn, number], EntryTuple>(q.entriesChangedAfter).raw(),
-    listTombstonesFirst: db.prepare<[number], EntryTuple>(q.listTombstonesFirst).raw(),
-    listTombstonesAfter: db.prepare<[Millis, Guid, number], EntryTuple>(q.listTombstonesAfter).raw(),
-    listEntries: db.prepare<[string, number], EntryTuple>(q.listEntries).raw(),
     listRoots: db.prepare<[], EntryTuple>(q.listRoots).raw(),
     getItems: db.prepare<[Guid], ItemTuple>(q.getItems).raw(),
     getAttributeItems: db.prepare<[Guid, string], ItemTuple>(q.getAttributeItems).raw(),
@@ -526,6 +538,11 @@ export class SqliteStore implements Store {
     this.transaction(() => this.writeEntry(row));
   }
 
+  setUsnChanged(guid: Guid, usnChanged: Usn): void {
+    const changed = this.sql().setUsnChanged.run(usnChanged, guid).changes;
+    assert(changed === 1, `setUsnChanged on an entry that does not exist: ${guid}`);
+  }
+
   private writeEntry(row: EntryRow): void {
     const s = this.statements;
     const before = s.entryDeleted.get(row.guid);
@@ -567,11 +584,29 @@ export class SqliteStore implements Store {
     return this.sql().findByName.all(parent, rdnNorm).map(entryFromTuple);
   }
 
-  listChildren(parent: Guid, after: ChildCursor | null, limit: number): EntryRow[] {
+  /**
+   * Runs a list query with its limit written into the SQL. A bound `LIMIT ?` costs a
+   * re-prepare on every run (several microseconds, measured), so each distinct limit gets its
+   * own prepared statement; limits are few in practice, and the cache is bounded anyway.
+   */
+  private listed(query: LimitedQuery, limit: number, ...parameters: unknown[]): EntryRow[] {
     checkLimit(limit);
+    const key = `${query}:${limit}`;
+    let statement = this.limitedStatements.get(key);
+    if (statement === undefined) {
+      if (this.limitedStatements.size >= limitedStatementsMax) this.limitedStatements.clear();
+      const sql = sqliteStoreQueries[query].replace(/LIMIT \?$/, `LIMIT ${limit}`);
+      statement = this.database().prepare<unknown[], EntryTuple>(sql).raw();
+      this.limitedStatements.set(key, statement);
+    }
+    return statement.all(...parameters).map(entryFromTuple);
+  }
+
+  private readonly limitedStatements = new Map<string, Database.Statement<unknown[], EntryTuple>>();
+
+  listChildren(parent: Guid, after: ChildCursor | null, limit: number): EntryRow[] {
     // ("", "") sorts before every real (rdnNorm, guid) pair, so it stands for "from the start".
-    const rows = this.sql().listChildren.all(parent, after?.rdnNorm ?? "", after?.guid ?? "", limit);
-    return rows.map(entryFromTuple);
+    return this.listed("listChildren", limit, parent, after?.rdnNorm ?? "", after?.guid ?? "");
   }
 
   hasChildren(parent: Guid): boolean {
@@ -579,44 +614,28 @@ export class SqliteStore implements Store {
   }
 
   listClaimants(parent: Guid, afterGuid: Guid | null, limit: number): EntryRow[] {
-    checkLimit(limit);
-    return this.sql()
-      .listClaimants.all(parent, afterGuid ?? "", limit)
-      .map(entryFromTuple);
+    return this.listed("listClaimants", limit, parent, afterGuid ?? "");
   }
 
   listCycleBreakers(limit: number): EntryRow[] {
-    checkLimit(limit);
-    return this.sql().listCycleBreakers.all(limit).map(entryFromTuple);
+    return this.listed("listCycleBreakers", limit);
   }
 
   listConflicts(afterGuid: Guid | null, limit: number): EntryRow[] {
-    checkLimit(limit);
-    return this.sql()
-      .listConflicts.all(afterGuid ?? "", limit)
-      .map(entryFromTuple);
+    return this.listed("listConflicts", limit, afterGuid ?? "");
   }
 
   entriesChangedAfter(usn: Usn, limit: number): EntryRow[] {
-    checkLimit(limit);
-    return this.sql().entriesChangedAfter.all(usn, limit).map(entryFromTuple);
+    return this.listed("entriesChangedAfter", limit, usn);
   }
 
   listTombstones(after: TombstoneCursor | null, limit: number): EntryRow[] {
-    checkLimit(limit);
-    const s = this.sql();
-    const rows =
-      after === null
-        ? s.listTombstonesFirst.all(limit)
-        : s.listTombstonesAfter.all(after.tombstoneSince, after.guid, limit);
-    return rows.map(entryFromTuple);
+    if (after === null) return this.listed("listTombstonesFirst", limit);
+    return this.listed("listTombstonesAfter", limit, after.tombstoneSince, after.guid);
   }
 
   listEntries(afterGuid: Guid | null, limit: number): EntryRow[] {
-    checkLimit(limit);
-    return this.sql()
-      .listEntries.all(afterGuid ?? "", limit)
-      .map(entryFromTuple);
+    return this.listed("listEntries", limit, afterGuid ?? "");
   }
 
   listRoots(): EntryRow[] {
@@ -644,24 +663,27 @@ export class SqliteStore implements Store {
     this.transaction(() => this.writeItem(row));
   }
 
+  /** Insert first: most written items are new (adds, replicated entries), and then one statement does. */
   private writeItem(row: ItemRow): void {
     const s = this.statements;
     const value = JSON.stringify(row.value);
     const { version, time, invocation, usn } = row.stamp;
-    const updated = s.updateItem.run(
+    const inserted = s.insertItem.run(
+      row.guid,
+      row.attribute,
+      row.key,
       value,
       version,
       time,
       invocation,
       usn,
       row.localUsn,
-      row.guid,
-      row.attribute,
-      row.key,
     );
-    if (updated.changes > 0) return;
-    s.insertItem.run(row.guid, row.attribute, row.key, value, version, time, invocation, usn, row.localUsn);
-    this.pendingItems += 1;
+    if (inserted.changes > 0) {
+      this.pendingItems += 1;
+      return;
+    }
+    s.updateItem.run(value, version, time, invocation, usn, row.localUsn, row.guid, row.attribute, row.key);
   }
 
   removeItemsExcept(guid: Guid, keep: readonly string[]): void {
@@ -839,6 +861,7 @@ function prepareDatabase(db: Database.Database, options: SqliteStoreOptions): vo
   if (!db.memory) {
     db.pragma("journal_mode = WAL");
     db.pragma(`journal_size_limit = ${journalSizeLimitBytes}`);
+    db.pragma(`wal_autocheckpoint = ${walAutocheckpointPages}`);
   }
   db.pragma(`synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
   db.pragma("foreign_keys = OFF");

@@ -542,6 +542,16 @@ function changeListTests(open: OpenStore): void {
 }
 
 function allEntriesTests(open: OpenStore): void {
+  it("setUsnChanged changes only usnChanged, and entriesChangedAfter follows it", () => {
+    withStore(open, (store) => {
+      putAll(store, [entryOf(1), entryOf(2)]);
+      store.transaction(() => store.setUsnChanged(guidOf(1), 50 as Usn));
+      assert.deepEqual(store.getEntry(guidOf(1)), { ...entryOf(1), usnChanged: 50 });
+      assert.deepEqual(guids(store.entriesChangedAfter(2 as Usn, 10)), [guidOf(1)]);
+      assert.throws(() => store.transaction(() => store.setUsnChanged(guidOf(9), 60 as Usn)));
+    });
+  });
+
   it("listRoots lists live entries without a claimed parent, ordered by guid", () => {
     withStore(open, (store) => {
       putAll(store, [

@@ -144,7 +144,8 @@ export function applyEntryChange(ctx: ReplicaContext, change: EntryChange): numb
     ctx.store.removeItemsExcept(row.guid, [nameItem, deletedItem]);
     row = { ...row, ...tombstoneFields(ctx) };
   }
-  ctx.store.putEntry({ ...row, usnChanged: usn });
+  if (nameChanged || died) ctx.store.putEntry({ ...row, usnChanged: usn });
+  else ctx.store.setUsnChanged(row.guid, usn);
   if (nameChanged || died) {
     const previousGroup =
       existing.deleted || existing.parentEff === null

@@ -55,12 +55,38 @@ export function entryDn(store: Store, row: EntryRow): string {
   return parts.join(",");
 }
 
+/**
+ * Partition roots this process has seen, per store: every DN lookup starts by finding its
+ * partition, and probing each suffix costs a query. Roots are never deleted, renamed or moved,
+ * so a root once found stays valid for the life of the store.
+ */
+const knownRoots = new WeakMap<Store, Map<string, { guid: Guid; depth: number }>>();
+
 /** A partition root holds the whole partition DN as its "RDN"; find the partition of a DN. */
 export function findPartition(store: Store, dn: Dn): { root: EntryRow; depth: number } | undefined {
-  for (let depth = dn.rdns.length; depth >= 1; depth--) {
+  const known = knownRoots.get(store) ?? new Map<string, { guid: Guid; depth: number }>();
+  knownRoots.set(store, known);
+  const suffixes = new Map<number, string>();
+  for (const [partition, root] of known) {
+    if (root.depth > dn.rdns.length) continue;
+    // Compared RDN by RDN: a string suffix test would be fooled by an escaped comma.
+    let suffix = suffixes.get(root.depth);
+    if (suffix === undefined) {
+      suffix = normalizeDn({ rdns: dn.rdns.slice(dn.rdns.length - root.depth) });
+      suffixes.set(root.depth, suffix);
+    }
+    if (suffix !== partition) continue;
+    const row = store.getEntry(root.guid);
+    if (row !== undefined) return { root: row, depth: root.depth };
+  }
+  for (let depth = 1; depth <= dn.rdns.length; depth++) {
     const suffix: Dn = { rdns: dn.rdns.slice(dn.rdns.length - depth) };
-    const root = store.getEntry(partitionRootGuid(normalizeDn(suffix)));
-    if (root !== undefined && !root.deleted && root.parent === null) return { root, depth };
+    const partition = normalizeDn(suffix);
+    const root = store.getEntry(partitionRootGuid(partition));
+    if (root === undefined || root.deleted || root.parent !== null) continue;
+    // Partitions never nest, so the first root on the way down is the only one.
+    known.set(partition, { guid: root.guid, depth });
+    return { root, depth };
   }
   return undefined;
 }

@@ -99,6 +99,8 @@ export function originate(ctx: ReplicaContext, request: WriteRequest): Result<Wr
 
 interface NewEntry {
   readonly guid: Guid;
+  /** Drawn from the random source just now (not derived from a partition name). */
+  readonly fresh: boolean;
   readonly partition: string;
   readonly rdn: string;
   readonly parent: Guid | null;
@@ -130,6 +132,7 @@ function addEntry(ctx: ReplicaContext, dnText: string, attributes: unknown): Res
   const guid = ctx.newGuid();
   const usn = createEntry(ctx, {
     guid,
+    fresh: true,
     partition: parent.value.partition,
     rdn: formatRdn(rdn),
     parent: parent.value.guid,
@@ -240,7 +243,8 @@ function createEntry(ctx: ReplicaContext, entry: NewEntry): Usn {
     localUsn: usn,
   });
   for (const attribute of entry.attributes) writeAttribute(ctx, entry.guid, attribute, usn);
-  refreshNaming(ctx.store, [{ guid: entry.guid, previousGroup: null, existenceChanged: true }]);
+  // A GUID fresh from the random source cannot have claimants waiting for it; a derived one can.
+  refreshNaming(ctx.store, [{ guid: entry.guid, previousGroup: null, existenceChanged: !entry.fresh }]);
   return usn;
 }
 
@@ -292,7 +296,9 @@ function modifyEntry(
   dnText: string,
   changes: readonly Modification[],
 ): Result<WriteOutcome> {
-  const row = resolveDn(ctx.store, dnText);
+  const parsed = parseDn(dnText);
+  if (!parsed.ok) return parsed;
+  const row = resolveParsedDn(ctx.store, parsed.value);
   if (!row.ok) return row;
   if (!Array.isArray(changes) || changes.length === 0)
     return fail("invalid-request", "a modify needs changes");
@@ -301,13 +307,14 @@ function modifyEntry(
   }
   const plan = planModifications(ctx, row.value, changes, row.value.rdn);
   if (!plan.ok) return plan;
-  const dn = entryDn(ctx.store, row.value);
+  // The DN the client named the entry by (it resolved to this entry, so it is its DN).
+  const dn = formatDn(parsed.value);
   if (!plan.value.some(attributeChanged)) {
     return ok({ guid: row.value.guid, dn, usn: row.value.usnChanged, entries: 0 });
   }
   const usn = ctx.nextUsn();
   for (const attribute of plan.value) writeAttribute(ctx, row.value.guid, attribute, usn);
-  ctx.store.putEntry({ ...row.value, usnChanged: usn });
+  ctx.store.setUsnChanged(row.value.guid, usn);
   return ok({ guid: row.value.guid, dn, usn, entries: 1 });
 }
 
@@ -704,6 +711,7 @@ export function createPartition(
   const root = partitionRootGuid(partition);
   createEntry(ctx, {
     guid: root,
+    fresh: false,
     partition,
     rdn: formatDn(dn.value),
     parent: null,
@@ -719,6 +727,7 @@ export function createPartition(
   ];
   const usn = createEntry(ctx, {
     guid: lostAndFoundGuid(partition),
+    fresh: false,
     partition,
     rdn: lostAndFoundRdn,
     parent: root,
