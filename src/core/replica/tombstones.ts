@@ -57,6 +57,19 @@ export function purgeTombstones(ctx: ReplicaContext, replicas: readonly NodeId[]
 }
 
 /**
+ * Whether a tombstone has outlived the lifetime. A replica that received an entry without its
+ * UTD covering the entry's creation (the creator went away in the middle of a pull cycle) could
+ * not later vouch, in a lingering-object check, that it once held the entry; it keeps such a
+ * tombstone until its UTD catches up, or for twice the lifetime.
+ */
+function expired(ctx: ReplicaContext, row: EntryRow, ageMs: number): boolean {
+  const lifetime = ctx.settings.tombstoneLifetimeMs;
+  if (ageMs > 2 * lifetime) return true;
+  const utd = utdWith(ctx.utd(), ctx.meta.invocation, ctx.meta.usn);
+  return ageMs > lifetime && utdCovers(utd, row.origin);
+}
+
+/**
  * The stamps of a tombstone that may go now, or undefined to keep it. A tombstone carries its
  * deletion and its name, which a rename concurrent with the delete may have changed: it goes
  * when every replica covers all of them, or when it is older than the lifetime.
@@ -70,8 +83,7 @@ function canPurge(
 ): Stamp[] | undefined {
   const stamps = ctx.store.getItems(row.guid).map((item) => item.stamp);
   if (stamps.length === 0) return undefined;
-  if (row.tombstoneSince !== null && now - row.tombstoneSince > ctx.settings.tombstoneLifetimeMs)
-    return stamps;
+  if (row.tombstoneSince !== null && expired(ctx, row, now - row.tombstoneSince)) return stamps;
   const covers = (node: NodeId): boolean => {
     const utd = reports.get(node);
     return utd !== undefined && stamps.every((stamp) => utdCovers(utd, stamp));
