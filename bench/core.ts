@@ -67,6 +67,8 @@ const pageBounds: Bounds = { stepsMax: 400, wallMsMax: 20_000 };
 const singleWriteBounds: Bounds = { stepsMax: 20_000, wallMsMax: 15_000 };
 const singleWriteFullBounds: Bounds = { stepsMax: 3_000, wallMsMax: 15_000 };
 const batchedWriteBounds: Bounds = { stepsMax: 300, wallMsMax: 20_000 };
+/** 20,000 modifies (200 transactions of 100) made on the source, then pulled. */
+const replicatedModifiesBounds: Bounds = { stepsMax: 200, wallMsMax: 30_000 };
 const lookupsPerStep = 100;
 
 const targets = {
@@ -111,7 +113,12 @@ interface SizeFigures {
   readonly writesPerSecSingle: number;
   readonly writesPerSecSingleFull: number;
   readonly writesPerSecBatched: number;
+  /** Replicated attribute and value changes (items) applied per second of applyChanges. */
   readonly appliedChangesPerSec: number;
+  /** Replicated entries applied per second of applyChanges, in the initial pull. */
+  readonly appliedEntriesPerSec: number;
+  /** Steady-state replication: single-attribute modifies made on the source, applied here. */
+  readonly appliedModifiesPerSec: number;
   readonly pullChangesPerSec: number;
   readonly pullPages: number;
   readonly entriesApplied: number;
@@ -309,8 +316,9 @@ async function measureBatchedWrites(
   replica: Replica,
   loaded: number,
   picker: SeededRandom,
+  bounds: Bounds = batchedWriteBounds,
 ): Promise<Measured> {
-  return runBounded(batchedWriteBounds, (batch) => {
+  return runBounded(bounds, (batch) => {
     const requests = Array.from({ length: batchedWritesPerTransaction }, (_, offset) =>
       modifyRequest(picker.int(0, loaded - 1), batch * batchedWritesPerTransaction + offset),
     );
@@ -323,6 +331,7 @@ interface PullFigures {
   readonly measured: Measured;
   readonly applyMs: number;
   readonly entriesApplied: number;
+  readonly itemsApplied: number;
   readonly capped: boolean;
 }
 
@@ -330,6 +339,7 @@ interface PullFigures {
 async function measurePull(destination: Replica, source: Replica): Promise<PullFigures> {
   let applyMs = 0;
   let entriesApplied = 0;
+  let itemsApplied = 0;
   let complete = false;
   const pagesMax = Math.ceil(source.usn / pageEntriesMaxDefault) + 10;
   const measured = await runBounded({ stepsMax: pagesMax, wallMsMax: pullWallMsMax }, () => {
@@ -339,6 +349,7 @@ async function measurePull(destination: Replica, source: Replica): Promise<PullF
     const outcome = unwrap(destination.applyChanges(page));
     applyMs += performance.now() - before;
     entriesApplied += outcome.entriesChanged;
+    itemsApplied += outcome.itemsApplied;
     complete = outcome.cycleComplete;
     return 1;
   });
@@ -347,7 +358,7 @@ async function measurePull(destination: Replica, source: Replica): Promise<PullF
     const got = destination.counts().entries;
     assert(got === expected, `after the pull the destination holds ${got} entries, the source ${expected}`);
   }
-  return { measured, applyMs, entriesApplied, capped: measured.capped };
+  return { measured, applyMs, entriesApplied, itemsApplied, capped: measured.capped };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -465,6 +476,14 @@ async function runSize(size: number, dir: string, seed: number): Promise<SizeFig
     `pull ${formatNumber(source.replica.usn)} source USNs into an empty replica`,
     () => measurePull(destination.replica, source.replica),
   );
+  const modifies = await log.run(
+    "replicatedModifies",
+    "replicate 20,000 single-attribute modifies",
+    async () => {
+      await measureBatchedWrites(source.replica, loaded, picker, replicatedModifiesBounds);
+      return measurePull(destination.replica, source.replica);
+    },
+  );
   destination.replica.close();
   source.replica.close();
   const rss = await log.run("rssProbe", "RSS probe (child process)", () =>
@@ -477,7 +496,9 @@ async function runSize(size: number, dir: string, seed: number): Promise<SizeFig
     writesPerSecSingle: ratePerSec(single.operations, single.busyMs),
     writesPerSecSingleFull: ratePerSec(full.operations, full.busyMs),
     writesPerSecBatched: ratePerSec(batched.operations, batched.busyMs),
-    appliedChangesPerSec: ratePerSec(pull.entriesApplied, pull.applyMs),
+    appliedChangesPerSec: ratePerSec(pull.itemsApplied, pull.applyMs),
+    appliedEntriesPerSec: ratePerSec(pull.entriesApplied, pull.applyMs),
+    appliedModifiesPerSec: ratePerSec(modifies.itemsApplied, modifies.applyMs),
     pullChangesPerSec: ratePerSec(pull.entriesApplied, pull.measured.busyMs),
     pullPages: pull.measured.operations,
     entriesApplied: pull.entriesApplied,
@@ -511,9 +532,15 @@ const rows: readonly Row[] = [
     target: `>= ${formatNumber(targets.writesPerSecBatchedMin)}`,
   },
   {
-    label: "replicated changes applied/s (applyChanges)",
+    label: "replicated changes applied/s (attribute values)",
     figure: (f) => f.appliedChangesPerSec,
     target: `>= ${formatNumber(targets.appliedChangesPerSecMin)}`,
+  },
+  { label: "  same pull: replicated entries applied/s", figure: (f) => f.appliedEntriesPerSec, target: "" },
+  {
+    label: "replicated single-attribute modifies applied/s",
+    figure: (f) => f.appliedModifiesPerSec,
+    target: "",
   },
   { label: "replicated changes/s, whole pull", figure: (f) => f.pullChangesPerSec, target: "" },
   { label: "  pull: pages", figure: (f) => f.pullPages, target: "" },
@@ -568,6 +595,8 @@ function figuresJson(f: SizeFigures) {
     writesPerSecSingleFull: Math.round(f.writesPerSecSingleFull),
     writesPerSecBatched: Math.round(f.writesPerSecBatched),
     appliedChangesPerSec: Math.round(f.appliedChangesPerSec),
+    appliedEntriesPerSec: Math.round(f.appliedEntriesPerSec),
+    appliedModifiesPerSec: Math.round(f.appliedModifiesPerSec),
     pullChangesPerSec: Math.round(f.pullChangesPerSec),
     pullPages: f.pullPages,
     entriesApplied: f.entriesApplied,

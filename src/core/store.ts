@@ -67,6 +67,12 @@ export interface Store {
   getItem(guid: Guid, attribute: string, key: string): ItemRow | undefined;
   /** Inserts or replaces the item with this (guid, attribute, key). */
   putItem(row: ItemRow): void;
+  /**
+   * Per attribute of an entry (not the name and deletion items), ordered by attribute: the
+   * stored size of its items in bytes, an upper bound of its values' UTF-8 bytes. Lets limit
+   * checks pass without decoding every item.
+   */
+  storedSizes(guid: Guid): StoredSize[];
   /** Removes every item of the entry whose attribute is not in `keep`. */
   removeItemsExcept(guid: Guid, keep: readonly string[]): void;
 
@@ -146,6 +152,11 @@ export interface ChildCursor {
 export interface TombstoneCursor {
   readonly tombstoneSince: Millis;
   readonly guid: Guid;
+}
+
+export interface StoredSize {
+  readonly attribute: string;
+  readonly bytes: number;
 }
 
 export interface ItemRow {

@@ -16,6 +16,7 @@ import type {
   ReplicaMeta,
   Store,
   StoreCounts,
+  StoredSize,
   TombstoneCursor,
 } from "../core/store.ts";
 import { eventsKeptMax } from "../core/store.ts";
@@ -238,6 +239,9 @@ export const sqliteStoreQueries = {
   getItems: `SELECT ${itemColumns} FROM items WHERE guid = ? ORDER BY attribute, key`,
   getAttributeItems: `SELECT ${itemColumns} FROM items WHERE guid = ? AND attribute = ? ORDER BY key`,
   getItem: `SELECT ${itemColumns} FROM items WHERE guid = ? AND attribute = ? AND key = ?`,
+  storedSizes:
+    "SELECT attribute, sum(length(CAST(value AS BLOB))) FROM items " +
+    "WHERE guid = ? AND attribute NOT IN ('@name', '@deleted') GROUP BY attribute ORDER BY attribute",
   // An item is inserted when new and updated in place otherwise; two statements rather than
   // an UPSERT because the item count must know which of the two happened.
   updateItem:
@@ -347,6 +351,7 @@ function prepareStatements(db: Database.Database) {
     getItems: db.prepare<[Guid], ItemTuple>(q.getItems).raw(),
     getAttributeItems: db.prepare<[Guid, string], ItemTuple>(q.getAttributeItems).raw(),
     getItem: db.prepare<[Guid, string, string], ItemTuple>(q.getItem).raw(),
+    storedSizes: db.prepare<[Guid], [string, number]>(q.storedSizes).raw(),
     updateItem: db.prepare<ItemUpdateParams>(q.updateItem),
     insertItem: db.prepare<ItemParams>(q.insertItem),
     removeItemsExcept: db.prepare<[Guid, string]>(q.removeItemsExcept),
@@ -657,6 +662,12 @@ export class SqliteStore implements Store {
   getItem(guid: Guid, attribute: string, key: string): ItemRow | undefined {
     const t = this.sql().getItem.get(guid, attribute, key);
     return t === undefined ? undefined : itemFromTuple(guid, t);
+  }
+
+  storedSizes(guid: Guid): StoredSize[] {
+    return this.sql()
+      .storedSizes.all(guid)
+      .map(([attribute, bytes]) => ({ attribute, bytes }));
   }
 
   putItem(row: ItemRow): void {

@@ -591,6 +591,28 @@ function itemTests(open: OpenStore): void {
     });
   });
 
+  it("storedSizes bounds each attribute's value bytes from above", () => {
+    withStore(open, (store) => {
+      const guid = guidOf(1);
+      const cn = itemOf(guid, "cn", "", { kind: "values", type: "cn", values: ["é", "ab"] });
+      const members = ["cn=a", "cn=b"].map((key) =>
+        itemOf(guid, "member", key, { kind: "link", type: "member", value: key, present: true }),
+      );
+      store.transaction(() => {
+        store.putItem(itemOf(guid, "@name", "", { kind: "name", rdn: "cn=x", parent: null }));
+        for (const row of [cn, ...members]) store.putItem(row);
+      });
+      const sizes = store.storedSizes(guid);
+      assert.deepEqual(
+        sizes.map((size) => size.attribute),
+        ["cn", "member"],
+      );
+      assert.ok((sizes[0]?.bytes ?? 0) >= 4, "at least the values' bytes");
+      assert.ok((sizes[1]?.bytes ?? 0) >= 8);
+      assert.deepEqual(store.storedSizes(guidOf(2)), []);
+    });
+  });
+
   it("round-trips stamps with extreme numbers", () => {
     withStore(open, (store) => {
       const stamp = {

@@ -395,12 +395,34 @@ function namingAvas(rdn: string, isRoot: boolean): readonly Ava[] {
   return first?.avas ?? [];
 }
 
+function entrySizes(
+  working: Map<string, WorkingAttribute>,
+  stored: readonly { attribute: string; bytes: number }[],
+): { attributes: number; bytes: number } {
+  let attributes = 0;
+  let bytes = 0;
+  for (const size of stored) {
+    if (working.has(size.attribute)) continue;
+    attributes++;
+    bytes += size.bytes;
+  }
+  for (const attribute of working.values()) {
+    if (attribute.current.length === 0) continue;
+    attributes++;
+    bytes += attributeBytes(attribute.current);
+  }
+  return { attributes, bytes };
+}
+
 /** Attribute count and value bytes of an entry once the working attributes are written. */
 function entryTotals(
   ctx: ReplicaContext,
   guid: Guid,
   working: Map<string, WorkingAttribute>,
 ): { attributes: number; bytes: number } {
+  // The stored sizes bound the values from above: when the bound fits, so does the entry.
+  const bounded = entrySizes(working, ctx.store.storedSizes(guid));
+  if (bounded.attributes <= attributesPerEntryMax && bounded.bytes <= entryBytesMax) return bounded;
   const bytes = new Map<string, number>();
   for (const item of ctx.store.getItems(guid)) {
     if (working.has(item.attribute)) continue;
