@@ -205,6 +205,7 @@ export const sqliteStoreQueries = {
   putEntry:
     `INSERT INTO entries (${entryColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ` +
     `ON CONFLICT (guid) DO UPDATE SET ${entryUpdates}`,
+  insertEntry: `INSERT INTO entries (${entryColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
   entryDeleted: "SELECT deleted FROM entries WHERE guid = ?",
   removeEntry: "DELETE FROM entries WHERE guid = ? RETURNING deleted",
   setUsnChanged: "UPDATE entries SET usn_changed = ? WHERE guid = ?",
@@ -340,6 +341,7 @@ function prepareStatements(db: Database.Database) {
     readMeta: db.prepare<[], MetaTuple>(q.readMeta).raw(),
     writeMeta: db.prepare<MetaTuple>(q.writeMeta),
     getEntry: db.prepare<[Guid], EntryTuple>(q.getEntry).raw(),
+    insertEntry: db.prepare<EntryTuple>(q.insertEntry),
     putEntry: db.prepare<EntryTuple>(q.putEntry),
     entryDeleted: db.prepare<[Guid], 0 | 1>(q.entryDeleted).pluck(),
     removeEntry: db.prepare<[Guid], 0 | 1>(q.removeEntry).pluck(),
@@ -548,10 +550,10 @@ export class SqliteStore implements Store {
     assert(changed === 1, `setUsnChanged on an entry that does not exist: ${guid}`);
   }
 
+  /** Insert first (a new entry costs one statement); replace when the guid is taken. */
   private writeEntry(row: EntryRow): void {
     const s = this.statements;
-    const before = s.entryDeleted.get(row.guid);
-    s.putEntry.run(
+    const tuple: EntryTuple = [
       row.guid,
       row.partition,
       row.origin.invocation,
@@ -566,8 +568,12 @@ export class SqliteStore implements Store {
       row.conflict ? 1 : 0,
       row.usnCreated,
       row.usnChanged,
-    );
-    if (before !== undefined) this.countEntry(before, -1);
+    ];
+    if (s.insertEntry.run(...tuple).changes === 0) {
+      const before = s.entryDeleted.get(row.guid);
+      s.putEntry.run(...tuple);
+      if (before !== undefined) this.countEntry(before, -1);
+    }
     this.countEntry(row.deleted ? 1 : 0, 1);
   }
 

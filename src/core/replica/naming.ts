@@ -186,6 +186,12 @@ function compareNames(a: Stamp, aGuid: Guid, b: Stamp, bGuid: Guid): number {
 /** Marks every member of a name group but its winner as a conflict. */
 function resolveConflictGroup(store: Store, group: NameGroup): void {
   const members = store.findByName(group.parent, group.rdnNorm);
+  const only = members[0];
+  if (members.length === 1 && only !== undefined) {
+    // The usual case: a name held once is no conflict, and no stamp need be read.
+    if (only.conflict) store.putEntry({ ...only, conflict: false });
+    return;
+  }
   let winner: { row: EntryRow; stamp: Stamp } | undefined;
   for (const row of members) {
     const stamp = nameStamp(store, row.guid);
