@@ -1,6 +1,5 @@
 import { normalizeDn, parseDn } from "../core/directory/dn.ts";
 import type { InvocationId, Usn } from "../core/ids.ts";
-import { deletedItem, nameItem } from "../core/replication/items.ts";
 import { compareStamps, formatStamp } from "../core/replication/stamp.ts";
 import { type UtdVector, utdCovers, utdGet } from "../core/replication/utd.ts";
 import { type AckedWrite, Ledger } from "./ledger.ts";
@@ -141,10 +140,10 @@ export class Invariants {
     for (const write of this.world.ledger.writes) {
       if (this.world.ledger.excused.has(Ledger.key(write.invocation, write.usn))) continue;
       const entry = final.get(write.guid);
-      // Absent everywhere: the entry was deleted and its tombstone purged.
-      if (entry === undefined) continue;
+      // Absent everywhere: the entry was deleted and its tombstone purged. Deleted: a delete
+      // supersedes every write to the entry, and any delete does what any other would.
+      if (entry === undefined || entry.deleted) continue;
       for (const item of write.items) {
-        if (entry.deleted && item.attribute !== nameItem && item.attribute !== deletedItem) continue;
         const found = entry.items.find(
           (candidate) => candidate.attribute === item.attribute && candidate.key === item.key,
         );
