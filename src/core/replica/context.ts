@@ -69,15 +69,36 @@ export class ReplicaContext {
     this.cachedHorizons.set(kind, vector);
   }
 
-  /** Peer reports as last written, so that an unchanged report costs no write. */
-  private readonly writtenReports = new Map<NodeId, PeerReport>();
+  /**
+   * What this replica last heard of each peer's UTD. Reports arrive with every pull request
+   * and completed cycle; they live in memory and are written to the store only when a purge
+   * reads them (and at most once per change), so that replication pays nothing for them.
+   */
+  private reports: Map<NodeId, PeerReport> | undefined;
+  private readonly unsavedReports = new Set<NodeId>();
 
   recordPeerReport(report: PeerReport): void {
-    const last = this.writtenReports.get(report.node);
+    const reports = this.peerReports();
+    const last = reports.get(report.node);
     if (last !== undefined && last.invocation === report.invocation && utdEquals(last.utd, report.utd))
       return;
-    this.store.writePeerReport(report);
-    this.writtenReports.set(report.node, report);
+    reports.set(report.node, report);
+    this.unsavedReports.add(report.node);
+  }
+
+  peerReports(): Map<NodeId, PeerReport> {
+    this.reports ??= new Map(this.store.readPeerReports().map((report) => [report.node, report]));
+    return this.reports;
+  }
+
+  /** Writes the reports that changed since the last save (inside the caller's transaction). */
+  saveReports(): void {
+    const reports = this.peerReports();
+    for (const node of this.unsavedReports) {
+      const report = reports.get(node);
+      if (report !== undefined) this.store.writePeerReport(report);
+    }
+    this.unsavedReports.clear();
   }
 
   /** Runs `fn` in one store transaction and persists meta changes with it. */
@@ -97,7 +118,8 @@ export class ReplicaContext {
       this.metaDirty = false;
       this.cachedUtd = undefined;
       this.cachedHorizons.clear();
-      this.writtenReports.clear();
+      this.reports = undefined;
+      this.unsavedReports.clear();
       throw error;
     } finally {
       this.inTransaction = false;

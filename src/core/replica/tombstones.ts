@@ -26,7 +26,8 @@ export interface PurgeOutcome {
  */
 export function purgeTombstones(ctx: ReplicaContext, replicas: readonly NodeId[]): PurgeOutcome {
   const now = ctx.now();
-  const reports = new Map(ctx.store.readPeerReports().map((report) => [report.node, report.utd]));
+  ctx.saveReports();
+  const reports = new Map([...ctx.peerReports()].map(([node, report]) => [node, report.utd]));
   const others = replicas.filter((node) => node !== ctx.meta.nodeId);
   let after: TombstoneCursor | null = null;
   let purged = 0;

@@ -33,18 +33,31 @@ export function utdEquals(a: UtdVector, b: UtdVector): boolean {
   return keys.every((key) => a[key as InvocationId] === b[key as InvocationId]);
 }
 
-/** Element-wise maximum. Returns a new vector with sorted keys (stable serialisation). */
+/**
+ * Element-wise maximum. Returns `a` itself when `b` adds nothing (the common case on a busy
+ * replica, and free of allocation), otherwise a new vector with sorted keys.
+ */
 export function utdMerge(a: UtdVector, b: UtdVector): UtdVector {
-  const merged: Record<string, Usn> = {};
-  for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
+  let grows = false;
+  for (const key of Object.keys(b)) {
     const invocation = key as InvocationId;
-    const value = Math.max(utdGet(a, invocation), utdGet(b, invocation)) as Usn;
-    merged[key] = value;
+    if (utdGet(b, invocation) > utdGet(a, invocation)) {
+      grows = true;
+      break;
+    }
+  }
+  if (!grows) return a;
+  const merged: Record<string, Usn> = { ...a };
+  for (const key of Object.keys(b)) {
+    const invocation = key as InvocationId;
+    merged[key] = Math.max(utdGet(a, invocation), utdGet(b, invocation)) as Usn;
   }
   return utdSorted(merged);
 }
 
+/** The vector with one entry set; `utd` itself when that entry already has the value. */
 export function utdWith(utd: UtdVector, invocation: InvocationId, value: Usn): UtdVector {
+  if (utd[invocation] === value) return utd;
   return utdSorted({ ...utd, [invocation]: value });
 }
 
