@@ -10,13 +10,17 @@ schedule; clients find a server through DNS SRV records and move on when one die
 
 What runs today (in this checkout):
   - the replication core (src/core): entries, DNs, filters, stamped per-attribute and
-    per-value merge, naming conflicts, LostAndFound, tombstones, strict mode, rollback safety
+    per-value merge, naming conflicts, LostAndFound, tombstones, strict mode, rollback
+    safety, and the node state machine that schedules pulls between partners
   - the SQLite store (src/store), one database file per node
-  - npm test          type check, lint, unit, contract and property tests
-  - npm run bench:core  write, apply and page throughput at 100k and 1M entries
+  - the deterministic simulator (src/sim): many nodes, faults, invariants, replayable seeds
+  - npm test              type check, lint, unit, contract, property, scenario and simulator tests
+  - npm run sim -- --seeds N   run N random simulator seeds (--seed S replays one)
+  - npm run sim:canaries  prove the simulator catches each planted bug
+  - npm run bench:core    write, apply and page throughput at 100k and 1M entries
 
-Not yet: the node server and HTTP API, the simulator, sites and topology, the DNS locator,
-the CLI commands and the local demo cluster. See README.md.
+Not yet: the node server and HTTP API, sites and topology, the DNS locator, the CLI commands
+and the local demo cluster. See README.md.
 `;
 
 const [command] = process.argv.slice(2);
