@@ -24,7 +24,6 @@ export type SimEvent =
       readonly to: number;
       readonly message: PeerMessage;
       readonly messageId: number;
-      readonly duplicate: boolean;
     }
   | { readonly type: "call"; readonly label: string; readonly run: () => void };
 
@@ -254,23 +253,17 @@ export class World {
       this.stats.messagesDropped++;
       return;
     }
-    this.queue.push(this.time + this.delay(from, to), {
-      type: "deliver",
-      from: from.index,
-      to: to.index,
-      message: send.message,
-      messageId,
-      duplicate: false,
-    });
-    if (this.random.chance(duplicateRate)) {
-      this.queue.push(this.time + this.delay(from, to), {
-        type: "deliver",
+    // A duplicated message arrives twice, each copy after its own delay (so maybe re-ordered).
+    const copies = this.random.chance(duplicateRate) ? 2 : 1;
+    for (let copy = 0; copy < copies; copy++) {
+      const event = {
+        type: "deliver" as const,
         from: from.index,
         to: to.index,
         message: send.message,
         messageId,
-        duplicate: true,
-      });
+      };
+      this.queue.push(this.time + this.delay(from, to), event);
     }
   }
 

@@ -51,6 +51,9 @@ export const nodeConfigDefaults: Omit<NodeConfig, "inbound" | "outbound" | "repl
   pageLimits: { entriesMax: 500, bytesMax: 1024 * 1024 },
 };
 
+/** How far page sizes grow within one pull cycle (the request limit allows 10,000). */
+export const pageEntriesGrowthMax = 5_000;
+
 export interface Send {
   readonly to: NodeId;
   readonly message: PeerMessage;
@@ -74,6 +77,9 @@ interface InFlight {
 
 interface PartnerState {
   readonly pullIntervalMs: number;
+  /** Entries asked for per page; grows while a cycle keeps saying "more", so that a pull
+   * from a busy partner catches up instead of chasing its changes for ever. */
+  pageEntries: number;
   inFlight: InFlight | null;
   dueAt: number;
   /** A notification arrived while a cycle was running: start another one when it ends. */
@@ -105,8 +111,12 @@ export class NodeMachine {
     private readonly config: NodeConfig,
   ) {
     const now = clock.now();
-    for (const partner of config.inbound)
-      this.partners.set(partner.node, freshPartner(now, partner.pullIntervalMs));
+    for (const partner of config.inbound) {
+      this.partners.set(
+        partner.node,
+        freshPartner(now, partner.pullIntervalMs, config.pageLimits.entriesMax),
+      );
+    }
     this.purgeAt = now + config.purgeIntervalMs;
   }
 
@@ -217,7 +227,10 @@ export class NodeMachine {
     const id = this.nextId++;
     state.inFlight = { id, sentAt: now, kind: "pull" };
     state.again = false;
-    const request = this.replica.changeRequest(partner, this.config.pageLimits);
+    const request = this.replica.changeRequest(partner, {
+      ...this.config.pageLimits,
+      entriesMax: state.pageEntries,
+    });
     return { to: partner, message: { kind: "pull", id, request } };
   }
 
@@ -234,7 +247,11 @@ export class NodeMachine {
     // A late or duplicated page was merged; it does not drive the cycle.
     if (!answered) return [];
     state.inFlight = null;
-    if (!outcome.value.cycleComplete) return [this.startPull(from, state, now)];
+    if (!outcome.value.cycleComplete) {
+      state.pageEntries = Math.min(state.pageEntries * 2, pageEntriesGrowthMax);
+      return [this.startPull(from, state, now)];
+    }
+    state.pageEntries = this.config.pageLimits.entriesMax;
     state.consecutiveFailures = 0;
     state.lastSuccessAt = now;
     state.dueAt = state.again ? now : now + state.pullIntervalMs;
@@ -342,9 +359,10 @@ export class NodeMachine {
   }
 }
 
-function freshPartner(now: number, pullIntervalMs: number): PartnerState {
+function freshPartner(now: number, pullIntervalMs: number, pageEntries: number): PartnerState {
   return {
     pullIntervalMs,
+    pageEntries,
     inFlight: null,
     dueAt: now,
     again: false,

@@ -57,17 +57,22 @@ export function purgeTombstones(ctx: ReplicaContext, replicas: readonly NodeId[]
   }
 }
 
+/** The tombstone has outlived twice the lifetime: it goes whatever else holds. */
+function longExpired(ctx: ReplicaContext, row: EntryRow, now: number): boolean {
+  return row.tombstoneSince !== null && now - row.tombstoneSince > 2 * ctx.settings.tombstoneLifetimeMs;
+}
+
+function expired(ctx: ReplicaContext, row: EntryRow, now: number): boolean {
+  return row.tombstoneSince !== null && now - row.tombstoneSince > ctx.settings.tombstoneLifetimeMs;
+}
+
 /**
- * Whether a tombstone has outlived the lifetime. A replica that received an entry without its
- * UTD covering the entry's creation (the creator went away in the middle of a pull cycle) could
- * not later vouch, in a lingering-object check, that it once held the entry; it keeps such a
- * tombstone until its UTD catches up, or for twice the lifetime.
+ * A replica whose UTD does not cover an entry's creation (it received the entry in a pull
+ * cycle that never completed) could not later vouch, in a lingering-object check, that it once
+ * held the entry: it keeps the tombstone until its UTD catches up (or twice the lifetime).
  */
-function expired(ctx: ReplicaContext, row: EntryRow, ageMs: number): boolean {
-  const lifetime = ctx.settings.tombstoneLifetimeMs;
-  if (ageMs > 2 * lifetime) return true;
-  const utd = utdWith(ctx.utd(), ctx.meta.invocation, ctx.meta.usn);
-  return ageMs > lifetime && utdCovers(utd, row.origin);
+function vouches(ctx: ReplicaContext, row: EntryRow): boolean {
+  return utdCovers(utdWith(ctx.utd(), ctx.meta.invocation, ctx.meta.usn), row.origin);
 }
 
 /**
@@ -84,7 +89,9 @@ function canPurge(
 ): Stamp[] | undefined {
   const stamps = ctx.store.getItems(row.guid).map((item) => item.stamp);
   if (stamps.length === 0) return undefined;
-  if (row.tombstoneSince !== null && expired(ctx, row, now - row.tombstoneSince)) return stamps;
+  if (longExpired(ctx, row, now)) return stamps;
+  if (!vouches(ctx, row) && ctx.canaries.purgeTombstonesEarly !== true) return undefined;
+  if (expired(ctx, row, now)) return stamps;
   const covers = (node: NodeId): boolean => {
     const utd = reports.get(node);
     return utd !== undefined && stamps.every((stamp) => utdCovers(utd, stamp));
