@@ -80,8 +80,10 @@ export interface Store {
   writeUtd(utd: UtdVector): void;
   /** A purge horizon vector (see core/replica/tombstones.ts); empty when never written. */
   readHorizon(kind: HorizonKind): UtdVector;
-  /** Replaces that vector. */
+  /** Replaces that vector (an empty one removes it). */
   writeHorizon(kind: HorizonKind, vector: UtdVector): void;
+  /** Every non-empty horizon vector, ordered by kind. */
+  listHorizons(): Array<{ kind: HorizonKind; vector: UtdVector }>;
   readWatermark(partner: NodeId): Watermark | undefined;
   writeWatermark(partner: NodeId, watermark: Watermark): void;
   /** All partners with a watermark, ordered by node id. */
@@ -106,7 +108,7 @@ export interface ReplicaMeta {
   /** The highest USN this replica has used. Never goes down except by restoring an old copy. */
   readonly usn: Usn;
   readonly createdAt: Millis;
-  /** Local clock at the last completed inbound pull cycle (creation time before the first). */
+  /** Local clock at the last completed inbound pull cycle (creation time before the first); for status. */
   readonly lastInboundSuccess: Millis;
 }
 
@@ -114,12 +116,12 @@ export type Placement = "normal" | "orphan" | "cycle";
 
 /**
  * Per invocation id, a deletion USN (see core/replica/tombstones.ts). "purged": the highest
- * deletion whose tombstone this replica purged or heard was purged. "required": purged
- * deletions a partner showed that this replica may never have received. "checked": what
- * lingering-object checks have settled. The replica is quarantined while "checked" does not
- * cover "required".
+ * deletion whose tombstone this replica purged or heard was purged. "checked": what
+ * lingering-object checks have settled. "required:<node>": purged deletions that node's last
+ * horizon showed this replica may never have received. The replica is quarantined while
+ * "checked" does not cover some "required:<node>".
  */
-export type HorizonKind = "purged" | "checked" | "required";
+export type HorizonKind = "purged" | "checked" | `required:${string}`;
 
 export interface EntryRow {
   readonly guid: Guid;

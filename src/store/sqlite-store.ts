@@ -135,7 +135,7 @@ CREATE TABLE utd (invocation TEXT PRIMARY KEY, usn INTEGER NOT NULL) STRICT, WIT
 
 -- Purge horizons (see core/replica/tombstones.ts): per kind, one USN per invocation id.
 CREATE TABLE horizons (
-  kind TEXT NOT NULL CHECK (kind IN ('purged', 'checked', 'required')),
+  kind TEXT NOT NULL,
   invocation TEXT NOT NULL,
   usn INTEGER NOT NULL,
   PRIMARY KEY (kind, invocation)
@@ -256,6 +256,7 @@ export const sqliteStoreQueries = {
   clearUtd: "DELETE FROM utd",
   insertUtd: "INSERT INTO utd (invocation, usn) VALUES (?, ?)",
   readHorizon: "SELECT invocation, usn FROM horizons WHERE kind = ? ORDER BY invocation",
+  listHorizons: "SELECT kind, invocation, usn FROM horizons ORDER BY kind, invocation",
   clearHorizon: "DELETE FROM horizons WHERE kind = ?",
   insertHorizon: "INSERT INTO horizons (kind, invocation, usn) VALUES (?, ?, ?)",
   readWatermark: "SELECT invocation, object_usn, property_usn FROM watermarks WHERE partner = ?",
@@ -360,6 +361,7 @@ function prepareStatements(db: Database.Database) {
     readUtd: db.prepare<[], [InvocationId, Usn]>(q.readUtd).raw(),
     clearUtd: db.prepare<[]>(q.clearUtd),
     insertUtd: db.prepare<[InvocationId, Usn]>(q.insertUtd),
+    listHorizons: db.prepare<[], [HorizonKind, InvocationId, Usn]>(q.listHorizons).raw(),
     readHorizon: db.prepare<[HorizonKind], [InvocationId, Usn]>(q.readHorizon).raw(),
     clearHorizon: db.prepare<[HorizonKind]>(q.clearHorizon),
     insertHorizon: db.prepare<[HorizonKind, InvocationId, Usn]>(q.insertHorizon),
@@ -714,6 +716,19 @@ export class SqliteStore implements Store {
     const vector: Record<InvocationId, Usn> = {};
     for (const [invocation, usn] of this.sql().readHorizon.all(kind)) vector[invocation] = usn;
     return vector;
+  }
+
+  listHorizons(): Array<{ kind: HorizonKind; vector: UtdVector }> {
+    const out: Array<{ kind: HorizonKind; vector: Record<InvocationId, Usn> }> = [];
+    for (const [kind, invocation, usn] of this.sql().listHorizons.all()) {
+      let last = out.at(-1);
+      if (last?.kind !== kind) {
+        last = { kind, vector: {} };
+        out.push(last);
+      }
+      last.vector[invocation] = usn;
+    }
+    return out;
   }
 
   writeHorizon(kind: HorizonKind, vector: UtdVector): void {

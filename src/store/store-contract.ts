@@ -224,7 +224,7 @@ export interface StoreDump {
   readonly utd: UtdVector;
   readonly watermarks: Array<{ partner: NodeId; watermark: Watermark }>;
   readonly peerReports: PeerReport[];
-  readonly horizons: Readonly<Record<HorizonKind, UtdVector>>;
+  readonly horizons: Array<{ kind: HorizonKind; vector: UtdVector }>;
   readonly events: ReplicaEvent[];
   readonly counts: StoreCounts;
 }
@@ -245,11 +245,7 @@ export function dumpStore(store: Store): StoreDump {
     utd: store.readUtd(),
     watermarks: store.listWatermarks(),
     peerReports: sortedBy(store.readPeerReports(), (report) => report.node),
-    horizons: {
-      purged: store.readHorizon("purged"),
-      required: store.readHorizon("required"),
-      checked: store.readHorizon("checked"),
-    },
+    horizons: store.listHorizons(),
     events: store.listEvents(dumpEventsMax),
     counts: store.counts(),
   };
@@ -542,6 +538,26 @@ function changeListTests(open: OpenStore): void {
 }
 
 function allEntriesTests(open: OpenStore): void {
+  it("keeps horizon vectors by kind, replaces them whole, and lists the non-empty ones", () => {
+    withStore(open, (store) => {
+      store.transaction(() => {
+        store.writeHorizon("purged", { [invocationOf(1)]: 5 as Usn });
+        store.writeHorizon("required:node-b", { [invocationOf(2)]: 7 as Usn, [invocationOf(1)]: 3 as Usn });
+        store.writeHorizon("checked", {});
+      });
+      assert.deepEqual(store.readHorizon("purged"), { [invocationOf(1)]: 5 });
+      assert.deepEqual(store.listHorizons(), [
+        { kind: "purged", vector: { [invocationOf(1)]: 5 } },
+        { kind: "required:node-b", vector: { [invocationOf(1)]: 3, [invocationOf(2)]: 7 } },
+      ]);
+      store.transaction(() => store.writeHorizon("required:node-b", {}));
+      assert.deepEqual(
+        store.listHorizons().map((horizon) => horizon.kind),
+        ["purged"],
+      );
+    });
+  });
+
   it("setUsnChanged changes only usnChanged, and entriesChangedAfter follows it", () => {
     withStore(open, (store) => {
       putAll(store, [entryOf(1), entryOf(2)]);

@@ -42,6 +42,18 @@ export class ReplicaContext {
    */
   private cachedUtd: UtdVector | undefined;
   private readonly cachedHorizons = new Map<HorizonKind, UtdVector>();
+  private cachedRequired: Map<HorizonKind, UtdVector> | undefined;
+
+  /** Every partner's outstanding requirement (see core/replica/tombstones.ts). */
+  requiredHorizons(): UtdVector[] {
+    if (this.cachedRequired === undefined) {
+      this.cachedRequired = new Map();
+      for (const { kind, vector } of this.store.listHorizons()) {
+        if (kind.startsWith("required:")) this.cachedRequired.set(kind, vector);
+      }
+    }
+    return [...this.cachedRequired.values()];
+  }
 
   utd(): UtdVector {
     this.cachedUtd ??= this.store.readUtd();
@@ -67,6 +79,7 @@ export class ReplicaContext {
     if (utdEquals(this.horizon(kind), vector)) return;
     this.store.writeHorizon(kind, vector);
     this.cachedHorizons.set(kind, vector);
+    if (kind.startsWith("required:")) this.cachedRequired = undefined;
   }
 
   /**
@@ -118,6 +131,7 @@ export class ReplicaContext {
       this.metaDirty = false;
       this.cachedUtd = undefined;
       this.cachedHorizons.clear();
+      this.cachedRequired = undefined;
       this.reports = undefined;
       this.unsavedReports.clear();
       throw error;

@@ -1,5 +1,5 @@
 import type { Usn } from "../ids.ts";
-import { deletedItem, type Item } from "../replication/items.ts";
+import type { Item } from "../replication/items.ts";
 import type { ChangePage, ChangeRequest, EntryChange, Watermark } from "../replication/page.ts";
 import { type UtdVector, utdCovers, utdWith } from "../replication/utd.ts";
 import type { EntryRow, ItemRow } from "../store.ts";
@@ -67,15 +67,13 @@ function entryChange(
   propertyUsn: Usn,
   utd: UtdVector,
 ): EntryChange | undefined {
-  const items: Item[] = [];
-  let deletion: Item | undefined;
-  for (const item of ctx.store.getItems(row.guid)) {
-    if (item.attribute === deletedItem) deletion = toItem(item);
-    if (item.localUsn <= propertyUsn || utdCovers(utd, item.stamp)) continue;
-    items.push(toItem(item));
-  }
-  if (items.length === 0) return undefined;
-  if (deletion !== undefined && !items.some((item) => item.attribute === deletedItem)) items.push(deletion);
+  const stored = ctx.store.getItems(row.guid);
+  const changed = stored.filter((item) => item.localUsn > propertyUsn && !utdCovers(utd, item.stamp));
+  if (changed.length === 0) return undefined;
+  // A tombstone (name and deletion only) travels whole: a destination that purged it must be
+  // able to record it again, rather than drop a change it cannot place — and then claim,
+  // through the source's UTD, a deletion stamp it never stored.
+  const items = (row.deleted ? stored : changed).map(toItem);
   return { guid: row.guid, partition: row.partition, origin: row.origin, items };
 }
 

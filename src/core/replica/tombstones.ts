@@ -111,7 +111,8 @@ function canPurge(
  * special case: its UTD went back with it, so any purge it missed shows in a partner's horizon.
  */
 export function isQuarantined(ctx: ReplicaContext): boolean {
-  return !utdCoversVector(ctx.horizon("checked"), ctx.horizon("required"));
+  const checked = ctx.horizon("checked");
+  return ctx.requiredHorizons().some((required) => !utdCoversVector(checked, required));
 }
 
 /**
@@ -127,9 +128,11 @@ export function checkPurgeHorizon(ctx: ReplicaContext, horizon: UtdVector, partn
   for (const [invocation, usn] of Object.entries(horizon) as Array<[InvocationId, Usn]>) {
     if (usn > utdGet(settled, invocation)) deficit[invocation] = usn;
   }
-  if (Object.keys(deficit).length === 0) return false;
+  // Each partner's latest horizon replaces its earlier one: a partner restored from a backup no
+  // longer claims the purges it forgot, and holds what it held before them.
   const wasQuarantined = isQuarantined(ctx);
-  ctx.setHorizon("required", utdMerge(ctx.horizon("required"), deficit));
+  ctx.setHorizon(`required:${partner}`, deficit);
+  if (Object.keys(deficit).length === 0) return false;
   if (!wasQuarantined)
     ctx.event("quarantined", `${partner} purged deletions this replica may never have received`);
   return true;
