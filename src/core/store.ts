@@ -67,6 +67,8 @@ export interface Store {
   getItem(guid: Guid, attribute: string, key: string): ItemRow | undefined;
   /** Inserts or replaces the item with this (guid, attribute, key). */
   putItem(row: ItemRow): void;
+  /** Replaces an item that exists (the caller has just read it): one write instead of two. */
+  replaceItem(row: ItemRow): void;
   /**
    * Per attribute of an entry (not the name and deletion items), ordered by attribute: the
    * stored size of its items in bytes, an upper bound of its values' UTF-8 bytes. Lets limit

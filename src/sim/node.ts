@@ -1,5 +1,5 @@
 import type { Canaries } from "../core/canaries.ts";
-import type { Guid, Millis, NodeId } from "../core/ids.ts";
+import type { Guid, Millis, NodeId, Usn } from "../core/ids.ts";
 import { type NodeConfig, NodeMachine } from "../core/node/machine.ts";
 import type { Clock } from "../core/ports.ts";
 import { Replica } from "../core/replica/replica.ts";
@@ -183,6 +183,14 @@ export class SimNode {
       countdown();
       target.putItem(row);
     };
+    const replaceItem = (row: ItemRow): void => {
+      countdown();
+      target.replaceItem(row);
+    };
+    const setUsnChanged = (guid: Guid, usn: Usn): void => {
+      countdown();
+      target.setUsnChanged(guid, usn);
+    };
     const removeEntry = (guid: Guid): void => {
       this.epoch++;
       target.removeEntry(guid);
@@ -192,6 +200,8 @@ export class SimNode {
         if (property === "transaction") return transaction;
         if (property === "putEntry") return putEntry;
         if (property === "putItem") return putItem;
+        if (property === "replaceItem") return replaceItem;
+        if (property === "setUsnChanged") return setUsnChanged;
         if (property === "removeEntry") return removeEntry;
         const value = Reflect.get(store, property, receiver);
         return typeof value === "function" ? value.bind(store) : value;

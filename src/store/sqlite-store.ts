@@ -682,6 +682,24 @@ export class SqliteStore implements Store {
     this.transaction(() => this.writeItem(row));
   }
 
+  replaceItem(row: ItemRow): void {
+    const s = this.sql();
+    const { version, time, invocation, usn } = row.stamp;
+    const value = JSON.stringify(row.value);
+    const updated = s.updateItem.run(
+      value,
+      version,
+      time,
+      invocation,
+      usn,
+      row.localUsn,
+      row.guid,
+      row.attribute,
+      row.key,
+    );
+    assert(updated.changes === 1, `replaceItem on an item that does not exist: ${row.guid} ${row.attribute}`);
+  }
+
   /** Insert first: most written items are new (adds, replicated entries), and then one statement does. */
   private writeItem(row: ItemRow): void {
     const s = this.statements;

@@ -629,6 +629,22 @@ function itemTests(open: OpenStore): void {
     });
   });
 
+  it("replaceItem replaces an existing item and refuses a missing one", () => {
+    withStore(open, (store) => {
+      const row = itemOf(guidOf(1), "cn", "", { kind: "values", type: "cn", values: ["a"] });
+      store.transaction(() => store.putItem(row));
+      const next = {
+        ...row,
+        value: { kind: "values" as const, type: "cn", values: ["b"] },
+        localUsn: 9 as Usn,
+      };
+      store.transaction(() => store.replaceItem(next));
+      assert.deepEqual(store.getItem(guidOf(1), "cn", ""), next);
+      assert.equal(store.counts().items, 1);
+      assert.throws(() => store.transaction(() => store.replaceItem({ ...row, attribute: "sn" })));
+    });
+  });
+
   it("round-trips stamps with extreme numbers", () => {
     withStore(open, (store) => {
       const stamp = {

@@ -23,7 +23,7 @@ export function recordingStore(store: Store, log: WriteLog): Store {
           target.putEntry(row);
         };
       }
-      if (property === "putItem") {
+      if (property === "putItem" || property === "replaceItem") {
         return (row: ItemRow) => {
           log.items.push({
             guid: row.guid,

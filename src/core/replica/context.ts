@@ -6,6 +6,7 @@ import type { Clock, Random } from "../ports.ts";
 import { type Stamp, stampVersionMax } from "../replication/stamp.ts";
 import { type UtdVector, utdEquals } from "../replication/utd.ts";
 import type { HorizonKind, PeerReport, ReplicaEventKind, ReplicaMeta, Store } from "../store.ts";
+import { invalidateNaming } from "./naming.ts";
 
 /** Replica-wide settings. Later read from the config partition; defaults here. */
 export interface ReplicaSettings {
@@ -131,6 +132,7 @@ export class ReplicaContext {
       this.metaDirty = false;
       this.cachedUtd = undefined;
       this.cachedHorizons.clear();
+      invalidateNaming(this.store);
       this.cachedRequired = undefined;
       this.reports = undefined;
       this.unsavedReports.clear();

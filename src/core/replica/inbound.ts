@@ -119,14 +119,16 @@ export function applyEntryChange(ctx: ReplicaContext, change: EntryChange): numb
     if (verdict === "keep") continue;
     usn ??= ctx.nextUsn();
     const stamp = verdict === "recount" ? { ...item.stamp, version: item.stamp.version + 1 } : item.stamp;
-    ctx.store.putItem({
+    const stored = {
       guid: row.guid,
       attribute: item.attribute,
       key: item.key,
       value: item.value,
       stamp,
       localUsn: usn,
-    });
+    };
+    if (verdict === "insert") ctx.store.putItem(stored);
+    else ctx.store.replaceItem(stored);
     applied++;
     if (item.value.kind === "name") {
       row = {
@@ -162,13 +164,13 @@ function orderedItems(items: readonly Item[]): readonly Item[] {
   return deletion === undefined ? items : [deletion, ...items.filter((item) => item !== deletion)];
 }
 
-/** "take" the incoming item, "keep" the stored one; "recount" only under the planted bug. */
-function merge(ctx: ReplicaContext, guid: Guid, item: Item): "take" | "keep" | "recount" {
+/** "insert" a new item, "replace" a losing one, "keep" the stored one; "recount" only under the planted bug. */
+function merge(ctx: ReplicaContext, guid: Guid, item: Item): "insert" | "replace" | "keep" | "recount" {
   const stored = ctx.store.getItem(guid, item.attribute, item.key);
-  if (stored === undefined) return "take";
+  if (stored === undefined) return "insert";
   const order = compareStamps(item.stamp, stored.stamp, ctx.canaries);
   if (order === 0 && ctx.canaries.nonIdempotentApply === true) return "recount";
-  return order > 0 ? "take" : "keep";
+  return order > 0 ? "replace" : "keep";
 }
 
 /**

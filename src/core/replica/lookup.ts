@@ -15,7 +15,7 @@ import { normalizeValue } from "../directory/values.ts";
 import { type Guid, isGuid } from "../ids.ts";
 import { fail, ok, type Result } from "../result.ts";
 import type { EntryRow, Store } from "../store.ts";
-import { namingWalkMax } from "./naming.ts";
+import { namingGeneration, namingWalkMax } from "./naming.ts";
 
 /** The marker Active Directory puts between a conflict loser's RDN value and its GUID. */
 export const conflictMarker = "\nCNF:";
@@ -98,24 +98,64 @@ export function resolveDn(store: Store, dnText: string): Result<EntryRow> {
   return resolveParsedDn(store, parsed.value);
 }
 
-export function resolveParsedDn(store: Store, dn: Dn): Result<EntryRow> {
-  const partition = findPartition(store, dn);
-  if (partition === undefined) {
-    return fail("no-such-entry", `no partition holds ${formatDn(dn)}`, { matchedDn: "" });
+/**
+ * Resolved DNs per store, valid for one naming generation (any rename, move, add, delete or
+ * rolled-back transaction starts a new one); bounded, cleared when full. A lookup starts from
+ * the deepest cached ancestor, so the containers above an entry cost nothing after the first.
+ */
+const resolvedDnsMax = 10_000;
+const resolvedDns = new WeakMap<Store, { generation: number; guids: Map<string, Guid> }>();
+
+function dnCache(store: Store): Map<string, Guid> {
+  const generation = namingGeneration(store);
+  let cache = resolvedDns.get(store);
+  if (cache === undefined || cache.generation !== generation) {
+    cache = { generation, guids: new Map() };
+    resolvedDns.set(store, cache);
   }
-  let current = partition.root;
-  const remaining = dn.rdns.slice(0, dn.rdns.length - partition.depth);
-  for (let index = remaining.length - 1; index >= 0; index--) {
-    const rdn = remaining[index] as Rdn;
-    const child = findChild(store, current.guid, rdn);
-    if (child === undefined) {
+  if (cache.guids.size >= resolvedDnsMax) cache.guids.clear();
+  return cache.guids;
+}
+
+export function resolveParsedDn(store: Store, dn: Dn): Result<EntryRow> {
+  const cache = dnCache(store);
+  const norms = dn.rdns.map(normalizeRdn);
+  const keyAt = (level: number): string => norms.slice(level).join(",");
+  const exact = cache.get(keyAt(0));
+  if (exact !== undefined) {
+    const row = store.getEntry(exact);
+    if (row !== undefined && !row.deleted && !row.conflict && row.rdnNorm === norms[0]) return ok(row);
+  }
+  // The deepest cached proper ancestor, else the partition root.
+  let level = dn.rdns.length;
+  let current: Guid | undefined;
+  for (let ancestor = 1; ancestor < dn.rdns.length && current === undefined; ancestor++) {
+    current = cache.get(keyAt(ancestor));
+    if (current !== undefined) level = ancestor;
+  }
+  let row: EntryRow | undefined;
+  if (current === undefined) {
+    const partition = findPartition(store, dn);
+    if (partition === undefined)
+      return fail("no-such-entry", `no partition holds ${formatDn(dn)}`, { matchedDn: "" });
+    row = partition.root;
+    current = row.guid;
+    level = dn.rdns.length - partition.depth;
+  }
+  for (let index = level - 1; index >= 0; index--) {
+    row = findChild(store, current, dn.rdns[index] as Rdn);
+    if (row === undefined) {
       return fail("no-such-entry", `no entry ${formatDn(dn)}`, {
         matchedDn: formatDn({ rdns: dn.rdns.slice(index + 1) }),
       });
     }
-    current = child;
+    if (!row.conflict) cache.set(keyAt(index), row.guid);
+    current = row.guid;
   }
-  return ok(current);
+  row ??= store.getEntry(current);
+  if (row === undefined || row.deleted)
+    return fail("no-such-entry", `no entry ${formatDn(dn)}`, { matchedDn: "" });
+  return ok(row);
 }
 
 /** The live child of `parent` shown under `rdn`: the winner of its name, or a named conflict loser. */

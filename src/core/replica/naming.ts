@@ -42,7 +42,22 @@ export const namingWalkMax = 1_000_000;
 const claimantsPageSize = 1000;
 const cycleBreakersMax = 10_000;
 
+/**
+ * Bumped by every naming refresh (and by a rolled-back transaction): a cache of resolved DNs
+ * built at an older generation is stale. Per store, like the store's own lifetime.
+ */
+const generations = new WeakMap<Store, number>();
+
+export function namingGeneration(store: Store): number {
+  return generations.get(store) ?? 0;
+}
+
+export function invalidateNaming(store: Store): void {
+  generations.set(store, namingGeneration(store) + 1);
+}
+
 export function refreshNaming(store: Store, changes: readonly NamingChange[]): void {
+  invalidateNaming(store);
   const affected = new Map<Guid, true>();
   const groups = new Map<string, NameGroup>();
   for (const change of changes) {

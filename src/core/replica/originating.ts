@@ -259,14 +259,20 @@ function writeAttribute(ctx: ReplicaContext, guid: Guid, attribute: WorkingAttri
   if (!attribute.link) {
     if (!attributeChanged(attribute)) return;
     const previous = attribute.items[0];
-    ctx.store.putItem({
+    const row = {
       guid,
       attribute: attribute.typeNorm,
       key: "",
-      value: { kind: "values", type: attribute.type, values: attribute.current.map((value) => value.value) },
+      value: {
+        kind: "values" as const,
+        type: attribute.type,
+        values: attribute.current.map((value) => value.value),
+      },
       stamp: ctx.originatingStamp(previous?.stamp, usn),
       localUsn: usn,
-    });
+    };
+    if (previous === undefined) ctx.store.putItem(row);
+    else ctx.store.replaceItem(row);
     return;
   }
   const wanted = new Map(attribute.current.map((value) => [value.key, value.value]));
@@ -277,14 +283,16 @@ function writeAttribute(ctx: ReplicaContext, guid: Guid, attribute: WorkingAttri
     const value = wanted.get(key);
     if ((value !== undefined) === wasPresent) continue;
     const shown = value ?? (item?.value.kind === "link" ? item.value.value : key);
-    ctx.store.putItem({
+    const row = {
       guid,
       attribute: attribute.typeNorm,
       key,
-      value: { kind: "link", type: attribute.type, value: shown, present: value !== undefined },
+      value: { kind: "link" as const, type: attribute.type, value: shown, present: value !== undefined },
       stamp: ctx.originatingStamp(item?.stamp, usn),
       localUsn: usn,
-    });
+    };
+    if (item === undefined) ctx.store.putItem(row);
+    else ctx.store.replaceItem(row);
   }
 }
 
