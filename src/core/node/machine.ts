@@ -292,7 +292,7 @@ export class NodeMachine {
     const others = this.config.replicaSet.filter((node) => node !== this.replica.nodeId);
     if (others.length === 0) {
       // A directory of one has nobody to ask, and no deletion anyone else could have purged.
-      this.replica.endQuarantine(this.replica.nodeId, this.replica.utd());
+      this.replica.endQuarantineAlone();
       return [];
     }
     if (this.lingering !== null) return [];

@@ -337,6 +337,20 @@ export class Replica {
     return ok(undefined);
   }
 
+  /**
+   * Ends the quarantine of a replica that is the only one of its directory: nobody else holds
+   * entries whose deletions it could have missed, so every requirement counts as settled.
+   */
+  endQuarantineAlone(): void {
+    this.ctx.transact(() => {
+      let settled = this.ctx.horizon("checked");
+      for (const required of this.ctx.requiredHorizons()) settled = utdMerge(settled, required);
+      this.ctx.setHorizon("checked", settled);
+      this.ctx.event("quarantine-ended", "this replica is the only one of its directory");
+    });
+    this.lingeringReferenceHint = null;
+  }
+
   /** The purge horizon this replica advertises. */
   purgeHorizon(): UtdVector {
     return this.ctx.horizon("purged");

@@ -1,0 +1,169 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { makeDirectory, type TestReplica } from "../../../test/support/replicas.ts";
+import type { NodeId } from "../ids.ts";
+import { type NodeConfig, NodeMachine, nodeConfigDefaults, type Send } from "./machine.ts";
+
+/**
+ * The node state machine on its own: a hand-driven clock and a test that plays the network,
+ * so every decision (pull, retry, back-off, notify, answer) can be watched one step at a time.
+ */
+class Harness {
+  time = 0;
+  readonly machines = new Map<NodeId, NodeMachine>();
+
+  constructor(replicas: readonly TestReplica[], overrides: Partial<NodeConfig> = {}) {
+    const names = replicas.map((replica) => replica.name);
+    for (const replica of replicas) {
+      const others = names.filter((name) => name !== replica.name);
+      const config: NodeConfig = {
+        ...nodeConfigDefaults,
+        inbound: others.map((node) => ({ node, pullIntervalMs: 5_000 })),
+        outbound: others,
+        replicaSet: names,
+        ...overrides,
+      };
+      this.machines.set(replica.name, new NodeMachine(replica.replica, { now: () => this.time }, config));
+    }
+  }
+
+  machine(name: NodeId): NodeMachine {
+    const machine = this.machines.get(name);
+    assert.ok(machine !== undefined);
+    return machine;
+  }
+
+  /** Delivers messages (and the answers they cause) until the network is quiet. */
+  deliver(from: NodeId, sends: readonly Send[], dropKinds: readonly string[] = []): number {
+    const queue = sends.map((send) => ({ from, send }));
+    let delivered = 0;
+    for (let guard = 0; queue.length > 0 && guard < 10_000; guard++) {
+      const next = queue.shift();
+      if (next === undefined || dropKinds.includes(next.send.message.kind)) continue;
+      delivered++;
+      const answers = this.machine(next.send.to).receive(next.from, next.send.message);
+      for (const send of answers) queue.push({ from: next.send.to, send });
+    }
+    return delivered;
+  }
+
+  tickAll(): void {
+    for (const [name, machine] of this.machines) this.deliver(name, machine.tick());
+  }
+}
+
+function pair(): { a: TestReplica; b: TestReplica } {
+  const [a, b] = makeDirectory(["node-a", "node-b"]);
+  assert.ok(a !== undefined && b !== undefined);
+  return { a, b };
+}
+
+describe("node state machine", () => {
+  it("pulls from every partner at once, then waits for the interval", () => {
+    const { a, b } = pair();
+    const harness = new Harness([a, b]);
+    harness.tickAll();
+    assert.ok(b.replica.get("dc=example,dc=com").ok, "b pulled the partition from a");
+    // What b received, b passes on: its partners hear of it after the batching delay.
+    assert.equal(harness.machine(b.name).nextWakeAt(), nodeConfigDefaults.notifyDelayMs);
+    harness.time = nodeConfigDefaults.notifyDelayMs;
+    harness.tickAll();
+    assert.equal(harness.machine(b.name).nextWakeAt(), 5_000);
+    assert.deepEqual(harness.machine(b.name).tick(), [], "nothing is due before the interval");
+  });
+
+  it("a write notifies partners after the batching delay, and they pull at once", () => {
+    const { a, b } = pair();
+    const harness = new Harness([a, b], { notifyDelayMs: 20 });
+    harness.tickAll();
+    harness.time = 100;
+    const [result] = harness
+      .machine(a.name)
+      .write([{ op: "add", dn: "cn=x,dc=example,dc=com", attributes: { objectClass: ["person"] } }]);
+    assert.ok(result?.ok);
+    assert.equal(harness.machine(a.name).nextWakeAt(), 120);
+    harness.time = 120;
+    const notifications = harness.machine(a.name).tick();
+    assert.deepEqual(
+      notifications.map((send) => send.message.kind),
+      ["notify"],
+    );
+    harness.deliver(a.name, notifications);
+    assert.ok(b.replica.get("cn=x,dc=example,dc=com").ok);
+  });
+
+  it("a lost answer times out, is counted as a failure, and backs off exponentially", () => {
+    const { a, b } = pair();
+    const harness = new Harness([a, b], { pullTimeoutMs: 1_000, retryBackoffBaseMs: 500 });
+    const pulls = harness
+      .machine(b.name)
+      .tick()
+      .filter((send) => send.message.kind === "pull");
+    assert.equal(pulls.length, 1);
+    harness.time = 1_000;
+    harness.machine(b.name).tick();
+    let status = harness.machine(b.name).partnerStatus()[0];
+    assert.equal(status?.consecutiveFailures, 1);
+    assert.equal(status?.lastFailure, "timed out");
+    assert.equal(harness.machine(b.name).nextWakeAt(), 1_500);
+    harness.time = 1_500;
+    harness.machine(b.name).tick(); // retry, lost again
+    harness.time = 2_500;
+    harness.machine(b.name).tick();
+    status = harness.machine(b.name).partnerStatus()[0];
+    assert.equal(status?.consecutiveFailures, 2);
+    assert.equal(harness.machine(b.name).nextWakeAt(), 3_500, "second back-off is twice the first");
+  });
+
+  it("a refused pull and an unreachable partner are failures with their reason", () => {
+    const { a, b } = pair();
+    const harness = new Harness([a, b]);
+    const [pull] = harness.machine(b.name).tick();
+    assert.ok(pull !== undefined && pull.message.kind === "pull");
+    harness
+      .machine(b.name)
+      .receive(a.name, { kind: "refused", id: pull.message.id, code: "quarantined", message: "busy" });
+    assert.equal(harness.machine(b.name).partnerStatus()[0]?.lastFailure, "quarantined: busy");
+    harness.time = 10_000;
+    const [again] = harness.machine(b.name).tick();
+    assert.ok(again !== undefined);
+    harness.machine(b.name).undeliverable(a.name, again.message);
+    assert.equal(harness.machine(b.name).partnerStatus()[0]?.lastFailure, "unreachable");
+  });
+
+  it("malformed messages are dropped without effect", () => {
+    const { a, b } = pair();
+    const harness = new Harness([a, b]);
+    const machine = harness.machine(a.name);
+    for (const junk of [
+      null,
+      5,
+      "pull",
+      {},
+      { kind: "pull" },
+      { kind: "page", id: -1 },
+      { kind: "lingering-check", id: 1, guids: ["x"] },
+      { kind: "nope" },
+    ]) {
+      assert.deepEqual(machine.receive(b.name, junk), []);
+    }
+    // A page from a node that is not an inbound partner is ignored.
+    assert.deepEqual(machine.receive("node-z" as NodeId, { kind: "page", id: 1, page: {} }), []);
+  });
+
+  it("a directory of one ends a quarantine by itself", () => {
+    const [solo] = makeDirectory(["node-a"]);
+    assert.ok(solo !== undefined);
+    // Quarantine it as a partner's horizon would: require a deletion it never saw.
+    const refused = solo.replica.getChanges({
+      ...solo.replica.changeRequest("node-x" as NodeId),
+      destination: "node-x",
+      purgeHorizon: { ["f".repeat(32)]: 5 },
+    });
+    assert.equal(refused.ok ? "answered" : refused.error.code, "quarantined");
+    assert.equal(solo.replica.isQuarantined(), true);
+    const harness = new Harness([solo]);
+    harness.tickAll();
+    assert.equal(solo.replica.isQuarantined(), false);
+  });
+});
