@@ -84,7 +84,10 @@ export class Invariants {
     return true;
   }
 
-  /** One digest of the state when every replica holds the same state (all up), else null. */
+  /**
+   * One digest of the state when every replica holds the same state (all up), else null; it
+   * includes every replica's UTD, so it stays the same only when nothing moves at all.
+   */
   stateDigest(): string | null {
     let digest: string | null = null;
     for (const node of this.world.nodes) {
@@ -93,7 +96,8 @@ export class Invariants {
       if (digest !== null && next !== digest) return null;
       digest = next;
     }
-    return digest;
+    // With the UTDs: while they still move, replication is still making progress.
+    return `${digest}${JSON.stringify(this.world.nodes.map((node) => node.replica?.utd()))}`;
   }
 
   /** All checks that need the converged end state. Returns the state of the first node. */
