@@ -79,7 +79,12 @@ export interface Store {
   removeItemsExcept(guid: Guid, keep: readonly string[]): void;
 
   readUtd(): UtdVector;
-  writeUtd(utd: UtdVector): void;
+  /**
+   * Replaces the stored vector with `utd`. A caller that knows what is stored passes it as
+   * `stored`, and the store writes only the difference (a UTD changes one or two entries at a
+   * time, and a replica that saw many restores carries many).
+   */
+  writeUtd(utd: UtdVector, stored?: UtdVector): void;
   /** A purge horizon vector (see core/replica/tombstones.ts); empty when never written. */
   readHorizon(kind: HorizonKind): UtdVector;
   /** Replaces that vector (an empty one removes it). */

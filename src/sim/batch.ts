@@ -15,6 +15,7 @@ export interface SeedSummary {
   readonly operations: number;
   readonly acknowledged: number;
   readonly faults: number;
+  readonly networkFaults: number;
   readonly messages: number;
   readonly invariantChecks: number;
   readonly simulatedMs: number;
@@ -37,6 +38,7 @@ export function summarize(result: SeedResult): SeedSummary {
     operations: result.operations,
     acknowledged: result.acknowledged,
     faults: result.faults,
+    networkFaults: result.networkFaults,
     messages: result.messages,
     invariantChecks: result.invariantChecks,
     simulatedMs: result.simulatedMs,

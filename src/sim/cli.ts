@@ -116,7 +116,7 @@ function line(summary: SeedSummary): string {
       : `VIOLATION ${[...new Set(summary.violations.map((v) => v.invariant))].join(",")}`;
   return (
     `seed ${summary.seed}: ${summary.nodes} nodes/${summary.sites} sites, ${summary.operations} ops, ` +
-    `${summary.faults} faults, ${summary.messages} messages, ${summary.simulatedMs} ms simulated, ${summary.wallMs} ms wall: ${verdict}`
+    `${summary.faults} faults (+${summary.networkFaults} network), ${summary.messages} messages, ${summary.simulatedMs} ms simulated, ${summary.wallMs} ms wall: ${verdict}`
   );
 }
 
@@ -186,7 +186,7 @@ function finish(
   const seeds = summaries.length;
   console.log(
     `\n${seeds} seeds: ${total((s) => s.operations)} operations (${total((s) => s.acknowledged)} acknowledged), ` +
-      `${total((s) => s.messages)} messages, ${total((s) => s.faults)} faults, ${total((s) => s.invariantChecks)} invariant checks, ` +
+      `${total((s) => s.messages)} messages, ${total((s) => s.faults)} faults (+${total((s) => s.networkFaults)} messages lost or duplicated), ${total((s) => s.invariantChecks)} invariant checks, ` +
       `${(total((s) => s.simulatedMs) / 1000).toFixed(1)} s simulated in ${(wallMs / 1000).toFixed(1)} s wall; ` +
       `${violating.length} seeds with violations`,
   );
@@ -207,6 +207,7 @@ function finish(
       seedsPerSec: Number((seeds / (wallMs / 1000)).toFixed(2)),
       opsPerSeedAvg: Number((total((s) => s.operations) / Math.max(1, seeds)).toFixed(1)),
       faultsPerSeedAvg: Number((total((s) => s.faults) / Math.max(1, seeds)).toFixed(1)),
+      networkFaultsPerSeedAvg: Number((total((s) => s.networkFaults) / Math.max(1, seeds)).toFixed(1)),
       messagesPerSeedAvg: Number((total((s) => s.messages) / Math.max(1, seeds)).toFixed(1)),
       wallMs,
       determinismFailures,

@@ -88,7 +88,12 @@ export class Faults {
     let time = this.world.time;
     for (const [a, b] of edges) {
       time += random.int(100, 2_000);
-      this.world.at(time, `swizzle cuts ${a}-${b}`, () => this.world.cutLink(a, b));
+      this.world.at(time, `swizzle cuts ${a}-${b}`, () => {
+        // Each cut link is a fault of its own; the swizzle event itself counted once already.
+        this.injected++;
+        this.world.stats.faults++;
+        this.world.cutLink(a, b);
+      });
     }
     const order = [...edges].sort(() => random.float() - 0.5);
     for (const [a, b] of order) {

@@ -23,6 +23,8 @@ export interface SeedResult {
   readonly operations: number;
   readonly acknowledged: number;
   readonly faults: number;
+  /** Messages lost (loss rate, cut links) or duplicated: faults too, counted apart. */
+  readonly networkFaults: number;
   readonly messages: number;
   readonly invariantChecks: number;
   readonly events: number;
@@ -79,6 +81,7 @@ export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
     operations: workload.attempted,
     acknowledged: workload.acknowledged,
     faults: faults.injected,
+    networkFaults: world.stats.messagesLost + world.stats.messagesDuplicated,
     messages: world.stats.messagesSent,
     invariantChecks: world.stats.invariantChecks,
     events: world.stats.events,

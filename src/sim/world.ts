@@ -50,6 +50,9 @@ export class World {
     messagesSent: 0,
     messagesDelivered: 0,
     messagesDropped: 0,
+    /** Network faults: messages lost on a cut link or to the loss rate, and messages duplicated. */
+    messagesLost: 0,
+    messagesDuplicated: 0,
     faults: 0,
     crashes: 0,
     invariantChecks: 0,
@@ -251,10 +254,12 @@ export class World {
     const duplicateRate = this.networkFaults ? this.params.duplicateRate : 0;
     if (this.linkCut(from.index, to.index) || this.random.chance(lossRate)) {
       this.stats.messagesDropped++;
+      this.stats.messagesLost++;
       return;
     }
     // A duplicated message arrives twice, each copy after its own delay (so maybe re-ordered).
     const copies = this.random.chance(duplicateRate) ? 2 : 1;
+    if (copies === 2) this.stats.messagesDuplicated++;
     for (let copy = 0; copy < copies; copy++) {
       const event = {
         type: "deliver" as const,

@@ -254,7 +254,8 @@ export const sqliteStoreQueries = {
   removeItemsExcept: "DELETE FROM items WHERE guid = ? AND attribute NOT IN (SELECT value FROM json_each(?))",
   readUtd: "SELECT invocation, usn FROM utd ORDER BY invocation",
   clearUtd: "DELETE FROM utd",
-  insertUtd: "INSERT INTO utd (invocation, usn) VALUES (?, ?)",
+  upsertUtd: "INSERT OR REPLACE INTO utd (invocation, usn) VALUES (?, ?)",
+  deleteUtd: "DELETE FROM utd WHERE invocation = ?",
   readHorizon: "SELECT invocation, usn FROM horizons WHERE kind = ? ORDER BY invocation",
   listHorizons: "SELECT kind, invocation, usn FROM horizons ORDER BY kind, invocation",
   clearHorizon: "DELETE FROM horizons WHERE kind = ?",
@@ -360,7 +361,8 @@ function prepareStatements(db: Database.Database) {
     removeItemsExcept: db.prepare<[Guid, string]>(q.removeItemsExcept),
     readUtd: db.prepare<[], [InvocationId, Usn]>(q.readUtd).raw(),
     clearUtd: db.prepare<[]>(q.clearUtd),
-    insertUtd: db.prepare<[InvocationId, Usn]>(q.insertUtd),
+    upsertUtd: db.prepare<[InvocationId, Usn]>(q.upsertUtd),
+    deleteUtd: db.prepare<[InvocationId]>(q.deleteUtd),
     listHorizons: db.prepare<[], [HorizonKind, InvocationId, Usn]>(q.listHorizons).raw(),
     readHorizon: db.prepare<[HorizonKind], [InvocationId, Usn]>(q.readHorizon).raw(),
     clearHorizon: db.prepare<[HorizonKind]>(q.clearHorizon),
@@ -765,12 +767,17 @@ export class SqliteStore implements Store {
     return utd;
   }
 
-  writeUtd(utd: UtdVector): void {
+  writeUtd(utd: UtdVector, stored?: UtdVector): void {
     const s = this.sql();
     this.transaction(() => {
-      s.clearUtd.run();
+      if (stored === undefined) s.clearUtd.run();
+      else {
+        for (const invocation of Object.keys(stored) as InvocationId[]) {
+          if (utd[invocation] === undefined) s.deleteUtd.run(invocation);
+        }
+      }
       for (const [invocation, usn] of Object.entries(utd) as Array<[InvocationId, Usn]>) {
-        s.insertUtd.run(invocation, usn);
+        if (stored === undefined || stored[invocation] !== usn) s.upsertUtd.run(invocation, usn);
       }
     });
   }

@@ -745,6 +745,22 @@ function replicationStateTests(open: OpenStore): void {
     });
   });
 
+  it("writeUtd given the stored vector writes the same result as a full replace", () => {
+    withStore(open, (store) => {
+      const first = { [invocationOf(1)]: 5 as Usn, [invocationOf(2)]: 9 as Usn, [invocationOf(3)]: 2 as Usn };
+      store.writeUtd(first);
+      const second = {
+        [invocationOf(1)]: 7 as Usn,
+        [invocationOf(2)]: 9 as Usn,
+        [invocationOf(4)]: 1 as Usn,
+      };
+      store.writeUtd(second, first);
+      assert.deepEqual(store.readUtd(), second);
+      store.writeUtd({}, second);
+      assert.deepEqual(store.readUtd(), {});
+    });
+  });
+
   it("round-trips and replaces watermarks and lists them by node id", () => {
     withStore(open, (store) => {
       assert.equal(store.readWatermark("node-b" as NodeId), undefined);

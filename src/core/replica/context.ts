@@ -4,7 +4,7 @@ import type { Schema } from "../directory/schema.ts";
 import { type Guid, hexFromBytes, type InvocationId, type Millis, type NodeId, type Usn } from "../ids.ts";
 import type { Clock, Random } from "../ports.ts";
 import { type Stamp, stampVersionMax } from "../replication/stamp.ts";
-import { type UtdVector, utdEquals } from "../replication/utd.ts";
+import { type UtdVector, utdEquals, utdWith } from "../replication/utd.ts";
 import type { HorizonKind, PeerReport, ReplicaEventKind, ReplicaMeta, Store } from "../store.ts";
 import { invalidateNaming } from "./naming.ts";
 
@@ -61,9 +61,26 @@ export class ReplicaContext {
     return this.cachedUtd;
   }
 
+  private cachedCurrent: { base: UtdVector; invocation: InvocationId; usn: Usn; utd: UtdVector } | undefined;
+
+  /**
+   * The UTD this replica tells others: the stored vector plus its own invocation at its USN.
+   * Every page and every purge check asks for it; it is rebuilt only when either part changed.
+   */
+  currentUtd(): UtdVector {
+    const base = this.utd();
+    const { invocation, usn } = this.meta;
+    const cached = this.cachedCurrent;
+    if (cached?.base === base && cached.invocation === invocation && cached.usn === usn) return cached.utd;
+    const utd = utdWith(base, invocation, usn);
+    this.cachedCurrent = { base, invocation, usn, utd };
+    return utd;
+  }
+
   setUtd(utd: UtdVector): void {
-    if (utdEquals(this.utd(), utd)) return;
-    this.store.writeUtd(utd);
+    const stored = this.utd();
+    if (utdEquals(stored, utd)) return;
+    this.store.writeUtd(utd, stored);
     this.cachedUtd = utd;
   }
 

@@ -1,7 +1,7 @@
 import type { Usn } from "../ids.ts";
 import type { Item } from "../replication/items.ts";
 import type { ChangePage, ChangeRequest, EntryChange, Watermark } from "../replication/page.ts";
-import { type UtdVector, utdCovers, utdWith } from "../replication/utd.ts";
+import { type UtdVector, utdCovers } from "../replication/utd.ts";
 import type { EntryRow, ItemRow } from "../store.ts";
 import type { ReplicaContext } from "./context.ts";
 
@@ -11,7 +11,7 @@ const entryOverheadBytes = 160;
 
 /** This replica's UTD as it tells others: the stored vector plus its own invocation at its USN. */
 export function currentUtd(ctx: ReplicaContext): UtdVector {
-  return utdWith(ctx.utd(), ctx.meta.invocation, ctx.meta.usn);
+  return ctx.currentUtd();
 }
 
 /**

@@ -72,7 +72,7 @@ function expired(ctx: ReplicaContext, row: EntryRow, now: number): boolean {
  * held the entry: it keeps the tombstone until its UTD catches up (or twice the lifetime).
  */
 function vouches(ctx: ReplicaContext, row: EntryRow): boolean {
-  return utdCovers(utdWith(ctx.utd(), ctx.meta.invocation, ctx.meta.usn), row.origin);
+  return utdCovers(ctx.currentUtd(), row.origin);
 }
 
 /**
@@ -123,7 +123,7 @@ export function isQuarantined(ctx: ReplicaContext): boolean {
  */
 export function checkPurgeHorizon(ctx: ReplicaContext, horizon: UtdVector, partner: NodeId): boolean {
   const checked = ctx.horizon("checked");
-  const settled = utdMerge(utdWith(ctx.utd(), ctx.meta.invocation, ctx.meta.usn), checked);
+  const settled = utdMerge(ctx.currentUtd(), checked);
   const deficit: Record<string, Usn> = {};
   for (const [invocation, usn] of Object.entries(horizon) as Array<[InvocationId, Usn]>) {
     if (usn > utdGet(settled, invocation)) deficit[invocation] = usn;

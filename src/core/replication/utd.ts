@@ -57,7 +57,10 @@ export function utdMerge(a: UtdVector, b: UtdVector): UtdVector {
 
 /** The vector with one entry set; `utd` itself when that entry already has the value. */
 export function utdWith(utd: UtdVector, invocation: InvocationId, value: Usn): UtdVector {
-  if (utd[invocation] === value) return utd;
+  const current = utd[invocation];
+  if (current === value) return utd;
+  // Replacing an existing key keeps the key order, so only a new key needs sorting.
+  if (current !== undefined) return { ...utd, [invocation]: value };
   return utdSorted({ ...utd, [invocation]: value });
 }
 
