@@ -167,8 +167,12 @@ export class World {
     try {
       sends = action();
       const now = node.replica?.isQuarantined();
-      if (now !== quarantined)
-        this.trace.note(this.time, `${node.id} ${now ? "quarantined" : "quarantine ended"}`);
+      if (now !== quarantined) {
+        // The replica's own event says why: it goes into the trace a failing seed prints.
+        const event = node.replica?.events(1)[0];
+        const why = event === undefined ? "" : `${event.kind}: ${event.detail}`;
+        this.trace.note(this.time, `${node.id} ${now ? "quarantined" : "quarantine ended"}: ${why}`);
+      }
     } catch (error) {
       if (!(error instanceof SimulatedCrash)) throw error;
       this.trace.note(this.time, `${node.id} crashed mid-write`);

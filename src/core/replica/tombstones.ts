@@ -57,22 +57,20 @@ export function purgeTombstones(ctx: ReplicaContext, replicas: readonly NodeId[]
   }
 }
 
-/** The tombstone has outlived twice the lifetime: it goes whatever else holds. */
-function longExpired(ctx: ReplicaContext, row: EntryRow, now: number): boolean {
-  return row.tombstoneSince !== null && now - row.tombstoneSince > 2 * ctx.settings.tombstoneLifetimeMs;
-}
-
 function expired(ctx: ReplicaContext, row: EntryRow, now: number): boolean {
   return row.tombstoneSince !== null && now - row.tombstoneSince > ctx.settings.tombstoneLifetimeMs;
 }
 
 /**
- * A replica whose UTD does not cover an entry's creation (it received the entry in a pull
- * cycle that never completed) could not later vouch, in a lingering-object check, that it once
- * held the entry: it keeps the tombstone until its UTD catches up (or twice the lifetime).
+ * A replica purges only what its own UTD covers: the entry's creation and every stamp of the
+ * tombstone. Otherwise it could not later vouch, in a lingering-object check, that it once held
+ * the entry, and its purge horizon would name deletions beyond its own UTD, which no check
+ * against it could settle (two replicas could then quarantine each other for good). Items of
+ * an invocation retired by a restore can stay beyond every UTD for ever; their tombstones stay.
  */
-function vouches(ctx: ReplicaContext, row: EntryRow): boolean {
-  return utdCovers(ctx.currentUtd(), row.origin);
+function vouches(ctx: ReplicaContext, row: EntryRow, stamps: readonly Stamp[]): boolean {
+  const utd = ctx.currentUtd();
+  return utdCovers(utd, row.origin) && stamps.every((stamp) => utdCovers(utd, stamp));
 }
 
 /**
@@ -89,8 +87,7 @@ function canPurge(
 ): Stamp[] | undefined {
   const stamps = ctx.store.getItems(row.guid).map((item) => item.stamp);
   if (stamps.length === 0) return undefined;
-  if (longExpired(ctx, row, now)) return stamps;
-  if (!vouches(ctx, row) && ctx.canaries.purgeTombstonesEarly !== true) return undefined;
+  if (!vouches(ctx, row, stamps) && ctx.canaries.purgeTombstonesEarly !== true) return undefined;
   if (expired(ctx, row, now)) return stamps;
   const covers = (node: NodeId): boolean => {
     const utd = reports.get(node);
@@ -133,8 +130,13 @@ export function checkPurgeHorizon(ctx: ReplicaContext, horizon: UtdVector, partn
   const wasQuarantined = isQuarantined(ctx);
   ctx.setHorizon(`required:${partner}`, deficit);
   if (Object.keys(deficit).length === 0) return false;
-  if (!wasQuarantined)
-    ctx.event("quarantined", `${partner} purged deletions this replica may never have received`);
+  if (!wasQuarantined) {
+    const [invocation, usn] = Object.entries(deficit)[0] as [InvocationId, Usn];
+    ctx.event(
+      "quarantined",
+      `${partner} purged deletions this replica may never have received (up to USN ${usn} of ${invocation}, which this replica has up to ${utdGet(settled, invocation)})`,
+    );
+  }
   return true;
 }
 
