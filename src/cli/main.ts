@@ -1,3 +1,5 @@
+import { topologyCommand } from "./topology.ts";
+
 /**
  * The `plexus` command. Today only the replication core and its SQLite store exist; the node
  * server, the locator and the demo cluster are still to come, so this command says what runs
@@ -18,16 +20,23 @@ What runs today (in this checkout):
   - npm run sim -- --seeds N   run N random simulator seeds (--seed S replays one)
   - npm run sim:canaries  prove the simulator catches each planted bug
   - npm run bench:core    write, apply and page throughput at 100k and 1M entries
+  - the topology core (src/core/topology): config checks, intra-site rings, bridgeheads,
+    path-vector routing between sites with the valley-free policy, and its simulator
+  - plexus topology --config FILE [--site NAME]
+                          print sites, links, bridgeheads, connections and routes of a
+                          topology file (see examples/topology.json)
 
-Not yet: the node server and HTTP API, sites and topology, the DNS locator, the CLI commands
-and the local demo cluster. See README.md.
+Not yet: the node server and HTTP API, pulling along the routes, the DNS locator, the other
+CLI commands and the local demo cluster. See README.md.
 `;
 
-const [command] = process.argv.slice(2);
+const [command, ...rest] = process.argv.slice(2);
 if (command === undefined || command === "help" || command === "--help" || command === "-h") {
   process.stdout.write(status);
 } else if (command === "--version" || command === "version") {
   process.stdout.write("plexus 0.1.0\n");
+} else if (command === "topology") {
+  process.exitCode = topologyCommand(rest, process.stdout, process.stderr);
 } else {
   process.stderr.write(
     `plexus: unknown command '${command}' (this version has no commands yet; run 'plexus --help')\n`,

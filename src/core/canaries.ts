@@ -32,3 +32,21 @@ export const canaryNames: readonly CanaryName[] = [
 ];
 
 export const noCanaries: Canaries = Object.freeze({});
+
+/** Planted defects of the inter-site router (core/topology/router.ts), for the routing simulator. */
+export interface RoutingCanaries {
+  /** Export every route to every neighbour, whatever the tiers. */
+  readonly ignoreExportPolicy?: boolean;
+  /** Keep the routes learned over a session after it went down. */
+  readonly keepRoutesOfClosedSessions?: boolean;
+  /** Accept a route whose path already holds this site. */
+  readonly skipLoopCheck?: boolean;
+}
+
+export type RoutingCanaryName = keyof RoutingCanaries;
+
+export const routingCanaryNames: readonly RoutingCanaryName[] = [
+  "ignoreExportPolicy",
+  "keepRoutesOfClosedSessions",
+  "skipLoopCheck",
+];

@@ -11,6 +11,7 @@ export type ErrorCode =
   | "invalid-value"
   | "invalid-request"
   | "invalid-page"
+  | "invalid-config"
   | "limit-exceeded"
   // directory state: nothing was changed
   | "no-such-entry"
