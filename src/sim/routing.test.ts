@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { routingCanaryNames } from "../core/canaries.ts";
+import { SeededRandom } from "./ports.ts";
 import { deriveRoutingParams, type RoutingResult, runRouting } from "./routing.ts";
+import { CompactRouting } from "./routing-compact.ts";
+import { generateSiteGraph } from "./site-graphs.ts";
 
 /**
  * The routing simulator in CI: many small site graphs with link and bridgehead failures, two
@@ -46,6 +49,22 @@ describe("routing simulator", () => {
       assert.fail(`${canary} went undetected in ${canarySeedsMax} seeds`);
     });
   }
+
+  it("the compact simulation (bench:topology) reaches the reference tables on every destination", () => {
+    for (let seed = 1; seed <= 24; seed++) {
+      const random = new SeededRandom(seed);
+      const shape = seed % 3 === 0 ? "hub-and-spoke" : "geometric";
+      const { graph } = generateSiteGraph(random, random.int(2, 120), shape, seed % 2 === 0);
+      const routing = new CompactRouting(graph, random, {
+        delayMs: { min: 1, max: random.int(2, 200) },
+        advertisementIntervalMs: random.pick([0, 20, 50]),
+        verify: () => true,
+      });
+      const result = routing.run();
+      assert.equal(result.verifiedDestinations, graph.names.length);
+      assert.deepEqual(result.mismatches, [], `seed ${seed}`);
+    }
+  });
 
   it("replays a seed exactly", () => {
     const first = runRouting(deriveRoutingParams(42));

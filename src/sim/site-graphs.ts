@@ -9,8 +9,8 @@ import type { SeededRandom } from "./ports.ts";
  *
  * - geometric: sites at random points of a square, each joined to its nearest neighbours, cost
  *   by distance (WAN links between nearby offices), components bridged to their nearest site;
- * - hub-and-spoke: a few hubs in a full mesh, every branch dual-homed to two hubs, and some
- *   branch-to-branch links (tiered: the valley-free policy matters here).
+ * - hub-and-spoke: a few hubs in a full mesh, branches homed to one hub and most of them to a
+ *   second, and some branch-to-branch links (tiered: the valley-free policy matters here).
  */
 export type GraphShape = "geometric" | "hub-and-spoke";
 
@@ -158,8 +158,9 @@ function hubAndSpoke(random: SeededRandom, count: number): Built {
   for (let branch = hubs; branch < count; branch++) {
     const first = random.int(0, hubs - 1);
     add(branch, first, random.int(10, 100));
-    if (hubs > 1) add(branch, (first + random.int(1, hubs - 1)) % hubs, random.int(10, 200));
-    if (branch > hubs && random.chance(0.3)) add(branch, random.int(hubs, branch - 1), random.int(5, 50));
+    if (hubs > 1 && random.chance(0.6))
+      add(branch, (first + random.int(1, hubs - 1)) % hubs, random.int(10, 200));
+    if (branch > hubs && random.chance(0.2)) add(branch, random.int(hubs, branch - 1), random.int(5, 50));
   }
   return { edges, tiers };
 }

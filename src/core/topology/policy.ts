@@ -17,6 +17,7 @@ import { tierCodes } from "./graph.ts";
  * network routing", 2005), and Dijkstra's algorithm computes that state (reference.ts).
  */
 export const originTier = -1;
+const branch = tierCodes.branch;
 
 /**
  * Whether a site of tier `exporter` that learned a route from a neighbour of tier `learnedFrom`
@@ -24,8 +25,8 @@ export const originTier = -1;
  * Tiers are the codes of graph.ts.
  */
 export function exportAllowed(exporter: number, learnedFrom: number, to: number): boolean {
-  if (exporter !== tierCodes.branch || learnedFrom === originTier) return true;
-  return learnedFrom === tierCodes.branch || to === tierCodes.branch;
+  if (exporter !== branch || learnedFrom === originTier) return true;
+  return learnedFrom === branch || to === branch;
 }
 
 /** Negative when route (costA, hopsA, nextA) is preferred to (costB, hopsB, nextB). */
@@ -47,11 +48,12 @@ export function compareRoutes(
  * was learned from the side of the destination.
  */
 export function pathValleyFree(path: ArrayLike<number>, tiers: Uint8Array): boolean {
+  // Stated on its own, not through exportAllowed, so that it checks the policy rather than repeats it.
   for (let index = 1; index + 1 < path.length; index++) {
-    if (tiers[path[index] as number] !== tierCodes.branch) continue;
-    const exportedTo = tiers[path[index - 1] as number] as number;
-    const learnedFrom = tiers[path[index + 1] as number] as number;
-    if (!exportAllowed(tierCodes.branch, learnedFrom, exportedTo)) return false;
+    if (tiers[path[index] as number] !== branch) continue;
+    const towardHolder = tiers[path[index - 1] as number];
+    const towardDestination = tiers[path[index + 1] as number];
+    if (towardHolder !== branch && towardDestination !== branch) return false;
   }
   return true;
 }
