@@ -382,7 +382,7 @@ const formatEscapedCharacters = new Set(['"', "+", ",", ";", "<", ">", "\\", "="
  * Escapes a value for the RFC 4514 string form. Control characters become `\XX` so that a
  * formatted DN is printable on one line; other characters, non-ASCII included, stay as they are.
  */
-function escapeValue(value: string): string {
+export function escapeValue(value: string): string {
   let out = "";
   const last = value.length - 1;
   for (let index = 0; index < value.length; index++) {

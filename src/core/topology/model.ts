@@ -185,7 +185,7 @@ export function checkSite(raw: unknown, where = "site"): Result<Site> {
   return ok({ name: raw.name, tier: tier as Tier });
 }
 
-function checkLink(raw: unknown, where: string, sites: ReadonlySet<string>): Result<SiteLink> {
+export function checkLink(raw: unknown, where: string, sites: ReadonlySet<string>): Result<SiteLink> {
   if (!isRecord(raw)) return bad(where, "expected an object");
   if (typeof raw.name !== "string" || !namePattern.test(raw.name))
     return bad(where, "name must be a DNS label");
@@ -248,7 +248,7 @@ function checkSchedule(raw: unknown, at: string): Result<ScheduleWindow[] | null
   return ok(windows);
 }
 
-function checkSubnet(raw: unknown, where: string, sites: ReadonlySet<string>): Result<Subnet> {
+export function checkSubnet(raw: unknown, where: string, sites: ReadonlySet<string>): Result<Subnet> {
   if (!isRecord(raw)) return bad(where, "expected an object");
   const cidr = parseCidr(raw.cidr);
   if (cidr === null) return bad(where, `not an IPv4 or IPv6 CIDR: ${String(raw.cidr)}`);
@@ -258,7 +258,7 @@ function checkSubnet(raw: unknown, where: string, sites: ReadonlySet<string>): R
   return ok({ cidr: cidr.text, site: raw.site });
 }
 
-function checkServer(raw: unknown, where: string, sites: ReadonlySet<string>): Result<ServerConfig> {
+export function checkServer(raw: unknown, where: string, sites: ReadonlySet<string>): Result<ServerConfig> {
   if (!isRecord(raw)) return bad(where, "expected an object");
   if (!isNodeId(raw.node)) return bad(where, "node must be a node id (lower-case letters, digits, hyphens)");
   const at = `server ${raw.node}`;
