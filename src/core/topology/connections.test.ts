@@ -1,0 +1,68 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+import type { NodeId } from "../ids.ts";
+import { unwrap } from "../result.ts";
+import { connectionsOf } from "./connections.ts";
+import { bridgehead } from "./intra.ts";
+import { checkTopology, type TopologyConfig } from "./model.ts";
+
+const config = unwrap(
+  checkTopology(
+    JSON.parse(readFileSync(new URL("../../../examples/topology.json", import.meta.url), "utf8")),
+  ),
+) as TopologyConfig;
+const node = (name: string) => name as NodeId;
+const everyNeighbour = new Set(["paris", "frankfurt", "lyon", "bonn"]);
+
+describe("a node's connections", () => {
+  it("pulls from its intra-site partners and, as a bridgehead, from the neighbour's bridgehead", () => {
+    const parisServers = ["par1", "par2", "par3"].map(node);
+    const towardBonnFromFrankfurt = bridgehead(["fra1", "fra2"].map(node), "bonn");
+    const connections = connectionsOf(config, towardBonnFromFrankfurt as NodeId, new Set(), everyNeighbour);
+    assert.equal(connections.site, "frankfurt");
+    const inter = connections.inbound.filter((connection) => connection.kind === "inter");
+    assert.ok(
+      inter.some((connection) => connection.node === "bon1" && connection.pullIntervalMs === 15 * 60_000),
+    );
+    const bonn = connectionsOf(config, node("bon1"), new Set(), new Set(["frankfurt"]));
+    assert.deepEqual(
+      bonn.inbound.map((connection) => [connection.node, connection.kind, connection.schedule?.length]),
+      [[towardBonnFromFrankfurt, "inter", 2]],
+      "bonn's only partner is frankfurt's bridgehead toward bonn, on the scheduled link",
+    );
+    const par1 = connectionsOf(config, node("par1"), new Set(), everyNeighbour);
+    assert.deepEqual(
+      par1.inbound.filter((connection) => connection.kind === "intra").map((connection) => connection.node),
+      parisServers.filter((server) => server !== "par1"),
+    );
+  });
+
+  it("pulls only from neighbours that are a next hop toward some origin", () => {
+    const lyon = connectionsOf(config, node("lyo1"), new Set(), new Set(["paris"]));
+    assert.deepEqual([...new Set(lyon.inbound.map((connection) => connection.site))], ["paris"]);
+  });
+
+  it("fails over when a bridgehead is stale, and probes the stale intra-site server", () => {
+    const towardBonn = bridgehead(["fra1", "fra2"].map(node), "bonn") as NodeId;
+    const other = towardBonn === "fra1" ? node("fra2") : node("fra1");
+    const stale = new Set([towardBonn]);
+    const bonn = connectionsOf(config, node("bon1"), stale, new Set(["frankfurt"]));
+    assert.deepEqual(
+      bonn.inbound.map((connection) => connection.node),
+      [other],
+    );
+    const survivor = connectionsOf(config, other, stale, everyNeighbour);
+    assert.ok(
+      survivor.inbound.some((connection) => connection.node === towardBonn && connection.kind === "probe"),
+    );
+    assert.ok(
+      survivor.inbound.some((connection) => connection.node === "bon1" && connection.kind === "inter"),
+    );
+  });
+
+  it("says why a node has no connections", () => {
+    assert.match(connectionsOf(config, node("ghost"), new Set(), everyNeighbour).note ?? "", /not a server/);
+    assert.match(connectionsOf(config, node("bon1"), new Set(), new Set()).note ?? "", /no partner/);
+  });
+});

@@ -1,0 +1,100 @@
+import type { NodeId } from "../ids.ts";
+import { compileServedGraph } from "./graph.ts";
+import { bridgehead, intraSitePartners } from "./intra.ts";
+import { type ScheduleWindow, type SiteName, siteKey, type TopologyConfig } from "./model.ts";
+
+/**
+ * A node's inbound connections, computed by the node itself from the replicated topology, what
+ * it knows to be stale, and its site's routes:
+ *
+ * - intra: its intra-site partners (ring with shortcuts), pulled every intraSitePullIntervalMs
+ *   and notified after each commit;
+ * - probe: stale intra-site servers, still tried so that they rejoin when they recover;
+ * - inter: when this node is its site's bridgehead toward a neighbouring site that is the next
+ *   hop toward some origin site, that neighbour's bridgehead toward this site — pulled on the
+ *   cheapest link's interval and schedule, compressed if the link says so, notified if it says so.
+ */
+export type ConnectionKind = "intra" | "probe" | "inter";
+
+export interface Connection {
+  readonly node: NodeId;
+  readonly site: SiteName;
+  readonly kind: ConnectionKind;
+  readonly pullIntervalMs: number;
+  readonly notify: boolean;
+  readonly compress: boolean;
+  /** Open windows of the link (inter only); null = always open. */
+  readonly schedule: readonly ScheduleWindow[] | null;
+}
+
+export interface Connections {
+  readonly site: SiteName | null;
+  readonly inbound: readonly Connection[];
+  /** Why there are none, when there are none for a reason (not in the topology, alone, …). */
+  readonly note: string | null;
+}
+
+const msPerMinute = 60_000;
+
+export function connectionsOf(
+  config: TopologyConfig,
+  self: NodeId,
+  stale: ReadonlySet<NodeId>,
+  nextHopSites: ReadonlySet<string>,
+): Connections {
+  const me = config.servers.find((server) => server.node === self);
+  if (me === undefined) return { site: null, inbound: [], note: `${self} is not a server of the topology` };
+  const serversOf = (site: string): NodeId[] =>
+    config.servers.filter((server) => siteKey(server.site) === siteKey(site)).map((server) => server.node);
+  const siteOf = (node: NodeId): SiteName =>
+    config.servers.find((server) => server.node === node)?.site as SiteName;
+  const inbound: Connection[] = [];
+  const local = intraSitePartners(self, serversOf(me.site), stale);
+  const intraInterval = config.settings.intraSitePullIntervalMs;
+  for (const node of local.partners) {
+    inbound.push({
+      node,
+      site: me.site,
+      kind: "intra",
+      pullIntervalMs: intraInterval,
+      notify: true,
+      compress: false,
+      schedule: null,
+    });
+  }
+  for (const node of local.probes) {
+    inbound.push({
+      node,
+      site: me.site,
+      kind: "probe",
+      pullIntervalMs: intraInterval,
+      notify: false,
+      compress: false,
+      schedule: null,
+    });
+  }
+  const graph = compileServedGraph(config);
+  const mine = graph.names.findIndex((name) => siteKey(name) === siteKey(me.site));
+  const wanted = new Set([...nextHopSites].map(siteKey));
+  for (let at = graph.offsets[mine] as number; mine >= 0 && at < (graph.offsets[mine + 1] as number); at++) {
+    const neighbour = graph.names[graph.targets[at] as number] as SiteName;
+    if (!wanted.has(siteKey(neighbour))) continue;
+    if (bridgehead(serversOf(me.site), siteKey(neighbour), stale) !== self) continue;
+    const theirs = bridgehead(serversOf(neighbour), siteKey(me.site), stale);
+    if (theirs === undefined) continue;
+    const link = config.links[graph.links[at] as number];
+    if (link === undefined) continue;
+    inbound.push({
+      node: theirs,
+      site: siteOf(theirs),
+      kind: "inter",
+      pullIntervalMs: link.intervalMinutes * msPerMinute,
+      notify: link.notify,
+      compress: link.compress,
+      schedule: link.schedule,
+    });
+  }
+  const note =
+    inbound.length === 0 ? `${self} has no partner: it is alone in ${me.site} and no bridgehead duty` : null;
+  return { site: me.site, inbound, note };
+}
