@@ -22,6 +22,7 @@ What runs today (in this checkout):
   - npm run bench:core    write, apply and page throughput at 100k and 1M entries
   - the topology core (src/core/topology): config checks, intra-site rings, bridgeheads,
     path-vector routing between sites with the valley-free policy, and its simulator
+  - npm run sim:routing -- --seeds N   inter-site routing under link and bridgehead faults
   - npm run bench:topology  route convergence at 100 to 10,000 sites (--quick: 100, 1,000)
   - plexus topology --config FILE [--site NAME]
                           print sites, links, bridgeheads, connections and routes of a
