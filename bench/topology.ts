@@ -11,7 +11,9 @@
  * exchanged, the longest simulated convergence, peak RSS, and whether the tables match the
  * reference (all destinations up to 1,000 sites, a sample of 200 above). The baseline, measured
  * in the same child: the centralized computation of the same routes (Dijkstra from every
- * destination under the same policy), as a ratio.
+ * destination under the same policy), as a ratio. And how far the routes are from the plain
+ * least-cost paths (policy ignored) — the bound on how fast a change could travel: stretch 1
+ * means none; the valley-free policy forces detours in tiered graphs.
  *
  * The last line of stdout is one JSON object with every figure.
  */
@@ -53,6 +55,8 @@ interface SizeFigures {
   readonly unreachablePairs: number;
   readonly baselineDijkstraMs: number;
   readonly ratioToBaseline: number;
+  readonly stretchMax: number;
+  readonly stretchMean: number;
 }
 
 function childMain(sites: number, shape: GraphShape, seed: number): void {
@@ -86,6 +90,8 @@ function childMain(sites: number, shape: GraphShape, seed: number): void {
     unreachablePairs: result.unreachablePairs,
     baselineDijkstraMs: Math.round(baselineDijkstraMs),
     ratioToBaseline: round(convergeMs / Math.max(1, baselineDijkstraMs), 1),
+    stretchMax: round(result.stretchMax, 3),
+    stretchMean: round(result.stretchMean, 4),
   };
   if (result.mismatches.length > 0)
     process.stderr.write(`mismatches: ${result.mismatches.slice(0, 5).join("; ")}\n`);
@@ -160,6 +166,8 @@ function main(): void {
           unreachablePairs: 0,
           baselineDijkstraMs: 0,
           ratioToBaseline: 0,
+          stretchMax: 0,
+          stretchMean: 0,
         });
         continue;
       }
@@ -183,6 +191,7 @@ function main(): void {
       "peak RSS",
       "checked",
       "Dijkstra ×",
+      "stretch max/mean",
     ],
     results.map((f) => [
       formatNumber(f.sites),
@@ -196,6 +205,7 @@ function main(): void {
       `${f.peakRssMb} MB`,
       f.converged ? `ok (${f.verifiedDestinations} dest.)` : "MISMATCH",
       String(f.ratioToBaseline),
+      `${f.stretchMax}/${f.stretchMean}`,
     ]),
   );
   process.stdout.write(`${table}\n`);
@@ -219,6 +229,8 @@ function main(): void {
         unreachablePairs: f.unreachablePairs,
         baselineDijkstraMs: f.baselineDijkstraMs,
         ratioToBaseline: f.ratioToBaseline,
+        stretchMax: f.stretchMax,
+        stretchMean: f.stretchMean,
       })),
     })}\n`,
   );

@@ -34,6 +34,12 @@ export interface CompactResult {
   readonly verifiedDestinations: number;
   readonly mismatches: string[];
   readonly unreachablePairs: number;
+  /**
+   * Over the verified destinations: route cost over the plain least-cost path cost (policy
+   * ignored), for the pairs that have a route: 1 where the valley-free policy forces no detour.
+   */
+  readonly stretchMax: number;
+  readonly stretchMean: number;
 }
 
 const kindAdvertise = 1;
@@ -299,6 +305,7 @@ export class CompactRouting {
     let verified = 0;
     let unreachable = 0;
     const mismatches: string[] = [];
+    const stretch = { max: 1, sum: 0, pairs: 0 };
     for (let destination = 0; destination < this.count; destination++) {
       convergeMax = Math.max(convergeMax, this.simulate(destination));
       for (let site = 0; site < this.count; site++)
@@ -306,6 +313,7 @@ export class CompactRouting {
       if (this.options.verify(destination)) {
         verified++;
         if (mismatches.length < 20) this.verify(destination, mismatches);
+        this.measureStretch(destination, stretch);
       }
     }
     return {
@@ -315,6 +323,8 @@ export class CompactRouting {
       verifiedDestinations: verified,
       mismatches,
       unreachablePairs: unreachable,
+      stretchMax: stretch.max,
+      stretchMean: stretch.pairs === 0 ? 1 : stretch.sum / stretch.pairs,
     };
   }
 
@@ -507,6 +517,18 @@ export class CompactRouting {
     this.bestNext[site] = this.graph.targets[chosen] as number;
     this.bestPath[site] = this.trie.add(site, tail, this.ownHead);
     this.offerAll(site);
+  }
+
+  private measureStretch(destination: number, stretch: { max: number; sum: number; pairs: number }): void {
+    const bound = routesTo(this.graph, destination, false);
+    for (let site = 0; site < this.count; site++) {
+      const cost = this.bestCost[site] as number;
+      if (site === destination || cost <= 0) continue;
+      const ratio = cost / (bound.cost[site] as number);
+      stretch.max = Math.max(stretch.max, ratio);
+      stretch.sum += ratio;
+      stretch.pairs++;
+    }
   }
 
   private verify(destination: number, mismatches: string[]): void {

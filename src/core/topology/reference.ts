@@ -18,7 +18,11 @@ export interface DestinationRoutes {
   readonly nextHop: Int32Array;
 }
 
-export function routesTo(graph: SiteGraph, destination: number): DestinationRoutes {
+/**
+ * With `policy` false the export rule is ignored: plain least-cost paths, the bound that
+ * policy-compliant routes are measured against.
+ */
+export function routesTo(graph: SiteGraph, destination: number, policy = true): DestinationRoutes {
   const count = graph.names.length;
   const cost = new Float64Array(count).fill(-1);
   const hops = new Int32Array(count);
@@ -36,7 +40,7 @@ export function routesTo(graph: SiteGraph, destination: number): DestinationRout
     for (let at = offsets[site] as number; at < (offsets[site + 1] as number); at++) {
       const neighbour = targets[at] as number;
       if (settled[neighbour] === 1) continue;
-      if (!exportAllowed(tiers[site] as number, learnedFrom, tiers[neighbour] as number)) continue;
+      if (policy && !exportAllowed(tiers[site] as number, learnedFrom, tiers[neighbour] as number)) continue;
       const offered = (cost[site] as number) + (costs[at] as number);
       const offeredHops = (hops[site] as number) + 1;
       const current = cost[neighbour] as number;
