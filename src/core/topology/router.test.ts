@@ -136,6 +136,22 @@ describe("site router (path-vector)", () => {
     assert.equal(pathValleyFree([0, 2], graph.tiers), true);
   });
 
+  it("detours around a branch when policy forbids the cheap path, and the bound says by how much", () => {
+    // hub0 — branch1 — hub2 costs 2; the allowed way is hub0 — peer3 — hub2 at 200.
+    const { fabric, graph } = build(
+      ["hub", "branch", "hub", "peer"],
+      [
+        [0, 1, 1],
+        [1, 2, 1],
+        [0, 3, 100],
+        [3, 2, 100],
+      ],
+    );
+    assert.deepEqual(fabric.path(0, 2), [0, 3, 2]);
+    assert.equal(routesTo(graph, 2).cost[0], 200);
+    assert.equal(routesTo(graph, 2, false).cost[0], 2, "the plain least-cost bound goes through the branch");
+  });
+
   it("lets a branch carry traffic for a branch behind it", () => {
     // hub0 — branch1 — branch2: the hub reaches branch2 through branch1, and back.
     const { fabric } = build(
