@@ -1,3 +1,4 @@
+import { MinHeap } from "../heap.ts";
 import type { SiteGraph } from "./graph.ts";
 import { compareRoutes, exportAllowed, originTier } from "./policy.ts";
 
@@ -18,6 +19,13 @@ export interface DestinationRoutes {
   readonly nextHop: Int32Array;
 }
 
+interface HeapEntry {
+  readonly site: number;
+  readonly cost: number;
+  readonly hops: number;
+  readonly next: number;
+}
+
 /**
  * With `policy` false the export rule is ignored: plain least-cost paths, the bound that
  * policy-compliant routes are measured against.
@@ -28,11 +36,15 @@ export function routesTo(graph: SiteGraph, destination: number, policy = true): 
   const hops = new Int32Array(count);
   const nextHop = new Int32Array(count).fill(-1);
   const settled = new Uint8Array(count);
-  const heap = new RouteHeap(cost, hops, nextHop);
+  // Entries carry the key they were pushed with; a stale one (its site since improved or settled) is skipped.
+  const heap = new MinHeap<HeapEntry>((a, b) =>
+    compareRoutes(a.cost, a.hops, a.next, b.cost, b.hops, b.next),
+  );
   cost[destination] = 0;
-  heap.push(destination);
+  heap.push({ site: destination, cost: 0, hops: 0, next: -1 });
   const { offsets, targets, costs, tiers } = graph;
-  for (let site = heap.pop(); site !== undefined; site = heap.pop()) {
+  for (let entry = heap.pop(); entry !== undefined; entry = heap.pop()) {
+    const site = entry.site;
     if (settled[site] === 1) continue;
     settled[site] = 1;
     const next = nextHop[site] as number;
@@ -58,7 +70,7 @@ export function routesTo(graph: SiteGraph, destination: number, policy = true): 
         cost[neighbour] = offered;
         hops[neighbour] = offeredHops;
         nextHop[neighbour] = site;
-        heap.push(neighbour);
+        heap.push({ site: neighbour, cost: offered, hops: offeredHops, next: site });
       }
     }
   }
@@ -74,65 +86,4 @@ export function pathFrom(routes: DestinationRoutes, site: number): number[] | nu
     path.push(at);
   }
   return path;
-}
-
-/** A binary heap of sites keyed by their current (cost, hops, next hop); stale entries are skipped by the caller. */
-class RouteHeap {
-  private readonly items: number[] = [];
-  private readonly keys: Array<[number, number, number]> = [];
-
-  constructor(
-    private readonly cost: Float64Array,
-    private readonly hops: Int32Array,
-    private readonly nextHop: Int32Array,
-  ) {}
-
-  push(site: number): void {
-    this.items.push(site);
-    this.keys.push([this.cost[site] as number, this.hops[site] as number, this.nextHop[site] as number]);
-    let index = this.items.length - 1;
-    while (index > 0) {
-      const parent = (index - 1) >> 1;
-      if (this.less(parent, index)) break;
-      this.swap(parent, index);
-      index = parent;
-    }
-  }
-
-  pop(): number | undefined {
-    const top = this.items[0];
-    if (top === undefined) return undefined;
-    const lastItem = this.items.pop() as number;
-    const lastKey = this.keys.pop() as [number, number, number];
-    if (this.items.length > 0) {
-      this.items[0] = lastItem;
-      this.keys[0] = lastKey;
-      let index = 0;
-      for (;;) {
-        const left = 2 * index + 1;
-        const right = left + 1;
-        let smallest = index;
-        if (left < this.items.length && this.less(left, smallest)) smallest = left;
-        if (right < this.items.length && this.less(right, smallest)) smallest = right;
-        if (smallest === index) break;
-        this.swap(index, smallest);
-        index = smallest;
-      }
-    }
-    return top;
-  }
-
-  private less(a: number, b: number): boolean {
-    const x = this.keys[a] as [number, number, number];
-    const y = this.keys[b] as [number, number, number];
-    return compareRoutes(x[0], x[1], x[2], y[0], y[1], y[2]) < 0;
-  }
-
-  private swap(a: number, b: number): void {
-    [this.items[a], this.items[b]] = [this.items[b] as number, this.items[a] as number];
-    [this.keys[a], this.keys[b]] = [
-      this.keys[b] as [number, number, number],
-      this.keys[a] as [number, number, number],
-    ];
-  }
 }
