@@ -113,6 +113,15 @@ describe("strict mode", () => {
     assert.equal(refused.ok, false);
     assert.equal(refused.ok ? "" : refused.error.code, "quarantined");
     assert.equal(b.replica.isQuarantined(), true);
+    // While quarantined it takes no writes: one on the lingering entry would be lost to the check.
+    const usnBefore = b.replica.usn;
+    const write = b.replica.writeOne({
+      op: "modify",
+      dn: `cn=doomed,${base}`,
+      changes: [{ operation: "replace", attribute: "description", values: ["too late"] }],
+    });
+    assert.equal(write.ok ? "" : write.error.code, "quarantined");
+    assert.equal(b.replica.usn, usnBefore);
     // The survivor is not quarantined: it missed nothing.
     assert.equal(a.replica.isQuarantined(), false);
 

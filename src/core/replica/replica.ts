@@ -136,6 +136,16 @@ export class Replica {
     if (requests.length > writeBatchMax) {
       return requests.map(() => fail("limit-exceeded", `a batch holds at most ${writeBatchMax} writes`));
     }
+    // A quarantined replica may hold entries deleted elsewhere; a write acknowledged on one would
+    // be discarded when the lingering-object check removes it. So it takes no writes until then.
+    if (isQuarantined(this.ctx)) {
+      return requests.map(() =>
+        fail(
+          "quarantined",
+          "this replica may hold entries deleted elsewhere and takes no writes until a lingering-object check has run; write to another server",
+        ),
+      );
+    }
     return this.ctx.transact(() =>
       requests.map((request) => {
         const checked = checkWriteRequest(request);
