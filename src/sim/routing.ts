@@ -15,7 +15,8 @@ import { type GraphShape, generateSiteGraph } from "./site-graphs.ts";
  *
  * - routes: every site's table equals the protocol's one stable state on the links that are up
  *   (reference.ts: same costs, same next hops, nothing missing, nothing extra);
- * - loop-free: following next hops from any site reaches the destination, and each stored path
+ * - loop-free: no site ever chooses a path that holds itself or a site twice (checked on every
+ *   delivery); following next hops from any site reaches the destination, and each stored path
  *   is exactly that chain;
  * - valley-free: with tiers, no branch is transit between two non-branch sites;
  * - reachability: while the graph of up links is connected and untiered, every site reaches
@@ -107,6 +108,8 @@ export class RoutingWorld {
   private readonly lastArrival = new Map<number, number>();
   /** Per directed session: updates waiting for the advertisement interval, by destination. */
   private readonly pending = new Map<number, Map<number, RouteMessage>>();
+  /** Routes seen holding a loop at the moment they were chosen (checked on every delivery). */
+  readonly loops: string[] = [];
   /** Sites whose bridgehead is failing over: no sessions until it is back. */
   private readonly failingOver = new Set<number>();
 
@@ -211,9 +214,27 @@ export class RoutingWorld {
         continue;
       }
       if ((this.epochs.get(this.key(event.from, event.to)) ?? 0) !== event.epoch) continue;
-      this.sendAll(event.to, (this.routers[event.to] as SiteRouter).receive(event.from, event.message));
+      const router = this.routers[event.to] as SiteRouter;
+      this.sendAll(event.to, router.receive(event.from, event.message));
+      this.checkLoopFree(router, event.message.destination);
     }
     return true;
+  }
+
+  /** Loop-free by construction: a chosen path never holds its own site or any site twice. */
+  private checkLoopFree(router: SiteRouter, destination: number): void {
+    const path = router.route(destination)?.path;
+    if (path === undefined || this.loops.length >= 5) return;
+    const seen = new Set<number>([router.site]);
+    for (const site of path) {
+      if (seen.has(site)) {
+        this.loops.push(
+          `s${router.site} chose a path to s${destination} that visits s${site} twice (at ${this.time} ms)`,
+        );
+        return;
+      }
+      seen.add(site);
+    }
   }
 
   at(time: number, run: () => void): void {
@@ -357,6 +378,7 @@ export function runRouting(params: RoutingParams): RoutingResult {
     const checked = checkRouting(world);
     unreachablePairs = checked.unreachablePairs;
     for (const violation of checked.violations) violations.push(`${label}: ${violation}`);
+    for (const loop of world.loops.splice(0)) violations.push(`${label}: loop-free: ${loop}`);
   };
   settle("cold start");
   const coldMessages = world.messages;
@@ -382,8 +404,10 @@ export function runRouting(params: RoutingParams): RoutingResult {
     settle(`after fault round ${round + 1} at ${start} ms`);
     reconvergences++;
   }
-  for (const [edge] of world.edges.entries()) world.recoverLink(edge);
-  settle("after every link recovered");
+  if (violations.length === 0) {
+    for (const [edge] of world.edges.entries()) world.recoverLink(edge);
+    settle("after every link recovered");
+  }
   return {
     params,
     links: world.edges.length,

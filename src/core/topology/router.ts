@@ -116,9 +116,11 @@ export class SiteRouter {
       if (!routes.delete(destination)) return [];
     } else if (
       (message.path.includes(this.site) && this.canaries.skipLoopCheck !== true) ||
-      message.path[0] !== from
+      message.path[0] !== from ||
+      message.path.length > this.graph.names.length
     ) {
-      // A loop (or a path that does not start at the sender): as good as a withdrawal.
+      // A loop, a path that does not start at the sender, or one longer than there are sites
+      // (it must repeat one): as good as a withdrawal.
       if (!routes.delete(destination)) return [];
     } else {
       routes.set(destination, {
