@@ -227,7 +227,6 @@ export class CompactRouting {
   private readonly owner: Int32Array;
   // per site, for the current destination
   private readonly bestCost: Int32Array;
-  private readonly bestHops: Int32Array;
   private readonly bestNext: Int32Array;
   private readonly bestPath: Int32Array;
   /** The adjacency the best route was learned over (-1: none, or the destination itself). */
@@ -284,7 +283,6 @@ export class CompactRouting {
     const perSite = () => new Int32Array(this.count);
     const perAdjacency = () => new Int32Array(this.adjacencies);
     this.bestCost = perSite();
-    this.bestHops = perSite();
     this.bestNext = perSite();
     this.bestPath = perSite();
     this.bestAdjacency = perSite();
@@ -346,7 +344,6 @@ export class CompactRouting {
     this.freeEvents.length = 0;
     this.now = 0;
     this.bestCost[destination] = 0;
-    this.bestHops[destination] = 0;
     this.bestPath[destination] = this.trie.add(destination, -1, this.ownHead);
     this.offerAll(destination);
     let last = 0;
@@ -513,7 +510,6 @@ export class CompactRouting {
     this.bestAdjacency[site] = chosen;
     if (current >= 0 && this.bestCost[site] === cost && this.trie.tail.data[current] === tail) return;
     this.bestCost[site] = cost;
-    this.bestHops[site] = this.trie.depth.data[tail] as number;
     this.bestNext[site] = this.graph.targets[chosen] as number;
     this.bestPath[site] = this.trie.add(site, tail, this.ownHead);
     this.offerAll(site);

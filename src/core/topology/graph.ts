@@ -19,7 +19,6 @@ export interface SiteGraph {
 }
 
 export const tierCodes: Readonly<Record<Tier, number>> = { hub: 0, branch: 1, peer: 2 };
-export const tierOfCode: readonly Tier[] = ["hub", "branch", "peer"];
 
 export function siteIndex(graph: SiteGraph, name: string): number | undefined {
   const key = siteKey(name);
@@ -46,33 +45,34 @@ export function compileGraph(
   const sorted = [...config.sites].sort((a, b) => compareKeys(siteKey(a.name), siteKey(b.name)));
   const names = sorted.map((site) => site.name);
   const tiers = Uint8Array.from(sorted, (site) => tierCodes[site.tier]);
-  const graph0: SiteGraph = {
-    names,
-    tiers,
-    offsets: new Int32Array(names.length + 1),
-    targets: new Int32Array(0),
-    costs: new Int32Array(0),
-    links: new Int32Array(0),
-  };
-  // Cheapest link per unordered pair; ties go to the earlier link.
-  const best = new Map<number, { cost: number; link: number }>();
-  const count = names.length;
+  const indexOf = new Map(names.map((name, index) => [siteKey(name), index]));
+  const pairs = new CheapestPairs(names.length);
   config.links.forEach((link, linkIndex) => {
     if (!linkUp(link, linkIndex)) return;
-    const members = link.sites.map((name) => siteIndex(graph0, name));
+    const members = link.sites.map((name) => indexOf.get(siteKey(name)));
     for (let i = 0; i < members.length; i++) {
       for (let j = i + 1; j < members.length; j++) {
         const a = members[i];
         const b = members[j];
         assert(a !== undefined && b !== undefined, "links name known sites (checked by checkTopology)");
-        const key = Math.min(a, b) * count + Math.max(a, b);
-        const known = best.get(key);
-        if (known === undefined || link.cost < known.cost)
-          best.set(key, { cost: link.cost, link: linkIndex });
+        pairs.offer(a, b, link.cost, linkIndex);
       }
     }
   });
-  return fromPairs(names, tiers, best);
+  return fromPairs(names, tiers, pairs.best);
+}
+
+/** Per unordered pair of sites, the cheapest link offered; a tie keeps the earlier one. */
+class CheapestPairs {
+  readonly best = new Map<number, { cost: number; link: number }>();
+
+  constructor(private readonly count: number) {}
+
+  offer(a: number, b: number, cost: number, link: number): void {
+    const key = Math.min(a, b) * this.count + Math.max(a, b);
+    const known = this.best.get(key);
+    if (known === undefined || cost < known.cost) this.best.set(key, { cost, link });
+  }
 }
 
 function fromPairs(
@@ -158,17 +158,15 @@ export function graphFromEdges(
       "names are sorted and unique",
     );
   }
-  const pairs = new Map<number, { cost: number; link: number }>();
+  const pairs = new CheapestPairs(count);
   edges.forEach(([a, b, cost], link) => {
     assert(a !== b && a >= 0 && b >= 0 && a < count && b < count, "an edge joins two distinct known sites");
-    const key = Math.min(a, b) * count + Math.max(a, b);
-    const known = pairs.get(key);
-    if (known === undefined || cost < known.cost) pairs.set(key, { cost, link });
+    pairs.offer(a, b, cost, link);
   });
   return fromPairs(
     names,
     Uint8Array.from(tiers, (tier) => tierCodes[tier]),
-    pairs,
+    pairs.best,
   );
 }
 
@@ -178,15 +176,11 @@ export function compileGraphSubset(
   edges: ReadonlyArray<readonly [number, number, number]>,
   keep: (index: number) => boolean,
 ): SiteGraph {
-  const count = graph.names.length;
-  const pairs = new Map<number, { cost: number; link: number }>();
+  const pairs = new CheapestPairs(graph.names.length);
   edges.forEach(([a, b, cost], link) => {
-    if (!keep(link)) return;
-    const key = Math.min(a, b) * count + Math.max(a, b);
-    const known = pairs.get(key);
-    if (known === undefined || cost < known.cost) pairs.set(key, { cost, link });
+    if (keep(link)) pairs.offer(a, b, cost, link);
   });
-  return fromPairs(graph.names, graph.tiers, pairs);
+  return fromPairs(graph.names, graph.tiers, pairs.best);
 }
 
 /**
