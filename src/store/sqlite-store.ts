@@ -66,7 +66,7 @@ export interface SqliteConnectionSettings {
 const synchronousNames: readonly string[] = ["off", "normal", "full", "extra"];
 
 /** Kept in `PRAGMA user_version`; a file with another version is refused, never guessed at. */
-export const sqliteSchemaVersion = 1;
+export const sqliteSchemaVersion = 2;
 /** Page cache per connection, in KiB (SQLite reads a negative cache_size as KiB). */
 const cacheSizeKib = 16_000;
 /** The WAL file is truncated back to this size after a checkpoint, so it cannot stay huge. */
@@ -145,7 +145,9 @@ CREATE TABLE watermarks (
   partner TEXT PRIMARY KEY,
   invocation TEXT,
   object_usn INTEGER NOT NULL,
-  property_usn INTEGER NOT NULL
+  property_usn INTEGER NOT NULL,
+  -- JSON list of invocation ids this watermark does not vouch for (origin-filtered pulls).
+  excluded TEXT NOT NULL
 ) STRICT, WITHOUT ROWID;
 
 CREATE TABLE peer_reports (
@@ -260,10 +262,11 @@ export const sqliteStoreQueries = {
   listHorizons: "SELECT kind, invocation, usn FROM horizons ORDER BY kind, invocation",
   clearHorizon: "DELETE FROM horizons WHERE kind = ?",
   insertHorizon: "INSERT INTO horizons (kind, invocation, usn) VALUES (?, ?, ?)",
-  readWatermark: "SELECT invocation, object_usn, property_usn FROM watermarks WHERE partner = ?",
+  readWatermark: "SELECT invocation, object_usn, property_usn, excluded FROM watermarks WHERE partner = ?",
   writeWatermark:
-    "INSERT OR REPLACE INTO watermarks (partner, invocation, object_usn, property_usn) VALUES (?, ?, ?, ?)",
-  listWatermarks: "SELECT partner, invocation, object_usn, property_usn FROM watermarks ORDER BY partner",
+    "INSERT OR REPLACE INTO watermarks (partner, invocation, object_usn, property_usn, excluded) VALUES (?, ?, ?, ?, ?)",
+  listWatermarks:
+    "SELECT partner, invocation, object_usn, property_usn, excluded FROM watermarks ORDER BY partner",
   readPeerReports: "SELECT node, invocation, utd, usn, received_at FROM peer_reports ORDER BY node",
   writePeerReport:
     "INSERT OR REPLACE INTO peer_reports (node, invocation, utd, usn, received_at) VALUES (?, ?, ?, ?, ?)",
@@ -332,7 +335,7 @@ type ItemUpdateParams = [
   key: string,
 ];
 type MetaTuple = [nodeId: NodeId, invocation: InvocationId, usn: Usn, createdAt: Millis, lastInbound: Millis];
-type WatermarkTuple = [invocation: InvocationId | null, objectUsn: Usn, propertyUsn: Usn];
+type WatermarkTuple = [invocation: InvocationId | null, objectUsn: Usn, propertyUsn: Usn, excluded: string];
 type PeerReportTuple = [node: NodeId, invocation: InvocationId, utd: string, usn: Usn, receivedAt: Millis];
 type EventTuple = [time: Millis, kind: ReplicaEventKind, detail: string];
 type CountsTuple = [entries: number, tombstones: number, items: number];
@@ -413,7 +416,9 @@ function itemFromTuple(guid: Guid, t: ItemTuple): ItemRow {
 }
 
 function watermarkFromTuple(t: WatermarkTuple): Watermark {
-  return { invocation: t[0], objectUsn: t[1], propertyUsn: t[2] };
+  const excluded = JSON.parse(t[3]) as InvocationId[];
+  const base = { invocation: t[0], objectUsn: t[1], propertyUsn: t[2] };
+  return excluded.length === 0 ? base : { ...base, excluded };
 }
 
 /** LIMIT with a negative number means "no limit" in SQLite; a list must never be unbounded. */
@@ -789,13 +794,19 @@ export class SqliteStore implements Store {
 
   writeWatermark(partner: NodeId, watermark: Watermark): void {
     const w = watermark;
-    this.sql().writeWatermark.run(partner, w.invocation, w.objectUsn, w.propertyUsn);
+    this.sql().writeWatermark.run(
+      partner,
+      w.invocation,
+      w.objectUsn,
+      w.propertyUsn,
+      JSON.stringify(w.excluded ?? []),
+    );
   }
 
   listWatermarks(): Array<{ partner: NodeId; watermark: Watermark }> {
     return this.sql()
       .listWatermarks.all()
-      .map((t) => ({ partner: t[0], watermark: { invocation: t[1], objectUsn: t[2], propertyUsn: t[3] } }));
+      .map(([partner, ...t]) => ({ partner, watermark: watermarkFromTuple(t) }));
   }
 
   /** Ordered by node id. */

@@ -779,6 +779,20 @@ function replicationStateTests(open: OpenStore): void {
     });
   });
 
+  it("keeps the invocations a watermark does not vouch for", () => {
+    withStore(open, (store) => {
+      const filtered: Watermark = {
+        ...watermarkOf(invocationOf(1), 5, 4),
+        excluded: [invocationOf(7), invocationOf(8)],
+      };
+      store.writeWatermark("node-b" as NodeId, filtered);
+      assert.deepEqual(store.readWatermark("node-b" as NodeId), filtered);
+      assert.deepEqual(store.listWatermarks(), [{ partner: "node-b", watermark: filtered }]);
+      store.writeWatermark("node-b" as NodeId, watermarkOf(invocationOf(1), 6, 6));
+      assert.deepEqual(store.readWatermark("node-b" as NodeId), watermarkOf(invocationOf(1), 6, 6));
+    });
+  });
+
   it("keeps one peer report per node, the last one written", () => {
     withStore(open, (store) => {
       assert.deepEqual(store.readPeerReports(), []);

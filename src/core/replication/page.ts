@@ -15,6 +15,12 @@ export interface Watermark {
   readonly invocation: InvocationId | null;
   readonly objectUsn: Usn;
   readonly propertyUsn: Usn;
+  /**
+   * Invocations whose changes this watermark does not vouch for: an origin-filtered pull
+   * (ChangeRequest.exclude) skipped them. Kept by the destination only, never sent. Absent
+   * means none. A later pull that wants one of them back must start again from zero.
+   */
+  readonly excluded?: readonly InvocationId[];
 }
 
 export const initialWatermark: Watermark = Object.freeze({
