@@ -131,6 +131,45 @@ describe("node state machine", () => {
     assert.equal(harness.machine(b.name).partnerStatus()[0]?.lastFailure, "unreachable");
   });
 
+  it("reconfigure keeps a staying partner's failures and in-flight pull, and pulls a new one at once", () => {
+    const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
+    assert.ok(a !== undefined && b !== undefined && c !== undefined);
+    const config = (inbound: NodeId[]): NodeConfig => ({
+      ...nodeConfigDefaults,
+      inbound: inbound.map((node) => ({ node, pullIntervalMs: 5_000 })),
+      outbound: [],
+      replicaSet: [a.name, b.name, c.name],
+    });
+    let time = 0;
+    const machine = new NodeMachine(b.replica, { now: () => time }, config([a.name]));
+    const [first] = machine.tick();
+    assert.ok(first !== undefined && first.message.kind === "pull");
+    machine.undeliverable(a.name, first.message);
+    time = 100;
+    machine.reconfigure(config([a.name, c.name]));
+    const sends = machine.tick();
+    assert.deepEqual(
+      sends.map((send) => send.to),
+      [c.name],
+      "the new partner is pulled at once; the failing one stays on its back-off",
+    );
+    assert.equal(machine.partnerStatus().find((status) => status.partner === a.name)?.consecutiveFailures, 1);
+    machine.reconfigure(config([a.name]));
+    assert.deepEqual(
+      machine.partnerStatus().map((status) => status.partner),
+      [a.name],
+    );
+    const [late] = sends;
+    assert.ok(late !== undefined && late.message.kind === "pull");
+    const page = c.replica.getChanges(late.message.request);
+    assert.ok(page.ok);
+    assert.deepEqual(
+      machine.receive(c.name, { kind: "page", id: late.message.id, page: page.value }),
+      [],
+      "a removed partner's late page drives nothing",
+    );
+  });
+
   it("malformed messages are dropped without effect", () => {
     const { a, b } = pair();
     const harness = new Harness([a, b]);

@@ -108,7 +108,7 @@ export class NodeMachine {
   constructor(
     readonly replica: Replica,
     private readonly clock: Monotonic,
-    private readonly config: NodeConfig,
+    private config: NodeConfig,
   ) {
     const now = clock.now();
     for (const partner of config.inbound) {
@@ -208,6 +208,31 @@ export class NodeMachine {
     const results = this.replica.write(requests);
     if (results.some((result) => result.ok && result.value.entries > 0)) this.changed(this.clock.now());
     return results;
+  }
+
+  /**
+   * Takes a new configuration (the topology changed, or a partner went stale). Partners that
+   * stay keep their state — watermark progress, failures, back-off, a pull in flight — so that
+   * a reconfiguration never restarts a cycle or forgets a failing partner; new partners are
+   * pulled at once; a removed partner's late answers are dropped like any stranger's. A
+   * lingering-object check against a removed partner is abandoned and starts again elsewhere.
+   */
+  reconfigure(config: NodeConfig): void {
+    const now = this.clock.now();
+    const next = new Map<NodeId, PartnerState>();
+    for (const partner of config.inbound) {
+      const kept = this.partners.get(partner.node);
+      next.set(
+        partner.node,
+        kept === undefined
+          ? freshPartner(now, partner.pullIntervalMs, config.pageLimits.entriesMax)
+          : { ...kept, pullIntervalMs: partner.pullIntervalMs },
+      );
+    }
+    this.partners.clear();
+    for (const [node, state] of next) this.partners.set(node, state);
+    if (this.lingering !== null && !this.partners.has(this.lingering.partner)) this.lingering = null;
+    this.config = config;
   }
 
   partnerStatus(): PartnerStatus[] {

@@ -1,0 +1,75 @@
+import type { NodeId } from "../ids.ts";
+import { type Connection, connectionsOf } from "../topology/connections.ts";
+import { compileServedGraph, siteIndex } from "../topology/graph.ts";
+import { siteKey, type TopologyConfig } from "../topology/model.ts";
+import { pathFrom, routesTo } from "../topology/reference.ts";
+
+/**
+ * What one node does with the replicated topology: whom it pulls from (and how), whom it
+ * notifies after a commit, and which replicas make up the directory. Every node computes this
+ * for itself from its own replica of the config partition; nodes that hold the same topology
+ * agree, so a node's outbound list is exactly the set of nodes whose inbound lists name it.
+ */
+export interface PartnerPlan {
+  readonly inbound: readonly Connection[];
+  /** Nodes that pull from this one and want a notification after each commit. */
+  readonly outbound: readonly NodeId[];
+  /** Every server of the topology (this one included): tombstone purge needs them all. */
+  readonly replicaSet: readonly NodeId[];
+  /** Why this node has no partner, when it has none. */
+  readonly note: string | null;
+}
+
+/**
+ * The sites that are a next hop from `site` toward some other served site, on the routes the
+ * path-vector protocol converges to. Every node holds the same topology, so it computes those
+ * routes itself (the reference computation), which is what the protocol's stable state is.
+ */
+export function nextHopSites(config: TopologyConfig, site: string): Set<string> {
+  const graph = compileServedGraph(config);
+  const from = siteIndex(graph, site);
+  const hops = new Set<string>();
+  if (from === undefined) return hops;
+  for (let destination = 0; destination < graph.names.length; destination++) {
+    if (destination === from) continue;
+    const path = pathFrom(routesTo(graph, destination), from);
+    const next = path?.[1];
+    if (next !== undefined) hops.add(siteKey(graph.names[next] as string));
+  }
+  return hops;
+}
+
+/**
+ * The plan of `self` given the nodes it knows to be stale. Other nodes' inbound lists are
+ * computed as they would compute them with no stale partner: this node cannot know what they
+ * consider stale, and a notification too many costs one cheap pull.
+ */
+export function partnerPlan(config: TopologyConfig, self: NodeId, stale: ReadonlySet<NodeId>): PartnerPlan {
+  const hopCache = new Map<string, Set<string>>();
+  const hopsOf = (site: string): Set<string> => {
+    const key = siteKey(site);
+    let hops = hopCache.get(key);
+    if (hops === undefined) {
+      hops = nextHopSites(config, site);
+      hopCache.set(key, hops);
+    }
+    return hops;
+  };
+  const me = config.servers.find((server) => server.node === self);
+  const mine = me === undefined ? null : connectionsOf(config, self, stale, hopsOf(me.site));
+  const outbound: NodeId[] = [];
+  const none: ReadonlySet<NodeId> = new Set();
+  for (const server of config.servers) {
+    if (server.node === self || me === undefined) continue;
+    const theirs = connectionsOf(config, server.node, none, hopsOf(server.site));
+    if (theirs.inbound.some((connection) => connection.node === self && connection.notify)) {
+      outbound.push(server.node);
+    }
+  }
+  return {
+    inbound: mine?.inbound ?? [],
+    outbound,
+    replicaSet: config.servers.map((server) => server.node),
+    note: mine === null ? `${self} is not a server of the topology` : mine.note,
+  };
+}
