@@ -1,3 +1,4 @@
+import { startCommand } from "./start.ts";
 import { topologyCommand } from "./topology.ts";
 
 /**
@@ -37,6 +38,8 @@ if (command === undefined || command === "help" || command === "--help" || comma
   process.stdout.write(status);
 } else if (command === "--version" || command === "version") {
   process.stdout.write("plexus 0.1.0\n");
+} else if (command === "start") {
+  process.exitCode = await startCommand(rest, process.stdout, process.stderr);
 } else if (command === "topology") {
   process.exitCode = topologyCommand(rest, process.stdout, process.stderr);
 } else {

@@ -1,0 +1,229 @@
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { parseArgs } from "node:util";
+import { isNodeId, type NodeId } from "../core/ids.ts";
+import { isSiteName, type SiteName } from "../core/topology/model.ts";
+import { type ClusterSecret, clusterSecret } from "../runtime/auth.ts";
+import { isLogLevel, type LogLevel, streamLogger } from "../runtime/log.ts";
+import { type NodeOptions, PlexusNode, type RuntimeTimings, runtimeTimingsDefault } from "../runtime/node.ts";
+
+/**
+ * `plexus start`: one node from flags and/or a JSON config file (flags win). Prints
+ * `listening <url>` on stdout once it serves; logs JSON lines on stderr; stops cleanly on
+ * SIGTERM or SIGINT (a second signal exits at once).
+ */
+export const startUsage = `usage: plexus start [--config FILE] --data DIR --node NAME --site SITE
+                    [--host IP] [--port N] [--join URL]... [--secret-file FILE]
+                    [--partition DN]... [--topology FILE] [--synchronous full|normal]
+                    [--log-level debug|info|warn|error]
+
+  --data DIR          the data directory (one SQLite file); created if missing
+  --node NAME         this node's id (lower-case letters, digits, '-')
+  --site SITE         this node's site
+  --host IP           address to listen on and to advertise (default 127.0.0.1)
+  --port N            port to listen on; 0 (default) picks a free one
+  --join URL          a node of the directory to join through (repeatable); none for the
+                      first node of a new directory
+  --secret-file FILE  the cluster secret (at least 16 bytes); or PLEXUS_CLUSTER_SECRET
+  --partition DN      first node only: a data partition to create (repeatable;
+                      default dc=example,dc=com)
+  --topology FILE     first node only: initial sites, links, subnets and settings (JSON as
+                      in examples/topology.json; this node is added to its servers)
+  --synchronous MODE  SQLite durability: full (default, fsync per commit) or normal
+  --config FILE       JSON with any of: data, node, site, host, port, join, secretFile,
+                      partitions, topology (a file name or an object), synchronous,
+                      logLevel, timings (pullTimeoutMs, retryBackoffBaseMs,
+                      retryBackoffMaxMs, topologyRefreshMs, initialSyncTimeoutMs, joinTimeoutMs)
+`;
+
+const configBytesMax = 16 * 1024 * 1024;
+/** Ceiling for any configured timing: a day. */
+const timingMsMax = 24 * 60 * 60_000;
+
+interface Output {
+  write(text: string): unknown;
+}
+
+type Raw = Record<string, unknown>;
+
+function readJson(path: string, what: string): unknown {
+  const text = readFileSync(path);
+  if (text.length > configBytesMax) throw new Error(`${what} ${path} is larger than ${configBytesMax} bytes`);
+  try {
+    return JSON.parse(text.toString("utf8"));
+  } catch (error) {
+    throw new Error(`${what} ${path} is not JSON: ${(error as Error).message}`);
+  }
+}
+
+function isRecord(value: unknown): value is Raw {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function stringList(value: unknown, what: string): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || value.some((item) => typeof item !== "string"))
+    throw new Error(`${what} must be a list of strings`);
+  return value as string[];
+}
+
+function timings(raw: unknown): RuntimeTimings {
+  if (raw === undefined) return runtimeTimingsDefault;
+  if (!isRecord(raw)) throw new Error("timings must be an object");
+  const merged: Record<string, unknown> = { ...runtimeTimingsDefault, ...raw };
+  for (const [key, value] of Object.entries(merged)) {
+    if (!(key in runtimeTimingsDefault)) throw new Error(`unknown timing ${key}`);
+    if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > timingMsMax)
+      throw new Error(`timing ${key} must be an integer number of milliseconds, 1..${timingMsMax}`);
+  }
+  return merged as unknown as RuntimeTimings;
+}
+
+/** Parses flags and config file into node options; throws an Error with a sentence on bad input. */
+export function startOptions(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+): NodeOptions & { logLevel: LogLevel } {
+  const { values } = parseArgs({
+    args: [...args],
+    options: {
+      config: { type: "string" },
+      data: { type: "string" },
+      node: { type: "string" },
+      site: { type: "string" },
+      host: { type: "string" },
+      port: { type: "string" },
+      join: { type: "string", multiple: true },
+      "secret-file": { type: "string" },
+      partition: { type: "string", multiple: true },
+      topology: { type: "string" },
+      synchronous: { type: "string" },
+      "log-level": { type: "string" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const file: Raw = values.config === undefined ? {} : (readJson(values.config, "config file") as Raw);
+  if (!isRecord(file)) throw new Error("the config file must hold a JSON object");
+  const known = [
+    "data",
+    "node",
+    "site",
+    "host",
+    "port",
+    "join",
+    "secretFile",
+    "partitions",
+    "topology",
+    "synchronous",
+    "logLevel",
+    "timings",
+  ];
+  const unknown = Object.keys(file).find((key) => !known.includes(key));
+  if (unknown !== undefined) throw new Error(`unknown config field ${unknown}`);
+
+  const data = values.data ?? file.data;
+  if (typeof data !== "string" || data === "") throw new Error("--data is required");
+  const node = values.node ?? file.node;
+  if (!isNodeId(node)) throw new Error("--node must be a node id (lower-case letters, digits, '-')");
+  const site = values.site ?? file.site;
+  if (!isSiteName(site)) throw new Error("--site must be a site name (a DNS label)");
+  const host = values.host ?? file.host ?? "127.0.0.1";
+  if (typeof host !== "string" || isIP(host) === 0 || host === "0.0.0.0" || host === "::")
+    throw new Error("--host must be one IP address of this machine (it is advertised to partners)");
+  const portValue = values.port ?? file.port ?? 0;
+  const port =
+    typeof portValue === "string" && /^[0-9]{1,5}$/.test(portValue) ? Number(portValue) : portValue;
+  if (typeof port !== "number" || !Number.isInteger(port) || port < 0 || port > 65_535)
+    throw new Error("--port must be 0..65535");
+  const join = values.join ?? stringList(file.join, "join");
+  for (const url of join) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new Error(`--join ${url} is not a URL`);
+    }
+    if (parsed.protocol !== "http:") throw new Error(`--join ${url}: only http:// URLs are supported`);
+  }
+  const secretFile = values["secret-file"] ?? file.secretFile;
+  const secretText =
+    typeof secretFile === "string" ? readFileSync(secretFile, "utf8") : env.PLEXUS_CLUSTER_SECRET;
+  if (secretText === undefined)
+    throw new Error("a cluster secret is required: --secret-file or PLEXUS_CLUSTER_SECRET");
+  const secret = clusterSecret(secretText);
+  if (typeof secret === "string") throw new Error(secret);
+  const partitions = values.partition ?? stringList(file.partitions, "partitions");
+  const topologySource = values.topology ?? file.topology;
+  const topology =
+    typeof topologySource === "string" ? readJson(topologySource, "topology file") : (topologySource ?? {});
+  if (!isRecord(topology)) throw new Error("the topology must be a JSON object");
+  const synchronous = values.synchronous ?? file.synchronous ?? "full";
+  if (synchronous !== "full" && synchronous !== "normal")
+    throw new Error("--synchronous must be full or normal");
+  const logLevel = values["log-level"] ?? file.logLevel ?? "info";
+  if (!isLogLevel(logLevel)) throw new Error("--log-level must be debug, info, warn or error");
+  return {
+    dataDirectory: data,
+    node: node as NodeId,
+    site: site as SiteName,
+    host,
+    port,
+    join,
+    secret: secret as ClusterSecret,
+    partitions: partitions.length > 0 || join.length > 0 ? partitions : ["dc=example,dc=com"],
+    topology,
+    synchronous,
+    timings: timings(file.timings),
+    log: streamLogger(() => {}, "error"),
+    logLevel,
+  };
+}
+
+/** Runs the node until a signal stops it. Resolves with the exit code. */
+export async function startCommand(args: readonly string[], stdout: Output, stderr: Output): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    stdout.write(startUsage);
+    return 0;
+  }
+  let options: NodeOptions & { logLevel: LogLevel };
+  try {
+    options = startOptions(args, process.env);
+  } catch (error) {
+    stderr.write(`plexus start: ${(error as Error).message}\n${startUsage}`);
+    return 2;
+  }
+  const log = streamLogger((line) => stderr.write(line), options.logLevel, { node: options.node });
+  let node: PlexusNode;
+  try {
+    node = await PlexusNode.start({ ...options, log });
+  } catch (error) {
+    log.log("error", "start-failed", { error: (error as Error).message });
+    stderr.write(`plexus start: ${(error as Error).message}\n`);
+    return 1;
+  }
+  stdout.write(`listening ${node.url}\n`);
+  return await new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) {
+        log.log("warn", "forced-exit", { signal });
+        process.exit(130);
+      }
+      stopping = true;
+      log.log("info", "stopping", { signal });
+      node.stop().then(
+        () => {
+          log.log("info", "stopped", {});
+          resolve(0);
+        },
+        (error: unknown) => {
+          log.log("error", "stop-failed", { error: (error as Error).message });
+          resolve(1);
+        },
+      );
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+  });
+}

@@ -1,0 +1,260 @@
+import type { FastifyError, FastifyInstance, FastifyReply } from "fastify";
+import type { Guid } from "../../core/ids.ts";
+import type { WriteOutcome, WriteRequest } from "../../core/replica/originating.ts";
+import type { ConflictView, EntryView, SearchRequest, SearchResult } from "../../core/replica/read.ts";
+import { searchSizeLimitDefault, searchSizeLimitMax } from "../../core/replica/read.ts";
+import type { Result } from "../../core/result.ts";
+import { isRetryable, type Problem, type ProblemCode, problem, problemOf } from "./problems.ts";
+
+/**
+ * The client API under /v1 (docs/api.md). It translates: it checks the shape of what arrives
+ * (types, unknown fields), turns it into the core's requests, and turns results into JSON or
+ * problem documents. Every decision — DN syntax, schema, conflicts, limits — is the core's.
+ */
+export interface DirectoryService {
+  /** False while a joining node performs its initial sync. */
+  ready(): boolean;
+  write(request: WriteRequest): Promise<Result<WriteOutcome>>;
+  get(dn: string, attributes: readonly string[] | undefined): Result<EntryView>;
+  search(request: SearchRequest): Result<SearchResult>;
+  conflicts(after: Guid | null, limit: number): Result<ConflictView[]>;
+  status(): unknown;
+}
+
+export const clientBodyBytesMax = 8 * 1024 * 1024;
+export const conflictsLimitDefault = 100;
+export const conflictsLimitMax = 1000;
+export const searchPageSizeMax = 1000;
+const retryAfterSeconds = 1;
+
+type Fields = Record<string, unknown>;
+
+function isRecord(value: unknown): value is Fields {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** A body that is an object holding no field outside `allowed`, or the problem with it. */
+function checkBody(body: unknown, allowed: readonly string[]): Fields | Problem {
+  if (!isRecord(body)) return problem("invalid-request", "the body must be a JSON object");
+  const unknown = Object.keys(body).find((key) => !allowed.includes(key));
+  if (unknown !== undefined)
+    return problem("invalid-request", `unknown field '${unknown}' (allowed: ${allowed.join(", ")})`);
+  return body;
+}
+
+function isProblem(value: unknown): value is Problem {
+  return isRecord(value) && typeof value.code === "string" && typeof value.status === "number";
+}
+
+function sendProblem(reply: FastifyReply, value: Problem): FastifyReply {
+  if (isRetryable(value.code)) void reply.header("retry-after", String(retryAfterSeconds));
+  return reply.code(value.status).header("content-type", "application/problem+json").send(value);
+}
+
+function sendResult<T>(reply: FastifyReply, result: Result<T>, status = 200): FastifyReply {
+  if (!result.ok) return sendProblem(reply, problemOf(result.error));
+  return reply.code(status).send(result.value);
+}
+
+/** `attributes=cn,mail` as a list; absent means every user attribute. */
+function attributeList(query: Fields): readonly string[] | undefined | Problem {
+  const raw = query.attributes;
+  if (raw === undefined) return undefined;
+  if (typeof raw !== "string") return problem("invalid-request", "attributes must be given once");
+  return raw === "" ? [] : raw.split(",").map((name) => name.trim());
+}
+
+function outcomeBody(outcome: WriteOutcome): Fields {
+  return { dn: outcome.dn, guid: outcome.guid, usn: outcome.usn, changed: outcome.entries };
+}
+
+/** Offset cursors: pages of one search asked again; not a snapshot (see docs/api.md). */
+function encodeCursor(offset: number): string {
+  return Buffer.from(JSON.stringify({ offset }), "utf8").toString("base64url");
+}
+
+function decodeCursor(cursor: unknown): number | Problem {
+  if (cursor === undefined) return 0;
+  if (typeof cursor !== "string" || cursor.length > 200) return problem("invalid-request", "bad cursor");
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+    if (isRecord(parsed) && Number.isSafeInteger(parsed.offset) && (parsed.offset as number) >= 0)
+      return parsed.offset as number;
+  } catch {
+    // Falls through to the problem below: a cursor this node did not make.
+  }
+  return problem("invalid-request", "bad cursor");
+}
+
+export function registerClientApi(app: FastifyInstance, service: DirectoryService): void {
+  app.addHook("onRequest", async (request, reply) => {
+    if (request.url.startsWith("/v1/") && request.url !== "/v1/status" && !service.ready()) {
+      return sendProblem(reply, problem("not-ready", "this node is still performing its initial sync"));
+    }
+  });
+
+  const write = async (reply: FastifyReply, request: WriteRequest, status = 200): Promise<FastifyReply> => {
+    const result = await service.write(request);
+    if (!result.ok) return sendProblem(reply, problemOf(result.error));
+    return reply.code(status).send(outcomeBody(result.value));
+  };
+
+  app.post("/v1/entries", async (request, reply) => {
+    const body = checkBody(request.body, ["dn", "attributes"]);
+    if (isProblem(body)) return sendProblem(reply, body);
+    if (typeof body.dn !== "string")
+      return sendProblem(reply, problem("invalid-request", "dn must be a string"));
+    if (!isRecord(body.attributes))
+      return sendProblem(reply, problem("invalid-request", "attributes must be an object of value lists"));
+    for (const [type, values] of Object.entries(body.attributes)) {
+      if (!Array.isArray(values) || values.some((value) => typeof value !== "string"))
+        return sendProblem(reply, problem("invalid-value", `${type} must be a list of strings`));
+    }
+    const attributes = body.attributes as Record<string, string[]>;
+    return write(reply, { op: "add", dn: body.dn, attributes }, 201);
+  });
+
+  app.get<{ Params: { dn: string }; Querystring: Fields }>("/v1/entries/:dn", async (request, reply) => {
+    const unknown = Object.keys(request.query).find((key) => key !== "attributes");
+    if (unknown !== undefined)
+      return sendProblem(reply, problem("invalid-request", `unknown parameter '${unknown}'`));
+    const attributes = attributeList(request.query);
+    if (isProblem(attributes)) return sendProblem(reply, attributes);
+    return sendResult(reply, service.get(request.params.dn, attributes));
+  });
+
+  app.patch<{ Params: { dn: string } }>("/v1/entries/:dn", async (request, reply) => {
+    const body = checkBody(request.body, ["changes"]);
+    if (isProblem(body)) return sendProblem(reply, body);
+    if (!Array.isArray(body.changes))
+      return sendProblem(reply, problem("invalid-request", "changes must be a list"));
+    for (const change of body.changes) {
+      const checked = checkBody(change, ["operation", "attribute", "values"]);
+      if (isProblem(checked)) return sendProblem(reply, checked);
+    }
+    return write(reply, { op: "modify", dn: request.params.dn, changes: body.changes });
+  });
+
+  app.delete<{ Params: { dn: string }; Querystring: Fields }>("/v1/entries/:dn", async (request, reply) => {
+    const unknown = Object.keys(request.query).find((key) => key !== "subtree");
+    if (unknown !== undefined)
+      return sendProblem(reply, problem("invalid-request", `unknown parameter '${unknown}'`));
+    const subtree = request.query.subtree;
+    if (subtree !== undefined && subtree !== "true" && subtree !== "false")
+      return sendProblem(reply, problem("invalid-request", "subtree must be true or false"));
+    return write(reply, { op: "delete", dn: request.params.dn, subtree: subtree === "true" });
+  });
+
+  app.post<{ Params: { dn: string } }>("/v1/entries/:dn/rename", async (request, reply) => {
+    const body = checkBody(request.body, ["newRdn", "newParent", "deleteOldRdn"]);
+    if (isProblem(body)) return sendProblem(reply, body);
+    if (typeof body.newRdn !== "string")
+      return sendProblem(reply, problem("invalid-request", "newRdn must be a string"));
+    if (body.newParent !== undefined && typeof body.newParent !== "string")
+      return sendProblem(reply, problem("invalid-request", "newParent must be a DN string"));
+    if (body.deleteOldRdn !== undefined && typeof body.deleteOldRdn !== "boolean")
+      return sendProblem(reply, problem("invalid-request", "deleteOldRdn must be true or false"));
+    return write(reply, {
+      op: "modifyDn",
+      dn: request.params.dn,
+      newRdn: body.newRdn,
+      ...(body.newParent === undefined ? {} : { newParent: body.newParent }),
+      ...(body.deleteOldRdn === undefined ? {} : { deleteOldRdn: body.deleteOldRdn }),
+    });
+  });
+
+  app.post("/v1/search", async (request, reply) => {
+    const body = checkBody(request.body, [
+      "base",
+      "scope",
+      "filter",
+      "attributes",
+      "sizeLimit",
+      "pageSize",
+      "cursor",
+    ]);
+    if (isProblem(body)) return sendProblem(reply, body);
+    const offset = decodeCursor(body.cursor);
+    if (isProblem(offset)) return sendProblem(reply, offset);
+    const sizeLimit = body.sizeLimit ?? searchSizeLimitDefault;
+    const pageSize = body.pageSize ?? sizeLimit;
+    if (
+      !Number.isSafeInteger(sizeLimit) ||
+      (sizeLimit as number) < 1 ||
+      (sizeLimit as number) > searchSizeLimitMax
+    )
+      return sendProblem(
+        reply,
+        problem("invalid-request", `sizeLimit must be an integer 1..${searchSizeLimitMax}`),
+      );
+    if (!Number.isSafeInteger(pageSize) || (pageSize as number) < 1)
+      return sendProblem(reply, problem("invalid-request", "pageSize must be a positive integer"));
+    const page = Math.min(pageSize as number, searchPageSizeMax, sizeLimit as number);
+    // One more than the page tells whether another page follows.
+    const asked = Math.min(offset + page + 1, sizeLimit as number);
+    if (offset >= (sizeLimit as number))
+      return reply.send({ entries: [], truncated: false, nextCursor: null });
+    const result = service.search({ ...(body as object), sizeLimit: asked } as SearchRequest);
+    if (!result.ok) return sendProblem(reply, problemOf(result.error));
+    const entries = result.value.entries.slice(offset, offset + page);
+    const more = result.value.entries.length > offset + page;
+    return reply.send({
+      entries,
+      truncated: result.value.truncated && !more,
+      nextCursor: more ? encodeCursor(offset + page) : null,
+    });
+  });
+
+  app.get<{ Querystring: Fields }>("/v1/conflicts", async (request, reply) => {
+    const { after, limit } = request.query;
+    const unknown = Object.keys(request.query).find((key) => key !== "after" && key !== "limit");
+    if (unknown !== undefined)
+      return sendProblem(reply, problem("invalid-request", `unknown parameter '${unknown}'`));
+    if (after !== undefined && (typeof after !== "string" || !/^[0-9a-f]{32}$/.test(after)))
+      return sendProblem(reply, problem("invalid-request", "after must be a GUID (32 hex digits)"));
+    const count = limit === undefined ? conflictsLimitDefault : Number(limit);
+    if (!Number.isSafeInteger(count) || count < 1 || count > conflictsLimitMax)
+      return sendProblem(
+        reply,
+        problem("invalid-request", `limit must be an integer 1..${conflictsLimitMax}`),
+      );
+    const result = service.conflicts((after as Guid | undefined) ?? null, count);
+    if (!result.ok) return sendProblem(reply, problemOf(result.error));
+    const last = result.value.at(-1);
+    return reply.send({
+      conflicts: result.value,
+      next: result.value.length === count && last !== undefined ? last.guid : null,
+    });
+  });
+
+  app.get("/v1/status", async (_request, reply) => reply.send(service.status()));
+}
+
+/**
+ * Fastify's own failures (bad JSON, body too large, wrong content type, no such route) as
+ * problem documents, and anything unexpected as a 500 that says nothing of the internals.
+ */
+export function registerProblemHandlers(
+  app: FastifyInstance,
+  onInternalError: (error: unknown) => void,
+): void {
+  app.setNotFoundHandler((request, reply) => {
+    void sendProblem(reply, problem("not-found", `no route ${request.method} ${request.url.split("?")[0]}`));
+  });
+  app.setErrorHandler((error: FastifyError, _request, reply) => {
+    const status = error.statusCode ?? 500;
+    const code: ProblemCode =
+      status === 413
+        ? "payload-too-large"
+        : status === 415
+          ? "unsupported-media-type"
+          : status === 405
+            ? "method-not-allowed"
+            : status >= 400 && status < 500
+              ? "invalid-request"
+              : "internal-error";
+    if (code === "internal-error") onInternalError(error);
+    const detail = code === "internal-error" ? "the node failed to handle this request" : error.message;
+    void sendProblem(reply, problem(code, detail));
+  });
+}

@@ -1,0 +1,646 @@
+import { closeSync, existsSync, fsyncSync, openSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import Fastify, { type FastifyInstance } from "fastify";
+import { configPartition, dnsPartition } from "../core/directory/partition.ts";
+import type { Guid, NodeId } from "../core/ids.ts";
+import { isNodeId } from "../core/ids.ts";
+import { type NodeConfig, NodeMachine, nodeConfigDefaults, type Send } from "../core/node/machine.ts";
+import type { PeerMessage } from "../core/node/messages.ts";
+import { type PartnerPlan, partnerPlan } from "../core/node/partners.ts";
+import { checkRegistration, type Registration, registrationWrites } from "../core/node/registration.ts";
+import type { WriteOutcome, WriteRequest } from "../core/replica/originating.ts";
+import type { ConflictView, EntryView, SearchRequest, SearchResult } from "../core/replica/read.ts";
+import { Replica } from "../core/replica/replica.ts";
+import { fail, ok, type Result } from "../core/result.ts";
+import type { Connection } from "../core/topology/connections.ts";
+import { readTopology, topologyWrites } from "../core/topology/entries.ts";
+import {
+  checkTopology,
+  type SiteName,
+  settingsDefaults,
+  siteKey,
+  type TopologyConfig,
+} from "../core/topology/model.ts";
+import {
+  clientBodyBytesMax,
+  type DirectoryService,
+  registerClientApi,
+  registerProblemHandlers,
+} from "../edge/http/api.ts";
+import { type DataDirectory, openDataDirectory } from "../store/data-directory.ts";
+import type { ClusterSecret } from "./auth.ts";
+import { errorText, type Logger } from "./log.ts";
+import { PeerClient, peerPaths } from "./peer-client.ts";
+import { type PeerAnswer, registerPeerRoutes } from "./peer-server.ts";
+import { cryptoRandom, monotonicClock, systemClock, wallTimeOf } from "./ports.ts";
+
+/**
+ * One Plexus node process: the data directory, the replica, the node state machine driven by
+ * real timers, the transport to other nodes and the client API. The machine decides what to
+ * send and when; this class only carries messages, keeps the timer set to the machine's next
+ * wake time, re-reads the topology when the config partition changes, and batches client
+ * writes into shared transactions (group commit).
+ */
+export interface RuntimeTimings {
+  /** An exchange with a partner (one page) that takes longer counts as failed. */
+  readonly pullTimeoutMs: number;
+  readonly retryBackoffBaseMs: number;
+  readonly retryBackoffMaxMs: number;
+  /** The config partition is re-read at most this often while it keeps changing. */
+  readonly topologyRefreshMs: number;
+  /** How long a joining node waits for its initial sync before it gives up (and exits). */
+  readonly initialSyncTimeoutMs: number;
+  /** How long a joining node keeps asking its join URLs to admit it. */
+  readonly joinTimeoutMs: number;
+}
+
+export const runtimeTimingsDefault: RuntimeTimings = {
+  pullTimeoutMs: nodeConfigDefaults.pullTimeoutMs,
+  retryBackoffBaseMs: nodeConfigDefaults.retryBackoffBaseMs,
+  retryBackoffMaxMs: nodeConfigDefaults.retryBackoffMaxMs,
+  topologyRefreshMs: 100,
+  initialSyncTimeoutMs: 30 * 60_000,
+  joinTimeoutMs: 60_000,
+};
+
+/** Exchanges with partners in flight at once; the rest wait their turn. */
+export const peerRequestsInFlightMax = 16;
+/** Client writes committed in one transaction at most. */
+export const groupCommitBatchMax = 512;
+/** Client writes waiting for a transaction; beyond this a write is refused at once. */
+export const writeQueueMax = 10_000;
+/** setTimeout's own ceiling is about 24.8 days; the machine is ticked at least this often. */
+const timerMaxMs = 60_000;
+const syncPollMs = 20;
+const joinRetryMs = 500;
+/** The file that says this data directory finished its initial sync (or created the directory). */
+export const syncedMarkerFileName = "plexus.synced";
+
+export interface NodeOptions {
+  readonly dataDirectory: string;
+  readonly node: NodeId;
+  readonly site: SiteName;
+  /** The IP address to listen on (and to advertise in the topology). */
+  readonly host: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  /** Nodes to join through; empty for the first node of a new directory. */
+  readonly join: readonly string[];
+  readonly secret: ClusterSecret;
+  /** The first node creates these data partitions (config and dns always). */
+  readonly partitions: readonly string[];
+  /** The first node's initial topology (sites, links, subnets, settings); it adds itself. */
+  readonly topology: unknown;
+  readonly synchronous: "full" | "normal";
+  readonly timings: RuntimeTimings;
+  readonly log: Logger;
+}
+
+interface QueuedWrite {
+  readonly request: WriteRequest;
+  readonly resolve: (result: Result<WriteOutcome>) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+export class PlexusNode implements DirectoryService {
+  private readonly machine: NodeMachine;
+  private readonly app: FastifyInstance;
+  private readonly client: PeerClient;
+  private readonly urls = new Map<NodeId, string>();
+  private connections = new Map<NodeId, Connection>();
+  private plan: PartnerPlan = { inbound: [], outbound: [], replicaSet: [], note: null };
+  private planKey = "";
+  private topology: TopologyConfig | null = null;
+  private topologyProblems: readonly string[] = [];
+  private topologyUsn = -1;
+  private topologyReadAt = Number.NEGATIVE_INFINITY;
+  /** While a joining node syncs from the node that admitted it, that node is its only partner. */
+  private bootstrap: { readonly node: NodeId; readonly url: string } | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly writeQueue: QueuedWrite[] = [];
+  private flushScheduled = false;
+  private isReady = false;
+  private stopped = false;
+  private boundUrl = "";
+
+  private constructor(
+    private readonly options: NodeOptions,
+    private readonly data: DataDirectory,
+    readonly replica: Replica,
+  ) {
+    this.machine = new NodeMachine(replica, monotonicClock, this.nodeConfig(this.plan));
+    this.client = new PeerClient({
+      self: options.node,
+      secret: options.secret,
+      inFlightMax: peerRequestsInFlightMax,
+    });
+    this.app = Fastify({ logger: false, bodyLimit: clientBodyBytesMax });
+    registerProblemHandlers(this.app, (error) =>
+      options.log.log("error", "request-failed", { error: errorText(error) }),
+    );
+    registerPeerRoutes(this.app, options.secret, this.peerHandler(), options.log);
+    registerClientApi(this.app, this);
+  }
+
+  /** Opens (or creates) the data directory, listens, joins or creates the directory, then serves. */
+  static async start(options: NodeOptions): Promise<PlexusNode> {
+    const data = openDataDirectory(options.dataDirectory, { synchronous: options.synchronous });
+    let replica: Replica;
+    try {
+      const meta = data.store.readMeta();
+      if (meta !== undefined && meta.nodeId !== options.node)
+        throw new Error(`the data directory belongs to node ${meta.nodeId}, not ${options.node}`);
+      if (data.restored) options.log.log("warn", "restored-copy", { reason: data.reason ?? "" });
+      replica =
+        meta === undefined
+          ? Replica.create(data.store, { clock: systemClock, random: cryptoRandom }, options.node)
+          : Replica.open(
+              data.store,
+              { clock: systemClock, random: cryptoRandom },
+              { restored: data.restored },
+            );
+    } catch (error) {
+      data.close();
+      throw error;
+    }
+    const node = new PlexusNode(options, data, replica);
+    try {
+      await node.begin();
+    } catch (error) {
+      await node.stop();
+      throw error;
+    }
+    return node;
+  }
+
+  get url(): string {
+    return this.boundUrl;
+  }
+
+  private async begin(): Promise<void> {
+    const { options } = this;
+    this.boundUrl = await this.app.listen({ host: options.host, port: options.port });
+    const port = Number(new URL(this.boundUrl).port);
+    const registration: Registration = {
+      node: options.node,
+      site: options.site,
+      address: options.host,
+      httpPort: port,
+    };
+    const synced = existsSync(join(options.dataDirectory, syncedMarkerFileName));
+    this.schedule();
+    if (!synced && options.join.length === 0) {
+      this.createDirectory(registration);
+      this.markSynced();
+    } else if (!synced) {
+      await this.joinAndSync(registration);
+      this.markSynced();
+    } else {
+      await this.refreshRegistration(registration);
+    }
+    this.isReady = true;
+    this.refreshTopology(true);
+    this.schedule();
+    options.log.log("info", "serving", { url: this.boundUrl, invocation: this.replica.invocationId });
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    await this.app.close();
+    await this.client.close();
+    for (const queued of this.writeQueue.splice(0)) queued.reject(new Error("the node is shutting down"));
+    this.data.close();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // creating, joining, registering
+
+  private createDirectory(registration: Registration): void {
+    for (const partition of [configPartition, dnsPartition, ...this.options.partitions]) {
+      const created = this.replica.createPartition(partition);
+      if (!created.ok && created.error.code !== "partition-exists")
+        throw new Error(`cannot create partition ${partition}: ${created.error.message}`);
+    }
+    const raw = (this.options.topology ?? {}) as Record<string, unknown>;
+    const sites = Array.isArray(raw.sites) ? [...raw.sites] : [];
+    if (
+      !sites.some(
+        (site) =>
+          typeof site === "object" &&
+          site !== null &&
+          "name" in site &&
+          siteKey(String(site.name)) === siteKey(registration.site),
+      )
+    )
+      sites.push({ name: registration.site });
+    const servers = Array.isArray(raw.servers) ? raw.servers : [];
+    const checked = checkTopology({
+      ...raw,
+      sites,
+      servers: [
+        ...servers,
+        {
+          node: registration.node,
+          site: registration.site,
+          addresses: [registration.address],
+          httpPort: registration.httpPort,
+        },
+      ],
+    });
+    if (!checked.ok) throw new Error(`invalid initial topology: ${checked.error.message}`);
+    const results = this.machine.write(topologyWrites(checked.value));
+    const failed = results.find((result) => !result.ok && result.error.code !== "entry-exists");
+    if (failed !== undefined && !failed.ok)
+      throw new Error(`cannot store the topology: ${failed.error.message}`);
+    this.options.log.log("info", "directory-created", {
+      partitions: [configPartition, dnsPartition, ...this.options.partitions],
+    });
+  }
+
+  /** Asks the join URLs in turn to admit this node, until one does or the join timeout passes. */
+  private async admit(registration: Registration): Promise<{ node: NodeId; url: string }> {
+    const deadline = monotonicClock.now() + this.options.timings.joinTimeoutMs;
+    let lastReason = "no join URL";
+    for (let attempt = 0; monotonicClock.now() < deadline && !this.stopped; attempt++) {
+      for (const url of this.options.join) {
+        const reply = await this.client.post(
+          url,
+          peerPaths.join,
+          registration,
+          this.options.timings.pullTimeoutMs,
+        );
+        if (reply.ok && typeof reply.body === "object" && reply.body !== null) {
+          const admitter = (reply.body as Record<string, unknown>).node;
+          if (isNodeId(admitter)) return { node: admitter, url };
+          lastReason = `${url} answered without a node id`;
+        } else if (!reply.ok) {
+          lastReason = `${url}: ${reply.reason}`;
+        }
+      }
+      this.options.log.log("warn", "join-retry", { attempt, reason: lastReason });
+      await new Promise((resolve) => setTimeout(resolve, joinRetryMs));
+    }
+    throw new Error(`could not join: ${lastReason}`);
+  }
+
+  /**
+   * Registers through a join URL, then pulls everything from the node that admitted it. The
+   * watermark is committed with every page, so a crash here resumes where it stopped.
+   */
+  private async joinAndSync(registration: Registration): Promise<void> {
+    const admitter = await this.admit(registration);
+    this.options.log.log("info", "joined", { through: admitter.node, url: admitter.url });
+    this.bootstrap = admitter;
+    this.urls.set(admitter.node, admitter.url);
+    this.planKey = "";
+    this.applyPlan(
+      { inbound: [], outbound: [], replicaSet: [this.options.node, admitter.node], note: "initial sync" },
+      [{ node: admitter.node, pullIntervalMs: settingsDefaults.intraSitePullIntervalMs }],
+    );
+    this.wake();
+    const deadline = monotonicClock.now() + this.options.timings.initialSyncTimeoutMs;
+    for (;;) {
+      const status = this.machine.partnerStatus().find((partner) => partner.partner === admitter.node);
+      if (status?.lastSuccessAt !== null && status?.lastSuccessAt !== undefined) break;
+      if (this.stopped) throw new Error("stopped during the initial sync");
+      if (monotonicClock.now() > deadline) throw new Error(`initial sync from ${admitter.node} timed out`);
+      await new Promise((resolve) => setTimeout(resolve, syncPollMs));
+    }
+    this.bootstrap = null;
+    this.options.log.log("info", "initial-sync-done", { from: admitter.node, usn: this.replica.usn });
+  }
+
+  /** After a restart: update this node's server entry if its address or port changed. */
+  private async refreshRegistration(registration: Registration): Promise<void> {
+    const config = readTopology(this.replica).config;
+    const writes = registrationWrites(config, registration, registration.site);
+    if (writes.length === 0) return;
+    if (this.options.join.length > 0) {
+      await this.admit(registration);
+      return;
+    }
+    // No one to ask: write it here; partners learn it when they next reach this node.
+    for (const result of await Promise.all(writes.map((write) => this.write(write))))
+      if (!result.ok) this.options.log.log("warn", "registration-failed", { error: result.error.message });
+  }
+
+  private markSynced(): void {
+    const fd = openSync(join(this.options.dataDirectory, syncedMarkerFileName), "w");
+    try {
+      writeSync(fd, `${new Date().toISOString()}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // topology and partners
+
+  private nodeConfig(plan: PartnerPlan, inbound?: NodeConfig["inbound"]): NodeConfig {
+    const settings = this.topology?.settings ?? settingsDefaults;
+    return {
+      ...nodeConfigDefaults,
+      pullTimeoutMs: this.options.timings.pullTimeoutMs,
+      retryBackoffBaseMs: this.options.timings.retryBackoffBaseMs,
+      retryBackoffMaxMs: this.options.timings.retryBackoffMaxMs,
+      notifyDelayMs: settings.notifyDelayMs,
+      inbound:
+        inbound ??
+        plan.inbound.map((connection) => ({
+          node: connection.node,
+          pullIntervalMs: connection.pullIntervalMs,
+        })),
+      outbound: plan.outbound,
+      replicaSet: plan.replicaSet.length > 0 ? plan.replicaSet : [this.options.node],
+    };
+  }
+
+  private applyPlan(plan: PartnerPlan, inbound?: NodeConfig["inbound"]): void {
+    const config = this.nodeConfig(plan, inbound);
+    const key = JSON.stringify([config, plan.inbound]);
+    if (key === this.planKey) return;
+    this.planKey = key;
+    this.plan = plan;
+    this.connections = new Map(plan.inbound.map((connection) => [connection.node, connection]));
+    this.machine.reconfigure(config);
+    this.options.log.log("info", "partners", {
+      inbound: config.inbound.map((partner) => partner.node),
+      outbound: plan.outbound,
+      note: plan.note,
+    });
+  }
+
+  /** Re-reads the topology when the replica changed since the last read (at most every topologyRefreshMs). */
+  private refreshTopology(force = false): void {
+    if (this.bootstrap !== null || this.stopped) return;
+    const now = monotonicClock.now();
+    const changed = this.replica.usn !== this.topologyUsn;
+    if (!force && (!changed || now - this.topologyReadAt < this.options.timings.topologyRefreshMs)) {
+      this.refreshStale();
+      return;
+    }
+    this.topologyUsn = this.replica.usn;
+    this.topologyReadAt = now;
+    const read = readTopology(this.replica);
+    if (read.problems.join("\n") !== this.topologyProblems.join("\n") && read.problems.length > 0)
+      this.options.log.log("warn", "topology-problems", { problems: read.problems });
+    this.topology = read.config;
+    this.topologyProblems = read.problems;
+    for (const server of read.config.servers) {
+      const address = server.addresses[0];
+      if (address === undefined || server.node === this.options.node) continue;
+      const host = address.includes(":") ? `[${address}]` : address;
+      this.urls.set(server.node, `http://${host}:${server.httpPort}`);
+    }
+    this.applyPlan(partnerPlan(read.config, this.options.node, this.staleSet()));
+  }
+
+  /** Partners that failed staleAfterFailures pulls in a row: the ring closes around them. */
+  private staleSet(): Set<NodeId> {
+    const threshold = this.topology?.settings.staleAfterFailures ?? settingsDefaults.staleAfterFailures;
+    return new Set(
+      this.machine
+        .partnerStatus()
+        .filter((status) => status.consecutiveFailures >= threshold)
+        .map((status) => status.partner),
+    );
+  }
+
+  private refreshStale(): void {
+    if (this.topology === null) return;
+    this.applyPlan(partnerPlan(this.topology, this.options.node, this.staleSet()));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // driving the machine
+
+  private wake(): void {
+    if (this.stopped) return;
+    this.dispatch(this.guard("tick", () => this.machine.tick(), []));
+    this.refreshTopology();
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    if (this.timer !== null) clearTimeout(this.timer);
+    let wake = this.machine.nextWakeAt();
+    if (this.replica.usn !== this.topologyUsn && this.bootstrap === null)
+      wake = Math.min(wake, this.topologyReadAt + this.options.timings.topologyRefreshMs);
+    const delay = Math.max(0, Math.min(wake - monotonicClock.now(), timerMaxMs));
+    this.timer = setTimeout(() => this.wake(), Math.ceil(delay));
+  }
+
+  /** Runs a machine step; a throw is a bug in this node, logged, never a crash of the process. */
+  private guard<T>(what: string, step: () => T, fallback: T): T {
+    try {
+      return step();
+    } catch (error) {
+      this.options.log.log("error", "machine-step-failed", { step: what, error: errorText(error) });
+      return fallback;
+    }
+  }
+
+  private dispatch(sends: readonly Send[]): void {
+    for (const send of sends) {
+      const url = this.urls.get(send.to);
+      const message = send.message;
+      switch (message.kind) {
+        case "pull":
+        case "lingering-check":
+          if (url === undefined) this.machine.undeliverable(send.to, message);
+          else void this.exchange(send.to, url, message);
+          break;
+        case "notify":
+          if (url !== undefined) void this.notify(send.to, url);
+          break;
+        case "page":
+        case "refused":
+        case "lingering-answer":
+          // Answers travel back on the exchange that asked; one here has no exchange to ride.
+          this.options.log.log("warn", "answer-without-exchange", { to: send.to, kind: message.kind });
+          break;
+      }
+    }
+  }
+
+  private async exchange(to: NodeId, url: string, message: PeerMessage): Promise<void> {
+    const compress = this.connections.get(to)?.compress ?? false;
+    const reply = await this.client.post(
+      url,
+      peerPaths.messages,
+      message,
+      this.options.timings.pullTimeoutMs,
+      compress,
+    );
+    if (this.stopped) return;
+    if (!reply.ok || reply.status !== 200) {
+      this.options.log.log("debug", "exchange-failed", {
+        to,
+        kind: message.kind,
+        reason: reply.ok ? `HTTP ${reply.status}` : reply.reason,
+      });
+      this.machine.undeliverable(to, message);
+    } else {
+      this.dispatch(this.guard("receive", () => this.machine.receive(to, reply.body), []));
+    }
+    this.refreshTopology();
+    this.schedule();
+  }
+
+  private async notify(to: NodeId, url: string): Promise<void> {
+    const notification: PeerMessage = { kind: "notify" };
+    const reply = await this.client.post(
+      url,
+      peerPaths.messages,
+      notification,
+      this.options.timings.pullTimeoutMs,
+    );
+    // A lost notification costs latency only: the partner still pulls on its interval.
+    if (!reply.ok) this.options.log.log("debug", "notify-failed", { to, reason: reply.reason });
+  }
+
+  private peerHandler() {
+    return {
+      message: (from: NodeId, body: unknown): PeerAnswer => {
+        if (this.stopped) return { status: 204 };
+        const sends = this.guard("receive", () => this.machine.receive(from, body), []);
+        const isAnswer = (send: Send): boolean =>
+          send.to === from &&
+          (send.message.kind === "page" ||
+            send.message.kind === "refused" ||
+            send.message.kind === "lingering-answer");
+        const answer = sends.find(isAnswer);
+        this.dispatch(sends.filter((send) => send !== answer));
+        this.schedule();
+        return answer === undefined ? { status: 204 } : { status: 200, body: answer.message };
+      },
+      join: async (from: NodeId, body: unknown) => this.admitPeer(from, body),
+      utd: (): PeerAnswer => ({
+        status: 200,
+        body: {
+          node: this.options.node,
+          site: this.options.site,
+          invocation: this.replica.invocationId,
+          utd: this.replica.utd(),
+        },
+      }),
+    };
+  }
+
+  /** Admits a joining node: registers it (or updates its address) in the config partition. */
+  private async admitPeer(
+    from: NodeId,
+    body: unknown,
+  ): Promise<PeerAnswer | { status: 400 | 503; detail: string }> {
+    if (!this.isReady) return { status: 503, detail: "this node is still syncing; join through another" };
+    const checked = checkRegistration(body);
+    if (!checked.ok) return { status: 400, detail: checked.error.message };
+    if (checked.value.node !== from) return { status: 400, detail: "a node registers only itself" };
+    if (checked.value.node === this.options.node)
+      return { status: 400, detail: "that is this node's own name" };
+    const config = readTopology(this.replica).config;
+    const writes = registrationWrites(config, checked.value, this.options.site);
+    const results = await Promise.all(writes.map((write) => this.write(write)));
+    const failed = results.find((result) => !result.ok);
+    if (failed !== undefined && !failed.ok) return { status: 400, detail: failed.error.message };
+    this.options.log.log("info", "admitted", { node: from, site: checked.value.site, writes: writes.length });
+    this.refreshTopology(true);
+    this.schedule();
+    return { status: 200, body: { node: this.options.node, site: this.options.site } };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // the directory service (client API)
+
+  ready(): boolean {
+    return this.isReady && !this.stopped;
+  }
+
+  /** Queues a write for the next group commit: concurrent writes share one transaction and fsync. */
+  write(request: WriteRequest): Promise<Result<WriteOutcome>> {
+    if (this.writeQueue.length >= writeQueueMax)
+      return Promise.resolve(
+        fail("limit-exceeded", `more than ${writeQueueMax} writes are waiting; retry later`),
+      );
+    return new Promise((resolve, reject) => {
+      this.writeQueue.push({ request, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    const batch = this.writeQueue.splice(0, groupCommitBatchMax);
+    if (this.stopped) {
+      for (const queued of batch) queued.reject(new Error("the node is shutting down"));
+    } else {
+      try {
+        const results = this.machine.write(batch.map((queued) => queued.request));
+        for (const [index, queued] of batch.entries())
+          queued.resolve(results[index] ?? fail("invalid-request", "the write had no result"));
+      } catch (error) {
+        this.options.log.log("error", "write-failed", { writes: batch.length, error: errorText(error) });
+        for (const queued of batch) queued.reject(error);
+      }
+      this.refreshTopology();
+      this.schedule();
+    }
+    if (this.writeQueue.length > 0) setImmediate(() => this.flush());
+    else this.flushScheduled = false;
+  }
+
+  get(dn: string, attributes: readonly string[] | undefined): Result<EntryView> {
+    return this.replica.get(dn, attributes);
+  }
+
+  search(request: SearchRequest): Result<SearchResult> {
+    return this.replica.search(request);
+  }
+
+  conflicts(after: Guid | null, limit: number): Result<ConflictView[]> {
+    return ok(this.replica.conflicts(after, limit));
+  }
+
+  status(): unknown {
+    return {
+      node: this.options.node,
+      site: this.options.site,
+      url: this.boundUrl,
+      ready: this.ready(),
+      invocationId: this.replica.invocationId,
+      usn: this.replica.usn,
+      utd: this.replica.utd(),
+      quarantined: this.replica.isQuarantined(),
+      partners: this.machine.partnerStatus().map((status) => {
+        const connection = this.connections.get(status.partner);
+        return {
+          node: status.partner,
+          url: this.urls.get(status.partner) ?? null,
+          kind: connection?.kind ?? (this.bootstrap === null ? null : "initial-sync"),
+          site: connection?.site ?? null,
+          compress: connection?.compress ?? false,
+          pulling: status.pulling,
+          lastSuccessAt: status.lastSuccessAt === null ? null : wallTimeOf(status.lastSuccessAt),
+          lastFailureAt: status.lastFailureAt === null ? null : wallTimeOf(status.lastFailureAt),
+          lastFailure: status.lastFailure,
+          consecutiveFailures: status.consecutiveFailures,
+        };
+      }),
+      outbound: this.plan.outbound,
+      replicaSet: this.plan.replicaSet,
+      note: this.plan.note,
+      topologyProblems: this.topologyProblems,
+      queues: {
+        writes: this.writeQueue.length,
+        peerRequestsInFlight: this.client.active,
+        peerRequestsWaiting: this.client.queued,
+      },
+    };
+  }
+}

@@ -1,0 +1,107 @@
+import { gzipSync } from "node:zlib";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { NodeId } from "../core/ids.ts";
+import { type ClusterSecret, peerHeaders, signResponse, verifyRequest } from "./auth.ts";
+import { errorText, type Logger } from "./log.ts";
+import { peerPaths } from "./peer-client.ts";
+
+/**
+ * The receiving side of the transport between nodes, as a fastify plugin. Every route reads
+ * its body raw, checks the signature over exactly those bytes before parsing anything, and
+ * signs its answer. A request that fails the check gets 401 and a log line; it never reaches
+ * the node. Answers of more than `compressBytesMin` are gzipped when the caller asks (pulls
+ * across sites), everything else goes plain.
+ */
+export const peerBodyBytesMax = 8 * 1024 * 1024;
+const compressBytesMin = 1024;
+
+export type PeerAnswer = { readonly status: 200; readonly body: unknown } | { readonly status: 204 };
+
+export interface PeerHandler {
+  /** A PeerMessage from `from` (untrusted content); the answer goes back on the same exchange. */
+  message(from: NodeId, body: unknown): PeerAnswer;
+  /** A node asks to be registered (or to have its address updated) in the config partition. */
+  join(from: NodeId, body: unknown): Promise<PeerAnswer | { status: 400 | 503; detail: string }>;
+  /** This node's UTD report, for write concern and status. */
+  utd(from: NodeId): PeerAnswer;
+}
+
+export function registerPeerRoutes(
+  app: FastifyInstance,
+  secret: ClusterSecret,
+  handler: PeerHandler,
+  log: Logger,
+): void {
+  void app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser(
+      "*",
+      { parseAs: "buffer", bodyLimit: peerBodyBytesMax },
+      (_request, body, done) => done(null, body),
+    );
+    const route = (
+      path: string,
+      run: (from: NodeId, body: unknown) => Promise<PeerAnswer | { status: 400 | 503; detail: string }>,
+    ): void => {
+      scope.post(path, async (request, reply) => {
+        const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+        const verified = verifyRequest(secret, "POST", path, request.headers, raw, Date.now());
+        if (!verified.ok) {
+          log.log("warn", "peer-request-refused", {
+            path,
+            remote: request.ip,
+            claimed: String(request.headers[peerHeaders.node] ?? ""),
+            reason: verified.reason,
+          });
+          return sendProblem(reply, 401, "unauthorized", verified.reason);
+        }
+        let parsed: unknown;
+        try {
+          parsed = raw.length === 0 ? null : JSON.parse(raw.toString("utf8"));
+        } catch (error) {
+          return sendSigned(reply, request, secret, verified.signature, 400, {
+            code: "invalid-request",
+            detail: `body is not JSON: ${errorText(error)}`,
+          });
+        }
+        const answer = await run(verified.node, parsed);
+        if (answer.status === 204) return sendSigned(reply, request, secret, verified.signature, 204, null);
+        if (answer.status === 200)
+          return sendSigned(reply, request, secret, verified.signature, 200, answer.body);
+        return sendSigned(reply, request, secret, verified.signature, answer.status, {
+          code: answer.status === 400 ? "invalid-request" : "not-ready",
+          detail: answer.detail,
+        });
+      });
+    };
+    route(peerPaths.messages, async (from, body) => handler.message(from, body));
+    route(peerPaths.join, (from, body) => handler.join(from, body));
+    route(peerPaths.utd, async (from) => handler.utd(from));
+  });
+}
+
+function sendSigned(
+  reply: FastifyReply,
+  request: FastifyRequest,
+  secret: ClusterSecret,
+  requestSignature: string,
+  status: number,
+  body: unknown,
+): FastifyReply {
+  let payload: Buffer = status === 204 ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body), "utf8");
+  const accepts = String(request.headers["accept-encoding"] ?? "");
+  if (payload.length >= compressBytesMin && /\bgzip\b/.test(accepts)) {
+    payload = gzipSync(payload);
+    void reply.header("content-encoding", "gzip");
+  }
+  void reply.header(peerHeaders.signature, signResponse(secret, status, requestSignature, payload));
+  if (status !== 204) void reply.header("content-type", "application/json");
+  return reply.code(status).send(payload);
+}
+
+function sendProblem(reply: FastifyReply, status: number, code: string, detail: string): FastifyReply {
+  return reply
+    .code(status)
+    .header("content-type", "application/problem+json")
+    .send(JSON.stringify({ type: `urn:plexus:problem:${code}`, title: code, status, code, detail }));
+}
