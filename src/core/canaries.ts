@@ -17,6 +17,10 @@ export interface Canaries {
   readonly purgeTombstonesEarly?: boolean;
   /** Treat a page that says `more` as the last one of its cycle (drops the rest of the batch). */
   readonly dropLastPage?: boolean;
+  /** After an origin-filtered cycle, merge the source's whole UTD, filtered origins included. */
+  readonly mergeFilteredUtd?: boolean;
+  /** Keep the watermark when a pull's origin filter gives back an invocation it left out. */
+  readonly keepWatermarkOnRefilter?: boolean;
 }
 
 export type CanaryName = keyof Canaries;
@@ -30,6 +34,9 @@ export const canaryNames: readonly CanaryName[] = [
   "purgeTombstonesEarly",
   "dropLastPage",
 ];
+
+/** Canaries of origin-filtered pulls, caught by the filtered-pull property and the site simulator. */
+export const filterCanaryNames: readonly CanaryName[] = ["mergeFilteredUtd", "keepWatermarkOnRefilter"];
 
 export const noCanaries: Canaries = Object.freeze({});
 

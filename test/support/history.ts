@@ -42,7 +42,14 @@ export type Step =
   | { readonly kind: "delete"; readonly at: number; readonly entry: number; readonly subtree: boolean }
   | { readonly kind: "rename"; readonly at: number; readonly entry: number; readonly name: number }
   | { readonly kind: "move"; readonly at: number; readonly entry: number; readonly parent: number }
-  | { readonly kind: "pull"; readonly at: number; readonly from: number; readonly pageSize: number }
+  | {
+      readonly kind: "pull";
+      readonly at: number;
+      readonly from: number;
+      readonly pageSize: number;
+      /** Origin filter, a bit per replica: leave out what those replicas' current invocations wrote. */
+      readonly exclude?: number;
+    }
   | { readonly kind: "replay"; readonly at: number; readonly page: number }
   | { readonly kind: "clock"; readonly at: number; readonly skewMs: number };
 
@@ -50,9 +57,15 @@ const names = ["a", "b", "c", "d"];
 const base = "dc=example,dc=com";
 const tenMinutesMs = 10 * 60_000;
 
-export function stepArbitrary(): fc.Arbitrary<Step> {
+export function stepArbitrary(options: { readonly filtered?: boolean } = {}): fc.Arbitrary<Step> {
   const at = fc.nat(4);
   const pick = fc.nat(50);
+  const pullFields = {
+    kind: fc.constant("pull" as const),
+    at,
+    from: fc.nat(4),
+    pageSize: fc.integer({ min: 1, max: 8 }),
+  };
   return fc.oneof(
     {
       weight: 4,
@@ -103,12 +116,8 @@ export function stepArbitrary(): fc.Arbitrary<Step> {
     },
     {
       weight: 5,
-      arbitrary: fc.record({
-        kind: fc.constant("pull" as const),
-        at,
-        from: fc.nat(4),
-        pageSize: fc.integer({ min: 1, max: 8 }),
-      }),
+      arbitrary:
+        options.filtered === true ? fc.record({ ...pullFields, exclude: fc.nat(31) }) : fc.record(pullFields),
     },
     { weight: 2, arbitrary: fc.record({ kind: fc.constant("replay" as const), at, page: fc.nat(200) }) },
     {
@@ -231,10 +240,12 @@ export function runStep(history: History, step: Step): void {
     case "pull": {
       const source = history.replicas[step.from % history.replicas.length] as TestReplica;
       if (source === actor) return;
+      const exclude = history.replicas
+        .filter((_, index) => ((step.exclude ?? 0) & (1 << index)) !== 0)
+        .map((replica) => replica.replica.invocationId);
       for (let guard = 0; guard < 10_000; guard++) {
-        const page = unwrap(
-          source.replica.getChanges(actor.replica.changeRequest(source.name, { entriesMax: step.pageSize })),
-        );
+        const request = actor.replica.changeRequest(source.name, { entriesMax: step.pageSize }, exclude);
+        const page = unwrap(source.replica.getChanges(request));
         history.pages.push({ page, destination: at });
         if (unwrap(actor.replica.applyChanges(page)).cycleComplete) return;
       }

@@ -1,4 +1,4 @@
-import type { Guid, NodeId } from "../ids.ts";
+import type { Guid, InvocationId, NodeId } from "../ids.ts";
 import type { WriteOutcome, WriteRequest } from "../replica/originating.ts";
 import type { Replica } from "../replica/replica.ts";
 import type { LingeringCandidate } from "../replica/tombstones.ts";
@@ -22,6 +22,9 @@ export interface Monotonic {
 export interface InboundPartner {
   readonly node: NodeId;
   readonly pullIntervalMs: number;
+  /** Invocations whose changes come along another path (reverse-path pulling between sites):
+   * this partner leaves them out. None by default. */
+  readonly exclude?: readonly InvocationId[];
 }
 
 export interface NodeConfig {
@@ -252,10 +255,12 @@ export class NodeMachine {
     const id = this.nextId++;
     state.inFlight = { id, sentAt: now, kind: "pull" };
     state.again = false;
-    const request = this.replica.changeRequest(partner, {
-      ...this.config.pageLimits,
-      entriesMax: state.pageEntries,
-    });
+    const exclude = this.config.inbound.find((inbound) => inbound.node === partner)?.exclude;
+    const request = this.replica.changeRequest(
+      partner,
+      { ...this.config.pageLimits, entriesMax: state.pageEntries },
+      exclude,
+    );
     return { to: partner, message: { kind: "pull", id, request } };
   }
 

@@ -1,7 +1,15 @@
 import { normalizeDn, normalizeRdn, parseDn, parseRdn } from "../directory/dn.ts";
-import type { Guid, Usn } from "../ids.ts";
+import type { Guid, InvocationId, NodeId, Usn } from "../ids.ts";
 import { deletedItem, type Item, nameItem } from "../replication/items.ts";
-import { type ChangePage, type EntryChange, initialWatermark, type Watermark } from "../replication/page.ts";
+import {
+  type ChangePage,
+  type EntryChange,
+  excludesAll,
+  initialWatermark,
+  sameExcluded,
+  sortedInvocations,
+  type Watermark,
+} from "../replication/page.ts";
 import { compareStamps } from "../replication/stamp.ts";
 import { utdGet, utdMerge } from "../replication/utd.ts";
 import type { EntryRow } from "../store.ts";
@@ -47,25 +55,31 @@ function advanceWatermark(
   const stored = ctx.store.readWatermark(page.source) ?? initialWatermark;
   const fromZero = page.from.objectUsn === 0 && page.from.propertyUsn === 0;
   const sameInstance = stored.invocation === page.sourceInvocation;
+  // A page made under another origin filter than the stored one vouches for other changes:
+  // ignore it, as a page answering an old watermark is ignored (the next pull asks again).
   const answersStored =
     (sameInstance || stored.invocation === null) &&
     page.from.objectUsn === stored.objectUsn &&
-    page.from.propertyUsn === stored.propertyUsn;
+    page.from.propertyUsn === stored.propertyUsn &&
+    sameExcluded(page.from, stored);
   let next: Watermark;
   let contiguous = false;
   let restart = false;
   if (answersStored || (fromZero && !sameInstance)) {
     const base = answersStored ? stored : initialWatermark;
     const more = page.more && ctx.canaries.dropLastPage !== true;
-    next = {
-      invocation: page.sourceInvocation,
-      objectUsn: Math.max(base.objectUsn, page.highUsn) as Usn,
-      propertyUsn: more ? base.propertyUsn : (Math.max(base.propertyUsn, page.highUsn) as Usn),
-    };
+    next = withExcluded(
+      {
+        invocation: page.sourceInvocation,
+        objectUsn: Math.max(base.objectUsn, page.highUsn) as Usn,
+        propertyUsn: more ? base.propertyUsn : (Math.max(base.propertyUsn, page.highUsn) as Usn),
+      },
+      page.from.excluded,
+    );
     contiguous = true;
   } else if (!sameInstance && stored.invocation !== null) {
     // The source is a new database instance (restored or rebuilt): its USNs start a new space.
-    next = { ...initialWatermark, invocation: page.sourceInvocation };
+    next = withExcluded({ ...initialWatermark, invocation: page.sourceInvocation }, stored.excluded);
     restart = true;
   } else {
     next = stored;
@@ -76,15 +90,47 @@ function advanceWatermark(
   return { watermark: next, contiguous, restart, cycleComplete };
 }
 
+function withExcluded(watermark: Watermark, excluded: readonly InvocationId[] | undefined): Watermark {
+  return excluded === undefined || excluded.length === 0 ? watermark : { ...watermark, excluded };
+}
+
+/**
+ * The watermark to pull from `partner` with origin filter `exclude`, stored if it changed.
+ * The stored filter is every invocation left out since the watermark last started from zero
+ * (a filter only ever grows in place): asking for one of them again starts from zero, since
+ * the source's older changes by it were skipped; the UTD keeps that restart cheap.
+ */
+export function filteredWatermark(
+  ctx: ReplicaContext,
+  partner: NodeId,
+  exclude: readonly InvocationId[],
+): Watermark {
+  const stored = ctx.store.readWatermark(partner) ?? initialWatermark;
+  const wanted = sortedInvocations(exclude);
+  if (sameExcluded(stored, { ...initialWatermark, excluded: wanted })) return stored;
+  const keeps = excludesAll(wanted, stored.excluded ?? []) || ctx.canaries.keepWatermarkOnRefilter === true;
+  const base = keeps ? stored : { ...stored, objectUsn: 0 as Usn, propertyUsn: 0 as Usn };
+  const next = withExcluded(
+    { invocation: base.invocation, objectUsn: base.objectUsn, propertyUsn: base.propertyUsn },
+    wanted,
+  );
+  ctx.store.writeWatermark(partner, next);
+  return next;
+}
+
 /** After the last page of a cycle this replica has everything the source had: take its UTD. */
 function completeCycle(ctx: ReplicaContext, page: ChangePage): void {
   // A quarantined replica merges no UTD: the source's UTD may cover purged deletions this
   // replica never received, and would then keep it from ever receiving their tombstones.
   const quarantined = isQuarantined(ctx);
   if (ctx.canaries.skipUtdMerge !== true && !quarantined) {
-    const own = ctx.meta.invocation;
-    // Never record our own current invocation: our USN is the truth for it.
-    const { [own]: _ownEntry, ...others } = page.utd;
+    // Never record our own current invocation: our USN is the truth for it. Nor what the origin
+    // filter left out: this replica did not get those changes from this source.
+    const skipped = new Set<string>(ctx.canaries.mergeFilteredUtd === true ? [] : (page.from.excluded ?? []));
+    skipped.add(ctx.meta.invocation);
+    const others = Object.fromEntries(
+      Object.entries(page.utd).filter(([invocation]) => !skipped.has(invocation)),
+    );
     ctx.setUtd(utdMerge(ctx.utd(), others));
   }
   ctx.recordPeerReport({

@@ -29,6 +29,7 @@ export function buildPage(ctx: ReplicaContext, request: ChangeRequest): ChangePa
   let scanned = 0;
   let highUsn: Usn = ctx.meta.usn;
   let more = false;
+  const excluded = new Set<string>(from.excluded ?? []);
   for (const row of rows) {
     if (scanned === request.limits.entriesMax || (scanned > 0 && bytes >= request.limits.bytesMax)) {
       more = true;
@@ -36,7 +37,7 @@ export function buildPage(ctx: ReplicaContext, request: ChangeRequest): ChangePa
     }
     scanned++;
     highUsn = row.usnChanged;
-    const change = entryChange(ctx, row, from.propertyUsn, request.utd);
+    const change = entryChange(ctx, row, from.propertyUsn, request.utd, excluded);
     if (change === undefined) continue;
     entries.push(change);
     bytes += estimateBytes(change);
@@ -54,11 +55,13 @@ export function buildPage(ctx: ReplicaContext, request: ChangeRequest): ChangePa
   };
 }
 
-/** A watermark in another instance's USN space means nothing here: start that partner over. */
+/** A watermark in another instance's USN space means nothing here: start that partner over
+ * (under the same origin filter). */
 function answerableFrom(ctx: ReplicaContext, from: Watermark): Watermark {
   if (from.invocation === ctx.meta.invocation) return from;
   if (from.invocation === null && from.objectUsn === 0) return from;
-  return { invocation: null, objectUsn: 0 as Usn, propertyUsn: 0 as Usn };
+  const restart = { invocation: null, objectUsn: 0 as Usn, propertyUsn: 0 as Usn };
+  return from.excluded === undefined ? restart : { ...restart, excluded: from.excluded };
 }
 
 function entryChange(
@@ -66,9 +69,19 @@ function entryChange(
   row: EntryRow,
   propertyUsn: Usn,
   utd: UtdVector,
+  excluded: ReadonlySet<string>,
 ): EntryChange | undefined {
   const stored = ctx.store.getItems(row.guid);
-  const changed = stored.filter((item) => item.localUsn > propertyUsn && !utdCovers(utd, item.stamp));
+  // The origin filter leaves out what the destination gets along another path, except for an
+  // entry whose creation the destination may not hold yet: then everything it lacks rides
+  // along, so that a change is never applied to (or dropped for) an entry it cannot place.
+  const filtering = excluded.size > 0 && utdCovers(utd, row.origin);
+  const changed = stored.filter(
+    (item) =>
+      item.localUsn > propertyUsn &&
+      !utdCovers(utd, item.stamp) &&
+      !(filtering && excluded.has(item.stamp.invocation)),
+  );
   if (changed.length === 0) return undefined;
   // A tombstone (name and deletion only) travels whole: a destination that purged it must be
   // able to record it again, rather than drop a change it cannot place — and then claim,

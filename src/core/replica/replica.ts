@@ -5,7 +5,6 @@ import type { Clock, Random } from "../ports.ts";
 import {
   type ChangePage,
   type ChangeRequest,
-  initialWatermark,
   type PageLimits,
   pageBytesMaxDefault,
   pageEntriesMaxDefault,
@@ -20,7 +19,7 @@ import {
 import { fail, ok, type Result } from "../result.ts";
 import type { ReplicaEvent, ReplicaMeta, Store, StoreCounts } from "../store.ts";
 import { ReplicaContext, type ReplicaSettings, tombstoneLifetimeMsDefault } from "./context.ts";
-import { type ApplyOutcome, applyPage } from "./inbound.ts";
+import { type ApplyOutcome, applyPage, filteredWatermark } from "./inbound.ts";
 import { entryDn } from "./lookup.ts";
 import { createPartition, originate, type WriteOutcome, type WriteRequest } from "./originating.ts";
 import { buildPage, currentUtd } from "./outbound.ts";
@@ -189,12 +188,20 @@ export class Replica {
   // -------------------------------------------------------------------------------------------
   // replication
 
-  /** The request this replica sends to pull the next page from `partner`. */
-  changeRequest(partner: NodeId, limits: Partial<PageLimits> = {}): ChangeRequest {
+  /**
+   * The request this replica sends to pull the next page from `partner`. `exclude` names the
+   * invocations whose changes this replica pulls from other partners (reverse-path pulling
+   * between sites); a filter that gives one of them back restarts the watermark from zero.
+   */
+  changeRequest(
+    partner: NodeId,
+    limits: Partial<PageLimits> = {},
+    exclude: readonly InvocationId[] = [],
+  ): ChangeRequest {
     return {
       destination: this.ctx.meta.nodeId,
       destinationInvocation: this.ctx.meta.invocation,
-      from: this.ctx.store.readWatermark(partner) ?? initialWatermark,
+      from: this.ctx.transact(() => filteredWatermark(this.ctx, partner, exclude)),
       utd: this.utd(),
       purgeHorizon: this.ctx.horizon("purged"),
       limits: {

@@ -16,11 +16,30 @@ export interface Watermark {
   readonly objectUsn: Usn;
   readonly propertyUsn: Usn;
   /**
-   * Invocations whose changes this watermark does not vouch for: an origin-filtered pull
-   * (ChangeRequest.exclude) skipped them. Kept by the destination only, never sent. Absent
-   * means none. A later pull that wants one of them back must start again from zero.
+   * The origin filter (reverse-path pulling, docs/topology.md): the source leaves out the
+   * changes these invocations originated, because the destination gets them from another
+   * partner, its next hop toward their site. So this watermark does not vouch for them, and a
+   * pull that wants one of them back must start again from zero. Sorted, distinct; absent
+   * means none.
    */
   readonly excluded?: readonly InvocationId[];
+}
+
+/** Invocation ids sorted and without repeats: the one form a filter is kept and compared in. */
+export function sortedInvocations(ids: Iterable<InvocationId>): InvocationId[] {
+  return [...new Set(ids)].sort();
+}
+
+/** True when every invocation of `inner` is also in `outer` (both sorted, as above). */
+export function excludesAll(outer: readonly InvocationId[], inner: readonly InvocationId[]): boolean {
+  const set = new Set(outer);
+  return inner.every((id) => set.has(id));
+}
+
+export function sameExcluded(a: Watermark, b: Watermark): boolean {
+  const x = a.excluded ?? [];
+  const y = b.excluded ?? [];
+  return x.length === y.length && x.every((id, index) => id === y[index]);
 }
 
 export const initialWatermark: Watermark = Object.freeze({

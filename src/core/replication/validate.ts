@@ -9,7 +9,16 @@ import {
   valuesPerAttributeMax,
 } from "../directory/schema.ts";
 import { normalizeValue } from "../directory/values.ts";
-import { type Guid, isGuid, isInvocationId, isMillis, isNodeId, isUsn, type Usn } from "../ids.ts";
+import {
+  type Guid,
+  type InvocationId,
+  isGuid,
+  isInvocationId,
+  isMillis,
+  isNodeId,
+  isUsn,
+  type Usn,
+} from "../ids.ts";
 import { fail, ok, type Result } from "../result.ts";
 import { deletedItem, type Item, type ItemValue, nameItem } from "./items.ts";
 import {
@@ -19,6 +28,7 @@ import {
   type PageLimits,
   pageBytesMaxLimit,
   pageEntriesMaxLimit,
+  sortedInvocations,
   type Watermark,
 } from "./page.ts";
 import { type Stamp, stampVersionMax } from "./stamp.ts";
@@ -61,7 +71,20 @@ export function validateWatermark(value: unknown, where: string): Check<Watermar
   if (invocation !== null && !isInvocationId(invocation)) return bad(where, "bad watermark invocation");
   if (!isUsn(objectUsn) || !isUsn(propertyUsn)) return bad(where, "bad watermark USNs");
   if (propertyUsn > objectUsn) return bad(where, "propertyUsn is above objectUsn");
-  return ok({ invocation, objectUsn, propertyUsn });
+  const base = { invocation, objectUsn, propertyUsn };
+  if (value.excluded === undefined) return ok(base);
+  const excluded = validateExcluded(value.excluded, where);
+  if (!excluded.ok) return excluded;
+  return ok(excluded.value.length === 0 ? base : { ...base, excluded: excluded.value });
+}
+
+/** An origin filter: a sorted list of distinct invocation ids, bounded like a UTD. */
+function validateExcluded(value: unknown, where: string): Check<readonly InvocationId[]> {
+  if (!Array.isArray(value)) return bad(where, "excluded must be a list of invocation ids");
+  if (value.length > utdEntriesMax) return bad(where, `excluded has more than ${utdEntriesMax} entries`);
+  if (!value.every(isInvocationId))
+    return bad(where, "excluded holds something that is not an invocation id");
+  return ok(sortedInvocations(value));
 }
 
 function validateLimits(value: unknown): Check<PageLimits> {
