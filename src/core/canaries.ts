@@ -21,6 +21,8 @@ export interface Canaries {
   readonly mergeFilteredUtd?: boolean;
   /** Keep the watermark when a pull's origin filter gives back an invocation it left out. */
   readonly keepWatermarkOnRefilter?: boolean;
+  /** Answer an origin-filtered pull as if it had no filter (every neighbour sends everything). */
+  readonly ignoreOriginFilter?: boolean;
 }
 
 export type CanaryName = keyof Canaries;
@@ -35,8 +37,11 @@ export const canaryNames: readonly CanaryName[] = [
   "dropLastPage",
 ];
 
-/** Canaries of origin-filtered pulls, caught by the filtered-pull property and the site simulator. */
+/** Canaries of origin-filtered pulls that lose changes: the filtered-pull property catches them. */
 export const filterCanaryNames: readonly CanaryName[] = ["mergeFilteredUtd", "keepWatermarkOnRefilter"];
+
+/** Canaries the site-replication simulator (sim/sites.ts) must catch. */
+export const siteCanaryNames: readonly CanaryName[] = [...filterCanaryNames, "ignoreOriginFilter"];
 
 export const noCanaries: Canaries = Object.freeze({});
 

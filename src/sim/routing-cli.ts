@@ -4,54 +4,29 @@
  * every seed with --seed), a summary, and last one JSON line. Exits 1 on any violation (or,
  * with --canary, when the planted defect went undetected), 2 on bad arguments.
  */
-import { parseArgs } from "node:util";
 import { type RoutingCanaryName, routingCanaryNames } from "../core/canaries.ts";
+import {
+  argumentFailure,
+  canaryChoice,
+  finishRun,
+  integerArgument,
+  parseOptions,
+  seedChoice,
+} from "./cli-args.ts";
 import { deriveRoutingParams, type RoutingResult, runRouting } from "./routing.ts";
 
 const usage = "usage: npm run sim:routing -- (--seeds N [--from S] | --seed S) [--sites K] [--canary NAME]";
 const seedsMax = 1_000_000;
 const sitesRange = { min: 2, max: 2_000 } as const;
 
-function fail(message: string): never {
-  process.stderr.write(`sim:routing: ${message}\n${usage}\n`);
-  process.exit(2);
-}
-
-function integer(text: string | undefined, name: string, min: number, max: number): number | undefined {
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < min || value > max)
-    fail(`${name} must be an integer from ${min} to ${max}`);
-  return value;
-}
+const fail: (message: string) => never = argumentFailure("sim:routing", usage);
+const integer = integerArgument(fail);
 
 function main(): void {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        seeds: { type: "string" },
-        from: { type: "string" },
-        seed: { type: "string" },
-        sites: { type: "string" },
-        canary: { type: "string" },
-      },
-      strict: true,
-    }));
-  } catch (error) {
-    fail((error as Error).message);
-  }
-  const count = integer(values.seeds as string | undefined, "--seeds", 1, seedsMax);
-  const single = integer(values.seed as string | undefined, "--seed", 0, 2 ** 31);
-  const from = integer(values.from as string | undefined, "--from", 0, 2 ** 31) ?? 1;
-  const sites = integer(values.sites as string | undefined, "--sites", sitesRange.min, sitesRange.max);
-  const canary = (values.canary as string | undefined) ?? null;
-  if ((count === undefined) === (single === undefined)) fail("say either --seeds N or --seed S");
-  if (canary !== null && !routingCanaryNames.includes(canary as RoutingCanaryName)) {
-    fail(`unknown canary ${canary}; known: ${routingCanaryNames.join(", ")}`);
-  }
-  const seeds =
-    single === undefined ? Array.from({ length: count as number }, (_, index) => from + index) : [single];
+  const values = parseOptions(fail, ["seeds", "from", "seed", "sites", "canary"]);
+  const { seeds, single } = seedChoice(values, fail, seedsMax);
+  const sites = integer(values.sites, "--sites", sitesRange.min, sitesRange.max);
+  const canary = canaryChoice(values.canary, routingCanaryNames, fail);
   const started = Date.now();
   const results: RoutingResult[] = [];
   for (const seed of seeds) {
@@ -59,7 +34,7 @@ function main(): void {
     const result = runRouting(deriveRoutingParams(seed, options));
     results.push(result);
     const p = result.params;
-    if (result.violations.length > 0 || single !== undefined) {
+    if (result.violations.length > 0 || single) {
       process.stdout.write(
         `seed ${seed}: ${p.sites} sites (${p.shape}${p.tiered ? ", tiered" : ""}), ${result.links} links, ` +
           `${p.linkFailures} link faults, ${p.bridgeheadFailures} bridgehead faults, batches of ${p.advertisementIntervalMs} ms: ` +
@@ -82,20 +57,16 @@ function main(): void {
       `${sum((r) => r.coldMessages)} updates to converge and ${sum((r) => r.reconvergeMessages)} to re-converge, ` +
       `${violating} seeds with violations, ${(wallMs / 1000).toFixed(1)} s\n`,
   );
-  process.stdout.write(
-    `${JSON.stringify({
-      seeds: results.length,
-      violations: violating,
-      canary,
-      canaryCaught: canary === null ? null : violating > 0,
+  finishRun(
+    { seeds: results.length, violations: violating, canary },
+    {
       sitesAvg: Number((sum((r) => r.params.sites) / results.length).toFixed(1)),
       coldUpdates: sum((r) => r.coldMessages),
       reconvergeUpdates: sum((r) => r.reconvergeMessages),
       faultRounds: sum((r) => r.reconvergences),
       wallMs,
-    })}\n`,
+    },
   );
-  process.exitCode = canary === null ? (violating > 0 ? 1 : 0) : violating > 0 ? 0 : 1;
 }
 
 main();

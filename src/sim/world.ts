@@ -68,6 +68,8 @@ export class World {
   /** Message id → the receiving node's epoch when the first copy of a page was applied. */
   private readonly firstDelivery = new Map<number, { epoch: number }>();
   private readonly inbound: Map<number, number[]>;
+  /** Sees every page a node received and applied (the site simulator counts transfers). */
+  onPageDelivered: ((from: SimNode, to: SimNode, page: unknown) => void) | null = null;
 
   constructor(
     readonly params: SimParams,
@@ -295,6 +297,7 @@ export class World {
     const machine = to.machine as NonNullable<SimNode["machine"]>;
     this.step(to, () => machine.receive(from.id, event.message));
     if (event.message.kind !== "page" || !to.up) return;
+    this.onPageDelivered?.(from, to, event.message.page);
     if (first === undefined) {
       this.firstDelivery.set(event.messageId, { epoch: to.epoch });
       return;

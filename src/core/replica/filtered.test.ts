@@ -125,6 +125,22 @@ describe("origin-filtered pulls", () => {
     );
   });
 
+  it("send an entry whole when an earlier filtered cycle skipped its creation", () => {
+    const [a, b, c] = threeReplicas();
+    addPerson(a.replica, "x");
+    pull(b.replica, a.replica);
+    // c's cycle from b leaves a's creation of cn=x out, and moves past it.
+    filteredPull(c.replica, b.replica, [a.replica.invocationId]);
+    assert.equal(c.replica.get(`cn=x,${base}`).ok, false);
+    setDescription(b.replica, "x", "from-b");
+    filteredPull(c.replica, b.replica, [a.replica.invocationId]);
+    assert.deepEqual(
+      description(c.replica, `cn=x,${base}`),
+      ["from-b"],
+      "the creation comes with b's change",
+    );
+  });
+
   it("ignore a page made under another filter", () => {
     const [a, b, c, d] = makeDirectory(["node-a", "node-b", "node-c", "node-d"]);
     assert.ok(a !== undefined && b !== undefined && c !== undefined && d !== undefined);

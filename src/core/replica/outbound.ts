@@ -29,7 +29,7 @@ export function buildPage(ctx: ReplicaContext, request: ChangeRequest): ChangePa
   let scanned = 0;
   let highUsn: Usn = ctx.meta.usn;
   let more = false;
-  const excluded = new Set<string>(from.excluded ?? []);
+  const excluded = new Set<string>(ctx.canaries.ignoreOriginFilter === true ? [] : (from.excluded ?? []));
   for (const row of rows) {
     if (scanned === request.limits.entriesMax || (scanned > 0 && bytes >= request.limits.bytesMax)) {
       more = true;
@@ -72,16 +72,30 @@ function entryChange(
   excluded: ReadonlySet<string>,
 ): EntryChange | undefined {
   const stored = ctx.store.getItems(row.guid);
-  // The origin filter leaves out what the destination gets along another path, except for an
-  // entry whose creation the destination may not hold yet: then everything it lacks rides
-  // along, so that a change is never applied to (or dropped for) an entry it cannot place.
-  const filtering = excluded.size > 0 && utdCovers(utd, row.origin);
-  const changed = stored.filter(
-    (item) =>
-      item.localUsn > propertyUsn &&
-      !utdCovers(utd, item.stamp) &&
-      !(filtering && excluded.has(item.stamp.invocation)),
-  );
+  const uncovered = stored.filter((item) => item.localUsn > propertyUsn && !utdCovers(utd, item.stamp));
+  if (excluded.size === 0) return entryChangeOf(row, stored, uncovered);
+  // The origin filter leaves out what the destination gets along another path.
+  const passing = uncovered.filter((item) => !excluded.has(item.stamp.invocation));
+  if (passing.length === 0) return undefined;
+  // A change that passes it, for an entry whose creation the destination may not have heard
+  // of, brings everything the destination lacks — the name above all, whoever wrote it last,
+  // even if an earlier filtered cycle skipped it — so that the change is never applied to (or
+  // dropped for) an entry the destination cannot place.
+  if (!utdCovers(utd, row.origin)) {
+    return entryChangeOf(
+      row,
+      stored,
+      stored.filter((item) => !utdCovers(utd, item.stamp)),
+    );
+  }
+  return entryChangeOf(row, stored, passing);
+}
+
+function entryChangeOf(
+  row: EntryRow,
+  stored: readonly ItemRow[],
+  changed: readonly ItemRow[],
+): EntryChange | undefined {
   if (changed.length === 0) return undefined;
   // A tombstone (name and deletion only) travels whole: a destination that purged it must be
   // able to record it again, rather than drop a change it cannot place — and then claim,

@@ -1,0 +1,40 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { siteCanaryNames } from "../core/canaries.ts";
+import { deriveSiteSimParams, runSiteSim } from "./sites.ts";
+
+/**
+ * Replication along the topology in CI: one seed of a hundred sites or more, a few smaller
+ * ones, and each planted defect of origin-filtered pulling caught within a few small seeds.
+ */
+const canarySeedsMax = 6;
+const canarySitesMax = 40;
+
+describe("replication along the topology (site simulator)", () => {
+  it("a seed of over a hundred sites: every site gets every change, each crossing ≤ sites − 1 boundaries", () => {
+    const params = { ...deriveSiteSimParams(8, 150) };
+    assert.ok(params.sites >= 100, `seed 8 should derive 100 sites or more, not ${params.sites}`);
+    const result = runSiteSim(params);
+    assert.deepEqual(result.violations, []);
+    assert.ok(result.changes > 10);
+    assert.ok(result.steadyTransfersMax <= params.sites - 1);
+  });
+
+  for (const seed of [1, 2, 4]) {
+    it(`seed ${seed} (up to 60 sites) keeps every invariant`, () => {
+      const result = runSiteSim(deriveSiteSimParams(seed, 60));
+      assert.deepEqual(result.violations, []);
+    });
+  }
+
+  for (const canary of siteCanaryNames) {
+    it(`catches the planted defect ${canary}`, () => {
+      let caught = 0;
+      for (let seed = 1; seed <= canarySeedsMax && caught === 0; seed++) {
+        caught = runSiteSim(deriveSiteSimParams(seed, canarySitesMax), { canaries: { [canary]: true } })
+          .violations.length;
+      }
+      assert.ok(caught > 0, `${canary} went undetected in ${canarySeedsMax} seeds`);
+    });
+  }
+});

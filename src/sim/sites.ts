@@ -1,0 +1,536 @@
+import type { Canaries } from "../core/canaries.ts";
+import type { InvocationId, NodeId, Usn } from "../core/ids.ts";
+import { type NodeConfig, nodeConfigDefaults } from "../core/node/machine.ts";
+import type { WriteRequest } from "../core/replica/originating.ts";
+import type { ChangePage } from "../core/replication/page.ts";
+import { utdCovers } from "../core/replication/utd.ts";
+import { unwrap } from "../core/result.ts";
+import { type Connections, connectionsOf } from "../core/topology/connections.ts";
+import { compileServedGraph, siteIndex } from "../core/topology/graph.ts";
+import {
+  type ServerConfig,
+  type SiteLink,
+  type SiteName,
+  settingsDefaults,
+  siteKey,
+  type Tier,
+  type TopologyConfig,
+  tiers,
+} from "../core/topology/model.ts";
+import {
+  type NextHopTable,
+  nextHopTable,
+  type OriginSite,
+  originExclusions,
+} from "../core/topology/origins.ts";
+import { Invariants } from "./invariants.ts";
+import type { SimNode } from "./node.ts";
+import { scenarioParams } from "./params.ts";
+import { SeededRandom } from "./ports.ts";
+import { type GraphShape, generateSiteGraph, siteNames } from "./site-graphs.ts";
+import { dataPartition, recordWrite } from "./workload.ts";
+import { type Violation, World } from "./world.ts";
+
+/**
+ * Replication along the topology (issue 4): every node takes its partners from the real
+ * topology code (connectionsOf, bridgeheads) and its origin filters from the routes
+ * (reverse-path pulling), over a random site graph of tens to hundreds of sites with one to
+ * three servers each. Three phases:
+ *
+ * 1. steady: changes written in batches on random nodes; each must reach every node whose site
+ *    has a route to the origin, and cross site boundaries at most (served sites − 1) times;
+ * 2. faults: links fail and recover, bridgeheads crash and restart (their site fails over),
+ *    writes go on; transfers beyond (sites − 1) are counted and reported, not failed;
+ * 3. healed: everything back, steady again — the same two checks, then the end-state
+ *    invariants of the replication simulator (convergence, no acknowledged write lost …).
+ */
+export interface SiteSimParams {
+  readonly seed: number;
+  readonly sites: number;
+  readonly shape: GraphShape;
+  readonly servers: readonly number[];
+  readonly steadyBatches: number;
+  readonly changesPerBatch: number;
+  readonly linkFailures: number;
+  readonly bridgeheadCrashes: number;
+}
+
+export interface SiteSimResult {
+  readonly params: SiteSimParams;
+  readonly violations: readonly Violation[];
+  readonly nodes: number;
+  readonly links: number;
+  readonly changes: number;
+  /** Inter-site transfers of steady-state changes, and the most any one of them took. */
+  readonly steadyTransfers: number;
+  readonly steadyTransfersMax: number;
+  /** Transfers beyond (sites − 1) of the changes written while faults were active. */
+  readonly faultExtraTransfers: number;
+  readonly faultChanges: number;
+  readonly simulatedMs: number;
+  readonly events: number;
+  readonly wallMs: number;
+}
+
+const minute = 60_000;
+/** How long a phase may take to deliver a batch everywhere before it counts as a violation. */
+const deliveryBoundMs = 12 * 60 * minute;
+const deliveryCheckMs = 10_000;
+/** Failures are noticed (routes withdrawn, bridgeheads declared stale) after this long. */
+const detectionDelayMs = 30_000;
+const intraPullIntervalMs = 5 * minute;
+
+export function deriveSiteSimParams(seed: number, sitesMax = 150): SiteSimParams {
+  const random = new SeededRandom(seed ^ 0x517e5);
+  const sites = random.int(Math.min(20, sitesMax), sitesMax);
+  return {
+    seed,
+    sites,
+    shape: random.chance(0.5) ? "geometric" : "hub-and-spoke",
+    servers: Array.from({ length: sites }, () => random.pick([1, 1, 1, 2, 2, 3])),
+    steadyBatches: 2,
+    changesPerBatch: random.int(3, 8),
+    linkFailures: random.int(1, 6),
+    bridgeheadCrashes: random.int(1, 4),
+  };
+}
+
+/** The topology a seed describes: sites and links from the generated graph, servers placed. */
+function buildTopology(params: SiteSimParams, random: SeededRandom): TopologyConfig {
+  const generated = generateSiteGraph(random, params.sites, params.shape, params.shape === "hub-and-spoke");
+  const names = siteNames(params.sites);
+  const tierOf = (code: number): Tier => tiers.find((_, index) => index === code) ?? "peer";
+  const links: SiteLink[] = generated.edges.map(([a, b, cost], index) => ({
+    name: `l${index}`,
+    sites: [names[a] as SiteName, names[b] as SiteName],
+    cost,
+    intervalMinutes: random.int(2, 15),
+    schedule: null,
+    notify: random.chance(0.5),
+    compress: true,
+  }));
+  const servers: ServerConfig[] = [];
+  params.servers.forEach((count, site) => {
+    for (let k = 0; k < count; k++) {
+      servers.push({
+        node: `n${servers.length}` as NodeId,
+        site: names[site] as SiteName,
+        addresses: [],
+        httpPort: 0,
+      });
+    }
+  });
+  return {
+    sites: names.map((name, index) => ({ name, tier: tierOf(generated.graph.tiers[index] as number) })),
+    links,
+    subnets: [],
+    servers,
+    settings: { ...settingsDefaults, intraSitePullIntervalMs: intraPullIntervalMs },
+  };
+}
+
+class SiteWorld extends World {
+  /** Links down (by index in the topology) and servers known to be stale, as routers see them. */
+  readonly downLinks = new Set<number>();
+  readonly stale = new Set<NodeId>();
+  private routes: NextHopTable;
+  private view: TopologyConfig;
+  /** Every invocation each node has had: its old changes still carry them. */
+  private readonly invocations = new Map<NodeId, Set<InvocationId>>();
+  private planned: Map<NodeId, Connections> | null = null;
+  private originSites: OriginSite[] | null = null;
+
+  constructor(
+    readonly topology: TopologyConfig,
+    seed: number,
+    canaries: Canaries,
+  ) {
+    const siteOf = new Map(topology.sites.map((site, index) => [site.name, index]));
+    const placement = topology.servers.map((server) => siteOf.get(server.site) ?? 0);
+    super(
+      scenarioParams(placement.length, {
+        seed,
+        sites: topology.sites.length,
+        placement,
+        edges: [],
+        messageDelayMs: { min: 1, max: 20, interSiteExtra: 40 },
+        tombstoneLifetimeMs: 30 * 24 * 60 * minute,
+        purgeIntervalMs: 60 * minute,
+      }),
+      canaries,
+    );
+    this.view = topology;
+    this.routes = nextHopTable(compileServedGraph(topology));
+  }
+
+  /** Recomputes what the routers would converge to, and gives every node its new partners. */
+  reroute(): void {
+    this.view = {
+      ...this.topology,
+      links: this.topology.links.filter((_, index) => !this.downLinks.has(index)),
+    };
+    this.routes = nextHopTable(compileServedGraph(this.view));
+    this.planned = null;
+    for (const node of this.nodes) {
+      if (node.machine === null) continue;
+      node.machine.reconfigure(this.config(node));
+      this.scheduleWake(node);
+    }
+  }
+
+  nextHop(from: SiteName, to: SiteName): SiteName | undefined {
+    const graph = this.routes.graph;
+    const a = siteIndex(graph, from);
+    const b = siteIndex(graph, to);
+    if (a === undefined || b === undefined) return undefined;
+    const hop = this.routes.hop(a, b);
+    return hop < 0 ? undefined : graph.names[hop];
+  }
+
+  siteOf(node: SimNode): SiteName {
+    return this.topology.servers[node.index]?.site as SiteName;
+  }
+
+  noteInvocation(node: SimNode): void {
+    const invocation = node.replica?.invocationId;
+    if (invocation === undefined) return;
+    const known = this.invocations.get(node.id) ?? new Set();
+    known.add(invocation);
+    this.invocations.set(node.id, known);
+    this.originSites = null;
+  }
+
+  /** Every node's connections under the current view, computed once per change of it. */
+  private connections(): Map<NodeId, Connections> {
+    if (this.planned !== null) return this.planned;
+    const hops = new Map<string, Set<string>>();
+    const planned = new Map<NodeId, Connections>();
+    for (const node of this.nodes) {
+      const site = this.siteOf(node);
+      let siteHops = hops.get(site);
+      if (siteHops === undefined) {
+        siteHops = this.hopsFrom(site);
+        hops.set(site, siteHops);
+      }
+      planned.set(node.id, connectionsOf(this.view, node.id, this.stale, siteHops));
+    }
+    this.planned = planned;
+    return planned;
+  }
+
+  /** Where each known invocation originated: this site's sites, by server. */
+  private origins(): OriginSite[] {
+    this.originSites ??= this.nodes.map((other) => ({
+      site: this.siteOf(other),
+      invocations: [...(this.invocations.get(other.id) ?? [])],
+    }));
+    return this.originSites;
+  }
+
+  override config(node: SimNode): NodeConfig {
+    const mySite = this.siteOf(node);
+    const planned = this.connections();
+    const origins = this.origins();
+    const toward = (origin: string): string | undefined => this.nextHop(mySite, origin as SiteName);
+    const outbound = this.nodes
+      .filter((other) => planned.get(other.id)?.inbound.some((c) => c.node === node.id && c.notify) === true)
+      .map((other) => other.id);
+    const mine = planned.get(node.id) as Connections;
+    return {
+      ...nodeConfigDefaults,
+      inbound: mine.inbound.map((connection) => ({
+        node: connection.node,
+        pullIntervalMs: connection.pullIntervalMs,
+        exclude: originExclusions(connection, mySite, toward, origins),
+      })),
+      outbound,
+      replicaSet: this.replicaSet,
+      pullTimeoutMs: 5_000,
+      notifyDelayMs: 20,
+      retryBackoffBaseMs: 1_000,
+      retryBackoffMaxMs: 60_000,
+      purgeIntervalMs: this.params.purgeIntervalMs,
+      pageLimits: { entriesMax: 100, bytesMax: 256 * 1024 },
+    };
+  }
+
+  private hopsFrom(site: SiteName): Set<string> {
+    const hops = new Set<string>();
+    for (const other of this.routes.graph.names) {
+      const hop = this.nextHop(site, other);
+      if (hop !== undefined) hops.add(siteKey(hop));
+    }
+    return hops;
+  }
+}
+
+/** One written change: its stamp, where it was written, and its inter-site transfers. */
+interface Tracked {
+  readonly invocation: InvocationId;
+  readonly usn: Usn;
+  readonly site: SiteName;
+  transfers: number;
+}
+
+export interface SiteSimOptions {
+  readonly canaries?: Canaries;
+  /** Wall clock for the summary only; never read by the simulation. */
+  readonly now?: () => number;
+}
+
+export function runSiteSim(params: SiteSimParams, options: SiteSimOptions = {}): SiteSimResult {
+  const now = options.now ?? Date.now;
+  const started = now();
+  const random = new SeededRandom(params.seed);
+  const world = new SiteWorld(buildTopology(params, random), params.seed, options.canaries ?? {});
+  const run = new SiteRun(world, random);
+  run.start();
+  run.steadyPhase(params.steadyBatches, params.changesPerBatch);
+  const faultChanges = run.faultPhase(params);
+  run.steadyPhase(1, params.changesPerBatch);
+  run.finish();
+  return {
+    params,
+    violations: world.violations,
+    nodes: world.nodes.length,
+    links: world.topology.links.length,
+    changes: run.tracked.length,
+    steadyTransfers: run.steadyTransfers,
+    steadyTransfersMax: run.steadyTransfersMax,
+    faultExtraTransfers: run.faultExtra(faultChanges),
+    faultChanges: faultChanges.length,
+    simulatedMs: world.time,
+    events: world.stats.events,
+    wallMs: now() - started,
+  };
+}
+
+class SiteRun {
+  readonly tracked: Tracked[] = [];
+  private readonly byStamp = new Map<string, Tracked>();
+  private readonly invariants: Invariants;
+  private entries = 0;
+  steadyTransfers = 0;
+  steadyTransfersMax = 0;
+
+  constructor(
+    private readonly world: SiteWorld,
+    private readonly random: SeededRandom,
+  ) {
+    this.invariants = new Invariants(world);
+    world.onPageDelivered = (from, to, page) => this.countTransfers(from, to, page as ChangePage);
+  }
+
+  /** Inter-site pages carry each change at most once per boundary in steady state. */
+  private countTransfers(from: SimNode, to: SimNode, page: ChangePage): void {
+    if (this.world.siteOf(from) === this.world.siteOf(to)) return;
+    const carried = new Set<Tracked>();
+    for (const entry of page.entries) {
+      for (const item of entry.items) {
+        const tracked = this.byStamp.get(`${item.stamp.invocation}:${item.stamp.usn}`);
+        if (tracked !== undefined) carried.add(tracked);
+      }
+    }
+    for (const tracked of carried) tracked.transfers++;
+  }
+
+  start(): void {
+    const world = this.world;
+    for (const node of world.nodes) {
+      node.create(world.config(node), world.canaries, world.params.tombstoneLifetimeMs);
+      world.noteInvocation(node);
+    }
+    const first = world.nodes[0] as SimNode;
+    unwrap((first.replica as NonNullable<SimNode["replica"]>).createPartition(dataPartition));
+    world.reroute();
+    this.awaitDelivery([], "the partition");
+  }
+
+  /** Writes batches of changes with no fault active; each must obey the transfer bound. */
+  steadyPhase(batches: number, perBatch: number): void {
+    const bound = this.servedSites() - 1;
+    for (let batch = 0; batch < batches; batch++) {
+      const written = this.writeBatch(perBatch);
+      this.awaitDelivery(written, "a steady batch");
+      for (const change of written) {
+        this.steadyTransfers += change.transfers;
+        this.steadyTransfersMax = Math.max(this.steadyTransfersMax, change.transfers);
+        if (change.transfers > bound) {
+          this.world.violate(
+            "transfers",
+            `change ${change.invocation.slice(0, 8)}:${change.usn} from ${change.site} crossed site boundaries ${change.transfers} times (at most ${bound} in steady state)`,
+          );
+        }
+      }
+    }
+  }
+
+  /** Links fail and recover, bridgeheads crash and restart, while writes go on. */
+  faultPhase(params: SiteSimParams): Tracked[] {
+    const world = this.world;
+    const written: Tracked[] = [];
+    const spanMs = 60 * minute;
+    const startAt = world.time;
+    for (let k = 0; k < params.linkFailures; k++) {
+      const link = this.random.int(0, world.topology.links.length - 1);
+      const at = startAt + this.random.int(0, spanMs / 2);
+      world.at(at, `link l${link} fails`, () => this.failLink(link, this.random.int(5, 30) * minute));
+    }
+    for (let k = 0; k < params.bridgeheadCrashes; k++) {
+      const node = this.random.pick(world.nodes);
+      const at = startAt + this.random.int(0, spanMs / 2);
+      world.at(at, `${node.id} crashes`, () => this.crash(node, this.random.int(5, 30) * minute));
+    }
+    for (let k = 0; k < 4; k++) {
+      world.runUntil(startAt + ((k + 1) * spanMs) / 4);
+      written.push(...this.writeBatch(2));
+    }
+    // Everything recovers by the end of the fault phase (the last recovery is ≤ 45 min in).
+    world.runUntil(startAt + spanMs + detectionDelayMs + minute);
+    this.awaitDelivery(written, "the fault phase's changes");
+    return written;
+  }
+
+  faultExtra(changes: readonly Tracked[]): number {
+    const bound = this.servedSites() - 1;
+    return changes.reduce((sum, change) => sum + Math.max(0, change.transfers - bound), 0);
+  }
+
+  finish(): void {
+    this.invariants.audit();
+    this.invariants.final();
+  }
+
+  private failLink(link: number, forMs: number): void {
+    const world = this.world;
+    const [a, b] = world.topology.links[link]?.sites ?? [];
+    const across = world.nodes.filter((node) => world.siteOf(node) === a);
+    const other = world.nodes.filter((node) => world.siteOf(node) === b);
+    for (const x of across) for (const y of other) world.cutLink(x.index, y.index);
+    world.at(world.time + detectionDelayMs, `routes withdrawn over l${link}`, () => {
+      world.downLinks.add(link);
+      world.reroute();
+    });
+    world.at(world.time + forMs, `link l${link} recovers`, () => {
+      for (const x of across) for (const y of other) world.restoreLink(x.index, y.index);
+      world.at(world.time + detectionDelayMs, `routes back over l${link}`, () => {
+        world.downLinks.delete(link);
+        world.reroute();
+      });
+    });
+  }
+
+  private crash(node: SimNode, forMs: number): void {
+    const world = this.world;
+    if (!node.up) return;
+    world.crash(node, null);
+    world.at(world.time + detectionDelayMs, `${node.id} declared stale`, () => {
+      world.stale.add(node.id);
+      world.reroute();
+    });
+    world.at(world.time + forMs, `${node.id} restarts`, () => {
+      world.restart(node, false);
+      world.at(world.time + detectionDelayMs, `${node.id} back`, () => {
+        world.stale.delete(node.id);
+        world.reroute();
+      });
+    });
+  }
+
+  private servedSites(): number {
+    return new Set(this.world.nodes.map((node) => siteKey(this.world.siteOf(node)))).size;
+  }
+
+  /** A batch of changes on random up nodes: new entries, and changes to earlier ones. */
+  private writeBatch(count: number): Tracked[] {
+    const written: Tracked[] = [];
+    // Changes go to entries of earlier batches only: a batch's changes are independent, so
+    // none of them needs another to travel with it (an entry created and changed in the same
+    // batch may ride along with its change, a transfer outside the steady-state bound).
+    const delivered = this.entries;
+    for (let k = 0; k < count; k++) {
+      const node = this.random.pick(this.world.nodes.filter((candidate) => candidate.up));
+      const request: WriteRequest =
+        delivered > 0 && this.random.chance(0.4)
+          ? {
+              op: "modify",
+              dn: `cn=u${this.random.int(0, delivered - 1)},${dataPartition}`,
+              changes: [
+                { operation: "replace", attribute: "description", values: [`v${this.tracked.length}`] },
+              ],
+            }
+          : {
+              op: "add",
+              dn: `cn=u${this.entries++},${dataPartition}`,
+              attributes: { objectClass: ["person"], sn: ["user"] },
+            };
+      const change = this.write(node, request);
+      if (change !== undefined) written.push(change);
+    }
+    return written;
+  }
+
+  private write(node: SimNode, request: WriteRequest): Tracked | undefined {
+    const machine = node.machine;
+    if (machine === null) return undefined;
+    let outcome: ReturnType<typeof machine.write>[number] | undefined;
+    this.world.step(node, () => {
+      [outcome] = machine.write([request]);
+      return [];
+    });
+    if (outcome === undefined || !outcome.ok) return undefined;
+    recordWrite(this.world, node, request.op, outcome.value.guid, outcome.value.usn);
+    const replica = node.replica as NonNullable<SimNode["replica"]>;
+    const change = {
+      invocation: replica.invocationId,
+      usn: outcome.value.usn,
+      site: this.world.siteOf(node),
+      transfers: 0,
+    };
+    this.tracked.push(change);
+    this.byStamp.set(`${change.invocation}:${change.usn}`, change);
+    return change;
+  }
+
+  /**
+   * Runs until every up node whose site has a route to a change's origin site holds it
+   * (its UTD covers the stamp): "every site receives every change". A bound passing first is
+   * a violation. An empty list waits for full cross-coverage (bootstrap).
+   */
+  private awaitDelivery(changes: readonly Tracked[], what: string): void {
+    const world = this.world;
+    const deadline = world.time + deliveryBoundMs;
+    const delivered = (): boolean =>
+      changes.length === 0
+        ? this.invariants.utdsCrossCovered()
+        : changes.every((change) => this.everywhere(change));
+    while (world.time < deadline) {
+      if (!world.runUntil(world.time + deliveryCheckMs)) break;
+      if (delivered()) return;
+    }
+    const missing = changes.find((change) => !this.everywhere(change));
+    world.violate(
+      "every-site",
+      missing === undefined
+        ? `${what} did not reach every node within ${deliveryBoundMs / minute} simulated minutes`
+        : `change ${missing.invocation.slice(0, 8)}:${missing.usn} from ${missing.site} did not reach ${this.lacking(missing).join(", ")} within ${deliveryBoundMs / minute} simulated minutes`,
+    );
+  }
+
+  private everywhere(change: Tracked): boolean {
+    return this.lacking(change).length === 0;
+  }
+
+  private lacking(change: Tracked): NodeId[] {
+    const world = this.world;
+    const stamp = { invocation: change.invocation, usn: change.usn };
+    return world.nodes
+      .filter((node) => {
+        const site = world.siteOf(node);
+        const routed =
+          siteKey(site) === siteKey(change.site) || world.nextHop(site, change.site) !== undefined;
+        return routed && node.replica !== null && !utdCovers(node.replica.utd(), stamp);
+      })
+      .map((node) => node.id);
+  }
+}
