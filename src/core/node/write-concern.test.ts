@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { InvocationId, NodeId, Usn } from "../ids.ts";
+import { evaluateWriteConcern, parseWriteConcern, serversToAsk, type WriteConcern } from "./write-concern.ts";
+
+const node = (name: string) => name as NodeId;
+const inv = "a".repeat(32) as InvocationId;
+const write = { invocation: inv, usn: 10 as Usn };
+const self = { node: node("e1"), site: "east" };
+const servers = [
+  { node: node("e1"), site: "east" },
+  { node: node("e2"), site: "east" },
+  { node: node("w1"), site: "west" },
+  { node: node("n1"), site: "north" },
+];
+const has = (usn: number) => ({ [inv]: usn as Usn });
+
+describe("write concern", () => {
+  it("parses the header, with a bounded timeout", () => {
+    assert.deepEqual(parseWriteConcern(undefined), {
+      ok: true,
+      value: { concern: { kind: "local" }, timeoutMs: 5000 },
+    });
+    assert.deepEqual(parseWriteConcern("SITES=2; timeout=250"), {
+      ok: true,
+      value: { concern: { kind: "sites", count: 2 }, timeoutMs: 250 },
+    });
+    assert.equal(parseWriteConcern("all").ok, true);
+    for (const bad of [
+      "",
+      "most",
+      "sites=0",
+      "sites=x",
+      "site; timeout=0",
+      "site; timeout=999999",
+      "site; wait=1",
+      "x".repeat(200),
+    ]) {
+      const parsed = parseWriteConcern(bad);
+      assert.ok(!parsed.ok && parsed.error.code === "invalid-request", bad);
+    }
+  });
+
+  it("counts a node only when its UTD covers the write", () => {
+    const check = (concern: WriteConcern, reports: [string, string, number | null][]) =>
+      evaluateWriteConcern(
+        concern,
+        write,
+        self,
+        servers,
+        reports.map(([name, site, usn]) => ({ node: node(name), site, utd: usn === null ? null : has(usn) })),
+      );
+    assert.equal(check({ kind: "local" }, []).met, true);
+    assert.equal(check({ kind: "site" }, [["e2", "east", 9]]).met, false, "one USN short");
+    assert.equal(check({ kind: "site" }, [["w1", "west", 10]]).met, false, "another site is not this site");
+    assert.equal(check({ kind: "site" }, [["e2", "east", 10]]).met, true);
+    const two = check({ kind: "sites", count: 2 }, [
+      ["e2", "east", 12],
+      ["w1", "west", 10],
+      ["n1", "north", null],
+    ]);
+    assert.deepEqual(two, { met: true, nodes: ["e1", "e2", "w1"], sites: ["east", "west"] });
+    assert.equal(check({ kind: "sites", count: 3 }, [["w1", "west", 10]]).met, false);
+    assert.equal(
+      check({ kind: "all" }, [
+        ["e2", "east", 10],
+        ["w1", "west", 10],
+      ]).met,
+      false,
+    );
+    assert.equal(
+      check({ kind: "all" }, [
+        ["e2", "east", 10],
+        ["w1", "west", 10],
+        ["n1", "north", 11],
+      ]).met,
+      true,
+    );
+  });
+
+  it("asks only the servers that can matter", () => {
+    assert.deepEqual(serversToAsk({ kind: "local" }, self, servers), []);
+    assert.deepEqual(
+      serversToAsk({ kind: "site" }, self, servers).map((server) => server.node),
+      ["e2"],
+    );
+    assert.equal(serversToAsk({ kind: "all" }, self, servers).length, 3);
+  });
+});

@@ -1,0 +1,130 @@
+import type { InvocationId, NodeId, Usn } from "../ids.ts";
+import { type UtdVector, utdGet } from "../replication/utd.ts";
+import { fail, ok, type Result } from "../result.ts";
+import { siteKey } from "../topology/model.ts";
+
+/**
+ * Write concern: how far a client write must have travelled before the node answers.
+ *
+ *   local     durable on this node's disk (the default: a local write never waits for the WAN)
+ *   site      also applied by another node of this node's site
+ *   sites=N   applied in N sites (this one counts)
+ *   all       applied by every server of the topology
+ *
+ * The header is `Plexus-Write-Concern: site` or `…; timeout=2000` (milliseconds). A node
+ * "has applied" the write when its UTD covers the write's (invocation, USN). Which nodes have
+ * it is reported by the runtime; whether that meets the concern is decided here.
+ */
+export type WriteConcern =
+  | { readonly kind: "local" }
+  | { readonly kind: "site" }
+  | { readonly kind: "sites"; readonly count: number }
+  | { readonly kind: "all" };
+
+export interface WriteConcernRequest {
+  readonly concern: WriteConcern;
+  readonly timeoutMs: number;
+}
+
+export const writeConcernTimeoutMsDefault = 5_000;
+export const writeConcernTimeoutMsMax = 60_000;
+const headerLengthMax = 100;
+const sitesCountMax = 100_000;
+
+export function parseWriteConcern(header: string | undefined): Result<WriteConcernRequest> {
+  if (header === undefined)
+    return ok({ concern: { kind: "local" }, timeoutMs: writeConcernTimeoutMsDefault });
+  if (header.length > headerLengthMax) return fail("invalid-request", "write concern header too long");
+  const [level = "", ...parameters] = header.split(";").map((part) => part.trim().toLowerCase());
+  let timeoutMs = writeConcernTimeoutMsDefault;
+  for (const parameter of parameters) {
+    const match = /^timeout=([0-9]{1,6})$/.exec(parameter);
+    const value = match === null ? Number.NaN : Number(match[1]);
+    if (!(value >= 1 && value <= writeConcernTimeoutMsMax))
+      return fail(
+        "invalid-request",
+        `write concern parameter '${parameter}': timeout=1..${writeConcernTimeoutMsMax} (ms)`,
+      );
+    timeoutMs = value;
+  }
+  if (level === "local" || level === "site" || level === "all")
+    return ok({ concern: { kind: level }, timeoutMs });
+  const sites = /^sites=([0-9]{1,6})$/.exec(level);
+  const count = sites === null ? Number.NaN : Number(sites[1]);
+  if (count >= 1 && count <= sitesCountMax) return ok({ concern: { kind: "sites", count }, timeoutMs });
+  return fail("invalid-request", `unknown write concern '${level}' (local, site, sites=N or all)`);
+}
+
+export function formatWriteConcern(concern: WriteConcern): string {
+  return concern.kind === "sites" ? `sites=${concern.count}` : concern.kind;
+}
+
+export interface ReplicaProgress {
+  readonly node: NodeId;
+  readonly site: string;
+  /** The node's UTD as last reported; null when it has not answered. */
+  readonly utd: UtdVector | null;
+}
+
+export interface ConcernOutcome {
+  readonly met: boolean;
+  /** Nodes known to have applied the write, this one first. */
+  readonly nodes: readonly NodeId[];
+  /** Sites of those nodes (site keys, sorted). */
+  readonly sites: readonly string[];
+}
+
+/**
+ * Whether the write (`invocation`, `usn`) made on `self` meets `concern`, given what the other
+ * servers reported. `servers` is the topology's server list (with this node); a concern the
+ * topology cannot meet at all (`site` in a site of one) is simply never met.
+ */
+export function evaluateWriteConcern(
+  concern: WriteConcern,
+  write: { readonly invocation: InvocationId; readonly usn: Usn },
+  self: { readonly node: NodeId; readonly site: string },
+  servers: readonly { readonly node: NodeId; readonly site: string }[],
+  reports: readonly ReplicaProgress[],
+): ConcernOutcome {
+  const nodes: NodeId[] = [self.node];
+  const sites = new Set([siteKey(self.site)]);
+  for (const report of reports) {
+    if (report.node === self.node || report.utd === null) continue;
+    if (utdGet(report.utd, write.invocation) < write.usn) continue;
+    nodes.push(report.node);
+    sites.add(siteKey(report.site));
+  }
+  const has = new Set(nodes);
+  let met: boolean;
+  switch (concern.kind) {
+    case "local":
+      met = true;
+      break;
+    case "site":
+      met = nodes.some((node, index) => {
+        const report = reports.find((candidate) => candidate.node === node);
+        return index > 0 && report !== undefined && siteKey(report.site) === siteKey(self.site);
+      });
+      break;
+    case "sites":
+      met = sites.size >= concern.count;
+      break;
+    case "all":
+      met = servers.every((server) => has.has(server.node));
+      break;
+  }
+  return { met, nodes, sites: [...sites].sort() };
+}
+
+/** The servers whose progress can matter for `concern` (never this node itself). */
+export function serversToAsk<T extends { readonly node: NodeId; readonly site: string }>(
+  concern: WriteConcern,
+  self: { readonly node: NodeId; readonly site: string },
+  servers: readonly T[],
+): T[] {
+  if (concern.kind === "local") return [];
+  const others = servers.filter((server) => server.node !== self.node);
+  return concern.kind === "site"
+    ? others.filter((server) => siteKey(server.site) === siteKey(self.site))
+    : others;
+}
