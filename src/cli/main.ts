@@ -2,22 +2,36 @@ import { startCommand } from "./start.ts";
 import { topologyCommand } from "./topology.ts";
 
 /**
- * The `plexus` command. Today only the replication core and its SQLite store exist; the node
- * server, the locator and the demo cluster are still to come, so this command says what runs
- * today instead of pretending to start a cluster.
+ * The `plexus` command: `start` runs a node, `topology` prints a topology file; without a
+ * command it says what Plexus is and what runs in this version.
  */
 const status = `Plexus — a multi-master, site-aware replicated directory service.
 
 Any server accepts writes; servers replicate inside a site quickly and between sites on a
 schedule; clients find a server through DNS SRV records and move on when one dies.
 
+Commands:
+  plexus start --data DIR --node NAME --site SITE [--join URL]... [--secret-file FILE] ...
+                          run a node: the first one (no --join) creates the directory
+                          (cn=config, cn=dns, dc=example,dc=com); others join through any
+                          node, sync, then serve the HTTP/JSON API under /v1 (docs/api.md)
+                          and replicate over signed HTTP. 'plexus start --help' for options
+  plexus topology --config FILE [--site NAME]
+                          print sites, links, bridgeheads, connections and routes of a
+                          topology file (see examples/topology.json)
+
 What runs today (in this checkout):
   - the replication core (src/core): entries, DNs, filters, stamped per-attribute and
     per-value merge, naming conflicts, LostAndFound, tombstones, strict mode, rollback
     safety, and the node state machine that schedules pulls between partners
   - the SQLite store (src/store), one database file per node
+  - the node server (src/runtime, src/edge/http): join and initial sync, partners from the
+    replicated topology, HMAC-signed transport with a replay window, gzip across sites,
+    group commit, the client API with problem+json errors, write concern
+    (Plexus-Write-Concern), session tokens (Plexus-Session), GET /v1/status
   - the deterministic simulator (src/sim): many nodes, faults, invariants, replayable seeds
-  - npm test              type check, lint, unit, contract, property, scenario and simulator tests
+  - npm test              type check, lint, unit, contract, property, scenario, simulator
+                          and multi-process cluster tests
   - npm run sim -- --seeds N   run N random simulator seeds (--seed S replays one)
   - npm run sim:canaries  prove the simulator catches each planted bug
   - npm run bench:core    write, apply and page throughput at 100k and 1M entries
@@ -25,12 +39,10 @@ What runs today (in this checkout):
     path-vector routing between sites with the valley-free policy, and its simulator
   - npm run sim:routing -- --seeds N   inter-site routing under link and bridgehead faults
   - npm run bench:topology  route convergence at 100 to 10,000 sites (--quick: 100, 1,000)
-  - plexus topology --config FILE [--site NAME]
-                          print sites, links, bridgeheads, connections and routes of a
-                          topology file (see examples/topology.json)
 
-Not yet: the node server and HTTP API, pulling along the routes, the DNS locator, the other
-CLI commands and the local demo cluster. See README.md.
+Not yet: SSE watch, link schedules, pulling along the routes by origin site, client
+authentication and TLS, the DNS locator, the client library, the other CLI commands and the
+local demo cluster. See README.md.
 `;
 
 const [command, ...rest] = process.argv.slice(2);
@@ -43,8 +55,6 @@ if (command === undefined || command === "help" || command === "--help" || comma
 } else if (command === "topology") {
   process.exitCode = topologyCommand(rest, process.stdout, process.stderr);
 } else {
-  process.stderr.write(
-    `plexus: unknown command '${command}' (this version has no commands yet; run 'plexus --help')\n`,
-  );
+  process.stderr.write(`plexus: unknown command '${command}' (start or topology; run 'plexus --help')\n`);
   process.exitCode = 2;
 }

@@ -28,7 +28,8 @@ export const startUsage = `usage: plexus start [--config FILE] --data DIR --node
   --partition DN      first node only: a data partition to create (repeatable;
                       default dc=example,dc=com)
   --topology FILE     first node only: initial sites, links, subnets and settings (JSON as
-                      in examples/topology.json; this node is added to its servers)
+                      in examples/two-sites.json; servers listed there are ignored: each node
+                      registers itself)
   --synchronous MODE  SQLite durability: full (default, fsync per commit) or normal
   --config FILE       JSON with any of: data, node, site, host, port, join, secretFile,
                       partitions, topology (a file name or an object), synchronous,

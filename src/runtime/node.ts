@@ -2,15 +2,24 @@ import { closeSync, existsSync, fsyncSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import Fastify, { type FastifyInstance } from "fastify";
 import { configPartition, dnsPartition } from "../core/directory/partition.ts";
-import type { Guid, NodeId } from "../core/ids.ts";
+import type { Guid, InvocationId, NodeId, Usn } from "../core/ids.ts";
 import { isNodeId } from "../core/ids.ts";
 import { type NodeConfig, NodeMachine, nodeConfigDefaults, type Send } from "../core/node/machine.ts";
 import type { PeerMessage } from "../core/node/messages.ts";
 import { type PartnerPlan, partnerPlan } from "../core/node/partners.ts";
 import { checkRegistration, type Registration, registrationWrites } from "../core/node/registration.ts";
+import {
+  type ConcernOutcome,
+  evaluateWriteConcern,
+  type ReplicaProgress,
+  serversToAsk,
+  type WriteConcernRequest,
+} from "../core/node/write-concern.ts";
 import type { WriteOutcome, WriteRequest } from "../core/replica/originating.ts";
 import type { ConflictView, EntryView, SearchRequest, SearchResult } from "../core/replica/read.ts";
 import { Replica } from "../core/replica/replica.ts";
+import { type UtdVector, utdCoversVector, utdGet } from "../core/replication/utd.ts";
+import { validateUtd } from "../core/replication/validate.ts";
 import { fail, ok, type Result } from "../core/result.ts";
 import type { Connection } from "../core/topology/connections.ts";
 import { readTopology, topologyWrites } from "../core/topology/entries.ts";
@@ -26,6 +35,7 @@ import {
   type DirectoryService,
   registerClientApi,
   registerProblemHandlers,
+  type WriteReceipt,
 } from "../edge/http/api.ts";
 import { type DataDirectory, openDataDirectory } from "../store/data-directory.ts";
 import type { ClusterSecret } from "./auth.ts";
@@ -72,6 +82,12 @@ export const writeQueueMax = 10_000;
 /** setTimeout's own ceiling is about 24.8 days; the machine is ticked at least this often. */
 const timerMaxMs = 60_000;
 const syncPollMs = 20;
+/** How often a request carrying a session token looks again whether this node caught up. */
+const catchUpPollMs = 10;
+/** How often a write waiting for its concern asks the other servers again. */
+const concernPollMs = 10;
+/** One UTD report may take this long; a server that does not answer in time is asked again. */
+const utdReportTimeoutMs = 1_000;
 const joinRetryMs = 500;
 /** The file that says this data directory finished its initial sync (or created the directory). */
 export const syncedMarkerFileName = "plexus.synced";
@@ -96,9 +112,15 @@ export interface NodeOptions {
   readonly log: Logger;
 }
 
+interface Committed {
+  readonly result: Result<WriteOutcome>;
+  /** The invocation id right after the transaction: the one the write's USN belongs to. */
+  readonly invocation: InvocationId;
+}
+
 interface QueuedWrite {
   readonly request: WriteRequest;
-  readonly resolve: (result: Result<WriteOutcome>) => void;
+  readonly resolve: (committed: Committed) => void;
   readonly reject: (error: unknown) => void;
 }
 
@@ -235,12 +257,14 @@ export class PlexusNode implements DirectoryService {
       )
     )
       sites.push({ name: registration.site });
-    const servers = Array.isArray(raw.servers) ? raw.servers : [];
+    // Every node registers itself with the address it really listens on; servers listed in a
+    // topology file (examples/topology.json has some) would be partners that never answer.
+    if (Array.isArray(raw.servers) && raw.servers.length > 0)
+      this.options.log.log("warn", "topology-servers-ignored", { count: raw.servers.length });
     const checked = checkTopology({
       ...raw,
       sites,
       servers: [
-        ...servers,
         {
           node: registration.node,
           site: registration.site,
@@ -280,7 +304,7 @@ export class PlexusNode implements DirectoryService {
         }
       }
       this.options.log.log("warn", "join-retry", { attempt, reason: lastReason });
-      await new Promise((resolve) => setTimeout(resolve, joinRetryMs));
+      await sleep(joinRetryMs);
     }
     throw new Error(`could not join: ${lastReason}`);
   }
@@ -306,7 +330,7 @@ export class PlexusNode implements DirectoryService {
       if (status?.lastSuccessAt !== null && status?.lastSuccessAt !== undefined) break;
       if (this.stopped) throw new Error("stopped during the initial sync");
       if (monotonicClock.now() > deadline) throw new Error(`initial sync from ${admitter.node} timed out`);
-      await new Promise((resolve) => setTimeout(resolve, syncPollMs));
+      await sleep(syncPollMs);
     }
     this.bootstrap = null;
     this.options.log.log("info", "initial-sync-done", { from: admitter.node, usn: this.replica.usn });
@@ -322,7 +346,7 @@ export class PlexusNode implements DirectoryService {
       return;
     }
     // No one to ask: write it here; partners learn it when they next reach this node.
-    for (const result of await Promise.all(writes.map((write) => this.write(write))))
+    for (const { result } of await Promise.all(writes.map((write) => this.commit(write))))
       if (!result.ok) this.options.log.log("warn", "registration-failed", { error: result.error.message });
   }
 
@@ -363,9 +387,13 @@ export class PlexusNode implements DirectoryService {
     const key = JSON.stringify([config, plan.inbound]);
     if (key === this.planKey) return;
     this.planKey = key;
+    // A node this one stops notifying may still pull from it and not know why it should stop:
+    // one last notification makes it pull now, and that pull brings the topology change.
+    const dropped = this.plan.outbound.filter((node) => !plan.outbound.includes(node));
     this.plan = plan;
     this.connections = new Map(plan.inbound.map((connection) => [connection.node, connection]));
     this.machine.reconfigure(config);
+    this.dispatch(dropped.map((node) => ({ to: node, message: { kind: "notify" } })));
     this.options.log.log("info", "partners", {
       inbound: config.inbound.map((partner) => partner.node),
       outbound: plan.outbound,
@@ -544,7 +572,9 @@ export class PlexusNode implements DirectoryService {
       return { status: 400, detail: "that is this node's own name" };
     const config = readTopology(this.replica).config;
     const writes = registrationWrites(config, checked.value, this.options.site);
-    const results = await Promise.all(writes.map((write) => this.write(write)));
+    const results = (await Promise.all(writes.map((write) => this.commit(write)))).map(
+      ({ result }) => result,
+    );
     const failed = results.find((result) => !result.ok);
     if (failed !== undefined && !failed.ok) return { status: 400, detail: failed.error.message };
     this.options.log.log("info", "admitted", { node: from, site: checked.value.site, writes: writes.length });
@@ -560,12 +590,21 @@ export class PlexusNode implements DirectoryService {
     return this.isReady && !this.stopped;
   }
 
+  async write(request: WriteRequest, concern: WriteConcernRequest): Promise<Result<WriteReceipt>> {
+    const { result, invocation } = await this.commit(request);
+    if (!result.ok) return result;
+    const outcome = await this.awaitConcern(concern, { invocation, usn: result.value.usn });
+    return ok({ outcome: result.value, invocation, concern: outcome });
+  }
+
   /** Queues a write for the next group commit: concurrent writes share one transaction and fsync. */
-  write(request: WriteRequest): Promise<Result<WriteOutcome>> {
-    if (this.writeQueue.length >= writeQueueMax)
-      return Promise.resolve(
-        fail("limit-exceeded", `more than ${writeQueueMax} writes are waiting; retry later`),
-      );
+  private commit(request: WriteRequest): Promise<Committed> {
+    if (this.writeQueue.length >= writeQueueMax) {
+      return Promise.resolve({
+        result: fail("limit-exceeded", `more than ${writeQueueMax} writes are waiting; retry later`),
+        invocation: this.replica.invocationId,
+      });
+    }
     return new Promise((resolve, reject) => {
       this.writeQueue.push({ request, resolve, reject });
       if (!this.flushScheduled) {
@@ -582,8 +621,11 @@ export class PlexusNode implements DirectoryService {
     } else {
       try {
         const results = this.machine.write(batch.map((queued) => queued.request));
-        for (const [index, queued] of batch.entries())
-          queued.resolve(results[index] ?? fail("invalid-request", "the write had no result"));
+        const invocation = this.replica.invocationId;
+        for (const [index, queued] of batch.entries()) {
+          const result = results[index] ?? fail("invalid-request", "the write had no result");
+          queued.resolve({ result, invocation });
+        }
       } catch (error) {
         this.options.log.log("error", "write-failed", { writes: batch.length, error: errorText(error) });
         for (const queued of batch) queued.reject(error);
@@ -593,6 +635,65 @@ export class PlexusNode implements DirectoryService {
     }
     if (this.writeQueue.length > 0) setImmediate(() => this.flush());
     else this.flushScheduled = false;
+  }
+
+  async catchUp(token: UtdVector, waitMs: number): Promise<boolean> {
+    if (utdCoversVector(this.replica.utd(), token)) return true;
+    // Behind the client: pull from every partner now, as if each had just notified us.
+    for (const partner of this.machine.partnerStatus())
+      this.dispatch(
+        this.guard("receive", () => this.machine.receive(partner.partner, { kind: "notify" }), []),
+      );
+    this.schedule();
+    const deadline = monotonicClock.now() + waitMs;
+    while (!this.stopped && monotonicClock.now() < deadline) {
+      await sleep(catchUpPollMs);
+      if (utdCoversVector(this.replica.utd(), token)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Asks the servers that matter for their UTD (signed UTD reports) until the write meets its
+   * concern or the timeout passes; the core decides whether what they report meets it.
+   */
+  private async awaitConcern(
+    request: WriteConcernRequest,
+    write: { invocation: InvocationId; usn: Usn },
+  ): Promise<ConcernOutcome> {
+    const self = { node: this.options.node, site: this.options.site };
+    const servers = this.topology?.servers ?? [];
+    const ask = serversToAsk(request.concern, self, servers);
+    const reports = new Map<NodeId, ReplicaProgress>();
+    const deadline = monotonicClock.now() + request.timeoutMs;
+    let outcome = evaluateWriteConcern(request.concern, write, self, servers, []);
+    while (!outcome.met && !this.stopped) {
+      const remaining = deadline - monotonicClock.now();
+      if (remaining <= 0) break;
+      const pending = ask.filter((server) => {
+        const utd = reports.get(server.node)?.utd;
+        return utd === undefined || utd === null || utdGet(utd, write.invocation) < write.usn;
+      });
+      await Promise.all(
+        pending.map(async (server) => {
+          const url = this.urls.get(server.node);
+          if (url === undefined) return;
+          const reply = await this.client.post(
+            url,
+            peerPaths.utd,
+            null,
+            Math.min(remaining, utdReportTimeoutMs),
+          );
+          const body = reply.ok ? (reply.body as Record<string, unknown> | null) : null;
+          const utd = body === null ? null : validateUtd(body.utd, "UTD report");
+          if (utd?.ok === true)
+            reports.set(server.node, { node: server.node, site: server.site, utd: utd.value });
+        }),
+      );
+      outcome = evaluateWriteConcern(request.concern, write, self, servers, [...reports.values()]);
+      if (!outcome.met) await sleep(concernPollMs);
+    }
+    return outcome;
   }
 
   get(dn: string, attributes: readonly string[] | undefined): Result<EntryView> {
@@ -643,4 +744,8 @@ export class PlexusNode implements DirectoryService {
       },
     };
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

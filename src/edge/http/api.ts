@@ -1,8 +1,16 @@
-import type { FastifyError, FastifyInstance, FastifyReply } from "fastify";
-import type { Guid } from "../../core/ids.ts";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Guid, InvocationId, Usn } from "../../core/ids.ts";
+import {
+  type ConcernOutcome,
+  formatWriteConcern,
+  parseWriteConcern,
+  type WriteConcernRequest,
+} from "../../core/node/write-concern.ts";
 import type { WriteOutcome, WriteRequest } from "../../core/replica/originating.ts";
 import type { ConflictView, EntryView, SearchRequest, SearchResult } from "../../core/replica/read.ts";
 import { searchSizeLimitDefault, searchSizeLimitMax } from "../../core/replica/read.ts";
+import { type UtdVector, utdMerge } from "../../core/replication/utd.ts";
+import { validateUtd } from "../../core/replication/validate.ts";
 import type { Result } from "../../core/result.ts";
 import { isRetryable, type Problem, type ProblemCode, problem, problemOf } from "./problems.ts";
 
@@ -14,14 +22,29 @@ import { isRetryable, type Problem, type ProblemCode, problem, problemOf } from 
 export interface DirectoryService {
   /** False while a joining node performs its initial sync. */
   ready(): boolean;
-  write(request: WriteRequest): Promise<Result<WriteOutcome>>;
+  /** Commits the write, then waits (bounded) until it meets the write concern. */
+  write(request: WriteRequest, concern: WriteConcernRequest): Promise<Result<WriteReceipt>>;
+  /** Resolves true once this node's UTD covers `token`, false when `waitMs` passed first. */
+  catchUp(token: UtdVector, waitMs: number): Promise<boolean>;
   get(dn: string, attributes: readonly string[] | undefined): Result<EntryView>;
   search(request: SearchRequest): Result<SearchResult>;
   conflicts(after: Guid | null, limit: number): Result<ConflictView[]>;
   status(): unknown;
 }
 
+export interface WriteReceipt {
+  readonly outcome: WriteOutcome;
+  /** The invocation the write's USN belongs to: with it, the write's place in every UTD. */
+  readonly invocation: InvocationId;
+  readonly concern: ConcernOutcome;
+}
+
 export const clientBodyBytesMax = 8 * 1024 * 1024;
+/** How long a request carrying a session token waits for this node to catch up with it. */
+export const sessionWaitMs = 2_000;
+const sessionTokenLengthMax = 8_192;
+export const sessionHeader = "plexus-session";
+export const writeConcernHeader = "plexus-write-concern";
 export const conflictsLimitDefault = 100;
 export const conflictsLimitMax = 1000;
 export const searchPageSizeMax = 1000;
@@ -68,6 +91,33 @@ function outcomeBody(outcome: WriteOutcome): Fields {
   return { dn: outcome.dn, guid: outcome.guid, usn: outcome.usn, changed: outcome.entries };
 }
 
+/**
+ * Session tokens: a UTD vector of what the client has written, as base64url JSON. A request
+ * that carries one is served once this node's UTD covers it; every answer carries the token
+ * grown by the write it made, so a client that hands it on reads its own writes anywhere.
+ */
+export function encodeSession(token: UtdVector): string {
+  return Buffer.from(JSON.stringify(token), "utf8").toString("base64url");
+}
+
+export function decodeSession(text: string): UtdVector | Problem {
+  const invalid = problem("invalid-request", `${sessionHeader} is not a session token this cluster issued`);
+  if (text.length > sessionTokenLengthMax || !/^[A-Za-z0-9_-]*$/.test(text)) return invalid;
+  try {
+    const checked = validateUtd(JSON.parse(Buffer.from(text, "base64url").toString("utf8")), "session");
+    return checked.ok ? checked.value : invalid;
+  } catch {
+    // Not JSON: the same answer as any other token this cluster did not issue.
+    return invalid;
+  }
+}
+
+function header(request: FastifyRequest, name: string): string | undefined | Problem {
+  const value = request.headers[name];
+  if (Array.isArray(value)) return problem("invalid-request", `${name} given more than once`);
+  return value;
+}
+
 /** Offset cursors: pages of one search asked again; not a snapshot (see docs/api.md). */
 function encodeCursor(offset: number): string {
   return Buffer.from(JSON.stringify({ offset }), "utf8").toString("base64url");
@@ -87,16 +137,67 @@ function decodeCursor(cursor: unknown): number | Problem {
 }
 
 export function registerClientApi(app: FastifyInstance, service: DirectoryService): void {
+  // JSON only: a text body is refused with 415 rather than read as a string.
+  app.removeContentTypeParser("text/plain");
+  // What each request's session token says, and what its write adds to it.
+  const sessions = new WeakMap<FastifyRequest, UtdVector>();
   app.addHook("onRequest", async (request, reply) => {
-    if (request.url.startsWith("/v1/") && request.url !== "/v1/status" && !service.ready()) {
+    if (!request.url.startsWith("/v1/") || request.url === "/v1/status") return;
+    if (!service.ready())
       return sendProblem(reply, problem("not-ready", "this node is still performing its initial sync"));
+    const text = header(request, sessionHeader);
+    if (text === undefined) return;
+    if (isProblem(text)) return sendProblem(reply, text);
+    const token = decodeSession(text);
+    if (isProblem(token)) return sendProblem(reply, token);
+    sessions.set(request, token);
+    if (!(await service.catchUp(token, sessionWaitMs))) {
+      return sendProblem(
+        reply,
+        problem(
+          "session-behind",
+          `this node has not caught up with the session within ${sessionWaitMs} ms; retry, here or elsewhere`,
+        ),
+      );
     }
   });
+  app.addHook("onSend", async (request, reply, payload) => {
+    if (request.url.startsWith("/v1/") && request.url !== "/v1/status")
+      void reply.header(sessionHeader, encodeSession(sessions.get(request) ?? {}));
+    return payload;
+  });
 
-  const write = async (reply: FastifyReply, request: WriteRequest, status = 200): Promise<FastifyReply> => {
-    const result = await service.write(request);
+  const write = async (
+    http: FastifyRequest,
+    reply: FastifyReply,
+    request: WriteRequest,
+    status = 200,
+  ): Promise<FastifyReply> => {
+    const concernHeader = header(http, writeConcernHeader);
+    if (isProblem(concernHeader)) return sendProblem(reply, concernHeader);
+    const concern = parseWriteConcern(concernHeader);
+    if (!concern.ok) return sendProblem(reply, problemOf(concern.error));
+    const result = await service.write(request, concern.value);
     if (!result.ok) return sendProblem(reply, problemOf(result.error));
-    return reply.code(status).send(outcomeBody(result.value));
+    const { outcome, invocation } = result.value;
+    sessions.set(http, utdMerge(sessions.get(http) ?? {}, { [invocation]: outcome.usn as Usn }));
+    const reached = {
+      requested: formatWriteConcern(concern.value.concern),
+      met: result.value.concern.met,
+      nodes: result.value.concern.nodes,
+      sites: result.value.concern.sites,
+    };
+    if (!reached.met) {
+      return sendProblem(
+        reply,
+        problem(
+          "write-concern-not-met",
+          `the write is applied on this node and keeps replicating, but did not reach ${reached.requested} within ${concern.value.timeoutMs} ms`,
+          { outcome: outcomeBody(outcome), writeConcern: reached },
+        ),
+      );
+    }
+    return reply.code(status).send({ ...outcomeBody(outcome), writeConcern: reached });
   };
 
   app.post("/v1/entries", async (request, reply) => {
@@ -111,7 +212,7 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
         return sendProblem(reply, problem("invalid-value", `${type} must be a list of strings`));
     }
     const attributes = body.attributes as Record<string, string[]>;
-    return write(reply, { op: "add", dn: body.dn, attributes }, 201);
+    return write(request, reply, { op: "add", dn: body.dn, attributes }, 201);
   });
 
   app.get<{ Params: { dn: string }; Querystring: Fields }>("/v1/entries/:dn", async (request, reply) => {
@@ -132,7 +233,7 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
       const checked = checkBody(change, ["operation", "attribute", "values"]);
       if (isProblem(checked)) return sendProblem(reply, checked);
     }
-    return write(reply, { op: "modify", dn: request.params.dn, changes: body.changes });
+    return write(request, reply, { op: "modify", dn: request.params.dn, changes: body.changes });
   });
 
   app.delete<{ Params: { dn: string }; Querystring: Fields }>("/v1/entries/:dn", async (request, reply) => {
@@ -142,7 +243,7 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
     const subtree = request.query.subtree;
     if (subtree !== undefined && subtree !== "true" && subtree !== "false")
       return sendProblem(reply, problem("invalid-request", "subtree must be true or false"));
-    return write(reply, { op: "delete", dn: request.params.dn, subtree: subtree === "true" });
+    return write(request, reply, { op: "delete", dn: request.params.dn, subtree: subtree === "true" });
   });
 
   app.post<{ Params: { dn: string } }>("/v1/entries/:dn/rename", async (request, reply) => {
@@ -154,7 +255,7 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
       return sendProblem(reply, problem("invalid-request", "newParent must be a DN string"));
     if (body.deleteOldRdn !== undefined && typeof body.deleteOldRdn !== "boolean")
       return sendProblem(reply, problem("invalid-request", "deleteOldRdn must be true or false"));
-    return write(reply, {
+    return write(request, reply, {
       op: "modifyDn",
       dn: request.params.dn,
       newRdn: body.newRdn,
