@@ -340,6 +340,55 @@ describe("a cluster of node processes", { timeout: 90_000 }, () => {
     });
   });
 
+  it("a watch stream sends every change from its position, replicated ones included", async () => {
+    const node = url("w1");
+    const from = ((await http("GET", `${node}/v1/status`)).body as { usn: number }).usn;
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), 15_000);
+    const response = await fetch(`${node}/v1/watch?after=${from}`, { signal: abort.signal });
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get("content-type") ?? "", /^text\/event-stream/);
+    const created = await http("POST", `${url("e2")}/v1/entries`, person("watched"));
+    assert.equal(created.status, 201);
+    const guid = (created.body as { guid: string }).guid;
+    assert.equal((await http("DELETE", entryPath(url("e2"), `cn=watched,${base}`))).status, 200);
+    const reader = response.body?.getReader();
+    assert.ok(reader !== undefined);
+    const seen: { guid: string; dn: string | null; deleted: boolean; usn: number }[] = [];
+    let text = "";
+    try {
+      while (!seen.some((event) => event.guid === guid && event.deleted)) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        text += Buffer.from(chunk.value).toString("utf8");
+        const blocks = text.split("\n\n");
+        text = blocks.pop() ?? "";
+        for (const block of blocks) {
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (data !== undefined) seen.push(JSON.parse(data));
+        }
+      }
+    } finally {
+      clearTimeout(timer);
+      abort.abort();
+    }
+    assert.ok(
+      seen.some((event) => event.guid === guid && event.deleted && event.dn === null),
+      "the delete made on e2 arrives on w1's stream",
+    );
+    assert.ok(
+      seen.every((event) => event.usn > from),
+      "nothing before the position",
+    );
+    assert.deepEqual(
+      seen.map((event) => event.usn),
+      [...seen.map((event) => event.usn)].sort((a, b) => a - b),
+      "in USN order",
+    );
+    const bad = await http("GET", `${node}/v1/watch?after=-1`);
+    assert.equal(bad.status, 400);
+  });
+
   it("a node killed with SIGKILL restarts on its data directory and catches up both ways", async () => {
     const victim = cluster.node("w2");
     const port = Number(new URL(victim.url).port);
@@ -356,7 +405,12 @@ describe("a cluster of node processes", { timeout: 90_000 }, () => {
     await eventually("e1 receiving w2's write after its restart", () =>
       holds(url("e1"), `cn=after-restart,${base}`),
     );
+    // An open watch stream must not hold a stopping node open.
+    const watching = new AbortController();
+    const stream = await fetch(`${url("w2")}/v1/watch`, { signal: watching.signal });
+    assert.equal(stream.status, 200);
     assert.equal(await cluster.stop("w2", "SIGTERM"), 0, "SIGTERM stops the node cleanly");
+    watching.abort();
     assert.match(cluster.node("w2").log, /"event":"stopped"/);
   });
 });

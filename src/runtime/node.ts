@@ -31,6 +31,7 @@ import {
   type TopologyConfig,
 } from "../core/topology/model.ts";
 import {
+  type ChangeEvent,
   clientBodyBytesMax,
   type DirectoryService,
   registerClientApi,
@@ -142,6 +143,8 @@ export class PlexusNode implements DirectoryService {
   private readonly writeQueue: QueuedWrite[] = [];
   private flushScheduled = false;
   private isReady = false;
+  private readonly changeListeners = new Set<() => void>();
+  private announcedUsn = -1;
   private stopped = false;
   private boundUrl = "";
 
@@ -454,6 +457,7 @@ export class PlexusNode implements DirectoryService {
 
   private schedule(): void {
     if (this.stopped) return;
+    this.announceChanges();
     if (this.timer !== null) clearTimeout(this.timer);
     let wake = this.machine.nextWakeAt();
     if (this.replica.usn !== this.topologyUsn && this.bootstrap === null)
@@ -694,6 +698,31 @@ export class PlexusNode implements DirectoryService {
       if (!outcome.met) await sleep(concernPollMs);
     }
     return outcome;
+  }
+
+  /** Tells watch streams that something was committed (a client write or an applied page). */
+  private announceChanges(): void {
+    if (this.replica.usn === this.announcedUsn) return;
+    this.announcedUsn = this.replica.usn;
+    for (const listener of this.changeListeners) listener();
+  }
+
+  position(): number {
+    return this.replica.usn;
+  }
+
+  changesSince(after: number, limit: number): ChangeEvent[] {
+    return this.data.store.entriesChangedAfter(after as Usn, limit).map((row) => ({
+      usn: row.usnChanged,
+      guid: row.guid,
+      dn: row.deleted ? null : (this.replica.dnOf(row.guid) ?? null),
+      deleted: row.deleted,
+    }));
+  }
+
+  onChange(listener: () => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
   }
 
   get(dn: string, attributes: readonly string[] | undefined): Result<EntryView> {

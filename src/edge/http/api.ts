@@ -30,6 +30,22 @@ export interface DirectoryService {
   search(request: SearchRequest): Result<SearchResult>;
   conflicts(after: Guid | null, limit: number): Result<ConflictView[]>;
   status(): unknown;
+  /** This node's USN now: where a watch without a position starts. */
+  position(): number;
+  /** Entries whose replicated state changed after local USN `after`, in USN order, at most `limit`. */
+  changesSince(after: number, limit: number): ChangeEvent[];
+  /** Calls `listener` after anything committed here (client write or applied page); returns the unsubscribe. */
+  onChange(listener: () => void): () => void;
+}
+
+/** One watch event: an entry as of its latest change on this node (intermediate ones fold into it). */
+export interface ChangeEvent {
+  /** The entry's usnChanged on this node: the position to resume after. */
+  readonly usn: number;
+  readonly guid: Guid;
+  /** Null for a deleted entry (a tombstone has no place in the tree). */
+  readonly dn: string | null;
+  readonly deleted: boolean;
 }
 
 export interface WriteReceipt {
@@ -44,6 +60,12 @@ export const clientBodyBytesMax = 8 * 1024 * 1024;
 export const sessionWaitMs = 2_000;
 const sessionTokenLengthMax = 8_192;
 export const sessionHeader = "plexus-session";
+/** Watch streams open at once; more get 503 (each holds a socket and a listener). */
+export const watchersMax = 1_000;
+/** Events read per step of a watch stream. */
+const watchBatchMax = 500;
+/** A comment line this often keeps proxies and clients from closing an idle stream. */
+const watchKeepaliveMs = 15_000;
 export const writeConcernHeader = "plexus-write-concern";
 export const conflictsLimitDefault = 100;
 export const conflictsLimitMax = 1000;
@@ -329,6 +351,68 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
   });
 
   app.get("/v1/status", async (_request, reply) => reply.send(service.status()));
+
+  let watchers = 0;
+  const streams = new Set<NodeJS.WritableStream & { end(): unknown }>();
+  // Open streams would hold the server open for ever: a closing node ends them first.
+  app.addHook("preClose", async () => {
+    for (const stream of streams) stream.end();
+  });
+  app.get<{ Querystring: Fields }>("/v1/watch", async (request, reply) => {
+    const unknown = Object.keys(request.query).find((key) => key !== "after");
+    if (unknown !== undefined)
+      return sendProblem(reply, problem("invalid-request", `unknown parameter '${unknown}'`));
+    const given = request.query.after ?? request.headers["last-event-id"];
+    if (given !== undefined && (typeof given !== "string" || !/^[0-9]{1,15}$/.test(given)))
+      return sendProblem(reply, problem("invalid-request", "after (or Last-Event-ID) must be a USN"));
+    if (watchers >= watchersMax)
+      return sendProblem(
+        reply,
+        problem("not-ready", `this node already serves ${watchersMax} watch streams`),
+      );
+    watchers++;
+    let position = given === undefined ? service.position() : Number(given);
+    const raw = reply.raw;
+    reply.hijack();
+    raw.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      connection: "keep-alive",
+    });
+    // Sent at once, so that the client has its headers before the first change.
+    raw.write(`: watching changes after USN ${position}\n\n`);
+    streams.add(raw);
+    let closed = false;
+    let pumping = false;
+    const pump = async (): Promise<void> => {
+      if (pumping || closed) return;
+      pumping = true;
+      try {
+        for (let step = 0; step < 1_000_000 && !closed; step++) {
+          const events = service.changesSince(position, watchBatchMax);
+          for (const event of events) {
+            raw.write(`id: ${event.usn}\nevent: change\ndata: ${JSON.stringify(event)}\n\n`);
+            position = event.usn;
+          }
+          // A slow reader holds the stream back rather than this node's memory.
+          if (raw.writableNeedDrain) await new Promise((resolve) => raw.once("drain", resolve));
+          if (events.length < watchBatchMax) break;
+        }
+      } finally {
+        pumping = false;
+      }
+    };
+    const unsubscribe = service.onChange(() => void pump());
+    const keepalive = setInterval(() => raw.write(": keepalive\n\n"), watchKeepaliveMs);
+    raw.on("close", () => {
+      closed = true;
+      watchers--;
+      streams.delete(raw);
+      unsubscribe();
+      clearInterval(keepalive);
+    });
+    await pump();
+  });
 }
 
 /**
