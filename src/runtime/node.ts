@@ -6,7 +6,7 @@ import type { Guid, InvocationId, NodeId, Usn } from "../core/ids.ts";
 import { isNodeId } from "../core/ids.ts";
 import { type NodeConfig, NodeMachine, nodeConfigDefaults, type Send } from "../core/node/machine.ts";
 import type { PeerMessage } from "../core/node/messages.ts";
-import { type PartnerPlan, partnerPlan } from "../core/node/partners.ts";
+import { minuteOfWeek, openPlan, type PartnerPlan, partnerPlan } from "../core/node/partners.ts";
 import { checkRegistration, type Registration, registrationWrites } from "../core/node/registration.ts";
 import {
   type ConcernOutcome,
@@ -133,6 +133,7 @@ export class PlexusNode implements DirectoryService {
   private connections = new Map<NodeId, Connection>();
   private plan: PartnerPlan = { inbound: [], outbound: [], replicaSet: [], note: null };
   private planKey = "";
+  private planCache: { config: TopologyConfig; key: string; plan: PartnerPlan } | null = null;
   private topology: TopologyConfig | null = null;
   private topologyProblems: readonly string[] = [];
   private topologyUsn = -1;
@@ -386,6 +387,7 @@ export class PlexusNode implements DirectoryService {
   }
 
   private applyPlan(plan: PartnerPlan, inbound?: NodeConfig["inbound"]): void {
+    if (plan === this.plan && inbound === undefined) return;
     const config = this.nodeConfig(plan, inbound);
     const key = JSON.stringify([config, plan.inbound]);
     if (key === this.planKey) return;
@@ -426,7 +428,7 @@ export class PlexusNode implements DirectoryService {
       const host = address.includes(":") ? `[${address}]` : address;
       this.urls.set(server.node, `http://${host}:${server.httpPort}`);
     }
-    this.applyPlan(partnerPlan(read.config, this.options.node, this.staleSet()));
+    this.applyPlan(this.currentPlan(read.config));
   }
 
   /** Partners that failed staleAfterFailures pulls in a row: the ring closes around them. */
@@ -440,9 +442,25 @@ export class PlexusNode implements DirectoryService {
     );
   }
 
+  /**
+   * Runs on every wake (at least once a minute): partners that went stale or recovered, and
+   * link schedules that opened or closed, change the plan without any config change.
+   */
   private refreshStale(): void {
     if (this.topology === null) return;
-    this.applyPlan(partnerPlan(this.topology, this.options.node, this.staleSet()));
+    this.applyPlan(this.currentPlan(this.topology));
+  }
+
+  /** The plan for the topology, stale set and minute; computed again only when one of them changed. */
+  private currentPlan(config: TopologyConfig): PartnerPlan {
+    const stale = this.staleSet();
+    const minute = minuteOfWeek(Date.now());
+    const key = `${[...stale].sort().join(",")}@${minute}`;
+    if (this.planCache?.config !== config || this.planCache.key !== key) {
+      const plan = openPlan(partnerPlan(config, this.options.node, stale), minute);
+      this.planCache = { config, key, plan };
+    }
+    return this.planCache.plan;
   }
 
   // -------------------------------------------------------------------------------------------

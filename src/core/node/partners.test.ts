@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import type { NodeId } from "../ids.ts";
 import { unwrap } from "../result.ts";
 import { checkTopology, type TopologyConfig } from "../topology/model.ts";
-import { nextHopSites, partnerPlan } from "./partners.ts";
+import { minuteOfWeek, nextHopSites, openPlan, partnerPlan } from "./partners.ts";
 
 const server = (node: string, site: string, port: number) => ({
   node,
@@ -74,5 +74,33 @@ describe("partner plan", () => {
       plan.inbound.filter((connection) => connection.node === "e2").map((connection) => connection.kind),
       ["probe"],
     );
+  });
+
+  it("counts minutes of the week from Monday 00:00 UTC", () => {
+    assert.equal(minuteOfWeek(Date.UTC(2026, 10, 23, 0, 0)), 0, "2026-11-23 is a Monday");
+    assert.equal(minuteOfWeek(Date.UTC(2026, 10, 29, 23, 59, 59)), 7 * 24 * 60 - 1);
+    assert.equal(minuteOfWeek(Date.UTC(1970, 0, 1, 1, 0)), 3 * 24 * 60 + 60, "the epoch was a Thursday");
+  });
+
+  it("leaves out inter-site connections while their link's schedule is closed", () => {
+    const scheduled = unwrap(
+      checkTopology({
+        ...config,
+        links: config.links.map((link) => ({ ...link, schedule: [{ fromMinute: 60, toMinute: 120 }] })),
+      }),
+    ) as TopologyConfig;
+    const middle = scheduled.servers.filter((entry) => entry.site === "middle").map((entry) => entry.node);
+    const plans = middle.map((node) => partnerPlan(scheduled, node, new Set()));
+    const inter = (plan: ReturnType<typeof openPlan>) =>
+      plan.inbound.filter((connection) => connection.kind === "inter").length;
+    assert.ok(plans.some((plan) => inter(plan) > 0));
+    for (const plan of plans) {
+      assert.equal(inter(openPlan(plan, 30)), 0, "closed at 00:30 on Monday");
+      assert.equal(inter(openPlan(plan, 90)), inter(plan), "open at 01:30");
+      assert.deepEqual(
+        openPlan(plan, 30).inbound.filter((connection) => connection.kind === "intra"),
+        plan.inbound.filter((connection) => connection.kind === "intra"),
+      );
+    }
   });
 });

@@ -1,7 +1,7 @@
 import type { NodeId } from "../ids.ts";
 import { type Connection, connectionsOf } from "../topology/connections.ts";
 import { compileServedGraph, siteIndex } from "../topology/graph.ts";
-import { siteKey, type TopologyConfig } from "../topology/model.ts";
+import { minutesPerWeek, scheduleOpen, siteKey, type TopologyConfig } from "../topology/model.ts";
 import { pathFrom, routesTo } from "../topology/reference.ts";
 
 /**
@@ -72,4 +72,24 @@ export function partnerPlan(config: TopologyConfig, self: NodeId, stale: Readonl
     replicaSet: config.servers.map((server) => server.node),
     note: mine === null ? `${self} is not a server of the topology` : mine.note,
   };
+}
+
+const msPerMinute = 60_000;
+/** 1970-01-01, where epoch milliseconds start, was a Thursday: three days after a Monday. */
+const epochMinuteOfWeek = 3 * 24 * 60;
+
+/** The minute of the week (0 = Monday 00:00 UTC) of a wall-clock time, as link schedules count. */
+export function minuteOfWeek(epochMs: number): number {
+  const minutes = Math.floor(epochMs / msPerMinute) + epochMinuteOfWeek;
+  return ((minutes % minutesPerWeek) + minutesPerWeek) % minutesPerWeek;
+}
+
+/**
+ * The plan as it applies at `minute`: an inter-site connection whose link schedule is closed
+ * is left out, so that nothing is pulled over it; when the window opens the connection comes
+ * back as a new partner and is pulled at once. (Intra-site connections have no schedule.)
+ */
+export function openPlan(plan: PartnerPlan, minute: number): PartnerPlan {
+  const inbound = plan.inbound.filter((connection) => scheduleOpen(connection, minute));
+  return inbound.length === plan.inbound.length ? plan : { ...plan, inbound };
 }
