@@ -34,6 +34,7 @@ import {
   type ChangeEvent,
   clientBodyBytesMax,
   type DirectoryService,
+  frameworkErrors,
   registerClientApi,
   registerProblemHandlers,
   type WriteReceipt,
@@ -160,7 +161,7 @@ export class PlexusNode implements DirectoryService {
       secret: options.secret,
       inFlightMax: peerRequestsInFlightMax,
     });
-    this.app = Fastify({ logger: false, bodyLimit: clientBodyBytesMax });
+    this.app = Fastify({ logger: false, bodyLimit: clientBodyBytesMax, frameworkErrors });
     registerProblemHandlers(this.app, (error) =>
       options.log.log("error", "request-failed", { error: errorText(error) }),
     );

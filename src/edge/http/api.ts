@@ -416,6 +416,14 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
 }
 
 /**
+ * Requests fastify refuses before routing (a URL that does not decode, a bad content-type
+ * header): problem documents too. Passed as fastify's `frameworkErrors` option.
+ */
+export function frameworkErrors(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  void sendProblem(reply, problem("invalid-request", error.message));
+}
+
+/**
  * Fastify's own failures (bad JSON, body too large, wrong content type, no such route) as
  * problem documents, and anything unexpected as a 500 that says nothing of the internals.
  */
