@@ -2,9 +2,10 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { makeDirectory, syncAll } from "../../../test/support/replicas.ts";
+import type { InvocationId } from "../ids.ts";
 import { unwrap } from "../result.ts";
-import { readTopology, topologyContainers, topologyWrites } from "./entries.ts";
-import { checkTopology, type TopologyConfig } from "./model.ts";
+import { invocationWrite, readTopology, topologyContainers, topologyWrites } from "./entries.ts";
+import { checkTopology, invocationsPerServerMax, type TopologyConfig } from "./model.ts";
 
 const example = unwrap(
   checkTopology(
@@ -44,6 +45,34 @@ describe("topology in the config partition", () => {
       assert.deepEqual(read.problems, []);
       assert.deepEqual(read.config, sorted(example));
     }
+  });
+
+  it("records each invocation id of a server once, and starts a full list again", () => {
+    const [a] = seeded();
+    if (a === undefined) throw new Error("no replica");
+    const node = example.servers[0]?.node;
+    assert.ok(node !== undefined);
+    const first = invocationWrite(readTopology(a.replica).config, node, a.replica.invocationId);
+    assert.ok(first !== null);
+    unwrap(a.replica.writeOne(first));
+    const read = readTopology(a.replica);
+    assert.deepEqual(read.problems, []);
+    assert.deepEqual(read.config.servers.find((server) => server.node === node)?.invocations, [
+      a.replica.invocationId,
+    ]);
+    assert.equal(invocationWrite(read.config, node, a.replica.invocationId), null, "already recorded");
+    assert.equal(invocationWrite(read.config, "nobody" as typeof node, a.replica.invocationId), null);
+    const many = Array.from(
+      { length: invocationsPerServerMax },
+      (_, index) => index.toString(16).padStart(32, "0") as InvocationId,
+    );
+    const full = {
+      ...read.config,
+      servers: read.config.servers.map((server) =>
+        server.node === node ? { ...server, invocations: many } : server,
+      ),
+    };
+    assert.equal(invocationWrite(full, node, a.replica.invocationId)?.changes[0]?.operation, "replace");
   });
 
   it("leaves out an object that does not check out, reports it, and keeps the rest", () => {

@@ -1,5 +1,7 @@
 import { escapeValue } from "../directory/dn.ts";
 import { configPartition } from "../directory/partition.ts";
+import type { InvocationId, NodeId } from "../ids.ts";
+import type { WriteRequest } from "../replica/originating.ts";
 import type { EntryView, SearchRequest, SearchResult } from "../replica/read.ts";
 import type { Result } from "../result.ts";
 import {
@@ -8,6 +10,7 @@ import {
   checkSite,
   checkSubnet,
   checkTopology,
+  invocationsPerServerMax,
   type ServerConfig,
   type Site,
   type SiteLink,
@@ -26,7 +29,7 @@ import {
  *                                            plexusIntervalMinutes, plexusSchedule ("from-to", minutes
  *                                            of the week), plexusNotify, plexusCompress (TRUE/FALSE)
  *   cn=servers,cn=config     cn=<node id>    objectClass plexusServer    plexusSite, plexusAddress,
- *                                            plexusHttpPort
+ *                                            plexusHttpPort, plexusInvocationId (its database's ids)
  *   cn=settings,cn=config                    objectClass plexusSettings  plexusNotifyDelayMs, ...
  *
  * Objects come back sorted by name (sites, links, servers) or network (subnets), whatever order
@@ -48,6 +51,10 @@ export interface EntryWrite {
   readonly attributes: Record<string, readonly string[]>;
 }
 
+function under(container: string, name: string): string {
+  return `cn=${escapeValue(name)},${container}`;
+}
+
 /** The adds that store a topology in an empty config partition (containers first). */
 export function topologyWrites(config: TopologyConfig): EntryWrite[] {
   const writes: EntryWrite[] = Object.values(topologyContainers).map((dn) => ({
@@ -55,7 +62,6 @@ export function topologyWrites(config: TopologyConfig): EntryWrite[] {
     dn,
     attributes: { objectClass: ["top", "container"] },
   }));
-  const under = (container: string, name: string): string => `cn=${escapeValue(name)},${container}`;
   for (const site of config.sites) {
     writes.push({
       op: "add",
@@ -93,6 +99,7 @@ export function topologyWrites(config: TopologyConfig): EntryWrite[] {
       plexusHttpPort: [String(server.httpPort)],
     };
     if (server.addresses.length > 0) attributes.plexusAddress = server.addresses;
+    if (server.invocations !== undefined) attributes.plexusInvocationId = server.invocations;
     writes.push({ op: "add", dn: under(topologyContainers.servers, server.node), attributes });
   }
   const settings = config.settings;
@@ -108,6 +115,29 @@ export function topologyWrites(config: TopologyConfig): EntryWrite[] {
     },
   });
   return writes;
+}
+
+/**
+ * The write that records `invocation` on this node's server object, or null when it is there
+ * already (or the node has no server object yet: registration writes it). A node makes it when
+ * it starts and whenever it takes a new invocation id, so that other sites can tell where its
+ * changes come from. A full list starts again with the current id.
+ */
+export function invocationWrite(
+  config: TopologyConfig,
+  node: NodeId,
+  invocation: InvocationId,
+): Extract<WriteRequest, { op: "modify" }> | null {
+  const server = config.servers.find((candidate) => candidate.node === node);
+  if (server === undefined) return null;
+  const known = server.invocations ?? [];
+  if (known.includes(invocation)) return null;
+  const full = known.length >= invocationsPerServerMax;
+  return {
+    op: "modify",
+    dn: under(topologyContainers.servers, node),
+    changes: [{ operation: full ? "replace" : "add", attribute: "plexusInvocationId", values: [invocation] }],
+  };
 }
 
 export interface Searcher {
@@ -166,6 +196,7 @@ export function readTopology(replica: Searcher): ReadTopology {
       site: one(entry, "plexusSite"),
       addresses: attribute(entry, "plexusAddress"),
       httpPort: integer(one(entry, "plexusHttpPort")),
+      invocations: attribute(entry, "plexusInvocationId"),
     },
   }));
   const settingsEntry = list(configPartition, "plexusSettings").find(

@@ -1,4 +1,4 @@
-import { isNodeId, type NodeId } from "../ids.ts";
+import { type InvocationId, isInvocationId, isNodeId, type NodeId } from "../ids.ts";
 import { fail, ok, type Result } from "../result.ts";
 import { parseCidr } from "./address.ts";
 
@@ -50,6 +50,12 @@ export interface ServerConfig {
   readonly site: SiteName;
   readonly addresses: readonly string[];
   readonly httpPort: number;
+  /**
+   * Invocation ids this server's database has had (a restore adds one), in no particular
+   * order: other nodes map a change's origin to a site through them (reverse-path pulling).
+   * Absent: none known yet, and that server's changes travel unfiltered.
+   */
+  readonly invocations?: readonly InvocationId[];
 }
 
 export interface TopologySettings {
@@ -82,6 +88,9 @@ export const linkIntervalMinutesDefault = 15;
 const sitesMax = 100_000;
 const scheduleWindowsMax = 64;
 const addressesPerServerMax = 16;
+/** Invocation ids kept per server; past this the list starts again with the current one (an
+ * id forgotten only means its old changes travel unfiltered). */
+export const invocationsPerServerMax = 32;
 const notifyDelayMsMax = 60_000;
 const tombstoneLifetimeDaysRange = { min: 2, max: 3650 } as const;
 const staleAfterFailuresMax = 100;
@@ -273,7 +282,15 @@ export function checkServer(raw: unknown, where: string, sites: ReadonlySet<stri
       return bad(at, `not an IP address: ${address}`);
   }
   if (!integerIn(raw.httpPort, 1, 65_535)) return bad(at, "httpPort must be a port number (1-65535)");
-  return ok({ node: raw.node, site: raw.site, addresses: addresses as string[], httpPort: raw.httpPort });
+  const server = { node: raw.node, site: raw.site, addresses: addresses as string[], httpPort: raw.httpPort };
+  const invocations = raw.invocations ?? [];
+  if (!Array.isArray(invocations) || invocations.length > invocationsPerServerMax) {
+    return bad(at, `invocations must be a list of at most ${invocationsPerServerMax}`);
+  }
+  for (const invocation of invocations) {
+    if (!isInvocationId(invocation)) return bad(at, `not an invocation id: ${String(invocation)}`);
+  }
+  return ok(invocations.length === 0 ? server : { ...server, invocations: invocations as InvocationId[] });
 }
 
 function checkSettings(raw: unknown): Result<TopologySettings> {

@@ -1,7 +1,7 @@
 import type { InvocationId } from "../ids.ts";
 import type { Connection } from "./connections.ts";
 import type { SiteGraph } from "./graph.ts";
-import { siteKey } from "./model.ts";
+import { siteKey, type TopologyConfig } from "./model.ts";
 import { routesTo } from "./reference.ts";
 
 /**
@@ -53,4 +53,9 @@ export function originExclusions(
     if (elsewhere) excluded.push(...origin.invocations);
   }
   return excluded.sort();
+}
+
+/** The origin sites of the invocations the servers of a topology have published. */
+export function originSitesOf(config: Pick<TopologyConfig, "servers">): OriginSite[] {
+  return config.servers.map((server) => ({ site: server.site, invocations: server.invocations ?? [] }));
 }

@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { InvocationId } from "../ids.ts";
+import { graphFromEdges } from "./graph.ts";
+import type { SiteName } from "./model.ts";
+import { nextHopTable, originExclusions, originSitesOf } from "./origins.ts";
+
+const id = (n: number): InvocationId => n.toString(16).padStart(32, "0") as InvocationId;
+
+describe("reverse-path origin filters", () => {
+  // a — b — c in a line, and a — d: from b, the next hop toward a and d is a, toward c is c.
+  const names = ["a", "b", "c", "d"] as SiteName[];
+  const graph = graphFromEdges(
+    names,
+    ["peer", "peer", "peer", "peer"],
+    [
+      [0, 1, 1],
+      [1, 2, 1],
+      [0, 3, 1],
+    ],
+  );
+  const table = nextHopTable(graph);
+  const toward = (site: string): string | undefined => {
+    const hop = table.hop(1, names.indexOf(site as SiteName));
+    return hop < 0 ? undefined : names[hop];
+  };
+  const origins = [
+    { site: "a", invocations: [id(1)] },
+    { site: "b", invocations: [id(2), id(3)] },
+    { site: "c", invocations: [id(4)] },
+    { site: "d", invocations: [id(5)] },
+    { site: "e", invocations: [id(6)] },
+  ];
+
+  it("the next-hop table follows the least-cost routes", () => {
+    assert.deepEqual(
+      [0, 2, 3].map((to) => names[table.hop(1, to)]),
+      ["a", "c", "a"],
+    );
+    assert.equal(table.hop(1, 1), -1);
+  });
+
+  it("an inter-site partner leaves out its own site's origins and those routed elsewhere", () => {
+    assert.deepEqual(originExclusions({ kind: "inter", site: "a" as SiteName }, "b", toward, origins), [
+      id(2),
+      id(3),
+      id(4),
+    ]);
+    assert.deepEqual(originExclusions({ kind: "inter", site: "c" as SiteName }, "b", toward, origins), [
+      id(1),
+      id(2),
+      id(3),
+      id(5),
+    ]);
+  });
+
+  it("origins it cannot route (site e has no route) are left in; intra-site pulls are never filtered", () => {
+    for (const site of ["a", "c"]) {
+      assert.ok(
+        !originExclusions({ kind: "inter", site: site as SiteName }, "b", toward, origins).includes(id(6)),
+      );
+    }
+    assert.deepEqual(originExclusions({ kind: "intra", site: "b" as SiteName }, "b", toward, origins), []);
+    assert.deepEqual(originExclusions({ kind: "probe", site: "b" as SiteName }, "b", toward, origins), []);
+  });
+
+  it("servers name the sites of their invocations", () => {
+    const servers = [
+      { node: "n1", site: "a", addresses: [], httpPort: 1, invocations: [id(1)] },
+      { node: "n2", site: "b", addresses: [], httpPort: 1 },
+    ] as never;
+    assert.deepEqual(originSitesOf({ servers }), [
+      { site: "a", invocations: [id(1)] },
+      { site: "b", invocations: [] },
+    ]);
+  });
+});
