@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { NodeId } from "../ids.ts";
+import type { InvocationId, NodeId } from "../ids.ts";
 import { unwrap } from "../result.ts";
 import { checkTopology, type TopologyConfig } from "../topology/model.ts";
 import { minuteOfWeek, nextHopSites, openPlan, partnerPlan } from "./partners.ts";
@@ -35,6 +35,37 @@ describe("partner plan", () => {
   it("routes through the middle: east's next hop toward west is middle", () => {
     assert.deepEqual([...nextHopSites(config, "east")], ["middle"]);
     assert.deepEqual([...nextHopSites(config, "middle")].sort(), ["east", "west"]);
+  });
+
+  it("each inter-site partner leaves out the origins that come along another path", () => {
+    const invocation = (n: number) => n.toString(16).padStart(32, "0") as InvocationId;
+    const published = {
+      ...config,
+      servers: config.servers.map((entry, index) => ({ ...entry, invocations: [invocation(index + 1)] })),
+    };
+    const own = (site: string) =>
+      published.servers.filter((entry) => entry.site === site).flatMap((entry) => entry.invocations);
+    for (const node of nodes) {
+      const plan = partnerPlan(published, node, new Set());
+      for (const connection of plan.inbound) {
+        if (connection.kind !== "inter") {
+          assert.deepEqual(connection.exclude, [], "never filtered inside a site");
+          continue;
+        }
+        const mySite = published.servers.find((entry) => entry.node === node)?.site as string;
+        // In a line, middle gets east's changes from east and west's from west; east and west
+        // get everything else from middle. Nobody pulls its own site's changes across.
+        const expected: Record<string, string[]> = {
+          "middle<east": ["middle", "west"],
+          "middle<west": ["middle", "east"],
+          "east<middle": ["east"],
+          "west<middle": ["west"],
+        };
+        const sites = expected[`${mySite}<${connection.site}`];
+        assert.ok(sites !== undefined, `${node} pulls from ${connection.site}`);
+        assert.deepEqual(connection.exclude, sites.flatMap(own).sort(), `${node} from ${connection.site}`);
+      }
+    }
   });
 
   it("every node's outbound list is exactly the notified inbound lists that name it", () => {

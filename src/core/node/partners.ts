@@ -1,17 +1,23 @@
-import type { NodeId } from "../ids.ts";
+import type { InvocationId, NodeId } from "../ids.ts";
 import { type Connection, connectionsOf } from "../topology/connections.ts";
 import { compileServedGraph, siteIndex } from "../topology/graph.ts";
 import { minutesPerWeek, scheduleOpen, siteKey, type TopologyConfig } from "../topology/model.ts";
-import { pathFrom, routesTo } from "../topology/reference.ts";
+import { type NextHopTable, nextHopTable, originExclusions, originSitesOf } from "../topology/origins.ts";
+
+/** An inbound connection with its origin filter (reverse-path pulling; none inside a site). */
+export interface PlannedConnection extends Connection {
+  readonly exclude: readonly InvocationId[];
+}
 
 /**
- * What one node does with the replicated topology: whom it pulls from (and how), whom it
- * notifies after a commit, and which replicas make up the directory. Every node computes this
- * for itself from its own replica of the config partition; nodes that hold the same topology
- * agree, so a node's outbound list is exactly the set of nodes whose inbound lists name it.
+ * What one node does with the replicated topology: whom it pulls from (and how, and which
+ * origins each partner leaves out), whom it notifies after a commit, and which replicas make
+ * up the directory. Every node computes this for itself from its own replica of the config
+ * partition; nodes that hold the same topology agree, so a node's outbound list is exactly the
+ * set of nodes whose inbound lists name it.
  */
 export interface PartnerPlan {
-  readonly inbound: readonly Connection[];
+  readonly inbound: readonly PlannedConnection[];
   /** Nodes that pull from this one and want a notification after each commit. */
   readonly outbound: readonly NodeId[];
   /** Every server of the topology (this one included): tombstone purge needs them all. */
@@ -21,22 +27,40 @@ export interface PartnerPlan {
 }
 
 /**
- * The sites that are a next hop from `site` toward some other served site, on the routes the
- * path-vector protocol converges to. Every node holds the same topology, so it computes those
- * routes itself (the reference computation), which is what the protocol's stable state is.
+ * Next hops on the routes the path-vector protocol converges to. Every node holds the same
+ * topology, so it computes those routes itself (the reference computation), which is what the
+ * protocol's stable state is: one route computation per served site, shared by every question.
  */
-export function nextHopSites(config: TopologyConfig, site: string): Set<string> {
-  const graph = compileServedGraph(config);
-  const from = siteIndex(graph, site);
-  const hops = new Set<string>();
-  if (from === undefined) return hops;
-  for (let destination = 0; destination < graph.names.length; destination++) {
-    if (destination === from) continue;
-    const path = pathFrom(routesTo(graph, destination), from);
-    const next = path?.[1];
-    if (next !== undefined) hops.add(siteKey(graph.names[next] as string));
+class Routes {
+  private readonly table: NextHopTable;
+
+  constructor(config: TopologyConfig) {
+    this.table = nextHopTable(compileServedGraph(config));
   }
-  return hops;
+
+  /** The next hop from `site` toward `destination`, if there is a route. */
+  toward(site: string, destination: string): string | undefined {
+    const graph = this.table.graph;
+    const from = siteIndex(graph, site);
+    const to = siteIndex(graph, destination);
+    if (from === undefined || to === undefined) return undefined;
+    const hop = this.table.hop(from, to);
+    return hop < 0 ? undefined : graph.names[hop];
+  }
+
+  /** The sites that are a next hop from `site` toward some other served site. */
+  hopsFrom(site: string): Set<string> {
+    const hops = new Set<string>();
+    for (const destination of this.table.graph.names) {
+      const hop = this.toward(site, destination);
+      if (hop !== undefined) hops.add(siteKey(hop));
+    }
+    return hops;
+  }
+}
+
+export function nextHopSites(config: TopologyConfig, site: string): Set<string> {
+  return new Routes(config).hopsFrom(site);
 }
 
 /**
@@ -45,12 +69,13 @@ export function nextHopSites(config: TopologyConfig, site: string): Set<string> 
  * consider stale, and a notification too many costs one cheap pull.
  */
 export function partnerPlan(config: TopologyConfig, self: NodeId, stale: ReadonlySet<NodeId>): PartnerPlan {
+  const routes = new Routes(config);
   const hopCache = new Map<string, Set<string>>();
   const hopsOf = (site: string): Set<string> => {
     const key = siteKey(site);
     let hops = hopCache.get(key);
     if (hops === undefined) {
-      hops = nextHopSites(config, site);
+      hops = routes.hopsFrom(site);
       hopCache.set(key, hops);
     }
     return hops;
@@ -66,8 +91,16 @@ export function partnerPlan(config: TopologyConfig, self: NodeId, stale: Readonl
       outbound.push(server.node);
     }
   }
+  const origins = originSitesOf(config);
+  const inbound = (mine?.inbound ?? []).map((connection) => ({
+    ...connection,
+    exclude:
+      me === undefined
+        ? []
+        : originExclusions(connection, me.site, (origin) => routes.toward(me.site, origin), origins),
+  }));
   return {
-    inbound: mine?.inbound ?? [],
+    inbound,
     outbound,
     replicaSet: config.servers.map((server) => server.node),
     note: mine === null ? `${self} is not a server of the topology` : mine.note,
