@@ -67,6 +67,17 @@ describe("a cluster of node processes", { timeout: 90_000 }, () => {
         return true;
       });
     }
+    for (const name of names) {
+      const { invocationId } = (await http("GET", `${url(name)}/v1/status`)).body as { invocationId: string };
+      await eventually(`e1 knowing ${name}'s invocation id from its server object`, async () => {
+        const server = await http(
+          "GET",
+          `${entryPath(url("e1"), `cn=${name},cn=servers,cn=config`)}?attributes=plexusInvocationId`,
+        );
+        const published = (server.body as { attributes?: { plexusInvocationId?: string[] } }).attributes;
+        return published?.plexusInvocationId?.includes(invocationId) === true;
+      });
+    }
     const status = await http("GET", `${url("w1")}/v1/status`);
     const body = status.body as { site: string; partners: { node: string; lastSuccessAt: string | null }[] };
     assert.equal(body.site, "west");

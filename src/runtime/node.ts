@@ -22,7 +22,7 @@ import { type UtdVector, utdCoversVector, utdGet } from "../core/replication/utd
 import { validateUtd } from "../core/replication/validate.ts";
 import { fail, ok, type Result } from "../core/result.ts";
 import type { Connection } from "../core/topology/connections.ts";
-import { readTopology, topologyWrites } from "../core/topology/entries.ts";
+import { invocationWrite, readTopology, topologyWrites } from "../core/topology/entries.ts";
 import {
   checkTopology,
   type SiteName,
@@ -145,6 +145,8 @@ export class PlexusNode implements DirectoryService {
   private readonly writeQueue: QueuedWrite[] = [];
   private flushScheduled = false;
   private isReady = false;
+  /** The invocation id whose publication on the server object is written or under way. */
+  private publishing: InvocationId | null = null;
   private readonly changeListeners = new Set<() => void>();
   private announcedUsn = -1;
   private stopped = false;
@@ -430,6 +432,34 @@ export class PlexusNode implements DirectoryService {
       this.urls.set(server.node, `http://${host}:${server.httpPort}`);
     }
     this.applyPlan(this.currentPlan(read.config));
+    this.publishInvocation(read.config);
+  }
+
+  /**
+   * Records this node's current invocation id on its server object (once per invocation), so
+   * that every node can tell which site a change came from and filter inter-site pulls by origin.
+   */
+  private publishInvocation(config: TopologyConfig): void {
+    if (!this.isReady || this.publishing === this.replica.invocationId) return;
+    const write = invocationWrite(config, this.options.node, this.replica.invocationId);
+    if (write === null) return;
+    const invocation = this.replica.invocationId;
+    this.publishing = invocation;
+    void this.commit(write).then(
+      ({ result }) => {
+        if (!result.ok) {
+          this.options.log.log("warn", "invocation-not-published", {
+            invocation,
+            error: result.error.message,
+          });
+          this.publishing = null;
+        }
+      },
+      (error: unknown) => {
+        this.options.log.log("warn", "invocation-not-published", { invocation, error: errorText(error) });
+        this.publishing = null;
+      },
+    );
   }
 
   /** Partners that failed staleAfterFailures pulls in a row: the ring closes around them. */
