@@ -12,8 +12,12 @@
  * reference (all destinations up to 1,000 sites, a sample of 200 above). The baseline, measured
  * in the same child: the centralized computation of the same routes (Dijkstra from every
  * destination under the same policy), as a ratio. And how far the routes are from the plain
- * least-cost paths (policy ignored) — the bound on how fast a change could travel: stretch 1
- * means none; the valley-free policy forces detours in tiered graphs.
+ * least-cost paths (policy ignored): stretch 1 means none; the valley-free policy forces detours
+ * in tiered graphs. And one change from each checked destination, pulled along the routes
+ * (reverse-path pulling, link intervals of 5–60 minutes, each site at its own phase): the latest
+ * it reached any site in simulated time, against the least-cost-path bound (a whole interval
+ * waited at each hop of the cheapest path), the mean ratio, and the pairs that came later than
+ * their bound.
  *
  * The last line of stdout is one JSON object with every figure.
  */
@@ -38,6 +42,8 @@ const delayMs = { min: 5, max: 50 };
 const advertisementIntervalMs = 50;
 /** A child that runs longer than this is killed and its size reported as not converged. */
 const childTimeoutMs = 45 * 60_000;
+/** Pull intervals of the site links, in minutes (each link gets one at random). */
+const linkIntervalsMinutes = [5, 15, 30, 60] as const;
 const megabyte = 1024 * 1024;
 
 interface SizeFigures {
@@ -57,16 +63,27 @@ interface SizeFigures {
   readonly ratioToBaseline: number;
   readonly stretchMax: number;
   readonly stretchMean: number;
+  /** One change from each checked destination, pulled along the routes (see propagation.ts). */
+  readonly propagationMinutesMax: number;
+  readonly propagationBoundMinutesMax: number;
+  readonly propagationRatioMean: number;
+  readonly propagationOverBound: number;
 }
 
 function childMain(sites: number, shape: GraphShape, seed: number): void {
   const random = new SeededRandom(seed);
   const { graph, edges } = generateSiteGraph(random, sites, shape, shape === "hub-and-spoke");
   const sampleEvery = sites <= verifyAllUpTo ? 1 : Math.ceil(sites / verifySample);
+  // Link intervals and pull phases come from their own generator, so that the graph and the
+  // routing run are the same as without them.
+  const scheduling = new SeededRandom(seed ^ 0x5c4ed);
+  const intervals = edges.map(() => scheduling.pick(linkIntervalsMinutes) * 60_000);
+  const phases = Array.from({ length: sites }, () => scheduling.float());
   const routing = new CompactRouting(graph, random, {
     delayMs,
     advertisementIntervalMs,
     verify: (destination) => destination % sampleEvery === 0,
+    schedule: { intervalMs: (link) => intervals[link] as number, phase: (site) => phases[site] as number },
   });
   const started = performance.now();
   const result = routing.run();
@@ -92,6 +109,10 @@ function childMain(sites: number, shape: GraphShape, seed: number): void {
     ratioToBaseline: round(convergeMs / Math.max(1, baselineDijkstraMs), 1),
     stretchMax: round(result.stretchMax, 3),
     stretchMean: round(result.stretchMean, 4),
+    propagationMinutesMax: round((result.propagation?.arrivalMsMax ?? 0) / 60_000, 1),
+    propagationBoundMinutesMax: round((result.propagation?.boundMsMax ?? 0) / 60_000, 1),
+    propagationRatioMean: round(result.propagation?.ratioMean ?? 0, 3),
+    propagationOverBound: result.propagation?.overBound ?? 0,
   };
   if (result.mismatches.length > 0)
     process.stderr.write(`mismatches: ${result.mismatches.slice(0, 5).join("; ")}\n`);
@@ -168,6 +189,10 @@ function main(): void {
           ratioToBaseline: 0,
           stretchMax: 0,
           stretchMean: 0,
+          propagationMinutesMax: 0,
+          propagationBoundMinutesMax: 0,
+          propagationRatioMean: 0,
+          propagationOverBound: 0,
         });
         continue;
       }
@@ -192,6 +217,9 @@ function main(): void {
       "checked",
       "Dijkstra ×",
       "stretch max/mean",
+      "change: latest/bound min",
+      "mean/bound",
+      "over bound",
     ],
     results.map((f) => [
       formatNumber(f.sites),
@@ -206,6 +234,9 @@ function main(): void {
       f.converged ? `ok (${f.verifiedDestinations} dest.)` : "MISMATCH",
       String(f.ratioToBaseline),
       `${f.stretchMax}/${f.stretchMean}`,
+      `${f.propagationMinutesMax}/${f.propagationBoundMinutesMax}`,
+      String(f.propagationRatioMean),
+      formatNumber(f.propagationOverBound),
     ]),
   );
   process.stdout.write(`${table}\n`);
@@ -231,6 +262,10 @@ function main(): void {
         ratioToBaseline: f.ratioToBaseline,
         stretchMax: f.stretchMax,
         stretchMean: f.stretchMean,
+        propagationMinutesMax: f.propagationMinutesMax,
+        propagationBoundMinutesMax: f.propagationBoundMinutesMax,
+        propagationRatioMean: f.propagationRatioMean,
+        propagationOverBound: f.propagationOverBound,
       })),
     })}\n`,
   );

@@ -3,6 +3,7 @@ import type { SiteGraph } from "../core/topology/graph.ts";
 import { compareRoutes, exportAllowed, originTier } from "../core/topology/policy.ts";
 import { routesTo } from "../core/topology/reference.ts";
 import type { SeededRandom } from "./ports.ts";
+import { type PullSchedule, propagation } from "./propagation.ts";
 
 /**
  * The path-vector protocol of core/topology/router.ts, simulated for every site of a large
@@ -24,6 +25,8 @@ export interface CompactOptions {
   readonly advertisementIntervalMs: number;
   /** Check each destination's tables against the reference (Dijkstra); false skips it. */
   readonly verify: (destination: number) => boolean;
+  /** Pull intervals and phases: for each verified destination, one change from it is followed. */
+  readonly schedule?: PullSchedule;
 }
 
 export interface CompactResult {
@@ -40,6 +43,19 @@ export interface CompactResult {
    */
   readonly stretchMax: number;
   readonly stretchMean: number;
+  /** With a schedule: one change from each verified destination, followed to every site. */
+  readonly propagation: PropagationFigures | null;
+}
+
+export interface PropagationFigures {
+  /** The latest arrival of any change at any site, and the largest bound, in simulated ms. */
+  readonly arrivalMsMax: number;
+  readonly boundMsMax: number;
+  /** Mean over (origin, site) pairs of arrival / least-cost-path bound. */
+  readonly ratioMean: number;
+  /** Pairs whose arrival came later than their bound (policy detours), and all pairs. */
+  readonly overBound: number;
+  readonly pairs: number;
 }
 
 const kindAdvertise = 1;
@@ -304,6 +320,7 @@ export class CompactRouting {
     let unreachable = 0;
     const mismatches: string[] = [];
     const stretch = { max: 1, sum: 0, pairs: 0 };
+    const spread = { arrivalMsMax: 0, boundMsMax: 0, ratioSum: 0, overBound: 0, pairs: 0 };
     for (let destination = 0; destination < this.count; destination++) {
       convergeMax = Math.max(convergeMax, this.simulate(destination));
       for (let site = 0; site < this.count; site++)
@@ -312,6 +329,8 @@ export class CompactRouting {
         verified++;
         if (mismatches.length < 20) this.verify(destination, mismatches);
         this.measureStretch(destination, stretch);
+        if (this.options.schedule !== undefined)
+          this.measurePropagation(destination, this.options.schedule, spread);
       }
     }
     return {
@@ -323,6 +342,16 @@ export class CompactRouting {
       unreachablePairs: unreachable,
       stretchMax: stretch.max,
       stretchMean: stretch.pairs === 0 ? 1 : stretch.sum / stretch.pairs,
+      propagation:
+        this.options.schedule === undefined
+          ? null
+          : {
+              arrivalMsMax: spread.arrivalMsMax,
+              boundMsMax: spread.boundMsMax,
+              ratioMean: spread.pairs === 0 ? 1 : spread.ratioSum / spread.pairs,
+              overBound: spread.overBound,
+              pairs: spread.pairs,
+            },
     };
   }
 
@@ -524,6 +553,29 @@ export class CompactRouting {
       stretch.max = Math.max(stretch.max, ratio);
       stretch.sum += ratio;
       stretch.pairs++;
+    }
+  }
+
+  private measurePropagation(
+    origin: number,
+    schedule: PullSchedule,
+    spread: { arrivalMsMax: number; boundMsMax: number; ratioSum: number; overBound: number; pairs: number },
+  ): void {
+    const { arrivalMs, boundMs } = propagation(
+      this.graph,
+      origin,
+      { cost: this.bestCost, nextHop: this.bestNext },
+      schedule,
+    );
+    for (let site = 0; site < this.count; site++) {
+      const arrival = arrivalMs[site] as number;
+      const bound = boundMs[site] as number;
+      if (site === origin || arrival < 0 || bound <= 0) continue;
+      spread.arrivalMsMax = Math.max(spread.arrivalMsMax, arrival);
+      spread.boundMsMax = Math.max(spread.boundMsMax, bound);
+      spread.ratioSum += arrival / bound;
+      if (arrival > bound) spread.overBound++;
+      spread.pairs++;
     }
   }
 
