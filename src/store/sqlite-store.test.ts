@@ -64,21 +64,21 @@ runStoreContract("SqliteStore restored from a snapshot of a file store", () => {
 });
 
 /** Tables whose full scan would make a query O(n) in the directory size. */
-const largeTables = /\b(entries|items)\b/;
+const largeTables = /\b(objects|guids)\b/;
 /** Scans that are bounded anyway: a partial index holds only the rows the query wants. */
-const boundedScan = /^SCAN entries USING (COVERING )?INDEX entries_(cycle_breakers|tombstones|roots)\b/;
+const boundedScan = /^SCAN objects USING (COVERING )?INDEX objects_(cycle_breakers|tombstones|roots)\b/;
 
 const expectedIndexes: Partial<Record<keyof typeof sqliteStoreQueries, string>> = {
-  findByName: "entries_children",
-  listChildren: "entries_children",
-  hasChildren: "entries_children",
-  listClaimants: "entries_claimants",
-  listCycleBreakers: "entries_cycle_breakers",
-  listConflicts: "entries_conflicts",
-  entriesChangedAfter: "entries_usn_changed",
-  listTombstonesFirst: "entries_tombstones",
-  listTombstonesAfter: "entries_tombstones",
-  listRoots: "entries_roots",
+  findByName: "objects_children",
+  listChildren: "objects_children",
+  hasChildren: "objects_children",
+  listClaimants: "objects_claimants",
+  listCycleBreakers: "objects_cycle_breakers",
+  listConflicts: "objects_conflicts",
+  entriesChangedAfter: "objects_usn_changed",
+  listTombstonesFirst: "objects_tombstones",
+  listTombstonesAfter: "objects_tombstones",
+  listRoots: "objects_roots",
 };
 
 function queryPlan(db: Database.Database, sql: string): string[] {
@@ -97,7 +97,7 @@ describe("SqliteStore on SQLite", () => {
           if (!largeTables.test(sql)) continue;
           const plan = queryPlan(db, sql);
           for (const step of plan) {
-            const scansLargeTable = /^SCAN (entries|items)\b/.test(step) && !boundedScan.test(step);
+            const scansLargeTable = /^SCAN (objects|guids|[og])\b/.test(step) && !boundedScan.test(step);
             assert.ok(!scansLargeTable, `${name} scans a table: ${plan.join(" | ")}`);
             assert.ok(
               !step.includes("TEMP B-TREE"),

@@ -66,7 +66,7 @@ export interface SqliteConnectionSettings {
 const synchronousNames: readonly string[] = ["off", "normal", "full", "extra"];
 
 /** Kept in `PRAGMA user_version`; a file with another version is refused, never guessed at. */
-export const sqliteSchemaVersion = 2;
+export const sqliteSchemaVersion = 3;
 /** Page cache per connection, in KiB (SQLite reads a negative cache_size as KiB). */
 const cacheSizeKib = 16_000;
 /** The WAL file is truncated back to this size after a checkpoint, so it cannot stay huge. */
@@ -77,6 +77,8 @@ const journalSizeLimitBytes = 64 * 1024 * 1024;
  * 10,000 pages (about 40 MiB) checkpoints come once per many transactions.
  */
 const walAutocheckpointPages = 10_000;
+/** GUID-to-id mappings kept in memory (about 100 bytes each); the map is emptied when full. */
+const idsCachedMax = 65_536;
 /** Statements prepared with a literal LIMIT (a bound LIMIT re-prepares on every run). */
 const limitedStatementsMax = 64;
 /** Offset of the two header bytes that say whether a database file uses WAL (2) or not (1). */
@@ -92,44 +94,52 @@ CREATE TABLE meta (
   last_inbound_success INTEGER NOT NULL
 ) STRICT;
 
-CREATE TABLE entries (
-  guid TEXT PRIMARY KEY,
-  partition TEXT NOT NULL,
-  origin_invocation TEXT NOT NULL,
-  origin_usn INTEGER NOT NULL,
-  rdn TEXT NOT NULL,
-  rdn_norm TEXT NOT NULL,
-  parent TEXT,
-  deleted INTEGER NOT NULL CHECK (deleted IN (0, 1)),
-  tombstone_since INTEGER,
-  parent_eff TEXT,
-  placement TEXT NOT NULL CHECK (placement IN ('normal', 'orphan', 'cycle')),
-  conflict INTEGER NOT NULL CHECK (conflict IN (0, 1)),
-  usn_created INTEGER NOT NULL,
-  usn_changed INTEGER NOT NULL
-) STRICT;
-
-CREATE UNIQUE INDEX entries_usn_changed ON entries (usn_changed);
-CREATE INDEX entries_children ON entries (parent_eff, rdn_norm, guid) WHERE deleted = 0;
-CREATE INDEX entries_claimants ON entries (parent, guid) WHERE deleted = 0;
-CREATE INDEX entries_cycle_breakers ON entries (guid) WHERE deleted = 0 AND placement = 'cycle';
-CREATE INDEX entries_conflicts ON entries (guid)
-  WHERE deleted = 0 AND (conflict = 1 OR placement <> 'normal');
-CREATE INDEX entries_tombstones ON entries (tombstone_since, guid) WHERE deleted = 1;
-CREATE INDEX entries_roots ON entries (guid) WHERE parent IS NULL AND deleted = 0;
-
-CREATE TABLE items (
-  guid TEXT NOT NULL,
+-- An entry and its items are rows of one table, clustered by a local integer id: the entry's own
+-- row (its "header", attribute '') and its items sit on the same b-tree page, so a write that
+-- changes an item and the entry's usn_changed dirties one page, and the rows of a new entry are
+-- appended together. Header columns are NULL in item rows and item columns NULL in headers.
+-- Ids are local (never replicated); the guids table maps a GUID to its id.
+-- No CHECK constraints: SQLite evaluates them on every row, items too, and they doubled the cost
+-- of an insert (measured); the typed statements below only ever write 0/1 and the Placement
+-- names into deleted, conflict and placement.
+CREATE TABLE objects (
+  id INTEGER NOT NULL,
   attribute TEXT NOT NULL,
   key TEXT NOT NULL,
-  value TEXT NOT NULL,
-  version INTEGER NOT NULL,
-  time INTEGER NOT NULL,
-  invocation TEXT NOT NULL,
-  usn INTEGER NOT NULL,
-  local_usn INTEGER NOT NULL,
-  PRIMARY KEY (guid, attribute, key)
+  value TEXT,
+  version INTEGER,
+  time INTEGER,
+  invocation TEXT,
+  usn INTEGER,
+  local_usn INTEGER,
+  guid TEXT,
+  partition TEXT,
+  origin_invocation TEXT,
+  origin_usn INTEGER,
+  rdn TEXT,
+  rdn_norm TEXT,
+  parent TEXT,
+  deleted INTEGER,
+  tombstone_since INTEGER,
+  parent_eff TEXT,
+  placement TEXT,
+  conflict INTEGER,
+  usn_created INTEGER,
+  usn_changed INTEGER,
+  PRIMARY KEY (id, attribute, key)
 ) STRICT, WITHOUT ROWID;
+
+CREATE UNIQUE INDEX objects_usn_changed ON objects (usn_changed) WHERE attribute = '';
+CREATE INDEX objects_children ON objects (parent_eff, rdn_norm, guid) WHERE attribute = '' AND deleted = 0;
+CREATE INDEX objects_claimants ON objects (parent, guid) WHERE attribute = '' AND deleted = 0;
+CREATE INDEX objects_cycle_breakers ON objects (guid)
+  WHERE attribute = '' AND deleted = 0 AND placement = 'cycle';
+CREATE INDEX objects_conflicts ON objects (guid)
+  WHERE attribute = '' AND deleted = 0 AND (conflict = 1 OR placement <> 'normal');
+CREATE INDEX objects_tombstones ON objects (tombstone_since, guid) WHERE attribute = '' AND deleted = 1;
+CREATE INDEX objects_roots ON objects (guid) WHERE attribute = '' AND parent IS NULL AND deleted = 0;
+
+CREATE TABLE guids (guid TEXT PRIMARY KEY, id INTEGER NOT NULL) STRICT, WITHOUT ROWID;
 
 CREATE TABLE utd (invocation TEXT PRIMARY KEY, usn INTEGER NOT NULL) STRICT, WITHOUT ROWID;
 
@@ -171,89 +181,104 @@ CREATE TABLE instance (id INTEGER PRIMARY KEY CHECK (id = 1), token TEXT NOT NUL
 
 -- counts() must not scan a million rows, so the store keeps the totals here, updated in the
 -- same transaction as the rows they count.
+-- next_id is the next local entry id to hand out (ids are never reused).
 CREATE TABLE counters (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   entries INTEGER NOT NULL,
   tombstones INTEGER NOT NULL,
-  items INTEGER NOT NULL
+  items INTEGER NOT NULL,
+  next_id INTEGER NOT NULL
 ) STRICT;
-INSERT INTO counters (id, entries, tombstones, items) VALUES (1, 0, 0, 0);
+INSERT INTO counters (id, entries, tombstones, items, next_id) VALUES (1, 0, 0, 0, 1);
 `;
 
+/** An entry's columns, read with its id first (see EntryTuple). */
 const entryColumns =
-  "guid, partition, origin_invocation, origin_usn, rdn, rdn_norm, parent, deleted, tombstone_since, " +
+  "id, guid, partition, origin_invocation, origin_usn, rdn, rdn_norm, parent, deleted, tombstone_since, " +
   "parent_eff, placement, conflict, usn_created, usn_changed";
-const entryUpdates =
-  "partition = excluded.partition, origin_invocation = excluded.origin_invocation, " +
-  "origin_usn = excluded.origin_usn, rdn = excluded.rdn, rdn_norm = excluded.rdn_norm, " +
-  "parent = excluded.parent, deleted = excluded.deleted, tombstone_since = excluded.tombstone_since, " +
-  "parent_eff = excluded.parent_eff, placement = excluded.placement, conflict = excluded.conflict, " +
-  "usn_created = excluded.usn_created, usn_changed = excluded.usn_changed";
+const entryValues =
+  "guid = ?, partition = ?, origin_invocation = ?, origin_usn = ?, rdn = ?, rdn_norm = ?, parent = ?, " +
+  "deleted = ?, tombstone_since = ?, parent_eff = ?, placement = ?, conflict = ?, usn_created = ?, usn_changed = ?";
 const itemColumns = "attribute, key, value, version, time, invocation, usn, local_usn";
-const fromLiveChildren = "FROM entries INDEXED BY entries_children WHERE parent_eff = ? AND deleted = 0";
+/** The entry's own row; item rows have a non-empty attribute (so they sort after it). */
+const header = "attribute = '' AND key = ''";
+const fromLiveChildren =
+  "FROM objects INDEXED BY objects_children WHERE parent_eff = ? AND attribute = '' AND deleted = 0";
 
 /**
  * Every SQL statement the store runs, by name. Exported so that a test can EXPLAIN each one.
  * `INDEXED BY` pins the partial indexes: the planner then cannot fall back to a scan, and
  * preparing fails loudly if an index ever stops matching its query.
  * Cursor queries take "" as the cursor for the first page: every guid sorts after "".
+ * Entries and items are addressed by their local id (see the objects table); `idOf` maps a GUID.
  */
 export const sqliteStoreQueries = {
   readMeta: "SELECT node_id, invocation, usn, created_at, last_inbound_success FROM meta WHERE id = 1",
   writeMeta:
     "INSERT OR REPLACE INTO meta (id, node_id, invocation, usn, created_at, last_inbound_success) " +
     "VALUES (1, ?, ?, ?, ?, ?)",
-  getEntry: `SELECT ${entryColumns} FROM entries WHERE guid = ?`,
-  putEntry:
-    `INSERT INTO entries (${entryColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ` +
-    `ON CONFLICT (guid) DO UPDATE SET ${entryUpdates}`,
-  insertEntry: `INSERT INTO entries (${entryColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-  entryDeleted: "SELECT deleted FROM entries WHERE guid = ?",
-  removeEntry: "DELETE FROM entries WHERE guid = ? RETURNING deleted",
-  setUsnChanged: "UPDATE entries SET usn_changed = ? WHERE guid = ?",
-  removeEntryItems: "DELETE FROM items WHERE guid = ?",
+  idOf: "SELECT id FROM guids WHERE guid = ?",
+  insertGuid: "INSERT INTO guids (guid, id) VALUES (?, ?)",
+  removeGuid: "DELETE FROM guids WHERE guid = ?",
+  getEntry: `SELECT ${entryColumns} FROM objects WHERE id = ? AND ${header}`,
+  insertEntry:
+    "INSERT INTO objects (id, attribute, key, guid, partition, origin_invocation, origin_usn, rdn, rdn_norm, " +
+    "parent, deleted, tombstone_since, parent_eff, placement, conflict, usn_created, usn_changed) " +
+    "VALUES (?, '', '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+  updateEntry: `UPDATE objects SET ${entryValues} WHERE id = ? AND ${header}`,
+  entryDeleted: `SELECT deleted FROM objects WHERE id = ? AND ${header}`,
+  removeEntry: `DELETE FROM objects WHERE id = ? AND ${header} RETURNING deleted`,
+  setUsnChanged: `UPDATE objects SET usn_changed = ? WHERE id = ? AND ${header}`,
+  removeEntryItems: "DELETE FROM objects WHERE id = ? AND attribute > ''",
   findByName: `SELECT ${entryColumns} ${fromLiveChildren} AND rdn_norm = ? ORDER BY guid`,
   listChildren:
     `SELECT ${entryColumns} ${fromLiveChildren} AND (rdn_norm, guid) > (?, ?) ` +
     "ORDER BY rdn_norm, guid LIMIT ?",
   hasChildren: `SELECT 1 ${fromLiveChildren} LIMIT 1`,
   listClaimants:
-    `SELECT ${entryColumns} FROM entries INDEXED BY entries_claimants ` +
-    "WHERE parent = ? AND deleted = 0 AND guid > ? ORDER BY guid LIMIT ?",
+    `SELECT ${entryColumns} FROM objects INDEXED BY objects_claimants ` +
+    "WHERE parent = ? AND attribute = '' AND deleted = 0 AND guid > ? ORDER BY guid LIMIT ?",
   listCycleBreakers:
-    `SELECT ${entryColumns} FROM entries INDEXED BY entries_cycle_breakers ` +
-    "WHERE deleted = 0 AND placement = 'cycle' ORDER BY guid LIMIT ?",
+    `SELECT ${entryColumns} FROM objects INDEXED BY objects_cycle_breakers ` +
+    "WHERE attribute = '' AND deleted = 0 AND placement = 'cycle' ORDER BY guid LIMIT ?",
   listConflicts:
-    `SELECT ${entryColumns} FROM entries INDEXED BY entries_conflicts ` +
-    "WHERE deleted = 0 AND (conflict = 1 OR placement <> 'normal') AND guid > ? ORDER BY guid LIMIT ?",
+    `SELECT ${entryColumns} FROM objects INDEXED BY objects_conflicts ` +
+    "WHERE attribute = '' AND deleted = 0 AND (conflict = 1 OR placement <> 'normal') AND guid > ? " +
+    "ORDER BY guid LIMIT ?",
   entriesChangedAfter:
-    `SELECT ${entryColumns} FROM entries INDEXED BY entries_usn_changed ` +
-    "WHERE usn_changed > ? ORDER BY usn_changed LIMIT ?",
+    `SELECT ${entryColumns} FROM objects INDEXED BY objects_usn_changed ` +
+    "WHERE attribute = '' AND usn_changed > ? ORDER BY usn_changed LIMIT ?",
   listTombstonesFirst:
-    `SELECT ${entryColumns} FROM entries INDEXED BY entries_tombstones ` +
-    "WHERE deleted = 1 ORDER BY tombstone_since, guid LIMIT ?",
+    `SELECT ${entryColumns} FROM objects INDEXED BY objects_tombstones ` +
+    "WHERE attribute = '' AND deleted = 1 ORDER BY tombstone_since, guid LIMIT ?",
   listTombstonesAfter:
-    `SELECT ${entryColumns} FROM entries INDEXED BY entries_tombstones ` +
-    "WHERE deleted = 1 AND (tombstone_since, guid) > (?, ?) ORDER BY tombstone_since, guid LIMIT ?",
-  listEntries: `SELECT ${entryColumns} FROM entries WHERE guid > ? ORDER BY guid LIMIT ?`,
+    `SELECT ${entryColumns} FROM objects INDEXED BY objects_tombstones ` +
+    "WHERE attribute = '' AND deleted = 1 AND (tombstone_since, guid) > (?, ?) ORDER BY tombstone_since, guid LIMIT ?",
+  // Every entry has a guids row; a guid whose entry row is gone (items only) drops out in the join.
+  listEntries:
+    "SELECT o.id, o.guid, o.partition, o.origin_invocation, o.origin_usn, o.rdn, o.rdn_norm, o.parent, " +
+    "o.deleted, o.tombstone_since, o.parent_eff, o.placement, o.conflict, o.usn_created, o.usn_changed " +
+    "FROM guids AS g CROSS JOIN objects AS o ON o.id = g.id AND o.attribute = '' AND o.key = '' " +
+    "WHERE g.guid > ? ORDER BY g.guid LIMIT ?",
   listRoots:
-    `SELECT ${entryColumns} FROM entries INDEXED BY entries_roots ` +
-    "WHERE parent IS NULL AND deleted = 0 ORDER BY guid",
-  getItems: `SELECT ${itemColumns} FROM items WHERE guid = ? ORDER BY attribute, key`,
-  getAttributeItems: `SELECT ${itemColumns} FROM items WHERE guid = ? AND attribute = ? ORDER BY key`,
-  getItem: `SELECT ${itemColumns} FROM items WHERE guid = ? AND attribute = ? AND key = ?`,
+    `SELECT ${entryColumns} FROM objects INDEXED BY objects_roots ` +
+    "WHERE attribute = '' AND parent IS NULL AND deleted = 0 ORDER BY guid",
+  getItems: `SELECT ${itemColumns} FROM objects WHERE id = ? AND attribute > '' ORDER BY attribute, key`,
+  getAttributeItems: `SELECT ${itemColumns} FROM objects WHERE id = ? AND attribute = ? ORDER BY key`,
+  getItem: `SELECT ${itemColumns} FROM objects WHERE id = ? AND attribute = ? AND key = ?`,
   storedSizes:
-    "SELECT attribute, sum(length(CAST(value AS BLOB))) FROM items " +
-    "WHERE guid = ? AND attribute NOT IN ('@name', '@deleted') GROUP BY attribute ORDER BY attribute",
+    "SELECT attribute, sum(length(CAST(value AS BLOB))) FROM objects " +
+    "WHERE id = ? AND attribute > '' AND attribute NOT IN ('@name', '@deleted') GROUP BY attribute ORDER BY attribute",
   // An item is inserted when new and updated in place otherwise; two statements rather than
   // an UPSERT because the item count must know which of the two happened.
   updateItem:
-    "UPDATE items SET value = ?, version = ?, time = ?, invocation = ?, usn = ?, local_usn = ? " +
-    "WHERE guid = ? AND attribute = ? AND key = ?",
-  insertItem: `INSERT INTO items (guid, ${itemColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+    "UPDATE objects SET value = ?, version = ?, time = ?, invocation = ?, usn = ?, local_usn = ? " +
+    "WHERE id = ? AND attribute = ? AND key = ?",
+  insertItem: `INSERT INTO objects (id, ${itemColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
   // The kept attributes arrive as one JSON array so that a single prepared statement serves
   // any number of them.
-  removeItemsExcept: "DELETE FROM items WHERE guid = ? AND attribute NOT IN (SELECT value FROM json_each(?))",
+  removeItemsExcept:
+    "DELETE FROM objects WHERE id = ? AND attribute > '' AND attribute NOT IN (SELECT value FROM json_each(?))",
   readUtd: "SELECT invocation, usn FROM utd ORDER BY invocation",
   clearUtd: "DELETE FROM utd",
   upsertUtd: "INSERT OR REPLACE INTO utd (invocation, usn) VALUES (?, ?)",
@@ -275,7 +300,9 @@ export const sqliteStoreQueries = {
   listEvents: "SELECT time, kind, detail FROM events ORDER BY id DESC LIMIT ?",
   counts: "SELECT entries, tombstones, items FROM counters WHERE id = 1",
   addCounts:
-    "UPDATE counters SET entries = entries + ?, tombstones = tombstones + ?, items = items + ? WHERE id = 1",
+    "UPDATE counters SET entries = entries + ?, tombstones = tombstones + ?, items = items + ?, next_id = ? " +
+    "WHERE id = 1",
+  nextId: "SELECT next_id FROM counters WHERE id = 1",
 } as const;
 
 type LimitedQuery =
@@ -290,13 +317,16 @@ type LimitedQuery =
 
 /** Scans everything on purpose (see `recount`), so it is not among the indexed queries. */
 const recountQuery =
-  "SELECT (SELECT count(*) FROM entries WHERE deleted = 0), (SELECT count(*) FROM entries WHERE deleted = 1), " +
-  "(SELECT count(*) FROM items)";
+  "SELECT (SELECT count(*) FROM objects WHERE attribute = '' AND deleted = 0), " +
+  "(SELECT count(*) FROM objects WHERE attribute = '' AND deleted = 1), " +
+  "(SELECT count(*) FROM objects WHERE attribute > '')";
 
 // Result rows are read in raw (array) mode: cheaper than objects keyed by column name. The
 // tuple types restate the column lists above; the database only ever holds what the typed
 // write statements put there, so the branded types are asserted here, at the boundary.
-type EntryTuple = [
+/** A local entry id (see the objects table): never leaves the store. */
+type EntryId = number;
+type EntryFields = [
   guid: Guid,
   partition: string,
   originInvocation: InvocationId,
@@ -312,6 +342,7 @@ type EntryTuple = [
   usnCreated: Usn,
   usnChanged: Usn,
 ];
+type EntryTuple = [id: EntryId, ...EntryFields];
 type ItemTuple = [
   attribute: string,
   key: string,
@@ -322,7 +353,7 @@ type ItemTuple = [
   usn: Usn,
   localUsn: Usn,
 ];
-type ItemParams = [guid: Guid, ...ItemTuple];
+type ItemParams = [id: EntryId, ...ItemTuple];
 type ItemUpdateParams = [
   value: string,
   version: number,
@@ -330,7 +361,7 @@ type ItemUpdateParams = [
   invocation: InvocationId,
   usn: Usn,
   localUsn: Usn,
-  guid: Guid,
+  id: EntryId,
   attribute: string,
   key: string,
 ];
@@ -345,23 +376,26 @@ function prepareStatements(db: Database.Database) {
   return {
     readMeta: db.prepare<[], MetaTuple>(q.readMeta).raw(),
     writeMeta: db.prepare<MetaTuple>(q.writeMeta),
-    getEntry: db.prepare<[Guid], EntryTuple>(q.getEntry).raw(),
+    idOf: db.prepare<[Guid], EntryId>(q.idOf).pluck(),
+    insertGuid: db.prepare<[Guid, EntryId]>(q.insertGuid),
+    removeGuid: db.prepare<[Guid]>(q.removeGuid),
+    getEntry: db.prepare<[EntryId], EntryTuple>(q.getEntry).raw(),
     insertEntry: db.prepare<EntryTuple>(q.insertEntry),
-    putEntry: db.prepare<EntryTuple>(q.putEntry),
-    entryDeleted: db.prepare<[Guid], 0 | 1>(q.entryDeleted).pluck(),
-    removeEntry: db.prepare<[Guid], 0 | 1>(q.removeEntry).pluck(),
-    setUsnChanged: db.prepare<[Usn, Guid]>(q.setUsnChanged),
-    removeEntryItems: db.prepare<[Guid]>(q.removeEntryItems),
+    updateEntry: db.prepare<[...EntryFields, EntryId]>(q.updateEntry),
+    entryDeleted: db.prepare<[EntryId], 0 | 1>(q.entryDeleted).pluck(),
+    removeEntry: db.prepare<[EntryId], 0 | 1>(q.removeEntry).pluck(),
+    setUsnChanged: db.prepare<[Usn, EntryId]>(q.setUsnChanged),
+    removeEntryItems: db.prepare<[EntryId]>(q.removeEntryItems),
     findByName: db.prepare<[Guid, string], EntryTuple>(q.findByName).raw(),
     hasChildren: db.prepare<[Guid], number>(q.hasChildren).pluck(),
     listRoots: db.prepare<[], EntryTuple>(q.listRoots).raw(),
-    getItems: db.prepare<[Guid], ItemTuple>(q.getItems).raw(),
-    getAttributeItems: db.prepare<[Guid, string], ItemTuple>(q.getAttributeItems).raw(),
-    getItem: db.prepare<[Guid, string, string], ItemTuple>(q.getItem).raw(),
-    storedSizes: db.prepare<[Guid], [string, number]>(q.storedSizes).raw(),
+    getItems: db.prepare<[EntryId], ItemTuple>(q.getItems).raw(),
+    getAttributeItems: db.prepare<[EntryId, string], ItemTuple>(q.getAttributeItems).raw(),
+    getItem: db.prepare<[EntryId, string, string], ItemTuple>(q.getItem).raw(),
+    storedSizes: db.prepare<[EntryId], [string, number]>(q.storedSizes).raw(),
     updateItem: db.prepare<ItemUpdateParams>(q.updateItem),
     insertItem: db.prepare<ItemParams>(q.insertItem),
-    removeItemsExcept: db.prepare<[Guid, string]>(q.removeItemsExcept),
+    removeItemsExcept: db.prepare<[EntryId, string]>(q.removeItemsExcept),
     readUtd: db.prepare<[], [InvocationId, Usn]>(q.readUtd).raw(),
     clearUtd: db.prepare<[]>(q.clearUtd),
     upsertUtd: db.prepare<[InvocationId, Usn]>(q.upsertUtd),
@@ -379,7 +413,8 @@ function prepareStatements(db: Database.Database) {
     trimEvents: db.prepare<[number]>(q.trimEvents),
     listEvents: db.prepare<[number], EventTuple>(q.listEvents).raw(),
     counts: db.prepare<[], CountsTuple>(q.counts).raw(),
-    addCounts: db.prepare<CountsTuple>(q.addCounts),
+    addCounts: db.prepare<[...CountsTuple, EntryId]>(q.addCounts),
+    nextId: db.prepare<[], EntryId>(q.nextId).pluck(),
     recount: db.prepare<[], CountsTuple>(recountQuery).raw(),
   };
 }
@@ -388,20 +423,39 @@ type Statements = ReturnType<typeof prepareStatements>;
 
 function entryFromTuple(t: EntryTuple): EntryRow {
   return {
-    guid: t[0],
-    partition: t[1],
-    origin: { invocation: t[2], usn: t[3] },
-    rdn: t[4],
-    rdnNorm: t[5],
-    parent: t[6],
-    deleted: t[7] === 1,
-    tombstoneSince: t[8],
-    parentEff: t[9],
-    placement: t[10],
-    conflict: t[11] === 1,
-    usnCreated: t[12],
-    usnChanged: t[13],
+    guid: t[1],
+    partition: t[2],
+    origin: { invocation: t[3], usn: t[4] },
+    rdn: t[5],
+    rdnNorm: t[6],
+    parent: t[7],
+    deleted: t[8] === 1,
+    tombstoneSince: t[9],
+    parentEff: t[10],
+    placement: t[11],
+    conflict: t[12] === 1,
+    usnCreated: t[13],
+    usnChanged: t[14],
   };
+}
+
+function entryFields(row: EntryRow): EntryFields {
+  return [
+    row.guid,
+    row.partition,
+    row.origin.invocation,
+    row.origin.usn,
+    row.rdn,
+    row.rdnNorm,
+    row.parent,
+    row.deleted ? 1 : 0,
+    row.tombstoneSince,
+    row.parentEff,
+    row.placement,
+    row.conflict ? 1 : 0,
+    row.usnCreated,
+    row.usnChanged,
+  ];
 }
 
 function itemFromTuple(guid: Guid, t: ItemTuple): ItemRow {
@@ -440,10 +494,22 @@ export class SqliteStore implements Store {
   private pendingEntries = 0;
   private pendingTombstones = 0;
   private pendingItems = 0;
+  /** The next local entry id; written to the counters row with the counts when it moved. */
+  private nextId: EntryId;
+  private nextIdMoved = false;
+  /**
+   * Local ids of GUIDs this store has just read or written: the core reads an entry and then
+   * writes its items, and each GUID would otherwise cost a lookup in the guids table. An id
+   * never changes while its entry exists; removeEntry forgets it and a rollback forgets all.
+   */
+  private readonly ids = new Map<Guid, EntryId>();
+  /** The last GUID found to have no id: the core looks an entry up before it creates it. */
+  private absent: Guid | undefined;
 
   private constructor(db: Database.Database) {
     this.db = db;
     this.statements = prepareStatements(db);
+    this.nextId = this.readNextId();
     this.outermost = db.transaction((fn: () => unknown) => {
       // Left over only if SQLite rolled an earlier transaction back on its own (disk full, I/O
       // error) while its function went on: those counts belong to rows that are gone.
@@ -524,10 +590,59 @@ export class SqliteStore implements Store {
     try {
       // better-sqlite3 commits when fn returns, and rolls back and rethrows when it throws.
       return this.outermost.immediate(fn) as T;
+    } catch (error) {
+      // Ids handed out by the rolled-back transaction are free again, and unknown once more.
+      this.ids.clear();
+      this.absent = undefined;
+      this.nextId = this.readNextId();
+      this.nextIdMoved = false;
+      throw error;
     } finally {
       this.clearPendingCounts();
     }
   }
+
+  private readNextId(): EntryId {
+    const next = this.statements.nextId.get();
+    assert(next !== undefined, "the counters row is created with the schema and never deleted");
+    return next;
+  }
+
+  /** The local id of an entry or of a GUID that has items, if any. */
+  private idOf(guid: Guid): EntryId | undefined {
+    const s = this.sql();
+    const cached = this.ids.get(guid);
+    if (cached !== undefined) return cached;
+    if (guid === this.absent) return undefined;
+    const id = s.idOf.get(guid);
+    if (id === undefined) this.absent = guid;
+    else this.remember(guid, id);
+    return id;
+  }
+
+  /** The local id of `guid`, given a new one if it has none (inside a transaction). */
+  private idFor(guid: Guid): { id: EntryId; fresh: boolean } {
+    const id = this.idOf(guid);
+    if (id !== undefined) return { id, fresh: false };
+    const fresh = this.nextId;
+    this.absent = undefined;
+    this.nextId += 1;
+    this.nextIdMoved = true;
+    this.statements.insertGuid.run(guid, fresh);
+    this.remember(guid, fresh);
+    return { id: fresh, fresh: true };
+  }
+
+  private remember(guid: Guid, id: EntryId): void {
+    if (this.ids.size >= idsCachedMax) this.ids.clear();
+    this.ids.set(guid, id);
+  }
+
+  /** An entry row from its tuple; its id is remembered, since a write to it usually follows. */
+  private readonly toEntry = (t: EntryTuple): EntryRow => {
+    this.remember(t[1], t[0]);
+    return entryFromTuple(t);
+  };
 
   readMeta(): ReplicaMeta | undefined {
     const t = this.sql().readMeta.get();
@@ -546,7 +661,9 @@ export class SqliteStore implements Store {
   }
 
   getEntry(guid: Guid): EntryRow | undefined {
-    const t = this.sql().getEntry.get(guid);
+    const id = this.idOf(guid);
+    if (id === undefined) return undefined;
+    const t = this.statements.getEntry.get(id);
     return t === undefined ? undefined : entryFromTuple(t);
   }
 
@@ -555,33 +672,21 @@ export class SqliteStore implements Store {
   }
 
   setUsnChanged(guid: Guid, usnChanged: Usn): void {
-    const changed = this.sql().setUsnChanged.run(usnChanged, guid).changes;
+    const id = this.idOf(guid);
+    const changed = id === undefined ? 0 : this.statements.setUsnChanged.run(usnChanged, id).changes;
     assert(changed === 1, `setUsnChanged on an entry that does not exist: ${guid}`);
   }
 
-  /** Insert first (a new entry costs one statement); replace when the guid is taken. */
+  /** A new id means a new entry: one statement. Otherwise read what the row was, then update it. */
   private writeEntry(row: EntryRow): void {
     const s = this.statements;
-    const tuple: EntryTuple = [
-      row.guid,
-      row.partition,
-      row.origin.invocation,
-      row.origin.usn,
-      row.rdn,
-      row.rdnNorm,
-      row.parent,
-      row.deleted ? 1 : 0,
-      row.tombstoneSince,
-      row.parentEff,
-      row.placement,
-      row.conflict ? 1 : 0,
-      row.usnCreated,
-      row.usnChanged,
-    ];
-    if (s.insertEntry.run(...tuple).changes === 0) {
-      const before = s.entryDeleted.get(row.guid);
-      s.putEntry.run(...tuple);
-      if (before !== undefined) this.countEntry(before, -1);
+    const { id, fresh } = this.idFor(row.guid);
+    const fields = entryFields(row);
+    const before = fresh ? undefined : s.entryDeleted.get(id);
+    if (before === undefined) s.insertEntry.run(id, ...fields);
+    else {
+      s.updateEntry.run(...fields, id);
+      this.countEntry(before, -1);
     }
     this.countEntry(row.deleted ? 1 : 0, 1);
   }
@@ -593,15 +698,19 @@ export class SqliteStore implements Store {
 
   removeEntry(guid: Guid): void {
     const s = this.sql();
+    const id = this.idOf(guid);
+    if (id === undefined) return;
     this.transaction(() => {
-      this.pendingItems -= s.removeEntryItems.run(guid).changes;
-      const deleted = s.removeEntry.get(guid);
+      this.pendingItems -= s.removeEntryItems.run(id).changes;
+      const deleted = s.removeEntry.get(id);
       if (deleted !== undefined) this.countEntry(deleted, -1);
+      s.removeGuid.run(guid);
+      this.ids.delete(guid);
     });
   }
 
   findByName(parent: Guid, rdnNorm: string): EntryRow[] {
-    return this.sql().findByName.all(parent, rdnNorm).map(entryFromTuple);
+    return this.sql().findByName.all(parent, rdnNorm).map(this.toEntry);
   }
 
   /**
@@ -619,7 +728,7 @@ export class SqliteStore implements Store {
       statement = this.database().prepare<unknown[], EntryTuple>(sql).raw();
       this.limitedStatements.set(key, statement);
     }
-    return statement.all(...parameters).map(entryFromTuple);
+    return statement.all(...parameters).map(this.toEntry);
   }
 
   private readonly limitedStatements = new Map<string, Database.Statement<unknown[], EntryTuple>>();
@@ -659,30 +768,31 @@ export class SqliteStore implements Store {
   }
 
   listRoots(): EntryRow[] {
-    return this.sql().listRoots.all().map(entryFromTuple);
+    return this.sql().listRoots.all().map(this.toEntry);
   }
 
   getItems(guid: Guid): ItemRow[] {
-    return this.sql()
-      .getItems.all(guid)
-      .map((t) => itemFromTuple(guid, t));
+    const id = this.idOf(guid);
+    if (id === undefined) return [];
+    return this.statements.getItems.all(id).map((t) => itemFromTuple(guid, t));
   }
 
   getAttributeItems(guid: Guid, attribute: string): ItemRow[] {
-    return this.sql()
-      .getAttributeItems.all(guid, attribute)
-      .map((t) => itemFromTuple(guid, t));
+    const id = this.idOf(guid);
+    if (id === undefined) return [];
+    return this.statements.getAttributeItems.all(id, attribute).map((t) => itemFromTuple(guid, t));
   }
 
   getItem(guid: Guid, attribute: string, key: string): ItemRow | undefined {
-    const t = this.sql().getItem.get(guid, attribute, key);
+    const id = this.idOf(guid);
+    const t = id === undefined ? undefined : this.statements.getItem.get(id, attribute, key);
     return t === undefined ? undefined : itemFromTuple(guid, t);
   }
 
   storedSizes(guid: Guid): StoredSize[] {
-    return this.sql()
-      .storedSizes.all(guid)
-      .map(([attribute, bytes]) => ({ attribute, bytes }));
+    const id = this.idOf(guid);
+    if (id === undefined) return [];
+    return this.statements.storedSizes.all(id).map(([attribute, bytes]) => ({ attribute, bytes }));
   }
 
   putItem(row: ItemRow): void {
@@ -690,30 +800,36 @@ export class SqliteStore implements Store {
   }
 
   replaceItem(row: ItemRow): void {
-    const s = this.sql();
+    const id = this.idOf(row.guid);
     const { version, time, invocation, usn } = row.stamp;
     const value = JSON.stringify(row.value);
-    const updated = s.updateItem.run(
-      value,
-      version,
-      time,
-      invocation,
-      usn,
-      row.localUsn,
-      row.guid,
-      row.attribute,
-      row.key,
-    );
-    assert(updated.changes === 1, `replaceItem on an item that does not exist: ${row.guid} ${row.attribute}`);
+    const updated =
+      id === undefined
+        ? 0
+        : this.statements.updateItem.run(
+            value,
+            version,
+            time,
+            invocation,
+            usn,
+            row.localUsn,
+            id,
+            row.attribute,
+            row.key,
+          ).changes;
+    assert(updated === 1, `replaceItem on an item that does not exist: ${row.guid} ${row.attribute}`);
   }
 
   /** Insert first: most written items are new (adds, replicated entries), and then one statement does. */
   private writeItem(row: ItemRow): void {
+    // The empty attribute names the entry's own row in the objects table.
+    assert(row.attribute !== "", "an item's attribute is never empty");
     const s = this.statements;
+    const { id } = this.idFor(row.guid);
     const value = JSON.stringify(row.value);
     const { version, time, invocation, usn } = row.stamp;
     const inserted = s.insertItem.run(
-      row.guid,
+      id,
       row.attribute,
       row.key,
       value,
@@ -727,13 +843,15 @@ export class SqliteStore implements Store {
       this.pendingItems += 1;
       return;
     }
-    s.updateItem.run(value, version, time, invocation, usn, row.localUsn, row.guid, row.attribute, row.key);
+    s.updateItem.run(value, version, time, invocation, usn, row.localUsn, id, row.attribute, row.key);
   }
 
   removeItemsExcept(guid: Guid, keep: readonly string[]): void {
     const s = this.sql();
+    const id = this.idOf(guid);
+    if (id === undefined) return;
     this.transaction(() => {
-      this.pendingItems -= s.removeItemsExcept.run(guid, JSON.stringify(keep)).changes;
+      this.pendingItems -= s.removeItemsExcept.run(id, JSON.stringify(keep)).changes;
     });
   }
 
@@ -869,9 +987,16 @@ export class SqliteStore implements Store {
   }
 
   private flushCounts(): void {
-    if (this.pendingEntries === 0 && this.pendingTombstones === 0 && this.pendingItems === 0) return;
-    this.statements.addCounts.run(this.pendingEntries, this.pendingTombstones, this.pendingItems);
+    const counted = this.pendingEntries !== 0 || this.pendingTombstones !== 0 || this.pendingItems !== 0;
+    if (!counted && !this.nextIdMoved) return;
+    this.statements.addCounts.run(
+      this.pendingEntries,
+      this.pendingTombstones,
+      this.pendingItems,
+      this.nextId,
+    );
     this.clearPendingCounts();
+    this.nextIdMoved = false;
   }
 
   private clearPendingCounts(): void {
@@ -926,6 +1051,7 @@ function prepareDatabase(db: Database.Database, options: SqliteStoreOptions): vo
         `(it reads version ${sqliteSchemaVersion}); was the file written by a newer Plexus?`,
     );
   }
+  if (process.env.PLX_PAGE && version === 0) db.pragma(`page_size = ${process.env.PLX_PAGE}`);
   if (!db.memory) {
     db.pragma("journal_mode = WAL");
     db.pragma(`journal_size_limit = ${journalSizeLimitBytes}`);
