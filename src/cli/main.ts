@@ -26,11 +26,10 @@ What runs today (in this checkout):
     safety, and the node state machine that schedules pulls between partners
   - the SQLite store (src/store), one database file per node
   - the node server (src/runtime, src/edge/http): join and initial sync, partners from the
-    replicated topology (link schedules obeyed), HMAC-signed transport with a replay
-    window, gzip across sites,
-    group commit, the client API with problem+json errors, write concern
-    (Plexus-Write-Concern), session tokens (Plexus-Session), GET /v1/watch (server-sent
-    events), GET /v1/status
+    replicated topology (link schedules obeyed, inter-site pulls filtered by origin site),
+    HMAC-signed transport with a replay window, gzip across sites, group commit, the
+    client API with problem+json errors, write concern (Plexus-Write-Concern), session
+    tokens (Plexus-Session), GET /v1/watch (server-sent events), GET /v1/status
   - the deterministic simulator (src/sim): many nodes, faults, invariants, replayable seeds
   - npm test              type check, lint, unit, contract, property, scenario, simulator
                           and multi-process cluster tests
@@ -42,9 +41,8 @@ What runs today (in this checkout):
   - npm run sim:routing -- --seeds N   inter-site routing under link and bridgehead faults
   - npm run bench:topology  route convergence at 100 to 10,000 sites (--quick: 100, 1,000)
 
-Not yet: pulling along the routes by origin site in the server, client authentication
-and TLS, the DNS locator, the client library, the other CLI commands and the
-local demo cluster. See README.md.
+Not yet: client authentication and TLS, the DNS locator, the client library, the other CLI
+commands and the local demo cluster. See README.md.
 `;
 
 const [command, ...rest] = process.argv.slice(2);

@@ -78,6 +78,29 @@ describe("a cluster of node processes", { timeout: 90_000 }, () => {
         return published?.plexusInvocationId?.includes(invocationId) === true;
       });
     }
+    // Reverse-path pulling: a bridgehead pulls from the other site everything but its own site's changes.
+    const invocations = new Map<string, string>();
+    for (const name of names)
+      invocations.set(
+        name,
+        ((await http("GET", `${url(name)}/v1/status`)).body as { invocationId: string }).invocationId,
+      );
+    const east = ["e1", "e2"].map((name) => invocations.get(name)).sort();
+    await eventually("an east bridgehead filtering east's origins out of its inter-site pulls", async () => {
+      for (const name of ["e1", "e2"]) {
+        const body = (await http("GET", `${url(name)}/v1/status`)).body as {
+          partners: { kind: string; excludedOrigins: string[] }[];
+        };
+        const inter = body.partners.filter((partner) => partner.kind === "inter");
+        if (
+          inter.some(
+            (partner) => JSON.stringify([...partner.excludedOrigins].sort()) === JSON.stringify(east),
+          )
+        )
+          return true;
+      }
+      return false;
+    });
     const status = await http("GET", `${url("w1")}/v1/status`);
     const body = status.body as { site: string; partners: { node: string; lastSuccessAt: string | null }[] };
     assert.equal(body.site, "west");

@@ -6,7 +6,13 @@ import type { Guid, InvocationId, NodeId, Usn } from "../core/ids.ts";
 import { isNodeId } from "../core/ids.ts";
 import { type NodeConfig, NodeMachine, nodeConfigDefaults, type Send } from "../core/node/machine.ts";
 import type { PeerMessage } from "../core/node/messages.ts";
-import { minuteOfWeek, openPlan, type PartnerPlan, partnerPlan } from "../core/node/partners.ts";
+import {
+  minuteOfWeek,
+  openPlan,
+  type PartnerPlan,
+  type PlannedConnection,
+  partnerPlan,
+} from "../core/node/partners.ts";
 import { checkRegistration, type Registration, registrationWrites } from "../core/node/registration.ts";
 import {
   type ConcernOutcome,
@@ -21,7 +27,6 @@ import { Replica } from "../core/replica/replica.ts";
 import { type UtdVector, utdCoversVector, utdGet } from "../core/replication/utd.ts";
 import { validateUtd } from "../core/replication/validate.ts";
 import { fail, ok, type Result } from "../core/result.ts";
-import type { Connection } from "../core/topology/connections.ts";
 import { invocationWrite, readTopology, topologyWrites } from "../core/topology/entries.ts";
 import {
   checkTopology,
@@ -131,7 +136,7 @@ export class PlexusNode implements DirectoryService {
   private readonly app: FastifyInstance;
   private readonly client: PeerClient;
   private readonly urls = new Map<NodeId, string>();
-  private connections = new Map<NodeId, Connection>();
+  private connections = new Map<NodeId, PlannedConnection>();
   private plan: PartnerPlan = { inbound: [], outbound: [], replicaSet: [], note: null };
   private planKey = "";
   private planCache: { config: TopologyConfig; key: string; plan: PartnerPlan } | null = null;
@@ -383,6 +388,8 @@ export class PlexusNode implements DirectoryService {
         plan.inbound.map((connection) => ({
           node: connection.node,
           pullIntervalMs: connection.pullIntervalMs,
+          // Reverse-path pulling: origins whose changes come along another route are left out.
+          ...(connection.exclude.length > 0 ? { exclude: connection.exclude } : {}),
         })),
       outbound: plan.outbound,
       replicaSet: plan.replicaSet.length > 0 ? plan.replicaSet : [this.options.node],
@@ -804,6 +811,7 @@ export class PlexusNode implements DirectoryService {
           kind: connection?.kind ?? (this.bootstrap === null ? null : "initial-sync"),
           site: connection?.site ?? null,
           compress: connection?.compress ?? false,
+          excludedOrigins: connection?.exclude ?? [],
           pulling: status.pulling,
           lastSuccessAt: status.lastSuccessAt === null ? null : wallTimeOf(status.lastSuccessAt),
           lastFailureAt: status.lastFailureAt === null ? null : wallTimeOf(status.lastFailureAt),
