@@ -6,6 +6,21 @@
 /** Attributes whose values are DNs merged value by value, like Active Directory's linked values. */
 export const linkAttributesDefault: readonly string[] = ["member", "uniquemember", "manager", "seealso"];
 
+/**
+ * Attributes whose changes replicate urgently (notification without the batching delay), as
+ * Active Directory does for account lockout and password changes: a user locked out on one
+ * server must not be let in by another a minute later. Changes to the config partition are
+ * urgent too (see replication/urgent.ts).
+ */
+export const urgentAttributesDefault: readonly string[] = [
+  "userpassword",
+  "unicodepwd",
+  "lockouttime",
+  "pwdaccountlockedtime",
+  "pwdfailuretime",
+  "pwdchangedtime",
+];
+
 /** The canonical spelling of a few well-known attribute types, for output. */
 const canonicalTypes: ReadonlyMap<string, string> = new Map(
   ["objectClass", "member", "uniqueMember", "manager", "seeAlso"].map((type) => [type.toLowerCase(), type]),

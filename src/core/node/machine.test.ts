@@ -170,6 +170,54 @@ describe("node state machine", () => {
     );
   });
 
+  it("notifies after the batching delay, and at once for urgent changes, passed on at once", () => {
+    const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
+    assert.ok(a !== undefined && b !== undefined && c !== undefined);
+    // A line: a notifies b, b notifies c; each pulls from its left neighbour.
+    const line = (outbound: NodeId[], inbound: NodeId[]): NodeConfig => ({
+      ...nodeConfigDefaults,
+      notifyDelayMs: 20,
+      inbound: inbound.map((node) => ({ node, pullIntervalMs: 60_000 })),
+      outbound,
+      replicaSet: [a.name, b.name, c.name],
+    });
+    const harness = new Harness([]);
+    harness.machines.set(a.name, new NodeMachine(a.replica, { now: () => harness.time }, line([b.name], [])));
+    harness.machines.set(
+      b.name,
+      new NodeMachine(b.replica, { now: () => harness.time }, line([c.name], [a.name])),
+    );
+    harness.machines.set(c.name, new NodeMachine(c.replica, { now: () => harness.time }, line([], [b.name])));
+    harness.tickAll();
+    harness.time = 1_000;
+    harness.tickAll();
+    const dn = "cn=u,dc=example,dc=com";
+    const notified = (name: NodeId) =>
+      harness
+        .machine(name)
+        .tick()
+        .filter((send) => send.message.kind === "notify");
+    harness.machine(a.name).write([{ op: "add", dn, attributes: { objectClass: ["person"], sn: ["u"] } }]);
+    assert.deepEqual(notified(a.name), [], "an ordinary change waits for the batching delay");
+    harness.time += 20;
+    assert.equal(notified(a.name).length, 1);
+    harness.time += 1_000;
+    harness
+      .machine(a.name)
+      .write([
+        {
+          op: "modify",
+          dn,
+          changes: [{ operation: "replace", attribute: "userPassword", values: ["s3cret"] }],
+        },
+      ]);
+    const urgent = notified(a.name);
+    assert.equal(urgent.length, 1, "a password change is announced at once");
+    // b pulls the urgent change and tells c at once too.
+    harness.deliver(a.name, urgent);
+    assert.equal(notified(b.name).length, 1, "the partner passes an urgent change on at once");
+  });
+
   it("malformed messages are dropped without effect", () => {
     const { a, b } = pair();
     const harness = new Harness([a, b]);

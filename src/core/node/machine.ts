@@ -3,6 +3,7 @@ import type { WriteOutcome, WriteRequest } from "../replica/originating.ts";
 import type { Replica } from "../replica/replica.ts";
 import type { LingeringCandidate } from "../replica/tombstones.ts";
 import type { PageLimits } from "../replication/page.ts";
+import { isUrgentWrite } from "../replication/urgent.ts";
 import type { UtdVector } from "../replication/utd.ts";
 import type { Result } from "../result.ts";
 import { checkPeerMessage, lingeringCheckBatchMax, type PeerMessage } from "./messages.ts";
@@ -209,7 +210,11 @@ export class NodeMachine {
   /** Client writes, in one transaction; partners are notified after the batching delay. */
   write(requests: readonly WriteRequest[]): Result<WriteOutcome>[] {
     const results = this.replica.write(requests);
-    if (results.some((result) => result.ok && result.value.entries > 0)) this.changed(this.clock.now());
+    const changed = results.filter((result) => result.ok && result.value.entries > 0);
+    if (changed.length > 0) {
+      const urgent = requests.some((request, index) => results[index]?.ok === true && isUrgentWrite(request));
+      this.changed(this.clock.now(), urgent);
+    }
     return results;
   }
 
@@ -273,7 +278,7 @@ export class NodeMachine {
       if (answered) this.failed(from, state, now, `${outcome.error.code}: ${outcome.error.message}`);
       return [];
     }
-    if (outcome.value.entriesChanged > 0) this.changed(now);
+    if (outcome.value.entriesChanged > 0) this.changed(now, outcome.value.urgent);
     // A late or duplicated page was merged; it does not drive the cycle.
     if (!answered) return [];
     state.inFlight = null;
@@ -300,8 +305,11 @@ export class NodeMachine {
     return now >= state.dueAt ? [this.startPull(from, state, now)] : [];
   }
 
-  private changed(now: number): void {
-    if (this.config.outbound.length > 0) this.notifyAt ??= now + this.config.notifyDelayMs;
+  /** Partners hear of a change after the batching delay; of an urgent one, at once. */
+  private changed(now: number, urgent: boolean): void {
+    if (this.config.outbound.length === 0) return;
+    const at = urgent ? now : now + this.config.notifyDelayMs;
+    this.notifyAt = Math.min(this.notifyAt ?? at, at);
   }
 
   private failed(partner: NodeId, state: PartnerState, now: number, reason: string): void {

@@ -11,6 +11,7 @@ import {
   type Watermark,
 } from "../replication/page.ts";
 import { compareStamps } from "../replication/stamp.ts";
+import { isUrgentPage } from "../replication/urgent.ts";
 import { utdGet, utdMerge } from "../replication/utd.ts";
 import type { EntryRow } from "../store.ts";
 import type { ReplicaContext } from "./context.ts";
@@ -30,6 +31,8 @@ export interface ApplyOutcome {
   readonly restart: boolean;
   /** The pull cycle is complete: the source's UTD was merged. */
   readonly cycleComplete: boolean;
+  /** The page changed something urgent here (replication/urgent.ts): pass it on at once. */
+  readonly urgent: boolean;
 }
 
 /**
@@ -45,13 +48,14 @@ export function applyPage(ctx: ReplicaContext, page: ChangePage): ApplyOutcome {
     if (applied > 0) entriesChanged++;
     itemsApplied += applied;
   }
-  return { entriesChanged, itemsApplied, ...advanceWatermark(ctx, page) };
+  const urgent = entriesChanged > 0 && isUrgentPage(page);
+  return { entriesChanged, itemsApplied, urgent, ...advanceWatermark(ctx, page) };
 }
 
 function advanceWatermark(
   ctx: ReplicaContext,
   page: ChangePage,
-): Omit<ApplyOutcome, "entriesChanged" | "itemsApplied"> {
+): Omit<ApplyOutcome, "entriesChanged" | "itemsApplied" | "urgent"> {
   const stored = ctx.store.readWatermark(page.source) ?? initialWatermark;
   const fromZero = page.from.objectUsn === 0 && page.from.propertyUsn === 0;
   const sameInstance = stored.invocation === page.sourceInvocation;
