@@ -119,12 +119,12 @@ function dnCache(store: Store): Map<string, Guid> {
 
 export function resolveParsedDn(store: Store, dn: Dn): Result<EntryRow> {
   const cache = dnCache(store);
-  const norms = dn.rdns.map(normalizeRdn);
-  const keyAt = (level: number): string => norms.slice(level).join(",");
+  const { keys, first } = suffixKeys(dn);
+  const keyAt = (level: number): string => keys[level] ?? "";
   const exact = cache.get(keyAt(0));
   if (exact !== undefined) {
     const row = store.getEntry(exact);
-    if (row !== undefined && !row.deleted && !row.conflict && row.rdnNorm === norms[0]) return ok(row);
+    if (row !== undefined && !row.deleted && !row.conflict && row.rdnNorm === first) return ok(row);
   }
   // The deepest cached proper ancestor, else the partition root.
   let level = dn.rdns.length;
@@ -156,6 +156,22 @@ export function resolveParsedDn(store: Store, dn: Dn): Result<EntryRow> {
   if (row === undefined || row.deleted)
     return fail("no-such-entry", `no entry ${formatDn(dn)}`, { matchedDn: "" });
   return ok(row);
+}
+
+/**
+ * For each level of a DN, the normalised DN from that RDN up (the keys of the resolved-DN
+ * cache), and the normalised first RDN.
+ */
+function suffixKeys(dn: Dn): { keys: string[]; first: string } {
+  const keys = new Array<string>(dn.rdns.length);
+  let suffix = "";
+  let norm = "";
+  for (let level = dn.rdns.length - 1; level >= 0; level--) {
+    norm = normalizeRdn(dn.rdns[level] as Rdn);
+    suffix = level === dn.rdns.length - 1 ? norm : `${norm},${suffix}`;
+    keys[level] = suffix;
+  }
+  return { keys, first: norm };
 }
 
 /** The live child of `parent` shown under `rdn`: the winner of its name, or a named conflict loser. */

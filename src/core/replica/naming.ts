@@ -183,7 +183,22 @@ function withPlacement(row: EntryRow, parentEff: Guid | null, placement: Placeme
 }
 
 function isAlwaysPresent(guid: Guid, partition: string): boolean {
-  return guid === partitionRootGuid(partition) || guid === lostAndFoundGuid(partition);
+  const system = systemGuidsOf(partition);
+  return guid === system.root || guid === system.lostAndFound;
+}
+
+/** Derived GUIDs of a partition's root and LostAndFound, hashed once per partition (they are few). */
+const systemGuids = new Map<string, { readonly root: Guid; readonly lostAndFound: Guid }>();
+const systemGuidsMax = 1024;
+
+function systemGuidsOf(partition: string): { readonly root: Guid; readonly lostAndFound: Guid } {
+  let system = systemGuids.get(partition);
+  if (system === undefined) {
+    if (systemGuids.size >= systemGuidsMax) systemGuids.clear();
+    system = { root: partitionRootGuid(partition), lostAndFound: lostAndFoundGuid(partition) };
+    systemGuids.set(partition, system);
+  }
+  return system;
 }
 
 function nameStamp(store: Store, guid: Guid): Stamp {
