@@ -51,7 +51,8 @@ if (command === undefined || command === "help" || command === "--help" || comma
 } else if (command === "--version" || command === "version") {
   process.stdout.write("plexus 0.1.0\n");
 } else if (command === "start") {
-  process.exitCode = await startCommand(rest, process.stdout, process.stderr);
+  // Once the node has stopped, a client's lingering keep-alive socket must not hold the process.
+  process.exit(await startCommand(rest, process.stdout, process.stderr));
 } else if (command === "topology") {
   process.exitCode = topologyCommand(rest, process.stdout, process.stderr);
 } else {

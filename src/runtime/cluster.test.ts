@@ -443,8 +443,31 @@ describe("a cluster of node processes", { timeout: 90_000 }, () => {
     const watching = new AbortController();
     const stream = await fetch(`${url("w2")}/v1/watch`, { signal: watching.signal });
     assert.equal(stream.status, 200);
+    // Writes under way when SIGTERM arrives finish or are refused; none fails inside the node.
+    const statuses: number[] = [];
+    const acknowledged: string[] = [];
+    let writing = true;
+    const writers = Array.from({ length: 4 }, async (_, worker) => {
+      for (let index = 0; index < 10_000 && writing; index++) {
+        const name = `term-${worker}-${index}`;
+        const answer = await http("POST", `${url("w2")}/v1/entries`, person(name)).catch(() => null);
+        if (answer === null) return;
+        statuses.push(answer.status);
+        if (answer.status === 201) acknowledged.push(name);
+      }
+    });
+    await eventually("writes under way", async () => acknowledged.length >= 20);
     assert.equal(await cluster.stop("w2", "SIGTERM"), 0, "SIGTERM stops the node cleanly");
+    writing = false;
+    await Promise.all(writers);
     watching.abort();
     assert.match(cluster.node("w2").log, /"event":"stopped"/);
+    assert.ok(
+      statuses.every((status) => status === 201 || status === 503),
+      `statuses: ${[...new Set(statuses)].join(", ")}`,
+    );
+    await cluster.start("w2", "west", { port });
+    for (const name of acknowledged)
+      assert.ok(await holds(url("w2"), `cn=${name},${base}`), `${name} was acknowledged before SIGTERM`);
   });
 });

@@ -89,6 +89,9 @@ export const writeQueueMax = 10_000;
 /** setTimeout's own ceiling is about 24.8 days; the machine is ticked at least this often. */
 const timerMaxMs = 60_000;
 const syncPollMs = 20;
+/** How long a stopping node lets requests under way finish before it closes their connections. */
+const drainTimeoutMs = 5_000;
+const drainReapMs = 50;
 /** How often a request carrying a session token looks again whether this node caught up. */
 const catchUpPollMs = 10;
 /** How often a write waiting for its concern asks the other servers again. */
@@ -155,6 +158,9 @@ export class PlexusNode implements DirectoryService {
   private readonly changeListeners = new Set<() => void>();
   private announcedUsn = -1;
   private stopped = false;
+  /** Set when stop() begins: the node finishes what it started and takes nothing new. */
+  private draining = false;
+  private stopping: Promise<void> | null = null;
   private boundUrl = "";
 
   private constructor(
@@ -168,7 +174,13 @@ export class PlexusNode implements DirectoryService {
       secret: options.secret,
       inFlightMax: peerRequestsInFlightMax,
     });
-    this.app = Fastify({ logger: false, bodyLimit: clientBodyBytesMax, frameworkErrors });
+    // While closing, requests get the API's own 503 problem (fastify still adds Connection: close).
+    this.app = Fastify({
+      logger: false,
+      bodyLimit: clientBodyBytesMax,
+      frameworkErrors,
+      return503OnClosing: false,
+    });
     registerProblemHandlers(this.app, (error) =>
       options.log.log("error", "request-failed", { error: errorText(error) }),
     );
@@ -238,14 +250,37 @@ export class PlexusNode implements DirectoryService {
     options.log.log("info", "serving", { url: this.boundUrl, invocation: this.replica.invocationId });
   }
 
-  async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    if (this.timer !== null) clearTimeout(this.timer);
-    await this.app.close();
-    await this.client.close();
-    for (const queued of this.writeQueue.splice(0)) queued.reject(new Error("the node is shutting down"));
-    this.data.close();
+  /**
+   * Stops cleanly: new client requests get 503, requests under way finish (their writes
+   * commit; write concern and session waits are bounded), watch streams end; then the
+   * machine stops, exchanges in flight are abandoned, and the data directory is closed.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutDown();
+    return this.stopping;
+  }
+
+  private async shutDown(): Promise<void> {
+    this.draining = true;
+    // A client that keeps a connection busy cannot hold the node past the drain time.
+    const force = setTimeout(() => {
+      this.options.log.log("warn", "drain-timeout", { afterMs: drainTimeoutMs });
+      this.app.server.closeAllConnections();
+    }, drainTimeoutMs);
+    // server.close() closes the connections idle at that moment only; one that finishes its
+    // request later would otherwise stay open until its keep-alive timeout.
+    const reap = setInterval(() => this.app.server.closeIdleConnections(), drainReapMs);
+    try {
+      await this.app.close();
+    } finally {
+      clearTimeout(force);
+      clearInterval(reap);
+      this.stopped = true;
+      if (this.timer !== null) clearTimeout(this.timer);
+      await this.client.close();
+      for (const queued of this.writeQueue.splice(0)) queued.reject(new Error("the node is shutting down"));
+      this.data.close();
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -647,7 +682,7 @@ export class PlexusNode implements DirectoryService {
   // the directory service (client API)
 
   ready(): boolean {
-    return this.isReady && !this.stopped;
+    return this.isReady && !this.draining && !this.stopped;
   }
 
   async write(request: WriteRequest, concern: WriteConcernRequest): Promise<Result<WriteReceipt>> {

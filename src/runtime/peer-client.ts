@@ -66,8 +66,9 @@ export class PeerClient {
     }
   }
 
+  /** Abandons requests in flight (their callers get a failure) and closes every connection. */
   async close(): Promise<void> {
-    await this.agent.close();
+    await this.agent.destroy();
   }
 
   private async send(

@@ -377,7 +377,9 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
     raw.writeHead(200, {
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache",
-      connection: "keep-alive",
+      // A stream is never followed by another request on its connection; closing it with the
+      // stream lets a stopping node drain instead of waiting for a keep-alive timeout.
+      connection: "close",
     });
     // Sent at once, so that the client has its headers before the first change.
     raw.write(`: watching changes after USN ${position}\n\n`);
