@@ -362,7 +362,13 @@ export class PlexusNode implements DirectoryService {
    */
   private async joinAndSync(registration: Registration): Promise<void> {
     const admitter = await this.admit(registration);
-    this.options.log.log("info", "joined", { through: admitter.node, url: admitter.url });
+    // A restart during the initial sync resumes from the watermark its last page committed.
+    const from = this.replica.changeRequest(admitter.node).from;
+    this.options.log.log("info", "joined", {
+      through: admitter.node,
+      url: admitter.url,
+      syncFromUsn: from.objectUsn,
+    });
     this.bootstrap = admitter;
     this.urls.set(admitter.node, admitter.url);
     this.planKey = "";
@@ -389,8 +395,14 @@ export class PlexusNode implements DirectoryService {
     const writes = registrationWrites(config, registration, registration.site);
     if (writes.length === 0) return;
     if (this.options.join.length > 0) {
-      await this.admit(registration);
-      return;
+      try {
+        await this.admit(registration);
+        return;
+      } catch (error) {
+        // This node holds the whole directory and serves anyway; the update below replicates
+        // to partners once one of them reaches it.
+        this.options.log.log("warn", "registration-update-not-admitted", { error: errorText(error) });
+      }
     }
     // No one to ask: write it here; partners learn it when they next reach this node.
     for (const { result } of await Promise.all(writes.map((write) => this.commit(write))))
