@@ -14,17 +14,11 @@ import {
   partnerPlan,
 } from "../core/node/partners.ts";
 import { checkRegistration, type Registration, registrationWrites } from "../core/node/registration.ts";
-import {
-  type ConcernOutcome,
-  evaluateWriteConcern,
-  type ReplicaProgress,
-  serversToAsk,
-  type WriteConcernRequest,
-} from "../core/node/write-concern.ts";
+import type { WriteConcernRequest } from "../core/node/write-concern.ts";
 import type { WriteOutcome, WriteRequest } from "../core/replica/originating.ts";
 import type { ConflictView, EntryView, SearchRequest, SearchResult } from "../core/replica/read.ts";
 import { Replica } from "../core/replica/replica.ts";
-import { type UtdVector, utdCoversVector, utdGet } from "../core/replication/utd.ts";
+import { type UtdVector, utdCoversVector } from "../core/replication/utd.ts";
 import { validateUtd } from "../core/replication/validate.ts";
 import { fail, ok, type Result } from "../core/result.ts";
 import { invocationWrite, readTopology, topologyWrites } from "../core/topology/entries.ts";
@@ -46,6 +40,7 @@ import {
 } from "../edge/http/api.ts";
 import { type DataDirectory, openDataDirectory } from "../store/data-directory.ts";
 import type { ClusterSecret } from "./auth.ts";
+import { ConcernWaiter } from "./concern-waiter.ts";
 import { errorText, type Logger } from "./log.ts";
 import { PeerClient, peerPaths } from "./peer-client.ts";
 import { type PeerAnswer, registerPeerRoutes } from "./peer-server.ts";
@@ -156,6 +151,7 @@ export class PlexusNode implements DirectoryService {
   /** The invocation id whose publication on the server object is written or under way. */
   private publishing: InvocationId | null = null;
   private readonly changeListeners = new Set<() => void>();
+  private readonly concerns = new ConcernWaiter((server) => this.utdOf(server), concernPollMs);
   private announcedUsn = -1;
   private stopped = false;
   /** Set when stop() begins: the node finishes what it started and takes nothing new. */
@@ -265,6 +261,7 @@ export class PlexusNode implements DirectoryService {
     // A client that keeps a connection busy cannot hold the node past the drain time.
     const force = setTimeout(() => {
       this.options.log.log("warn", "drain-timeout", { afterMs: drainTimeoutMs });
+      this.concerns.close();
       this.app.server.closeAllConnections();
     }, drainTimeoutMs);
     // server.close() closes the connections idle at that moment only; one that finishes its
@@ -276,6 +273,7 @@ export class PlexusNode implements DirectoryService {
       clearTimeout(force);
       clearInterval(reap);
       this.stopped = true;
+      this.concerns.close();
       if (this.timer !== null) clearTimeout(this.timer);
       await this.client.close();
       for (const queued of this.writeQueue.splice(0)) queued.reject(new Error("the node is shutting down"));
@@ -700,7 +698,12 @@ export class PlexusNode implements DirectoryService {
   async write(request: WriteRequest, concern: WriteConcernRequest): Promise<Result<WriteReceipt>> {
     const { result, invocation } = await this.commit(request);
     if (!result.ok) return result;
-    const outcome = await this.awaitConcern(concern, { invocation, usn: result.value.usn });
+    const outcome = await this.concerns.wait(
+      concern,
+      { invocation, usn: result.value.usn },
+      { node: this.options.node, site: this.options.site },
+      this.topology?.servers ?? [],
+    );
     return ok({ outcome: result.value, invocation, concern: outcome });
   }
 
@@ -760,47 +763,14 @@ export class PlexusNode implements DirectoryService {
     return false;
   }
 
-  /**
-   * Asks the servers that matter for their UTD (signed UTD reports) until the write meets its
-   * concern or the timeout passes; the core decides whether what they report meets it.
-   */
-  private async awaitConcern(
-    request: WriteConcernRequest,
-    write: { invocation: InvocationId; usn: Usn },
-  ): Promise<ConcernOutcome> {
-    const self = { node: this.options.node, site: this.options.site };
-    const servers = this.topology?.servers ?? [];
-    const ask = serversToAsk(request.concern, self, servers);
-    const reports = new Map<NodeId, ReplicaProgress>();
-    const deadline = monotonicClock.now() + request.timeoutMs;
-    let outcome = evaluateWriteConcern(request.concern, write, self, servers, []);
-    while (!outcome.met && !this.stopped) {
-      const remaining = deadline - monotonicClock.now();
-      if (remaining <= 0) break;
-      const pending = ask.filter((server) => {
-        const utd = reports.get(server.node)?.utd;
-        return utd === undefined || utd === null || utdGet(utd, write.invocation) < write.usn;
-      });
-      await Promise.all(
-        pending.map(async (server) => {
-          const url = this.urls.get(server.node);
-          if (url === undefined) return;
-          const reply = await this.client.post(
-            url,
-            peerPaths.utd,
-            null,
-            Math.min(remaining, utdReportTimeoutMs),
-          );
-          const body = reply.ok ? (reply.body as Record<string, unknown> | null) : null;
-          const utd = body === null ? null : validateUtd(body.utd, "UTD report");
-          if (utd?.ok === true)
-            reports.set(server.node, { node: server.node, site: server.site, utd: utd.value });
-        }),
-      );
-      outcome = evaluateWriteConcern(request.concern, write, self, servers, [...reports.values()]);
-      if (!outcome.met) await sleep(concernPollMs);
-    }
-    return outcome;
+  /** A signed UTD report from `server`, or null when it does not answer in time. */
+  private async utdOf(server: { node: NodeId }): Promise<UtdVector | null> {
+    const url = this.urls.get(server.node);
+    if (url === undefined || this.stopped) return null;
+    const reply = await this.client.post(url, peerPaths.utd, null, utdReportTimeoutMs);
+    const body = reply.ok ? (reply.body as Record<string, unknown> | null) : null;
+    const utd = body === null ? null : validateUtd(body.utd, "UTD report");
+    return utd?.ok === true ? utd.value : null;
   }
 
   /** Tells watch streams that something was committed (a client write or an applied page). */
@@ -872,6 +842,7 @@ export class PlexusNode implements DirectoryService {
       topologyProblems: this.topologyProblems,
       queues: {
         writes: this.writeQueue.length,
+        writeConcernWaits: this.concerns.waiting,
         peerRequestsInFlight: this.client.active,
         peerRequestsWaiting: this.client.queued,
       },
