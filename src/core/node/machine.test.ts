@@ -202,15 +202,13 @@ describe("node state machine", () => {
     harness.time += 20;
     assert.equal(notified(a.name).length, 1);
     harness.time += 1_000;
-    harness
-      .machine(a.name)
-      .write([
-        {
-          op: "modify",
-          dn,
-          changes: [{ operation: "replace", attribute: "userPassword", values: ["s3cret"] }],
-        },
-      ]);
+    harness.machine(a.name).write([
+      {
+        op: "modify",
+        dn,
+        changes: [{ operation: "replace", attribute: "userPassword", values: ["s3cret"] }],
+      },
+    ]);
     const urgent = notified(a.name);
     assert.equal(urgent.length, 1, "a password change is announced at once");
     // b pulls the urgent change and tells c at once too.
