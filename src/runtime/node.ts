@@ -135,7 +135,7 @@ export class PlexusNode implements DirectoryService {
   private readonly client: PeerClient;
   private readonly urls = new Map<NodeId, string>();
   private connections = new Map<NodeId, PlannedConnection>();
-  private plan: PartnerPlan = { inbound: [], outbound: [], replicaSet: [], note: null };
+  private plan: PartnerPlan = { inbound: [], outbound: [], replicaSet: [], note: null, unreachableSites: [] };
   private planKey = "";
   private planCache: { config: TopologyConfig; key: string; plan: PartnerPlan } | null = null;
   private topology: TopologyConfig | null = null;
@@ -371,7 +371,13 @@ export class PlexusNode implements DirectoryService {
     this.urls.set(admitter.node, admitter.url);
     this.planKey = "";
     this.applyPlan(
-      { inbound: [], outbound: [], replicaSet: [this.options.node, admitter.node], note: "initial sync" },
+      {
+        inbound: [],
+        outbound: [],
+        replicaSet: [this.options.node, admitter.node],
+        note: "initial sync",
+        unreachableSites: [],
+      },
       [{ node: admitter.node, pullIntervalMs: settingsDefaults.intraSitePullIntervalMs }],
     );
     this.wake();
@@ -459,6 +465,12 @@ export class PlexusNode implements DirectoryService {
       outbound: plan.outbound,
       note: plan.note,
     });
+    if (plan.unreachableSites.length > 0) {
+      this.options.log.log("warn", "sites-unreachable", {
+        sites: plan.unreachableSites,
+        why: "no link up toward them, or the valley-free policy forbids every path: their changes cannot reach this site",
+      });
+    }
   }
 
   /** Re-reads the topology when the replica changed since the last read (at most every topologyRefreshMs). */
@@ -839,6 +851,7 @@ export class PlexusNode implements DirectoryService {
       outbound: this.plan.outbound,
       replicaSet: this.plan.replicaSet,
       note: this.plan.note,
+      unreachableSites: this.plan.unreachableSites,
       topologyProblems: this.topologyProblems,
       queues: {
         writes: this.writeQueue.length,

@@ -68,6 +68,34 @@ describe("partner plan", () => {
     }
   });
 
+  it("reports the sites a node's site has no route toward (the valley-free policy, no link)", () => {
+    const tiered = unwrap(
+      checkTopology({
+        sites: [
+          { name: "h1", tier: "hub" },
+          { name: "b", tier: "branch" },
+          { name: "h2", tier: "hub" },
+          { name: "island" },
+        ],
+        links: [
+          { name: "h1-b", sites: ["h1", "b"], cost: 1 },
+          { name: "b-h2", sites: ["b", "h2"], cost: 1 },
+        ],
+        servers: [
+          server("x1", "h1", 7001),
+          server("x2", "b", 7002),
+          server("x3", "h2", 7003),
+          server("x4", "island", 7004),
+        ],
+      }),
+    ) as TopologyConfig;
+    const unreachable = (node: string) => partnerPlan(tiered, node as NodeId, new Set()).unreachableSites;
+    assert.deepEqual(unreachable("x1"), ["h2", "island"], "a branch is never transit between two hubs");
+    assert.deepEqual(unreachable("x2"), ["island"]);
+    assert.deepEqual(unreachable("x4"), ["b", "h1", "h2"]);
+    assert.deepEqual(partnerPlan(config, "e1" as NodeId, new Set()).unreachableSites, []);
+  });
+
   it("every node's outbound list is exactly the notified inbound lists that name it", () => {
     const plans = new Map(nodes.map((node) => [node, partnerPlan(config, node, new Set())]));
     for (const source of nodes) {

@@ -24,6 +24,11 @@ export interface PartnerPlan {
   readonly replicaSet: readonly NodeId[];
   /** Why this node has no partner, when it has none. */
   readonly note: string | null;
+  /**
+   * Served sites this node's site has no route toward (no link up, or the valley-free policy
+   * forbids every path): their changes cannot reach it. Reported, never silent.
+   */
+  readonly unreachableSites: readonly string[];
 }
 
 /**
@@ -46,6 +51,14 @@ class Routes {
     if (from === undefined || to === undefined) return undefined;
     const hop = this.table.hop(from, to);
     return hop < 0 ? undefined : graph.names[hop];
+  }
+
+  /** Served sites other than `site` that it has no route toward. */
+  unreachableFrom(site: string): string[] {
+    if (siteIndex(this.table.graph, site) === undefined) return [];
+    return this.table.graph.names.filter(
+      (destination) => siteKey(destination) !== siteKey(site) && this.toward(site, destination) === undefined,
+    );
   }
 
   /** The sites that are a next hop from `site` toward some other served site. */
@@ -104,6 +117,7 @@ export function partnerPlan(config: TopologyConfig, self: NodeId, stale: Readonl
     outbound,
     replicaSet: config.servers.map((server) => server.node),
     note: mine === null ? `${self} is not a server of the topology` : mine.note,
+    unreachableSites: me === undefined ? [] : routes.unreachableFrom(me.site),
   };
 }
 
