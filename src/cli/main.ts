@@ -39,7 +39,10 @@ What runs today (in this checkout):
   - the topology core (src/core/topology): config checks, intra-site rings, bridgeheads,
     path-vector routing between sites with the valley-free policy, and its simulator
   - npm run sim:routing -- --seeds N   inter-site routing under link and bridgehead faults
-  - npm run bench:topology  route convergence at 100 to 10,000 sites (--quick: 100, 1,000)
+  - npm run sim:sites -- --seeds N   replication along the topology (reverse-path
+                          pulling, one transfer per site boundary) with link and bridgehead faults
+  - npm run bench:topology  route convergence and one change's propagation at 100 to
+                          10,000 sites (--quick: 100, 1,000)
 
 Not yet: client authentication and TLS, the DNS locator, the client library, the other CLI
 commands and the local demo cluster. See README.md.
