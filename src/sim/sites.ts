@@ -7,6 +7,7 @@ import { utdCovers } from "../core/replication/utd.ts";
 import { unwrap } from "../core/result.ts";
 import { type Connections, connectionsOf } from "../core/topology/connections.ts";
 import { compileServedGraph, siteIndex } from "../core/topology/graph.ts";
+import { graphDiameter } from "../core/topology/intra.ts";
 import {
   type ServerConfig,
   type SiteLink,
@@ -79,6 +80,9 @@ const deliveryCheckMs = 10_000;
 /** Failures are noticed (routes withdrawn, bridgeheads declared stale) after this long. */
 const detectionDelayMs = 30_000;
 const intraPullIntervalMs = 5 * minute;
+const largeSiteServers = { min: 8, max: 16 } as const;
+/** Every change reaches every live server of its site within this many intra-site hops. */
+const intraDiameterMax = 3;
 
 export function deriveSiteSimParams(seed: number, sitesMax = 150): SiteSimParams {
   const random = new SeededRandom(seed ^ 0x517e5);
@@ -87,12 +91,21 @@ export function deriveSiteSimParams(seed: number, sitesMax = 150): SiteSimParams
     seed,
     sites,
     shape: random.chance(0.5) ? "geometric" : "hub-and-spoke",
-    servers: Array.from({ length: sites }, () => random.pick([1, 1, 1, 2, 2, 3])),
+    servers: withOneLargeSite(
+      Array.from({ length: sites }, () => random.pick([1, 1, 1, 2, 2, 3])),
+      random,
+    ),
     steadyBatches: 2,
     changesPerBatch: random.int(3, 8),
     linkFailures: random.int(1, 6),
     bridgeheadCrashes: random.int(1, 4),
   };
+}
+
+/** One site gets 8–16 servers, so that its ring needs shortcuts (the diameter invariant). */
+function withOneLargeSite(servers: number[], random: SeededRandom): number[] {
+  servers[random.int(0, servers.length - 1)] = random.int(largeSiteServers.min, largeSiteServers.max);
+  return servers;
 }
 
 /** The topology a seed describes: sites and links from the generated graph, servers placed. */
@@ -171,10 +184,39 @@ class SiteWorld extends World {
     };
     this.routes = nextHopTable(compileServedGraph(this.view));
     this.planned = null;
+    this.checkIntraDiameter();
     for (const node of this.nodes) {
       if (node.machine === null) continue;
       node.machine.reconfigure(this.config(node));
       this.scheduleWake(node);
+    }
+  }
+
+  /** Inside every site, a change flows from any live server to any other within 3 hops. */
+  private checkIntraDiameter(): void {
+    const flows = new Map<SiteName, Map<NodeId, NodeId[]>>();
+    for (const node of this.nodes) {
+      if (this.stale.has(node.id)) continue;
+      const site = this.siteOf(node);
+      const graph = flows.get(site) ?? new Map<NodeId, NodeId[]>();
+      flows.set(site, graph);
+      if (!graph.has(node.id)) graph.set(node.id, []);
+      for (const connection of this.connections().get(node.id)?.inbound ?? []) {
+        if (connection.kind !== "intra" || this.stale.has(connection.node)) continue;
+        const out = graph.get(connection.node) ?? [];
+        graph.set(connection.node, out);
+        out.push(node.id);
+      }
+    }
+    for (const [site, graph] of flows) {
+      const diameter = graphDiameter(graph);
+      this.stats.invariantChecks++;
+      if (diameter > intraDiameterMax) {
+        this.violate(
+          "intra-diameter",
+          `site ${site}: ${graph.size} live servers, intra-site diameter ${diameter} (at most ${intraDiameterMax})`,
+        );
+      }
     }
   }
 
