@@ -1,8 +1,10 @@
+import { demoCommand } from "./demo.ts";
 import { startCommand } from "./start.ts";
 import { topologyCommand } from "./topology.ts";
 
 /**
- * The `plexus` command: `start` runs a node, `topology` prints a topology file; without a
+ * The `plexus` command: `start` runs a node, `demo` a local cluster, `topology` prints a
+ * topology file; without a
  * command it says what Plexus is and what runs in this version.
  */
 const status = `Plexus — a multi-master, site-aware replicated directory service.
@@ -16,6 +18,12 @@ Commands:
                           (cn=config, cn=dns, dc=example,dc=com); others join through any
                           node, sync, then serve the HTTP/JSON API under /v1 (docs/api.md)
                           and replicate over signed HTTP. 'plexus start --help' for options
+  plexus demo [--json] [--keep]
+                          a local cluster (what 'npm start' runs): sites hq (hub), east and
+                          branch, two nodes each, every node its own 'plexus start' process on
+                          a free loopback port, data in a temporary directory; writes sample
+                          users and a group, prints the nodes and commands to try; Ctrl-C
+                          stops every node and removes the data. 'plexus demo --help'
   plexus topology --config FILE [--site NAME]
                           print sites, links, bridgeheads, connections and routes of a
                           topology file (see examples/topology.json)
@@ -31,6 +39,7 @@ What runs today (in this checkout):
     client API with problem+json errors, write concern (Plexus-Write-Concern), session
     tokens (Plexus-Session), GET /v1/watch (server-sent events), GET /v1/status
   - the deterministic simulator (src/sim): many nodes, faults, invariants, replayable seeds
+  - npm start             the local demo cluster (plexus demo)
   - npm test              type check, lint, unit, contract, property, scenario, simulator
                           and multi-process cluster tests
   - npm run sim -- --seeds N   run N random simulator seeds (--seed S replays one)
@@ -44,8 +53,8 @@ What runs today (in this checkout):
   - npm run bench:topology  route convergence and one change's propagation at 100 to
                           10,000 sites (--quick: 100, 1,000)
 
-Not yet: client authentication and TLS, the DNS locator, the client library, the other CLI
-commands and the local demo cluster. See README.md.
+Not yet: client authentication and TLS, the DNS locator, the client library and the other CLI
+commands (entry commands, repl status, LDIF, metrics). See README.md.
 `;
 
 const [command, ...rest] = process.argv.slice(2);
@@ -56,9 +65,13 @@ if (command === undefined || command === "help" || command === "--help" || comma
 } else if (command === "start") {
   // Once the node has stopped, a client's lingering keep-alive socket must not hold the process.
   process.exit(await startCommand(rest, process.stdout, process.stderr));
+} else if (command === "demo") {
+  process.exit(await demoCommand(rest, process.stdout, process.stderr));
 } else if (command === "topology") {
   process.exitCode = topologyCommand(rest, process.stdout, process.stderr);
 } else {
-  process.stderr.write(`plexus: unknown command '${command}' (start or topology; run 'plexus --help')\n`);
+  process.stderr.write(
+    `plexus: unknown command '${command}' (start, demo or topology; run 'plexus --help')\n`,
+  );
   process.exitCode = 2;
 }

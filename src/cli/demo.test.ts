@@ -1,0 +1,141 @@
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { demoNodes, demoSample } from "./demo.ts";
+import { entryPath, eventually, http, stopTimeoutMs } from "./local-cluster.ts";
+
+/**
+ * `plexus demo --json` as a real child process: its node lines and ready line, the sample data
+ * on every node, each node's own pid alive; then SIGINT, after which every pid is gone and the
+ * temporary directory removed. The demo gets its own TMPDIR so that the test sees what it left.
+ */
+const root = new URL("../..", import.meta.url).pathname;
+const main = join(root, "src/cli/main.ts");
+const readyTimeoutMs = 25_000;
+
+interface NodeLine {
+  readonly node: string;
+  readonly site: string;
+  readonly url: string;
+  readonly pid: number;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Resolves with the demo's stdout lines up to and including {"ready":true}; bounded. */
+function readyLines(child: ChildProcess, stderr: () => string): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(
+      () => reject(new Error(`no ready line in ${readyTimeoutMs} ms; stdout:\n${out}\nstderr:\n${stderr()}`)),
+      readyTimeoutMs,
+    );
+    child.stdout?.setEncoding("utf8");
+    child.stdout?.on("data", (chunk: string) => {
+      out += chunk;
+      const lines = out.split("\n");
+      const ready = lines.indexOf('{"ready":true}');
+      if (ready >= 0) {
+        clearTimeout(timer);
+        resolve(lines.slice(0, ready + 1));
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`demo exited with ${code} before ready:\n${stderr()}`));
+    });
+  });
+}
+
+describe("plexus demo", { timeout: 60_000 }, () => {
+  it("rejects an unknown flag with exit code 2", () => {
+    const result = spawnSync(process.execPath, ["--import", "tsx", main, "demo", "--bogus"], {
+      cwd: root,
+      encoding: "utf8",
+      timeout: 20_000,
+    });
+    assert.equal(result.status, 2);
+    assert.equal(result.stdout, "");
+    assert.match(result.stderr, /plexus demo: Unknown option '--bogus'/);
+    assert.match(result.stderr, /usage: plexus demo/);
+  });
+
+  it("--json: every node serves the sample data; SIGINT stops every node and removes the data", async () => {
+    const temp = mkdtempSync(join(tmpdir(), "plexus-demo-test-"));
+    const child = spawn(process.execPath, ["--import", "tsx", main, "demo", "--json"], {
+      cwd: root,
+      env: { ...process.env, TMPDIR: temp },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.setEncoding("utf8");
+    child.stderr.on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    let pids: number[] = [];
+    try {
+      const lines = await readyLines(child, () => stderr);
+      assert.equal(lines.length, demoNodes.length + 1, lines.join("\n"));
+      const nodes = lines.slice(0, -1).map((line) => JSON.parse(line) as NodeLine);
+      pids = nodes.map((node) => node.pid);
+      assert.deepEqual(
+        nodes.map(({ node, site }) => ({ node, site })),
+        demoNodes.map(({ node, site }) => ({ node, site })),
+      );
+      for (const node of nodes) {
+        assert.deepEqual(Object.keys(node).sort(), ["node", "pid", "site", "url"]);
+        assert.match(node.url, /^http:\/\/127\.0\.0\.1:[0-9]+$/);
+        assert.ok(
+          Number.isInteger(node.pid) && node.pid !== child.pid && alive(node.pid),
+          `${node.node} pid`,
+        );
+      }
+      assert.equal(new Set(pids).size, pids.length);
+      // tsx keeps its cache (tsx-N) in TMPDIR too.
+      const demoDirectories = (): string[] => readdirSync(temp).filter((name) => name.startsWith("plexus-"));
+      assert.equal(demoDirectories().length, 1, readdirSync(temp).join(", "));
+
+      const group = demoSample.find((sample) => sample.dn.startsWith("cn=engineers,"));
+      const dave = demoSample.find((sample) => sample.dn.startsWith("uid=dave,"));
+      assert.ok(group !== undefined && dave !== undefined);
+      for (const node of nodes) {
+        await eventually(
+          `${node.node} holding the sample group and a user written in the branch`,
+          async () =>
+            (await http("GET", entryPath(node.url, group.dn))).status === 200 &&
+            (await http("GET", entryPath(node.url, dave.dn))).status === 200,
+          10_000,
+        );
+        const read = await http("GET", `${entryPath(node.url, group.dn)}?attributes=member`);
+        assert.deepEqual((read.body as { attributes: { member: string[] } }).attributes.member.length, 3);
+      }
+
+      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+      child.kill("SIGINT");
+      const code = await Promise.race([
+        exited,
+        new Promise<"timeout">((resolve) =>
+          setTimeout(() => resolve("timeout"), stopTimeoutMs + 5_000).unref(),
+        ),
+      ]);
+      assert.equal(code, 0, stderr);
+      for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still alive`);
+      assert.deepEqual(demoDirectories(), []);
+    } finally {
+      // Only on failure is anything left: the demo and the node processes it reported.
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      for (const pid of pids) if (alive(pid)) process.kill(pid, "SIGKILL");
+      rmSync(temp, { recursive: true, force: true });
+    }
+  });
+});

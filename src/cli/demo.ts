@@ -1,0 +1,310 @@
+import { parseArgs } from "node:util";
+import { type ClusterNode, entryPath, eventually, http, LocalCluster } from "./local-cluster.ts";
+
+/**
+ * `plexus demo` (what `npm start` runs): a local cluster of three sites with two nodes each,
+ * every node its own `plexus start` process on a free loopback port, data in a fresh temporary
+ * directory. Writes sample data through the HTTP API on nodes of three sites, waits until every
+ * node holds all of it, prints the nodes and commands to try, and runs until SIGINT or SIGTERM,
+ * which stop every node it started (SIGTERM, then SIGKILL after a bounded wait) and remove the
+ * directory unless --keep. It is a client of the nodes: it only spawns them and calls their API.
+ */
+export const demoUsage = `usage: plexus demo [--json] [--keep]
+
+Starts a local Plexus cluster: sites hq (hub), east and branch (a branch office), two nodes
+each (hq1, hq2, east1, east2, branch1, branch2), each node its own 'plexus start' process on a
+free 127.0.0.1 port, data in a new temporary directory. Writes sample users and a group under
+dc=example,dc=com, waits until every node has them, prints each node's name, site and URL
+and commands to try, then runs until Ctrl-C (SIGINT) or SIGTERM, which stop every node and
+remove the temporary directory.
+
+  --json   print only one JSON line per node, {"node","site","url","pid"}, then {"ready":true}
+  --keep   keep the temporary directory (data and node logs) on exit and say where it is
+  --help   this text
+`;
+
+/** Realistic links: a hub, a second site linked to it, a branch office behind a dearer link. */
+export const demoTopology = {
+  sites: [
+    { name: "hq", tier: "hub" },
+    { name: "east", tier: "peer" },
+    { name: "branch", tier: "branch" },
+  ],
+  links: [
+    { name: "hq-east", sites: ["hq", "east"], cost: 10, intervalMinutes: 1, notify: true },
+    { name: "hq-branch", sites: ["hq", "branch"], cost: 50, intervalMinutes: 5, notify: true },
+  ],
+  settings: { intraSitePullIntervalMs: 5_000, notifyDelayMs: 20 },
+};
+const timings = { pullTimeoutMs: 5_000, retryBackoffBaseMs: 200, retryBackoffMaxMs: 2_000 };
+export const demoNodes: readonly { readonly node: string; readonly site: string }[] = [
+  { node: "hq1", site: "hq" },
+  { node: "hq2", site: "hq" },
+  { node: "east1", site: "east" },
+  { node: "east2", site: "east" },
+  { node: "branch1", site: "branch" },
+  { node: "branch2", site: "branch" },
+];
+
+const base = "dc=example,dc=com";
+const people = `ou=people,${base}`;
+const groups = `ou=groups,${base}`;
+/** How long the sample data may take to reach every node. */
+const replicationTimeoutMs = 30_000;
+/** Lines of a failed node's log shown in the error. */
+const logLinesShown = 15;
+
+interface Sample {
+  readonly writer: string;
+  readonly dn: string;
+  readonly attributes: Record<string, string[]>;
+}
+
+function user(writer: string, uid: string, given: string, surname: string, title: string): Sample {
+  return {
+    writer,
+    dn: `uid=${uid},${people}`,
+    attributes: {
+      objectClass: ["inetOrgPerson", "person"],
+      uid: [uid],
+      cn: [`${given} ${surname}`],
+      givenName: [given],
+      sn: [surname],
+      mail: [`${uid}@example.com`],
+      title: [title],
+    },
+  };
+}
+
+/** Written in this order; users on nodes of three sites (multi-master), once their parent is everywhere. */
+export const demoSample: readonly Sample[] = [
+  { writer: "hq1", dn: people, attributes: { objectClass: ["organizationalUnit"], ou: ["people"] } },
+  { writer: "hq1", dn: groups, attributes: { objectClass: ["organizationalUnit"], ou: ["groups"] } },
+  user("hq1", "alice", "Alice", "Liddell", "Directory architect"),
+  user("hq2", "bob", "Bob", "Marley", "Site engineer"),
+  user("east1", "carol", "Carol", "Danvers", "Network engineer"),
+  user("branch1", "dave", "Dave", "Bowman", "Branch manager"),
+  {
+    writer: "hq1",
+    dn: `cn=engineers,${groups}`,
+    attributes: {
+      objectClass: ["groupOfNames"],
+      cn: ["engineers"],
+      description: ["Everyone who keeps the directory running"],
+      member: [`uid=alice,${people}`, `uid=bob,${people}`, `uid=carol,${people}`],
+    },
+  },
+];
+
+interface Output {
+  write(text: string): unknown;
+}
+
+class DemoError extends Error {}
+
+function tail(log: string): string {
+  const lines = log.trimEnd().split("\n");
+  return lines.slice(-logLinesShown).join("\n");
+}
+
+async function write(node: ClusterNode, sample: Sample, concern: string): Promise<void> {
+  const answer = await http(
+    "POST",
+    `${node.url}/v1/entries`,
+    { dn: sample.dn, attributes: sample.attributes },
+    { "plexus-write-concern": concern },
+  );
+  if (answer.status !== 201)
+    throw new DemoError(
+      `writing ${sample.dn} on ${node.name} failed: ${answer.status} ${JSON.stringify(answer.body)}`,
+    );
+}
+
+/** Writes the sample data and waits (bounded) until every node holds all of it. */
+async function writeSample(cluster: LocalCluster): Promise<void> {
+  const parents = demoSample.filter((sample) => sample.dn === people || sample.dn === groups);
+  // The parents must be on every node before other nodes write below them.
+  for (const sample of parents)
+    await write(cluster.node(sample.writer), sample, `all; timeout=${replicationTimeoutMs}`);
+  for (const sample of demoSample)
+    if (!parents.includes(sample)) await write(cluster.node(sample.writer), sample, "local");
+  for (const { node } of demoNodes) {
+    const url = cluster.node(node).url;
+    await eventually(
+      `${node} holding the sample data`,
+      async () => {
+        for (const sample of demoSample)
+          if ((await http("GET", entryPath(url, sample.dn))).status !== 200) return false;
+        return true;
+      },
+      replicationTimeoutMs,
+    );
+  }
+}
+
+function humanReport(cluster: LocalCluster, keep: boolean, replicatedMs: number): string {
+  const node = (name: string): ClusterNode => cluster.node(name);
+  const rows = demoNodes.map(({ node: name, site }) => {
+    const { url, process } = node(name);
+    return `  ${name.padEnd(9)}${site.padEnd(8)}${url.padEnd(25)}${process?.pid ?? ""}`;
+  });
+  const hq = node("hq1").url;
+  const east = node("east2").url;
+  const branch = node("branch2").url;
+  const alice = entryPath(east, `uid=alice,${people}`);
+  const erin = JSON.stringify({
+    dn: `uid=erin,${people}`,
+    attributes: { objectClass: ["inetOrgPerson"], uid: ["erin"], cn: ["Erin Hannon"], sn: ["Hannon"] },
+  });
+  const search = JSON.stringify({
+    base,
+    scope: "sub",
+    filter: "(objectClass=inetOrgPerson)",
+    attributes: ["cn", "mail", "title"],
+  });
+  return `Plexus demo: ${demoNodes.length} nodes in 3 sites, each its own 'plexus start' process.
+
+  node     site    url                      pid
+${rows.join("\n")}
+
+Sites: hq (hub) -- east: link hq-east, cost 10, every 1 min, notify
+       hq (hub) -- branch (branch office): link hq-branch, cost 50, every 5 min, notify
+
+Sample data in ${base}: ${people} (alice written on hq1, bob on hq2, carol on east1,
+dave on branch1) and cn=engineers,${groups} (members alice, bob, carol); on every node
+${replicatedMs} ms after the first write.
+
+Try:
+  curl -s '${alice}'
+  curl -s -X POST ${branch}/v1/search -H 'content-type: application/json' \\
+    -d '${search}'
+  curl -s -X POST ${hq}/v1/entries -H 'content-type: application/json' \\
+    -H 'plexus-write-concern: sites=3' -d '${erin}'
+  curl -s '${entryPath(branch, `uid=erin,${people}`)}'
+  curl -s ${east}/v1/status
+
+Data and node logs: ${cluster.directory} (${keep ? "kept on exit" : "removed on exit; --keep keeps it"}).
+Ctrl-C stops every node.
+`;
+}
+
+/** Runs the demo until SIGINT or SIGTERM. Resolves with the exit code. */
+export async function demoCommand(args: readonly string[], stdout: Output, stderr: Output): Promise<number> {
+  let values: { json?: boolean; keep?: boolean; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: [...args],
+      options: {
+        json: { type: "boolean" },
+        keep: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    stderr.write(`plexus demo: ${(error as Error).message}\n${demoUsage}`);
+    return 2;
+  }
+  if (values.help === true) {
+    stdout.write(demoUsage);
+    return 0;
+  }
+  const json = values.json === true;
+  const keep = values.keep === true;
+  const say = (text: string): void => {
+    if (!json) stdout.write(text);
+  };
+
+  let stopping = false;
+  const cluster = new LocalCluster(demoTopology, timings, {
+    prefix: "plexus-demo-",
+    keep,
+    logFiles: true,
+    detached: true,
+    onUnexpectedExit: (node, code, signal) => {
+      if (stopping) return;
+      stderr.write(
+        `plexus demo: node ${node.name} (pid ${node.process?.pid}) exited unexpectedly ` +
+          `(${signal ?? `exit code ${code}`}); the other nodes keep running. Its last log lines:\n` +
+          `${tail(node.log)}\n`,
+      );
+    },
+  });
+
+  let stopped: Promise<number> | null = null;
+  const stop = (reason: string, code: number): Promise<number> => {
+    if (stopped !== null) return stopped;
+    stopping = true;
+    if (!json) stderr.write(`plexus demo: ${reason}; stopping ${cluster.nodes.size} nodes\n`);
+    stopped = cluster.stopAll().then((killed) => {
+      if (killed.length > 0)
+        stderr.write(`plexus demo: killed ${killed.join(", ")} (did not stop after SIGTERM)\n`);
+      if (keep) stderr.write(`plexus demo: data and logs kept in ${cluster.directory}\n`);
+      return code;
+    });
+    return stopped;
+  };
+  let signalled: (signal: string) => void = () => {};
+  const interrupted = new Promise<string>((resolve) => {
+    signalled = resolve;
+  });
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signalled(signal);
+    void stop(`${signal} received`, 0);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    return await run();
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+
+  async function run(): Promise<number> {
+    try {
+      say(`plexus demo: starting ${demoNodes.length} nodes in ${cluster.directory}\n`);
+      const [first, ...others] = demoNodes;
+      if (first === undefined) throw new DemoError("no nodes");
+      const starting = async (node: string, site: string, join: string[]): Promise<void> => {
+        if (stopping) return;
+        try {
+          await cluster.start(node, site, { join });
+        } catch (error) {
+          if (stopping) return;
+          const message = (error as Error).message;
+          const [headline = message] = message.split("\n");
+          throw new DemoError(`node ${node} failed to start: ${headline}\n${tail(cluster.node(node).log)}`);
+        }
+      };
+      await starting(first.node, first.site, []);
+      const hq1 = cluster.node(first.node).url;
+      await Promise.all(others.map(({ node, site }) => starting(node, site, [hq1])));
+      if (!stopping) {
+        say("plexus demo: every node serves; writing the sample data\n");
+        const began = Date.now();
+        await writeSample(cluster);
+        if (!stopping) {
+          if (json) {
+            for (const { node, site } of demoNodes) {
+              const { url, process } = cluster.node(node);
+              stdout.write(`${JSON.stringify({ node, site, url, pid: process?.pid ?? null })}\n`);
+            }
+            stdout.write(`${JSON.stringify({ ready: true })}\n`);
+          } else {
+            stdout.write(humanReport(cluster, keep, Date.now() - began));
+          }
+        }
+      }
+    } catch (error) {
+      if (!stopping) {
+        const message = error instanceof DemoError ? error.message : String((error as Error).stack ?? error);
+        stderr.write(`plexus demo: ${message}\n`);
+        return await stop("the demo could not start", 1);
+      }
+    }
+    await interrupted;
+    return await stop("stopping", 0);
+  }
+}
