@@ -47,6 +47,8 @@ if (!skipStatic) {
 }
 
 const reportDir = mkdtempSync(join(tmpdir(), "plexus-test-"));
+// Removed however the run ends (a failing step exits early).
+process.on("exit", () => rmSync(reportDir, { recursive: true, force: true }));
 const tapFile = join(reportDir, "report.tap");
 run(`node --test (${files.length} files)`, process.execPath, [
   "--import",
@@ -61,7 +63,6 @@ run(`node --test (${files.length} files)`, process.execPath, [
 
 // The tap summary is the independent count of what ran; zero tests is a failure.
 const tap = readFileSync(tapFile, "utf8");
-rmSync(reportDir, { recursive: true, force: true });
 const count = (name) => Number(tap.match(new RegExp(`^# ${name} (\\d+)$`, "m"))?.[1] ?? "0");
 const tests = count("tests");
 const failed = count("fail");
