@@ -441,6 +441,8 @@ export class PlexusNode implements DirectoryService {
           pullIntervalMs: connection.pullIntervalMs,
           // Reverse-path pulling: origins whose changes come along another route are left out.
           ...(connection.exclude.length > 0 ? { exclude: connection.exclude } : {}),
+          // Ask to be told of the partner's changes over a notify link, whatever its plan says.
+          ...(connection.notify ? { notify: true } : {}),
         })),
       outbound: plan.outbound,
       replicaSet: plan.replicaSet.length > 0 ? plan.replicaSet : [this.options.node],

@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { makeDirectory, type TestReplica } from "../../../test/support/replicas.ts";
 import type { NodeId } from "../ids.ts";
-import { type NodeConfig, NodeMachine, nodeConfigDefaults, type Send } from "./machine.ts";
+import {
+  type NodeConfig,
+  NodeMachine,
+  nodeConfigDefaults,
+  recentPullerNotifyMs,
+  type Send,
+} from "./machine.ts";
 
 /**
  * The node state machine on its own: a hand-driven clock and a test that plays the network,
@@ -214,6 +220,49 @@ describe("node state machine", () => {
     // b pulls the urgent change and tells c at once too.
     harness.deliver(a.name, urgent);
     assert.equal(notified(b.name).length, 1, "the partner passes an urgent change on at once");
+  });
+
+  it("notifies a node that pulled asking for it, though its plan does not name it, for a while", () => {
+    const { a, b } = pair();
+    const harness = new Harness([]);
+    // a's plan names no one to notify; b pulls from a over a link that wants notifications.
+    const aConfig: NodeConfig = {
+      ...nodeConfigDefaults,
+      inbound: [],
+      outbound: [],
+      replicaSet: [a.name, b.name],
+    };
+    const bConfig: NodeConfig = {
+      ...nodeConfigDefaults,
+      inbound: [{ node: a.name, pullIntervalMs: 60_000, notify: true }],
+      outbound: [],
+      replicaSet: [a.name, b.name],
+    };
+    harness.machines.set(a.name, new NodeMachine(a.replica, { now: () => harness.time }, aConfig));
+    harness.machines.set(b.name, new NodeMachine(b.replica, { now: () => harness.time }, bConfig));
+    harness.tickAll();
+    const notifies = () =>
+      harness
+        .machine(a.name)
+        .tick()
+        .filter((send) => send.message.kind === "notify");
+    const write = (cn: string) =>
+      harness
+        .machine(a.name)
+        .write([
+          { op: "add", dn: `cn=${cn},dc=example,dc=com`, attributes: { objectClass: ["person"], sn: [cn] } },
+        ]);
+    harness.time = 1_000;
+    write("first");
+    harness.time += nodeConfigDefaults.notifyDelayMs;
+    assert.deepEqual(
+      notifies().map((send) => send.to),
+      [b.name],
+    );
+    harness.time += recentPullerNotifyMs + 1;
+    write("second");
+    harness.time += nodeConfigDefaults.notifyDelayMs;
+    assert.deepEqual(notifies(), [], "no pull for longer than the window: no notification");
   });
 
   it("malformed messages are dropped without effect", () => {

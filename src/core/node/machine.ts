@@ -26,7 +26,16 @@ export interface InboundPartner {
   /** Invocations whose changes come along another path (reverse-path pulling between sites):
    * this partner leaves them out. None by default. */
   readonly exclude?: readonly InvocationId[];
+  /** The link wants notifications: pulls ask this partner to notify us of its next changes. */
+  readonly notify?: boolean;
 }
+
+/**
+ * A node that pulled from this one asking for notifications is notified for this long after
+ * its last pull, even if this node's plan does not name it: nodes whose views of stale
+ * partners differ may disagree on who is a bridgehead, and a pull says who actually is.
+ */
+export const recentPullerNotifyMs = 10 * 60_000;
 
 export interface NodeConfig {
   /** Partners this node pulls from. */
@@ -105,6 +114,8 @@ export class NodeMachine {
   private readonly partners = new Map<NodeId, PartnerState>();
   private nextId = 1;
   private notifyAt: number | null = null;
+  /** Nodes that pulled asking for notifications, and until when they get them. */
+  private readonly recentPullers = new Map<NodeId, number>();
   private purgeAt: number;
   private lingering: LingeringCheck | null = null;
   private lastLingeringReference: NodeId | null = null;
@@ -138,7 +149,7 @@ export class NodeMachine {
     }
     if (this.notifyAt !== null && now >= this.notifyAt) {
       this.notifyAt = null;
-      for (const partner of this.config.outbound) out.push({ to: partner, message: { kind: "notify" } });
+      for (const partner of this.notifyTargets(now)) out.push({ to: partner, message: { kind: "notify" } });
     }
     if (now >= this.purgeAt) {
       this.purgeAt = now + this.config.purgeIntervalMs;
@@ -169,6 +180,7 @@ export class NodeMachine {
     const now = this.clock.now();
     switch (message.kind) {
       case "pull": {
+        if (message.notify === true) this.recentPullers.set(from, now + recentPullerNotifyMs);
         const page = this.replica.getChanges(message.request);
         const reply: PeerMessage = page.ok
           ? { kind: "page", id: message.id, page: page.value }
@@ -266,7 +278,11 @@ export class NodeMachine {
       { ...this.config.pageLimits, entriesMax: state.pageEntries },
       exclude,
     );
-    return { to: partner, message: { kind: "pull", id, request } };
+    const notify = this.config.inbound.find((inbound) => inbound.node === partner)?.notify === true;
+    return {
+      to: partner,
+      message: notify ? { kind: "pull", id, request, notify } : { kind: "pull", id, request },
+    };
   }
 
   private onPage(from: NodeId, id: number, page: unknown, now: number): Send[] {
@@ -305,9 +321,19 @@ export class NodeMachine {
     return now >= state.dueAt ? [this.startPull(from, state, now)] : [];
   }
 
+  /** The plan's outbound partners and the recent pullers that asked to be told. */
+  private notifyTargets(now: number): NodeId[] {
+    const targets = new Set(this.config.outbound);
+    for (const [node, until] of this.recentPullers) {
+      if (until < now) this.recentPullers.delete(node);
+      else targets.add(node);
+    }
+    return [...targets];
+  }
+
   /** Partners hear of a change after the batching delay; of an urgent one, at once. */
   private changed(now: number, urgent: boolean): void {
-    if (this.config.outbound.length === 0) return;
+    if (this.config.outbound.length === 0 && this.recentPullers.size === 0) return;
     const at = urgent ? now : now + this.config.notifyDelayMs;
     this.notifyAt = Math.min(this.notifyAt ?? at, at);
   }

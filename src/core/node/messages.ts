@@ -7,8 +7,9 @@ import { type ErrorCode, fail, ok, type Result } from "../result.ts";
  * carries exactly these; a node validates each one it receives before acting on it.
  */
 export type PeerMessage =
-  /** Destination → source: the next page after my watermark, please. */
-  | { readonly kind: "pull"; readonly id: number; readonly request: ChangeRequest }
+  /** Destination → source: the next page after my watermark, please. `notify`: the link
+   * wants notifications, so tell me of your next changes even if your plan does not name me. */
+  | { readonly kind: "pull"; readonly id: number; readonly request: ChangeRequest; readonly notify?: boolean }
   /** Source → destination: the answer to pull `id`. */
   | { readonly kind: "page"; readonly id: number; readonly page: ChangePage }
   /** Source → destination: pull `id` was refused (quarantined, invalid request …). */
@@ -49,7 +50,14 @@ export function checkPeerMessage(value: unknown): Result<PeerMessage> {
     case "notify":
       return ok({ kind });
     case "pull":
-      return isMessageId(id) ? ok({ kind, id, request: value.request as ChangeRequest }) : badId(kind);
+      if (!isMessageId(id)) return badId(kind);
+      if (value.notify !== undefined && typeof value.notify !== "boolean")
+        return fail("invalid-request", "a pull's notify must be true or false");
+      return ok(
+        value.notify === true
+          ? { kind, id, request: value.request as ChangeRequest, notify: true }
+          : { kind, id, request: value.request as ChangeRequest },
+      );
     case "page":
       return isMessageId(id) ? ok({ kind, id, page: value.page as ChangePage }) : badId(kind);
     case "refused":
