@@ -6,7 +6,6 @@ import type { ChangePage } from "../core/replication/page.ts";
 import { utdCovers } from "../core/replication/utd.ts";
 import { unwrap } from "../core/result.ts";
 import { type Connections, connectionsOf } from "../core/topology/connections.ts";
-import { compileServedGraph, siteIndex } from "../core/topology/graph.ts";
 import { graphDiameter } from "../core/topology/intra.ts";
 import {
   type ServerConfig,
@@ -18,12 +17,7 @@ import {
   type TopologyConfig,
   tiers,
 } from "../core/topology/model.ts";
-import {
-  type NextHopTable,
-  nextHopTable,
-  type OriginSite,
-  originExclusions,
-} from "../core/topology/origins.ts";
+import { type OriginSite, originExclusions, SiteRoutes } from "../core/topology/origins.ts";
 import { Invariants } from "./invariants.ts";
 import type { SimNode } from "./node.ts";
 import { scenarioParams } from "./params.ts";
@@ -112,7 +106,8 @@ function withOneLargeSite(servers: number[], random: SeededRandom): number[] {
 function buildTopology(params: SiteSimParams, random: SeededRandom): TopologyConfig {
   const generated = generateSiteGraph(random, params.sites, params.shape, params.shape === "hub-and-spoke");
   const names = siteNames(params.sites);
-  const tierOf = (code: number): Tier => tiers.find((_, index) => index === code) ?? "peer";
+  // tiers lists the tiers in the order of their graph codes (graph.ts tierCodes).
+  const tierOf = (code: number): Tier => tiers[code] ?? "peer";
   const links: SiteLink[] = generated.edges.map(([a, b, cost], index) => ({
     name: `l${index}`,
     sites: [names[a] as SiteName, names[b] as SiteName],
@@ -146,7 +141,7 @@ class SiteWorld extends World {
   /** Links down (by index in the topology) and servers known to be stale, as routers see them. */
   readonly downLinks = new Set<number>();
   readonly stale = new Set<NodeId>();
-  private routes: NextHopTable;
+  private routes: SiteRoutes;
   private view: TopologyConfig;
   /** Every invocation each node has had: its old changes still carry them. */
   private readonly invocations = new Map<NodeId, Set<InvocationId>>();
@@ -173,7 +168,7 @@ class SiteWorld extends World {
       canaries,
     );
     this.view = topology;
-    this.routes = nextHopTable(compileServedGraph(topology));
+    this.routes = new SiteRoutes(topology);
   }
 
   /** Recomputes what the routers would converge to, and gives every node its new partners. */
@@ -182,7 +177,7 @@ class SiteWorld extends World {
       ...this.topology,
       links: this.topology.links.filter((_, index) => !this.downLinks.has(index)),
     };
-    this.routes = nextHopTable(compileServedGraph(this.view));
+    this.routes = new SiteRoutes(this.view);
     this.planned = null;
     this.checkIntraDiameter();
     for (const node of this.nodes) {
@@ -221,12 +216,7 @@ class SiteWorld extends World {
   }
 
   nextHop(from: SiteName, to: SiteName): SiteName | undefined {
-    const graph = this.routes.graph;
-    const a = siteIndex(graph, from);
-    const b = siteIndex(graph, to);
-    if (a === undefined || b === undefined) return undefined;
-    const hop = this.routes.hop(a, b);
-    return hop < 0 ? undefined : graph.names[hop];
+    return this.routes.toward(from, to) as SiteName | undefined;
   }
 
   siteOf(node: SimNode): SiteName {
@@ -251,7 +241,7 @@ class SiteWorld extends World {
       const site = this.siteOf(node);
       let siteHops = hops.get(site);
       if (siteHops === undefined) {
-        siteHops = this.hopsFrom(site);
+        siteHops = this.routes.hopsFrom(site);
         hops.set(site, siteHops);
       }
       planned.set(node.id, connectionsOf(this.view, node.id, this.stale, siteHops));
@@ -294,15 +284,6 @@ class SiteWorld extends World {
       purgeIntervalMs: this.params.purgeIntervalMs,
       pageLimits: { entriesMax: 100, bytesMax: 256 * 1024 },
     };
-  }
-
-  private hopsFrom(site: SiteName): Set<string> {
-    const hops = new Set<string>();
-    for (const other of this.routes.graph.names) {
-      const hop = this.nextHop(site, other);
-      if (hop !== undefined) hops.add(siteKey(hop));
-    }
-    return hops;
   }
 }
 

@@ -272,13 +272,13 @@ export class NodeMachine {
     const id = this.nextId++;
     state.inFlight = { id, sentAt: now, kind: "pull" };
     state.again = false;
-    const exclude = this.config.inbound.find((inbound) => inbound.node === partner)?.exclude;
+    const inbound = this.config.inbound.find((candidate) => candidate.node === partner);
     const request = this.replica.changeRequest(
       partner,
       { ...this.config.pageLimits, entriesMax: state.pageEntries },
-      exclude,
+      inbound?.exclude,
     );
-    const notify = this.config.inbound.find((inbound) => inbound.node === partner)?.notify === true;
+    const notify = inbound?.notify === true;
     return {
       to: partner,
       message: notify ? { kind: "pull", id, request, notify } : { kind: "pull", id, request },

@@ -1,8 +1,7 @@
 import type { InvocationId, NodeId } from "../ids.ts";
 import { type Connection, connectionsOf } from "../topology/connections.ts";
-import { compileServedGraph, siteIndex } from "../topology/graph.ts";
 import { minutesPerWeek, scheduleOpen, siteKey, type TopologyConfig } from "../topology/model.ts";
-import { type NextHopTable, nextHopTable, originExclusions, originSitesOf } from "../topology/origins.ts";
+import { originExclusions, originSitesOf, SiteRoutes } from "../topology/origins.ts";
 
 /** An inbound connection with its origin filter (reverse-path pulling; none inside a site). */
 export interface PlannedConnection extends Connection {
@@ -31,49 +30,8 @@ export interface PartnerPlan {
   readonly unreachableSites: readonly string[];
 }
 
-/**
- * Next hops on the routes the path-vector protocol converges to. Every node holds the same
- * topology, so it computes those routes itself (the reference computation), which is what the
- * protocol's stable state is: one route computation per served site, shared by every question.
- */
-class Routes {
-  private readonly table: NextHopTable;
-
-  constructor(config: TopologyConfig) {
-    this.table = nextHopTable(compileServedGraph(config));
-  }
-
-  /** The next hop from `site` toward `destination`, if there is a route. */
-  toward(site: string, destination: string): string | undefined {
-    const graph = this.table.graph;
-    const from = siteIndex(graph, site);
-    const to = siteIndex(graph, destination);
-    if (from === undefined || to === undefined) return undefined;
-    const hop = this.table.hop(from, to);
-    return hop < 0 ? undefined : graph.names[hop];
-  }
-
-  /** Served sites other than `site` that it has no route toward. */
-  unreachableFrom(site: string): string[] {
-    if (siteIndex(this.table.graph, site) === undefined) return [];
-    return this.table.graph.names.filter(
-      (destination) => siteKey(destination) !== siteKey(site) && this.toward(site, destination) === undefined,
-    );
-  }
-
-  /** The sites that are a next hop from `site` toward some other served site. */
-  hopsFrom(site: string): Set<string> {
-    const hops = new Set<string>();
-    for (const destination of this.table.graph.names) {
-      const hop = this.toward(site, destination);
-      if (hop !== undefined) hops.add(siteKey(hop));
-    }
-    return hops;
-  }
-}
-
 export function nextHopSites(config: TopologyConfig, site: string): Set<string> {
-  return new Routes(config).hopsFrom(site);
+  return new SiteRoutes(config).hopsFrom(site);
 }
 
 /**
@@ -82,7 +40,7 @@ export function nextHopSites(config: TopologyConfig, site: string): Set<string> 
  * consider stale, and a notification too many costs one cheap pull.
  */
 export function partnerPlan(config: TopologyConfig, self: NodeId, stale: ReadonlySet<NodeId>): PartnerPlan {
-  const routes = new Routes(config);
+  const routes = new SiteRoutes(config);
   const hopCache = new Map<string, Set<string>>();
   const hopsOf = (site: string): Set<string> => {
     const key = siteKey(site);

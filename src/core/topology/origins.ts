@@ -1,6 +1,6 @@
 import type { InvocationId } from "../ids.ts";
 import type { Connection } from "./connections.ts";
-import type { SiteGraph } from "./graph.ts";
+import { compileServedGraph, type SiteGraph, siteIndex } from "./graph.ts";
 import { siteKey, type TopologyConfig } from "./model.ts";
 import { routesTo } from "./reference.ts";
 
@@ -58,4 +58,45 @@ export function originExclusions(
 /** The origin sites of the invocations the servers of a topology have published. */
 export function originSitesOf(config: Pick<TopologyConfig, "servers">): OriginSite[] {
   return config.servers.map((server) => ({ site: server.site, invocations: server.invocations ?? [] }));
+}
+
+/**
+ * Next hops on the routes the path-vector protocol converges to. Every node holds the same
+ * topology, so it computes those routes itself (the reference computation), which is what the
+ * protocol's stable state is: one route computation per served site, shared by every question.
+ */
+export class SiteRoutes {
+  private readonly table: NextHopTable;
+
+  constructor(config: Pick<TopologyConfig, "sites" | "links" | "servers">) {
+    this.table = nextHopTable(compileServedGraph(config));
+  }
+
+  /** The next hop from `site` toward `destination`, if there is a route. */
+  toward(site: string, destination: string): string | undefined {
+    const graph = this.table.graph;
+    const from = siteIndex(graph, site);
+    const to = siteIndex(graph, destination);
+    if (from === undefined || to === undefined) return undefined;
+    const hop = this.table.hop(from, to);
+    return hop < 0 ? undefined : graph.names[hop];
+  }
+
+  /** Served sites other than `site` that it has no route toward. */
+  unreachableFrom(site: string): string[] {
+    if (siteIndex(this.table.graph, site) === undefined) return [];
+    return this.table.graph.names.filter(
+      (destination) => siteKey(destination) !== siteKey(site) && this.toward(site, destination) === undefined,
+    );
+  }
+
+  /** The sites that are a next hop from `site` toward some other served site. */
+  hopsFrom(site: string): Set<string> {
+    const hops = new Set<string>();
+    for (const destination of this.table.graph.names) {
+      const hop = this.toward(site, destination);
+      if (hop !== undefined) hops.add(siteKey(hop));
+    }
+    return hops;
+  }
 }
