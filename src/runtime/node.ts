@@ -38,6 +38,7 @@ import {
   registerProblemHandlers,
   type WriteReceipt,
 } from "../edge/http/api.ts";
+import type { LocatorView } from "../edge/http/locate.ts";
 import { type DataDirectory, openDataDirectory } from "../store/data-directory.ts";
 import type { ClusterSecret } from "./auth.ts";
 import { ConcernWaiter } from "./concern-waiter.ts";
@@ -822,6 +823,11 @@ export class PlexusNode implements DirectoryService {
 
   conflicts(after: Guid | null, limit: number): Result<ConflictView[]> {
     return ok(this.replica.conflicts(after, limit));
+  }
+
+  locator(): LocatorView | null {
+    if (this.topology === null) return null;
+    return { topology: this.topology, node: this.options.node, site: this.options.site };
   }
 
   status(): unknown {

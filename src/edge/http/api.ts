@@ -12,6 +12,7 @@ import { searchSizeLimitDefault, searchSizeLimitMax } from "../../core/replica/r
 import { type UtdVector, utdMerge } from "../../core/replication/utd.ts";
 import { validateUtd } from "../../core/replication/validate.ts";
 import type { Result } from "../../core/result.ts";
+import { type LocatorView, registerLocateRoute } from "./locate.ts";
 import { isRetryable, type Problem, type ProblemCode, problem, problemOf } from "./problems.ts";
 
 /**
@@ -36,6 +37,8 @@ export interface DirectoryService {
   changesSince(after: number, limit: number): ChangeEvent[];
   /** Calls `listener` after anything committed here (client write or applied page); returns the unsubscribe. */
   onChange(listener: () => void): () => void;
+  /** What GET /v1/locate answers from (locate.ts); null (or absent) until the node has a topology. */
+  locator?(): LocatorView | null;
 }
 
 /** One watch event: an entry as of its latest change on this node (intermediate ones fold into it). */
@@ -351,6 +354,7 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
   });
 
   app.get("/v1/status", async (_request, reply) => reply.send(service.status()));
+  registerLocateRoute(app, () => service.locator?.() ?? null);
 
   let watchers = 0;
   const streams = new Set<NodeJS.WritableStream & { end(): unknown }>();

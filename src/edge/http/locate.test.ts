@@ -1,0 +1,90 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { NodeId } from "../../core/ids.ts";
+import type { SiteName } from "../../core/topology/model.ts";
+import { type ClusterSecret, clusterSecret } from "../../runtime/auth.ts";
+import { silentLogger } from "../../runtime/log.ts";
+import { PlexusNode, runtimeTimingsDefault } from "../../runtime/node.ts";
+
+/** GET /v1/locate on a node in this process: the caller's own address, the override, bad input. */
+describe("GET /v1/locate", { timeout: 30_000 }, () => {
+  const directory = mkdtempSync(join(tmpdir(), "plexus-locate-"));
+  let node: PlexusNode;
+  let url: string;
+
+  before(async () => {
+    node = await PlexusNode.start({
+      dataDirectory: directory,
+      node: "e1" as NodeId,
+      site: "east" as SiteName,
+      host: "127.0.0.1",
+      port: 0,
+      join: [],
+      secret: clusterSecret("a cluster secret for the locate test") as ClusterSecret,
+      partitions: ["dc=example,dc=com"],
+      topology: {
+        sites: [{ name: "east" }, { name: "west" }, { name: "north" }],
+        links: [
+          { name: "ew", sites: ["east", "west"], cost: 10 },
+          { name: "wn", sites: ["west", "north"], cost: 10 },
+        ],
+        subnets: [
+          { cidr: "127.0.0.0/8", site: "east" },
+          { cidr: "10.2.0.0/16", site: "west" },
+        ],
+      },
+      synchronous: "normal",
+      timings: runtimeTimingsDefault,
+      log: silentLogger,
+    });
+    url = (node.status() as { url: string }).url;
+  });
+
+  after(async () => {
+    await node.stop();
+    rmSync(directory, { recursive: true, force: true });
+  });
+
+  const get = async (query: string): Promise<{ status: number; body: Record<string, unknown> }> => {
+    const response = await fetch(`${url}/v1/locate${query}`, { signal: AbortSignal.timeout(5_000) });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+
+  it("places the caller by the address it connects from", async () => {
+    const { status, body } = await get("");
+    assert.equal(status, 200);
+    assert.equal(body.address, "127.0.0.1");
+    assert.equal(body.clientSite, "east");
+    assert.equal(body.node, "e1");
+    assert.equal(body.nodeSite, "east");
+    assert.equal(body.inClientSite, true);
+    assert.deepEqual(body.closestSites, [
+      { site: "west", cost: 10, servers: 0 },
+      { site: "north", cost: 20, servers: 0 },
+    ]);
+  });
+
+  it("answers for ?address= instead (a proxy, a test)", async () => {
+    const { body } = await get("?address=10.2.3.4");
+    assert.equal(body.clientSite, "west");
+    assert.equal(body.inClientSite, false);
+    assert.deepEqual(
+      (body.closestSites as { site: string }[]).map((site) => site.site),
+      ["east", "north"],
+    );
+    const nowhere = await get("?address=not-an-address");
+    assert.equal(nowhere.status, 200);
+    assert.equal(nowhere.body.clientSite, null);
+  });
+
+  it("refuses unknown parameters and oversized addresses with a problem document", async () => {
+    for (const query of ["?site=east", `?address=${"1".repeat(100)}`, "?address=1&address=2"]) {
+      const { status, body } = await get(query);
+      assert.equal(status, 400, query);
+      assert.equal(body.code, "invalid-request");
+    }
+  });
+});

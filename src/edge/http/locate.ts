@@ -1,0 +1,40 @@
+import type { FastifyInstance, FastifyReply } from "fastify";
+import type { NodeId } from "../../core/ids.ts";
+import { locate } from "../../core/locator/ping.ts";
+import type { SiteName, TopologyConfig } from "../../core/topology/model.ts";
+import { type Problem, problem } from "./problems.ts";
+
+/**
+ * `GET /v1/locate[?address=IP]` (docs/api.md): site discovery over HTTP. The answer is the
+ * core's (core/locator/ping.ts) for the address the request came from, or for `address` when
+ * given — a proxy forwarding for a client, or a test placing itself in a site.
+ */
+export interface LocatorView {
+  readonly topology: TopologyConfig;
+  readonly node: NodeId;
+  readonly site: SiteName;
+}
+
+/** Null while the node has no topology yet (joining). */
+export type LocatorSource = () => LocatorView | null;
+
+const addressLengthMax = 64;
+
+function send(reply: FastifyReply, value: Problem): FastifyReply {
+  return reply.code(value.status).header("content-type", "application/problem+json").send(value);
+}
+
+export function registerLocateRoute(app: FastifyInstance, source: LocatorSource): void {
+  app.get<{ Querystring: Record<string, unknown> }>("/v1/locate", async (request, reply) => {
+    const unknown = Object.keys(request.query).find((key) => key !== "address");
+    if (unknown !== undefined)
+      return send(reply, problem("invalid-request", `unknown parameter '${unknown}' (allowed: address)`));
+    const given = request.query.address;
+    if (given !== undefined && (typeof given !== "string" || given.length > addressLengthMax))
+      return send(reply, problem("invalid-request", "address must be one IP address"));
+    const view = source();
+    if (view === null) return send(reply, problem("not-ready", "this node has no topology yet"));
+    const address = given ?? request.socket.remoteAddress ?? "";
+    return reply.send(locate(view.topology, address, { node: view.node, site: view.site }));
+  });
+}
