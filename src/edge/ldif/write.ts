@@ -1,0 +1,80 @@
+import { isSafeString, type LdifAttributes, type LdifRecord } from "./record.ts";
+
+/**
+ * The LDIF writer (RFC 2849): `version: 1` first, records separated by a blank line, values
+ * that are not SAFE-STRING in base64 (`::`), lines folded at 76 characters. Every line it
+ * writes is ASCII, so folding by characters never splits a character.
+ */
+
+/** Physical lines longer than this are folded (RFC 2849 recommends 76). */
+export const foldColumns = 76;
+
+export const ldifHeader = "version: 1\n";
+
+/** `type: value`, or `type:: base64` when the value is not SAFE-STRING. */
+export function attrValueLine(type: string, value: string): string {
+  if (isSafeString(value)) return value === "" ? `${type}:` : `${type}: ${value}`;
+  return `${type}:: ${Buffer.from(value, "utf8").toString("base64")}`;
+}
+
+/** A logical line as physical lines: the first `foldColumns` long, the rest a space and one less. */
+export function fold(line: string): string {
+  if (line.length <= foldColumns) return line;
+  const parts = [line.slice(0, foldColumns)];
+  for (let offset = foldColumns; offset < line.length; offset += foldColumns - 1)
+    parts.push(` ${line.slice(offset, offset + foldColumns - 1)}`);
+  return parts.join("\n");
+}
+
+function attributeLines(attributes: LdifAttributes): string[] {
+  const lines: string[] = [];
+  for (const [type, values] of Object.entries(attributes))
+    for (const value of values) lines.push(attrValueLine(type, value));
+  return lines;
+}
+
+function logicalLines(record: LdifRecord): string[] {
+  const dn = attrValueLine("dn", record.dn);
+  switch (record.kind) {
+    case "content":
+      return [dn, ...attributeLines(record.attributes)];
+    case "add":
+      return [dn, "changetype: add", ...attributeLines(record.attributes)];
+    case "delete":
+      return [dn, "changetype: delete"];
+    case "modify":
+      return [
+        dn,
+        "changetype: modify",
+        ...record.changes.flatMap((change) => [
+          `${change.operation}: ${change.attribute}`,
+          ...change.values.map((value) => attrValueLine(change.attribute, value)),
+          "-",
+        ]),
+      ];
+    case "modrdn":
+      return [
+        dn,
+        "changetype: modrdn",
+        attrValueLine("newrdn", record.newRdn),
+        `deleteoldrdn: ${record.deleteOldRdn ? 1 : 0}`,
+        ...(record.newSuperior === undefined ? [] : [attrValueLine("newsuperior", record.newSuperior)]),
+      ];
+    default: {
+      const never: never = record;
+      throw new Error(`unknown record ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/** One record and the blank line after it. */
+export function formatRecord(record: LdifRecord): string {
+  return `${logicalLines(record).map(fold).join("\n")}\n\n`;
+}
+
+/** A whole file: the version line, a blank line, then every record. */
+export function formatLdif(records: Iterable<LdifRecord>): string {
+  let text = `${ldifHeader}\n`;
+  for (const record of records) text += formatRecord(record);
+  return text;
+}
