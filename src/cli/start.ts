@@ -4,7 +4,14 @@ import { parseArgs } from "node:util";
 import { isNodeId, type NodeId } from "../core/ids.ts";
 import { isSiteName, type SiteName } from "../core/topology/model.ts";
 import { type ClusterSecret, clusterSecret } from "../runtime/auth.ts";
-import { isLogLevel, type LogLevel, streamLogger } from "../runtime/log.ts";
+import {
+  createLogger,
+  isLogFormat,
+  isLogLevel,
+  type LogFormat,
+  type LogLevel,
+  silentLogger,
+} from "../runtime/log.ts";
 import { type NodeOptions, PlexusNode, type RuntimeTimings, runtimeTimingsDefault } from "../runtime/node.ts";
 
 /**
@@ -15,7 +22,7 @@ import { type NodeOptions, PlexusNode, type RuntimeTimings, runtimeTimingsDefaul
 export const startUsage = `usage: plexus start [--config FILE] --data DIR --node NAME --site SITE
                     [--host IP] [--port N] [--join URL]... [--secret-file FILE]
                     [--partition DN]... [--topology FILE] [--synchronous full|normal]
-                    [--log-level debug|info|warn|error]
+                    [--log-level debug|info|warn|error] [--log-format json|pretty]
 
   --data DIR          the data directory (one SQLite file); created if missing
   --node NAME         this node's id (lower-case letters, digits, '-')
@@ -31,9 +38,12 @@ export const startUsage = `usage: plexus start [--config FILE] --data DIR --node
                       in examples/two-sites.json; servers listed there are ignored: each node
                       registers itself)
   --synchronous MODE  SQLite durability: full (default, fsync per commit) or normal
+  --log-level LEVEL   least level logged on stderr (default info)
+  --log-format FORMAT json (default): one JSON object per line (level, time, node, site,
+                      event, fields); pretty: one readable line per event, for people
   --config FILE       JSON with any of: data, node, site, host, port, join, secretFile,
                       partitions, topology (a file name or an object), synchronous,
-                      logLevel, timings (pullTimeoutMs, retryBackoffBaseMs,
+                      logLevel, logFormat, timings (pullTimeoutMs, retryBackoffBaseMs,
                       retryBackoffMaxMs, topologyRefreshMs, initialSyncTimeoutMs, joinTimeoutMs)
 `;
 
@@ -84,7 +94,7 @@ function timings(raw: unknown): RuntimeTimings {
 export function startOptions(
   args: readonly string[],
   env: NodeJS.ProcessEnv,
-): NodeOptions & { logLevel: LogLevel } {
+): NodeOptions & { logLevel: LogLevel; logFormat: LogFormat } {
   const { values } = parseArgs({
     args: [...args],
     options: {
@@ -100,6 +110,7 @@ export function startOptions(
       topology: { type: "string" },
       synchronous: { type: "string" },
       "log-level": { type: "string" },
+      "log-format": { type: "string" },
     },
     strict: true,
     allowPositionals: false,
@@ -118,6 +129,7 @@ export function startOptions(
     "topology",
     "synchronous",
     "logLevel",
+    "logFormat",
     "timings",
   ];
   const unknown = Object.keys(file).find((key) => !known.includes(key));
@@ -164,6 +176,8 @@ export function startOptions(
     throw new Error("--synchronous must be full or normal");
   const logLevel = values["log-level"] ?? file.logLevel ?? "info";
   if (!isLogLevel(logLevel)) throw new Error("--log-level must be debug, info, warn or error");
+  const logFormat = values["log-format"] ?? file.logFormat ?? "json";
+  if (!isLogFormat(logFormat)) throw new Error("--log-format must be json or pretty");
   return {
     dataDirectory: data,
     node: node as NodeId,
@@ -176,8 +190,9 @@ export function startOptions(
     topology,
     synchronous,
     timings: timings(file.timings),
-    log: streamLogger(() => {}, "error"),
+    log: silentLogger,
     logLevel,
+    logFormat,
   };
 }
 
@@ -187,14 +202,19 @@ export async function startCommand(args: readonly string[], stdout: Output, stde
     stdout.write(startUsage);
     return 0;
   }
-  let options: NodeOptions & { logLevel: LogLevel };
+  let options: NodeOptions & { logLevel: LogLevel; logFormat: LogFormat };
   try {
     options = startOptions(args, process.env);
   } catch (error) {
     stderr.write(`plexus start: ${(error as Error).message}\n${startUsage}`);
     return 2;
   }
-  const log = streamLogger((line) => stderr.write(line), options.logLevel, { node: options.node });
+  const log = createLogger({
+    level: options.logLevel,
+    format: options.logFormat,
+    base: { node: options.node, site: options.site },
+    output: stderr,
+  });
   let node: PlexusNode;
   try {
     node = await PlexusNode.start({ ...options, log });
