@@ -43,6 +43,7 @@ import { type DataDirectory, openDataDirectory } from "../store/data-directory.t
 import type { ClusterSecret } from "./auth.ts";
 import { ConcernWaiter } from "./concern-waiter.ts";
 import { errorText, type Logger } from "./log.ts";
+import { type MetricsSource, NodeMetrics, type QueueSizes, registerMetricsRoute } from "./metrics.ts";
 import { PeerClient, peerPaths } from "./peer-client.ts";
 import { type PeerAnswer, registerPeerRoutes } from "./peer-server.ts";
 import { cryptoRandom, monotonicClock, systemClock, wallTimeOf } from "./ports.ts";
@@ -134,6 +135,7 @@ export class PlexusNode implements DirectoryService {
   private readonly machine: NodeMachine;
   private readonly app: FastifyInstance;
   private readonly client: PeerClient;
+  private readonly metrics: NodeMetrics;
   private readonly urls = new Map<NodeId, string>();
   private connections = new Map<NodeId, PlannedConnection>();
   private plan: PartnerPlan = { inbound: [], outbound: [], replicaSet: [], note: null, unreachableSites: [] };
@@ -183,6 +185,8 @@ export class PlexusNode implements DirectoryService {
     );
     registerPeerRoutes(this.app, options.secret, this.peerHandler(), options.log);
     registerClientApi(this.app, this);
+    this.metrics = new NodeMetrics({ node: options.node, site: options.site }, this.metricsSource());
+    registerMetricsRoute(this.app, this.metrics);
   }
 
   /** Opens (or creates) the data directory, listens, joins or creates the directory, then serves. */
@@ -626,6 +630,7 @@ export class PlexusNode implements DirectoryService {
     );
     if (this.stopped) return;
     if (!reply.ok || reply.status !== 200) {
+      this.metrics.exchangeFailed(to, message.kind);
       this.options.log.log("debug", "exchange-failed", {
         to,
         kind: message.kind,
@@ -633,7 +638,10 @@ export class PlexusNode implements DirectoryService {
       });
       this.machine.undeliverable(to, message);
     } else {
-      this.dispatch(this.guard("receive", () => this.machine.receive(to, reply.body), []));
+      const before = this.metrics.beforeApply(to, message.kind);
+      const sends = this.guard("receive", () => this.machine.receive(to, reply.body), []);
+      this.metrics.answerApplied(before, reply);
+      this.dispatch(sends);
     }
     this.refreshTopology();
     this.schedule();
@@ -711,14 +719,21 @@ export class PlexusNode implements DirectoryService {
   }
 
   async write(request: WriteRequest, concern: WriteConcernRequest): Promise<Result<WriteReceipt>> {
-    const { result, invocation } = await this.commit(request);
-    if (!result.ok) return result;
+    const { result, invocation } = await this.commit(request).catch((error: unknown) => {
+      this.metrics.clientWrite(request.op, "failed");
+      throw error;
+    });
+    if (!result.ok) {
+      this.metrics.clientWrite(request.op, result.error.code);
+      return result;
+    }
     const outcome = await this.concerns.wait(
       concern,
       { invocation, usn: result.value.usn },
       { node: this.options.node, site: this.options.site },
       this.topology?.servers ?? [],
     );
+    this.metrics.clientWrite(request.op, outcome.met ? "ok" : "concern-not-met");
     return ok({ outcome: result.value, invocation, concern: outcome });
   }
 
@@ -745,7 +760,10 @@ export class PlexusNode implements DirectoryService {
       for (const queued of batch) queued.reject(new Error("the node is shutting down"));
     } else {
       try {
+        const began = monotonicClock.now();
         const results = this.machine.write(batch.map((queued) => queued.request));
+        const changed = results.some((result) => result.ok && result.value.entries > 0);
+        this.metrics.groupCommit(batch.length, (monotonicClock.now() - began) / 1_000, changed);
         const invocation = this.replica.invocationId;
         for (const [index, queued] of batch.entries()) {
           const result = results[index] ?? fail("invalid-request", "the write had no result");
@@ -861,12 +879,29 @@ export class PlexusNode implements DirectoryService {
       note: this.plan.note,
       unreachableSites: this.plan.unreachableSites,
       topologyProblems: this.topologyProblems,
-      queues: {
-        writes: this.writeQueue.length,
-        writeConcernWaits: this.concerns.waiting,
-        peerRequestsInFlight: this.client.active,
-        peerRequestsWaiting: this.client.queued,
-      },
+      queues: this.queues(),
+    };
+  }
+
+  private queues(): QueueSizes {
+    return {
+      writes: this.writeQueue.length,
+      writeConcernWaits: this.concerns.waiting,
+      peerRequestsInFlight: this.client.active,
+      peerRequestsWaiting: this.client.queued,
+    };
+  }
+
+  /** What GET /metrics reads from this node (src/runtime/metrics.ts). */
+  private metricsSource(): MetricsSource {
+    return {
+      usn: () => this.replica.usn,
+      invocation: () => this.replica.invocationId,
+      utd: () => this.replica.utd(),
+      ready: () => this.ready(),
+      partners: () => this.machine.partnerStatus(),
+      queues: () => this.queues(),
+      servers: () => this.topology?.servers ?? [],
     };
   }
 }

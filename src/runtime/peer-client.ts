@@ -23,7 +23,13 @@ export const peerResponseBytesMax = 96 * 1024 * 1024;
 const connectionsPerOrigin = 4;
 
 export type PeerReply =
-  | { readonly ok: true; readonly status: number; readonly body: unknown }
+  | {
+      readonly ok: true;
+      readonly status: number;
+      readonly body: unknown;
+      /** The answer's size on the wire (compressed when it came gzipped), for the metrics. */
+      readonly bytes: number;
+    }
   | { readonly ok: false; readonly reason: string };
 
 export interface PeerClientOptions {
@@ -119,7 +125,7 @@ export class PeerClient {
     ) {
       return { ok: false, reason: `unsigned or badly signed answer (HTTP ${response.statusCode})` };
     }
-    if (response.statusCode === 204) return { ok: true, status: 204, body: null };
+    if (response.statusCode === 204) return { ok: true, status: 204, body: null, bytes: raw.length };
     const encoding = response.headers["content-encoding"];
     const text =
       encoding === "gzip"
@@ -136,7 +142,7 @@ export class PeerClient {
         typeof parsed === "object" && parsed !== null && "detail" in parsed ? String(parsed.detail) : "";
       return { ok: false, reason: `HTTP ${response.statusCode} ${detail}`.trim() };
     }
-    return { ok: true, status: response.statusCode, body: parsed };
+    return { ok: true, status: response.statusCode, body: parsed, bytes: raw.length };
   }
 
   private acquire(): Promise<void> {
