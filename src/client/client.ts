@@ -1,0 +1,515 @@
+import { Resolver } from "node:dns/promises";
+import { isIP } from "node:net";
+import { Agent, request as undiciRequest } from "undici";
+import {
+  type BackoffPolicy,
+  backoffDefault,
+  type Candidate,
+  FailureBook,
+  genericSrvName,
+  hostPort,
+  mergeSession,
+  plan,
+  type RandomSource,
+  rfc2782Order,
+  type SrvTarget,
+  siteSrvName,
+  type Tier,
+} from "./select.ts";
+
+/**
+ * The Plexus client (docs/client.md): finds servers through the locator's DNS records, pings
+ * one to learn its own site, and fails over from its site's servers to the next-closest
+ * sites' and then to any server, keeping the session token so that its reads see its own
+ * writes wherever they land. The choices are select.ts's; this file only does the I/O.
+ */
+
+/** A request that gets no answer within this long fails over. Above the node's 2 s session wait. */
+export const requestTimeoutMsDefault = 3_000;
+/** A server that does not accept the connection within this long fails over (a dead host). */
+export const connectTimeoutMsDefault = 500;
+/** How long resolved records and the ping's answer are used before they are looked up again. */
+export const recordsRefreshMsDefault = 60_000;
+/** DNS queries: per try, and tries per server. */
+export const dnsTimeoutMsDefault = 1_000;
+const dnsTries = 2;
+/** Headroom over a write concern's own timeout, for the node to answer after it gave up. */
+const concernHeadroomMs = 2_000;
+/** Answers larger than this are refused (a search page is at most 1,000 entries). */
+const answerBytesMax = 64 * 1024 * 1024;
+/** Statuses that say "try another server": not ready, quarantined, behind the session. */
+const failoverStatus = 503;
+
+export interface SrvResolver {
+  /** The SRV records at `name`; empty when the name or the type does not exist. */
+  srv(name: string): Promise<SrvTarget[]>;
+  /** The addresses of a host name (A, then AAAA). */
+  addresses(host: string): Promise<string[]>;
+}
+
+export interface ClientOptions {
+  /** The locator zone (e.g. `example.com`): servers are found by its SRV records. */
+  readonly zone?: string;
+  /** DNS servers (`host:port`) answering for the zone; default the system's. */
+  readonly dnsServers?: readonly string[];
+  /** Fixed servers instead of DNS (base URLs, tried in order; no site discovery). */
+  readonly urls?: readonly string[];
+  /** The client's site when known; otherwise it asks a server (GET /v1/locate). */
+  readonly site?: string;
+  /** Ask the ping about this address instead of the one the client connects from (proxies, tests). */
+  readonly address?: string;
+  /** The local address to connect from. */
+  readonly localAddress?: string;
+  readonly requestTimeoutMs?: number;
+  readonly connectTimeoutMs?: number;
+  readonly recordsRefreshMs?: number;
+  readonly backoff?: BackoffPolicy;
+  /** Write concern for every write that does not give its own (`local`, `site`, `sites=N`, `all`). */
+  readonly writeConcern?: string;
+  /** A session token to start from (another client's, or a saved one). */
+  readonly session?: string;
+  readonly resolver?: SrvResolver;
+  readonly random?: RandomSource;
+  readonly now?: () => number;
+  /** Told of every attempt that failed and of every answer (observability, tests). */
+  readonly onAttempt?: (attempt: Attempt) => void;
+}
+
+export interface Attempt {
+  readonly url: string;
+  readonly tier: Tier;
+  /** Null when an answer came; otherwise why the server was left. */
+  readonly failure: string | null;
+  readonly status?: number;
+}
+
+export interface ClientAnswer<T = unknown> {
+  readonly status: number;
+  readonly body: T;
+  /** The server that answered. */
+  readonly url: string;
+  readonly tier: Tier;
+  /** The servers tried before it, and why each was left. */
+  readonly failed: readonly Attempt[];
+}
+
+export class ProblemError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    readonly problem: Record<string, unknown>,
+    readonly url: string,
+  ) {
+    super(`${code}: ${typeof problem.detail === "string" ? problem.detail : `HTTP ${status}`} (${url})`);
+  }
+}
+
+/** Every server was tried and none answered: which, from which tier, and why. */
+export class NoServerError extends Error {
+  constructor(
+    readonly attempts: readonly Attempt[],
+    why: string,
+  ) {
+    const tried = attempts.map(
+      (attempt) => `${attempt.url} (${describeTier(attempt.tier)}): ${attempt.failure}`,
+    );
+    super(
+      attempts.length === 0
+        ? `no Plexus server to try: ${why}`
+        : `no Plexus server answered (${attempts.length} tried): ${tried.join("; ")}`,
+    );
+  }
+}
+
+export function describeTier(tier: Tier): string {
+  switch (tier.kind) {
+    case "site":
+      return `site ${tier.site}`;
+    case "closest":
+      return `next-closest site ${tier.site}`;
+    case "generic":
+      return "any site";
+    case "urls":
+      return "given URL";
+  }
+}
+
+export interface Located {
+  readonly clientSite: string | null;
+  readonly closestSites: readonly { readonly site: string; readonly cost: number }[];
+}
+
+/** The resolver over node:dns (c-ares) with the given servers, or the system's. */
+export function dnsResolver(
+  servers: readonly string[] | undefined,
+  timeoutMs = dnsTimeoutMsDefault,
+): SrvResolver {
+  const resolver = new Resolver({ timeout: timeoutMs, tries: dnsTries });
+  if (servers !== undefined && servers.length > 0) resolver.setServers([...servers]);
+  const missing = (error: unknown): boolean => {
+    const code = (error as { code?: unknown }).code;
+    return code === "ENOTFOUND" || code === "ENODATA";
+  };
+  return {
+    srv: async (name) => {
+      try {
+        return (await resolver.resolveSrv(name)).map((record) => ({
+          target: record.name,
+          port: record.port,
+          priority: record.priority,
+          weight: record.weight,
+        }));
+      } catch (error) {
+        if (missing(error)) return [];
+        throw error;
+      }
+    },
+    addresses: async (host) => {
+      const found: string[] = [];
+      for (const family of [4, 6] as const) {
+        try {
+          found.push(...(await (family === 4 ? resolver.resolve4(host) : resolver.resolve6(host))));
+        } catch (error) {
+          if (!missing(error)) throw error;
+        }
+      }
+      return found;
+    },
+  };
+}
+
+interface Records {
+  readonly tiers: readonly (readonly Candidate[])[];
+  readonly at: number;
+}
+
+export class PlexusClient {
+  private readonly book: FailureBook;
+  private readonly agent: Agent;
+  private readonly resolver: SrvResolver | null;
+  private readonly random: RandomSource;
+  private readonly now: () => number;
+  private records: Records | null = null;
+  private refreshing: Promise<Records> | null = null;
+  private located: Located | null = null;
+  private sessionToken: string | null;
+
+  constructor(private readonly options: ClientOptions) {
+    if ((options.zone === undefined) === (options.urls === undefined || options.urls.length === 0))
+      throw new Error("give either a zone (servers from DNS) or urls, not both");
+    if (options.zone !== undefined && !/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/i.test(options.zone))
+      throw new Error(`'${options.zone}' is not a DNS zone name`);
+    this.book = new FailureBook(options.backoff ?? backoffDefault);
+    this.agent = new Agent({
+      connect: { timeout: options.connectTimeoutMs ?? connectTimeoutMsDefault },
+      ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
+    });
+    this.resolver = options.zone === undefined ? null : (options.resolver ?? dnsResolver(options.dnsServers));
+    this.random = options.random ?? Math.random;
+    this.now = options.now ?? (() => performance.now());
+    this.sessionToken = options.session ?? null;
+  }
+
+  /** The token that carries what this client has written (hand it to another client to share). */
+  get session(): string | null {
+    return this.sessionToken;
+  }
+
+  /** What the last ping said (null before the first, or with fixed URLs). */
+  get location(): Located | null {
+    return this.located;
+  }
+
+  /** The servers in the order the next request would try them. */
+  async candidates(): Promise<Candidate[]> {
+    return plan((await this.currentRecords()).tiers, this.book, this.now());
+  }
+
+  /**
+   * One request, failed over server by server: a connection error, a timeout or a 503 moves
+   * on to the next candidate (the first two also put the server in back-off). Any other
+   * answer, success or problem, is returned. Writes are retried elsewhere too: a write whose
+   * connection broke after it was sent may have been applied (a retried create then answers
+   * entry-exists), which is why writes that matter ask for a write concern.
+   */
+  async request<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<ClientAnswer<T>> {
+    const records = await this.currentRecords();
+    const order = plan(records.tiers, this.book, this.now());
+    if (order.length === 0) throw new NoServerError([], this.emptyReason());
+    const failed: Attempt[] = [];
+    const timeoutMs = this.timeoutFor(headers);
+    for (const candidate of order) {
+      const outcome = await this.attempt(candidate, method, path, body, headers, timeoutMs);
+      if (outcome.kind === "answer") {
+        this.book.succeed(candidate.key);
+        const attempt = { url: candidate.url, tier: candidate.tier, failure: null, status: outcome.status };
+        this.options.onAttempt?.(attempt);
+        return {
+          status: outcome.status,
+          body: outcome.body as T,
+          url: candidate.url,
+          tier: candidate.tier,
+          failed,
+        };
+      }
+      if (outcome.backoff) this.book.fail(candidate.key, this.now(), outcome.reason);
+      const attempt = { url: candidate.url, tier: candidate.tier, failure: outcome.reason };
+      failed.push(attempt);
+      this.options.onAttempt?.(attempt);
+    }
+    throw new NoServerError(failed, "");
+  }
+
+  /** Like request, but a problem answer (4xx, 5xx) throws ProblemError. */
+  async call<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<ClientAnswer<T>> {
+    const answer = await this.request<T>(method, path, body, headers);
+    if (answer.status >= 400) {
+      const problem: Record<string, unknown> = isRecord(answer.body) ? answer.body : {};
+      const code = typeof problem.code === "string" ? problem.code : `http-${answer.status}`;
+      throw new ProblemError(answer.status, code, problem, answer.url);
+    }
+    return answer;
+  }
+
+  get<T = Record<string, unknown>>(dn: string, attributes?: readonly string[]): Promise<ClientAnswer<T>> {
+    const query = attributes === undefined ? "" : `?attributes=${encodeURIComponent(attributes.join(","))}`;
+    return this.call<T>("GET", `${entryPath(dn)}${query}`);
+  }
+
+  add(dn: string, attributes: Record<string, string[]>, writeConcern?: string): Promise<ClientAnswer> {
+    return this.call("POST", "/v1/entries", { dn, attributes }, this.concernHeader(writeConcern));
+  }
+
+  modify(dn: string, changes: readonly Change[], writeConcern?: string): Promise<ClientAnswer> {
+    return this.call("PATCH", entryPath(dn), { changes }, this.concernHeader(writeConcern));
+  }
+
+  delete(dn: string, options: { subtree?: boolean; writeConcern?: string } = {}): Promise<ClientAnswer> {
+    const query = options.subtree === true ? "?subtree=true" : "";
+    return this.call(
+      "DELETE",
+      `${entryPath(dn)}${query}`,
+      undefined,
+      this.concernHeader(options.writeConcern),
+    );
+  }
+
+  /** One page of a search (`cursor` from the previous page's nextCursor). */
+  search<T = { entries: Record<string, unknown>[]; truncated: boolean; nextCursor: string | null }>(
+    request: Record<string, unknown>,
+  ): Promise<ClientAnswer<T>> {
+    return this.call<T>("POST", "/v1/search", request);
+  }
+
+  /** Forgets resolved records and the ping's answer: the next request looks them up again. */
+  forgetRecords(): void {
+    this.records = null;
+    this.located = null;
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  private concernHeader(writeConcern: string | undefined): Record<string, string> {
+    const concern = writeConcern ?? this.options.writeConcern;
+    return concern === undefined ? {} : { "plexus-write-concern": concern };
+  }
+
+  private timeoutFor(headers: Record<string, string>): number {
+    const base = this.options.requestTimeoutMs ?? requestTimeoutMsDefault;
+    const concern = headers["plexus-write-concern"];
+    if (concern === undefined || /^\s*local\b/i.test(concern)) return base;
+    const given = /timeout=([0-9]{1,6})/i.exec(concern);
+    const concernMs = given === null ? 5_000 : Number(given[1]);
+    return Math.max(base, concernMs + concernHeadroomMs);
+  }
+
+  private emptyReason(): string {
+    if (this.options.zone === undefined) return "no URLs given";
+    return `DNS has no ${genericSrvName(this.options.zone)} records${
+      this.located?.clientSite ? ` nor ${siteSrvName(this.options.zone, this.located.clientSite)}` : ""
+    }`;
+  }
+
+  private async attempt(
+    candidate: Candidate,
+    method: string,
+    path: string,
+    body: unknown,
+    headers: Record<string, string>,
+    timeoutMs: number,
+  ): Promise<
+    { kind: "answer"; status: number; body: unknown } | { kind: "failed"; reason: string; backoff: boolean }
+  > {
+    const sent: Record<string, string> = { ...headers };
+    if (this.sessionToken !== null && path !== "/v1/locate" && !path.startsWith("/v1/locate?"))
+      sent["plexus-session"] = this.sessionToken;
+    if (body !== undefined) sent["content-type"] = "application/json";
+    try {
+      const response = await undiciRequest(`${candidate.url}${path}`, {
+        method: method as "GET",
+        headers: sent,
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        dispatcher: this.agent,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      const length = Number(response.headers["content-length"] ?? 0);
+      if (length > answerBytesMax) {
+        response.body.destroy();
+        return { kind: "failed", reason: `answer of ${length} bytes is too large`, backoff: false };
+      }
+      const text = await response.body.text();
+      const token = response.headers["plexus-session"];
+      if (typeof token === "string") this.sessionToken = mergeSession(this.sessionToken, token);
+      let parsed: unknown = text;
+      try {
+        parsed = text === "" ? null : JSON.parse(text);
+      } catch {
+        return {
+          kind: "failed",
+          reason: `HTTP ${response.statusCode} with a body that is not JSON`,
+          backoff: true,
+        };
+      }
+      if (response.statusCode === failoverStatus) {
+        const problem: Record<string, unknown> = isRecord(parsed) ? parsed : {};
+        const code = typeof problem.code === "string" ? problem.code : "unavailable";
+        // A node behind the session is healthy: the next request may find it caught up.
+        return { kind: "failed", reason: `503 ${code}`, backoff: code !== "session-behind" };
+      }
+      return { kind: "answer", status: response.statusCode, body: parsed };
+    } catch (error) {
+      return { kind: "failed", reason: failureReason(error), backoff: true };
+    }
+  }
+
+  /** The records in use; looked up again when older than recordsRefreshMs (old ones serve on a failed lookup). */
+  private async currentRecords(): Promise<Records> {
+    const urls = this.options.urls;
+    if (urls !== undefined && urls.length > 0) {
+      this.records ??= { tiers: [urls.map((url) => urlCandidate(url))], at: this.now() };
+      return this.records;
+    }
+    const age = this.records === null ? Number.POSITIVE_INFINITY : this.now() - this.records.at;
+    if (age < (this.options.recordsRefreshMs ?? recordsRefreshMsDefault) && this.records !== null)
+      return this.records;
+    this.refreshing ??= this.lookUp().finally(() => {
+      this.refreshing = null;
+    });
+    try {
+      this.records = await this.refreshing;
+    } catch (error) {
+      if (this.records === null) throw error;
+    }
+    return this.records;
+  }
+
+  private async lookUp(): Promise<Records> {
+    const zone = this.options.zone as string;
+    const generic = await this.resolveTier(genericSrvName(zone), { kind: "generic" });
+    const site = this.options.site ?? (await this.ping(generic));
+    const tiers: Candidate[][] = [];
+    if (site !== null) tiers.push(await this.resolveTier(siteSrvName(zone, site), { kind: "site", site }));
+    const closest = await Promise.all(
+      (this.located?.closestSites ?? []).map((near) =>
+        this.resolveTier(siteSrvName(zone, near.site), {
+          kind: "closest",
+          site: near.site,
+          cost: near.cost,
+        }).catch(() => []),
+      ),
+    );
+    tiers.push(...closest, generic);
+    return { tiers, at: this.now() };
+  }
+
+  /** GET /v1/locate on the generic servers in order until one answers; null site when none does. */
+  private async ping(generic: readonly Candidate[]): Promise<string | null> {
+    const query =
+      this.options.address === undefined ? "" : `?address=${encodeURIComponent(this.options.address)}`;
+    const timeoutMs = this.options.requestTimeoutMs ?? requestTimeoutMsDefault;
+    for (const candidate of plan([generic], this.book, this.now())) {
+      const outcome = await this.attempt(candidate, "GET", `/v1/locate${query}`, undefined, {}, timeoutMs);
+      if (outcome.kind === "failed") {
+        if (outcome.backoff) this.book.fail(candidate.key, this.now(), outcome.reason);
+        continue;
+      }
+      const located = checkLocated(outcome.body);
+      if (located === null) continue;
+      this.located = located;
+      return located.clientSite;
+    }
+    return this.located?.clientSite ?? null;
+  }
+
+  private async resolveTier(name: string, tier: Tier): Promise<Candidate[]> {
+    const resolver = this.resolver as SrvResolver;
+    const ordered = rfc2782Order(await resolver.srv(name), this.random);
+    const candidates: Candidate[] = [];
+    for (const record of ordered) {
+      const target = record.target.replace(/\.$/, "");
+      const addresses = isIP(target) === 0 ? await resolver.addresses(target).catch(() => []) : [target];
+      const address = addresses[0];
+      if (address === undefined) continue;
+      const key = hostPort(address, record.port);
+      candidates.push({ key, url: `http://${key}`, tier });
+    }
+    return candidates;
+  }
+}
+
+export interface Change {
+  readonly operation: "add" | "delete" | "replace";
+  readonly attribute: string;
+  readonly values?: readonly string[];
+}
+
+export function createClient(options: ClientOptions): PlexusClient {
+  return new PlexusClient(options);
+}
+
+function entryPath(dn: string): string {
+  return `/v1/entries/${encodeURIComponent(dn)}`;
+}
+
+function urlCandidate(text: string): Candidate {
+  const url = new URL(text);
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new Error(`'${text}' is not an http(s) URL`);
+  return { key: url.host, url: url.href.replace(/\/+$/, ""), tier: { kind: "urls" } };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function checkLocated(body: unknown): Located | null {
+  if (!isRecord(body) || !Array.isArray(body.closestSites)) return null;
+  if (body.clientSite !== null && typeof body.clientSite !== "string") return null;
+  const closestSites = body.closestSites
+    .filter(isRecord)
+    .filter((near) => typeof near.site === "string" && typeof near.cost === "number")
+    .map((near) => ({ site: near.site as string, cost: near.cost as number }));
+  return { clientSite: body.clientSite, closestSites };
+}
+
+function failureReason(error: unknown): string {
+  const named = error as { name?: unknown; code?: unknown; message?: unknown };
+  if (named.name === "TimeoutError" || named.name === "AbortError") return "no answer in time";
+  if (named.code === "ECONNREFUSED") return "connection refused";
+  if (named.code === "UND_ERR_CONNECT_TIMEOUT") return "connect timeout";
+  if (typeof named.code === "string")
+    return `${named.code}${typeof named.message === "string" ? ` (${named.message})` : ""}`;
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,29 @@
+/**
+ * `plexus/client`: the client library (docs/client.md). Import it as
+ * `import { createClient } from "plexus/client"` (package.json "exports"; the TypeScript source,
+ * run with tsx) or from `src/client/index.ts`.
+ */
+export {
+  type Attempt,
+  type Change,
+  type ClientAnswer,
+  type ClientOptions,
+  connectTimeoutMsDefault,
+  createClient,
+  dnsResolver,
+  type Located,
+  NoServerError,
+  PlexusClient,
+  ProblemError,
+  recordsRefreshMsDefault,
+  requestTimeoutMsDefault,
+  type SrvResolver,
+} from "./client.ts";
+export {
+  type BackoffPolicy,
+  backoffDefault,
+  type Candidate,
+  rfc2782Order,
+  type SrvTarget,
+  type Tier,
+} from "./select.ts";
