@@ -12,6 +12,7 @@ import { searchSizeLimitDefault, searchSizeLimitMax } from "../../core/replica/r
 import { type UtdVector, utdMerge } from "../../core/replication/utd.ts";
 import { validateUtd } from "../../core/replication/validate.ts";
 import type { Result } from "../../core/result.ts";
+import { registerBatchRoute } from "./batch.ts";
 import { type LocatorView, registerLocateRoute } from "./locate.ts";
 import { isRetryable, type Problem, type ProblemCode, problem, problemOf } from "./problems.ts";
 
@@ -77,12 +78,12 @@ const retryAfterSeconds = 1;
 
 type Fields = Record<string, unknown>;
 
-function isRecord(value: unknown): value is Fields {
+export function isRecord(value: unknown): value is Fields {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /** A body that is an object holding no field outside `allowed`, or the problem with it. */
-function checkBody(body: unknown, allowed: readonly string[]): Fields | Problem {
+export function checkBody(body: unknown, allowed: readonly string[]): Fields | Problem {
   if (!isRecord(body)) return problem("invalid-request", "the body must be a JSON object");
   const unknown = Object.keys(body).find((key) => !allowed.includes(key));
   if (unknown !== undefined)
@@ -90,11 +91,11 @@ function checkBody(body: unknown, allowed: readonly string[]): Fields | Problem 
   return body;
 }
 
-function isProblem(value: unknown): value is Problem {
+export function isProblem(value: unknown): value is Problem {
   return isRecord(value) && typeof value.code === "string" && typeof value.status === "number";
 }
 
-function sendProblem(reply: FastifyReply, value: Problem): FastifyReply {
+export function sendProblem(reply: FastifyReply, value: Problem): FastifyReply {
   if (isRetryable(value.code)) void reply.header("retry-after", String(retryAfterSeconds));
   return reply.code(value.status).header("content-type", "application/problem+json").send(value);
 }
@@ -112,7 +113,7 @@ function attributeList(query: Fields): readonly string[] | undefined | Problem {
   return raw === "" ? [] : raw.split(",").map((name) => name.trim());
 }
 
-function outcomeBody(outcome: WriteOutcome): Fields {
+export function outcomeBody(outcome: WriteOutcome): Fields {
   return { dn: outcome.dn, guid: outcome.guid, usn: outcome.usn, changed: outcome.entries };
 }
 
@@ -137,7 +138,7 @@ export function decodeSession(text: string): UtdVector | Problem {
   }
 }
 
-function header(request: FastifyRequest, name: string): string | undefined | Problem {
+export function header(request: FastifyRequest, name: string): string | undefined | Problem {
   const value = request.headers[name];
   if (Array.isArray(value)) return problem("invalid-request", `${name} given more than once`);
   return value;
@@ -352,6 +353,10 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
       next: result.value.length === count && last !== undefined ? last.guid : null,
     });
   });
+
+  registerBatchRoute(app, service, (request, token) =>
+    sessions.set(request, utdMerge(sessions.get(request) ?? {}, token)),
+  );
 
   app.get("/v1/status", async (_request, reply) => reply.send(service.status()));
   registerLocateRoute(app, () => service.locator?.() ?? null);
