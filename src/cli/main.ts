@@ -1,3 +1,4 @@
+import { backupCommand } from "./backup.ts";
 import { demoCommand } from "./demo.ts";
 import { startCommand } from "./start.ts";
 import { topologyCommand } from "./topology.ts";
@@ -24,6 +25,11 @@ Commands:
                           a free loopback port, data in a temporary directory; writes sample
                           users and a group, prints the nodes and commands to try; Ctrl-C
                           stops every node and removes the data. 'plexus demo --help'
+  plexus backup --data DIR --output FILE
+                          a consistent copy of a node's database, taken while it runs
+  plexus restore --data DIR --from FILE
+                          put a backup in place of a stopped node's database; the node then
+                          takes a new invocation id and catches up (docs/operations.md)
   plexus topology --config FILE [--site NAME]
                           print sites, links, bridgeheads, connections and routes of a
                           topology file (see examples/topology.json)
@@ -67,6 +73,8 @@ if (command === undefined || command === "help" || command === "--help" || comma
   process.exit(await startCommand(rest, process.stdout, process.stderr));
 } else if (command === "demo") {
   process.exit(await demoCommand(rest, process.stdout, process.stderr));
+} else if (command === "backup" || command === "restore") {
+  process.exitCode = backupCommand(command, rest, process.stdout, process.stderr);
 } else if (command === "topology") {
   process.exitCode = topologyCommand(rest, process.stdout, process.stderr);
 } else {

@@ -333,12 +333,20 @@ export class PlexusNode implements DirectoryService {
     });
   }
 
-  /** Asks the join URLs in turn to admit this node, until one does or the join timeout passes. */
-  private async admit(registration: Registration): Promise<{ node: NodeId; url: string }> {
+  /**
+   * Asks the URLs (the join URLs unless told otherwise) in turn to admit this node, until one
+   * does or the join timeout passes; `rounds` bounds how often the list is tried.
+   */
+  private async admit(
+    registration: Registration,
+    urls: readonly string[] = this.options.join,
+    rounds = Number.POSITIVE_INFINITY,
+  ): Promise<{ node: NodeId; url: string }> {
     const deadline = monotonicClock.now() + this.options.timings.joinTimeoutMs;
     let lastReason = "no join URL";
-    for (let attempt = 0; monotonicClock.now() < deadline && !this.stopped; attempt++) {
-      for (const url of this.options.join) {
+    for (let attempt = 0; attempt < rounds && monotonicClock.now() < deadline && !this.stopped; attempt++) {
+      if (attempt > 0) await sleep(joinRetryMs);
+      for (const url of urls) {
         const reply = await this.client.post(
           url,
           peerPaths.join,
@@ -354,7 +362,6 @@ export class PlexusNode implements DirectoryService {
         }
       }
       this.options.log.log("warn", "join-retry", { attempt, reason: lastReason });
-      await sleep(joinRetryMs);
     }
     throw new Error(`could not join: ${lastReason}`);
   }
@@ -403,9 +410,21 @@ export class PlexusNode implements DirectoryService {
     const config = readTopology(this.replica).config;
     const writes = registrationWrites(config, registration, registration.site);
     if (writes.length === 0) return;
-    if (this.options.join.length > 0) {
+    // Partners only know the address on this node's server entry: a change written here alone
+    // could never reach them if the old address no longer answers. So a node that comes back
+    // on a new address asks a partner to record it (the join URLs, else every server the
+    // topology lists), as a joining node would.
+    const known = config.servers
+      .filter((server) => server.node !== this.options.node && server.addresses[0] !== undefined)
+      .map((server) => urlOf(server.addresses[0] as string, server.httpPort));
+    const candidates = this.options.join.length > 0 ? this.options.join : known;
+    if (candidates.length > 0) {
       try {
-        await this.admit(registration);
+        await this.admit(
+          registration,
+          candidates,
+          this.options.join.length > 0 ? Number.POSITIVE_INFINITY : 1,
+        );
         return;
       } catch (error) {
         // This node holds the whole directory and serves anyway; the update below replicates
@@ -413,7 +432,7 @@ export class PlexusNode implements DirectoryService {
         this.options.log.log("warn", "registration-update-not-admitted", { error: errorText(error) });
       }
     }
-    // No one to ask: write it here; partners learn it when they next reach this node.
+    // No one answered: write it here; partners learn it if they reach this node some other way.
     for (const { result } of await Promise.all(writes.map((write) => this.commit(write))))
       if (!result.ok) this.options.log.log("warn", "registration-failed", { error: result.error.message });
   }
@@ -499,8 +518,7 @@ export class PlexusNode implements DirectoryService {
     for (const server of read.config.servers) {
       const address = server.addresses[0];
       if (address === undefined || server.node === this.options.node) continue;
-      const host = address.includes(":") ? `[${address}]` : address;
-      this.urls.set(server.node, `http://${host}:${server.httpPort}`);
+      this.urls.set(server.node, urlOf(address, server.httpPort));
     }
     this.applyPlan(this.currentPlan(read.config));
     this.publishInvocation(read.config);
@@ -904,6 +922,10 @@ export class PlexusNode implements DirectoryService {
       servers: () => this.topology?.servers ?? [],
     };
   }
+}
+
+function urlOf(address: string, port: number): string {
+  return `http://${address.includes(":") ? `[${address}]` : address}:${port}`;
 }
 
 function sleep(ms: number): Promise<void> {

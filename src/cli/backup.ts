@@ -1,0 +1,74 @@
+import { parseArgs } from "node:util";
+import { BackupError, backupDatabase, restoreDatabase } from "../store/backup.ts";
+
+/**
+ * `plexus backup` and `plexus restore`: a consistent copy of a node's database, taken while the
+ * node runs, and its return into a stopped node's data directory (docs/operations.md).
+ */
+export const backupUsage = `usage: plexus backup --data DIR --output FILE
+       plexus restore --data DIR --from FILE
+
+  backup   writes a consistent copy of the node's database in DIR to FILE (a new file);
+           the node may keep running
+  restore  puts the copy FILE in place of the database in DIR; the node must be stopped.
+           The database it replaces is kept beside it (plexus.db.replaced-<time>). On its
+           next start the node sees a restored copy, takes a new invocation id, and pulls
+           what the copy lacks from its partners
+`;
+
+interface Output {
+  write(text: string): unknown;
+}
+
+function options(args: readonly string[], second: "output" | "from"): { data: string; file: string } {
+  const { values } = parseArgs({
+    args: [...args],
+    options: { data: { type: "string" }, [second]: { type: "string" } },
+    strict: true,
+    allowPositionals: false,
+  });
+  const data = values.data;
+  const file = values[second];
+  if (typeof data !== "string" || data === "") throw new Error("--data DIR is required");
+  if (typeof file !== "string" || file === "") throw new Error(`--${second} FILE is required`);
+  return { data, file };
+}
+
+export function backupCommand(
+  command: "backup" | "restore",
+  args: readonly string[],
+  stdout: Output,
+  stderr: Output,
+): number {
+  if (args.includes("--help") || args.includes("-h")) {
+    stdout.write(backupUsage);
+    return 0;
+  }
+  let parsed: { data: string; file: string };
+  try {
+    parsed = options(args, command === "backup" ? "output" : "from");
+  } catch (error) {
+    stderr.write(`plexus ${command}: ${(error as Error).message}\n${backupUsage}`);
+    return 2;
+  }
+  try {
+    if (command === "backup") {
+      const info = backupDatabase(parsed.data, parsed.file);
+      stdout.write(
+        `backup of node ${info.node} at usn ${info.usn} written to ${parsed.file} (${info.bytes} bytes)\n`,
+      );
+    } else {
+      const info = restoreDatabase(parsed.data, parsed.file, new Date());
+      stdout.write(
+        `restored node ${info.node} from ${parsed.file} (usn ${info.usn})` +
+          (info.replacedBy === null ? "" : `; the replaced database is kept as ${info.replacedBy}`) +
+          "\nOn its next start the node takes a new invocation id and catches up from its partners.\n",
+      );
+    }
+    return 0;
+  } catch (error) {
+    const code = error instanceof BackupError ? `${error.code}: ` : "";
+    stderr.write(`plexus ${command}: ${code}${(error as Error).message}\n`);
+    return 1;
+  }
+}
