@@ -13,6 +13,7 @@ import {
   silentLogger,
 } from "../runtime/log.ts";
 import { type NodeOptions, PlexusNode, type RuntimeTimings, runtimeTimingsDefault } from "../runtime/node.ts";
+import { dnsConfigKeys, dnsStartFlags, dnsStartOptions, dnsStartUsage } from "./dns.ts";
 
 /**
  * `plexus start`: one node from flags and/or a JSON config file (flags win). Prints
@@ -23,6 +24,7 @@ export const startUsage = `usage: plexus start [--config FILE] --data DIR --node
                     [--host IP] [--port N] [--join URL]... [--secret-file FILE]
                     [--partition DN]... [--topology FILE] [--synchronous full|normal]
                     [--log-level debug|info|warn|error] [--log-format json|pretty]
+                    [--dns HOST:PORT|off] [--zone NAME] [--dns-priority N] [--dns-weight N] ...
 
   --data DIR          the data directory (one SQLite file); created if missing
   --node NAME         this node's id (lower-case letters, digits, '-')
@@ -41,9 +43,9 @@ export const startUsage = `usage: plexus start [--config FILE] --data DIR --node
   --log-level LEVEL   least level logged on stderr (default info)
   --log-format FORMAT json (default): one JSON object per line (level, time, node, site,
                       event, fields); pretty: one readable line per event, for people
-  --config FILE       JSON with any of: data, node, site, host, port, join, secretFile,
+${dnsStartUsage}  --config FILE       JSON with any of: data, node, site, host, port, join, secretFile,
                       partitions, topology (a file name or an object), synchronous,
-                      logLevel, logFormat, timings (pullTimeoutMs, retryBackoffBaseMs,
+                      logLevel, logFormat, ${dnsConfigKeys.join(", ")}, timings (pullTimeoutMs, retryBackoffBaseMs,
                       retryBackoffMaxMs, topologyRefreshMs, initialSyncTimeoutMs, joinTimeoutMs)
 `;
 
@@ -111,6 +113,7 @@ export function startOptions(
       synchronous: { type: "string" },
       "log-level": { type: "string" },
       "log-format": { type: "string" },
+      ...dnsStartFlags,
     },
     strict: true,
     allowPositionals: false,
@@ -131,6 +134,7 @@ export function startOptions(
     "logLevel",
     "logFormat",
     "timings",
+    ...dnsConfigKeys,
   ];
   const unknown = Object.keys(file).find((key) => !known.includes(key));
   if (unknown !== undefined) throw new Error(`unknown config field ${unknown}`);
@@ -191,6 +195,7 @@ export function startOptions(
     synchronous,
     timings: timings(file.timings),
     log: silentLogger,
+    ...dnsOption(dnsStartOptions(values, file, host)),
     logLevel,
     logFormat,
   };
@@ -247,4 +252,9 @@ export async function startCommand(args: readonly string[], stdout: Output, stde
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
   });
+}
+
+/** The dns option only when DNS is on (exactOptionalPropertyTypes: no `dns: undefined`). */
+function dnsOption(dns: NodeOptions["dns"]): Pick<NodeOptions, "dns"> {
+  return dns === undefined ? {} : { dns };
 }

@@ -42,6 +42,7 @@ import type { LocatorView } from "../edge/http/locate.ts";
 import { type DataDirectory, openDataDirectory } from "../store/data-directory.ts";
 import type { ClusterSecret } from "./auth.ts";
 import { ConcernWaiter } from "./concern-waiter.ts";
+import { type LocatorOptions, NodeLocator } from "./locator.ts";
 import { errorText, type Logger } from "./log.ts";
 import { type MetricsSource, NodeMetrics, type QueueSizes, registerMetricsRoute } from "./metrics.ts";
 import { PeerClient, peerPaths } from "./peer-client.ts";
@@ -117,6 +118,8 @@ export interface NodeOptions {
   readonly synchronous: "full" | "normal";
   readonly timings: RuntimeTimings;
   readonly log: Logger;
+  /** The locator's DNS server and this node's registration in its zone; absent: no DNS. */
+  readonly dns?: LocatorOptions;
 }
 
 interface Committed {
@@ -161,6 +164,7 @@ export class PlexusNode implements DirectoryService {
   private draining = false;
   private stopping: Promise<void> | null = null;
   private boundUrl = "";
+  private dnsLocator: NodeLocator | null = null;
 
   private constructor(
     private readonly options: NodeOptions,
@@ -248,6 +252,7 @@ export class PlexusNode implements DirectoryService {
     this.isReady = true;
     this.refreshTopology(true);
     this.schedule();
+    if (options.dns !== undefined) await this.startLocator(options.dns, registration);
     options.log.log("info", "serving", { url: this.boundUrl, invocation: this.replica.invocationId });
   }
 
@@ -278,12 +283,36 @@ export class PlexusNode implements DirectoryService {
       clearTimeout(force);
       clearInterval(reap);
       this.stopped = true;
+      await this.dnsLocator?.close();
       this.concerns.close();
       if (this.timer !== null) clearTimeout(this.timer);
       await this.client.close();
       for (const queued of this.writeQueue.splice(0)) queued.reject(new Error("the node is shutting down"));
       this.data.close();
     }
+  }
+
+  /** DNS from the replica's dns partition, and this node's records in it (src/runtime/locator.ts). */
+  private async startLocator(dns: LocatorOptions, registration: Registration): Promise<void> {
+    this.dnsLocator = await NodeLocator.start(
+      {
+        search: (request) => this.replica.search(request),
+        usn: () => this.replica.usn,
+        topology: () => this.topology,
+        partners: () => this.machine.partnerStatus(),
+        unreachableAfterFailures: () =>
+          this.topology?.settings.staleAfterFailures ?? settingsDefaults.staleAfterFailures,
+        write: (request) => this.commit(request).then(({ result }) => result),
+        log: this.options.log,
+      },
+      dns,
+      { ...registration, ldapPort: null },
+    );
+  }
+
+  /** The DNS server's `host:port`, or null when this node serves no DNS. */
+  get dnsAddress(): string | null {
+    return this.dnsLocator?.address ?? null;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -876,6 +905,7 @@ export class PlexusNode implements DirectoryService {
       usn: this.replica.usn,
       utd: this.replica.utd(),
       quarantined: this.replica.isQuarantined(),
+      dns: this.dnsLocator?.status() ?? null,
       partners: this.machine.partnerStatus().map((status) => {
         const connection = this.connections.get(status.partner);
         return {

@@ -1,0 +1,220 @@
+import { dnsPartition } from "../core/directory/partition.ts";
+import type { NodeId } from "../core/ids.ts";
+import type { Health } from "../core/locator/answer.ts";
+import { canonicalName } from "../core/locator/records.ts";
+import {
+  healthOf,
+  type LocatorSettings,
+  type NodeEndpoint,
+  registrationWrites,
+  scavenge,
+  wantedRecords,
+} from "../core/locator/registration.ts";
+import { type CompiledZones, compileZones, dnsEntriesFilter, dnsEntriesMax } from "../core/locator/zone.ts";
+import type { WriteRequest } from "../core/replica/originating.ts";
+import type { SearchRequest, SearchResult } from "../core/replica/read.ts";
+import type { Result } from "../core/result.ts";
+import type { TopologyConfig } from "../core/topology/model.ts";
+import { type DnsServer, startDnsServer, type ZoneSource, type ZoneView } from "../edge/dns/server.ts";
+import { errorText, type Logger } from "./log.ts";
+import { monotonicClock, systemClock } from "./ports.ts";
+
+/**
+ * The locator inside a node process: serves DNS from the replica's `dns` partition (compiled
+ * again when the replica changed, at most every zoneRecompileMs), keeps this node's records
+ * registered and refreshed, and scavenges other nodes' stale records, on a timer. Decisions
+ * are the core's (core/locator); this class reads, times and writes.
+ */
+export interface LocatorOptions {
+  /** Where DNS listens (UDP and TCP on one port; 0 picks a free one). */
+  readonly host: string;
+  readonly port: number;
+  readonly settings: LocatorSettings;
+  /** 0 turns the per-source rate limit off. */
+  readonly queriesPerSecondPerSource: number;
+}
+
+/** What the locator needs from its node. */
+export interface LocatorHost {
+  search(request: SearchRequest): Result<SearchResult>;
+  /** The replica's USN: the zones are compiled again when it moves. */
+  usn(): number;
+  topology(): TopologyConfig | null;
+  partners(): readonly { readonly partner: NodeId; readonly consecutiveFailures: number }[];
+  /** Consecutive failed pulls after which a partner counts as unreachable. */
+  unreachableAfterFailures(): number;
+  write(request: WriteRequest): Promise<Result<unknown>>;
+  readonly log: Logger;
+}
+
+/** A changing replica is compiled into zones at most this often (answers may lag it by this much). */
+export const zoneRecompileMs = 100;
+/** The health view (partner failures) is looked at again at most this often. */
+const healthRefreshMs = 100;
+/** Registration and scavenging passes run at least this often (and at most every second). */
+const registrationPassMaxMs = 30_000;
+
+export class NodeLocator implements ZoneSource {
+  private compiled: CompiledZones = compileZones([]);
+  private compiledUsn = Number.NaN;
+  private compiledAt = Number.NEGATIVE_INFINITY;
+  private health: Health = { unhealthy: new Set() };
+  private healthKey = "";
+  private healthAt = Number.NEGATIVE_INFINITY;
+  private generation = 0;
+  private current: ZoneView;
+  private timer: NodeJS.Timeout | null = null;
+  private passing = false;
+  private closed = false;
+  private lastProblems = "";
+  private registered = { writes: 0, scavenged: 0, lastPassAt: null as string | null };
+
+  private constructor(
+    private readonly host: LocatorHost,
+    private readonly options: LocatorOptions,
+    private readonly endpoint: NodeEndpoint,
+    private server: DnsServer | null = null,
+  ) {
+    this.current = { generation: 0, zones: this.compiled.set, health: this.health };
+  }
+
+  static async start(
+    host: LocatorHost,
+    options: LocatorOptions,
+    endpoint: NodeEndpoint,
+  ): Promise<NodeLocator> {
+    const locator = new NodeLocator(host, options, endpoint);
+    locator.server = await startDnsServer({
+      host: options.host,
+      port: options.port,
+      source: locator,
+      log: host.log,
+      queriesPerSecondPerSource: options.queriesPerSecondPerSource,
+    });
+    locator.schedule(0);
+    return locator;
+  }
+
+  get address(): string {
+    return this.server?.address ?? "";
+  }
+
+  view(): ZoneView {
+    const now = monotonicClock.now();
+    let moved = false;
+    if (this.host.usn() !== this.compiledUsn && now - this.compiledAt >= zoneRecompileMs) {
+      this.recompile(now);
+      moved = true;
+    }
+    if (now - this.healthAt >= healthRefreshMs) {
+      this.healthAt = now;
+      const health = healthOf(this.host.partners(), this.host.unreachableAfterFailures());
+      const key = [...health.unhealthy].sort().join(",");
+      if (key !== this.healthKey) {
+        this.healthKey = key;
+        this.health = health;
+        moved = true;
+      }
+    }
+    if (moved) {
+      this.generation++;
+      this.current = { generation: this.generation, zones: this.compiled.set, health: this.health };
+    }
+    return this.current;
+  }
+
+  private recompile(now: number): void {
+    this.compiledUsn = this.host.usn();
+    this.compiledAt = now;
+    const found = this.host.search({
+      base: dnsPartition,
+      scope: "sub",
+      filter: dnsEntriesFilter,
+      sizeLimit: dnsEntriesMax,
+    });
+    this.compiled = compileZones(found.ok ? found.value.entries : []);
+    const problems = this.compiled.problems.join("\n");
+    if (problems !== this.lastProblems && this.compiled.problems.length > 0)
+      this.host.log.log("warn", "dns-zone-problems", { problems: this.compiled.problems.slice(0, 20) });
+    this.lastProblems = problems;
+  }
+
+  status(): unknown {
+    this.view();
+    const stats = this.server?.stats();
+    return {
+      address: this.address,
+      zone: canonicalName(this.options.settings.zone),
+      zones: [...this.compiled.set.zones.keys()],
+      records: this.compiled.records.length,
+      problems: this.compiled.problems.slice(0, 20),
+      unhealthy: [...this.health.unhealthy],
+      registration: this.registered,
+      queries: stats ?? null,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    await this.server?.close();
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.closed) return;
+    this.timer = setTimeout(() => void this.pass(), delayMs);
+  }
+
+  private passIntervalMs(): number {
+    return Math.max(1_000, Math.min(registrationPassMaxMs, Math.floor(this.options.settings.refreshMs / 4)));
+  }
+
+  /** One registration and scavenging pass; the next is scheduled whatever happens in this one. */
+  private async pass(): Promise<void> {
+    if (this.closed || this.passing) return;
+    this.passing = true;
+    try {
+      const topology = this.host.topology();
+      if (topology !== null) await this.register(topology);
+    } catch (error) {
+      this.host.log.log("warn", "dns-registration-failed", { error: errorText(error) });
+    } finally {
+      this.passing = false;
+      this.schedule(this.passIntervalMs());
+    }
+  }
+
+  private async register(topology: TopologyConfig): Promise<void> {
+    this.recompile(monotonicClock.now());
+    const nowMs: number = systemClock.now();
+    const { settings } = this.options;
+    const zoneExists = this.compiled.set.zones.has(canonicalName(settings.zone));
+    const wanted = wantedRecords(topology, this.endpoint, settings);
+    const writes = registrationWrites(
+      this.compiled.records,
+      zoneExists,
+      wanted,
+      this.endpoint.node,
+      settings,
+      nowMs,
+    );
+    const stale = scavenge(this.compiled.records, topology, this.endpoint.node, settings, nowMs);
+    for (const found of stale) this.host.log.log("info", "dns-record-scavenged", { ...found });
+    const all = [...writes, ...stale.map((found): WriteRequest => ({ op: "delete", dn: found.dn }))];
+    // In order: the zone entry (when missing) must exist before the records below it.
+    for (const write of all) {
+      const result = await this.host.write(write);
+      if (!result.ok && result.error.code !== "entry-exists" && result.error.code !== "no-such-entry")
+        this.host.log.log("warn", "dns-registration-write-failed", {
+          dn: write.dn,
+          error: result.error.message,
+        });
+    }
+    this.registered = {
+      writes: this.registered.writes + writes.length,
+      scavenged: this.registered.scavenged + stale.length,
+      lastPassAt: new Date(nowMs).toISOString(),
+    };
+    if (all.length > 0) this.compiledUsn = Number.NaN;
+  }
+}
