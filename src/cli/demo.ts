@@ -9,7 +9,7 @@ import { type ClusterNode, entryPath, eventually, http, LocalCluster } from "./l
  * which stop every node it started (SIGTERM, then SIGKILL after a bounded wait) and remove the
  * directory unless --keep. It is a client of the nodes: it only spawns them and calls their API.
  */
-export const demoUsage = `usage: plexus demo [--json] [--keep]
+export const demoUsage = `usage: plexus demo [--json] [--keep] [--logs]
 
 Starts a local Plexus cluster: sites hq (hub), east and branch (a branch office), two nodes
 each (hq1, hq2, east1, east2, branch1, branch2), each node its own 'plexus start' process on a
@@ -20,6 +20,8 @@ remove the temporary directory.
 
   --json   print only one JSON line per node, {"node","site","url","pid"}, then {"ready":true}
   --keep   keep the temporary directory (data and node logs) on exit and say where it is
+  --logs   also show every node's log on stderr while it runs: one readable line per event
+           (JSON lines with --json). Without it the logs go to NAME.log in the directory
   --help   this text
 `;
 
@@ -53,6 +55,8 @@ const groups = `ou=groups,${base}`;
 const replicationTimeoutMs = 30_000;
 /** Lines of a failed node's log shown in the error. */
 const logLinesShown = 15;
+/** A node's log text held back while it waits for its line end; longer goes out as it is. */
+const partialLineCharsMax = 64 * 1024;
 
 interface Sample {
   readonly writer: string;
@@ -101,6 +105,17 @@ interface Output {
 }
 
 class DemoError extends Error {}
+
+/** Passes on whole lines only, so that six nodes' logs never mix within one line. */
+function lineWriter(out: Output): (node: ClusterNode, chunk: string) => void {
+  const partial = new Map<string, string>();
+  return (node, chunk) => {
+    const text = (partial.get(node.name) ?? "") + chunk;
+    const end = text.length > partialLineCharsMax ? text.length : text.lastIndexOf("\n") + 1;
+    partial.set(node.name, text.slice(end));
+    if (end > 0) out.write(text.slice(0, end));
+  };
+}
 
 function tail(log: string): string {
   const lines = log.trimEnd().split("\n");
@@ -184,19 +199,21 @@ Try:
   curl -s ${east}/v1/status
 
 Data and node logs: ${cluster.directory} (${keep ? "kept on exit" : "removed on exit; --keep keeps it"}).
+Follow the nodes' logs: tail -f ${cluster.directory}/*.log (or run the demo with --logs).
 Ctrl-C stops every node.
 `;
 }
 
 /** Runs the demo until SIGINT or SIGTERM. Resolves with the exit code. */
 export async function demoCommand(args: readonly string[], stdout: Output, stderr: Output): Promise<number> {
-  let values: { json?: boolean; keep?: boolean; help?: boolean };
+  let values: { json?: boolean; keep?: boolean; logs?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: [...args],
       options: {
         json: { type: "boolean" },
         keep: { type: "boolean" },
+        logs: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -221,6 +238,9 @@ export async function demoCommand(args: readonly string[], stdout: Output, stder
     prefix: "plexus-demo-",
     keep,
     logFiles: true,
+    // Readable logs for people; --json keeps them JSON, for programs.
+    logFormat: json ? "json" : "pretty",
+    ...(values.logs === true ? { onLog: lineWriter(stderr) } : {}),
     detached: true,
     onUnexpectedExit: (node, code, signal) => {
       if (stopping) return;

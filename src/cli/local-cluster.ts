@@ -25,6 +25,10 @@ export interface LocalClusterOptions {
   readonly logFiles?: boolean;
   /** The nodes' log level (default info). */
   readonly logLevel?: string;
+  /** The nodes' log format: json (default) or pretty (readable lines, for people). */
+  readonly logFormat?: "json" | "pretty";
+  /** Called with each piece of a node's log as it arrives (not split on line ends). */
+  readonly onLog?: (node: ClusterNode, chunk: string) => void;
   /**
    * Start each node in its own process group, so that a Ctrl-C at the terminal reaches only
    * the parent, which then stops the nodes itself (one signal each, never two).
@@ -63,7 +67,14 @@ export class LocalCluster {
     this.configFile = join(this.directory, "config.json");
     writeFileSync(this.secretFile, `${this.secret}\n`, { mode: 0o600 });
     writeFileSync(join(this.directory, "topology.json"), JSON.stringify(topology));
-    writeFileSync(this.configFile, JSON.stringify({ timings, logLevel: options.logLevel ?? "info" }));
+    writeFileSync(
+      this.configFile,
+      JSON.stringify({
+        timings,
+        logLevel: options.logLevel ?? "info",
+        logFormat: options.logFormat ?? "json",
+      }),
+    );
   }
 
   node(name: string): ClusterNode {
@@ -122,6 +133,7 @@ export class LocalCluster {
     child.stderr.setEncoding("utf8");
     child.stderr.on("data", (chunk: string) => {
       node.log = (node.log + chunk).slice(-logTailChars);
+      this.options.onLog?.(node, chunk);
       if (!logFile) return;
       try {
         appendFileSync(join(this.directory, `${name}.log`), chunk);

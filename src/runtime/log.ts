@@ -56,7 +56,7 @@ export function createLogger(options: LoggerOptions): Logger {
     log(level, event, fields = {}) {
       if (!logger.isLevelEnabled(level)) return;
       const record: Record<string, unknown> = { event };
-      // A field named like a base field (an admitted node's `node`) is kept, under its own name.
+      // A field named like a base field (a peer's `node`) is kept, under a name of its own.
       for (const [key, value] of Object.entries(fields))
         record[reserved.has(key) ? `field_${key}` : key] = value;
       logger[level](record);

@@ -752,7 +752,11 @@ export class PlexusNode implements DirectoryService {
     );
     const failed = results.find((result) => !result.ok);
     if (failed !== undefined && !failed.ok) return { status: 400, detail: failed.error.message };
-    this.options.log.log("info", "admitted", { node: from, site: checked.value.site, writes: writes.length });
+    this.options.log.log("info", "admitted", {
+      joiner: from,
+      joinerSite: checked.value.site,
+      writes: writes.length,
+    });
     this.refreshTopology(true);
     this.schedule();
     return { status: 200, body: { node: this.options.node, site: this.options.site } };
