@@ -19,7 +19,7 @@ Commands:
                           (cn=config, cn=dns, dc=example,dc=com); others join through any
                           node, sync, then serve the HTTP/JSON API under /v1 (docs/api.md)
                           and replicate over signed HTTP. 'plexus start --help' for options
-  plexus demo [--json] [--keep]
+  plexus demo [--json] [--keep] [--logs]
                           a local cluster (what 'npm start' runs): sites hq (hub), east and
                           branch, two nodes each, every node its own 'plexus start' process on
                           a free loopback port, data in a temporary directory; writes sample
@@ -44,6 +44,8 @@ What runs today (in this checkout):
     HMAC-signed transport with a replay window, gzip across sites, group commit, the
     client API with problem+json errors, write concern (Plexus-Write-Concern), session
     tokens (Plexus-Session), GET /v1/watch (server-sent events), GET /v1/status
+  - GET /metrics on every node (Prometheus text format) and JSON logs on stderr
+    (--log-format pretty for people); docs/operations-metrics.md
   - the deterministic simulator (src/sim): many nodes, faults, invariants, replayable seeds
   - npm start             the local demo cluster (plexus demo)
   - npm test              type check, lint, unit, contract, property, scenario, simulator
@@ -60,7 +62,7 @@ What runs today (in this checkout):
                           10,000 sites (--quick: 100, 1,000)
 
 Not yet: client authentication and TLS, the DNS locator, the client library and the other CLI
-commands (entry commands, repl status, LDIF, metrics). See README.md.
+commands (entry commands, repl status, LDIF). See README.md.
 `;
 
 const [command, ...rest] = process.argv.slice(2);
