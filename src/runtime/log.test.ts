@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { startOptions } from "../cli/start.ts";
 import { createLogger, isLogFormat, isLogLevel, type LogFormat, type LogLevel } from "./log.ts";
 
 /** The node's pino logger: one JSON object per line with level, time, node, site and event. */
@@ -70,6 +71,21 @@ describe("the node's log", () => {
     assert.equal(lines.length, 1);
     const line = lines[0] ?? "";
     assert.match(line, /^\[\d\d:\d\d:\d\d\.\d{3}\] WARN: hq1 sites-unreachable \{"sites":\["branch"\]\}\n$/);
+  });
+
+  it("takes its level and format from plexus start's flags or config, and refuses others", () => {
+    const env = { PLEXUS_CLUSTER_SECRET: "a secret of sixteen bytes or more" };
+    const args = ["--data", "unused-dir", "--node", "n1", "--site", "east"];
+    const defaults = startOptions(args, env);
+    assert.equal(defaults.logLevel, "info");
+    assert.equal(defaults.logFormat, "json");
+    const chosen = startOptions([...args, "--log-level", "warn", "--log-format", "pretty"], env);
+    assert.equal(chosen.logLevel, "warn");
+    assert.equal(chosen.logFormat, "pretty");
+    assert.throws(
+      () => startOptions([...args, "--log-format", "xml"], env),
+      /--log-format must be json or pretty/,
+    );
   });
 
   it("knows its levels and formats", () => {
