@@ -1,0 +1,157 @@
+import assert from "node:assert/strict";
+import { promises as dns } from "node:dns";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { NodeId } from "../core/ids.ts";
+import { unhealthyPriorityPenalty } from "../core/locator/answer.ts";
+import { locatorSettingsDefault } from "../core/locator/registration.ts";
+import { dnsAttributes, dnsClasses, zoneDn } from "../core/locator/zone.ts";
+import type { SiteName } from "../core/topology/model.ts";
+import { type ClusterSecret, clusterSecret } from "./auth.ts";
+import type { LocatorOptions } from "./locator.ts";
+import { silentLogger } from "./log.ts";
+import { PlexusNode, runtimeTimingsDefault } from "./node.ts";
+
+/**
+ * Two nodes of one site in this process, each with its DNS server: both register, each answers
+ * the other's records once replicated, an operator's record written on one is answered by the
+ * other, an empty site is covered, and a node that stops is moved back in the SRV answer.
+ */
+const zone = "corp.test";
+const secret = clusterSecret("a cluster secret for the locator test") as ClusterSecret;
+const timings = {
+  ...runtimeTimingsDefault,
+  pullTimeoutMs: 500,
+  retryBackoffBaseMs: 50,
+  retryBackoffMaxMs: 200,
+};
+const dnsOptions: LocatorOptions = {
+  host: "127.0.0.1",
+  port: 0,
+  settings: { ...locatorSettingsDefault, zone, refreshMs: 60_000, scavengeAfterMs: 600_000 },
+  queriesPerSecondPerSource: 0,
+};
+
+async function eventually<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`timed out waiting for ${what}${last === undefined ? "" : `: ${String(last)}`}`);
+}
+
+function resolverFor(node: PlexusNode): dns.Resolver {
+  const resolver = new dns.Resolver({ timeout: 1_000, tries: 1 });
+  resolver.setServers([node.dnsAddress ?? ""]);
+  return resolver;
+}
+
+describe("the locator in two nodes", { timeout: 90_000 }, () => {
+  const directory = mkdtempSync(join(tmpdir(), "plexus-locator-"));
+  const nodes: PlexusNode[] = [];
+  let first: PlexusNode;
+  let second: PlexusNode;
+
+  const start = (name: string, joinUrls: string[]) =>
+    PlexusNode.start({
+      dataDirectory: join(directory, name),
+      node: name as NodeId,
+      site: "hq" as SiteName,
+      host: "127.0.0.1",
+      port: 0,
+      join: joinUrls,
+      secret,
+      partitions: ["dc=example,dc=com"],
+      topology: {
+        sites: [{ name: "hq" }, { name: "branch" }],
+        links: [{ name: "hq-branch", sites: ["hq", "branch"], cost: 10 }],
+        settings: { staleAfterFailures: 1, intraSitePullIntervalMs: 200, notifyDelayMs: 0 },
+      },
+      synchronous: "normal",
+      timings,
+      log: silentLogger,
+      dns: dnsOptions,
+    });
+
+  before(async () => {
+    first = await start("n1", []);
+    nodes.push(first);
+    second = await start("n2", [first.url]);
+    nodes.push(second);
+  });
+
+  after(async () => {
+    for (const node of nodes) await node.stop();
+    rmSync(directory, { recursive: true, force: true });
+  });
+
+  it("each node answers both nodes' SRV records, per site and for the covered empty site, with glue", async () => {
+    for (const node of [first, second]) {
+      const resolver = resolverFor(node);
+      for (const name of [
+        `_plexus._tcp.${zone}`,
+        `_plexus._tcp.hq._sites.${zone}`,
+        `_plexus._tcp.branch._sites.${zone}`,
+      ]) {
+        const targets = await eventually(`${name} on ${node.dnsAddress}`, async () => {
+          const records = await resolver.resolveSrv(name);
+          const found = records.map((record) => record.name).sort();
+          return found.length === 2 ? found : undefined;
+        });
+        assert.deepEqual(targets, [`n1.${zone}`, `n2.${zone}`]);
+      }
+      assert.deepEqual(await resolver.resolve4(`n2.${zone}`), ["127.0.0.1"]);
+      assert.equal((await resolver.resolveNs(zone)).length, 2);
+    }
+  });
+
+  it("an operator's record written on one node is answered by the other once replicated", async () => {
+    const response = await fetch(`${first.url}/v1/entries`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        dn: `cn=www,${zoneDn(zone)}`,
+        attributes: {
+          objectClass: ["top", dnsClasses.record],
+          cn: ["www"],
+          [dnsAttributes.name]: ["www"],
+          [dnsAttributes.type]: ["A"],
+          [dnsAttributes.data]: ["192.0.2.80"],
+        },
+      }),
+    });
+    assert.equal(response.status, 201);
+    const resolver = resolverFor(second);
+    const addresses = await eventually("www on the second node", async () => {
+      const found = await resolver.resolve4(`www.${zone}`).catch(() => []);
+      return found.length > 0 ? found : undefined;
+    });
+    assert.deepEqual(addresses, ["192.0.2.80"]);
+  });
+
+  it("a node that stops answering is moved to a worse priority, not removed", async () => {
+    await second.stop();
+    const resolver = resolverFor(first);
+    const records = await eventually("n2 moved back", async () => {
+      const found = await resolver.resolveSrv(`_plexus._tcp.hq._sites.${zone}`);
+      return found.some((record) => record.priority === unhealthyPriorityPenalty) ? found : undefined;
+    });
+    assert.equal(records.length, 2);
+    const byName = new Map(records.map((record) => [record.name, record.priority]));
+    assert.equal(byName.get(`n1.${zone}`), 0);
+    assert.equal(byName.get(`n2.${zone}`), unhealthyPriorityPenalty);
+  });
+});
