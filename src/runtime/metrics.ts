@@ -203,7 +203,8 @@ export class NodeMetrics {
         const stamp = item.stamp;
         if (typeof stamp?.invocation !== "string" || typeof stamp.time !== "number") continue;
         const invocation = stamp.invocation as InvocationId;
-        newest.set(invocation, Math.max(newest.get(invocation) ?? 0, stamp.time));
+        // Most items of a page share few origins: the map is touched only for a newer time.
+        if (stamp.time > (newest.get(invocation) ?? -1)) newest.set(invocation, stamp.time);
       }
     }
     const now = Date.now();
