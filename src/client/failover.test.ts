@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { entryPath, eventually, http, LocalCluster } from "../../test/support/cluster.ts";
-import { type ClientAnswer, createClient, type PlexusClient, type SrvResolver } from "./index.ts";
+import { clusterResolver } from "../../test/support/locator.ts";
+import { type ClientAnswer, createClient, type PlexusClient } from "./index.ts";
 
 /**
  * Failover with real node processes: sites a (a1, a2), b (b1) and c (c1); b is a's closest
@@ -31,30 +32,6 @@ export const failoverTimings = { pullTimeoutMs: 2_000, retryBackoffBaseMs: 100, 
 export const failoverZone = "plexus.test";
 const base = "dc=example,dc=com";
 const concern = "sites=2; timeout=10000";
-
-/**
- * SRV answers as the locator registers them, straight from the cluster's nodes (dead ones
- * included: a dead node's records stay until scavenged, which is what the client must cope with).
- */
-export function clusterResolver(cluster: LocalCluster): SrvResolver {
-  const records = (site: string | null) =>
-    [...cluster.nodes.values()]
-      .filter((node) => site === null || node.site === site)
-      .map((node) => ({
-        target: `${node.name}.${failoverZone}`,
-        port: Number(new URL(node.url).port),
-        priority: 0,
-        weight: 100,
-      }));
-  return {
-    srv: async (name) => {
-      if (name === `_plexus._tcp.${failoverZone}`) return records(null);
-      const site = /^_plexus\._tcp\.([a-z0-9-]+)\._sites\./.exec(name)?.[1];
-      return site === undefined ? [] : records(site);
-    },
-    addresses: async () => ["127.0.0.1"],
-  };
-}
 
 describe("client failover across sites with real nodes", { timeout: 120_000 }, () => {
   const cluster = new LocalCluster(failoverTopology, failoverTimings);
@@ -90,7 +67,7 @@ describe("client failover across sites with real nodes", { timeout: 120_000 }, (
     );
     client = createClient({
       zone: failoverZone,
-      resolver: clusterResolver(cluster),
+      resolver: clusterResolver(cluster.nodes, failoverZone),
       localAddress: "127.0.1.1",
       backoff: { baseMs: 200, maxMs: 400 },
       writeConcern: concern,
