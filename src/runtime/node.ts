@@ -39,6 +39,7 @@ import {
   type WriteReceipt,
 } from "../edge/http/api.ts";
 import type { LocatorView } from "../edge/http/locate.ts";
+import { registerReplicateRoute } from "../edge/http/replicate.ts";
 import { type DataDirectory, openDataDirectory } from "../store/data-directory.ts";
 import type { ClusterSecret } from "./auth.ts";
 import { ConcernWaiter } from "./concern-waiter.ts";
@@ -48,6 +49,7 @@ import { type MetricsSource, NodeMetrics, type QueueSizes, registerMetricsRoute 
 import { PeerClient, peerPaths } from "./peer-client.ts";
 import { type PeerAnswer, registerPeerRoutes } from "./peer-server.ts";
 import { cryptoRandom, monotonicClock, systemClock, wallTimeOf } from "./ports.ts";
+import { type PullResult, replicateNow } from "./replicate-now.ts";
 
 /**
  * One Plexus node process: the data directory, the replica, the node state machine driven by
@@ -191,6 +193,7 @@ export class PlexusNode implements DirectoryService {
     registerClientApi(this.app, this);
     this.metrics = new NodeMetrics({ node: options.node, site: options.site }, this.metricsSource());
     registerMetricsRoute(this.app, this.metrics);
+    registerReplicateRoute(this.app, this);
   }
 
   /** Opens (or creates) the data directory, listens, joins or creates the directory, then serves. */
@@ -888,6 +891,28 @@ export class PlexusNode implements DirectoryService {
 
   search(request: SearchRequest): Result<SearchResult> {
     return this.replica.search(request);
+  }
+
+  inboundPartners(): NodeId[] {
+    return this.machine.partnerStatus().map((status) => status.partner);
+  }
+
+  /** `POST /v1/replicate`: pulls now from inbound partners (src/runtime/replicate-now.ts). */
+  replicate(from: NodeId | null, timeoutMs: number): Promise<PullResult[]> {
+    return replicateNow(
+      {
+        partners: () => this.machine.partnerStatus(),
+        nudge: (partner) => {
+          this.dispatch(this.guard("receive", () => this.machine.receive(partner, { kind: "notify" }), []));
+          this.schedule();
+        },
+        now: () => monotonicClock.now(),
+        stopped: () => this.stopped,
+        wallTimeOf,
+      },
+      from,
+      timeoutMs,
+    );
   }
 
   conflicts(after: Guid | null, limit: number): Result<ConflictView[]> {
