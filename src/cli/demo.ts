@@ -197,6 +197,7 @@ Try:
     -H 'plexus-write-concern: sites=3' -d '${erin}'
   curl -s '${entryPath(branch, `uid=erin,${people}`)}'
   curl -s ${east}/v1/status
+  curl -s ${east}/metrics | grep '^plexus_'
 
 Data and node logs: ${cluster.directory} (${keep ? "kept on exit" : "removed on exit; --keep keeps it"}).
 Follow the nodes' logs: tail -f ${cluster.directory}/*.log (or run the demo with --logs).
