@@ -1,5 +1,7 @@
 import { backupCommand } from "./backup.ts";
 import { demoCommand } from "./demo.ts";
+import { entryCommand, isEntryCommand } from "./entries.ts";
+import { conflictsCommand, replCommand } from "./repl.ts";
 import { startCommand } from "./start.ts";
 import { topologyCommand } from "./topology.ts";
 
@@ -30,9 +32,32 @@ Commands:
   plexus restore --data DIR --from FILE
                           put a backup in place of a stopped node's database; the node then
                           takes a new invocation id and catches up (docs/operations.md)
-  plexus topology --config FILE [--site NAME]
+  plexus topology --config FILE | --url URL [--site NAME]
                           print sites, links, bridgeheads, connections and routes of a
-                          topology file (see examples/topology.json)
+                          topology file (see examples/topology.json), or with --url the
+                          live topology a node reads from its cn=config
+
+Against a node (--url URL or $PLEXUS_URL; --json for JSON; 'plexus COMMAND --help'):
+  plexus get DN [--attributes a,b]
+  plexus add DN type=value... [--file FILE]
+  plexus modify DN [--add type=value] [--delete type[=value]] [--replace type[=value]]...
+  plexus delete DN [--subtree]
+  plexus move DN [--new-rdn RDN] [--new-parent DN]
+  plexus search BASE [--filter F] [--scope base|one|sub] [--attributes a,b] [--size-limit N]
+                          entries as LDIF; writes take --write-concern local|site|sites=N|all
+                          and --timeout MS, print their session token on stderr
+                          (plexus-session: TOKEN) and every command takes --session TOKEN
+                          (or $PLEXUS_SESSION) to read its writes on any node. Exit codes:
+                          1 the node refused (plexus: <code>: <detail>), 2 bad usage,
+                          3 no answer
+  plexus repl status      one node's inbound partners (last success, last failure and its
+                          reason, consecutive failures) and per origin what it has against
+                          its partners (like repadmin /showrepl)
+  plexus repl summary     every server: largest delta and failures as source and as
+                          destination, USNs behind, unreachable ones (like repadmin /replsummary)
+  plexus repl sync [--from NODE]
+                          pull from inbound partners now and wait for the pulls
+  plexus conflicts        naming conflicts, orphans and cycle breakers to look at
 
 What runs today (in this checkout):
   - the replication core (src/core): entries, DNs, filters, stamped per-attribute and
@@ -62,7 +87,7 @@ What runs today (in this checkout):
                           10,000 sites (--quick: 100, 1,000)
 
 Not yet: client authentication and TLS, the DNS locator, the client library and the other CLI
-commands (entry commands, repl status, LDIF). See README.md.
+commands (LDIF). See README.md.
 `;
 
 const [command, ...rest] = process.argv.slice(2);
@@ -77,11 +102,15 @@ if (command === undefined || command === "help" || command === "--help" || comma
   process.exit(await demoCommand(rest, process.stdout, process.stderr));
 } else if (command === "backup" || command === "restore") {
   process.exitCode = backupCommand(command, rest, process.stdout, process.stderr);
+} else if (isEntryCommand(command)) {
+  process.exitCode = await entryCommand(command, rest, process.stdout, process.stderr);
+} else if (command === "repl") {
+  process.exitCode = await replCommand(rest, process.stdout, process.stderr);
+} else if (command === "conflicts") {
+  process.exitCode = await conflictsCommand(rest, process.stdout, process.stderr);
 } else if (command === "topology") {
-  process.exitCode = topologyCommand(rest, process.stdout, process.stderr);
+  process.exitCode = await topologyCommand(rest, process.stdout, process.stderr);
 } else {
-  process.stderr.write(
-    `plexus: unknown command '${command}' (start, demo or topology; run 'plexus --help')\n`,
-  );
+  process.stderr.write(`plexus: unknown command '${command}' (run 'plexus --help' for the commands)\n`);
   process.exitCode = 2;
 }

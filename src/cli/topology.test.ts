@@ -13,11 +13,12 @@ const example = join(root, "examples", "topology.json");
 function run(args: readonly string[]): { code: number; out: string; err: string } {
   let out = "";
   let err = "";
+  // A topology file is read synchronously; only --url (not used here) answers with a promise.
   const code = topologyCommand(
     args,
     { write: (text: string) => (out += text) },
     { write: (text: string) => (err += text) },
-  );
+  ) as number;
   return { code, out, err };
 }
 

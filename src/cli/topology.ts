@@ -2,8 +2,9 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { checkTopology } from "../core/topology/model.ts";
 import { renderTopology } from "../core/topology/view.ts";
+import { liveTopologyCommand } from "./repl.ts";
 
-const usage = "usage: plexus topology --config FILE [--site NAME]";
+const usage = "usage: plexus topology --config FILE | --url URL [--site NAME]";
 /** A topology file larger than this is refused before it is read. */
 const configBytesMax = 64 * 1024 * 1024;
 
@@ -11,14 +12,27 @@ interface Output {
   write(text: string): unknown;
 }
 
-/** `plexus topology`: prints the text view of a topology file. Returns the exit code. */
-export function topologyCommand(args: readonly string[], stdout: Output, stderr: Output): number {
-  let values: { config?: string | undefined; site?: string | undefined; help?: boolean | undefined };
+/**
+ * `plexus topology`: prints the text view of a topology file, or with --url the live topology
+ * a node reads from its cn=config (src/cli/repl.ts). Returns the exit code.
+ */
+export function topologyCommand(
+  args: readonly string[],
+  stdout: Output,
+  stderr: Output,
+): number | Promise<number> {
+  let values: {
+    config?: string | undefined;
+    url?: string | undefined;
+    site?: string | undefined;
+    help?: boolean | undefined;
+  };
   try {
     ({ values } = parseArgs({
       args: [...args],
       options: {
         config: { type: "string" },
+        url: { type: "string" },
         site: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -30,14 +44,16 @@ export function topologyCommand(args: readonly string[], stdout: Output, stderr:
   }
   if (values.help === true) {
     stdout.write(
-      `${usage}\nPrints sites, site links, subnets, bridgeheads, intra-site connections and the\nroutes between sites of a topology file (JSON; see examples/topology.json).\n`,
+      `${usage}\nPrints sites, site links, subnets, bridgeheads, intra-site connections and the\nroutes between sites of a topology file (JSON; see examples/topology.json), or with\n--url the live topology read from that node's cn=config.\n`,
     );
     return 0;
   }
-  if (values.config === undefined) {
-    stderr.write(`plexus topology: --config is required\n${usage}\n`);
+  if ((values.config === undefined) === (values.url === undefined)) {
+    stderr.write(`plexus topology: give either --config or --url\n${usage}\n`);
     return 2;
   }
+  if (values.url !== undefined) return liveTopologyCommand(values.url, values.site, stdout, stderr);
+  if (values.config === undefined) return 2;
   let raw: unknown;
   try {
     const text = readFileSync(values.config);

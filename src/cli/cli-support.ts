@@ -1,0 +1,81 @@
+import { ProblemError, UnreachableError } from "./remote.ts";
+
+/**
+ * What the commands that talk to a node share: where the node is, and how a failure ends the
+ * command. Exit codes: 0 done, 1 the node refused (a problem document), 2 bad usage (nothing
+ * was sent), 3 no node answered.
+ */
+export const exitProblem = 1;
+export const exitUsage = 2;
+export const exitUnreachable = 3;
+
+export interface Output {
+  write(text: string): unknown;
+}
+
+/** What a command reads from its environment (process.env, or a test's own). */
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+/** A mistake in the command line itself: reported with the usage, exit code 2. */
+export class UsageError extends Error {}
+
+/** The node URL: --url, else PLEXUS_URL. */
+export function nodeUrl(flag: string | undefined, env: Environment): string {
+  const url = flag ?? env.PLEXUS_URL;
+  if (url === undefined || url === "")
+    throw new UsageError("no node URL: give --url URL or set PLEXUS_URL (e.g. http://127.0.0.1:8080)");
+  return url;
+}
+
+/** A whole number of at least `min` and at most `max` given as a flag's text. */
+export function integerFlag(
+  text: string | undefined,
+  flag: string,
+  min: number,
+  max: number,
+): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(value) || value < min || value > max)
+    throw new UsageError(`${flag} must be a whole number ${min}..${max}, not '${text}'`);
+  return value;
+}
+
+/** A bad command line: ours, or node:util parseArgs' (unknown option, missing value, …). */
+function isUsageError(error: unknown): error is Error {
+  if (error instanceof UsageError) return true;
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" && code.startsWith("ERR_PARSE_ARGS");
+}
+
+/**
+ * Runs a command's body and turns its failure into one line on stderr and an exit code:
+ * `plexus: <code>: <detail>` for a problem the node answered with.
+ */
+export async function reportFailures(
+  command: string,
+  usage: string,
+  stderr: Output,
+  body: () => Promise<number>,
+): Promise<number> {
+  try {
+    return await body();
+  } catch (error) {
+    if (isUsageError(error)) {
+      stderr.write(`plexus ${command}: ${(error as Error).message}\n${usage}\n`);
+      return exitUsage;
+    }
+    if (error instanceof ProblemError) {
+      stderr.write(`plexus: ${error.code}: ${error.detail}\n`);
+      // Such a write is applied: its token still carries read-your-writes to the next command.
+      if (error.code === "write-concern-not-met" && error.session !== null)
+        stderr.write(`plexus-session: ${error.session}\n`);
+      return exitProblem;
+    }
+    if (error instanceof UnreachableError) {
+      stderr.write(`plexus: unreachable: ${error.message}\n`);
+      return exitUnreachable;
+    }
+    throw error;
+  }
+}

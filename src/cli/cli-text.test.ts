@@ -1,0 +1,247 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { NodeId } from "../core/ids.ts";
+import { checkReplicateBody } from "../edge/http/replicate.ts";
+import { nodeUrl, UsageError } from "./cli-support.ts";
+import {
+  firstRdn,
+  formatEntries,
+  formatEntry,
+  formatOutcome,
+  ldifLine,
+  parseAttributes,
+  parseChanges,
+} from "./entry-text.ts";
+import { checkBaseUrl } from "./remote.ts";
+import { configSearcher } from "./repl.ts";
+import {
+  formatDelta,
+  formatReplStatus,
+  formatSummary,
+  originLags,
+  originNames,
+  parseStatus,
+  type StatusView,
+  summarize,
+} from "./repl-text.ts";
+
+/** The CLI's parsing and formatting, without a node: what people type and what they read. */
+describe("entry command text", () => {
+  it("parses type=value arguments, splitting at the first '=' and merging repeated types", () => {
+    assert.deepEqual(parseAttributes(["objectClass=person", "cn=a=b", "CN=c", "description="]), {
+      objectClass: ["person"],
+      cn: ["a=b", "c"],
+      description: [""],
+    });
+    assert.throws(() => parseAttributes(["novalue"]), /'novalue' is not type=value/);
+    assert.throws(() => parseAttributes(["bad type=x"]), /'bad type' is not an attribute type/);
+  });
+
+  it("turns modify flags into changes in order, merging consecutive values", () => {
+    assert.deepEqual(
+      parseChanges([
+        { operation: "add", text: "mail=a" },
+        { operation: "add", text: "mail=b" },
+        { operation: "delete", text: "description" },
+        { operation: "replace", text: "sn=Smith" },
+        { operation: "replace", text: "title" },
+        { operation: "add", text: "mail=c" },
+      ]),
+      [
+        { operation: "add", attribute: "mail", values: ["a", "b"] },
+        { operation: "delete", attribute: "description" },
+        { operation: "replace", attribute: "sn", values: ["Smith"] },
+        { operation: "replace", attribute: "title", values: [] },
+        { operation: "add", attribute: "mail", values: ["c"] },
+      ],
+    );
+    assert.throws(() => parseChanges([{ operation: "add", text: "mail" }]), /not type=value/);
+  });
+
+  it("finds the first RDN of a DN, escaped commas included", () => {
+    assert.equal(firstRdn("cn=a\\,b,dc=example,dc=com"), "cn=a\\,b");
+    assert.equal(firstRdn("dc=com"), "dc=com");
+  });
+
+  it("prints entries as LDIF, base64 for values LDIF cannot carry as they are", () => {
+    assert.equal(ldifLine("cn", "alice"), "cn: alice");
+    assert.equal(ldifLine("cn", " lead"), `cn:: ${Buffer.from(" lead").toString("base64")}`);
+    assert.equal(ldifLine("cn", "Zoë"), `cn:: ${Buffer.from("Zoë").toString("base64")}`);
+    assert.equal(
+      ldifLine("description", "two\nlines"),
+      `description:: ${Buffer.from("two\nlines").toString("base64")}`,
+    );
+    const entry = { dn: "cn=a,dc=x", guid: "g", attributes: { cn: ["a"], mail: ["a@x", "b@x"] } };
+    assert.equal(formatEntry(entry), "dn: cn=a,dc=x\ncn: a\nmail: a@x\nmail: b@x");
+    assert.equal(
+      formatEntries([entry], true),
+      `${formatEntry(entry)}\n\n# 1 entry (truncated: the size limit was reached)\n`,
+    );
+    assert.equal(formatEntries([], false), "# 0 entries\n");
+  });
+
+  it("says what a write did and what its write concern reached", () => {
+    const answer = { dn: "cn=a,dc=x", usn: 7, changed: 1 };
+    assert.equal(
+      formatOutcome("added", { ...answer, writeConcern: { requested: "local" } }),
+      "added cn=a,dc=x (usn 7, 1 entry)\n",
+    );
+    assert.equal(
+      formatOutcome("added", {
+        ...answer,
+        writeConcern: { requested: "site", met: true, nodes: ["e1", "e2"], sites: ["east"] },
+      }),
+      "added cn=a,dc=x (usn 7, 1 entry)\nwrite concern site: met on e1, e2 (sites east)\n",
+    );
+  });
+
+  it("takes the node URL from --url, then PLEXUS_URL, and checks it", () => {
+    assert.equal(nodeUrl("http://a:1", { PLEXUS_URL: "http://b:2" }), "http://a:1");
+    assert.equal(nodeUrl(undefined, { PLEXUS_URL: "http://b:2" }), "http://b:2");
+    assert.throws(() => nodeUrl(undefined, {}), UsageError);
+    assert.equal(checkBaseUrl("http://127.0.0.1:8080/"), "http://127.0.0.1:8080");
+    assert.throws(() => checkBaseUrl("ftp://127.0.0.1:8080"), /not an http/);
+    assert.throws(() => checkBaseUrl("nonsense"), /not a URL/);
+  });
+});
+
+const partner = (node: string, extra: Record<string, unknown> = {}) => ({
+  node,
+  url: `http://${node}`,
+  kind: "intra",
+  site: "east",
+  pulling: false,
+  lastSuccessAt: "2026-01-01T00:00:50.000Z",
+  lastFailureAt: null,
+  lastFailure: null,
+  consecutiveFailures: 0,
+  ...extra,
+});
+
+function status(
+  node: string,
+  invocationId: string,
+  usn: number,
+  utd: Record<string, number>,
+  partners: unknown[],
+): StatusView {
+  const parsed = parseStatus({
+    node,
+    site: "east",
+    url: `http://${node}`,
+    ready: true,
+    invocationId,
+    usn,
+    utd,
+    partners,
+  });
+  assert.ok(parsed !== null);
+  return parsed;
+}
+
+describe("replication health text", () => {
+  const now = Date.parse("2026-01-01T00:01:00.000Z");
+
+  it("formats deltas like a person would say them", () => {
+    assert.deepEqual([0, 45_000, 192_000, 7_380_000, 370_800_000].map(formatDelta), [
+      "0s",
+      "45s",
+      "3m12s",
+      "2h03m",
+      "4d07h",
+    ]);
+  });
+
+  it("refuses a status that is not one", () => {
+    assert.equal(parseStatus({ node: "x" }), null);
+    assert.equal(parseStatus("nope"), null);
+    assert.equal(parseStatus({ node: "x", invocationId: "i", utd: {}, partners: [{ url: 1 }] }), null);
+  });
+
+  it("shows per origin what a node has against its partners", () => {
+    const self = status("e1", "aaaa", 10, { aaaa: 10, bbbb: 4 }, [partner("e2")]);
+    const e2 = status("e2", "bbbb", 7, { aaaa: 9, bbbb: 7 }, [partner("e1")]);
+    const lags = originLags(self, new Map([["e2", e2]]), originNames([self, e2], []));
+    assert.deepEqual(
+      lags.map((lag) => [lag.node, lag.here, lag.partners.e2, lag.behind]),
+      [
+        ["e1", 10, 9, 0],
+        ["e2", 4, 7, 3],
+      ],
+    );
+    const text = formatReplStatus(self, lags, new Map(), now);
+    assert.match(text, /last success: {10}2026-01-01T00:00:50.000Z \(10s ago\)/);
+    assert.match(text, /e1 \(this node\) +aaaa +10 +9 +0/);
+    assert.match(text, /e2 +bbbb +4 +7 +3/);
+    const unknown = originLags(self, new Map([["e2", null]]), new Map());
+    assert.match(
+      formatReplStatus(self, unknown, new Map([["e2", "refused"]]), now),
+      /\? +bbbb +4 +\? +0[\s\S]*/,
+    );
+  });
+
+  it("summarizes largest deltas and failures per source and destination", () => {
+    const e1 = status("e1", "aaaa", 10, { aaaa: 10, bbbb: 5 }, [
+      partner("e2", {
+        consecutiveFailures: 3,
+        lastFailureAt: "2026-01-01T00:00:59.000Z",
+        lastFailure: "connection refused",
+      }),
+      partner("w1", { lastSuccessAt: null }),
+    ]);
+    const w1 = status("w1", "cccc", 2, { aaaa: 8, cccc: 2 }, [partner("e1")]);
+    const summary = summarize([e1, w1], now);
+    assert.deepEqual(summary.destinations, [
+      { node: "e1", largestDeltaMs: null, fails: 1, total: 2, error: "connection refused" },
+      { node: "w1", largestDeltaMs: 10_000, fails: 0, total: 1, error: null },
+    ]);
+    assert.deepEqual(
+      summary.sources.map((row) => [row.node, row.fails, row.total]),
+      [
+        ["e1", 0, 1],
+        ["e2", 1, 1],
+        ["w1", 0, 1],
+      ],
+    );
+    assert.deepEqual(summary.behind, { e1: 2, w1: 7 });
+    const text = formatSummary(summary, new Map([["e2", "cannot reach http://e2: connection refused"]]));
+    assert.match(text, /e1 +never +1 \/ 2 +50 +2 +connection refused/);
+    assert.match(text, /w1 +10s +0 \/ 1 +0 +7\n/);
+    assert.match(text, /Unreachable \(1\):\n {2}e2: cannot reach/);
+  });
+
+  it("reads the topology's objects from one fetched cn=config", () => {
+    const searcher = configSearcher([
+      { dn: "cn=sites,cn=config", guid: "1", attributes: { objectClass: ["container"] } },
+      {
+        dn: "cn=East, cn=sites,cn=config",
+        guid: "2",
+        attributes: { objectClass: ["plexusSite"], cn: ["East"] },
+      },
+      { dn: "cn=x,cn=east,cn=sites,cn=config", guid: "3", attributes: { objectClass: ["plexusSite"] } },
+    ]);
+    const found = searcher.search({
+      base: "cn=sites,cn=config",
+      scope: "one",
+      filter: "(objectClass=plexusSite)",
+    });
+    assert.ok(found.ok);
+    assert.deepEqual(
+      found.value.entries.map((entry) => entry.dn),
+      ["cn=East, cn=sites,cn=config"],
+    );
+  });
+
+  it("checks POST /v1/replicate bodies", () => {
+    const partners = ["e2" as NodeId];
+    assert.deepEqual(checkReplicateBody(undefined, partners), { from: null, timeoutMs: 10_000 });
+    assert.deepEqual(checkReplicateBody({ from: "e2", timeoutMs: 5 }, partners), {
+      from: "e2",
+      timeoutMs: 5,
+    });
+    for (const bad of [{ from: "w9" }, { timeoutMs: 0 }, { timeoutMs: 60_001 }, { other: 1 }, []]) {
+      const checked = checkReplicateBody(bad, partners);
+      assert.ok("code" in checked && checked.code === "invalid-request", JSON.stringify(bad));
+    }
+  });
+});

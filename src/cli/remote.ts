@@ -1,0 +1,266 @@
+/**
+ * The CLI's only way to a node: HTTP/JSON against one base URL (docs/api.md). Every command
+ * goes through `connect(baseUrl)`, so a client that finds its node another way (the DNS
+ * locator) can replace it by handing out the same `NodeApi`.
+ *
+ * Failures are two kinds of exception, both meant to end the command with a clear line:
+ * `ProblemError` (the node answered with a problem document; `code` is its stable code) and
+ * `UnreachableError` (no answer: connection refused, DNS, timeout).
+ */
+
+/** A request that gets no answer within this long fails (write concern waits add their timeout). */
+export const requestTimeoutMs = 10_000;
+/** Headroom over a write concern's own timeout, for the node to answer after it gave up. */
+const concernHeadroomMs = 5_000;
+/** Search pages asked per request (the API's own ceiling). */
+export const searchPageSize = 1_000;
+/** A search follows at most this many pages (100,000 entries: the API's sizeLimit ceiling). */
+const searchPagesMax = 100;
+/** How long a `repl sync` asks the node to wait for its pulls (the node's ceiling is 60 s). */
+export const replicateTimeoutMsDefault = 10_000;
+
+export const sessionHeaderName = "plexus-session";
+export const writeConcernHeaderName = "plexus-write-concern";
+
+export type Attributes = Record<string, string[]>;
+
+export interface EntryView {
+  readonly dn: string;
+  readonly guid: string;
+  readonly attributes: Attributes;
+}
+
+export interface Change {
+  readonly operation: "add" | "delete" | "replace";
+  readonly attribute: string;
+  readonly values?: string[];
+}
+
+export interface SearchOptions {
+  readonly base: string;
+  readonly scope?: "base" | "one" | "sub";
+  readonly filter?: string;
+  readonly attributes?: readonly string[];
+  readonly sizeLimit?: number;
+}
+
+/** What every call carries: the session token to hand on, and for writes the write concern. */
+export interface CallOptions {
+  readonly session?: string | undefined;
+  /** `local`, `site`, `sites=N` or `all` (docs/api.md, "Write concern"). */
+  readonly writeConcern?: string | undefined;
+  /** The write concern's timeout in milliseconds. */
+  readonly timeoutMs?: number | undefined;
+}
+
+/** A node's answer: its JSON body and the session token it handed back (null when none). */
+export interface Answered<T> {
+  readonly body: T;
+  readonly session: string | null;
+}
+
+export class ProblemError extends Error {
+  constructor(
+    readonly code: string,
+    readonly detail: string,
+    readonly status: number,
+    /** The whole problem document (what a write concern reached, the write's outcome, …). */
+    readonly problem: Record<string, unknown>,
+    /** The session token of the answer: a write that missed its write concern is still applied. */
+    readonly session: string | null,
+  ) {
+    super(`${code}: ${detail}`);
+  }
+}
+
+export class UnreachableError extends Error {
+  constructor(
+    readonly url: string,
+    readonly reason: string,
+  ) {
+    super(`cannot reach ${url}: ${reason}`);
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Why fetch failed, in words: the socket error's code when there is one. */
+function failureReason(error: unknown): string {
+  if (error instanceof DOMException && error.name === "TimeoutError") return "no answer in time";
+  const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause;
+  if (cause?.code === "ECONNREFUSED") return "connection refused (is a node running there?)";
+  const message = typeof cause?.message === "string" ? cause.message : null;
+  if (typeof cause?.code === "string") return message === null ? cause.code : `${cause.code} (${message})`;
+  if (message !== null) return message;
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Checks a base URL given by a person: http(s), no path beyond `/`. Returns it without a trailing slash. */
+export function checkBaseUrl(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new Error(`'${text}' is not a URL (expected e.g. http://127.0.0.1:8080)`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new Error(`'${text}' is not an http:// or https:// URL`);
+  if (url.search !== "" || url.hash !== "") throw new Error(`'${text}' must not carry a query or fragment`);
+  return url.href.replace(/\/+$/, "");
+}
+
+function entryPath(dn: string): string {
+  return `/v1/entries/${encodeURIComponent(dn)}`;
+}
+
+function writeHeaders(options: CallOptions): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (options.session !== undefined) headers[sessionHeaderName] = options.session;
+  if (options.writeConcern !== undefined || options.timeoutMs !== undefined) {
+    const level = options.writeConcern ?? "local";
+    headers[writeConcernHeaderName] =
+      options.timeoutMs === undefined ? level : `${level}; timeout=${options.timeoutMs}`;
+  }
+  return headers;
+}
+
+/** The client API of one node, as the CLI uses it. */
+export interface NodeApi {
+  readonly url: string;
+  get(
+    dn: string,
+    attributes: readonly string[] | undefined,
+    options: CallOptions,
+  ): Promise<Answered<EntryView>>;
+  add(dn: string, attributes: Attributes, options: CallOptions): Promise<Answered<Record<string, unknown>>>;
+  modify(
+    dn: string,
+    changes: readonly Change[],
+    options: CallOptions,
+  ): Promise<Answered<Record<string, unknown>>>;
+  delete(dn: string, subtree: boolean, options: CallOptions): Promise<Answered<Record<string, unknown>>>;
+  rename(
+    dn: string,
+    move: { newRdn: string; newParent?: string; deleteOldRdn?: boolean },
+    options: CallOptions,
+  ): Promise<Answered<Record<string, unknown>>>;
+  /** Every page up to sizeLimit, in the node's order. */
+  search(
+    request: SearchOptions,
+    options: CallOptions,
+  ): Promise<Answered<{ entries: EntryView[]; truncated: boolean }>>;
+  conflicts(
+    after: string | null,
+    limit: number,
+    options: CallOptions,
+  ): Promise<Answered<Record<string, unknown>>>;
+  status(timeoutMs?: number): Promise<Record<string, unknown>>;
+  replicate(from: string | null, timeoutMs: number): Promise<Record<string, unknown>>;
+}
+
+/** The node at `baseUrl` (checked with checkBaseUrl). */
+export function connect(baseUrl: string): NodeApi {
+  const url = checkBaseUrl(baseUrl);
+  const call = async <T>(
+    method: string,
+    path: string,
+    body: unknown,
+    headers: Record<string, string>,
+    timeoutMs = requestTimeoutMs,
+  ): Promise<Answered<T>> => {
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(`${url}${path}`, {
+        method,
+        headers: body === undefined ? headers : { "content-type": "application/json", ...headers },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      text = await response.text();
+    } catch (error) {
+      throw new UnreachableError(url, failureReason(error));
+    }
+    let parsed: unknown = null;
+    try {
+      parsed = text === "" ? null : JSON.parse(text);
+    } catch {
+      throw new UnreachableError(url, `answered HTTP ${response.status} with something that is not JSON`);
+    }
+    if (!response.ok) {
+      const problem = isRecord(parsed) ? parsed : {};
+      const code = typeof problem.code === "string" ? problem.code : `http-${response.status}`;
+      const detail = typeof problem.detail === "string" ? problem.detail : `HTTP ${response.status}`;
+      throw new ProblemError(code, detail, response.status, problem, response.headers.get(sessionHeaderName));
+    }
+    return { body: parsed as T, session: response.headers.get(sessionHeaderName) };
+  };
+  const writeTimeout = (options: CallOptions): number =>
+    Math.max(requestTimeoutMs, (options.timeoutMs ?? 0) + concernHeadroomMs);
+  return {
+    url,
+    get: (dn, attributes, options) =>
+      call(
+        "GET",
+        `${entryPath(dn)}${attributes === undefined ? "" : `?attributes=${encodeURIComponent(attributes.join(","))}`}`,
+        undefined,
+        writeHeaders({ session: options.session }),
+      ),
+    add: (dn, attributes, options) =>
+      call("POST", "/v1/entries", { dn, attributes }, writeHeaders(options), writeTimeout(options)),
+    modify: (dn, changes, options) =>
+      call("PATCH", entryPath(dn), { changes }, writeHeaders(options), writeTimeout(options)),
+    delete: (dn, subtree, options) =>
+      call(
+        "DELETE",
+        `${entryPath(dn)}${subtree ? "?subtree=true" : ""}`,
+        undefined,
+        writeHeaders(options),
+        writeTimeout(options),
+      ),
+    rename: (dn, move, options) =>
+      call("POST", `${entryPath(dn)}/rename`, move, writeHeaders(options), writeTimeout(options)),
+    search: async (request, options) => {
+      const entries: EntryView[] = [];
+      let cursor: string | null = null;
+      let truncated = false;
+      let session: string | null = null;
+      for (let page = 0; page < searchPagesMax; page++) {
+        const answer: Answered<{ entries: EntryView[]; truncated: boolean; nextCursor: string | null }> =
+          await call(
+            "POST",
+            "/v1/search",
+            { ...request, pageSize: searchPageSize, ...(cursor === null ? {} : { cursor }) },
+            writeHeaders({ session: options.session }),
+          );
+        entries.push(...answer.body.entries);
+        truncated = answer.body.truncated;
+        session = answer.session;
+        cursor = answer.body.nextCursor;
+        if (cursor === null) break;
+      }
+      return { body: { entries, truncated }, session };
+    },
+    conflicts: (after, limit, options) =>
+      call(
+        "GET",
+        `/v1/conflicts?limit=${limit}${after === null ? "" : `&after=${encodeURIComponent(after)}`}`,
+        undefined,
+        writeHeaders({ session: options.session }),
+      ),
+    status: async (timeoutMs = requestTimeoutMs) =>
+      (await call<Record<string, unknown>>("GET", "/v1/status", undefined, {}, timeoutMs)).body,
+    replicate: async (from, timeoutMs) =>
+      (
+        await call<Record<string, unknown>>(
+          "POST",
+          "/v1/replicate",
+          { ...(from === null ? {} : { from }), timeoutMs },
+          {},
+          timeoutMs + concernHeadroomMs,
+        )
+      ).body,
+  };
+}
