@@ -83,11 +83,14 @@ export class LocalCluster {
     return node;
   }
 
-  /** Starts a node (new or restarted on its data directory); resolves once it prints its URL. */
+  /**
+   * Starts a node (new or restarted on its data directory); resolves once it prints its URL,
+   * which a joining node does after its initial sync (`timeoutMs`, default startTimeoutMs).
+   */
   async start(
     name: string,
     site: string,
-    options: { join?: string[]; port?: number } = {},
+    options: { join?: string[]; port?: number; timeoutMs?: number } = {},
   ): Promise<ClusterNode> {
     const existing = this.nodes.get(name);
     const node: ClusterNode = existing ?? {
@@ -147,9 +150,10 @@ export class LocalCluster {
     });
     node.url = await new Promise<string>((resolve, reject) => {
       let out = "";
+      const timeoutMs = options.timeoutMs ?? startTimeoutMs;
       const timer = setTimeout(
-        () => reject(new Error(`${name} did not start in ${startTimeoutMs} ms:\n${node.log}`)),
-        startTimeoutMs,
+        () => reject(new Error(`${name} did not start in ${timeoutMs} ms:\n${node.log}`)),
+        timeoutMs,
       );
       child.stdout.setEncoding("utf8");
       child.stdout.on("data", (chunk: string) => {
