@@ -1,0 +1,525 @@
+/**
+ * `npm run bench [-- --quick] [--skip-peers]`
+ *
+ * Measures real `plexus start` processes on loopback over HTTP (undici client), each figure
+ * beside a baseline measured in the same run:
+ *   (a) durable writes/s (synchronous=FULL, write concern local) and p50/p99 latency at
+ *       concurrency 1, 16 and 64 on one node alone; baselines: single-row SQLite commits/s with
+ *       synchronous=FULL on the same disk (one fsync each), and GET /v1/status requests/s;
+ *   (b) the same on a node with two intra-site partners replicating (3 nodes, one site), as a
+ *       ratio to (a) (replicationTaxRatio = c64 with partners / c64 alone);
+ *   (c) single-write replication lag inside the site: a write on node 1, its arrival on the
+ *       watch streams (GET /v1/watch) of nodes 2 and 3, from the acknowledgement; beside it, the
+ *       same delay on node 1's own watch stream (what the stream itself costs);
+ *   (d) a 10,000-entry bulk load on node 1 at concurrency 64: time from the last
+ *       acknowledgement until nodes 2 and 3 have streamed every entry (bulk10kConvergeMs);
+ *   (e) when ../shared/peers is set up (PEERS_HOME, default /tmp/plexus-peers): OpenLDAP
+ *       2-provider adds/s and bulk convergence, etcd 3-member puts/s, run by the peers' own
+ *       scripts with small counts, as ratios against Plexus.
+ * The nodes run the shipped defaults (topology settings, timings). Every load is bounded in
+ * count and time; only the processes this run started are stopped; the temporary data is
+ * removed at the end and on Ctrl-C. The last line of stdout is one JSON object.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { parseArgs } from "node:util";
+import Database from "better-sqlite3";
+import { Pool } from "undici";
+import { LocalCluster } from "../src/cli/local-cluster.ts";
+import { settingsDefaults } from "../src/core/topology/model.ts";
+import {
+  type LoadBounds,
+  type LoadResult,
+  percentile,
+  readLoad,
+  userEntry,
+  Watch,
+  writeLoad,
+} from "./server-load.ts";
+import {
+  type EtcdFigures,
+  type LdapFigures,
+  type PeerKnobs,
+  type PeerRun,
+  peersHomeDefault,
+  peersMissing,
+  runEtcd,
+  runLdap,
+} from "./server-peers.ts";
+import { describeMachine, formatNumber, formatTable, loadAverage, round } from "./support.ts";
+
+const usage = `usage: npm run bench [-- --quick] [--skip-peers]
+
+  --quick       smaller counts (about a minute without the peers)
+  --skip-peers  do not run OpenLDAP and etcd (../shared/peers) even when set up
+  --help        this text
+`;
+
+interface Scale {
+  /** Writes per concurrency level, and the time cap of each level. */
+  readonly writes: Readonly<Record<number, number>>;
+  readonly levelWallMs: number;
+  readonly warmupWrites: number;
+  readonly lagSamples: number;
+  readonly bulkEntries: number;
+  readonly peers: PeerKnobs;
+}
+
+const concurrencies = [1, 16, 64] as const;
+const full: Scale = {
+  writes: { 1: 1_000, 16: 6_000, 64: 12_000 },
+  levelWallMs: 20_000,
+  warmupWrites: 1_000,
+  lagSamples: 200,
+  bulkEntries: 10_000,
+  peers: { ldapBulk: 10_000, ldapAdds: 2_000, concurrency: 64, etcdPuts: 10_000 },
+};
+const quick: Scale = {
+  writes: { 1: 300, 16: 2_000, 64: 4_000 },
+  levelWallMs: 8_000,
+  warmupWrites: 500,
+  lagSamples: 50,
+  bulkEntries: 10_000,
+  peers: { ldapBulk: 2_000, ldapAdds: 1_000, concurrency: 64, etcdPuts: 3_000 },
+};
+const site = "bench";
+const topology = { sites: [{ name: site }] };
+/** Pause between two lag samples, plus up to as much again at random: single writes, not a stream. */
+const lagSpacingMs = 30;
+/** A sample whose write has not arrived on a partner within this counts as lost. */
+const lagTimeoutMs = 5_000;
+const bulkConvergeTimeoutMs = 120_000;
+const bulkWallMs = 120_000;
+const sqliteBaselineCommits = 500;
+const sqliteBaselineWallMs = 5_000;
+const statusReads = 5_000;
+const siteReadyAttemptsMax = 6;
+/** USER_HZ of /proc/PID/stat on Linux. */
+const clockTicksPerSec = 100;
+
+function log(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+function loadText(): string {
+  return loadAverage().join(" ");
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Single-row transactions with synchronous=FULL in WAL mode, as the store opens its file. */
+function sqliteCommitsPerSec(directory: string): number {
+  const db = new Database(join(directory, "baseline.sqlite"));
+  try {
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = FULL");
+    db.exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)");
+    const insert = db.prepare("INSERT INTO t (v) VALUES (?)");
+    const started = performance.now();
+    let commits = 0;
+    while (commits < sqliteBaselineCommits && performance.now() - started < sqliteBaselineWallMs) {
+      insert.run("x".repeat(200));
+      commits++;
+    }
+    return (commits / (performance.now() - started)) * 1000;
+  } finally {
+    db.close();
+  }
+}
+
+/** CPU time (user + system) a process has used, from /proc; null where there is no /proc. */
+function cpuMs(pid: number): number | null {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicksPerSec;
+  } catch {
+    return null;
+  }
+}
+
+function pidsOf(cluster: LocalCluster): number[] {
+  return [...cluster.nodes.values()].flatMap((node) =>
+    node.process?.pid === undefined ? [] : [node.process.pid],
+  );
+}
+
+/** CPU milliseconds the processes used while `run` ran (null where not measurable). */
+async function withCpu<T>(pids: readonly number[], run: () => Promise<T>): Promise<[T, number | null]> {
+  const before = pids.map(cpuMs);
+  const result = await run();
+  const after = pids.map(cpuMs);
+  let total = 0;
+  for (const [index, value] of after.entries()) {
+    const start = before[index];
+    if (value === null || start === null || start === undefined) return [result, null];
+    total += value - start;
+  }
+  return [result, total];
+}
+
+function bounds(scale: Scale, concurrency: number): LoadBounds {
+  return { concurrency, count: scale.writes[concurrency] ?? 0, wallMsMax: scale.levelWallMs };
+}
+
+function loadRow(label: string, result: Level): string[] {
+  return [
+    label,
+    String(result.concurrency),
+    formatNumber(Math.round(result.writesPerSec)),
+    result.p50Ms.toFixed(1),
+    result.p99Ms.toFixed(1),
+    `${result.acknowledged}${result.errors > 0 ? ` (${result.errors} errors)` : ""}`,
+    result.cpuMsPerWrite === null ? "-" : result.cpuMsPerWrite.toFixed(2),
+    result.siteCpuMsPerWrite === null ? "-" : result.siteCpuMsPerWrite.toFixed(2),
+  ];
+}
+
+function complain(result: LoadResult): void {
+  if (result.errors > 0)
+    log(`  ! ${result.errors} errors at c${result.concurrency}; first: ${result.firstError}`);
+}
+
+/** Writes at each concurrency after a warm-up, on `url`. */
+interface Level extends LoadResult {
+  /** CPU milliseconds per acknowledged write: the writer node's, and every node's of the site. */
+  readonly cpuMsPerWrite: number | null;
+  readonly siteCpuMsPerWrite: number | null;
+}
+
+/** Writes at each concurrency after a warm-up, on the cluster's node n1. */
+async function writeLevels(cluster: LocalCluster, scale: Scale, tag: string): Promise<Map<number, Level>> {
+  const url = cluster.node("n1").url;
+  const writer = cluster.node("n1").process?.pid;
+  await writeLoad(url, `${tag}-warm-`, { concurrency: 16, count: scale.warmupWrites, wallMsMax: 30_000 });
+  const results = new Map<number, Level>();
+  for (const concurrency of concurrencies) {
+    const before = writer === undefined ? null : cpuMs(writer);
+    const [result, siteCpu] = await withCpu(pidsOf(cluster), () =>
+      writeLoad(url, `${tag}-c${concurrency}-`, bounds(scale, concurrency)),
+    );
+    const after = writer === undefined ? null : cpuMs(writer);
+    complain(result);
+    const perWrite = (ms: number | null): number | null =>
+      ms === null || result.acknowledged === 0 ? null : ms / result.acknowledged;
+    results.set(concurrency, {
+      ...result,
+      cpuMsPerWrite: perWrite(before === null || after === null ? null : after - before),
+      siteCpuMsPerWrite: perWrite(siteCpu),
+    });
+  }
+  return results;
+}
+
+async function startSite(count: number): Promise<LocalCluster> {
+  const cluster = new LocalCluster(topology, {}, { prefix: "plexus-bench-", logLevel: "warn" });
+  try {
+    const first = await cluster.start("n1", site);
+    for (let index = 2; index <= count; index++)
+      await cluster.start(`n${index}`, site, { join: [first.url] });
+    return cluster;
+  } catch (error) {
+    await cluster.stopAll();
+    throw error;
+  }
+}
+
+interface Lag {
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly samples: number;
+  readonly lost: number;
+  readonly localP50Ms: number;
+  readonly localP99Ms: number;
+}
+
+/** One write at a time on `writer`; its arrival on every watch, from the acknowledgement. */
+async function measureLag(
+  writer: string,
+  own: Watch,
+  partners: readonly Watch[],
+  samples: number,
+  prefix = "lag-",
+): Promise<Lag> {
+  const pool = new Pool(writer, { connections: 1 });
+  const lags: number[] = [];
+  const local: number[] = [];
+  let lost = 0;
+  try {
+    for (let index = 0; index < samples; index++) {
+      const entry = userEntry(`${prefix}${index}`);
+      const response = await pool.request({
+        method: "POST",
+        path: "/v1/entries",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(entry),
+      });
+      await response.body.dump();
+      const ackAt = performance.now();
+      if (response.statusCode !== 201) throw new Error(`lag write answered ${response.statusCode}`);
+      for (const watch of [own, ...partners]) {
+        const arrived = await watch.until(() => watch.arrivals.has(entry.dn), lagTimeoutMs);
+        const at = watch.arrivals.get(entry.dn);
+        if (!arrived || at === undefined) lost++;
+        else (watch === own ? local : lags).push(Math.max(0, at - ackAt));
+      }
+      await sleep(lagSpacingMs + Math.random() * lagSpacingMs);
+    }
+  } finally {
+    await pool.close();
+  }
+  lags.sort((a, b) => a - b);
+  local.sort((a, b) => a - b);
+  return {
+    p50Ms: percentile(lags, 50),
+    p99Ms: percentile(lags, 99),
+    samples: lags.length,
+    lost,
+    localP50Ms: percentile(local, 50),
+    localP99Ms: percentile(local, 99),
+  };
+}
+
+/** The site is complete once a write on node 1 reaches both partners (the joiners may still sync). */
+async function siteReady(writer: string, own: Watch, partners: readonly Watch[]): Promise<void> {
+  for (let attempt = 0; attempt < siteReadyAttemptsMax; attempt++)
+    if ((await measureLag(writer, own, partners, 1, `ready-${attempt}-`)).lost === 0) return;
+  throw new Error("a write on n1 did not reach n2 and n3");
+}
+
+interface Bulk {
+  readonly load: LoadResult;
+  readonly convergeMs: number;
+  readonly converged: boolean;
+}
+
+async function measureBulk(writer: string, partners: readonly Watch[], entries: number): Promise<Bulk> {
+  const prefix = "uid=bulk-";
+  for (const watch of partners) watch.track(prefix);
+  const load = await writeLoad(writer, "bulk-", { concurrency: 64, count: entries, wallMsMax: bulkWallMs });
+  complain(load);
+  let converged = true;
+  for (const watch of partners)
+    converged =
+      (await watch.until(() => watch.tracked >= load.acknowledged, bulkConvergeTimeoutMs)) && converged;
+  const last = Math.max(...partners.map((watch) => watch.lastTrackedAt));
+  return { load, convergeMs: converged ? Math.max(0, last - load.lastAckAt) : Number.NaN, converged };
+}
+
+interface PeerResults {
+  readonly skipped: string | null;
+  readonly ldap: PeerRun<LdapFigures> | null;
+  readonly etcd: PeerRun<EtcdFigures> | null;
+}
+
+async function runPeers(scale: Scale, skip: boolean): Promise<PeerResults> {
+  if (skip) return { skipped: "--skip-peers", ldap: null, etcd: null };
+  const home = process.env.PEERS_HOME ?? peersHomeDefault;
+  const missing = peersMissing(home);
+  if (missing !== null) return { skipped: missing, ldap: null, etcd: null };
+  log(`\n(e) peers from ${home} (their own scripts, small counts; load ${loadText()})`);
+  const ldap = await runLdap(home, scale.peers);
+  log(ldap.ok ? "  OpenLDAP done" : `  OpenLDAP failed: ${ldap.reason}`);
+  const etcd = await runEtcd(home, scale.peers);
+  log(etcd.ok ? "  etcd done" : `  etcd failed: ${etcd.reason}`);
+  return { skipped: null, ldap, etcd };
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: { quick: { type: "boolean" }, "skip-peers": { type: "boolean" }, help: { type: "boolean" } },
+  });
+  if (values.help === true) {
+    process.stdout.write(usage);
+    return 0;
+  }
+  const scale = values.quick === true ? quick : full;
+  const machine = describeMachine();
+  const loadAtStart = loadText();
+  log(`plexus bench (server): ${machine.cpuCount} x ${machine.cpuModel}, node ${machine.node}`);
+  log(`load average at start: ${loadAtStart}${values.quick === true ? "  (--quick)" : ""}`);
+
+  const scratch = mkdtempSync(join(tmpdir(), "plexus-bench-baseline-"));
+  let sqliteRate: number;
+  try {
+    sqliteRate = sqliteCommitsPerSec(scratch);
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+  log(`baseline: SQLite single-row commits with synchronous=FULL on this disk: ${Math.round(sqliteRate)}/s`);
+
+  const clusters = new Set<LocalCluster>();
+  const stopAll = async (): Promise<void> => {
+    for (const cluster of clusters) await cluster.stopAll();
+    clusters.clear();
+  };
+  const onSignal = (): void => {
+    void stopAll().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    log(`\n(a) one node alone (load ${loadText()})`);
+    const alone = await startSite(1);
+    clusters.add(alone);
+    const aloneUrl = alone.node("n1").url;
+    const status = await readLoad(aloneUrl, "/v1/status", {
+      concurrency: 64,
+      count: statusReads,
+      wallMsMax: 10_000,
+    });
+    const single = await writeLevels(alone, scale, "a");
+    await alone.stopAll();
+    clusters.delete(alone);
+
+    log(`(b) one node with two intra-site partners (load ${loadText()})`);
+    const trio = await startSite(3);
+    clusters.add(trio);
+    const [url1, url2, url3] = ["n1", "n2", "n3"].map((name) => trio.node(name).url) as [
+      string,
+      string,
+      string,
+    ];
+    const watches = [
+      await Watch.open("n1", url1),
+      await Watch.open("n2", url2),
+      await Watch.open("n3", url3),
+    ] as const;
+    const partners = [watches[1], watches[2]];
+    await siteReady(url1, watches[0], partners);
+    const replicated = await writeLevels(trio, scale, "b");
+    log(`(c) replication lag, ${scale.lagSamples} single writes (load ${loadText()})`);
+    const lag = await measureLag(url1, watches[0], partners, scale.lagSamples);
+    log(`(d) bulk load of ${scale.bulkEntries} entries (load ${loadText()})`);
+    const bulk = await measureBulk(url1, partners, scale.bulkEntries);
+    for (const watch of watches) await watch.close();
+    await trio.stopAll();
+    clusters.delete(trio);
+
+    const peers = await runPeers(scale, values["skip-peers"] === true);
+    report({ scale, sqliteRate, status, single, replicated, lag, bulk, peers, loadAtStart });
+    return 0;
+  } finally {
+    await stopAll();
+  }
+}
+
+interface Figures {
+  readonly scale: Scale;
+  readonly sqliteRate: number;
+  readonly status: LoadResult;
+  readonly single: Map<number, Level>;
+  readonly replicated: Map<number, Level>;
+  readonly lag: Lag;
+  readonly bulk: Bulk;
+  readonly peers: PeerResults;
+  readonly loadAtStart: string;
+}
+
+function ratio(a: number, b: number): number {
+  return round(a / b, 2);
+}
+
+function report(figures: Figures): void {
+  const { single, replicated, lag, bulk, peers } = figures;
+  const rate = (results: Map<number, Level>, level: number): number => results.get(level)?.writesPerSec ?? 0;
+  log("\nwrites (POST /v1/entries, write concern local, synchronous=FULL)");
+  const rows: string[][] = [];
+  for (const level of concurrencies) {
+    const alone = single.get(level);
+    const withPartners = replicated.get(level);
+    if (alone !== undefined) rows.push(loadRow("alone", alone));
+    if (withPartners !== undefined)
+      rows.push([
+        ...loadRow("2 partners", withPartners),
+        `x${ratio(withPartners.writesPerSec, alone?.writesPerSec ?? Number.NaN)}`,
+      ]);
+  }
+  log(
+    "cpu ms/w: CPU time of the writing node per acknowledged write; site cpu ms/w: of every node of the site",
+  );
+  log(
+    formatTable(
+      ["node", "conc", "writes/s", "p50 ms", "p99 ms", "acked", "cpu ms/w", "site cpu ms/w", "vs alone"],
+      rows,
+    ),
+  );
+  log(
+    `baselines: SQLite FULL single-row commits ${Math.round(figures.sqliteRate)}/s (c1 ceiling without group commit: ` +
+      `c1 is x${ratio(rate(single, 1), figures.sqliteRate)} of it); GET /v1/status at c64 ` +
+      `${Math.round(figures.status.writesPerSec)}/s (HTTP ceiling: c64 writes are x${ratio(rate(single, 64), figures.status.writesPerSec)} of it)`,
+  );
+  log(
+    `\nreplication lag inside the site (ack on n1 -> event on n2/n3's watch): p50 ${lag.p50Ms.toFixed(1)} ms, ` +
+      `p99 ${lag.p99Ms.toFixed(1)} ms over ${lag.samples} arrivals${lag.lost > 0 ? `, ${lag.lost} lost` : ""}`,
+  );
+  log(
+    `  baseline: n1's own watch p50 ${lag.localP50Ms.toFixed(1)} ms, p99 ${lag.localP99Ms.toFixed(1)} ms; ` +
+      `configured notify delay (floor) ${settingsDefaults.notifyDelayMs} ms`,
+  );
+  log(
+    `bulk: ${bulk.load.acknowledged} entries at c64 in ${(bulk.load.wallMs / 1000).toFixed(2)} s ` +
+      `(${Math.round(bulk.load.writesPerSec)}/s); on n2 and n3 ${bulk.converged ? `${Math.round(bulk.convergeMs)} ms` : "NOT all"} after the last ack`,
+  );
+  const c64 = rate(single, 64);
+  const json: Record<string, unknown> = {
+    writesPerSecC1: Math.round(rate(single, 1)),
+    writesPerSecC16: Math.round(rate(single, 16)),
+    writesPerSecC64: Math.round(c64),
+    p99MsC64: round(single.get(64)?.p99Ms ?? Number.NaN, 1),
+    cpuMsPerWriteC64: round(single.get(64)?.cpuMsPerWrite ?? Number.NaN, 3),
+    siteCpuMsPerWriteC64WithPartners: round(replicated.get(64)?.siteCpuMsPerWrite ?? Number.NaN, 3),
+    writesPerSecC64WithPartners: Math.round(rate(replicated, 64)),
+    replicationTaxRatio: ratio(rate(replicated, 64), c64),
+    lagP50Ms: round(lag.p50Ms, 1),
+    lagP99Ms: round(lag.p99Ms, 1),
+    bulk10kConvergeMs: Math.round(bulk.convergeMs),
+    bulkEntries: bulk.load.acknowledged,
+    sqliteFullCommitsPerSec: Math.round(figures.sqliteRate),
+    statusReadsPerSecC64: Math.round(figures.status.writesPerSec),
+  };
+  log("");
+  if (peers.skipped !== null) log(`peers skipped: ${peers.skipped}`);
+  if (peers.ldap !== null) {
+    if (peers.ldap.ok) {
+      const ldap = peers.ldap.figures;
+      log(
+        `OpenLDAP 2-provider: ${ldap.addsPerSec} adds/s at c${figures.scale.peers.concurrency} (Plexus x${ratio(c64, ldap.addsPerSec)}); ` +
+          `serial bulk of ${ldap.bulkEntries}: ${ldap.bulkAddsPerSec} adds/s, on node 2 ${Math.round(ldap.bulkConvergeMs)} ms ` +
+          `after the last add (Plexus converges x${ratio(ldap.bulkConvergeMs, bulk.convergeMs)} faster)`,
+      );
+      Object.assign(json, {
+        ldapAddsPerSecC64: ldap.addsPerSec,
+        ldapBulkAddsPerSec: ldap.bulkAddsPerSec,
+        ldapBulkConvergeMs: Math.round(ldap.bulkConvergeMs),
+        ldapBulkEntries: ldap.bulkEntries,
+        writesVsLdap: ratio(c64, ldap.addsPerSec),
+        convergeVsLdap: ratio(ldap.bulkConvergeMs, bulk.convergeMs),
+      });
+    } else log(`OpenLDAP not measured: ${peers.ldap.reason}`);
+  }
+  if (peers.etcd !== null) {
+    if (peers.etcd.ok) {
+      const etcd = peers.etcd.figures;
+      log(
+        `etcd 3 members: ${etcd.putsPerSec} puts/s at c${figures.scale.peers.concurrency} (${etcd.client} client, p99 ${etcd.putsP99Ms} ms; ` +
+          `Plexus x${ratio(c64, etcd.putsPerSec)})`,
+      );
+      Object.assign(json, {
+        etcdPutsPerSecC64: etcd.putsPerSec,
+        etcdClient: etcd.client,
+        writesVsEtcd: ratio(c64, etcd.putsPerSec),
+      });
+    } else log(`etcd not measured: ${peers.etcd.reason}`);
+  }
+  const loadAtEnd = loadText();
+  log(`load average at end: ${loadAtEnd}`);
+  json.loadAverageStart = figures.loadAtStart;
+  json.loadAverageEnd = loadAtEnd;
+  log(JSON.stringify(json));
+}
+
+process.exitCode = await main();
