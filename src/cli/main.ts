@@ -1,6 +1,8 @@
 import { backupCommand } from "./backup.ts";
 import { demoCommand } from "./demo.ts";
 import { entryCommand, isEntryCommand } from "./entries.ts";
+import { exportCommand } from "./ldif-export.ts";
+import { importCommand } from "./ldif-import.ts";
 import { conflictsCommand, replCommand } from "./repl.ts";
 import { startCommand } from "./start.ts";
 import { topologyCommand } from "./topology.ts";
@@ -32,6 +34,12 @@ Commands:
   plexus restore --data DIR --from FILE
                           put a backup in place of a stopped node's database; the node then
                           takes a new invocation id and catches up (docs/operations.md)
+  plexus import FILE [--url URL] [--batch N] [--resume-file F] [--restart] ...
+                          send an LDIF file's records (RFC 2849) to a node in batches; a
+                          bad record is reported as FILE:LINE and the rest go on; rerun
+                          to resume after Ctrl-C or a crash (docs/ldif.md)
+  plexus export [--url URL] [--base DN] [--filter F] [--scope S] [--output FILE] ...
+                          a subtree as LDIF, parents before children (docs/ldif.md)
   plexus topology --config FILE | --url URL [--site NAME]
                           print sites, links, bridgeheads, connections and routes of a
                           topology file (see examples/topology.json), or with --url the
@@ -86,8 +94,7 @@ What runs today (in this checkout):
   - npm run bench:topology  route convergence and one change's propagation at 100 to
                           10,000 sites (--quick: 100, 1,000)
 
-Not yet: client authentication and TLS, the DNS locator, the client library and the other CLI
-commands (LDIF). See README.md.
+Not yet: client authentication and TLS, the DNS locator and the client library. See README.md.
 `;
 
 const [command, ...rest] = process.argv.slice(2);
@@ -108,6 +115,10 @@ if (command === undefined || command === "help" || command === "--help" || comma
   process.exitCode = await replCommand(rest, process.stdout, process.stderr);
 } else if (command === "conflicts") {
   process.exitCode = await conflictsCommand(rest, process.stdout, process.stderr);
+} else if (command === "import") {
+  process.exitCode = await importCommand(rest, process.stdout, process.stderr);
+} else if (command === "export") {
+  process.exitCode = await exportCommand(rest, process.stdout, process.stderr);
 } else if (command === "topology") {
   process.exitCode = await topologyCommand(rest, process.stdout, process.stderr);
 } else {

@@ -1,0 +1,83 @@
+import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+
+/**
+ * Where an interrupted `plexus import` stands, in a small JSON file (by default next to the
+ * input, `FILE.import-progress`). It is rewritten (atomically: a temporary file renamed over
+ * it) before each batch is sent and after its results are in, and removed when the import
+ * ends. Records are counted in file order, bad ones included, so that a rerun skips exactly
+ * the ones already handled.
+ */
+export interface Checkpoint {
+  readonly format: 1;
+  /** The input file as it was: a file changed since cannot be resumed. */
+  readonly size: number;
+  readonly mtimeMs: number;
+  /** Records (in file order, bad ones included) whose results are all in. */
+  readonly done: number;
+  /** The line after the last record done: said to the person resuming. */
+  readonly line: number;
+  /**
+   * Records below this may have been applied without their result arriving (a batch in flight
+   * when the run stopped): a rerun accepts "already there" answers for them.
+   */
+  readonly applying: number;
+  readonly counts: ImportCounts;
+}
+
+export interface ImportCounts {
+  added: number;
+  modified: number;
+  deleted: number;
+  skipped: number;
+  failed: number;
+}
+
+export function zeroCounts(): ImportCounts {
+  return { added: 0, modified: 0, deleted: 0, skipped: 0, failed: 0 };
+}
+
+export function defaultCheckpointPath(file: string): string {
+  return `${file}.import-progress`;
+}
+
+/** The identity a checkpoint is held against. */
+export function fileIdentity(file: string): { size: number; mtimeMs: number } {
+  const stat = statSync(file);
+  return { size: stat.size, mtimeMs: Math.trunc(stat.mtimeMs) };
+}
+
+function isCounts(value: unknown): value is ImportCounts {
+  if (typeof value !== "object" || value === null) return false;
+  const counts = value as Record<string, unknown>;
+  return ["added", "modified", "deleted", "skipped", "failed"].every((key) =>
+    Number.isSafeInteger(counts[key]),
+  );
+}
+
+/** The checkpoint at `path`, null when there is none; a file that is not one is an error. */
+export function readCheckpoint(path: string): Checkpoint | null {
+  if (!existsSync(path)) return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8"));
+  } catch {
+    throw new Error(`${path} is not an import checkpoint (remove it, or give --restart)`);
+  }
+  const value = parsed as Record<string, unknown>;
+  const numbers = ["size", "mtimeMs", "done", "line", "applying"].every(
+    (key) => Number.isSafeInteger(value[key]) && (value[key] as number) >= 0,
+  );
+  if (value.format !== 1 || !numbers || !isCounts(value.counts))
+    throw new Error(`${path} is not an import checkpoint (remove it, or give --restart)`);
+  return parsed as Checkpoint;
+}
+
+export function writeCheckpoint(path: string, checkpoint: Checkpoint): void {
+  const temporary = `${path}.${process.pid}.tmp`;
+  writeFileSync(temporary, `${JSON.stringify(checkpoint)}\n`);
+  renameSync(temporary, path);
+}
+
+export function removeCheckpoint(path: string): void {
+  rmSync(path, { force: true });
+}

@@ -1,0 +1,124 @@
+import { type Environment, nodeUrl, UsageError } from "./cli-support.ts";
+import {
+  checkBaseUrl,
+  ProblemError,
+  sessionHeaderName,
+  UnreachableError,
+  writeConcernHeaderName,
+} from "./remote.ts";
+
+/**
+ * The two requests LDIF import and export make that the entry commands' client
+ * (src/cli/remote.ts) does not: a write batch, and one search page at a time (an export
+ * streams, it never holds the subtree). Failures are remote.ts's exceptions, so that the
+ * commands end the same way.
+ */
+
+export interface WriteOptions {
+  readonly session?: string | undefined;
+  readonly writeConcern?: string | undefined;
+  readonly timeoutMs?: number | undefined;
+}
+
+/** A batch's request timeout: its writes wait for their concern, and a full batch is slow on a busy node. */
+export const batchRequestTimeoutMs = 120_000;
+export const searchPageRequestTimeoutMs = 60_000;
+
+export interface BatchOperationResult {
+  readonly status: number;
+  readonly code?: string;
+  readonly detail?: string;
+}
+
+export interface SearchPage {
+  readonly entries: Array<{ dn: string; attributes: Record<string, string[]> }>;
+  readonly truncated: boolean;
+  readonly nextCursor: string | null;
+}
+
+/** The node's base URL from --url or PLEXUS_URL, checked; a bad one is a usage error. */
+export function baseUrlOf(flag: string | undefined, env: Environment): string {
+  try {
+    return checkBaseUrl(nodeUrl(flag, env));
+  } catch (error) {
+    throw error instanceof UsageError ? error : new UsageError((error as Error).message);
+  }
+}
+
+/** The session token from --session or PLEXUS_SESSION. */
+export function sessionOf(flag: string | undefined, env: Environment): string | undefined {
+  return flag ?? (env.PLEXUS_SESSION === "" ? undefined : env.PLEXUS_SESSION);
+}
+
+function headersOf(options: WriteOptions): Record<string, string> {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (options.session !== undefined) headers[sessionHeaderName] = options.session;
+  if (options.writeConcern !== undefined || options.timeoutMs !== undefined)
+    headers[writeConcernHeaderName] =
+      `${options.writeConcern ?? "local"}${options.timeoutMs === undefined ? "" : `; timeout=${options.timeoutMs}`}`;
+  return headers;
+}
+
+/** POSTs JSON to the node; resolves with the answer's body and session token, throws on a problem. */
+async function postJson<T>(
+  baseUrl: string,
+  path: string,
+  body: unknown,
+  options: WriteOptions,
+  timeoutMs: number,
+): Promise<{ body: T; session: string | null }> {
+  let response: Response;
+  let parsed: unknown;
+  try {
+    response = await fetch(`${baseUrl}${path}`, {
+      method: "POST",
+      headers: headersOf(options),
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    parsed = await response.json();
+  } catch (error) {
+    const cause = (error as { cause?: { code?: unknown } }).cause;
+    throw new UnreachableError(baseUrl, typeof cause?.code === "string" ? cause.code : String(error));
+  }
+  const session = response.headers.get(sessionHeaderName);
+  if (!response.ok) {
+    const problem = (typeof parsed === "object" && parsed !== null ? parsed : {}) as Record<string, unknown>;
+    const code = typeof problem.code === "string" ? problem.code : `http-${response.status}`;
+    const detail = typeof problem.detail === "string" ? problem.detail : `HTTP ${response.status}`;
+    throw new ProblemError(code, detail, response.status, problem, session);
+  }
+  return { body: parsed as T, session };
+}
+
+export async function postBatch(
+  baseUrl: string,
+  operations: readonly unknown[],
+  options: WriteOptions,
+): Promise<{ results: BatchOperationResult[]; session: string | null }> {
+  const answer = await postJson<{ results: BatchOperationResult[] }>(
+    baseUrl,
+    "/v1/batch",
+    { operations },
+    options,
+    batchRequestTimeoutMs,
+  );
+  if (!Array.isArray(answer.body?.results) || answer.body.results.length !== operations.length)
+    throw new UnreachableError(baseUrl, "answered a batch without one result per operation");
+  return { results: answer.body.results, session: answer.session };
+}
+
+export async function searchPage(
+  baseUrl: string,
+  request: Record<string, unknown>,
+  session: string | undefined,
+): Promise<{ page: SearchPage; session: string | null }> {
+  const answer = await postJson<SearchPage>(
+    baseUrl,
+    "/v1/search",
+    request,
+    { session },
+    searchPageRequestTimeoutMs,
+  );
+  return { page: answer.body, session: answer.session };
+}

@@ -1,0 +1,156 @@
+import { createWriteStream, renameSync, rmSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { formatRecord, ldifHeader } from "../edge/ldif/write.ts";
+import { type Environment, exitProblem, type Output, reportFailures, UsageError } from "./cli-support.ts";
+import { baseUrlOf, searchPage, sessionOf } from "./ldif-client.ts";
+
+/**
+ * `plexus export`: the entries of a subtree as LDIF content records, read page by page through
+ * POST /v1/search and written as they come (an export never holds the subtree in memory). The
+ * node's search walks the tree breadth first, so every entry comes after its parent and the
+ * file imports cleanly into an empty directory.
+ */
+export const exportUsage = `usage: plexus export [--url URL] [--base DN] [--scope base|one|sub] [--filter F]
+                      [--attributes a,b] [--output FILE] [--session TOKEN]
+Writes the entries under --base (default dc=example,dc=com) that match the RFC 4515 filter
+(default (objectClass=*)) as LDIF (RFC 2849; docs/ldif.md), parents before children, user
+attributes only unless --attributes says otherwise, to --output FILE (written to FILE.partial,
+renamed when complete) or stdout. At most 100,000 entries: a larger subtree is exported in
+parts (--base). With a filter, entries whose parents do not match come without them.
+  --url URL               the node (default: $PLEXUS_URL)
+  --session TOKEN         read only once the node has what that session wrote
+                          (default: $PLEXUS_SESSION)`;
+
+export const exportBaseDefault = "dc=example,dc=com";
+/** Entries per search page (the API's ceiling) and per export (its sizeLimit ceiling). */
+const exportPageSize = 1_000;
+const exportEntriesMax = 100_000;
+/** Pages at most: the entries ceiling over the page size, plus the last short one. */
+const exportPagesMax = exportEntriesMax / exportPageSize + 1;
+
+interface Sink {
+  write(text: string): Promise<void>;
+  /** Ends the output; a file is renamed into place only when `complete`. */
+  finish(complete: boolean): Promise<void>;
+  abandon(): void;
+}
+
+/** stdout, or FILE.partial renamed to FILE once complete; writes wait when the stream is full. */
+function sinkOf(output: string | undefined, stdout: Output): Sink {
+  if (output === undefined)
+    return { write: async (text) => void stdout.write(text), finish: async () => {}, abandon: () => {} };
+  const partial = `${output}.partial`;
+  const stream = createWriteStream(partial);
+  const failed = new Promise<never>((_, reject) => stream.once("error", reject));
+  failed.catch(() => {});
+  return {
+    write: async (text) => {
+      if (!stream.write(text))
+        await Promise.race([new Promise<void>((done) => stream.once("drain", () => done())), failed]);
+    },
+    finish: async (complete) => {
+      await Promise.race([new Promise<void>((done) => stream.end(() => done())), failed]);
+      if (complete) renameSync(partial, output);
+    },
+    abandon: () => {
+      stream.destroy();
+      rmSync(partial, { force: true });
+    },
+  };
+}
+
+interface ExportRequest {
+  readonly base: string;
+  readonly scope: string;
+  readonly filter: string;
+  readonly attributes: readonly string[] | undefined;
+}
+
+/** Streams the subtree into `sink`; resolves with the number of entries and whether it was cut short. */
+export async function exportLdif(
+  url: string,
+  request: ExportRequest,
+  session: string | undefined,
+  sink: Sink,
+): Promise<{ entries: number; truncated: boolean }> {
+  await sink.write(`${ldifHeader}\n`);
+  let cursor: string | null = null;
+  let entries = 0;
+  for (let page = 0; page < exportPagesMax; page++) {
+    const answer = await searchPage(
+      url,
+      {
+        base: request.base,
+        scope: request.scope,
+        filter: request.filter,
+        ...(request.attributes === undefined ? {} : { attributes: request.attributes }),
+        sizeLimit: exportEntriesMax,
+        pageSize: exportPageSize,
+        ...(cursor === null ? {} : { cursor }),
+      },
+      session,
+    );
+    for (const entry of answer.page.entries)
+      await sink.write(formatRecord({ kind: "content", dn: entry.dn, attributes: entry.attributes }));
+    entries += answer.page.entries.length;
+    cursor = answer.page.nextCursor;
+    if (cursor === null) return { entries, truncated: answer.page.truncated };
+  }
+  return { entries, truncated: true };
+}
+
+export async function exportCommand(
+  args: readonly string[],
+  stdout: Output,
+  stderr: Output,
+  env: Environment = process.env,
+): Promise<number> {
+  return reportFailures("export", exportUsage, stderr, async () => {
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      allowPositionals: true,
+      options: {
+        url: { type: "string" },
+        base: { type: "string" },
+        scope: { type: "string" },
+        filter: { type: "string" },
+        attributes: { type: "string" },
+        output: { type: "string", short: "o" },
+        session: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+    if (values.help === true) {
+      stdout.write(`${exportUsage}\n`);
+      return 0;
+    }
+    if (positionals.length > 0) throw new UsageError(`unexpected '${positionals[0]}'`);
+    const scope = values.scope ?? "sub";
+    if (!["base", "one", "sub"].includes(scope)) throw new UsageError("--scope must be base, one or sub");
+    const url = baseUrlOf(values.url, env);
+    const request: ExportRequest = {
+      base: values.base ?? exportBaseDefault,
+      scope,
+      filter: values.filter ?? "(objectClass=*)",
+      attributes: values.attributes?.split(",").map((name) => name.trim()),
+    };
+    const session = sessionOf(values.session, env);
+    const started = performance.now();
+    const sink = sinkOf(values.output, stdout);
+    let result: { entries: number; truncated: boolean };
+    try {
+      result = await exportLdif(url, request, session, sink);
+      await sink.finish(!result.truncated);
+    } catch (error) {
+      sink.abandon();
+      throw error;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    stderr.write(`exported ${result.entries} entries in ${seconds.toFixed(1)} s\n`);
+    if (!result.truncated) return 0;
+    stderr.write(
+      `plexus export: more than ${exportEntriesMax} entries match under ${request.base}: the output stops there${values.output === undefined ? "" : ` (left in ${values.output}.partial)`}; export smaller subtrees (--base)\n`,
+    );
+    return exitProblem;
+  });
+}

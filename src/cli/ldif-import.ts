@@ -1,0 +1,437 @@
+import { readFileSync, statSync } from "node:fs";
+import { isAbsolute, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import type { UrlReader } from "../edge/ldif/parse.ts";
+import { readLdifFile } from "../edge/ldif/read-file.ts";
+import type { LdifRecord } from "../edge/ldif/record.ts";
+import {
+  type Environment,
+  exitProblem,
+  integerFlag,
+  type Output,
+  reportFailures,
+  UsageError,
+} from "./cli-support.ts";
+import {
+  defaultCheckpointPath,
+  fileIdentity,
+  type ImportCounts,
+  readCheckpoint,
+  removeCheckpoint,
+  writeCheckpoint,
+  zeroCounts,
+} from "./ldif-checkpoint.ts";
+import {
+  type BatchOperationResult,
+  baseUrlOf,
+  postBatch,
+  sessionOf,
+  type WriteOptions,
+} from "./ldif-client.ts";
+import { ImportProgress } from "./ldif-progress.ts";
+import { alreadyApplied } from "./ldif-replay.ts";
+import { connect, type NodeApi, ProblemError, UnreachableError } from "./remote.ts";
+
+/**
+ * `plexus import FILE`: the records of an LDIF file (docs/ldif.md) sent to a node in batches
+ * (POST /v1/batch), in file order. Resumable: a checkpoint file says how many records are done,
+ * so a rerun after Ctrl-C or a crash continues there. A bad record — one the parser refuses or
+ * the node refuses — is reported as `FILE:LINE: reason` and the import goes on; the exit code
+ * is then 1.
+ */
+export const importUsage = `usage: plexus import FILE [--url URL] [--batch N] [--resume-file F] [--restart]
+                      [--write-concern LEVEL] [--timeout MS] [--session TOKEN] [--json]
+Sends the records of an LDIF file (RFC 2849; docs/ldif.md) to the node, N per request
+(1..1000, default 500), in file order. Content records and 'changetype: add' create entries;
+modify, delete, modrdn and moddn records change them. A bad record is reported as
+FILE:LINE: reason and the import goes on (exit code 1 at the end). An entry that exists
+with the same content is skipped, so a file can be imported again.
+Resumable: --resume-file (default FILE.import-progress) records how far the import got; run
+the same command again after Ctrl-C or a crash to continue; --restart starts over.
+':<' values are read from file:// URLs (absolute paths, at most 8 MiB).
+  --url URL               the node (default: $PLEXUS_URL)
+  --write-concern LEVEL   local (default), site, sites=N or all, for every record
+  --timeout MS            how long the write concern may take (1..60000)
+  --session TOKEN         a session token (default: $PLEXUS_SESSION); the final one is
+                          printed on stderr as 'plexus-session: TOKEN'
+  --json                  print the summary as one JSON line
+A progress bar shows on a terminal for files over 1 MiB.`;
+
+export const importBatchDefault = 500;
+export const importBatchMax = 1_000;
+/** Serialised operations per request at most: well under the API's 8 MiB body limit. */
+const batchBytesMax = 4 * 1024 * 1024;
+/** One record's operation larger than this cannot be sent at all. */
+const operationBytesMax = 7 * 1024 * 1024;
+/** A `:<` file at most. */
+const urlFileBytesMax = 8 * 1024 * 1024;
+/** Attempts of a batch the node did not answer or answered 503 (not ready, session behind). */
+const batchAttemptsMax = 6;
+const retryDelayBaseMs = 250;
+/** Refused operations whose "already there?" check runs at once. */
+const replayChecksInFlightMax = 16;
+const writeConcernTimeoutMsMax = 60_000;
+const exitInterrupted = 130;
+
+/** A record of the batch being gathered; `operation` null for a bad record (already reported). */
+interface Pending {
+  readonly index: number;
+  readonly line: number;
+  readonly record: LdifRecord | null;
+  readonly operation: Record<string, unknown> | null;
+}
+
+interface Sendable extends Pending {
+  readonly record: LdifRecord;
+  readonly operation: Record<string, unknown>;
+}
+
+export interface ImportOptions {
+  readonly file: string;
+  readonly url: string;
+  readonly batch: number;
+  readonly checkpointPath: string;
+  readonly restart: boolean;
+  readonly write: WriteOptions;
+}
+
+export interface ImportSummary {
+  readonly file: string;
+  readonly records: number;
+  readonly counts: ImportCounts;
+  readonly resumedAfter: number;
+  readonly thisRun: { readonly records: number; readonly seconds: number; readonly recordsPerSecond: number };
+  readonly session: string | null;
+  readonly interrupted: boolean;
+}
+
+/** The API operation for a record (docs/api.md, POST /v1/batch). */
+export function operationOf(record: LdifRecord): Record<string, unknown> {
+  switch (record.kind) {
+    case "content":
+    case "add":
+      return { op: "create", dn: record.dn, attributes: record.attributes };
+    case "delete":
+      return { op: "delete", dn: record.dn };
+    case "modify":
+      return {
+        op: "modify",
+        dn: record.dn,
+        changes: record.changes.map((change) =>
+          change.values.length === 0 && change.operation !== "add"
+            ? { operation: change.operation, attribute: change.attribute }
+            : change,
+        ),
+      };
+    case "modrdn":
+      return {
+        op: "rename",
+        dn: record.dn,
+        newRdn: record.newRdn,
+        deleteOldRdn: record.deleteOldRdn,
+        ...(record.newSuperior === undefined ? {} : { newParent: record.newSuperior }),
+      };
+    default: {
+      const never: never = record;
+      throw new Error(`unknown record ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+function countOf(record: LdifRecord): keyof ImportCounts {
+  if (record.kind === "delete") return "deleted";
+  return record.kind === "modify" || record.kind === "modrdn" ? "modified" : "added";
+}
+
+/** `:<` values: local files only, by absolute file:// URL, bounded. */
+export const readFileUrl: UrlReader = (url) => {
+  if (!url.startsWith("file://")) return { error: `only file:// URLs are read, not '${url}'` };
+  let path: string;
+  try {
+    path = fileURLToPath(url);
+  } catch (error) {
+    return { error: `bad file URL '${url}': ${(error as Error).message}` };
+  }
+  try {
+    if (statSync(path).size > urlFileBytesMax)
+      return { error: `${path} is larger than ${urlFileBytesMax} bytes` };
+    return readFileSync(path);
+  } catch (error) {
+    return { error: `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}` };
+  }
+};
+
+const sleep = (ms: number): Promise<void> => new Promise((done) => setTimeout(done, ms));
+
+function retryable(error: unknown): boolean {
+  return error instanceof UnreachableError || (error instanceof ProblemError && error.status === 503);
+}
+
+/** Runs `task` on every item, at most `limit` at once, results in order. */
+async function mapLimited<T, R>(
+  items: readonly T[],
+  limit: number,
+  task: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let index = next++; index < items.length; index = next++)
+      results[index] = await task(items[index] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+type Identity = { size: number; mtimeMs: number };
+
+/** One import run: reads the file, sends batches, keeps the checkpoint. */
+class Importer {
+  private readonly api: NodeApi;
+  private counts: ImportCounts = zeroCounts();
+  /** The counts as of `done`: what a checkpoint may claim. */
+  private countsDone: ImportCounts = zeroCounts();
+  private session: string | undefined;
+  private done = 0;
+  private line = 1;
+  /**
+   * Records below this may have been applied without their result arriving: the batch in
+   * flight when an earlier run stopped, or one sent again after the node did not answer.
+   */
+  private maybeAppliedBelow = 0;
+  private processedThisRun = 0;
+  stopRequested = false;
+
+  constructor(
+    private readonly options: ImportOptions,
+    private readonly identity: Identity,
+    private readonly progress: ImportProgress,
+  ) {
+    this.api = connect(options.url);
+    this.session = options.write.session;
+  }
+
+  async run(): Promise<ImportSummary> {
+    const started = performance.now();
+    const resumed = this.resume();
+    const batch: Pending[] = [];
+    let batchBytes = 0;
+    let index = 0;
+    for await (const item of readLdifFile(this.options.file, { readUrl: readFileUrl }, this.progress.read)) {
+      const current = index++;
+      if (current < this.done) continue;
+      let pending: Pending = { index: current, line: item.line, record: null, operation: null };
+      let bytes = 0;
+      if (item.kind === "error") {
+        this.fail(item.line, item.message);
+      } else {
+        const operation = operationOf(item.record);
+        bytes = JSON.stringify(operation).length;
+        if (bytes > operationBytesMax)
+          this.fail(item.line, `the record is too large to send (${bytes} bytes of JSON)`);
+        else pending = { ...pending, record: item.record, operation };
+      }
+      if (batch.length >= this.options.batch || batchBytes + bytes > batchBytesMax) {
+        await this.send(batch);
+        batch.length = 0;
+        batchBytes = 0;
+        if (this.stopRequested) break;
+      }
+      batch.push(pending);
+      batchBytes += bytes;
+    }
+    if (!this.stopRequested) await this.send(batch);
+    this.progress.stop();
+    if (!this.stopRequested) removeCheckpoint(this.options.checkpointPath);
+    const seconds = (performance.now() - started) / 1000;
+    return {
+      file: this.options.file,
+      records: this.done,
+      counts: this.countsDone,
+      resumedAfter: resumed,
+      thisRun: {
+        records: this.processedThisRun,
+        seconds,
+        recordsPerSecond: seconds > 0 ? this.processedThisRun / seconds : 0,
+      },
+      session: this.session ?? null,
+      interrupted: this.stopRequested,
+    };
+  }
+
+  /** Picks up an earlier run's checkpoint; returns how many records it had done. */
+  private resume(): number {
+    if (this.options.restart) removeCheckpoint(this.options.checkpointPath);
+    const checkpoint = readCheckpoint(this.options.checkpointPath);
+    if (checkpoint === null) return 0;
+    if (checkpoint.size !== this.identity.size || checkpoint.mtimeMs !== this.identity.mtimeMs)
+      throw new UsageError(
+        `${this.options.file} has changed since the import recorded in ${this.options.checkpointPath}; give --restart to start over`,
+      );
+    this.done = checkpoint.done;
+    this.line = checkpoint.line;
+    this.maybeAppliedBelow = checkpoint.applying;
+    this.counts = { ...checkpoint.counts };
+    this.countsDone = { ...checkpoint.counts };
+    this.progress.log(`${this.options.file}: resuming after record ${this.done} (line ${this.line - 1})\n`);
+    return this.done;
+  }
+
+  private fail(line: number, reason: string): void {
+    this.counts.failed++;
+    this.progress.log(`${this.options.file}:${line}: ${reason}\n`);
+  }
+
+  private checkpoint(applying: number): void {
+    writeCheckpoint(this.options.checkpointPath, {
+      format: 1,
+      ...this.identity,
+      done: this.done,
+      line: this.line,
+      applying,
+      counts: this.countsDone,
+    });
+  }
+
+  /** Sends one batch (its bad records already reported) and settles every record's result. */
+  private async send(batch: readonly Pending[]): Promise<void> {
+    const last = batch.at(-1);
+    if (last === undefined) return;
+    const sendable = batch.filter((pending): pending is Sendable => pending.operation !== null);
+    // Written before sending: a crash from here on leaves these records "maybe applied".
+    this.checkpoint(Math.max(this.maybeAppliedBelow, last.index + 1));
+    const results = sendable.length === 0 ? [] : await this.post(sendable, last.index + 1);
+    await mapLimited(
+      sendable.map((pending, position) => ({ pending, result: results[position] })),
+      replayChecksInFlightMax,
+      ({ pending, result }) => this.settle(pending, result),
+    );
+    this.done = last.index + 1;
+    this.line = last.line + 1;
+    this.processedThisRun += batch.length;
+    this.countsDone = { ...this.counts };
+    this.checkpoint(this.done);
+    this.progress.update(this.done, this.processedThisRun, this.counts);
+  }
+
+  private async post(sendable: readonly Sendable[], end: number): Promise<BatchOperationResult[]> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const answer = await postBatch(
+          this.options.url,
+          sendable.map((pending) => pending.operation),
+          { ...this.options.write, session: this.session },
+        );
+        if (answer.session !== null) this.session = answer.session;
+        return answer.results;
+      } catch (error) {
+        if (!retryable(error) || attempt >= batchAttemptsMax) throw error;
+        // The node may have applied the batch and failed to answer: a resend finds some done.
+        if (error instanceof UnreachableError) this.maybeAppliedBelow = Math.max(this.maybeAppliedBelow, end);
+        this.progress.log(`${this.options.file}: ${(error as Error).message}; retrying\n`);
+        await sleep(retryDelayBaseMs * 2 ** (attempt - 1));
+      }
+    }
+  }
+
+  private async settle(pending: Sendable, result: BatchOperationResult | undefined): Promise<void> {
+    if (result === undefined) throw new Error("the node's answer holds fewer results than operations");
+    if (result.status < 300) {
+      this.counts[countOf(pending.record)]++;
+      return;
+    }
+    const code = result.code ?? `http-${result.status}`;
+    const maybeApplied = pending.index < this.maybeAppliedBelow;
+    if (await alreadyApplied(this.api, pending.record, code, maybeApplied, this.session)) {
+      this.counts.skipped++;
+      return;
+    }
+    this.fail(pending.line, `${code}: ${result.detail ?? "refused"}`);
+  }
+}
+
+function formatSummary(summary: ImportSummary): string {
+  const { counts, thisRun } = summary;
+  const resumed = summary.resumedAfter > 0 ? `, resumed after record ${summary.resumedAfter}` : "";
+  const state = summary.interrupted ? "interrupted" : "done";
+  return (
+    `${summary.file}: ${state}, ${summary.records} records: added ${counts.added}, modified ${counts.modified}, ` +
+    `deleted ${counts.deleted}, skipped ${counts.skipped}, failed ${counts.failed} ` +
+    `(this run: ${thisRun.records} records in ${thisRun.seconds.toFixed(1)} s, ` +
+    `${Math.round(thisRun.recordsPerSecond)} records/s${resumed})\n`
+  );
+}
+
+/** `plexus import`: exit 0 when every record is in, 1 when any failed, 130 when interrupted. */
+export async function importCommand(
+  args: readonly string[],
+  stdout: Output,
+  stderr: Output & { readonly isTTY?: boolean },
+  env: Environment = process.env,
+): Promise<number> {
+  return reportFailures("import", importUsage, stderr, async () => {
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      allowPositionals: true,
+      options: {
+        url: { type: "string" },
+        batch: { type: "string" },
+        "resume-file": { type: "string" },
+        restart: { type: "boolean" },
+        "write-concern": { type: "string" },
+        timeout: { type: "string" },
+        session: { type: "string" },
+        json: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+    if (values.help === true) {
+      stdout.write(`${importUsage}\n`);
+      return 0;
+    }
+    const [given, ...extra] = positionals;
+    if (given === undefined || extra.length > 0) throw new UsageError("give exactly one LDIF file");
+    const file = isAbsolute(given) ? given : resolve(given);
+    let identity: Identity;
+    try {
+      identity = fileIdentity(file);
+    } catch (error) {
+      throw new UsageError(`cannot read ${given}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    }
+    const url = baseUrlOf(values.url, env);
+    const options: ImportOptions = {
+      file,
+      url,
+      batch: integerFlag(values.batch, "--batch", 1, importBatchMax) ?? importBatchDefault,
+      checkpointPath: values["resume-file"] ?? defaultCheckpointPath(file),
+      restart: values.restart === true,
+      write: {
+        session: sessionOf(values.session, env),
+        writeConcern: values["write-concern"],
+        timeoutMs: integerFlag(values.timeout, "--timeout", 1, writeConcernTimeoutMsMax),
+      },
+    };
+    const importer = new Importer(options, identity, new ImportProgress(identity.size, stderr, given));
+    // Ctrl-C: finish the batch in flight and save the checkpoint; a second one stops at once.
+    const stop = (): void => {
+      importer.stopRequested = true;
+    };
+    process.once("SIGINT", stop);
+    let summary: ImportSummary;
+    try {
+      summary = await importer.run();
+    } finally {
+      process.removeListener("SIGINT", stop);
+    }
+    stdout.write(values.json === true ? `${JSON.stringify(summary)}\n` : formatSummary(summary));
+    if (summary.session !== null) stderr.write(`plexus-session: ${summary.session}\n`);
+    if (summary.interrupted) {
+      stderr.write(
+        `${given}: interrupted; run the same command again to resume (${options.checkpointPath})\n`,
+      );
+      return exitInterrupted;
+    }
+    return summary.counts.failed > 0 ? exitProblem : 0;
+  });
+}
