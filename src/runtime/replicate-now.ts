@@ -47,19 +47,24 @@ export async function replicateNow(
     if (status.consecutiveFailures > 0 && !status.pulling) backingOff.set(status.partner, status);
     else port.nudge(status.partner);
   }
+  // A pull already under way when asked may predate the latest changes: its success does not
+  // count, the one the machine starts right after it (the notification's "again") does.
+  const busy = new Set(targets.filter((status) => status.pulling).map((status) => status.partner));
+  const after = new Map<NodeId, number>(targets.map((status) => [status.partner, startedAt]));
   const ended = (status: PartnerStatus | undefined): PullResult | null => {
     if (status === undefined) return null;
     const node = status.partner;
-    if ((status.lastSuccessAt ?? -1) > startedAt && !status.pulling)
-      return { node, result: "success", at: port.wallTimeOf(status.lastSuccessAt as number) };
-    if ((status.lastFailureAt ?? -1) > startedAt)
-      return {
-        node,
-        result: "failure",
-        at: port.wallTimeOf(status.lastFailureAt as number),
-        error: status.lastFailure,
-      };
-    return null;
+    const threshold = after.get(node) ?? startedAt;
+    const success = status.lastSuccessAt ?? -1;
+    const failure = status.lastFailureAt ?? -1;
+    if (Math.max(success, failure) <= threshold) return null;
+    if (busy.delete(node) && success > failure) {
+      after.set(node, success);
+      return null;
+    }
+    if (success > threshold && success >= failure)
+      return { node, result: "success", at: port.wallTimeOf(success) };
+    return { node, result: "failure", at: port.wallTimeOf(failure), error: status.lastFailure };
   };
   const deadline = startedAt + timeoutMs;
   const waiting = targets.filter((status) => !backingOff.has(status.partner)).map((status) => status.partner);
