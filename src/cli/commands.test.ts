@@ -143,13 +143,15 @@ describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
 
   it("bad input gets one clear line and a non-zero exit", async () => {
     const port = await closedPort();
-    const [badDn, badFilter, unknownFlag, unreachable, noUrl, badPair] = await Promise.all([
+    const [badDn, badFilter, unknownFlag, unreachable, noUrl, badPair, badSession, help] = await Promise.all([
       plexus(["get", "not a dn", "--url", e1]),
       plexus(["search", base, "--url", e1, "--filter", "(cn=a"]),
       plexus(["search", base, "--url", e1, "--bogus"]),
       plexus(["get", `cn=x,${base}`, "--url", `http://127.0.0.1:${port}`]),
       plexus(["get", `cn=x,${base}`]),
       plexus(["add", `cn=x,${base}`, "cn", "--url", e1]),
+      plexus(["get", base, "--url", e1], { PLEXUS_SESSION: "not-a-token" }),
+      plexus(["modify", "--help"]),
     ]);
     assert.equal(badDn.code, 1);
     assert.match(badDn.err, /^plexus: invalid-dn: /);
@@ -167,7 +169,12 @@ describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
     assert.match(noUrl.err, /no node URL: give --url URL or set PLEXUS_URL/);
     assert.equal(badPair.code, 2);
     assert.match(badPair.err, /'cn' is not type=value/);
-    for (const run of [badDn, badFilter, unknownFlag, unreachable, noUrl, badPair]) assert.equal(run.out, "");
+    // The token from the environment reached the node, which refused it.
+    assert.equal(badSession.code, 1);
+    assert.match(badSession.err, /^plexus: invalid-request: plexus-session is not a session token/);
+    for (const run of [badDn, badFilter, unknownFlag, unreachable, noUrl, badPair, badSession])
+      assert.equal(run.out, "");
+    assert.match(ok(help).out, /^usage: plexus modify DN \[--add type=value\]/);
   });
 
   it("repl status, sync, conflicts and topology --url describe the live cluster", async () => {
