@@ -65,11 +65,11 @@ describe("the locator in two nodes", { timeout: 90_000 }, () => {
   let first: PlexusNode;
   let second: PlexusNode;
 
-  const start = (name: string, joinUrls: string[]) =>
+  const start = (name: string, joinUrls: string[], site = "hq") =>
     PlexusNode.start({
       dataDirectory: join(directory, name),
       node: name as NodeId,
-      site: "hq" as SiteName,
+      site: site as SiteName,
       host: "127.0.0.1",
       port: 0,
       join: joinUrls,
@@ -77,7 +77,7 @@ describe("the locator in two nodes", { timeout: 90_000 }, () => {
       partitions: ["dc=example,dc=com"],
       topology: {
         sites: [{ name: "hq" }, { name: "branch" }],
-        links: [{ name: "hq-branch", sites: ["hq", "branch"], cost: 10 }],
+        links: [{ name: "hq-branch", sites: ["hq", "branch"], cost: 10, notify: true }],
         settings: { staleAfterFailures: 1, intraSitePullIntervalMs: 200, notifyDelayMs: 0 },
       },
       synchronous: "normal",
@@ -140,6 +140,20 @@ describe("the locator in two nodes", { timeout: 90_000 }, () => {
       return found.length > 0 ? found : undefined;
     });
     assert.deepEqual(addresses, ["192.0.2.80"]);
+  });
+
+  it("once a node serves the empty site, the covering nodes' records for it go", async () => {
+    const third = await start("n3", [first.url], "branch");
+    nodes.push(third);
+    const resolver = resolverFor(first);
+    const targets = await eventually("branch served by n3 alone", async () => {
+      const found = (await resolver.resolveSrv(`_plexus._tcp.branch._sites.${zone}`)).map(
+        (record) => record.name,
+      );
+      return found.length === 1 && found[0] === `n3.${zone}` ? found : undefined;
+    });
+    assert.deepEqual(targets, [`n3.${zone}`]);
+    await third.stop();
   });
 
   it("a node that stops answering is moved to a worse priority, not removed", async () => {

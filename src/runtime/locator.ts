@@ -53,6 +53,11 @@ export const zoneRecompileMs = 100;
 const healthRefreshMs = 100;
 /** Registration and scavenging passes run at least this often (and at most every second). */
 const registrationPassMaxMs = 30_000;
+/**
+ * How often the locator looks whether the topology changed: a change (a node joined an empty
+ * site this one covered, a server was removed) gets a pass at once, not at the next interval.
+ */
+const topologyCheckMs = 1_000;
 
 export class NodeLocator implements ZoneSource {
   private compiled: CompiledZones = compileZones([]);
@@ -65,6 +70,8 @@ export class NodeLocator implements ZoneSource {
   private current: ZoneView;
   private timer: NodeJS.Timeout | null = null;
   private passing = false;
+  private passedAt = Number.NEGATIVE_INFINITY;
+  private passedTopology: TopologyConfig | null = null;
   private closed = false;
   private lastProblems = "";
   private registered = { writes: 0, scavenged: 0, lastPassAt: null as string | null };
@@ -169,18 +176,26 @@ export class NodeLocator implements ZoneSource {
     return Math.max(1_000, Math.min(registrationPassMaxMs, Math.floor(this.options.settings.refreshMs / 4)));
   }
 
-  /** One registration and scavenging pass; the next is scheduled whatever happens in this one. */
+  /**
+   * One registration and scavenging pass when the topology changed or the interval passed;
+   * the next check is scheduled whatever happens in this one.
+   */
   private async pass(): Promise<void> {
     if (this.closed || this.passing) return;
     this.passing = true;
     try {
       const topology = this.host.topology();
-      if (topology !== null) await this.register(topology);
+      const due = monotonicClock.now() - this.passedAt >= this.passIntervalMs();
+      if (topology !== null && (due || topology !== this.passedTopology)) {
+        this.passedAt = monotonicClock.now();
+        this.passedTopology = topology;
+        await this.register(topology);
+      }
     } catch (error) {
       this.host.log.log("warn", "dns-registration-failed", { error: errorText(error) });
     } finally {
       this.passing = false;
-      this.schedule(this.passIntervalMs());
+      this.schedule(topologyCheckMs);
     }
   }
 
@@ -189,7 +204,10 @@ export class NodeLocator implements ZoneSource {
     const nowMs: number = systemClock.now();
     const { settings } = this.options;
     const zoneExists = this.compiled.set.zones.has(canonicalName(settings.zone));
-    const wanted = wantedRecords(topology, this.endpoint, settings);
+    const registered = new Set(
+      this.compiled.records.flatMap((record) => (record.node === undefined ? [] : [record.node])),
+    );
+    const wanted = wantedRecords(topology, this.endpoint, settings, (node) => registered.has(node));
     const writes = registrationWrites(
       this.compiled.records,
       zoneExists,

@@ -8,15 +8,22 @@ import { type SiteName, siteKey, type TopologyConfig } from "../topology/model.t
  * the covering site register their records under the empty site's names too, so that a client
  * there still finds servers in its own site's records — the closest ones.
  *
+ * A site counts as served once one of its servers has registered (`registered`): until its
+ * records have replicated here, the covering nodes keep answering for it, so that its names
+ * never go empty in between.
+ *
  * One multi-source Dijkstra from every served site at once: each site ends labelled with its
  * nearest served site, O(E log V) for the whole topology.
  */
 export function coveringSites(
   config: Pick<TopologyConfig, "sites" | "links" | "servers">,
+  registered: (node: string) => boolean = () => true,
 ): Map<string, SiteName> {
   const graph = compileGraph(config);
   const count = graph.names.length;
-  const served = new Set(config.servers.map((server) => siteKey(server.site)));
+  const served = new Set(
+    config.servers.filter((server) => registered(server.node)).map((server) => siteKey(server.site)),
+  );
   const cost = new Float64Array(count).fill(Number.POSITIVE_INFINITY);
   const owner = new Int32Array(count).fill(-1);
   const nameKey = (index: number): string => siteKey(graph.names[index] as string);

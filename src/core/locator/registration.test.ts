@@ -96,6 +96,12 @@ describe("site coverage", () => {
     assert.equal(covering.has("island"), false, "no link: nobody covers it");
     assert.equal(covering.has("hq"), false);
   });
+
+  it("a site whose servers have not registered yet stays covered by the next one", () => {
+    const covering = coveringSites(config, (node) => node !== "e1");
+    assert.equal(covering.get("east"), "hq");
+    assert.equal(covering.get("branch"), "hq");
+  });
 });
 
 describe("registration", () => {

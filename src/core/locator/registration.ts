@@ -66,11 +66,15 @@ function wanted(node: NodeId, type: RecordType, name: string, data: string): Wan
   return { id: `${node} ${type} ${name}`, name, type, data };
 }
 
-/** The records `self` registers: host address, NS, and SRV records, generic and per site served. */
+/**
+ * The records `self` registers: host address, NS, and SRV records, generic and per site served
+ * (see coverage.ts; `registered` says which nodes' records the zone holds already).
+ */
 export function wantedRecords(
   config: Pick<TopologyConfig, "sites" | "links" | "servers">,
   self: NodeEndpoint,
   settings: LocatorSettings,
+  registered: (node: string) => boolean = () => true,
 ): WantedRecord[] {
   const host = `${self.node}.${canonicalName(settings.zone)}.`;
   const records = [
@@ -81,7 +85,7 @@ export function wantedRecords(
     { service: "_plexus._tcp", port: self.httpPort },
   ];
   if (self.ldapPort !== null) services.push({ service: "_ldap._tcp", port: self.ldapPort });
-  const sites = sitesServedBy(coveringSites(config), config, self.site);
+  const sites = sitesServedBy(coveringSites(config, registered), config, self.site);
   for (const { service, port } of services) {
     const data = `${settings.priority} ${settings.weight} ${port} ${host}`;
     records.push(wanted(self.node, "SRV", service, data));
