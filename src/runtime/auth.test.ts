@@ -4,7 +4,9 @@ import type { NodeId } from "../core/ids.ts";
 import {
   type ClusterSecret,
   clusterSecret,
+  ReplayGuard,
   replayWindowMs,
+  signedHeaders,
   signRequest,
   signResponse,
   verifyRequest,
@@ -14,6 +16,7 @@ import {
 const secret = clusterSecret("0123456789abcdef0123456789abcdef") as ClusterSecret;
 const body = Buffer.from('{"kind":"notify"}');
 const now = 1_790_000_000_000;
+const nonce = "0123456789abcdef0123456789abcdef";
 
 function headers(
   overrides: Partial<{ node: string; timestampMs: number; key: ClusterSecret; path: string }> = {},
@@ -23,11 +26,13 @@ function headers(
   return {
     "plexus-node": node,
     "plexus-timestamp": String(timestampMs),
+    "plexus-nonce": nonce,
     "plexus-signature": signRequest(overrides.key ?? secret, {
       method: "POST",
       path: overrides.path ?? "/peer/v1/messages",
       node,
       timestampMs,
+      nonce,
       body,
     }),
   };
@@ -73,6 +78,44 @@ describe("peer authentication", () => {
       body,
       now,
     );
+    refuse(
+      /bad signature/,
+      secret,
+      "POST",
+      "/peer/v1/messages",
+      { ...headers(), "plexus-nonce": "f".repeat(32) },
+      body,
+      now,
+    );
+    refuse(
+      /malformed nonce/,
+      secret,
+      "POST",
+      "/peer/v1/messages",
+      { ...headers(), "plexus-nonce": "x" },
+      body,
+      now,
+    );
+    const { "plexus-nonce": _, ...withoutNonce } = headers();
+    refuse(/unsigned/, secret, "POST", "/peer/v1/messages", withoutNonce, body, now);
+  });
+
+  it("signs every request differently, even the same body in the same millisecond", () => {
+    const request = { method: "POST", path: "/peer/v1/utd", node: "n1" as NodeId, body: Buffer.alloc(0) };
+    const first = signedHeaders(secret, request, now);
+    const second = signedHeaders(secret, request, now);
+    assert.notEqual(first["plexus-signature"], second["plexus-signature"]);
+    assert.ok(verifyRequest(secret, "POST", "/peer/v1/utd", first, Buffer.alloc(0), now).ok);
+  });
+
+  it("accepts each signature once while it is inside the window, and forgets it after", () => {
+    const guard = new ReplayGuard();
+    assert.equal(guard.accept("a", now, now), true);
+    assert.equal(guard.accept("a", now, now + 1_000), false);
+    assert.equal(guard.accept("b", now + 10, now + 1_000), true);
+    assert.equal(guard.accept("a", now, now + replayWindowMs + 1), true, "forgotten once outside the window");
+    assert.equal(guard.size, 2, "the first a is forgotten; b (10 ms younger) and the new a are remembered");
+    assert.equal(guard.accept("b", now + 10, now + replayWindowMs + 5), false);
   });
 
   it("binds an answer to its request and its body", () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { entryPath, eventually, http, LocalCluster } from "../../test/support/cluster.ts";
-import { type ClusterSecret, replayWindowMs, signRequest } from "./auth.ts";
+import { type ClusterSecret, newNonce, replayWindowMs, signRequest } from "./auth.ts";
 import { peerPaths } from "./peer-client.ts";
 
 /**
@@ -142,21 +142,26 @@ describe("a cluster of node processes", { timeout: 90_000 }, () => {
     assert.equal(winner.attributes.description.length, 1, "one of the two replaces won");
   });
 
-  it("refuses replication requests that are unsigned, badly signed or replayed late", async () => {
+  it("refuses replication requests that are unsigned, badly signed, replayed late or replayed at all", async () => {
     const target = `${url("e1")}${peerPaths.messages}`;
     const body = JSON.stringify({ kind: "notify" });
     const secret = Buffer.from(cluster.secret, "utf8") as ClusterSecret;
-    const signed = (timestampMs: number, key: ClusterSecret, payload = body) => ({
-      "plexus-node": "w1",
-      "plexus-timestamp": String(timestampMs),
-      "plexus-signature": signRequest(key, {
-        method: "POST",
-        path: peerPaths.messages,
-        node: "w1" as never,
-        timestampMs,
-        body: Buffer.from(payload),
-      }),
-    });
+    const signed = (timestampMs: number, key: ClusterSecret, payload = body) => {
+      const nonce = newNonce();
+      return {
+        "plexus-node": "w1",
+        "plexus-timestamp": String(timestampMs),
+        "plexus-nonce": nonce,
+        "plexus-signature": signRequest(key, {
+          method: "POST",
+          path: peerPaths.messages,
+          node: "w1" as never,
+          timestampMs,
+          nonce,
+          body: Buffer.from(payload),
+        }),
+      };
+    };
     const wrongKey = Buffer.from("not the cluster secret at all", "utf8") as ClusterSecret;
     const attempts = [
       {},
@@ -176,8 +181,12 @@ describe("a cluster of node processes", { timeout: 90_000 }, () => {
       signed(Date.now(), secret),
     );
     assert.equal(tampered.status, 401, "a body other than the signed one");
-    const good = await http("POST", target, body, signed(Date.now(), secret));
+    const goodHeaders = signed(Date.now(), secret);
+    const good = await http("POST", target, body, goodHeaders);
     assert.equal(good.status, 204, "the same request, signed with the cluster secret, is accepted");
+    const replayed = await http("POST", target, body, goodHeaders);
+    assert.equal(replayed.status, 401, "the very same signed request, sent again within the window");
+    assert.match(cluster.node("e1").log, /peer-request-refused.*replayed request/);
     assert.match(cluster.node("e1").log, /peer-request-refused.*bad signature/);
   });
 

@@ -1,7 +1,7 @@
 import { gunzipSync } from "node:zlib";
 import { Agent, request } from "undici";
 import type { NodeId } from "../core/ids.ts";
-import { type ClusterSecret, peerHeaders, signRequest, verifyResponse } from "./auth.ts";
+import { type ClusterSecret, peerHeaders, signedHeaders, verifyResponse } from "./auth.ts";
 import { errorText } from "./log.ts";
 
 /**
@@ -85,23 +85,19 @@ export class PeerClient {
     compress: boolean,
   ): Promise<PeerReply> {
     const payload = Buffer.from(JSON.stringify(body), "utf8");
-    const timestampMs = Date.now();
-    const signature = signRequest(this.options.secret, {
-      method: "POST",
-      path,
-      node: this.options.self,
-      timestampMs,
-      body: payload,
-    });
+    const signed = signedHeaders(
+      this.options.secret,
+      { method: "POST", path, node: this.options.self, body: payload },
+      Date.now(),
+    );
+    const signature = signed[peerHeaders.signature];
     const response = await request(new URL(path, baseUrl), {
       method: "POST",
       dispatcher: this.agent,
       body: payload,
       headers: {
         "content-type": "application/json",
-        [peerHeaders.node]: this.options.self,
-        [peerHeaders.timestamp]: String(timestampMs),
-        [peerHeaders.signature]: signature,
+        ...signed,
         ...(compress ? { "accept-encoding": "gzip" } : {}),
       },
       signal: AbortSignal.timeout(timeoutMs),

@@ -1,7 +1,7 @@
 import { gzipSync } from "node:zlib";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { NodeId } from "../core/ids.ts";
-import { type ClusterSecret, peerHeaders, signResponse, verifyRequest } from "./auth.ts";
+import { type ClusterSecret, peerHeaders, ReplayGuard, signResponse, verifyRequest } from "./auth.ts";
 import { errorText, type Logger } from "./log.ts";
 import { peerPaths } from "./peer-client.ts";
 
@@ -32,6 +32,7 @@ export function registerPeerRoutes(
   handler: PeerHandler,
   log: Logger,
 ): void {
+  const replays = new ReplayGuard();
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser(
@@ -45,7 +46,10 @@ export function registerPeerRoutes(
     ): void => {
       scope.post(path, async (request, reply) => {
         const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-        const verified = verifyRequest(secret, "POST", path, request.headers, raw, Date.now());
+        const now = Date.now();
+        let verified = verifyRequest(secret, "POST", path, request.headers, raw, now);
+        if (verified.ok && !replays.accept(verified.signature, verified.timestampMs, now))
+          verified = { ok: false, reason: "replayed request (this signature was already accepted)" };
         if (!verified.ok) {
           log.log("warn", "peer-request-refused", {
             path,

@@ -5,7 +5,7 @@ import { after, before, describe, it } from "node:test";
 import Fastify, { type FastifyInstance } from "fastify";
 import { request } from "undici";
 import type { NodeId } from "../core/ids.ts";
-import { type ClusterSecret, clusterSecret, signRequest } from "./auth.ts";
+import { type ClusterSecret, clusterSecret, signedHeaders } from "./auth.ts";
 import { silentLogger } from "./log.ts";
 import { PeerClient, peerPaths } from "./peer-client.ts";
 import { type PeerAnswer, registerPeerRoutes } from "./peer-server.ts";
@@ -156,23 +156,18 @@ describe("transport between nodes", { timeout: 30_000 }, () => {
 /** The size on the wire of a signed request's answer, with the given accept-encoding. */
 async function rawSize(url: string, encoding: string): Promise<number> {
   const body = Buffer.from(JSON.stringify({ kind: "notify" }));
-  const timestampMs = Date.now();
-  const signature = signRequest(secret, {
-    method: "POST",
-    path: peerPaths.messages,
-    node: self,
-    timestampMs,
-    body,
-  });
+  const signed = signedHeaders(
+    secret,
+    { method: "POST", path: peerPaths.messages, node: self, body },
+    Date.now(),
+  );
   const response = await request(`${url}${peerPaths.messages}`, {
     method: "POST",
     body,
     headers: {
       "content-type": "application/json",
       "accept-encoding": encoding,
-      "plexus-node": self,
-      "plexus-timestamp": String(timestampMs),
-      "plexus-signature": signature,
+      ...signed,
     },
   });
   return Buffer.from(await response.body.arrayBuffer()).length;

@@ -6,7 +6,7 @@ import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
 import type { NodeId } from "../../core/ids.ts";
 import type { SiteName } from "../../core/topology/model.ts";
-import { type ClusterSecret, clusterSecret, signRequest } from "../../runtime/auth.ts";
+import { type ClusterSecret, clusterSecret, signedHeaders } from "../../runtime/auth.ts";
 import { silentLogger } from "../../runtime/log.ts";
 import { PlexusNode, runtimeTimingsDefault } from "../../runtime/node.ts";
 import { peerPaths } from "../../runtime/peer-client.ts";
@@ -185,22 +185,14 @@ describe("the client API under random input", { timeout: 60_000 }, () => {
     await fc.assert(
       fc.asyncProperty(exchange, async ({ path, from, body }) => {
         const payload = Buffer.from(JSON.stringify(body));
-        const timestampMs = Date.now();
-        const signature = signRequest(secret, {
-          method: "POST",
-          path,
-          node: from as NodeId,
-          timestampMs,
-          body: payload,
-        });
+        const signed = signedHeaders(
+          secret,
+          { method: "POST", path, node: from as NodeId, body: payload },
+          Date.now(),
+        );
         const response = await fetch(`${node.url}${path}`, {
           method: "POST",
-          headers: {
-            "content-type": "application/json",
-            "plexus-node": from,
-            "plexus-timestamp": String(timestampMs),
-            "plexus-signature": signature,
-          },
+          headers: { "content-type": "application/json", ...signed },
           body: payload,
           signal: AbortSignal.timeout(10_000),
         });
