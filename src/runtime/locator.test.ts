@@ -8,9 +8,12 @@ import type { NodeId } from "../core/ids.ts";
 import { unhealthyPriorityPenalty } from "../core/locator/answer.ts";
 import { locatorSettingsDefault } from "../core/locator/registration.ts";
 import { dnsAttributes, dnsClasses, zoneDn } from "../core/locator/zone.ts";
-import type { SiteName } from "../core/topology/model.ts";
+import type { WriteRequest } from "../core/replica/originating.ts";
+import type { EntryView } from "../core/replica/read.ts";
+import { ok } from "../core/result.ts";
+import { checkTopology, type SiteName, type TopologyConfig } from "../core/topology/model.ts";
 import { type ClusterSecret, clusterSecret } from "./auth.ts";
-import type { LocatorOptions } from "./locator.ts";
+import { type LocatorHost, type LocatorOptions, NodeLocator } from "./locator.ts";
 import { silentLogger } from "./log.ts";
 import { PlexusNode, runtimeTimingsDefault } from "./node.ts";
 
@@ -167,5 +170,52 @@ describe("the locator in two nodes", { timeout: 90_000 }, () => {
     const byName = new Map(records.map((record) => [record.name, record.priority]));
     assert.equal(byName.get(`n1.${zone}`), 0);
     assert.equal(byName.get(`n2.${zone}`), unhealthyPriorityPenalty);
+  });
+});
+
+describe("the locator's zone view", { timeout: 30_000 }, () => {
+  it("answers what a registration pass compiled, even when no query came in between", async () => {
+    const entries: EntryView[] = [];
+    let usn = 0;
+    let writes = 0;
+    const checked = checkTopology({
+      sites: [{ name: "hq" }],
+      servers: [{ node: "n1", site: "hq", addresses: ["127.0.0.1"], httpPort: 8080 }],
+    });
+    assert.ok(checked.ok);
+    const host: LocatorHost = {
+      search: () => ok({ entries: [...entries], truncated: false }),
+      usn: () => usn,
+      // A new object each time, as a node's topology is after every re-read: every check passes.
+      topology: (): TopologyConfig => ({ ...(checked.value as TopologyConfig) }),
+      partners: () => [],
+      unreachableAfterFailures: () => 3,
+      write: async (request: WriteRequest) => {
+        writes++;
+        if (request.op === "add") {
+          entries.push({ dn: request.dn, guid: request.dn as never, attributes: request.attributes });
+          usn++;
+        }
+        return ok({});
+      },
+      log: silentLogger,
+    };
+    const locator = await NodeLocator.start(host, dnsOptions, {
+      node: "n1" as NodeId,
+      site: "hq" as SiteName,
+      address: "127.0.0.1",
+      httpPort: 8080,
+      ldapPort: null,
+    });
+    try {
+      await eventually("the first pass", async () => (writes > 0 ? true : undefined));
+      // The second pass compiles the zone itself (the topology object changed).
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      const resolver = new dns.Resolver({ timeout: 1_000, tries: 1 });
+      resolver.setServers([locator.address]);
+      assert.deepEqual(await resolver.resolve4(`n1.${zone}`), ["127.0.0.1"]);
+    } finally {
+      await locator.close();
+    }
   });
 });

@@ -108,11 +108,7 @@ export class NodeLocator implements ZoneSource {
 
   view(): ZoneView {
     const now = monotonicClock.now();
-    let moved = false;
-    if (this.host.usn() !== this.compiledUsn && now - this.compiledAt >= zoneRecompileMs) {
-      this.recompile(now);
-      moved = true;
-    }
+    if (this.host.usn() !== this.compiledUsn && now - this.compiledAt >= zoneRecompileMs) this.recompile(now);
     if (now - this.healthAt >= healthRefreshMs) {
       this.healthAt = now;
       const health = healthOf(this.host.partners(), this.host.unreachableAfterFailures());
@@ -120,14 +116,16 @@ export class NodeLocator implements ZoneSource {
       if (key !== this.healthKey) {
         this.healthKey = key;
         this.health = health;
-        moved = true;
+        this.publish();
       }
     }
-    if (moved) {
-      this.generation++;
-      this.current = { generation: this.generation, zones: this.compiled.set, health: this.health };
-    }
     return this.current;
+  }
+
+  /** What the DNS server answers from from now on; a new generation drops its cached answers. */
+  private publish(): void {
+    this.generation++;
+    this.current = { generation: this.generation, zones: this.compiled.set, health: this.health };
   }
 
   private recompile(now: number): void {
@@ -140,6 +138,7 @@ export class NodeLocator implements ZoneSource {
       sizeLimit: dnsEntriesMax,
     });
     this.compiled = compileZones(found.ok ? found.value.entries : []);
+    this.publish();
     const problems = this.compiled.problems.join("\n");
     if (problems !== this.lastProblems && this.compiled.problems.length > 0)
       this.host.log.log("warn", "dns-zone-problems", { problems: this.compiled.problems.slice(0, 20) });
