@@ -1,8 +1,35 @@
 import { isIP } from "node:net";
-import { canonicalName, isServableName } from "../core/locator/records.ts";
+import { parseArgs } from "node:util";
+import { escapeValue } from "../core/directory/dn.ts";
+import { derivedGuid } from "../core/directory/partition.ts";
+import {
+  canonicalName,
+  isAtOrBelow,
+  isServableName,
+  recordTypes,
+  ttlSecondsMax,
+} from "../core/locator/records.ts";
 import { locatorSettingsDefault } from "../core/locator/registration.ts";
+import {
+  dnsAttributes,
+  dnsClasses,
+  dnsEntriesMax,
+  parseRecordData,
+  resolveName,
+  zoneDn,
+} from "../core/locator/zone.ts";
 import { dnsQueriesPerSecondPerSourceDefault } from "../edge/dns/rate-limit.ts";
 import type { LocatorOptions } from "../runtime/locator.ts";
+import {
+  type Environment,
+  exitUsage,
+  integerFlag,
+  nodeUrl,
+  type Output,
+  reportFailures,
+  UsageError,
+} from "./cli-support.ts";
+import { connect } from "./remote.ts";
 
 /**
  * The locator's flags of `plexus start` (DNS address, zone, SRV priority and weight, record
@@ -134,4 +161,151 @@ export function dnsStartOptions(values: Values, file: Raw, host: string): Locato
       rateMax,
     ),
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// plexus dns list | add | delete: operators' records in the locator zone, over the client API
+
+export const dnsUsage = `usage: plexus dns list [--zone NAME] [--url URL] [--json]
+       plexus dns add NAME TYPE DATA... [--zone NAME] [--ttl S] [--id ID] [--url URL]
+       plexus dns delete ID [--zone NAME] [--url URL]
+
+The locator zone's records are entries of the dns partition (docs/locator.md): one entry per
+record under dc=<zone>,cn=dns, replicated like any entry and answered by every node's DNS
+server once replicated.
+  list     the zone's records: name, TTL, type, data, and for registered ones the node and
+           the age of their last refresh
+  add      one record; NAME is relative to the zone ("@" for the apex) or absolute with a
+           trailing dot; TYPE is A, AAAA, SRV ("priority weight port target"), CNAME, NS or TXT;
+           checked here as the DNS server would, before it is sent
+  delete   the record entry with that id (the cn list prints)
+  --zone NAME   the zone (default ${locatorSettingsDefault.zone})
+  --ttl S       the record's TTL in seconds (default: the zone's)
+  --id ID       the record entry's cn (default: derived from name, type and data)
+  --url URL     the node to ask (default: $PLEXUS_URL)
+`;
+
+const dnsCommandOptions = {
+  zone: { type: "string" },
+  ttl: { type: "string" },
+  id: { type: "string" },
+  url: { type: "string" },
+  json: { type: "boolean" },
+} as const;
+
+function zoneFlag(text: string | undefined): string {
+  const zone = canonicalName(text ?? locatorSettingsDefault.zone);
+  if (zone === "" || !isServableName(zone))
+    throw new UsageError(`--zone must be a domain name, not '${text}'`);
+  return zone;
+}
+
+function attribute(entry: { attributes: Record<string, string[]> }, type: string): string {
+  const key = Object.keys(entry.attributes).find((name) => name.toLowerCase() === type.toLowerCase());
+  return key === undefined ? "" : (entry.attributes[key]?.[0] ?? "");
+}
+
+async function dnsList(args: string[], env: Environment, stdout: Output): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: dnsCommandOptions, allowPositionals: true });
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const zone = zoneFlag(values.zone);
+  const api = connect(nodeUrl(values.url, env));
+  const found = await api.search(
+    {
+      base: zoneDn(zone),
+      scope: "one",
+      filter: `(objectClass=${dnsClasses.record})`,
+      sizeLimit: dnsEntriesMax,
+    },
+    {},
+  );
+  if (values.json === true) {
+    stdout.write(`${JSON.stringify(found.body.entries)}\n`);
+    return 0;
+  }
+  const now = Date.now();
+  for (const entry of found.body.entries) {
+    const refreshed = Number(attribute(entry, dnsAttributes.refreshedAt));
+    const node = attribute(entry, dnsAttributes.node);
+    const registered =
+      node === "" ? "" : `  ; node ${node}, refreshed ${Math.round((now - refreshed) / 1000)} s ago`;
+    const ttl = attribute(entry, dnsAttributes.ttl) || "-";
+    stdout.write(
+      `${attribute(entry, dnsAttributes.name)}\t${ttl}\t${attribute(entry, dnsAttributes.type)}\t${attribute(entry, dnsAttributes.data)}\t; id ${attribute(entry, dnsAttributes.recordId)}${registered}\n`,
+    );
+  }
+  return 0;
+}
+
+async function dnsAdd(args: string[], env: Environment, stdout: Output): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: dnsCommandOptions, allowPositionals: true });
+  const [name, typeText, ...dataParts] = positionals;
+  if (name === undefined || typeText === undefined || dataParts.length === 0)
+    throw new UsageError("give NAME TYPE DATA");
+  const zone = zoneFlag(values.zone);
+  const type = recordTypes.find((known) => known === typeText.toUpperCase() && known !== "SOA");
+  if (type === undefined)
+    throw new UsageError(`TYPE must be one of A, AAAA, SRV, CNAME, NS, TXT, not '${typeText}'`);
+  const data = dataParts.join(" ");
+  const ttl = integerFlag(values.ttl, "--ttl", 0, ttlSecondsMax);
+  const owner = resolveName(name, zone);
+  if (owner === null || !isAtOrBelow(owner, zone))
+    throw new UsageError(`NAME '${name}' is not a name in zone ${zone}`);
+  const checked = parseRecordData(type, data, owner, ttl ?? 0, zone);
+  if (typeof checked === "string") throw new UsageError(checked);
+  const id = values.id ?? `${name} ${type} ${derivedGuid(data).slice(0, 8)}`;
+  const api = connect(nodeUrl(values.url, env));
+  await api.add(
+    `${dnsAttributes.recordId}=${escapeValue(id)},${zoneDn(zone)}`,
+    {
+      objectClass: ["top", dnsClasses.record],
+      [dnsAttributes.recordId]: [id],
+      [dnsAttributes.name]: [name],
+      [dnsAttributes.type]: [type],
+      [dnsAttributes.data]: [data],
+      ...(ttl === undefined ? {} : { [dnsAttributes.ttl]: [String(ttl)] }),
+    },
+    {},
+  );
+  stdout.write(`added ${id}\n`);
+  return 0;
+}
+
+async function dnsDelete(args: string[], env: Environment, stdout: Output): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: dnsCommandOptions, allowPositionals: true });
+  const [id, ...extra] = positionals;
+  if (id === undefined || extra.length > 0) throw new UsageError("give exactly one record id");
+  const zone = zoneFlag(values.zone);
+  await connect(nodeUrl(values.url, env)).delete(
+    `${dnsAttributes.recordId}=${escapeValue(id)},${zoneDn(zone)}`,
+    false,
+    {},
+  );
+  stdout.write(`deleted ${id}\n`);
+  return 0;
+}
+
+/** `plexus dns …`; resolves with the exit code (see cli-support.ts). */
+export function dnsCommand(
+  args: readonly string[],
+  stdout: Output,
+  stderr: Output,
+  env: Environment = process.env,
+): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === "--help" || sub === "-h" || rest.includes("--help")) {
+    stdout.write(dnsUsage);
+    return Promise.resolve(0);
+  }
+  const runners: Record<string, (rest: string[], env: Environment, stdout: Output) => Promise<number>> = {
+    list: dnsList,
+    add: dnsAdd,
+    delete: dnsDelete,
+  };
+  const runner = runners[sub];
+  if (runner === undefined) {
+    stderr.write(`plexus dns: unknown subcommand '${sub}'\n${dnsUsage}`);
+    return Promise.resolve(exitUsage);
+  }
+  return reportFailures(`dns ${sub}`, dnsUsage, stderr, () => runner(rest, env, stdout));
 }

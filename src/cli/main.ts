@@ -1,5 +1,6 @@
 import { backupCommand } from "./backup.ts";
 import { demoCommand } from "./demo.ts";
+import { dnsCommand } from "./dns.ts";
 import { entryCommand, isEntryCommand } from "./entries.ts";
 import { exportCommand } from "./ldif-export.ts";
 import { importCommand } from "./ldif-import.ts";
@@ -66,6 +67,8 @@ Against a node (--url URL or $PLEXUS_URL; --json for JSON; 'plexus COMMAND --hel
   plexus repl sync [--from NODE]
                           pull from inbound partners now and wait for the pulls
   plexus conflicts        naming conflicts, orphans and cycle breakers to look at
+  plexus dns list | add NAME TYPE DATA | delete ID [--zone NAME]
+                          the locator zone's records (docs/locator.md)
 
 What runs today (in this checkout):
   - the replication core (src/core): entries, DNs, filters, stamped per-attribute and
@@ -79,6 +82,9 @@ What runs today (in this checkout):
     tokens (Plexus-Session), GET /v1/watch (server-sent events), GET /v1/status
   - GET /metrics on every node (Prometheus text format) and JSON logs on stderr
     (--log-format pretty for people); docs/operations-metrics.md
+  - the DNS locator (src/edge/dns, src/core/locator): every node serves the locator zone
+    from its dns partition over UDP and TCP (plexus start --dns HOST:PORT, --zone), and
+    registers its SRV, A and NS records; dig it (docs/locator.md); npm run bench:dns
   - the deterministic simulator (src/sim): many nodes, faults, invariants, replayable seeds
   - npm start             the local demo cluster (plexus demo)
   - npm test              type check, lint, unit, contract, property, scenario, simulator
@@ -119,6 +125,8 @@ if (command === undefined || command === "help" || command === "--help" || comma
   process.exitCode = await importCommand(rest, process.stdout, process.stderr);
 } else if (command === "export") {
   process.exitCode = await exportCommand(rest, process.stdout, process.stderr);
+} else if (command === "dns") {
+  process.exitCode = await dnsCommand(rest, process.stdout, process.stderr);
 } else if (command === "topology") {
   process.exitCode = await topologyCommand(rest, process.stdout, process.stderr);
 } else {
