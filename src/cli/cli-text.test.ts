@@ -20,6 +20,7 @@ import {
   formatSummary,
   originLags,
   originNames,
+  parseOriginAges,
   parseStatus,
   type StatusView,
   summarize,
@@ -178,6 +179,37 @@ describe("replication health text", () => {
       formatReplStatus(self, unknown, new Map([["e2", "refused"]]), now),
       /\? +bbbb +4 +\? +0[\s\S]*/,
     );
+  });
+
+  it("reads per-origin ages from /metrics and shows how much older the newest change here is", () => {
+    const metrics = [
+      "# HELP plexus_origin_last_change_age_seconds Seconds since ...",
+      'plexus_origin_last_change_age_seconds{origin="aaaa",origin_node="e1",node="e2",site="east"} 12.5',
+      'plexus_origin_last_change_age_seconds{origin="bbbb",origin_node="e2",node="e2",site="east"} 2',
+      'plexus_origin_utd_usn{origin="aaaa",origin_node="e1",node="e2",site="east"} 9',
+    ].join("\n");
+    assert.deepEqual(
+      [...parseOriginAges(metrics)],
+      [
+        ["aaaa", 12_500],
+        ["bbbb", 2_000],
+      ],
+    );
+    const self = status("e1", "aaaa", 10, { aaaa: 10, bbbb: 4 }, [partner("e2")]);
+    const e2 = status("e2", "bbbb", 7, { aaaa: 9, bbbb: 7 }, [partner("e1")]);
+    const ages = new Map([
+      ["e1", new Map([["bbbb", 30_000]])],
+      ["e2", parseOriginAges(metrics)],
+    ]);
+    const lags = originLags(self, new Map([["e2", e2]]), new Map(), ages);
+    assert.deepEqual(
+      lags.map((lag) => [lag.invocation, lag.behind, lag.newestAgeMs, lag.timeBehindMs]),
+      [
+        ["aaaa", 0, null, 0],
+        ["bbbb", 3, 30_000, 28_000],
+      ],
+    );
+    assert.match(formatReplStatus(self, lags, new Map(), now), /\? +bbbb +4 +7 +3 +30s ago +28s\n/);
   });
 
   it("summarizes largest deltas and failures per source and destination", () => {

@@ -190,7 +190,7 @@ describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
     assert.match(ok(status).out, /^e1 {2}site east {2}http:\/\/127\.0\.0\.1:\d+\n/);
     assert.match(status.out, /^ {2}e2 {2}intra {2}site east/m);
     assert.match(status.out, /^ {4}consecutive failures: {2}0$/m);
-    assert.match(status.out, /^ {2}e1 \(this node\) +[0-9a-f]{8} +\d+ +\d+ +0$/m);
+    assert.match(status.out, /^ {2}e1 \(this node\) +[0-9a-f]{8} +\d+ +\d+ +0 +(?:\S+ ago|\?) +0s$/m);
     const parsed = JSON.parse(ok(statusJson).out) as {
       node: string;
       partners: { node: string }[];
@@ -216,10 +216,17 @@ describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
     const sync = await plexus(["repl", "sync", "--url", e1, "--from", "e2", "--timeout", "5000"]);
     assert.equal(sync.code, 1, sync.out + sync.err);
     assert.match(sync.out, /^e2: (FAILED at \S+: .+|not asked: backing off after \d+ failures .*)$/m);
-    const [summary, text] = await Promise.all([
+    const [summary, text, status] = await Promise.all([
       plexus(["repl", "summary", "--url", e1, "--json"]),
       plexus(["repl", "summary", "--url", e1]),
+      plexus(["repl", "status", "--url", e1]),
     ]);
+    assert.match(ok(status).out, /^ {4}last failure: {10}\S+ \(\S+ ago\): .+$/m);
+    assert.match(status.out, /^ {4}consecutive failures: {2}[1-9]\d*$/m);
+    assert.match(
+      status.out,
+      /^ {4}status not readable: {3}cannot reach http:\/\/127\.0\.0\.1:\d+: connection refused/m,
+    );
     const parsed = JSON.parse(ok(summary).out) as {
       destinations: { node: string; fails: number; total: number; error: string | null }[];
       sources: { node: string; fails: number; total: number }[];

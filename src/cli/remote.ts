@@ -158,11 +158,32 @@ export interface NodeApi {
   ): Promise<Answered<Record<string, unknown>>>;
   status(timeoutMs?: number): Promise<Record<string, unknown>>;
   replicate(from: string | null, timeoutMs: number): Promise<Record<string, unknown>>;
+  /** GET /metrics: Prometheus text (docs/operations-metrics.md). */
+  metrics(timeoutMs?: number): Promise<string>;
 }
 
 /** The node at `baseUrl` (checked with checkBaseUrl). */
 export function connect(baseUrl: string): NodeApi {
   const url = checkBaseUrl(baseUrl);
+  const send = async (
+    method: string,
+    path: string,
+    body: unknown,
+    headers: Record<string, string>,
+    timeoutMs: number,
+  ): Promise<{ response: Response; text: string }> => {
+    try {
+      const response = await fetch(`${url}${path}`, {
+        method,
+        headers: body === undefined ? headers : { "content-type": "application/json", ...headers },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      return { response, text: await response.text() };
+    } catch (error) {
+      throw new UnreachableError(url, failureReason(error));
+    }
+  };
   const call = async <T>(
     method: string,
     path: string,
@@ -170,19 +191,7 @@ export function connect(baseUrl: string): NodeApi {
     headers: Record<string, string>,
     timeoutMs = requestTimeoutMs,
   ): Promise<Answered<T>> => {
-    let response: Response;
-    let text: string;
-    try {
-      response = await fetch(`${url}${path}`, {
-        method,
-        headers: body === undefined ? headers : { "content-type": "application/json", ...headers },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-      text = await response.text();
-    } catch (error) {
-      throw new UnreachableError(url, failureReason(error));
-    }
+    const { response, text } = await send(method, path, body, headers, timeoutMs);
     let parsed: unknown = null;
     try {
       parsed = text === "" ? null : JSON.parse(text);
@@ -252,6 +261,12 @@ export function connect(baseUrl: string): NodeApi {
       ),
     status: async (timeoutMs = requestTimeoutMs) =>
       (await call<Record<string, unknown>>("GET", "/v1/status", undefined, {}, timeoutMs)).body,
+    metrics: async (timeoutMs = requestTimeoutMs) => {
+      const { response, text } = await send("GET", "/metrics", undefined, {}, timeoutMs);
+      if (!response.ok)
+        throw new ProblemError(`http-${response.status}`, "no metrics", response.status, {}, null);
+      return text;
+    },
     replicate: async (from, timeoutMs) =>
       (
         await call<Record<string, unknown>>(

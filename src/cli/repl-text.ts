@@ -125,6 +125,51 @@ export interface OriginLag {
   readonly partners: Readonly<Record<string, number | null>>;
   /** How far the most any asked node has is ahead of this node (0: up to date). */
   readonly behind: number;
+  /** How long ago the newest change from this origin held here was made (null: not known). */
+  readonly newestAgeMs: number | null;
+  /**
+   * How much older that change is than the newest one a partner holds (0 when not behind;
+   * null when the ages are not known): the lag in time, as repadmin shows it.
+   */
+  readonly timeBehindMs: number | null;
+}
+
+/** Per node (this one and its partners), per origin: the newest change's age, from GET /metrics. */
+export type OriginAges = ReadonlyMap<string, ReadonlyMap<string, number>>;
+
+const originAgeMetric = "plexus_origin_last_change_age_seconds";
+
+/**
+ * Per origin invocation id, milliseconds since the newest change from that origin held by the
+ * node was made there: the `plexus_origin_last_change_age_seconds` gauge of its /metrics
+ * (docs/operations-metrics.md; origins seen since that process started).
+ */
+export function parseOriginAges(metrics: string): Map<string, number> {
+  const ages = new Map<string, number>();
+  for (const line of metrics.split("\n")) {
+    if (!line.startsWith(`${originAgeMetric}{`)) continue;
+    const origin = /[{,]origin="([0-9a-f]+)"/.exec(line)?.[1];
+    const value = Number(line.slice(line.lastIndexOf(" ") + 1));
+    if (origin !== undefined && Number.isFinite(value)) ages.set(origin, value * 1_000);
+  }
+  return ages;
+}
+
+function timeBehind(
+  invocation: string,
+  here: number | null,
+  behind: number,
+  partners: ReadonlyMap<string, StatusView | null>,
+  ages: OriginAges,
+): number | null {
+  if (behind === 0) return 0;
+  if (here === null) return null;
+  let youngest: number | null = null;
+  for (const node of partners.keys()) {
+    const age = ages.get(node)?.get(invocation);
+    if (age !== undefined) youngest = Math.min(youngest ?? age, age);
+  }
+  return youngest === null ? null : Math.max(0, here - youngest);
 }
 
 /**
@@ -135,6 +180,7 @@ export function originLags(
   self: StatusView,
   partners: ReadonlyMap<string, StatusView | null>,
   names: OriginNames,
+  ages: OriginAges = new Map(),
 ): OriginLag[] {
   const invocations = new Set(Object.keys(self.utd));
   for (const status of partners.values())
@@ -149,7 +195,16 @@ export function originLags(
       if (value !== null) most = Math.max(most, value);
       if (status !== null && status.invocationId === invocation) most = Math.max(most, status.usn);
     }
-    return { invocation, node: names.get(invocation) ?? null, here, partners: seen, behind: most - here };
+    const newestAgeMs = ages.get(self.node)?.get(invocation) ?? null;
+    return {
+      invocation,
+      node: names.get(invocation) ?? null,
+      here,
+      partners: seen,
+      behind: most - here,
+      newestAgeMs,
+      timeBehindMs: timeBehind(invocation, newestAgeMs, most - here, partners, ages),
+    };
   });
   // By origin name, then id: a restored server's older ids sit next to its current one.
   return lags.sort(
@@ -197,9 +252,14 @@ export function formatReplStatus(
   const partnerNames = self.partners.map((partner) => partner.node);
   lines.push(
     "",
-    "Origins (originating USN this node has, against its partners; behind = the most seen minus here)",
+    "Origins: the originating USN this node has, against its partners (BEHIND: the most seen minus",
+    "here); the age of the newest change held here, and how much older it is than a partner's",
+    "newest (TIME BEHIND; ages from /metrics, '?' when not known)",
   );
-  const rows: string[][] = [["ORIGIN", "INVOCATION", "HERE", ...partnerNames, "BEHIND"]];
+  const rows: string[][] = [
+    ["ORIGIN", "INVOCATION", "HERE", ...partnerNames, "BEHIND", "NEWEST HERE", "TIME BEHIND"],
+  ];
+  const duration = (ms: number | null): string => (ms === null ? "?" : formatDelta(ms));
   for (const lag of lags) {
     rows.push([
       lag.invocation === self.invocationId ? `${lag.node ?? "?"} (this node)` : (lag.node ?? "?"),
@@ -210,6 +270,8 @@ export function formatReplStatus(
         return value === null || value === undefined ? "?" : String(value);
       }),
       String(lag.behind),
+      lag.newestAgeMs === null ? "?" : `${formatDelta(lag.newestAgeMs)} ago`,
+      duration(lag.timeBehindMs),
     ]);
   }
   lines.push(table(rows).replace(/^/gm, "  ").trimEnd());

@@ -27,6 +27,7 @@ import {
   formatSummary,
   originLags,
   originNames,
+  parseOriginAges,
   parseStatus,
   type StatusView,
   summarize,
@@ -160,18 +161,36 @@ async function readStatuses(urls: ReadonlyMap<string, string | null>): Promise<{
   return { statuses: new Map([...statuses].sort(([a], [b]) => a.localeCompare(b))), unreachable };
 }
 
+/** Per node, the age of its newest change per origin (GET /metrics); a node that does not answer is left out. */
+async function readAges(urls: ReadonlyMap<string, string | null>): Promise<Map<string, Map<string, number>>> {
+  const ages = new Map<string, Map<string, number>>();
+  await Promise.all(
+    [...urls].map(async ([node, url]) => {
+      if (url === null) return;
+      try {
+        ages.set(node, parseOriginAges(await connect(url).metrics(peerStatusTimeoutMs)));
+      } catch {
+        // The ages are extra: without them the time columns say '?'.
+      }
+    }),
+  );
+  return ages;
+}
+
 async function replStatus(node: NodeApi, json: boolean, stdout: Output): Promise<number> {
   const self = await statusOf(node);
-  const { statuses, unreachable } = await readStatuses(
-    new Map(self.partners.map((partner) => [partner.node, partner.url])),
-  );
+  const partnerUrls = new Map(self.partners.map((partner) => [partner.node, partner.url]));
+  const [{ statuses, unreachable }, ages] = await Promise.all([
+    readStatuses(partnerUrls),
+    readAges(new Map([[self.node, node.url], ...partnerUrls])),
+  ]);
   let servers: TopologyConfig["servers"] = [];
   try {
     servers = (await liveTopology(node)).config.servers;
   } catch {
     // Names then come from the statuses alone (current invocation ids only).
   }
-  const lags = originLags(self, statuses, originNames([self, ...statuses.values()], servers));
+  const lags = originLags(self, statuses, originNames([self, ...statuses.values()], servers), ages);
   if (json) {
     stdout.write(
       `${JSON.stringify({ ...self, origins: lags, unreadablePartners: Object.fromEntries(unreachable) })}\n`,
