@@ -138,7 +138,11 @@ describe("the client against stand-in nodes and DNS", { timeout: 60_000 }, () =>
     try {
       const answer = await client.get<{ node: string }>("cn=x");
       assert.equal(answer.body.node, "a1");
-      assert.deepEqual(client.location, { clientSite: "a", closestSites: [{ site: "b", cost: 10 }] });
+      assert.deepEqual(client.location, {
+        clientSite: "a",
+        closestSites: [{ site: "b", cost: 10 }],
+        via: "http",
+      });
       const order = (await client.candidates()).map((candidate) => `${candidate.url}/${candidate.tier.kind}`);
       const url = (name: string) => `http://127.0.0.1:${node(name).port}`;
       assert.deepEqual(order, [

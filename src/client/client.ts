@@ -1,3 +1,4 @@
+import { createSocket } from "node:dgram";
 import { Resolver } from "node:dns/promises";
 import { isIP } from "node:net";
 import { Agent, request as undiciRequest } from "undici";
@@ -33,6 +34,8 @@ export const recordsRefreshMsDefault = 60_000;
 /** DNS queries: per try, and tries per server. */
 export const dnsTimeoutMsDefault = 1_000;
 const dnsTries = 2;
+/** A UDP ping without an answer in this long falls back to GET /v1/locate on the same server. */
+export const pingUdpTimeoutMsDefault = 300;
 /** Headroom over a write concern's own timeout, for the node to answer after it gave up. */
 const concernHeadroomMs = 2_000;
 /** Answers larger than this are refused (a search page is at most 1,000 entries). */
@@ -60,6 +63,8 @@ export interface ClientOptions {
   readonly address?: string;
   /** The local address to connect from. */
   readonly localAddress?: string;
+  /** How to ping: a UDP datagram first (falling back to HTTP), or HTTP only. Default udp. */
+  readonly ping?: "udp" | "http";
   readonly requestTimeoutMs?: number;
   readonly connectTimeoutMs?: number;
   readonly recordsRefreshMs?: number;
@@ -137,6 +142,8 @@ export function describeTier(tier: Tier): string {
 export interface Located {
   readonly clientSite: string | null;
   readonly closestSites: readonly { readonly site: string; readonly cost: number }[];
+  /** How the ping was answered. */
+  readonly via: "udp" | "http";
 }
 
 /** The resolver over node:dns (c-ares) with the given servers, or the system's. */
@@ -434,23 +441,73 @@ export class PlexusClient {
     return { tiers, at: this.now() };
   }
 
-  /** GET /v1/locate on the generic servers in order until one answers; null site when none does. */
+  /**
+   * The ping on the generic servers in order until one answers (a UDP datagram, then GET
+   * /v1/locate on the same server); null site when none does.
+   */
   private async ping(generic: readonly Candidate[]): Promise<string | null> {
     const query =
       this.options.address === undefined ? "" : `?address=${encodeURIComponent(this.options.address)}`;
     const timeoutMs = this.options.requestTimeoutMs ?? requestTimeoutMsDefault;
     for (const candidate of plan([generic], this.book, this.now())) {
+      const overUdp = this.options.ping === "http" ? null : await this.pingUdp(candidate);
+      if (overUdp !== null) {
+        this.located = overUdp;
+        return overUdp.clientSite;
+      }
       const outcome = await this.attempt(candidate, "GET", `/v1/locate${query}`, undefined, {}, timeoutMs);
       if (outcome.kind === "failed") {
         if (outcome.backoff) this.book.fail(candidate.key, this.now(), outcome.reason);
         continue;
       }
-      const located = checkLocated(outcome.body);
+      const located = checkLocated(outcome.body, "http");
       if (located === null) continue;
       this.located = located;
       return located.clientSite;
     }
     return this.located?.clientSite ?? null;
+  }
+
+  /** One UDP ping datagram to the server's port (src/edge/locate/udp.ts); null without an answer in time. */
+  private pingUdp(candidate: Candidate): Promise<Located | null> {
+    const url = new URL(candidate.url);
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    const id = Math.floor(this.random() * 2 ** 31);
+    const request = {
+      v: 1,
+      id,
+      ...(this.options.address === undefined ? {} : { address: this.options.address }),
+    };
+    const socket = createSocket(isIP(host) === 6 ? "udp6" : "udp4");
+    let done = false;
+    return new Promise((resolve) => {
+      const finish = (located: Located | null): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        socket.removeAllListeners("message");
+        socket.close();
+        resolve(located);
+      };
+      const timer = setTimeout(() => finish(null), pingUdpTimeoutMsDefault);
+      socket.on("error", () => finish(null));
+      socket.on("message", (datagram) => {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(datagram.toString("utf8"));
+        } catch {
+          return; // not an answer: keep waiting
+        }
+        if (!isRecord(parsed) || parsed.id !== id) return;
+        const located = checkLocated(parsed, "udp");
+        if (located !== null) finish(located);
+      });
+      socket.bind(0, this.options.localAddress, () =>
+        socket.send(JSON.stringify(request), Number(url.port), host, (error) => {
+          if (error) finish(null);
+        }),
+      );
+    });
   }
 
   private async resolveTier(name: string, tier: Tier): Promise<Candidate[]> {
@@ -494,14 +551,14 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function checkLocated(body: unknown): Located | null {
+function checkLocated(body: unknown, via: Located["via"]): Located | null {
   if (!isRecord(body) || !Array.isArray(body.closestSites)) return null;
   if (body.clientSite !== null && typeof body.clientSite !== "string") return null;
   const closestSites = body.closestSites
     .filter(isRecord)
     .filter((near) => typeof near.site === "string" && typeof near.cost === "number")
     .map((near) => ({ site: near.site as string, cost: near.cost as number }));
-  return { clientSite: body.clientSite, closestSites };
+  return { clientSite: body.clientSite, closestSites, via };
 }
 
 function failureReason(error: unknown): string {

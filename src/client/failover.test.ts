@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { entryPath, eventually, http, LocalCluster } from "../../test/support/cluster.ts";
-import { clusterResolver } from "../../test/support/locator.ts";
-import { type ClientAnswer, createClient, type PlexusClient } from "./index.ts";
+import { type ClientAnswer, createClient, dnsResolver, type PlexusClient } from "./index.ts";
 
 /**
  * Failover with real node processes: sites a (a1, a2), b (b1) and c (c1); b is a's closest
  * site. A client placed in site a by its source address (127.0.1.1, in a's subnet) works
- * through a's nodes, keeps working through b when both are SIGKILLed one after the other, and
+ * through a's nodes — found through the nodes' own DNS servers (SRV per site and generic) and
+ * its site through the UDP ping — keeps working through b when both are SIGKILLed one after the other, and
  * comes back to a when a node there restarts. Its reads after each failover see its own
  * earlier writes (session token), and no write it was told succeeded is lost.
  *
@@ -65,9 +65,32 @@ describe("client failover across sites with real nodes", { timeout: 120_000 }, (
       "b1 pulling from a bridgehead of site a",
       async () => (await bridgeheadOfA()) !== undefined,
     );
+    // The nodes' own DNS servers answer for the zone once every node's registration replicated.
+    const dnsServers: string[] = [];
+    for (const node of cluster.nodes.values()) {
+      const status = await http("GET", `${node.url}/v1/status`);
+      const address = (status.body as { dns?: { address?: string } }).dns?.address;
+      assert.ok(typeof address === "string", `${node.name} serves DNS`);
+      dnsServers.push(address);
+    }
+    // Registrations travel like any write; pulling now (POST /v1/replicate) saves waiting for
+    // the one-minute link interval.
+    for (let round = 0; round < 2; round++)
+      for (const node of cluster.nodes.values())
+        await http("POST", `${node.url}/v1/replicate`, { timeoutMs: 5_000 });
+    const resolver = dnsResolver(dnsServers);
+    for (const [name, count] of [
+      [`_plexus._tcp.a._sites.${failoverZone}`, 2],
+      [`_plexus._tcp.b._sites.${failoverZone}`, 1],
+      [`_plexus._tcp.${failoverZone}`, 4],
+    ] as const)
+      await eventually(
+        `${count} SRV records at ${name}`,
+        async () => (await resolver.srv(name)).length === count,
+      );
     client = createClient({
       zone: failoverZone,
-      resolver: clusterResolver(cluster.nodes, failoverZone),
+      dnsServers,
       localAddress: "127.0.1.1",
       backoff: { baseMs: 200, maxMs: 400 },
       writeConcern: concern,
@@ -101,6 +124,7 @@ describe("client failover across sites with real nodes", { timeout: 120_000 }, (
     for (let index = 0; index < 3; index++) assert.equal(siteOf(await write(`first-${index}`)), "a");
     assert.equal(client.location?.clientSite, "a");
     assert.equal(client.location?.closestSites[0]?.site, "b");
+    assert.equal(client.location?.via, "udp");
     await readAll();
   });
 

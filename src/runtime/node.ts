@@ -40,6 +40,7 @@ import {
 } from "../edge/http/api.ts";
 import type { LocatorView } from "../edge/http/locate.ts";
 import { registerReplicateRoute } from "../edge/http/replicate.ts";
+import { type LocateUdp, startLocateUdp } from "../edge/locate/udp.ts";
 import { type DataDirectory, openDataDirectory } from "../store/data-directory.ts";
 import type { ClusterSecret } from "./auth.ts";
 import { ConcernWaiter } from "./concern-waiter.ts";
@@ -167,6 +168,8 @@ export class PlexusNode implements DirectoryService {
   private stopping: Promise<void> | null = null;
   private boundUrl = "";
   private dnsLocator: NodeLocator | null = null;
+  /** The UDP ping on the HTTP port's number (src/edge/locate/udp.ts); null when that UDP port is taken. */
+  private locateUdp: LocateUdp | null = null;
 
   private constructor(
     private readonly options: NodeOptions,
@@ -256,6 +259,12 @@ export class PlexusNode implements DirectoryService {
     this.refreshTopology(true);
     this.schedule();
     if (options.dns !== undefined) await this.startLocator(options.dns, registration);
+    this.locateUdp = await startLocateUdp(options.host, port, () => this.locator()).catch(
+      (error: unknown) => {
+        options.log.log("warn", "locate-udp-unavailable", { port, error: errorText(error) });
+        return null;
+      },
+    );
     options.log.log("info", "serving", { url: this.boundUrl, invocation: this.replica.invocationId });
   }
 
@@ -287,6 +296,7 @@ export class PlexusNode implements DirectoryService {
       clearInterval(reap);
       this.stopped = true;
       await this.dnsLocator?.close();
+      await this.locateUdp?.close();
       this.concerns.close();
       if (this.timer !== null) clearTimeout(this.timer);
       await this.client.close();
