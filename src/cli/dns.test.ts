@@ -1,0 +1,135 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { NodeId } from "../core/ids.ts";
+import { locatorSettingsDefault } from "../core/locator/registration.ts";
+import type { SiteName } from "../core/topology/model.ts";
+import { type ClusterSecret, clusterSecret } from "../runtime/auth.ts";
+import { silentLogger } from "../runtime/log.ts";
+import { PlexusNode, runtimeTimingsDefault } from "../runtime/node.ts";
+import { dnsCommand, dnsStartOptions, parseHostPort } from "./dns.ts";
+
+/** `plexus start`'s DNS flags, and `plexus dns list | add | delete` against a node in this process. */
+describe("plexus start DNS flags", () => {
+  it("defaults: DNS on the node's host, port 0, the default zone and settings", () => {
+    const options = dnsStartOptions({}, {}, "127.0.0.1");
+    assert.equal(options?.host, "127.0.0.1");
+    assert.equal(options?.port, 0);
+    assert.deepEqual(options?.settings, locatorSettingsDefault);
+  });
+
+  it("flags win over the config file; off turns DNS off", () => {
+    const options = dnsStartOptions(
+      { dns: "[::1]:0", zone: "Corp.Test.", "dns-priority": "5", "dns-rate": "0" },
+      { zone: "other.test", dnsWeight: 7 },
+      "127.0.0.1",
+    );
+    assert.equal(options?.host, "::1");
+    assert.equal(options?.settings.zone, "corp.test");
+    assert.equal(options?.settings.priority, 5);
+    assert.equal(options?.settings.weight, 7);
+    assert.equal(options?.queriesPerSecondPerSource, 0);
+    assert.equal(dnsStartOptions({ dns: "off" }, {}, "127.0.0.1"), undefined);
+  });
+
+  it("refuses bad values with a sentence", () => {
+    for (const [values, message] of [
+      [{ dns: "localhost:53" }, /--dns must be HOST:PORT/],
+      [{ dns: "127.0.0.1:70000" }, /--dns must be HOST:PORT/],
+      [{ zone: "a b" }, /--zone/],
+      [{ "dns-priority": "-1" }, /--dns-priority/],
+      [{ "dns-refresh-seconds": "100", "dns-scavenge-seconds": "50" }, /more than --dns-refresh-seconds/],
+    ] as const)
+      assert.throws(() => dnsStartOptions(values, {}, "127.0.0.1"), message);
+    assert.equal(parseHostPort("[::1]:53")?.port, 53);
+    assert.equal(parseHostPort("::1:53"), null);
+  });
+});
+
+describe("plexus dns", { timeout: 30_000 }, () => {
+  const directory = mkdtempSync(join(tmpdir(), "plexus-dns-cli-"));
+  let node: PlexusNode;
+  let env: Record<string, string>;
+
+  before(async () => {
+    node = await PlexusNode.start({
+      dataDirectory: directory,
+      node: "d1" as NodeId,
+      site: "hq" as SiteName,
+      host: "127.0.0.1",
+      port: 0,
+      join: [],
+      secret: clusterSecret("a cluster secret for the dns cli test") as ClusterSecret,
+      partitions: [],
+      topology: {},
+      synchronous: "normal",
+      timings: runtimeTimingsDefault,
+      log: silentLogger,
+      dns: {
+        host: "127.0.0.1",
+        port: 0,
+        settings: { ...locatorSettingsDefault, zone: "corp.test" },
+        queriesPerSecondPerSource: 0,
+      },
+    });
+    env = { PLEXUS_URL: node.url };
+  });
+
+  after(async () => {
+    await node.stop();
+    rmSync(directory, { recursive: true, force: true });
+  });
+
+  const run = async (args: string[]): Promise<{ code: number; out: string; err: string }> => {
+    let out = "";
+    let err = "";
+    const code = await dnsCommand(
+      args,
+      { write: (text: string) => (out += text) },
+      { write: (text: string) => (err += text) },
+      env,
+    );
+    return { code, out, err };
+  };
+
+  it("adds, lists and deletes a record; the node's own registrations are listed too", async () => {
+    assert.equal(
+      (await run(["add", "_x._tcp", "SRV", "0", "5", "80", "www", "--zone", "corp.test", "--id", "x"])).code,
+      0,
+    );
+    const listed = await eventuallyListed(run, "_x._tcp");
+    assert.match(listed, /_x\._tcp\t-\tSRV\t0 5 80 www\t; id x/);
+    assert.match(listed, /_plexus\._tcp\.hq\._sites\t60\tSRV\t.*; node d1, refreshed/);
+    assert.equal((await run(["delete", "x", "--zone", "corp.test"])).code, 0);
+    assert.doesNotMatch((await run(["list", "--zone", "corp.test"])).out, /_x\._tcp/);
+  });
+
+  it("checks a record before sending it: bad usage is exit code 2", async () => {
+    for (const args of [
+      ["add", "www", "A", "300.1.1.1"],
+      ["add", "www", "SOA", "x"],
+      ["add", "www.other.test.", "A", "192.0.2.1"],
+      ["add", "www"],
+      ["frobnicate"],
+    ]) {
+      const { code } = await run([...args, "--zone", "corp.test"]);
+      assert.equal(code, 2, args.join(" "));
+    }
+    assert.equal((await run(["delete", "no-such-id", "--zone", "corp.test"])).code, 1, "the node refuses");
+  });
+});
+
+async function eventuallyListed(
+  run: (args: string[]) => Promise<{ out: string }>,
+  wanted: string,
+): Promise<string> {
+  // The node's registration pass runs right after it starts; give it a moment to land.
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const { out } = await run(["list", "--zone", "corp.test"]);
+    if (out.includes(wanted) && out.includes("_plexus._tcp.hq._sites")) return out;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return (await run(["list", "--zone", "corp.test"])).out;
+}
