@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { UrlReader } from "../edge/ldif/parse.ts";
 import { readLdifFile } from "../edge/ldif/read-file.ts";
-import type { LdifRecord } from "../edge/ldif/record.ts";
+import type { LdifItem, LdifRecord } from "../edge/ldif/record.ts";
 import {
   type Environment,
   exitProblem,
@@ -74,12 +74,15 @@ const replayChecksInFlightMax = 16;
 const writeConcernTimeoutMsMax = 60_000;
 const exitInterrupted = 130;
 
-/** A record of the batch being gathered; `operation` null for a bad record (already reported). */
+/** A record of the batch being gathered; `operation` null for a bad record, with its `problem`. */
 interface Pending {
   readonly index: number;
   readonly line: number;
   readonly record: LdifRecord | null;
   readonly operation: Record<string, unknown> | null;
+  readonly problem: string | null;
+  /** The operation's size as JSON (0 for a bad record). */
+  readonly bytes: number;
 }
 
 interface Sendable extends Pending {
@@ -137,6 +140,17 @@ export function operationOf(record: LdifRecord): Record<string, unknown> {
       throw new Error(`unknown record ${JSON.stringify(never)}`);
     }
   }
+}
+
+/** A parsed item as a batch member: a bad one carries why, to be reported when its batch is settled. */
+function pendingOf(index: number, item: LdifItem): Pending {
+  const bad = { index, line: item.line, record: null, operation: null, bytes: 0 };
+  if (item.kind === "error") return { ...bad, problem: item.message };
+  const operation = operationOf(item.record);
+  const bytes = JSON.stringify(operation).length;
+  if (bytes > operationBytesMax)
+    return { ...bad, problem: `the record is too large to send (${bytes} bytes of JSON)` };
+  return { index, line: item.line, record: item.record, operation, problem: null, bytes };
 }
 
 function countOf(record: LdifRecord): keyof ImportCounts {
@@ -215,32 +229,28 @@ class Importer {
   async run(): Promise<ImportSummary> {
     const started = performance.now();
     const resumed = this.resume();
-    const batch: Pending[] = [];
+    let batch: Pending[] = [];
     let batchBytes = 0;
     let index = 0;
+    // One batch in flight while the next is read: the node commits as the file is parsed.
+    let inFlight: Promise<void> = Promise.resolve();
     for await (const item of readLdifFile(this.options.file, { readUrl: readFileUrl }, this.progress.read)) {
       const current = index++;
       if (current < this.done) continue;
-      let pending: Pending = { index: current, line: item.line, record: null, operation: null };
-      let bytes = 0;
-      if (item.kind === "error") {
-        this.fail(item.line, item.message);
-      } else {
-        const operation = operationOf(item.record);
-        bytes = JSON.stringify(operation).length;
-        if (bytes > operationBytesMax)
-          this.fail(item.line, `the record is too large to send (${bytes} bytes of JSON)`);
-        else pending = { ...pending, record: item.record, operation };
-      }
-      if (batch.length >= this.options.batch || batchBytes + bytes > batchBytesMax) {
-        await this.send(batch);
-        batch.length = 0;
-        batchBytes = 0;
+      const pending = pendingOf(current, item);
+      if (batch.length >= this.options.batch || batchBytes + pending.bytes > batchBytesMax) {
+        await inFlight;
         if (this.stopRequested) break;
+        inFlight = this.send(batch);
+        // Awaited above or below; until then its failure must not count as unhandled.
+        inFlight.catch(() => {});
+        batch = [];
+        batchBytes = 0;
       }
       batch.push(pending);
-      batchBytes += bytes;
+      batchBytes += pending.bytes;
     }
+    await inFlight;
     if (!this.stopRequested) await this.send(batch);
     this.progress.stop();
     if (!this.stopRequested) removeCheckpoint(this.options.checkpointPath);
@@ -298,6 +308,7 @@ class Importer {
   private async send(batch: readonly Pending[]): Promise<void> {
     const last = batch.at(-1);
     if (last === undefined) return;
+    for (const pending of batch) if (pending.problem !== null) this.fail(pending.line, pending.problem);
     const sendable = batch.filter((pending): pending is Sendable => pending.operation !== null);
     // Written before sending: a crash from here on leaves these records "maybe applied".
     this.checkpoint(Math.max(this.maybeAppliedBelow, last.index + 1));

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { parseLdif } from "./parse.ts";
+import { logicalLineCharsMax, parseLdif } from "./parse.ts";
 import { readLdifFile } from "./read-file.ts";
 import { isSafeString, type LdifItem, type LdifRecord } from "./record.ts";
 import { attrValueLine, fold, foldColumns, formatLdif } from "./write.ts";
@@ -267,6 +267,28 @@ describe("LDIF round trip (property)", () => {
         for await (const item of readLdifFile(path)) streamed.push(item);
         assert.deepEqual(records(streamed), plain(written));
       }
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("LDIF file reader", () => {
+  it("refuses a record with an overlong line and reads the next one", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "plexus-ldif-test-"));
+    try {
+      const path = join(directory, "long.ldif");
+      const long = `description: ${"x".repeat(logicalLineCharsMax + 10)}`;
+      writeFileSync(path, `dn: cn=a\n${long}\n\ndn: cn=b\ncn: b\n`);
+      const items: LdifItem[] = [];
+      for await (const item of readLdifFile(path)) items.push(item);
+      assert.deepEqual(
+        items.map((item) => [item.kind, item.line]),
+        [
+          ["error", 2],
+          ["record", 4],
+        ],
+      );
     } finally {
       rmSync(directory, { recursive: true, force: true });
     }

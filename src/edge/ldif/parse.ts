@@ -78,6 +78,11 @@ export class LdifParser {
       this.finishLine();
       this.inComment = false;
       this.current = { line: this.lineNumber, text };
+      if (text.length > logicalLineCharsMax)
+        this.broken = new RecordError(
+          this.lineNumber,
+          `a line longer than ${logicalLineCharsMax} characters`,
+        );
     }
     return [];
   }

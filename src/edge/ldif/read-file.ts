@@ -1,6 +1,6 @@
 import { createReadStream } from "node:fs";
-import { createInterface } from "node:readline";
-import { LdifParser, type ParserOptions } from "./parse.ts";
+import { StringDecoder } from "node:string_decoder";
+import { LdifParser, logicalLineCharsMax, type ParserOptions } from "./parse.ts";
 import type { LdifItem } from "./record.ts";
 
 /** Where a streaming read has got to: for progress bars. */
@@ -9,26 +9,49 @@ export interface ReadProgress {
   bytesRead: number;
 }
 
+/** Bytes read from the file at a time. */
+const chunkBytes = 256 * 1024;
+
 /**
- * The items of an LDIF file, read as a stream line by line: memory holds one record, never the
- * file. `progress.bytesRead` follows the read as it goes.
+ * The items of an LDIF file, read as a stream in chunks and split into lines here (LF or
+ * CRLF; the parser drops a trailing CR): memory holds a chunk and the record being read,
+ * never the file. `progress.bytesRead` follows the read as it goes.
  */
 export async function* readLdifFile(
   path: string,
   options: ParserOptions = {},
   progress: ReadProgress = { bytesRead: 0 },
 ): AsyncGenerator<LdifItem> {
-  const input = createReadStream(path, { encoding: "utf8" });
-  input.on("data", () => {
-    progress.bytesRead = input.bytesRead;
-  });
-  const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
+  const input = createReadStream(path, { highWaterMark: chunkBytes });
+  // A multi-byte character split between chunks is joined before it is decoded.
+  const decoder = new StringDecoder("utf8");
   const parser = new LdifParser(options);
+  let partial = "";
+  /** Inside a physical line too long to keep: its start went to the parser, the rest is dropped. */
+  let skipping = false;
   try {
-    for await (const line of lines) yield* parser.push(line);
+    for await (const chunk of input) {
+      progress.bytesRead = input.bytesRead;
+      const lines = (partial + decoder.write(chunk as Buffer)).split("\n");
+      partial = lines.pop() ?? "";
+      if (skipping && lines.length > 0) {
+        lines.shift();
+        skipping = false;
+      }
+      const items: LdifItem[] = [];
+      for (const line of lines) for (const item of parser.push(line)) items.push(item);
+      if (partial.length > logicalLineCharsMax && !skipping) {
+        // The parser refuses the record for its length; holding the rest of the line would not bound memory.
+        items.push(...parser.push(partial));
+        skipping = true;
+      }
+      if (skipping) partial = "";
+      yield* items;
+    }
+    const rest = partial + decoder.end();
+    if (rest !== "") yield* parser.push(rest);
     yield* parser.end();
   } finally {
-    lines.close();
     input.destroy();
   }
 }
