@@ -15,6 +15,7 @@ import {
 import { checkBaseUrl } from "./remote.ts";
 import { configSearcher } from "./repl.ts";
 import {
+  formatConflicts,
   formatDelta,
   formatReplStatus,
   formatSummary,
@@ -240,6 +241,22 @@ describe("replication health text", () => {
     assert.match(text, /e1 +never +1 \/ 2 +50 +2 +connection refused/);
     assert.match(text, /w1 +10s +0 \/ 1 +0 +7\n/);
     assert.match(text, /Unreachable \(1\):\n {2}e2: cannot reach/);
+  });
+
+  it("lists conflicts with what they claimed", () => {
+    assert.equal(formatConflicts([]), "# 0 conflicts\n");
+    assert.equal(
+      formatConflicts([
+        {
+          kind: "name",
+          dn: "cn=alice\\0ACNF:ab12,dc=x",
+          guid: "ab12",
+          claimedRdn: "cn=alice",
+          claimedParent: "dc=x",
+        },
+      ]),
+      "name  cn=alice\\0ACNF:ab12,dc=x\n  claimed: cn=alice under dc=x  (guid ab12)\n# 1 conflict\n",
+    );
   });
 
   it("reads the topology's objects from one fetched cn=config", () => {

@@ -180,7 +180,7 @@ describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
   it("repl status, sync, conflicts and topology --url describe the live cluster", async () => {
     const [status, statusJson, sync, conflicts, topologyText, help, summary] = await Promise.all([
       plexus(["repl", "status", "--url", e1]),
-      plexus(["repl", "status", "--url", e2, "--json"]),
+      plexus(["repl", "status", "e2", "--url", e1, "--json"]),
       plexus(["repl", "sync", "--url", e1]),
       plexus(["conflicts", "--url", e1, "--json"]),
       plexus(["topology", "--url", e2]),

@@ -59,7 +59,8 @@ Against a node (--url URL or $PLEXUS_URL; --json for JSON; 'plexus COMMAND --hel
                           (or $PLEXUS_SESSION) to read its writes on any node. Exit codes:
                           1 the node refused (plexus: <code>: <detail>), 2 bad usage,
                           3 no answer
-  plexus repl status      one node's inbound partners (last success, last failure and its
+  plexus repl status [NODE]
+                          one node's inbound partners (last success, last failure and its
                           reason, consecutive failures) and per origin what it has against
                           its partners (like repadmin /showrepl)
   plexus repl summary     every server: largest delta and failures as source and as

@@ -401,3 +401,12 @@ export function formatSummary(summary: Summary, unreachable: ReadonlyMap<string,
     );
   return parts.join("\n");
 }
+
+/** `plexus conflicts` as text: one item per conflict, then the count. */
+export function formatConflicts(conflicts: readonly Record<string, unknown>[]): string {
+  const items = conflicts.map(
+    (item) =>
+      `${String(item.kind)}  ${String(item.dn)}\n  claimed: ${String(item.claimedRdn)} under ${String(item.claimedParent)}  (guid ${String(item.guid)})\n`,
+  );
+  return `${items.join("")}# ${conflicts.length} conflict${conflicts.length === 1 ? "" : "s"}\n`;
+}

@@ -23,6 +23,7 @@ import {
   UnreachableError,
 } from "./remote.ts";
 import {
+  formatConflicts,
   formatReplStatus,
   formatSummary,
   originLags,
@@ -49,13 +50,14 @@ const replicateTimeoutMsMax = 60_000;
 
 const urlHelp =
   "  --url URL    the node to ask (default: $PLEXUS_URL)\n  --json       print JSON instead of text";
-const replUsage = `usage: plexus repl status [--url URL] [--json]
+const replUsage = `usage: plexus repl status [NODE] [--url URL] [--json]
        plexus repl summary [--url URL] [--json]
        plexus repl sync [--url URL] [--from NODE] [--timeout MS] [--json]
 
   status    this node's inbound partners (last success, last failure and its reason,
             consecutive failures) and, per origin, the originating USN it has against
-            what each partner has (like repadmin /showrepl)
+            what each partner has (like repadmin /showrepl); NODE: that server instead
+            of the --url node, found in the topology the --url node holds
   summary   every server of the topology (read from cn=config): the largest delta since a
             successful pull and the failing connections, per source and per destination,
             and how many USNs each is behind (like repadmin /replsummary); a node that
@@ -177,6 +179,16 @@ async function readAges(urls: ReadonlyMap<string, string | null>): Promise<Map<s
   return ages;
 }
 
+/** `repl status NODE`: that server's URL as the topology read through `node` records it. */
+async function nodeNamed(node: NodeApi, name: string | undefined): Promise<NodeApi> {
+  if (name === undefined) return node;
+  const urls = serverUrls((await liveTopology(node)).config);
+  const url = [...urls].find(([server]) => server.toLowerCase() === name.toLowerCase())?.[1];
+  if (url === undefined)
+    throw new UsageError(`no server named ${name} in the topology (servers: ${[...urls.keys()].join(", ")})`);
+  return connect(url);
+}
+
 async function replStatus(node: NodeApi, json: boolean, stdout: Output): Promise<number> {
   const self = await statusOf(node);
   const partnerUrls = new Map(self.partners.map((partner) => [partner.node, partner.url]));
@@ -260,14 +272,15 @@ export function replCommand(
       stdout.write(`${replUsage}\n`);
       return 0;
     }
-    const [sub, ...extra] = positionals;
-    if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
+    const [sub, target, ...extra] = positionals;
+    const unexpected = sub === "status" ? extra[0] : (target ?? extra[0]);
+    if (unexpected !== undefined) throw new UsageError(`unexpected argument '${unexpected}'`);
     if (sub !== "sync" && (values.from !== undefined || values.timeout !== undefined))
       throw new UsageError("--from and --timeout go with 'repl sync'");
     const json = values.json === true;
     switch (sub) {
       case "status":
-        return replStatus(api(values.url, env), json, stdout);
+        return replStatus(await nodeNamed(api(values.url, env), target), json, stdout);
       case "summary":
         return replSummary(api(values.url, env), json, stdout);
       case "sync":
@@ -312,11 +325,7 @@ export function conflictsCommand(
     if (values.json === true) {
       stdout.write(`${JSON.stringify({ conflicts })}\n`);
     } else {
-      for (const item of conflicts)
-        stdout.write(
-          `${String(item.kind)}  ${String(item.dn)}\n  claimed: ${String(item.claimedRdn)} under ${String(item.claimedParent)}  (guid ${String(item.guid)})\n`,
-        );
-      stdout.write(`# ${conflicts.length} conflict${conflicts.length === 1 ? "" : "s"}\n`);
+      stdout.write(formatConflicts(conflicts));
     }
     return 0;
   });
