@@ -69,8 +69,8 @@ export const dnsStartUsage = `  --dns HOST:PORT     the locator's authoritative 
   --dns-refresh-seconds S   rewrite this node's records' timestamp when older (default ${locatorSettingsDefault.refreshMs / 1000})
   --dns-scavenge-seconds S  delete other nodes' records not refreshed for this long
                       (default ${locatorSettingsDefault.scavengeAfterMs / 1000}; more than the refresh age)
-  --dns-rate N        DNS queries a second per source address (default
-                      ${dnsQueriesPerSecondPerSourceDefault}); 0: no limit
+  --dns-rate N        DNS queries a second per source address, burst twice that
+                      (default ${dnsQueriesPerSecondPerSourceDefault}); 0: no limit
 `;
 
 type Values = Partial<Record<keyof typeof dnsStartFlags, string>>;
