@@ -4,6 +4,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { dnsResolver } from "../client/client.ts";
 import { demoNodes, demoSample } from "./demo.ts";
 import { entryPath, eventually, http, stopTimeoutMs } from "./local-cluster.ts";
 
@@ -21,6 +22,8 @@ interface NodeLine {
   readonly site: string;
   readonly url: string;
   readonly pid: number;
+  readonly dns: string;
+  readonly zone: string;
 }
 
 function alive(pid: number): boolean {
@@ -93,8 +96,10 @@ describe("plexus demo", { timeout: 60_000 }, () => {
         demoNodes.map(({ node, site }) => ({ node, site })),
       );
       for (const node of nodes) {
-        assert.deepEqual(Object.keys(node).sort(), ["node", "pid", "site", "url"]);
+        assert.deepEqual(Object.keys(node).sort(), ["dns", "node", "pid", "site", "url", "zone"]);
         assert.match(node.url, /^http:\/\/127\.0\.0\.1:[0-9]+$/);
+        assert.match(node.dns, /^127\.0\.0\.1:[0-9]+$/);
+        assert.equal(node.zone, nodes[0]?.zone);
         assert.ok(
           Number.isInteger(node.pid) && node.pid !== child.pid && alive(node.pid),
           `${node.node} pid`,
@@ -118,6 +123,20 @@ describe("plexus demo", { timeout: 60_000 }, () => {
         );
         const read = await http("GET", `${entryPath(node.url, group.dn)}?attributes=member`);
         assert.deepEqual((read.body as { attributes: { member: string[] } }).attributes.member.length, 3);
+      }
+
+      // Every node's DNS server answers the hq site's SRV records with a node of hq (what
+      // `dig @127.0.0.1 -p PORT _plexus._tcp.hq._sites.ZONE SRV` shows).
+      for (const node of nodes) {
+        const resolver = dnsResolver([node.dns]);
+        await eventually(
+          `${node.node}'s DNS answering _plexus._tcp.hq._sites.${node.zone}`,
+          async () => {
+            const records = await resolver.srv(`_plexus._tcp.hq._sites.${node.zone}`);
+            return records.some((record) => /^hq[12]\./.test(record.target));
+          },
+          10_000,
+        );
       }
 
       const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));

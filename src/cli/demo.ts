@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { type ClusterNode, entryPath, eventually, http, LocalCluster } from "./local-cluster.ts";
+import { type ClusterNode, entryPath, eventually, http, LocalCluster, locatorOf } from "./local-cluster.ts";
 
 /**
  * `plexus demo` (what `npm start` runs): a local cluster of three sites with two nodes each,
@@ -14,11 +14,12 @@ export const demoUsage = `usage: plexus demo [--json] [--keep] [--logs]
 Starts a local Plexus cluster: sites hq (hub), east and branch (a branch office), two nodes
 each (hq1, hq2, east1, east2, branch1, branch2), each node its own 'plexus start' process on a
 free 127.0.0.1 port, data in a new temporary directory. Writes sample users and a group under
-dc=example,dc=com, waits until every node has them, prints each node's name, site and URL
-and commands to try, then runs until Ctrl-C (SIGINT) or SIGTERM, which stop every node and
+dc=example,dc=com, waits until every node has them, prints each node's name, site, URL and
+DNS server (each node serves the locator zone and registers its SRV records) and commands to try, then runs until Ctrl-C (SIGINT) or SIGTERM, which stop every node and
 remove the temporary directory.
 
-  --json   print only one JSON line per node, {"node","site","url","pid"}, then {"ready":true}
+  --json   print only one JSON line per node, {"node","site","url","pid","dns","zone"} (dns:
+           the node's DNS server for the locator zone, HOST:PORT), then {"ready":true}
   --keep   keep the temporary directory (data and node logs) on exit and say where it is
   --logs   also show every node's log on stderr while it runs: one readable line per event
            (JSON lines with --json). Without it the logs go to NAME.log in the directory
@@ -157,7 +158,12 @@ async function writeSample(cluster: LocalCluster): Promise<void> {
   }
 }
 
-function humanReport(cluster: LocalCluster, keep: boolean, replicatedMs: number): string {
+function humanReport(
+  cluster: LocalCluster,
+  keep: boolean,
+  replicatedMs: number,
+  locator: { dns: string | null; zone: string | null },
+): string {
   const node = (name: string): ClusterNode => cluster.node(name);
   const rows = demoNodes.map(({ node: name, site }) => {
     const { url, process } = node(name);
@@ -198,11 +204,18 @@ Try:
   curl -s '${entryPath(branch, `uid=erin,${people}`)}'
   curl -s ${east}/v1/status
   curl -s ${east}/metrics | grep '^plexus_'
-
+${digLine(locator)}
 Data and node logs: ${cluster.directory} (${keep ? "kept on exit" : "removed on exit; --keep keeps it"}).
 Follow the nodes' logs: tail -f ${cluster.directory}/*.log (or run the demo with --logs).
 Ctrl-C stops every node.
 `;
+}
+
+/** The locator's records through hq1's DNS server (empty when it serves none). */
+function digLine({ dns, zone }: { dns: string | null; zone: string | null }): string {
+  const at = dns === null ? -1 : dns.lastIndexOf(":");
+  if (dns === null || zone === null || at < 0) return "";
+  return `  dig @${dns.slice(0, at)} -p ${dns.slice(at + 1)} _plexus._tcp.hq._sites.${zone} SRV +noall +answer +additional\n`;
 }
 
 /** Runs the demo until SIGINT or SIGTERM. Resolves with the exit code. */
@@ -310,11 +323,14 @@ export async function demoCommand(args: readonly string[], stdout: Output, stder
           if (json) {
             for (const { node, site } of demoNodes) {
               const { url, process } = cluster.node(node);
-              stdout.write(`${JSON.stringify({ node, site, url, pid: process?.pid ?? null })}\n`);
+              const { dns, zone } = await locatorOf(url);
+              stdout.write(`${JSON.stringify({ node, site, url, pid: process?.pid ?? null, dns, zone })}\n`);
             }
             stdout.write(`${JSON.stringify({ ready: true })}\n`);
           } else {
-            stdout.write(humanReport(cluster, keep, Date.now() - began));
+            stdout.write(
+              humanReport(cluster, keep, Date.now() - began, await locatorOf(cluster.node("hq1").url)),
+            );
           }
         }
       }

@@ -243,6 +243,16 @@ export async function http(
   return { status: response.status, headers: response.headers, contentType, body: parsed };
 }
 
+/** A node's locator DNS server (`host:port`) and zone, from GET /v1/status; nulls when it serves no DNS. */
+export async function locatorOf(url: string): Promise<{ dns: string | null; zone: string | null }> {
+  const status = await http("GET", `${url}/v1/status`);
+  const dns = (status.body as { dns?: { address?: unknown; zone?: unknown } | null }).dns;
+  return {
+    dns: typeof dns?.address === "string" ? dns.address : null,
+    zone: typeof dns?.zone === "string" ? dns.zone : null,
+  };
+}
+
 /** Polls `check` until it returns true, at most `timeoutMs`; says what it waited for on failure. */
 export async function eventually(
   what: string,
