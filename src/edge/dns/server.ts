@@ -58,6 +58,11 @@ export const tcpIdleTimeoutMsDefault = 10_000;
 export const tcpConnectionsMax = 256;
 /** Queries answered on one TCP connection before it is closed; the client opens another. */
 export const tcpQueriesPerConnectionMax = 10_000;
+/**
+ * Answers a TCP client has not read yet, at most: one that keeps asking without reading is
+ * disconnected rather than buffered for.
+ */
+export const tcpUnreadBytesMax = 1024 * 1024;
 /** Cached answers kept; the cache starts again when full. */
 export const answerCacheEntriesMax = 10_000;
 /** Queries longer than this are answered but not cached (their key would be large). */
@@ -194,6 +199,7 @@ class Server_ implements DnsServer {
     socket.on("error", () => socket.destroy());
     socket.on("close", () => this.connections.delete(socket));
     socket.on("data", (chunk: Buffer) => {
+      if (answered >= tcpQueriesPerConnectionMax) return;
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
       // Each pass consumes one framed query; the per-connection cap bounds the loop.
       while (pending.length >= 2 && answered < tcpQueriesPerConnectionMax) {
@@ -207,6 +213,10 @@ class Server_ implements DnsServer {
           const prefix = Buffer.alloc(2);
           prefix.writeUInt16BE(response.length, 0);
           socket.write(Buffer.concat([prefix, response]));
+          if (socket.writableLength > tcpUnreadBytesMax) {
+            socket.destroy();
+            return;
+          }
         }
       }
       if (answered >= tcpQueriesPerConnectionMax) socket.end();
