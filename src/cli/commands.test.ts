@@ -131,7 +131,7 @@ describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
     ) as { dn: string; session: string };
     assert.equal(moved.dn, `cn=caroline,${base}`);
     const deleted = ok(
-      await plexus(["delete", moved.dn, "--url", e1, "--write-concern", "all"], {
+      await plexus(["delete", moved.dn, "--url", e1, "--subtree", "--write-concern", "all"], {
         PLEXUS_SESSION: moved.session,
       }),
     );

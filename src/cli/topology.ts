@@ -49,7 +49,11 @@ export function topologyCommand(
     return 0;
   }
   if ((values.config === undefined) === (values.url === undefined)) {
-    stderr.write(`plexus topology: give either --config or --url\n${usage}\n`);
+    const problem =
+      values.config === undefined
+        ? "--config is required (or --url for the live topology)"
+        : "give --config or --url, not both";
+    stderr.write(`plexus topology: ${problem}\n${usage}\n`);
     return 2;
   }
   if (values.url !== undefined) return liveTopologyCommand(values.url, values.site, stdout, stderr);
