@@ -14,7 +14,7 @@ export interface Checkpoint {
   readonly mtimeMs: number;
   /** Records (in file order, bad ones included) whose results are all in. */
   readonly done: number;
-  /** The line after the last record done: said to the person resuming. */
+  /** The line the last record done starts on: said to the person resuming. */
   readonly line: number;
   /**
    * Records below this may have been applied without their result arriving (a batch in flight

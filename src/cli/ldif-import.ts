@@ -208,7 +208,8 @@ class Importer {
   private countsDone: ImportCounts = zeroCounts();
   private session: string | undefined;
   private done = 0;
-  private line = 1;
+  /** The line the last record done starts on. */
+  private line = 0;
   /**
    * Records below this may have been applied without their result arriving: the batch in
    * flight when an earlier run stopped, or one sent again after the node did not answer.
@@ -284,7 +285,9 @@ class Importer {
     this.maybeAppliedBelow = checkpoint.applying;
     this.counts = { ...checkpoint.counts };
     this.countsDone = { ...checkpoint.counts };
-    this.progress.log(`${this.options.file}: resuming after record ${this.done} (line ${this.line - 1})\n`);
+    this.progress.log(
+      `${this.options.file}: resuming after record ${this.done} (the one starting at line ${this.line})\n`,
+    );
     return this.done;
   }
 
@@ -319,7 +322,7 @@ class Importer {
       ({ pending, result }) => this.settle(pending, result),
     );
     this.done = last.index + 1;
-    this.line = last.line + 1;
+    this.line = last.line;
     this.processedThisRun += batch.length;
     this.countsDone = { ...this.counts };
     this.checkpoint(this.done);
