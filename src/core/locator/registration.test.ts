@@ -119,6 +119,16 @@ describe("registration", () => {
     assert.ok(withLdap.some((record) => record.name === "_ldap._tcp.branch._sites"));
   });
 
+  it("a node the topology no longer lists wants nothing, and deletes what it had", () => {
+    const gone = topology({ ...config, servers: config.servers.filter((server) => server.node !== "e1") });
+    assert.deepEqual(wantedRecords(gone, e1, settings), []);
+    const entries = pass([], e1, 0).entries;
+    const compiled = compileZones(entries);
+    const writes = registrationWrites(compiled.records, true, [], e1.node, settings, 10);
+    assert.equal(writes.length, 6);
+    assert.ok(writes.every((write) => write.op === "delete"));
+  });
+
   it("creates the zone and records once, refreshes them when due, and is then quiet", () => {
     const first = pass([], e1, 1_000);
     assert.equal(first.writes[0]?.op, "add");

@@ -76,6 +76,9 @@ export function wantedRecords(
   settings: LocatorSettings,
   registered: (node: string) => boolean = () => true,
 ): WantedRecord[] {
+  // A node the topology no longer lists is decommissioned: it withdraws its records rather
+  // than registering them again after every other node scavenged them.
+  if (!config.servers.some((server) => server.node === self.node)) return [];
   const host = `${self.node}.${canonicalName(settings.zone)}.`;
   const records = [
     wanted(self.node, self.address.includes(":") ? "AAAA" : "A", self.node, self.address),
