@@ -126,6 +126,9 @@ export function encodeSession(token: UtdVector): string {
   return Buffer.from(JSON.stringify(token), "utf8").toString("base64url");
 }
 
+/** The token of a client that has written nothing yet. */
+const emptySession = encodeSession({});
+
 export function decodeSession(text: string): UtdVector | Problem {
   const invalid = problem("invalid-request", `${sessionHeader} is not a session token this cluster issued`);
   if (text.length > sessionTokenLengthMax || !/^[A-Za-z0-9_-]*$/.test(text)) return invalid;
@@ -167,30 +170,35 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
   app.removeContentTypeParser("text/plain");
   // What each request's session token says, and what its write adds to it.
   const sessions = new WeakMap<FastifyRequest, UtdVector>();
-  app.addHook("onRequest", async (request, reply) => {
-    if (!request.url.startsWith("/v1/") || request.url === "/v1/status") return;
+  // Callback hooks, not async ones: every request passes through them, and a request without
+  // a session token (most of them) then costs no promise here.
+  app.addHook("onRequest", (request, reply, done) => {
+    if (!request.url.startsWith("/v1/") || request.url === "/v1/status") return done();
     if (!service.ready())
-      return sendProblem(reply, problem("not-ready", "this node is still performing its initial sync"));
+      return void sendProblem(reply, problem("not-ready", "this node is still performing its initial sync"));
     const text = header(request, sessionHeader);
-    if (text === undefined) return;
-    if (isProblem(text)) return sendProblem(reply, text);
+    if (text === undefined) return done();
+    if (isProblem(text)) return void sendProblem(reply, text);
     const token = decodeSession(text);
-    if (isProblem(token)) return sendProblem(reply, token);
+    if (isProblem(token)) return void sendProblem(reply, token);
     sessions.set(request, token);
-    if (!(await service.catchUp(token, sessionWaitMs))) {
-      return sendProblem(
+    service.catchUp(token, sessionWaitMs).then((caughtUp) => {
+      if (caughtUp) return done();
+      void sendProblem(
         reply,
         problem(
           "session-behind",
           `this node has not caught up with the session within ${sessionWaitMs} ms; retry, here or elsewhere`,
         ),
       );
-    }
+    }, done);
   });
-  app.addHook("onSend", async (request, reply, payload) => {
-    if (request.url.startsWith("/v1/") && request.url !== "/v1/status")
-      void reply.header(sessionHeader, encodeSession(sessions.get(request) ?? {}));
-    return payload;
+  app.addHook("onSend", (request, reply, payload, done) => {
+    if (request.url.startsWith("/v1/") && request.url !== "/v1/status") {
+      const token = sessions.get(request);
+      void reply.header(sessionHeader, token === undefined ? emptySession : encodeSession(token));
+    }
+    done(null, payload);
   });
 
   const write = async (
