@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -8,7 +8,7 @@ import { parseLdif } from "../edge/ldif/parse.ts";
 import { formatRecord, ldifHeader } from "../edge/ldif/write.ts";
 import { exportCommand } from "./ldif-export.ts";
 import { importCommand } from "./ldif-import.ts";
-import { eventually, http, LocalCluster } from "./local-cluster.ts";
+import { http, LocalCluster } from "./local-cluster.ts";
 
 /**
  * `plexus import` and `plexus export` as real processes against real nodes: a file of a few
@@ -21,7 +21,9 @@ const root = new URL("../..", import.meta.url).pathname;
 const main = join(root, "src/cli/main.ts");
 const base = "dc=example,dc=com";
 const topology = { sites: [{ name: "a" }], links: [] };
-const people = 300;
+const people = 1_200;
+/** The first import is killed once this many records are done. */
+const killAfterRecords = 40;
 const commandTimeoutMs = 60_000;
 
 interface Run {
@@ -111,10 +113,25 @@ function sampleLdif(): { text: string; badParseLine: number; badNodeLine: number
 
 /** Every user entry under the base, comparable across nodes (no GUIDs). */
 async function snapshot(url: string): Promise<string[]> {
-  const answer = await http("POST", `${url}/v1/search`, { base, scope: "sub", sizeLimit: 10_000 });
-  assert.equal(answer.status, 200, JSON.stringify(answer.body));
-  const entries = (answer.body as { entries: Array<{ dn: string; attributes: Record<string, string[]> }> })
-    .entries;
+  type Page = {
+    entries: Array<{ dn: string; attributes: Record<string, string[]> }>;
+    nextCursor: string | null;
+  };
+  const entries: Page["entries"] = [];
+  let cursor: string | null = null;
+  for (let page = 0; page < 20; page++) {
+    const answer = await http("POST", `${url}/v1/search`, {
+      base,
+      scope: "sub",
+      sizeLimit: 10_000,
+      pageSize: 1_000,
+      ...(cursor === null ? {} : { cursor }),
+    });
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    entries.push(...(answer.body as Page).entries);
+    cursor = (answer.body as Page).nextCursor;
+    if (cursor === null) break;
+  }
   return entries
     .map((entry) => {
       const attributes = Object.entries(entry.attributes)
@@ -134,6 +151,16 @@ async function inProcess(command: "import" | "export", args: readonly string[]):
   const code =
     command === "import" ? await importCommand(args, out, err, {}) : await exportCommand(args, out, err, {});
   return { code, stdout, stderr };
+}
+
+/** Records done according to a checkpoint file; 0 when there is none (yet) or it is mid-rename. */
+function doneIn(checkpoint: string): number {
+  if (!existsSync(checkpoint)) return 0;
+  try {
+    return JSON.parse(readFileSync(checkpoint, "utf8")).done;
+  } catch {
+    return 0;
+  }
 }
 
 function summaryOf(run: Run): { counts: Record<string, number>; records: number; resumedAfter: number } {
@@ -165,18 +192,15 @@ describe("plexus import and export", { timeout: 180_000 }, () => {
   it("imports every good record, reports the bad ones by line, and survives being killed", async () => {
     const checkpoint = `${file}.import-progress`;
     const killed = plexus(["import", file, "--url", urlA, "--batch", "1", "--json"]);
-    await eventually(
-      "the first import to get a few records in",
-      async () => {
-        if (!existsSync(checkpoint)) return false;
-        try {
-          return JSON.parse(readFileSync(checkpoint, "utf8")).done >= 40;
-        } catch {
-          return false; // caught between the write and the rename
-        }
-      },
-      30_000,
-    );
+    // Polled closely (not with a growing back-off): one record per request leaves seconds to
+    // catch the import part-way even on a fast machine.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      assert.equal(killed.child.exitCode, null, "the first import ended before it could be killed");
+      assert.ok(Date.now() < deadline, "the first import got no records in within 30 s");
+      if (doneIn(checkpoint) >= killAfterRecords) break;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
     killed.child.kill("SIGKILL");
     const first = await killed.done;
     const saved = JSON.parse(readFileSync(checkpoint, "utf8")) as { done: number };
@@ -185,7 +209,7 @@ describe("plexus import and export", { timeout: 180_000 }, () => {
     const resumed = await inProcess("import", [file, "--url", urlA, "--batch", "50", "--json"]);
     assert.equal(resumed.code, 1, resumed.stderr);
     const summary = summaryOf(resumed);
-    assert.ok(summary.resumedAfter >= 40, JSON.stringify(summary));
+    assert.ok(summary.resumedAfter >= killAfterRecords, JSON.stringify(summary));
     // The record in flight at the kill may have been applied: the rerun finds it there (skipped).
     const { added = 0, skipped = 0, ...rest } = summary.counts;
     assert.equal(added + skipped, people + 1, JSON.stringify(summary));
@@ -214,29 +238,30 @@ describe("plexus import and export", { timeout: 180_000 }, () => {
 
   it("resumed over a batch that was applied but not acknowledged, takes every record as done", async () => {
     const checkpoint = join(directory, "window.progress");
-    const stat = (await import("node:fs")).statSync(file);
+    const stat = statSync(file);
     const records = parseLdif(sample.text).length;
-    // What a crash right after the node applied the last batch leaves: nothing acknowledged
-    // after record 250, records up to the end possibly applied.
+    // What a crash right after the node applied the last batch leaves: the last 60 records
+    // (creates, then the modify, the rename and the delete) not acknowledged but applied.
+    const done = records - 60;
     writeFileSync(
       checkpoint,
       JSON.stringify({
         format: 1,
         size: stat.size,
         mtimeMs: Math.trunc(stat.mtimeMs),
-        done: 250,
+        done,
         line: 1,
         applying: records,
-        counts: { added: 248, modified: 0, deleted: 0, skipped: 0, failed: 2 },
+        counts: { added: done - 2, modified: 0, deleted: 0, skipped: 0, failed: 2 },
       }),
     );
     const run = await inProcess("import", [file, "--url", urlA, "--resume-file", checkpoint, "--json"]);
     assert.equal(run.code, 1, run.stderr);
     assert.deepEqual(summaryOf(run).counts, {
-      added: 248,
+      added: done - 2,
       modified: 0,
       deleted: 0,
-      skipped: records - 250,
+      skipped: 60,
       failed: 2,
     });
   });
