@@ -6,6 +6,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { dnsAttributes, dnsClasses, zoneDn } from "../src/core/locator/zone.ts";
+import { failoverPart } from "./failover.ts";
 import { loadAverage, makeScratchDir, round } from "./support.ts";
 
 /**
@@ -392,7 +393,7 @@ export async function measureDns(): Promise<Record<string, unknown>> {
 }
 
 /** Parts of the benchmark, each adding fields to the last line; the failover part goes here. */
-const parts: ReadonlyArray<() => Promise<Record<string, unknown>>> = [measureDns];
+const parts: ReadonlyArray<() => Promise<Record<string, unknown>>> = [measureDns, failoverPart];
 
 const fields: Record<string, unknown> = { bench: "dns" };
 for (const part of parts) Object.assign(fields, await part());

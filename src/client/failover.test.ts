@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { entryPath, eventually, http, LocalCluster } from "../../test/support/cluster.ts";
+import { locatorOf } from "../cli/local-cluster.ts";
 import { type ClientAnswer, createClient, dnsResolver, type PlexusClient } from "./index.ts";
 
 /**
@@ -31,6 +32,8 @@ export const failoverTopology = {
 export const failoverTimings = { pullTimeoutMs: 2_000, retryBackoffBaseMs: 100, retryBackoffMaxMs: 500 };
 export const failoverZone = "plexus.test";
 const base = "dc=example,dc=com";
+/** Node processes start slowly on a loaded machine (tsx compiles the sources first). */
+const nodeStartTimeoutMs = 60_000;
 const concern = "sites=2; timeout=10000";
 
 describe("client failover across sites with real nodes", { timeout: 120_000 }, () => {
@@ -50,11 +53,11 @@ describe("client failover across sites with real nodes", { timeout: 120_000 }, (
   };
 
   before(async () => {
-    const a1 = await cluster.start("a1", "a");
+    const a1 = await cluster.start("a1", "a", { timeoutMs: nodeStartTimeoutMs });
     await Promise.all([
-      cluster.start("a2", "a", { join: [a1.url] }),
-      cluster.start("b1", "b", { join: [a1.url] }),
-      cluster.start("c1", "c", { join: [a1.url] }),
+      cluster.start("a2", "a", { join: [a1.url], timeoutMs: nodeStartTimeoutMs }),
+      cluster.start("b1", "b", { join: [a1.url], timeoutMs: nodeStartTimeoutMs }),
+      cluster.start("c1", "c", { join: [a1.url], timeoutMs: nodeStartTimeoutMs }),
     ]);
     // Every node answers the ping, and b1 has found the bridgehead of site a it pulls from.
     for (const node of cluster.nodes.values())
@@ -68,10 +71,9 @@ describe("client failover across sites with real nodes", { timeout: 120_000 }, (
     // The nodes' own DNS servers answer for the zone once every node's registration replicated.
     const dnsServers: string[] = [];
     for (const node of cluster.nodes.values()) {
-      const status = await http("GET", `${node.url}/v1/status`);
-      const address = (status.body as { dns?: { address?: string } }).dns?.address;
-      assert.ok(typeof address === "string", `${node.name} serves DNS`);
-      dnsServers.push(address);
+      const { dns } = await locatorOf(node.url);
+      assert.ok(dns !== null, `${node.name} serves DNS`);
+      dnsServers.push(dns);
     }
     // Registrations travel like any write; pulling now (POST /v1/replicate) saves waiting for
     // the one-minute link interval.
@@ -156,7 +158,10 @@ describe("client failover across sites with real nodes", { timeout: 120_000 }, (
   it("comes back to site a when a node there restarts", async () => {
     // The node killed last holds every write made in site a; it catches up with b's at start.
     const restarted = cluster.node(killedLast);
-    await cluster.start(restarted.name, "a", { port: Number(new URL(restarted.url).port) });
+    await cluster.start(restarted.name, "a", {
+      port: Number(new URL(restarted.url).port),
+      timeoutMs: nodeStartTimeoutMs,
+    });
     let answer: ClientAnswer | null = null;
     // Within a few back-off periods (400 ms at most each) the client tries site a again.
     for (let attempt = 0; attempt < 100; attempt++) {
