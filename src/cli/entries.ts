@@ -17,11 +17,13 @@ import {
   parseAttributes,
   parseChanges,
 } from "./entry-text.ts";
+import { locatedApi, locatorFlags, locatorUsage } from "./located.ts";
 import { type Answered, type Attributes, type CallOptions, connect, type NodeApi } from "./remote.ts";
 
 /**
  * The entry commands: `plexus get | add | modify | delete | move | search`, each one request
- * (a search: one per page) to the node at --url or PLEXUS_URL. Text output is LDIF-like;
+ * (a search: one per page) to the node at --url or PLEXUS_URL, or to one the locator finds with
+ * --zone (src/cli/located.ts: own site first, failing over). Text output is LDIF-like;
  * --json prints the node's answer with the session token added as `session`. In text mode a
  * write prints its session token on stderr as `plexus-session: TOKEN`; either way, --session
  * (or PLEXUS_SESSION) hands a token to the next command, on any node, for read-your-writes.
@@ -42,6 +44,7 @@ const searchSizeLimitMax = 100_000;
 const common = `
 common options:
   --url URL               the node to ask (default: $PLEXUS_URL)
+${locatorUsage}
   --session TOKEN         a session token from an earlier command (default: $PLEXUS_SESSION):
                           the node answers once it has everything that session wrote
   --json                  print the node's JSON answer, with "session" added`;
@@ -76,6 +79,7 @@ by default, at most --size-limit entries (1..100000, default 1000), fetched page
 
 const commonOptions = {
   url: { type: "string" },
+  ...locatorFlags,
   session: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -91,7 +95,13 @@ interface Context {
 }
 
 function context(
-  values: { url?: string | undefined; session?: string | undefined; json?: boolean | undefined },
+  values: {
+    url?: string | undefined;
+    zone?: string | undefined;
+    "dns-server"?: string[] | undefined;
+    session?: string | undefined;
+    json?: boolean | undefined;
+  },
   write: { "write-concern"?: string | undefined; timeout?: string | undefined },
   env: Environment,
   stdout: Output,
@@ -99,7 +109,7 @@ function context(
 ): Context {
   let api: NodeApi;
   try {
-    api = connect(nodeUrl(values.url, env));
+    api = locatedApi(values) ?? connect(nodeUrl(values.url, env));
   } catch (error) {
     throw error instanceof UsageError ? error : new UsageError((error as Error).message);
   }

@@ -162,8 +162,11 @@ export interface NodeApi {
   metrics(timeoutMs?: number): Promise<string>;
 }
 
-/** The node at `baseUrl` (checked with checkBaseUrl). */
-export function connect(baseUrl: string): NodeApi {
+/**
+ * The node at `baseUrl` (checked with checkBaseUrl). `fetcher` carries the requests: fetch,
+ * or the locator client's failover (src/cli/located.ts), which answers for many nodes.
+ */
+export function connect(baseUrl: string, fetcher: typeof fetch = fetch): NodeApi {
   const url = checkBaseUrl(baseUrl);
   const send = async (
     method: string,
@@ -173,7 +176,7 @@ export function connect(baseUrl: string): NodeApi {
     timeoutMs: number,
   ): Promise<{ response: Response; text: string }> => {
     try {
-      const response = await fetch(`${url}${path}`, {
+      const response = await fetcher(`${url}${path}`, {
         method,
         headers: body === undefined ? headers : { "content-type": "application/json", ...headers },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),

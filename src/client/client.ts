@@ -65,6 +65,8 @@ export interface ClientOptions {
   readonly localAddress?: string;
   /** How to ping: a UDP datagram first (falling back to HTTP), or HTTP only. Default udp. */
   readonly ping?: "udp" | "http";
+  /** Keep connections open between requests (default true); a one-shot command turns it off so it can exit at once. */
+  readonly keepAlive?: boolean;
   readonly requestTimeoutMs?: number;
   readonly connectTimeoutMs?: number;
   readonly recordsRefreshMs?: number;
@@ -369,6 +371,7 @@ export class PlexusClient {
         headers: sent,
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         dispatcher: this.agent,
+        reset: this.options.keepAlive === false,
         signal: AbortSignal.timeout(timeoutMs),
       });
       const length = Number(response.headers["content-length"] ?? 0);
@@ -417,7 +420,8 @@ export class PlexusClient {
     try {
       this.records = await this.refreshing;
     } catch (error) {
-      if (this.records === null) throw error;
+      if (this.records === null)
+        throw new NoServerError([], `looking up the zone's SRV records failed: ${(error as Error).message}`);
     }
     return this.records;
   }

@@ -1,0 +1,103 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { eventually, http, LocalCluster, locatorOf } from "./local-cluster.ts";
+
+/**
+ * The entry commands with `--zone` instead of `--url`, as real `bin/plexus.mjs` processes
+ * against two node processes of one site: the command finds a node through the nodes' DNS
+ * servers, and still works when the node it would pick first is killed. Bad flag combinations
+ * are usage errors (exit 2).
+ */
+const root = new URL("../..", import.meta.url).pathname;
+const bin = join(root, "bin/plexus.mjs");
+const zone = "plexus.test";
+const base = "dc=example,dc=com";
+const commandTimeoutMs = 30_000;
+
+function plexus(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), commandTimeoutMs);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe("plexus get/add --zone", { timeout: 120_000 }, () => {
+  const cluster = new LocalCluster(
+    { sites: [{ name: "east" }], settings: { intraSitePullIntervalMs: 500, notifyDelayMs: 5 } },
+    { pullTimeoutMs: 2_000, retryBackoffBaseMs: 100, retryBackoffMaxMs: 500 },
+  );
+  const dnsServers: string[] = [];
+
+  before(async () => {
+    const e1 = await cluster.start("e1", "east", { timeoutMs: 60_000 });
+    await cluster.start("e2", "east", { join: [e1.url], timeoutMs: 60_000 });
+    for (const node of cluster.nodes.values()) {
+      const { dns } = await locatorOf(node.url);
+      assert.ok(dns !== null);
+      dnsServers.push(dns);
+    }
+    // Both nodes' SRV records on e1's DNS server (e2's registration replicated to e1).
+    await eventually("e2's registration on e1", async () => {
+      await http("POST", `${cluster.node("e1").url}/v1/replicate`, { timeoutMs: 2_000 });
+      const status = await http("GET", `${cluster.node("e1").url}/v1/status`);
+      return ((status.body as { dns?: { records?: number } }).dns?.records ?? 0) >= 6;
+    });
+  });
+
+  after(async () => {
+    await cluster.stopAll();
+  });
+
+  const located = (): string[] => [
+    "--zone",
+    zone,
+    ...dnsServers.flatMap((server) => ["--dns-server", server]),
+  ];
+
+  it("adds and reads an entry through the locator, and keeps working with one node killed", async () => {
+    const added = await plexus([
+      "add",
+      `cn=zoned,${base}`,
+      "objectClass=person",
+      "cn=zoned",
+      "sn=Z",
+      ...located(),
+    ]);
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(added.stderr, /plexus-session: /);
+    await cluster.stop("e1", "SIGKILL");
+    const read = await plexus(["get", `cn=zoned,${base}`, "--json", ...located()]);
+    assert.equal(read.code, 0, read.stderr);
+    assert.equal((JSON.parse(read.stdout) as { dn: string }).dn, `cn=zoned,${base}`);
+  });
+
+  it("refuses --dns-server without --zone and --zone with --url", async () => {
+    const lone = await plexus(["get", `cn=x,${base}`, "--dns-server", "127.0.0.1:53"]);
+    assert.equal(lone.code, 2);
+    assert.match(lone.stderr, /--dns-server goes with --zone/);
+    const both = await plexus(["get", `cn=x,${base}`, "--zone", zone, "--url", "http://127.0.0.1:1"]);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /not both/);
+  });
+
+  it("says which servers it tried when none answers", async () => {
+    await cluster.stop("e2", "SIGKILL");
+    const read = await plexus(["get", `cn=zoned,${base}`, ...located()]);
+    assert.notEqual(read.code, 0);
+    assert.match(read.stderr, /no Plexus server|cannot reach/);
+  });
+});

@@ -1,0 +1,68 @@
+import { createClient } from "../client/client.ts";
+import { UsageError } from "./cli-support.ts";
+import { connect, type NodeApi } from "./remote.ts";
+
+/**
+ * `--zone ZONE [--dns-server HOST:PORT]...` instead of `--url`: the command finds its node
+ * through the locator (docs/client.md) — its site's servers first, then the next-closest
+ * sites', then any — and fails over between them. The CLI's HTTP module (remote.ts) stays the
+ * same: its requests go through the client library instead of straight to one URL.
+ */
+export const locatorFlags = {
+  zone: { type: "string" },
+  "dns-server": { type: "string", multiple: true },
+} as const;
+
+export const locatorUsage = `  --zone ZONE             instead of --url: find a node through the locator zone's DNS SRV
+                          records (own site first, then the next-closest sites, then any)
+                          and fail over between them (docs/client.md)
+  --dns-server HOST:PORT  with --zone: a DNS server for the zone (repeatable; default the
+                          system's resolver; every node serves one: plexus start --dns)`;
+
+export interface LocatorValues {
+  readonly url?: string | undefined;
+  readonly zone?: string | undefined;
+  readonly "dns-server"?: string[] | undefined;
+}
+
+/** The API through the locator when --zone is given; null otherwise (the caller uses --url). */
+export function locatedApi(values: LocatorValues): NodeApi | null {
+  const servers = values["dns-server"] ?? [];
+  if (values.zone === undefined) {
+    if (servers.length > 0) throw new UsageError("--dns-server goes with --zone");
+    return null;
+  }
+  if (values.url !== undefined) throw new UsageError("give --url or --zone, not both");
+  for (const server of servers)
+    if (!/^(\[[0-9a-f:.]+\]|[0-9a-z.-]+)(:[0-9]{1,5})?$/i.test(server))
+      throw new UsageError(`--dns-server '${server}' is not HOST or HOST:PORT`);
+  let client: ReturnType<typeof createClient>;
+  try {
+    client = createClient({ zone: values.zone, dnsServers: servers, keepAlive: false });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  return connect(`http://${values.zone}`, locatorFetch(client));
+}
+
+/** A fetch whose requests go to whichever node the client picks; the answer as a Response. */
+function locatorFetch(client: ReturnType<typeof createClient>): typeof fetch {
+  return async (input, init) => {
+    const target = new URL(String(input));
+    const headers = Object.fromEntries(new Headers(init?.headers).entries());
+    const body = typeof init?.body === "string" ? (JSON.parse(init.body) as unknown) : undefined;
+    const answer = await client.request(
+      init?.method ?? "GET",
+      `${target.pathname}${target.search}`,
+      body,
+      headers,
+    );
+    const answerHeaders = new Headers({ "content-type": "application/json" });
+    if (client.session !== null) answerHeaders.set("plexus-session", client.session);
+    const empty = answer.body === null || answer.status === 204;
+    return new Response(empty ? null : JSON.stringify(answer.body), {
+      status: answer.status,
+      headers: answerHeaders,
+    });
+  };
+}
