@@ -73,11 +73,14 @@ export function readCheckpoint(path: string): Checkpoint | null {
 }
 
 export function writeCheckpoint(path: string, checkpoint: Checkpoint): void {
-  const temporary = `${path}.${process.pid}.tmp`;
+  // One name, not one per process: a run killed between write and rename leaves nothing behind
+  // once a later run finishes (two imports sharing a checkpoint would be wrong anyway).
+  const temporary = `${path}.tmp`;
   writeFileSync(temporary, `${JSON.stringify(checkpoint)}\n`);
   renameSync(temporary, path);
 }
 
 export function removeCheckpoint(path: string): void {
   rmSync(path, { force: true });
+  rmSync(`${path}.tmp`, { force: true });
 }
