@@ -1,3 +1,4 @@
+import { formatReached } from "./entry-text.ts";
 import { ProblemError, UnreachableError } from "./remote.ts";
 
 /**
@@ -67,9 +68,13 @@ export async function reportFailures(
     }
     if (error instanceof ProblemError) {
       stderr.write(`plexus: ${error.code}: ${error.detail}\n`);
-      // Such a write is applied: its token still carries read-your-writes to the next command.
-      if (error.code === "write-concern-not-met" && error.session !== null)
-        stderr.write(`plexus-session: ${error.session}\n`);
+      if (error.code === "write-concern-not-met") {
+        // Such a write is applied: say how far it got, and its token still carries
+        // read-your-writes to the next command.
+        const reached = error.problem.writeConcern;
+        if (typeof reached === "object" && reached !== null) stderr.write(`${formatReached(reached)}\n`);
+        if (error.session !== null) stderr.write(`plexus-session: ${error.session}\n`);
+      }
       return exitProblem;
     }
     if (error instanceof UnreachableError) {

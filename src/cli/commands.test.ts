@@ -47,12 +47,16 @@ function ok(run: Run): Run {
   return run;
 }
 
-/** A loopback port nothing listens on (taken from the system, then released). */
+/**
+ * A loopback address and port nothing listens on: taken from the system, then released, on
+ * 127.0.0.2, where the other tests' nodes (on 127.0.0.1) cannot take it meanwhile.
+ */
+const closedHost = "127.0.0.2";
 function closedPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
+    server.listen(0, closedHost, () => {
       const address = server.address();
       const port = typeof address === "object" && address !== null ? address.port : 0;
       server.close(() => resolve(port));
@@ -147,7 +151,7 @@ describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
       plexus(["get", "not a dn", "--url", e1]),
       plexus(["search", base, "--url", e1, "--filter", "(cn=a"]),
       plexus(["search", base, "--url", e1, "--bogus"]),
-      plexus(["get", `cn=x,${base}`, "--url", `http://127.0.0.1:${port}`]),
+      plexus(["get", `cn=x,${base}`, "--url", `http://${closedHost}:${port}`]),
       plexus(["get", `cn=x,${base}`]),
       plexus(["add", `cn=x,${base}`, "cn", "--url", e1]),
       plexus(["get", base, "--url", e1], { PLEXUS_SESSION: "not-a-token" }),
@@ -160,10 +164,10 @@ describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
     assert.equal(unknownFlag.code, 2);
     assert.match(unknownFlag.err, /^plexus search: Unknown option '--bogus'/);
     assert.match(unknownFlag.err, /usage: plexus search BASE/);
-    assert.equal(unreachable.code, 3);
+    assert.equal(unreachable.code, 3, unreachable.err);
     assert.equal(
       unreachable.err,
-      `plexus: unreachable: cannot reach http://127.0.0.1:${port}: connection refused (is a node running there?)\n`,
+      `plexus: unreachable: cannot reach http://${closedHost}:${port}: connection refused (is a node running there?)\n`,
     );
     assert.equal(noUrl.code, 2);
     assert.match(noUrl.err, /no node URL: give --url URL or set PLEXUS_URL/);
@@ -216,11 +220,29 @@ describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
     const sync = await plexus(["repl", "sync", "--url", e1, "--from", "e2", "--timeout", "5000"]);
     assert.equal(sync.code, 1, sync.out + sync.err);
     assert.match(sync.out, /^e2: (FAILED at \S+: .+|not asked: backing off after \d+ failures .*)$/m);
-    const [summary, text, status] = await Promise.all([
+    const [summary, text, status, unmet] = await Promise.all([
       plexus(["repl", "summary", "--url", e1, "--json"]),
       plexus(["repl", "summary", "--url", e1]),
       plexus(["repl", "status", "--url", e1]),
+      plexus([
+        "add",
+        `cn=dave,${base}`,
+        "objectClass=person",
+        "cn=dave",
+        "sn=D",
+        "--url",
+        e1,
+        "--write-concern",
+        "site",
+        "--timeout",
+        "300",
+      ]),
     ]);
+    // Applied on e1 but not on another node of its site: says so, and hands on the token.
+    assert.equal(unmet.code, 1);
+    assert.match(unmet.err, /^plexus: write-concern-not-met: the write is applied on this node/);
+    assert.match(unmet.err, /^write concern site: NOT met on e1 \(sites east\)$/m);
+    assert.match(unmet.err, /^plexus-session: \S+$/m);
     assert.match(ok(status).out, /^ {4}last failure: {10}\S+ \(\S+ ago\): .+$/m);
     assert.match(status.out, /^ {4}consecutive failures: {2}[1-9]\d*$/m);
     assert.match(
