@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
+import { execFile, spawnSync } from "node:child_process";
 import { promises as dns } from "node:dns";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
 import type { NodeId } from "../core/ids.ts";
 import { unhealthyPriorityPenalty } from "../core/locator/answer.ts";
 import { locatorSettingsDefault } from "../core/locator/registration.ts";
@@ -36,6 +38,12 @@ const dnsOptions: LocatorOptions = {
   settings: { ...locatorSettingsDefault, zone, refreshMs: 60_000, scavengeAfterMs: 600_000 },
   queriesPerSecondPerSource: 0,
 };
+
+const execFileAsync = promisify(execFile);
+const digSkip =
+  spawnSync("dig", ["-v"]).error === undefined
+    ? false
+    : "dig is not installed (Debian dnsutils; .ci/run installs it)";
 
 async function eventually<T>(
   what: string,
@@ -119,6 +127,19 @@ describe("the locator in two nodes", { timeout: 90_000 }, () => {
       assert.deepEqual(await resolver.resolve4(`n2.${zone}`), ["127.0.0.1"]);
       assert.equal((await resolver.resolveNs(zone)).length, 2);
     }
+  });
+
+  it("dig against a node: its site's SRV records with glue, TCP too", { skip: digSkip }, async () => {
+    const [host, port] = (second.dnsAddress ?? "").split(":");
+    const { stdout } = await execFileAsync(
+      "dig",
+      [`@${host}`, "-p", port ?? "", "+tcp", "+norec", `_plexus._tcp.hq._sites.${zone}`, "SRV"],
+      { timeout: 10_000 },
+    );
+    assert.match(stdout, /status: NOERROR/);
+    assert.match(stdout, /flags: qr aa;/);
+    assert.match(stdout, /ANSWER: 2, AUTHORITY: 0, ADDITIONAL: 3/, "two A records of glue and the OPT");
+    assert.match(stdout, /ADDITIONAL SECTION:\nn[12]\.corp\.test\.\s+60\s+IN\s+A\s+127\.0\.0\.1\nn[12]\.corp\.test\./);
   });
 
   it("an operator's record written on one node is answered by the other once replicated", async () => {
