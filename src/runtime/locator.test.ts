@@ -139,7 +139,10 @@ describe("the locator in two nodes", { timeout: 90_000 }, () => {
     assert.match(stdout, /status: NOERROR/);
     assert.match(stdout, /flags: qr aa;/);
     assert.match(stdout, /ANSWER: 2, AUTHORITY: 0, ADDITIONAL: 3/, "two A records of glue and the OPT");
-    assert.match(stdout, /ADDITIONAL SECTION:\nn[12]\.corp\.test\.\s+60\s+IN\s+A\s+127\.0\.0\.1\nn[12]\.corp\.test\./);
+    assert.match(
+      stdout,
+      /ADDITIONAL SECTION:\nn[12]\.corp\.test\.\s+60\s+IN\s+A\s+127\.0\.0\.1\nn[12]\.corp\.test\./,
+    );
   });
 
   it("an operator's record written on one node is answered by the other once replicated", async () => {
