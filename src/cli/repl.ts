@@ -56,8 +56,9 @@ const replUsage = `usage: plexus repl status [NODE] [--url URL] [--json]
 
   status    this node's inbound partners (last success, last failure and its reason,
             consecutive failures) and, per origin, the originating USN it has against
-            what each partner has (like repadmin /showrepl); NODE: that server instead
-            of the --url node, found in the topology the --url node holds
+            what each partner has, the age of the newest change it holds and how much
+            older that is than a partner's newest (like repadmin /showrepl); NODE: that
+            server instead of the --url node, found in the topology the --url node holds
   summary   every server of the topology (read from cn=config): the largest delta since a
             successful pull and the failing connections, per source and per destination,
             and how many USNs each is behind (like repadmin /replsummary); a node that
