@@ -89,7 +89,7 @@ class AnswerCache {
   }
 }
 
-class Server_ implements DnsServer {
+class UdpTcpDnsServer implements DnsServer {
   readonly address: string;
   private counters = { queries: 0, answered: 0, cacheHits: 0, rateLimited: 0, ignored: 0 };
   private readonly caches: Record<Transport, AnswerCache> = {
@@ -254,7 +254,7 @@ export async function startDnsServer(options: DnsServerOptions): Promise<DnsServ
     const port = udp.address().port;
     try {
       const tcp = await listenTcp(options.host, port);
-      const server = new Server_(options.host, port, udp, tcp, options);
+      const server = new UdpTcpDnsServer(options.host, port, udp, tcp, options);
       options.log?.log("info", "dns-serving", { address: server.address });
       return server;
     } catch (error) {
