@@ -260,6 +260,32 @@ describe("the client against stand-in nodes and DNS", { timeout: 60_000 }, () =>
     }
   });
 
+  it("looks an empty answer up again at the next request (nodes not registered yet)", async () => {
+    let registered = false;
+    const port = node("c1").port;
+    const client = createClient({
+      zone: "test.zone",
+      site: "a",
+      resolver: {
+        srv: async (name) =>
+          registered && name === "_plexus._tcp.test.zone"
+            ? [{ target: "127.0.0.1", port, priority: 0, weight: 0 }]
+            : [],
+        addresses: async () => [],
+      },
+    });
+    try {
+      await assert.rejects(
+        client.get("cn=x"),
+        /no Plexus server to try: DNS has no _plexus\._tcp\.test\.zone/,
+      );
+      registered = true;
+      assert.equal((await client.get<{ node: string }>("cn=x")).body.node, "c1");
+    } finally {
+      await client.close();
+    }
+  });
+
   it("refuses options that say nothing or too much", () => {
     assert.throws(() => createClient({}), /either a zone/);
     assert.throws(() => createClient({ zone: "x", urls: ["http://127.0.0.1:1"] }), /either a zone/);

@@ -442,7 +442,9 @@ export class PlexusClient {
       ),
     );
     tiers.push(...closest, generic);
-    return { tiers, at: this.now() };
+    // No record at all (a zone whose nodes have not registered yet) is looked up again next time.
+    const empty = tiers.every((tier) => tier.length === 0);
+    return { tiers, at: empty ? Number.NEGATIVE_INFINITY : this.now() };
   }
 
   /**
