@@ -49,7 +49,7 @@ FILE:LINE: reason and the import goes on (exit code 1 at the end). An entry that
 with the same content is skipped, so a file can be imported again.
 Resumable: --resume-file (default FILE.import-progress) records how far the import got; run
 the same command again after Ctrl-C or a crash to continue; --restart starts over.
-':<' values are read from file:// URLs (absolute paths, at most 8 MiB).
+':<' values are read from file:// URLs (absolute paths, at most 4 MiB).
   --url URL               the node (default: $PLEXUS_URL)
   --write-concern LEVEL   local (default), site, sites=N or all, for every record
   --timeout MS            how long the write concern may take (1..60000)
@@ -60,12 +60,12 @@ A progress bar shows on a terminal for files over 1 MiB.`;
 
 export const importBatchDefault = 500;
 export const importBatchMax = 1_000;
-/** Serialised operations per request at most: well under the API's 8 MiB body limit. */
+/** Bytes of serialised operations per request at most: well under the API's 8 MiB body limit. */
 const batchBytesMax = 4 * 1024 * 1024;
 /** One record's operation larger than this cannot be sent at all. */
 const operationBytesMax = 7 * 1024 * 1024;
 /** A `:<` file at most. */
-const urlFileBytesMax = 8 * 1024 * 1024;
+const urlFileBytesMax = 4 * 1024 * 1024;
 /** Attempts of a batch the node did not answer or answered 503 (not ready, session behind). */
 const batchAttemptsMax = 6;
 const retryDelayBaseMs = 250;
@@ -147,7 +147,7 @@ function pendingOf(index: number, item: LdifItem): Pending {
   const bad = { index, line: item.line, record: null, operation: null, bytes: 0 };
   if (item.kind === "error") return { ...bad, problem: item.message };
   const operation = operationOf(item.record);
-  const bytes = JSON.stringify(operation).length;
+  const bytes = Buffer.byteLength(JSON.stringify(operation));
   if (bytes > operationBytesMax)
     return { ...bad, problem: `the record is too large to send (${bytes} bytes of JSON)` };
   return { index, line: item.line, record: item.record, operation, problem: null, bytes };
