@@ -43,11 +43,15 @@ export interface ApplyOutcome {
 export function applyPage(ctx: ReplicaContext, page: ChangePage): ApplyOutcome {
   let entriesChanged = 0;
   let itemsApplied = 0;
+  const naming: NamingChange[] = [];
   for (const change of page.entries) {
-    const applied = applyEntryChange(ctx, change);
+    const applied = applyEntryChange(ctx, change, naming);
     if (applied > 0) entriesChanged++;
     itemsApplied += applied;
   }
+  // Once per page: placement and conflicts are derived from the replicated state alone, and
+  // nothing above reads them but each entry's previous group, which refreshNaming is given.
+  if (naming.length > 0) refreshNaming(ctx.store, naming);
   const urgent = entriesChanged > 0 && isUrgentPage(page);
   return { entriesChanged, itemsApplied, urgent, ...advanceWatermark(ctx, page) };
 }
@@ -151,10 +155,13 @@ function completeCycle(ctx: ReplicaContext, page: ChangePage): void {
   ctx.updateMeta({ lastInboundSuccess: ctx.now() });
 }
 
-/** Merges one entry's items; returns how many items won. */
-export function applyEntryChange(ctx: ReplicaContext, change: EntryChange): number {
+/**
+ * Merges one entry's items; returns how many items won. A change of the entry's name or
+ * existence is added to `naming`: the caller refreshes naming once it has applied its changes.
+ */
+export function applyEntryChange(ctx: ReplicaContext, change: EntryChange, naming: NamingChange[]): number {
   const existing = ctx.store.getEntry(change.guid);
-  if (existing === undefined) return createFromChange(ctx, change);
+  if (existing === undefined) return createFromChange(ctx, change, naming);
   // A GUID names one entry forever; a change that moves it to another partition is not real.
   if (existing.partition !== change.partition) return 0;
   let row: EntryRow = existing;
@@ -203,7 +210,7 @@ export function applyEntryChange(ctx: ReplicaContext, change: EntryChange): numb
       existing.deleted || existing.parentEff === null
         ? null
         : { parent: existing.parentEff, rdnNorm: existing.rdnNorm };
-    refreshNaming(ctx.store, [{ guid: row.guid, previousGroup, existenceChanged: died }]);
+    naming.push({ guid: row.guid, previousGroup, existenceChanged: died });
   }
   return applied;
 }
@@ -227,7 +234,7 @@ function merge(ctx: ReplicaContext, guid: Guid, item: Item): "insert" | "replace
  * An entry this replica has never seen. Without its name item it cannot be placed: that only
  * happens for an entry this replica held as a tombstone and purged, so the change is dropped.
  */
-function createFromChange(ctx: ReplicaContext, change: EntryChange): number {
+function createFromChange(ctx: ReplicaContext, change: EntryChange, naming: NamingChange[]): number {
   const name = change.items.find((item) => item.attribute === nameItem);
   if (name === undefined || name.value.kind !== "name") return 0;
   const deleted = change.items.some((item) => item.attribute === deletedItem);
@@ -262,8 +269,7 @@ function createFromChange(ctx: ReplicaContext, change: EntryChange): number {
     });
     applied++;
   }
-  const naming: NamingChange = { guid: change.guid, previousGroup: null, existenceChanged: true };
-  refreshNaming(ctx.store, [naming]);
+  naming.push({ guid: change.guid, previousGroup: null, existenceChanged: true });
   return applied;
 }
 

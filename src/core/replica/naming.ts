@@ -56,15 +56,25 @@ export function invalidateNaming(store: Store): void {
   generations.set(store, namingGeneration(store) + 1);
 }
 
+/**
+ * Re-derives placement and conflicts for the entries `changes` name and those they affect. The
+ * result depends only on the store's replicated state, so a caller that applies many changes
+ * (a page) may pass them all at once, after writing them: one refresh then reads the cycle
+ * breakers, and each shared parent, once instead of once per entry.
+ */
 export function refreshNaming(store: Store, changes: readonly NamingChange[]): void {
   invalidateNaming(store);
   const affected = new Map<Guid, true>();
   const groups = new Map<string, NameGroup>();
+  const reads = new PlacementReads(store);
   for (const change of changes) {
     affected.set(change.guid, true);
     if (change.previousGroup !== null) addGroup(groups, change.previousGroup);
-    if (change.existenceChanged)
-      for (const guid of allClaimants(store, change.guid)) affected.set(guid, true);
+    if (change.existenceChanged) {
+      const claimants = allClaimants(store, change.guid);
+      if (claimants.length === 0) reads.unclaimed.add(change.guid);
+      for (const guid of claimants) affected.set(guid, true);
+    }
   }
   // A cycle breaker goes back under its claimed parent once any change broke its cycle.
   for (const breaker of store.listCycleBreakers(cycleBreakersMax)) affected.set(breaker.guid, true);
@@ -72,16 +82,47 @@ export function refreshNaming(store: Store, changes: readonly NamingChange[]): v
   for (const guid of affected.keys()) {
     const row = store.getEntry(guid);
     if (row === undefined || row.deleted) continue;
-    for (const update of placementUpdates(store, row)) {
+    const updates = placementUpdates(reads, row);
+    for (const update of updates) {
       addGroupOf(groups, update.before);
       addGroupOf(groups, update.after);
       store.putEntry(update.after);
     }
-    const current = store.getEntry(guid);
+    // Updates may have moved other members of a cycle, never left this row as it was read.
+    const current = updates.length === 0 ? row : store.getEntry(guid);
     if (current !== undefined) addGroupOf(groups, current);
   }
   for (const group of groups.values()) resolveConflictGroup(store, group);
 }
+
+/**
+ * The reads placement makes during one refresh. Placement depends only on replicated fields
+ * (claimed parent, liveness, partition), which a refresh never writes: so a claimed parent read
+ * once serves every entry under it, and an entry found to have no claimants keeps none.
+ */
+class PlacementReads {
+  private readonly parents = new Map<Guid, EntryRow | undefined>();
+  /** Entries no live entry claims as its parent. */
+  readonly unclaimed = new Set<Guid>();
+
+  constructor(readonly store: Store) {}
+
+  /** An entry's replicated fields; its derived ones may be stale within the refresh. */
+  claimedParent(guid: Guid): EntryRow | undefined {
+    if (this.parents.has(guid)) return this.parents.get(guid);
+    if (this.parents.size >= placementReadsMax) this.parents.clear();
+    const row = this.store.getEntry(guid);
+    this.parents.set(guid, row);
+    return row;
+  }
+
+  isClaimed(guid: Guid): boolean {
+    return !this.unclaimed.has(guid) && this.store.listClaimants(guid, null, 1).length > 0;
+  }
+}
+
+/** Parent rows one refresh keeps (a page's entries share few parents; cycles are short). */
+const placementReadsMax = 10_000;
 
 function addGroupOf(groups: Map<string, NameGroup>, row: EntryRow): void {
   if (row.parentEff !== null && !row.deleted)
@@ -110,9 +151,9 @@ interface PlacementUpdate {
 }
 
 /** The rows whose derived placement must change for `row` (itself, or a whole cycle). */
-function placementUpdates(store: Store, row: EntryRow): PlacementUpdate[] {
-  const target = placementOf(store, row);
-  if (target.kind === "cycle") return cycleUpdates(store, target.members);
+function placementUpdates(reads: PlacementReads, row: EntryRow): PlacementUpdate[] {
+  const target = placementOf(reads, row);
+  if (target.kind === "cycle") return cycleUpdates(reads.store, cycleMembers(reads.store, target.members));
   const after = withPlacement(row, target.parentEff, target.placement);
   return after === row ? [] : [{ before: row, after }];
 }
@@ -121,20 +162,18 @@ type PlacementTarget =
   | { readonly kind: "placed"; readonly parentEff: Guid | null; readonly placement: Placement }
   | { readonly kind: "cycle"; readonly members: readonly EntryRow[] };
 
-function placementOf(store: Store, row: EntryRow): PlacementTarget {
+function placementOf(reads: PlacementReads, row: EntryRow): PlacementTarget {
   const claimed = row.parent;
   if (claimed === null) return { kind: "placed", parentEff: null, placement: "normal" };
   if (isAlwaysPresent(claimed, row.partition))
     return { kind: "placed", parentEff: claimed, placement: "normal" };
-  const parent = store.getEntry(claimed);
+  const parent = reads.claimedParent(claimed);
   if (parent === undefined || parent.deleted || parent.partition !== row.partition) {
     return { kind: "placed", parentEff: lostAndFoundGuid(row.partition), placement: "orphan" };
   }
   // Only an entry that something claims as its parent can be on a cycle.
-  if (store.listClaimants(row.guid, null, 1).length === 0) {
-    return { kind: "placed", parentEff: claimed, placement: "normal" };
-  }
-  const members = cycleThrough(store, row, parent);
+  if (!reads.isClaimed(row.guid)) return { kind: "placed", parentEff: claimed, placement: "normal" };
+  const members = cycleThrough(reads.store, row, parent);
   if (members === null) return { kind: "placed", parentEff: claimed, placement: "normal" };
   return { kind: "cycle", members };
 }
@@ -156,6 +195,15 @@ function cycleThrough(store: Store, row: EntryRow, parent: EntryRow): EntryRow[]
     if (nextRow === undefined || nextRow.deleted || nextRow.partition !== row.partition) return null;
     current = nextRow;
   }
+}
+
+/** The members as stored now: a cycle's rows are written whole, so none may be a stale read. */
+function cycleMembers(store: Store, members: readonly EntryRow[]): EntryRow[] {
+  return members.map((member) => {
+    const current = store.getEntry(member.guid);
+    assert(current !== undefined, `cycle member ${member.guid} vanished`);
+    return current;
+  });
 }
 
 function cycleUpdates(store: Store, members: readonly EntryRow[]): PlacementUpdate[] {

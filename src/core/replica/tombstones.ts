@@ -5,7 +5,7 @@ import { type UtdVector, utdCovers, utdCoversVector, utdGet, utdMerge, utdWith }
 import type { EntryRow, TombstoneCursor } from "../store.ts";
 import type { ReplicaContext } from "./context.ts";
 import { applyEntryChange } from "./inbound.ts";
-import { refreshNaming } from "./naming.ts";
+import { type NamingChange, refreshNaming } from "./naming.ts";
 
 /** Tombstones examined by one purge call; the caller repeats until `remaining` is false. */
 export const purgeBatchMax = 10_000;
@@ -235,7 +235,9 @@ export function applyLingeringAnswer(
     refreshNaming(ctx.store, [{ guid: row.guid, previousGroup, existenceChanged: true }]);
     removed++;
   }
-  for (const tombstone of answer.tombstones) applyEntryChange(ctx, tombstone);
+  const naming: NamingChange[] = [];
+  for (const tombstone of answer.tombstones) applyEntryChange(ctx, tombstone, naming);
+  if (naming.length > 0) refreshNaming(ctx.store, naming);
   if (removed > 0) ctx.event("lingering-removed", `${removed} lingering entries removed`);
   return removed;
 }
