@@ -891,6 +891,54 @@ function transactionTests(open: OpenStore): void {
     });
   });
 
+  it("a new entry's many items written in one transaction read back in it, the last write of an item winning", () => {
+    withStore(open, (store) => {
+      const guid = guidOf(1);
+      // More items than one multi-row insert holds, rewrites of earlier ones, a read between.
+      const attribute = (index: number): string => `attr${String(index).padStart(3, "0")}`;
+      const first = (index: number): ItemRow =>
+        itemOf(guid, attribute(index), "", valuesOf("x", `v${index}`));
+      const second = (index: number): ItemRow =>
+        itemOf(guid, attribute(index), "", valuesOf("x", `w${index}`), index + 2);
+      const expected = (): ItemRow[] =>
+        Array.from({ length: 70 }, (_, index) =>
+          [5, 40, 69].includes(index) ? second(index) : first(index),
+        );
+      store.transaction(() => {
+        store.putEntry(entryOf(1));
+        for (let index = 0; index < 45; index++) store.putItem(first(index));
+        store.putItem(second(5));
+        assert.deepEqual(
+          store.getItem(guid, attribute(40), ""),
+          first(40),
+          "a read sees the items written so far",
+        );
+        store.putItem(second(40));
+        for (let index = 45; index < 70; index++) store.putItem(first(index));
+        store.putItem(second(69));
+        assert.deepEqual(store.getItems(guid), expected());
+        assert.deepEqual(store.counts(), { entries: 1, tombstones: 0, items: 70 });
+      });
+      assert.deepEqual(store.getItems(guid), expected());
+      assert.deepEqual(store.counts(), { entries: 1, tombstones: 0, items: 70 });
+      const before = dumpStore(store);
+      const failure = new Error("fails after writing a new entry's items");
+      assert.throws(
+        () =>
+          store.transaction(() => {
+            store.putEntry(entryOf(2));
+            for (let index = 0; index < 10; index++) {
+              store.putItem(itemOf(guidOf(2), attribute(index), "", valuesOf("x", "y")));
+            }
+            throw failure;
+          }),
+        (error) => error === failure,
+      );
+      assert.deepEqual(dumpStore(store), before);
+      assert.deepEqual(store.counts(), { entries: 1, tombstones: 0, items: 70 });
+    });
+  });
+
   it("joins a nested transaction to the outer one", () => {
     withStore(open, (store) => {
       const inner = store.transaction(() => {
