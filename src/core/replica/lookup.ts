@@ -119,9 +119,9 @@ function dnCache(store: Store): Map<string, Guid> {
 
 export function resolveParsedDn(store: Store, dn: Dn): Result<EntryRow> {
   const cache = dnCache(store);
+  // Keys are read inline, not through a local helper: this runs once per DN lookup and write.
   const { keys, first } = suffixKeys(dn);
-  const keyAt = (level: number): string => keys[level] ?? "";
-  const exact = cache.get(keyAt(0));
+  const exact = cache.get(keys[0] ?? "");
   if (exact !== undefined) {
     const row = store.getEntry(exact);
     if (row !== undefined && !row.deleted && !row.conflict && row.rdnNorm === first) return ok(row);
@@ -130,7 +130,7 @@ export function resolveParsedDn(store: Store, dn: Dn): Result<EntryRow> {
   let level = dn.rdns.length;
   let current: Guid | undefined;
   for (let ancestor = 1; ancestor < dn.rdns.length && current === undefined; ancestor++) {
-    current = cache.get(keyAt(ancestor));
+    current = cache.get(keys[ancestor] ?? "");
     if (current !== undefined) level = ancestor;
   }
   let row: EntryRow | undefined;
@@ -149,7 +149,7 @@ export function resolveParsedDn(store: Store, dn: Dn): Result<EntryRow> {
         matchedDn: formatDn({ rdns: dn.rdns.slice(index + 1) }),
       });
     }
-    if (!row.conflict) cache.set(keyAt(index), row.guid);
+    if (!row.conflict) cache.set(keys[index] ?? "", row.guid);
     current = row.guid;
   }
   row ??= store.getEntry(current);

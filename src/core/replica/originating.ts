@@ -374,7 +374,10 @@ function checkEntryAfter(
   if (objectClass !== undefined && objectClass.current.length === 0) {
     return fail("object-class-violation", "an entry cannot lose all its objectClass values");
   }
-  for (const ava of namingAvas(rdnAfter, row.parent === null)) {
+  // The naming values can only be touched by a working attribute of a type the RDN names.
+  const touchesRdn =
+    rdnAfter !== row.rdn || [...working.keys()].some((type) => row.rdnNorm.includes(`${type}=`));
+  for (const ava of touchesRdn ? namingAvas(rdnAfter, row.parent === null) : []) {
     const attribute = working.get(ava.typeNorm);
     const key = valueKey(ctx.schema, ava.typeNorm, ava.value);
     if (attribute !== undefined && key.ok && !attribute.current.some((value) => value.key === key.value)) {
