@@ -37,16 +37,37 @@ export function effectiveRdn(row: EntryRow): string {
 
 /** The effective DN of a live entry, walking effective parents up to the partition root. */
 export function entryDn(store: Store, row: EntryRow): string {
-  const parts: string[] = [effectiveRdn(row)];
-  let parent = row.parentEff;
+  const rdn = effectiveRdn(row);
+  return row.parentEff === null ? rdn : `${rdn},${walkDn(store, row.parentEff, row.partition)}`;
+}
+
+/**
+ * entryDn for a store whose every naming change goes through refreshNaming (the core's own
+ * store): the parent's DN is remembered for the naming generation (see dnCaches), so siblings
+ * share it. A view of the same database through another Store object would see stale DNs.
+ */
+export function cachedEntryDn(store: Store, row: EntryRow): string {
+  const rdn = effectiveRdn(row);
+  if (row.parentEff === null) return rdn;
+  const dns = dnCaches(store).dns;
+  let parentDn = dns.get(row.parentEff);
+  if (parentDn === undefined) {
+    parentDn = walkDn(store, row.parentEff, row.partition);
+    dns.set(row.parentEff, parentDn);
+  }
+  return `${rdn},${parentDn}`;
+}
+
+/** The effective DN of the entry `guid`, read ancestor by ancestor. */
+function walkDn(store: Store, guid: Guid, partition: string): string {
+  const parts: string[] = [];
+  let parent: Guid | null = guid;
   for (let steps = 0; parent !== null; steps++) {
     assert(steps < namingWalkMax, "effective-parent chain exceeds namingWalkMax");
     const parentRow = store.getEntry(parent);
     if (parentRow === undefined) {
       // The root or LostAndFound of a partition has not arrived yet: name it by its role.
-      parts.push(
-        parent === partitionRootGuid(row.partition) ? row.partition : `cn=LostAndFound,${row.partition}`,
-      );
+      parts.push(parent === partitionRootGuid(partition) ? partition : `cn=LostAndFound,${partition}`);
       break;
     }
     parts.push(effectiveRdn(parentRow));
@@ -99,26 +120,31 @@ export function resolveDn(store: Store, dnText: string): Result<EntryRow> {
 }
 
 /**
- * Resolved DNs per store, valid for one naming generation (any rename, move, add, delete or
- * rolled-back transaction starts a new one); bounded, cleared when full. A lookup starts from
- * the deepest cached ancestor, so the containers above an entry cost nothing after the first.
+ * Per store, valid for one naming generation (any rename, move, add, delete or rolled-back
+ * transaction starts a new one): resolved DNs (normalised DN to GUID) and effective DNs of
+ * parents (GUID to DN); each bounded, cleared when full. A lookup starts from the deepest
+ * cached ancestor, so the containers above an entry cost nothing after the first.
  */
-const resolvedDnsMax = 10_000;
-const resolvedDns = new WeakMap<Store, { generation: number; guids: Map<string, Guid> }>();
+const dnCacheMax = 10_000;
+const dnCachesByStore = new WeakMap<
+  Store,
+  { generation: number; guids: Map<string, Guid>; dns: Map<Guid, string> }
+>();
 
-function dnCache(store: Store): Map<string, Guid> {
+function dnCaches(store: Store): { guids: Map<string, Guid>; dns: Map<Guid, string> } {
   const generation = namingGeneration(store);
-  let cache = resolvedDns.get(store);
+  let cache = dnCachesByStore.get(store);
   if (cache === undefined || cache.generation !== generation) {
-    cache = { generation, guids: new Map() };
-    resolvedDns.set(store, cache);
+    cache = { generation, guids: new Map(), dns: new Map() };
+    dnCachesByStore.set(store, cache);
   }
-  if (cache.guids.size >= resolvedDnsMax) cache.guids.clear();
-  return cache.guids;
+  if (cache.guids.size >= dnCacheMax) cache.guids.clear();
+  if (cache.dns.size >= dnCacheMax) cache.dns.clear();
+  return cache;
 }
 
 export function resolveParsedDn(store: Store, dn: Dn): Result<EntryRow> {
-  const cache = dnCache(store);
+  const cache = dnCaches(store).guids;
   // Keys are read inline, not through a local helper: this runs once per DN lookup and write.
   const { keys, first } = suffixKeys(dn);
   const exact = cache.get(keys[0] ?? "");

@@ -3,7 +3,7 @@ import { canonicalType } from "../directory/schema.ts";
 import type { Guid, Usn } from "../ids.ts";
 import { fail, ok, type Result } from "../result.ts";
 import type { ChildCursor, EntryRow, Store } from "../store.ts";
-import { effectiveRdn, entryDn, resolveDn } from "./lookup.ts";
+import { cachedEntryDn, effectiveRdn, entryDn, resolveDn } from "./lookup.ts";
 
 /** An entry as clients see it. Attribute names are as their last writer spelled them. */
 export interface EntryView {
@@ -49,7 +49,7 @@ const operationalAttributes = [
 export function getEntry(store: Store, dn: string, attributes?: readonly string[]): Result<EntryView> {
   const row = resolveDn(store, dn);
   if (!row.ok) return row;
-  return ok(viewOf(store, row.value, entryDn(store, row.value), selection(attributes)));
+  return ok(viewOf(store, row.value, cachedEntryDn(store, row.value), selection(attributes)));
 }
 
 export function search(store: Store, request: SearchRequest): Result<SearchResult> {
