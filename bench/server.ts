@@ -90,8 +90,13 @@ const quick: Scale = {
   peers: { ldapBulk: 2_000, ldapAdds: 1_000, concurrency: 64, etcdPuts: 3_000 },
 };
 const site = "bench";
-/** Pause between two lag samples, plus up to as much again at random: single writes, not a stream. */
-const lagSpacingMs = 30;
+/**
+ * Pause between two lag samples, plus up to as much again at random: single writes, not a
+ * stream. A partner that applied a write notifies its own partners (the writer included)
+ * notifyDelayMs later, and their pulls follow; with the default delay these are over well
+ * within this pause on an idle machine, so a sample does not measure the previous one's traffic.
+ */
+const lagSpacingMs = 100;
 /** A sample whose write has not arrived on a partner within this counts as lost. */
 const lagTimeoutMs = 5_000;
 const bulkConvergeTimeoutMs = 120_000;
