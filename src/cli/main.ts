@@ -1,17 +1,8 @@
-import { backupCommand } from "./backup.ts";
-import { demoCommand } from "./demo.ts";
-import { dnsCommand } from "./dns.ts";
-import { entryCommand, isEntryCommand } from "./entries.ts";
-import { exportCommand } from "./ldif-export.ts";
-import { importCommand } from "./ldif-import.ts";
-import { conflictsCommand, replCommand } from "./repl.ts";
-import { startCommand } from "./start.ts";
-import { topologyCommand } from "./topology.ts";
-
 /**
  * The `plexus` command: `start` runs a node, `demo` a local cluster, `topology` prints a
  * topology file; without a
- * command it says what Plexus is and what runs in this version.
+ * command it says what Plexus is and what runs in this version. Each command's module is
+ * imported only when it runs: a one-shot command then loads none of the server's dependencies.
  */
 const status = `Plexus — a multi-master, site-aware replicated directory service.
 
@@ -104,33 +95,40 @@ What runs today (in this checkout):
 Not yet: client authentication and TLS, the DNS locator and the client library. See README.md.
 `;
 
+/** The entry commands (src/cli/entries.ts), listed here so that they are known before it loads. */
+const entryCommands: readonly string[] = ["get", "add", "modify", "delete", "move", "search"];
+
 const [command, ...rest] = process.argv.slice(2);
+const { stdout, stderr } = process;
 if (command === undefined || command === "help" || command === "--help" || command === "-h") {
-  process.stdout.write(status);
+  stdout.write(status);
 } else if (command === "--version" || command === "version") {
-  process.stdout.write("plexus 0.1.0\n");
+  stdout.write("plexus 0.1.0\n");
 } else if (command === "start") {
   // Once the node has stopped, a client's lingering keep-alive socket must not hold the process.
-  process.exit(await startCommand(rest, process.stdout, process.stderr));
+  process.exit(await (await import("./start.ts")).startCommand(rest, stdout, stderr));
 } else if (command === "demo") {
-  process.exit(await demoCommand(rest, process.stdout, process.stderr));
+  process.exit(await (await import("./demo.ts")).demoCommand(rest, stdout, stderr));
 } else if (command === "backup" || command === "restore") {
-  process.exitCode = backupCommand(command, rest, process.stdout, process.stderr);
-} else if (isEntryCommand(command)) {
-  process.exitCode = await entryCommand(command, rest, process.stdout, process.stderr);
+  process.exitCode = (await import("./backup.ts")).backupCommand(command, rest, stdout, stderr);
+} else if (entryCommands.includes(command)) {
+  const { entryCommand, isEntryCommand } = await import("./entries.ts");
+  if (!isEntryCommand(command))
+    throw new Error(`main.ts lists ${command} as an entry command; entries.ts does not`);
+  process.exitCode = await entryCommand(command, rest, stdout, stderr);
 } else if (command === "repl") {
-  process.exitCode = await replCommand(rest, process.stdout, process.stderr);
+  process.exitCode = await (await import("./repl.ts")).replCommand(rest, stdout, stderr);
 } else if (command === "conflicts") {
-  process.exitCode = await conflictsCommand(rest, process.stdout, process.stderr);
+  process.exitCode = await (await import("./repl.ts")).conflictsCommand(rest, stdout, stderr);
 } else if (command === "import") {
-  process.exitCode = await importCommand(rest, process.stdout, process.stderr);
+  process.exitCode = await (await import("./ldif-import.ts")).importCommand(rest, stdout, stderr);
 } else if (command === "export") {
-  process.exitCode = await exportCommand(rest, process.stdout, process.stderr);
+  process.exitCode = await (await import("./ldif-export.ts")).exportCommand(rest, stdout, stderr);
 } else if (command === "dns") {
-  process.exitCode = await dnsCommand(rest, process.stdout, process.stderr);
+  process.exitCode = await (await import("./dns.ts")).dnsCommand(rest, stdout, stderr);
 } else if (command === "topology") {
-  process.exitCode = await topologyCommand(rest, process.stdout, process.stderr);
+  process.exitCode = await (await import("./topology.ts")).topologyCommand(rest, stdout, stderr);
 } else {
-  process.stderr.write(`plexus: unknown command '${command}' (run 'plexus --help' for the commands)\n`);
+  stderr.write(`plexus: unknown command '${command}' (run 'plexus --help' for the commands)\n`);
   process.exitCode = 2;
 }
