@@ -22,7 +22,8 @@ import type { EntryRow, Placement, Store } from "../store.ts";
  *    is written `\0A` in DN strings), as Active Directory does.
  *
  * The derived columns (parentEff, placement, conflict) are maintained incrementally by
- * refreshNaming after every change of a claim, of liveness, or of existence.
+ * refreshNaming after every change of a claim, of liveness, or of existence: after each
+ * originating write, and once per applied page for all the page's changes.
  */
 export interface NamingChange {
   readonly guid: Guid;
