@@ -222,6 +222,51 @@ describe("node state machine", () => {
     assert.equal(notified(b.name).length, 1, "the partner passes an urgent change on at once");
   });
 
+  it("does not notify a partner of changes that all came from it, but does once others wait too", () => {
+    const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
+    assert.ok(a !== undefined && b !== undefined && c !== undefined);
+    const harness = new Harness([a, b, c], { notifyDelayMs: 20 });
+    harness.tickAll();
+    harness.time = 1_000;
+    harness.tickAll();
+    const notifiedBy = (name: NodeId): NodeId[] =>
+      harness
+        .machine(name)
+        .tick()
+        .filter((send) => send.message.kind === "notify")
+        .map((send) => send.to)
+        .sort();
+    const add = (name: string) => ({
+      op: "add" as const,
+      dn: `cn=${name},dc=example,dc=com`,
+      attributes: { objectClass: ["person"], sn: [name] },
+    });
+    // b applies a's write (a page from a alone): it tells c, not a.
+    harness.machine(a.name).write([add("one")]);
+    harness.time += 20;
+    const fromA = harness.machine(a.name).tick();
+    harness.deliver(
+      a.name,
+      fromA.filter((send) => send.to === b.name),
+    );
+    assert.ok(b.replica.get("cn=one,dc=example,dc=com").ok);
+    harness.time += 20;
+    assert.deepEqual(notifiedBy(b.name), [c.name], "a holds what it sent");
+    // A page from a and a write of b's own in one notification: a must hear of b's write.
+    harness.machine(a.name).write([add("two")]);
+    harness.time += 20;
+    harness.deliver(
+      a.name,
+      harness
+        .machine(a.name)
+        .tick()
+        .filter((send) => send.to === b.name),
+    );
+    harness.machine(b.name).write([add("three")]);
+    harness.time += 20;
+    assert.deepEqual(notifiedBy(b.name), [a.name, c.name].sort());
+  });
+
   it("notifies a node that pulled asking for it, though its plan does not name it, for a while", () => {
     const { a, b } = pair();
     const harness = new Harness([]);

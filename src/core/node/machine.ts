@@ -114,6 +114,12 @@ export class NodeMachine {
   private readonly partners = new Map<NodeId, PartnerState>();
   private nextId = 1;
   private notifyAt: number | null = null;
+  /**
+   * Where the changes the next notification announces came from: the one partner whose pages
+   * brought all of them (it need not hear of its own changes back), or "any" once this node
+   * originated a change or applied changes from two partners.
+   */
+  private notifySource: NodeId | "any" | null = null;
   /** Nodes that pulled asking for notifications, and until when they get them. */
   private readonly recentPullers = new Map<NodeId, number>();
   private purgeAt: number;
@@ -149,7 +155,10 @@ export class NodeMachine {
     }
     if (this.notifyAt !== null && now >= this.notifyAt) {
       this.notifyAt = null;
-      for (const partner of this.notifyTargets(now)) out.push({ to: partner, message: { kind: "notify" } });
+      const source = this.notifySource;
+      this.notifySource = null;
+      for (const partner of this.notifyTargets(now))
+        if (partner !== source) out.push({ to: partner, message: { kind: "notify" } });
     }
     if (now >= this.purgeAt) {
       this.purgeAt = now + this.config.purgeIntervalMs;
@@ -225,7 +234,7 @@ export class NodeMachine {
     const changed = results.filter((result) => result.ok && result.value.entries > 0);
     if (changed.length > 0) {
       const urgent = requests.some((request, index) => results[index]?.ok === true && isUrgentWrite(request));
-      this.changed(this.clock.now(), urgent);
+      this.changed(this.clock.now(), urgent, "any");
     }
     return results;
   }
@@ -294,7 +303,7 @@ export class NodeMachine {
       if (answered) this.failed(from, state, now, `${outcome.error.code}: ${outcome.error.message}`);
       return [];
     }
-    if (outcome.value.entriesChanged > 0) this.changed(now, outcome.value.urgent);
+    if (outcome.value.entriesChanged > 0) this.changed(now, outcome.value.urgent, from);
     // A late or duplicated page was merged; it does not drive the cycle.
     if (!answered) return [];
     state.inFlight = null;
@@ -331,9 +340,15 @@ export class NodeMachine {
     return [...targets];
   }
 
-  /** Partners hear of a change after the batching delay; of an urgent one, at once. */
-  private changed(now: number, urgent: boolean): void {
+  /**
+   * Partners hear of a change after the batching delay; of an urgent one, at once. The
+   * partner the changes came from is not told (it holds them: it sent them), unless changes
+   * from elsewhere wait in the same notification — an echo would only make it pull an empty
+   * page, and commit it.
+   */
+  private changed(now: number, urgent: boolean, source: NodeId | "any"): void {
     if (this.config.outbound.length === 0 && this.recentPullers.size === 0) return;
+    this.notifySource = this.notifySource === null || this.notifySource === source ? source : "any";
     const at = urgent ? now : now + this.config.notifyDelayMs;
     this.notifyAt = Math.min(this.notifyAt ?? at, at);
   }
