@@ -325,6 +325,16 @@ interface PeerResults {
   readonly etcd: PeerRun<EtcdFigures> | null;
 }
 
+/** The lines of a peer script's output that its figures are read from, and its load averages. */
+function peerLines(output: string): string {
+  const wanted = /adds\/s|counted on node2|node2 has|^add conc=|^put conc=|^go-put|loadavg/;
+  return output
+    .split("\n")
+    .filter((line) => wanted.test(line))
+    .map((line) => `    ${line}`)
+    .join("\n");
+}
+
 async function runPeers(scale: Scale, skip: boolean): Promise<PeerResults> {
   if (skip) return { skipped: "--skip-peers", ldap: null, etcd: null };
   const home = process.env.PEERS_HOME ?? peersHomeDefault;
@@ -332,9 +342,9 @@ async function runPeers(scale: Scale, skip: boolean): Promise<PeerResults> {
   if (missing !== null) return { skipped: missing, ldap: null, etcd: null };
   log(`\n(e) peers from ${home} (their own scripts, small counts; load ${loadText()})`);
   const ldap = await runLdap(home, scale.peers);
-  log(ldap.ok ? "  OpenLDAP done" : `  OpenLDAP failed: ${ldap.reason}`);
+  log(ldap.ok ? `  OpenLDAP:\n${peerLines(ldap.output)}` : `  OpenLDAP failed: ${ldap.reason}`);
   const etcd = await runEtcd(home, scale.peers);
-  log(etcd.ok ? "  etcd done" : `  etcd failed: ${etcd.reason}`);
+  log(etcd.ok ? `  etcd:\n${peerLines(etcd.output)}` : `  etcd failed: ${etcd.reason}`);
   return { skipped: null, ldap, etcd };
 }
 
