@@ -69,7 +69,7 @@ What runs today (in this checkout):
   - the SQLite store (src/store), one database file per node
   - the node server (src/runtime, src/edge/http): join and initial sync, partners from the
     replicated topology (link schedules obeyed, inter-site pulls filtered by origin site),
-    HMAC-signed transport with a replay window, gzip across sites, group commit, the
+    HMAC-signed transport (nonce, replay window, each signature once), gzip across sites, group commit, the
     client API with problem+json errors, write concern (Plexus-Write-Concern), session
     tokens (Plexus-Session), GET /v1/watch (server-sent events), GET /v1/status
   - GET /metrics on every node (Prometheus text format) and JSON logs on stderr
@@ -77,13 +77,21 @@ What runs today (in this checkout):
   - the DNS locator (src/edge/dns, src/core/locator): every node serves the locator zone
     from its dns partition over UDP and TCP (plexus start --dns HOST:PORT, --zone), and
     registers its SRV, A and NS records; dig it (docs/locator.md); npm run bench:dns
+  - site discovery (GET /v1/locate, UDP ping) and the client library (plexus/client):
+    own site first, then the next-closest, then any; failover with back-off, session
+    token carried (docs/client.md); the entry commands take --zone instead of --url
   - the deterministic simulator (src/sim): many nodes, faults, invariants, replayable seeds
   - npm start             the local demo cluster (plexus demo)
   - npm test              type check, lint, unit, contract, property, scenario, simulator
                           and multi-process cluster tests
   - npm run sim -- --seeds N   run N random simulator seeds (--seed S replays one)
   - npm run sim:canaries  prove the simulator catches each planted bug
+  - npm run bench         node processes over HTTP: durable writes/s, replication tax,
+                          lag, 10k bulk convergence, against OpenLDAP and etcd when
+                          ../shared/peers is set up (docs/benchmarks.md)
   - npm run bench:core    write, apply and page throughput at 100k and 1M entries
+  - npm run bench:ldif, bench:dns, bench:failover   import rate, DNS queries/s against
+                          BIND, client failover time
   - the topology core (src/core/topology): config checks, intra-site rings, bridgeheads,
     path-vector routing between sites with the valley-free policy, and its simulator
   - npm run sim:routing -- --seeds N   inter-site routing under link and bridgehead faults
@@ -92,7 +100,7 @@ What runs today (in this checkout):
   - npm run bench:topology  route convergence and one change's propagation at 100 to
                           10,000 sites (--quick: 100, 1,000)
 
-Not yet: client authentication and TLS, the DNS locator and the client library. See README.md.
+Not yet: client authentication and TLS, the LDAP server. See README.md and docs/operations.md.
 `;
 
 /** The entry commands (src/cli/entries.ts), listed here so that they are known before it loads. */
