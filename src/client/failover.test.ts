@@ -13,7 +13,10 @@ import { type ClientAnswer, createClient, dnsResolver, type PlexusClient } from 
  * earlier writes (session token), and no write it was told succeeded is lost.
  *
  * Writes ask for `sites=2`: acknowledged means on nodes of two sites, so a whole site's loss
- * loses none (`site` is met inside one site only, and a site with a dead node never meets it).
+ * loses none. Writes at `site` (another node of the writer's site has it) are acknowledged
+ * while both of a's nodes run, and are not lost across the failovers either; once one of a's
+ * nodes is dead, a `site` write is not acknowledged (504 write-concern-not-met, applied on the
+ * live node) and the client does not count it.
  */
 export const failoverTopology = {
   sites: [{ name: "a" }, { name: "b" }, { name: "c" }],
@@ -105,12 +108,13 @@ describe("client failover across sites with real nodes", { timeout: 120_000 }, (
     await cluster.stopAll();
   });
 
-  const write = async (name: string): Promise<ClientAnswer> => {
-    const answer = await client.add(`cn=${name},${base}`, {
-      objectClass: ["person"],
-      cn: [name],
-      sn: [name],
-    });
+  const write = async (name: string, writeConcern?: string): Promise<ClientAnswer> => {
+    const answer = await client.add(
+      `cn=${name},${base}`,
+      { objectClass: ["person"], cn: [name], sn: [name] },
+      writeConcern,
+    );
+    assert.equal(answer.status, 201, `${name}: ${JSON.stringify(answer.body)}`);
     acknowledged.push(name);
     return answer;
   };
@@ -124,6 +128,8 @@ describe("client failover across sites with real nodes", { timeout: 120_000 }, (
 
   it("places itself in site a by its address and works through a's nodes", async () => {
     for (let index = 0; index < 3; index++) assert.equal(siteOf(await write(`first-${index}`)), "a");
+    for (let index = 0; index < 3; index++)
+      assert.equal(siteOf(await write(`first-site-${index}`, "site; timeout=10000")), "a");
     assert.equal(client.location?.clientSite, "a");
     assert.equal(client.location?.closestSites[0]?.site, "b");
     assert.equal(client.location?.via, "udp");
@@ -139,6 +145,15 @@ describe("client failover across sites with real nodes", { timeout: 120_000 }, (
     assert.ok(victim !== undefined);
     await cluster.stop(victim.name, "SIGKILL");
     for (let index = 0; index < 3; index++) assert.equal(siteOf(await write(`second-${index}`)), "a");
+    // No other node of site a runs: `site` cannot be met, and the client says so.
+    await assert.rejects(
+      client.add(
+        `cn=second-site,${base}`,
+        { objectClass: ["person"], cn: ["second-site"], sn: ["s"] },
+        "site; timeout=1000",
+      ),
+      /write-concern-not-met/,
+    );
     await readAll();
   });
 
@@ -184,6 +199,6 @@ describe("client failover across sites with real nodes", { timeout: 120_000 }, (
         return true;
       });
     }
-    assert.equal(acknowledged.length, 10);
+    assert.equal(acknowledged.length, 13);
   });
 });
