@@ -1,14 +1,7 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { NodeId } from "../core/ids.ts";
+import { type InProcessNode, startInProcessNode } from "../../test/support/in-process-node.ts";
 import { locatorSettingsDefault } from "../core/locator/registration.ts";
-import type { SiteName } from "../core/topology/model.ts";
-import { type ClusterSecret, clusterSecret } from "../runtime/auth.ts";
-import { silentLogger } from "../runtime/log.ts";
-import { PlexusNode, runtimeTimingsDefault } from "../runtime/node.ts";
 import { dnsCommand, dnsStartOptions, parseHostPort } from "./dns.ts";
 
 /** `plexus start`'s DNS flags, and `plexus dns list | add | delete` against a node in this process. */
@@ -49,24 +42,12 @@ describe("plexus start DNS flags", () => {
 });
 
 describe("plexus dns", { timeout: 30_000 }, () => {
-  const directory = mkdtempSync(join(tmpdir(), "plexus-dns-cli-"));
-  let node: PlexusNode;
+  let node: InProcessNode;
   let env: Record<string, string>;
 
   before(async () => {
-    node = await PlexusNode.start({
-      dataDirectory: directory,
-      node: "d1" as NodeId,
-      site: "hq" as SiteName,
-      host: "127.0.0.1",
-      port: 0,
-      join: [],
-      secret: clusterSecret("a cluster secret for the dns cli test") as ClusterSecret,
+    node = await startInProcessNode("d1", "hq", {
       partitions: [],
-      topology: {},
-      synchronous: "normal",
-      timings: runtimeTimingsDefault,
-      log: silentLogger,
       dns: {
         host: "127.0.0.1",
         port: 0,
@@ -78,8 +59,7 @@ describe("plexus dns", { timeout: 30_000 }, () => {
   });
 
   after(async () => {
-    await node.stop();
-    rmSync(directory, { recursive: true, force: true });
+    await node.close();
   });
 
   const run = async (args: string[]): Promise<{ code: number; out: string; err: string }> => {

@@ -1,14 +1,9 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
+import { type InProcessNode, startInProcessNode } from "../../../test/support/in-process-node.ts";
 import type { NodeId } from "../../core/ids.ts";
-import type { SiteName } from "../../core/topology/model.ts";
-import { type ClusterSecret, clusterSecret, signedHeaders } from "../../runtime/auth.ts";
-import { silentLogger } from "../../runtime/log.ts";
-import { PlexusNode, runtimeTimingsDefault } from "../../runtime/node.ts";
+import { signedHeaders } from "../../runtime/auth.ts";
 import { peerPaths } from "../../runtime/peer-client.ts";
 
 /**
@@ -19,32 +14,16 @@ import { peerPaths } from "../../runtime/peer-client.ts";
  */
 const base = "dc=example,dc=com";
 const seed = 5150;
-const secret = clusterSecret("a cluster secret for the fuzz test") as ClusterSecret;
 
 describe("the client API under random input", { timeout: 60_000 }, () => {
-  const directory = mkdtempSync(join(tmpdir(), "plexus-api-"));
-  let node: PlexusNode;
+  let node: InProcessNode;
 
   before(async () => {
-    node = await PlexusNode.start({
-      dataDirectory: directory,
-      node: "fuzz" as NodeId,
-      site: "east" as SiteName,
-      host: "127.0.0.1",
-      port: 0,
-      join: [],
-      secret,
-      partitions: [base],
-      topology: {},
-      synchronous: "normal",
-      timings: runtimeTimingsDefault,
-      log: silentLogger,
-    });
+    node = await startInProcessNode("fuzz", "east");
   });
 
   after(async () => {
-    await node.stop();
-    rmSync(directory, { recursive: true, force: true });
+    await node.close();
   });
 
   it("never fails with a 500, and answers every error as problem+json", async () => {
@@ -186,7 +165,7 @@ describe("the client API under random input", { timeout: 60_000 }, () => {
       fc.asyncProperty(exchange, async ({ path, from, body }) => {
         const payload = Buffer.from(JSON.stringify(body));
         const signed = signedHeaders(
-          secret,
+          node.secret,
           { method: "POST", path, node: from as NodeId, body: payload },
           Date.now(),
         );

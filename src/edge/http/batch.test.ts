@@ -1,19 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
-import type { NodeId } from "../../core/ids.ts";
-import type { SiteName } from "../../core/topology/model.ts";
-import { type ClusterSecret, clusterSecret } from "../../runtime/auth.ts";
-import { silentLogger } from "../../runtime/log.ts";
-import { PlexusNode, runtimeTimingsDefault } from "../../runtime/node.ts";
+import { type InProcessNode, startInProcessNode } from "../../../test/support/in-process-node.ts";
 import { batchOperationsMax } from "./batch.ts";
 
 /** POST /v1/batch on a node in this process: per-operation results, in order, nothing from a bad batch. */
 const base = "dc=example,dc=com";
-const secret = clusterSecret("a cluster secret for the batch test") as ClusterSecret;
 
 interface Answer {
   readonly status: number;
@@ -22,29 +14,14 @@ interface Answer {
 }
 
 describe("POST /v1/batch", { timeout: 60_000 }, () => {
-  const directory = mkdtempSync(join(tmpdir(), "plexus-batch-"));
-  let node: PlexusNode;
+  let node: InProcessNode;
 
   before(async () => {
-    node = await PlexusNode.start({
-      dataDirectory: directory,
-      node: "batch" as NodeId,
-      site: "east" as SiteName,
-      host: "127.0.0.1",
-      port: 0,
-      join: [],
-      secret,
-      partitions: [base],
-      topology: {},
-      synchronous: "normal",
-      timings: runtimeTimingsDefault,
-      log: silentLogger,
-    });
+    node = await startInProcessNode("batch", "east");
   });
 
   after(async () => {
-    await node.stop();
-    rmSync(directory, { recursive: true, force: true });
+    await node.close();
   });
 
   const post = async (path: string, body: unknown, headers: Record<string, string> = {}): Promise<Answer> => {

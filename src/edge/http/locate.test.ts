@@ -1,30 +1,14 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { NodeId } from "../../core/ids.ts";
-import type { SiteName } from "../../core/topology/model.ts";
-import { type ClusterSecret, clusterSecret } from "../../runtime/auth.ts";
-import { silentLogger } from "../../runtime/log.ts";
-import { PlexusNode, runtimeTimingsDefault } from "../../runtime/node.ts";
+import { type InProcessNode, startInProcessNode } from "../../../test/support/in-process-node.ts";
 
 /** GET /v1/locate on a node in this process: the caller's own address, the override, bad input. */
 describe("GET /v1/locate", { timeout: 30_000 }, () => {
-  const directory = mkdtempSync(join(tmpdir(), "plexus-locate-"));
-  let node: PlexusNode;
+  let node: InProcessNode;
   let url: string;
 
   before(async () => {
-    node = await PlexusNode.start({
-      dataDirectory: directory,
-      node: "e1" as NodeId,
-      site: "east" as SiteName,
-      host: "127.0.0.1",
-      port: 0,
-      join: [],
-      secret: clusterSecret("a cluster secret for the locate test") as ClusterSecret,
-      partitions: ["dc=example,dc=com"],
+    node = await startInProcessNode("e1", "east", {
       topology: {
         sites: [{ name: "east" }, { name: "west" }, { name: "north" }],
         links: [
@@ -36,16 +20,12 @@ describe("GET /v1/locate", { timeout: 30_000 }, () => {
           { cidr: "10.2.0.0/16", site: "west" },
         ],
       },
-      synchronous: "normal",
-      timings: runtimeTimingsDefault,
-      log: silentLogger,
     });
-    url = (node.status() as { url: string }).url;
+    url = node.url;
   });
 
   after(async () => {
-    await node.stop();
-    rmSync(directory, { recursive: true, force: true });
+    await node.close();
   });
 
   const get = async (query: string): Promise<{ status: number; body: Record<string, unknown> }> => {
