@@ -104,6 +104,7 @@ export class LocalCluster {
     };
     this.nodes.set(name, node);
     const args = [
+      ...nodeArguments(),
       "--import",
       "tsx",
       join(root, "src/cli/main.ts"),
@@ -213,6 +214,15 @@ export class LocalCluster {
     if (this.options.keep !== true) rmSync(this.directory, { recursive: true, force: true });
     return killed.sort();
   }
+}
+
+/**
+ * Extra Node.js arguments for every node process, from PLEXUS_NODE_ARGS (space-separated), for
+ * profiling a cluster: `PLEXUS_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" npm run bench`
+ * (NODE_OPTIONS does not take --cpu-prof).
+ */
+function nodeArguments(): string[] {
+  return (process.env.PLEXUS_NODE_ARGS ?? "").split(" ").filter((argument) => argument !== "");
 }
 
 export interface Answer {
