@@ -30,6 +30,7 @@ import Database from "better-sqlite3";
 import { Pool } from "undici";
 import { LocalCluster } from "../src/cli/local-cluster.ts";
 import { settingsDefaults } from "../src/core/topology/model.ts";
+import { startBareHttp } from "./bare-http.ts";
 import {
   type LoadBounds,
   type LoadResult,
@@ -104,6 +105,8 @@ const bulkWallMs = 120_000;
 const sqliteBaselineCommits = 500;
 const sqliteBaselineWallMs = 5_000;
 const statusReads = 5_000;
+/** Requests of the bare-HTTP baseline (bench/bare-http.ts), at c64. */
+const bareHttpRequests = 20_000;
 const siteReadyAttemptsMax = 6;
 /** USER_HZ of /proc/PID/stat on Linux. */
 const clockTicksPerSec = 100;
@@ -401,6 +404,17 @@ async function main(): Promise<number> {
       count: statusReads,
       wallMsMax: 10_000,
     });
+    const bare = await startBareHttp();
+    let bareHttp: LoadResult;
+    try {
+      bareHttp = await writeLoad(bare.url, "bare", {
+        concurrency: 64,
+        count: bareHttpRequests,
+        wallMsMax: 10_000,
+      });
+    } finally {
+      bare.stop();
+    }
     const single = await writeLevels(alone, scale, "a");
     await alone.stopAll();
     clusters.delete(alone);
@@ -428,7 +442,19 @@ async function main(): Promise<number> {
     clusters.delete(trio);
 
     const peers = await runPeers(scale, values["skip-peers"] === true);
-    report({ scale, notifyDelayMs, sqliteRate, status, single, replicated, lag, bulk, peers, loadAtStart });
+    report({
+      scale,
+      notifyDelayMs,
+      sqliteRate,
+      status,
+      bareHttp,
+      single,
+      replicated,
+      lag,
+      bulk,
+      peers,
+      loadAtStart,
+    });
     return 0;
   } finally {
     await stopAll();
@@ -440,6 +466,7 @@ interface Figures {
   readonly notifyDelayMs: number;
   readonly sqliteRate: number;
   readonly status: LoadResult;
+  readonly bareHttp: LoadResult;
   readonly single: Map<number, Level>;
   readonly replicated: Map<number, Level>;
   readonly lag: Lag;
@@ -479,7 +506,9 @@ function report(figures: Figures): void {
   log(
     `baselines: SQLite FULL single-row commits ${Math.round(figures.sqliteRate)}/s (c1 ceiling without group commit: ` +
       `c1 is x${ratio(rate(single, 1), figures.sqliteRate)} of it); GET /v1/status at c64 ` +
-      `${Math.round(figures.status.writesPerSec)}/s (HTTP ceiling: c64 writes are x${ratio(rate(single, 64), figures.status.writesPerSec)} of it)`,
+      `${Math.round(figures.status.writesPerSec)}/s (a read of the node's state); the same POST /v1/entries at c64 ` +
+      `against a bare fastify server that only parses it (bench/bare-http.ts) ${Math.round(figures.bareHttp.writesPerSec)}/s ` +
+      `(HTTP and JSON alone: c64 writes are x${ratio(rate(single, 64), figures.bareHttp.writesPerSec)} of it)`,
   );
   log(
     `\nreplication lag inside the site (ack on n1 -> event on n2/n3's watch): p50 ${lag.p50Ms.toFixed(1)} ms, ` +
@@ -510,6 +539,7 @@ function report(figures: Figures): void {
     bulkEntries: bulk.load.acknowledged,
     sqliteFullCommitsPerSec: Math.round(figures.sqliteRate),
     statusReadsPerSecC64: Math.round(figures.status.writesPerSec),
+    bareHttpPerSecC64: Math.round(figures.bareHttp.writesPerSec),
   };
   log("");
   if (peers.skipped !== null) log(`peers skipped: ${peers.skipped}`);
