@@ -60,7 +60,7 @@ function readyLines(child: ChildProcess, stderr: () => string): Promise<string[]
   });
 }
 
-describe("plexus demo", { timeout: 60_000 }, () => {
+describe("plexus demo", { timeout: 120_000 }, () => {
   it("rejects an unknown flag with exit code 2", () => {
     const result = spawnSync(process.execPath, ["--import", "tsx", main, "demo", "--bogus"], {
       cwd: root,
@@ -152,6 +152,50 @@ describe("plexus demo", { timeout: 60_000 }, () => {
       assert.deepEqual(demoDirectories(), []);
     } finally {
       // Only on failure is anything left: the demo and the node processes it reported.
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      for (const pid of pids) if (alive(pid)) process.kill(pid, "SIGKILL");
+      rmSync(temp, { recursive: true, force: true });
+    }
+  });
+
+  it("npm start: SIGTERM to npm itself stops the demo and every node it started", async () => {
+    const temp = mkdtempSync(join(tmpdir(), "plexus-npm-start-test-"));
+    // Under `npm test`, npm_execpath names the npm that runs us; elsewhere npm is on the PATH.
+    const npm = process.env.npm_execpath;
+    const [command, args] =
+      npm === undefined
+        ? ["npm", ["start", "--silent", "--", "--json"]]
+        : [process.execPath, [npm, "start", "--silent", "--", "--json"]];
+    const child = spawn(command, args, {
+      cwd: root,
+      env: { ...process.env, TMPDIR: temp },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.setEncoding("utf8");
+    child.stderr.on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    let pids: number[] = [];
+    try {
+      const lines = await readyLines(child, () => stderr);
+      pids = lines.slice(0, -1).map((line) => (JSON.parse(line) as NodeLine).pid);
+      assert.equal(pids.length, demoNodes.length, lines.join("\n"));
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      child.kill("SIGTERM");
+      await exited;
+      // npm is gone; the demo it ran must stop its nodes and remove its data by itself.
+      await eventually(
+        "every node the demo started exiting after npm got SIGTERM",
+        async () => pids.every((pid) => !alive(pid)),
+        stopTimeoutMs + 5_000,
+      );
+      await eventually(
+        "the demo's data directory removed",
+        async () => readdirSync(temp).filter((name) => name.startsWith("plexus-")).length === 0,
+        5_000,
+      );
+    } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
       for (const pid of pids) if (alive(pid)) process.kill(pid, "SIGKILL");
       rmSync(temp, { recursive: true, force: true });
