@@ -18,6 +18,9 @@ attributes only unless --attributes says otherwise, to --output FILE (written to
 renamed when complete) or stdout. At most 100,000 entries: a larger subtree is exported in
 parts (--base). With a filter, entries whose parents do not match come without them.
   --url URL               the node (default: $PLEXUS_URL)
+  --zone ZONE [--dns-server HOST:PORT]...
+                          instead of --url: the node the locator picks (own site first;
+                          docs/client.md)
   --session TOKEN         read only once the node has what that session wrote
                           (default: $PLEXUS_SESSION)`;
 

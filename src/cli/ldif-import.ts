@@ -51,6 +51,9 @@ Resumable: --resume-file (default FILE.import-progress) records how far the impo
 the same command again after Ctrl-C or a crash to continue; --restart starts over.
 ':<' values are read from file:// URLs (absolute paths, at most 4 MiB).
   --url URL               the node (default: $PLEXUS_URL)
+  --zone ZONE [--dns-server HOST:PORT]...
+                          instead of --url: the node the locator picks (own site first;
+                          docs/client.md)
   --write-concern LEVEL   local (default), site, sites=N or all, for every record
   --timeout MS            how long the write concern may take (1..60000)
   --session TOKEN         a session token (default: $PLEXUS_SESSION); the final one is

@@ -5,7 +5,7 @@ import { after, before, describe, it } from "node:test";
 import { eventually, http, LocalCluster, locatorOf } from "./local-cluster.ts";
 
 /**
- * The entry commands with `--zone` instead of `--url`, as real `bin/plexus.mjs` processes
+ * The entry commands (and repl, conflicts, topology) with `--zone` instead of `--url`, as real `bin/plexus.mjs` processes
  * against two node processes of one site: the command finds a node through the nodes' DNS
  * servers, and still works when the node it would pick first is killed. Bad flag combinations
  * are usage errors (exit 2).
@@ -83,6 +83,21 @@ describe("plexus get/add --zone", { timeout: 120_000 }, () => {
     const read = await plexus(["get", `cn=zoned,${base}`, "--json", ...located()]);
     assert.equal(read.code, 0, read.stderr);
     assert.equal((JSON.parse(read.stdout) as { dn: string }).dn, `cn=zoned,${base}`);
+  });
+
+  it("repl status, conflicts and topology take --zone: they run against the node the locator picks", async () => {
+    const urls = [...cluster.nodes.values()].map((node) => node.url);
+    const status = await plexus(["repl", "status", "--json", ...located()]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.ok(urls.includes((JSON.parse(status.stdout) as { url: string }).url), status.stdout);
+    const conflicts = await plexus(["conflicts", "--json", ...located()]);
+    assert.equal(conflicts.code, 0, conflicts.stderr);
+    const topology = await plexus(["topology", ...located()]);
+    assert.equal(topology.code, 0, topology.stderr);
+    assert.match(topology.stdout, /east/);
+    const both = await plexus(["repl", "status", "--zone", zone, "--url", "http://127.0.0.1:1"]);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /not both/);
   });
 
   it("refuses --dns-server without --zone and --zone with --url", async () => {

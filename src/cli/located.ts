@@ -27,6 +27,12 @@ export interface LocatorValues {
 
 /** The API through the locator when --zone is given; null otherwise (the caller uses --url). */
 export function locatedApi(values: LocatorValues): NodeApi | null {
+  const client = locatorClient(values);
+  return client === null ? null : connect(`http://${values.zone}`, locatorFetch(client));
+}
+
+/** A client of the locator zone when --zone is given (flags checked); null otherwise. */
+function locatorClient(values: LocatorValues): ReturnType<typeof createClient> | null {
   const servers = values["dns-server"] ?? [];
   if (values.zone === undefined) {
     if (servers.length > 0) throw new UsageError("--dns-server goes with --zone");
@@ -36,13 +42,46 @@ export function locatedApi(values: LocatorValues): NodeApi | null {
   for (const server of servers)
     if (!/^(\[[0-9a-f:.]+\]|[0-9a-z.-]+)(:[0-9]{1,5})?$/i.test(server))
       throw new UsageError(`--dns-server '${server}' is not HOST or HOST:PORT`);
-  let client: ReturnType<typeof createClient>;
   try {
-    client = createClient({ zone: values.zone, dnsServers: servers, keepAlive: false });
+    return createClient({ zone: values.zone, dnsServers: servers, keepAlive: false });
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  return connect(`http://${values.zone}`, locatorFetch(client));
+}
+
+/**
+ * For the commands that work against one node's URL (repl, conflicts, topology, import,
+ * export): `--zone ZONE [--dns-server HOST:PORT]...` becomes `--url` of the node the locator
+ * picks (own site first, then the next-closest, then any) — the command then talks to that
+ * node, without failing over mid-command. Arguments without --zone come back as they are.
+ */
+export async function zoneToUrl(args: readonly string[]): Promise<string[]> {
+  const rest: string[] = [];
+  const values: { url?: string; zone?: string; "dns-server": string[] } = { "dns-server": [] };
+  for (let index = 0; index < args.length; index++) {
+    const arg = args[index] as string;
+    const [flag, inline] =
+      arg.startsWith("--") && arg.includes("=") ? arg.split(/=(.*)/s, 2) : [arg, undefined];
+    if (flag !== "--zone" && flag !== "--dns-server") {
+      rest.push(arg);
+      if (flag === "--url") values.url = inline ?? args[index + 1] ?? "";
+      continue;
+    }
+    const value = inline ?? args[++index];
+    if (value === undefined || value.startsWith("--")) throw new UsageError(`${flag} needs a value`);
+    if (flag === "--zone") values.zone = value;
+    else values["dns-server"].push(value);
+  }
+  const client = locatorClient(values);
+  if (client === null) return [...args];
+  try {
+    const answer = await client.request<{ url?: unknown }>("GET", "/v1/status");
+    const url = answer.body?.url;
+    if (typeof url !== "string") throw new Error(`${answer.url} did not say its URL`);
+    return [...rest, "--url", url];
+  } finally {
+    await client.close();
+  }
 }
 
 /** A fetch whose requests go to whichever node the client picks; the answer as a Response. */

@@ -79,7 +79,8 @@ What runs today (in this checkout):
     registers its SRV, A and NS records; dig it (docs/locator.md); npm run bench:dns
   - site discovery (GET /v1/locate, UDP ping) and the client library (plexus/client):
     own site first, then the next-closest, then any; failover with back-off, session
-    token carried (docs/client.md); the entry commands take --zone instead of --url
+    token carried (docs/client.md); the commands against a node take --zone instead
+    of --url
   - the deterministic simulator (src/sim): many nodes, faults, invariants, replayable seeds
   - npm start             the local demo cluster (plexus demo)
   - npm test              type check, lint, unit, contract, property, scenario, simulator
@@ -106,8 +107,29 @@ Not yet: client authentication and TLS, the LDAP server. See README.md and docs/
 /** The entry commands (src/cli/entries.ts), listed here so that they are known before it loads. */
 const entryCommands: readonly string[] = ["get", "add", "modify", "delete", "move", "search"];
 
-const [command, ...rest] = process.argv.slice(2);
+const [command, ...given] = process.argv.slice(2);
 const { stdout, stderr } = process;
+/** Commands against one node's URL that also take --zone (src/cli/located.ts, zoneToUrl). */
+const locatableCommands: readonly string[] = ["repl", "conflicts", "topology", "import", "export"];
+const rest = await locate(command, given);
+
+/** The arguments, with --zone turned into --url when the command takes it; exits on failure. */
+async function locate(name: string | undefined, args: string[]): Promise<string[]> {
+  if (
+    name === undefined ||
+    !locatableCommands.includes(name) ||
+    !args.some((arg) => arg.startsWith("--zone"))
+  )
+    return args;
+  const { zoneToUrl } = await import("./located.ts");
+  const { UsageError, exitUsage, exitUnreachable } = await import("./cli-support.ts");
+  try {
+    return await zoneToUrl(args);
+  } catch (error) {
+    stderr.write(`plexus ${name}: ${(error as Error).message}\n`);
+    process.exit(error instanceof UsageError ? exitUsage : exitUnreachable);
+  }
+}
 if (command === undefined || command === "help" || command === "--help" || command === "-h") {
   stdout.write(status);
 } else if (command === "--version" || command === "version") {

@@ -49,7 +49,10 @@ const conflictsShownMax = 100_000;
 const replicateTimeoutMsMax = 60_000;
 
 const urlHelp =
-  "  --url URL    the node to ask (default: $PLEXUS_URL)\n  --json       print JSON instead of text";
+  "  --url URL    the node to ask (default: $PLEXUS_URL)\n" +
+  "  --zone ZONE [--dns-server HOST:PORT]...\n" +
+  "               instead of --url: the node the locator picks (own site first; docs/client.md)\n" +
+  "  --json       print JSON instead of text";
 const replUsage = `usage: plexus repl status [NODE] [--url URL] [--json]
        plexus repl summary [--url URL] [--json]
        plexus repl sync [--url URL] [--from NODE] [--timeout MS] [--json]

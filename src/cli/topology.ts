@@ -4,7 +4,8 @@ import { checkTopology } from "../core/topology/model.ts";
 import { renderTopology } from "../core/topology/view.ts";
 import { liveTopologyCommand } from "./repl.ts";
 
-const usage = "usage: plexus topology --config FILE | --url URL [--site NAME]";
+const usage =
+  "usage: plexus topology --config FILE | --url URL | --zone ZONE [--dns-server HOST:PORT]... [--site NAME]";
 /** A topology file larger than this is refused before it is read. */
 const configBytesMax = 64 * 1024 * 1024;
 
