@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { entryPath, eventually, http, LocalCluster } from "../../test/support/cluster.ts";
+import { plexus } from "../../test/support/plexus-cli.ts";
 
 /**
  * Backup and restore with real node processes: n1 and n2 in one site. A backup of n1 is
@@ -18,21 +18,11 @@ const topology = {
 };
 const timings = { pullTimeoutMs: 3_000, retryBackoffBaseMs: 100, retryBackoffMaxMs: 500 };
 const base = "dc=example,dc=com";
-const root = new URL("../..", import.meta.url).pathname;
 
 const person = (name: string) => ({
   dn: `cn=${name},${base}`,
   attributes: { objectClass: ["person"], cn: [name], sn: [name] },
 });
-
-function plexus(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ["--import", "tsx", join(root, "src/cli/main.ts"), ...args], {
-    cwd: root,
-    encoding: "utf8",
-    timeout: 30_000,
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
 
 async function invocationOf(url: string): Promise<string> {
   return ((await http("GET", `${url}/v1/status`)).body as { invocationId: string }).invocationId;
@@ -60,24 +50,24 @@ describe("plexus backup and restore", { timeout: 120_000 }, () => {
     const backup = join(cluster.directory, "n1.backup");
     assert.equal((await http("POST", `${url("n1")}/v1/entries`, person("before"))).status, 201);
 
-    const taken = plexus("backup", "--data", data, "--output", backup);
-    assert.equal(taken.status, 0, taken.stderr);
+    const taken = await plexus(["backup", "--data", data, "--output", backup]);
+    assert.equal(taken.code, 0, taken.stderr);
     assert.match(taken.stdout, /backup of node n1 at usn \d+ written to/);
-    const again = plexus("backup", "--data", data, "--output", backup);
-    assert.equal(again.status, 1);
+    const again = await plexus(["backup", "--data", data, "--output", backup]);
+    assert.equal(again.code, 1);
     assert.match(again.stderr, /already exists/);
 
     assert.equal((await http("POST", `${url("n1")}/v1/entries`, person("after-backup"))).status, 201);
     await eventually("n2 holding after-backup", () => holds(url("n2"), "after-backup"));
 
-    const refused = plexus("restore", "--data", data, "--from", backup);
-    assert.equal(refused.status, 1, "restore under a running node must be refused");
+    const refused = await plexus(["restore", "--data", data, "--from", backup]);
+    assert.equal(refused.code, 1, "restore under a running node must be refused");
     assert.match(refused.stderr, /node-running/);
 
     const oldInvocation = await invocationOf(url("n1"));
     await cluster.stop("n1");
-    const restored = plexus("restore", "--data", data, "--from", backup);
-    assert.equal(restored.status, 0, restored.stderr);
+    const restored = await plexus(["restore", "--data", data, "--from", backup]);
+    assert.equal(restored.code, 0, restored.stderr);
     assert.ok(
       readdirSync(data).some((name) => name.startsWith("plexus.db.replaced-")),
       "the replaced database is kept",
@@ -96,23 +86,23 @@ describe("plexus backup and restore", { timeout: 120_000 }, () => {
   it("refuses what is not a backup of this node", async () => {
     const junk = join(cluster.directory, "junk.db");
     writeFileSync(junk, "not a database at all");
-    const bad = plexus("restore", "--data", join(cluster.directory, "elsewhere"), "--from", junk);
-    assert.equal(bad.status, 1);
+    const bad = await plexus(["restore", "--data", join(cluster.directory, "elsewhere"), "--from", junk]);
+    assert.equal(bad.code, 1);
     assert.match(bad.stderr, /plexus restore: /);
     assert.ok(!existsSync(join(cluster.directory, "elsewhere", "plexus.db")));
 
     const n2Backup = join(cluster.directory, "n2.backup");
     assert.equal(
-      plexus("backup", "--data", cluster.node("n2").dataDirectory, "--output", n2Backup).status,
+      (await plexus(["backup", "--data", cluster.node("n2").dataDirectory, "--output", n2Backup])).code,
       0,
     );
     await cluster.stop("n1");
-    const wrong = plexus("restore", "--data", cluster.node("n1").dataDirectory, "--from", n2Backup);
-    assert.equal(wrong.status, 1);
+    const wrong = await plexus(["restore", "--data", cluster.node("n1").dataDirectory, "--from", n2Backup]);
+    assert.equal(wrong.code, 1);
     assert.match(wrong.stderr, /wrong-node: .*backup of node n2.*belongs to node n1/);
 
-    const usage = plexus("backup", "--data", "x");
-    assert.equal(usage.status, 2);
+    const usage = await plexus(["backup", "--data", "x"]);
+    assert.equal(usage.code, 2);
     assert.match(usage.stderr, /--output FILE is required/);
   });
 });

@@ -35,6 +35,25 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Starts the demo (or npm running it) with its own TMPDIR, collecting its stderr. */
+function spawnDemo(
+  command: string,
+  args: readonly string[],
+  temp: string,
+): { child: ChildProcess; stderr: () => string } {
+  const child = spawn(command, args, {
+    cwd: root,
+    env: { ...process.env, TMPDIR: temp },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.setEncoding("utf8");
+  child.stderr.on("data", (chunk: string) => {
+    stderr += chunk;
+  });
+  return { child, stderr: () => stderr };
+}
+
 /** Resolves with the demo's stdout lines up to and including {"ready":true}; bounded. */
 function readyLines(child: ChildProcess, stderr: () => string): Promise<string[]> {
   return new Promise((resolve, reject) => {
@@ -75,19 +94,10 @@ describe("plexus demo", { timeout: 120_000 }, () => {
 
   it("--json: every node serves the sample data; SIGINT stops every node and removes the data", async () => {
     const temp = mkdtempSync(join(tmpdir(), "plexus-demo-test-"));
-    const child = spawn(process.execPath, ["--import", "tsx", main, "demo", "--json"], {
-      cwd: root,
-      env: { ...process.env, TMPDIR: temp },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.setEncoding("utf8");
-    child.stderr.on("data", (chunk: string) => {
-      stderr += chunk;
-    });
+    const { child, stderr } = spawnDemo(process.execPath, ["--import", "tsx", main, "demo", "--json"], temp);
     let pids: number[] = [];
     try {
-      const lines = await readyLines(child, () => stderr);
+      const lines = await readyLines(child, stderr);
       assert.equal(lines.length, demoNodes.length + 1, lines.join("\n"));
       const nodes = lines.slice(0, -1).map((line) => JSON.parse(line) as NodeLine);
       pids = nodes.map((node) => node.pid);
@@ -147,7 +157,7 @@ describe("plexus demo", { timeout: 120_000 }, () => {
           setTimeout(() => resolve("timeout"), stopTimeoutMs + 5_000).unref(),
         ),
       ]);
-      assert.equal(code, 0, stderr);
+      assert.equal(code, 0, stderr());
       for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still alive`);
       assert.deepEqual(demoDirectories(), []);
     } finally {
@@ -166,19 +176,10 @@ describe("plexus demo", { timeout: 120_000 }, () => {
       npm === undefined
         ? ["npm", ["start", "--silent", "--", "--json"]]
         : [process.execPath, [npm, "start", "--silent", "--", "--json"]];
-    const child = spawn(command, args, {
-      cwd: root,
-      env: { ...process.env, TMPDIR: temp },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.setEncoding("utf8");
-    child.stderr.on("data", (chunk: string) => {
-      stderr += chunk;
-    });
+    const { child, stderr } = spawnDemo(command, args, temp);
     let pids: number[] = [];
     try {
-      const lines = await readyLines(child, () => stderr);
+      const lines = await readyLines(child, stderr);
       pids = lines.slice(0, -1).map((line) => (JSON.parse(line) as NodeLine).pid);
       assert.equal(pids.length, demoNodes.length, lines.join("\n"));
       const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { type CliRun as Run, startPlexus } from "../../test/support/plexus-cli.ts";
 import { parseLdif } from "../edge/ldif/parse.ts";
 import { formatRecord, ldifHeader } from "../edge/ldif/write.ts";
 import { exportCommand } from "./ldif-export.ts";
@@ -17,46 +17,11 @@ import { http, LocalCluster } from "./local-cluster.ts";
  * ends with the same entries and no new failures; an export imported into a fresh node of
  * another cluster gives the same entries.
  */
-const root = new URL("../..", import.meta.url).pathname;
-const main = join(root, "src/cli/main.ts");
 const base = "dc=example,dc=com";
 const topology = { sites: [{ name: "a" }], links: [] };
 const people = 1_200;
 /** The first import is killed once this many records are done. */
 const killAfterRecords = 40;
-const commandTimeoutMs = 60_000;
-
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function plexus(args: readonly string[]): { child: ChildProcess; done: Promise<Run> } {
-  const child = spawn(process.execPath, ["--import", "tsx", main, ...args], {
-    cwd: root,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  const done = new Promise<Run>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`plexus ${args.join(" ")} took over ${commandTimeoutMs} ms:\n${stderr}`));
-    }, commandTimeoutMs);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-  return { child, done };
-}
 
 /** The test file: its text and the lines of the two bad records. */
 function sampleLdif(): { text: string; badParseLine: number; badNodeLine: number } {
@@ -191,7 +156,7 @@ describe("plexus import and export", { timeout: 180_000 }, () => {
 
   it("imports every good record, reports the bad ones by line, and survives being killed", async () => {
     const checkpoint = `${file}.import-progress`;
-    const killed = plexus(["import", file, "--url", urlA, "--batch", "1", "--json"]);
+    const killed = startPlexus(["import", file, "--url", urlA, "--batch", "1", "--json"]);
     // Polled closely (not with a growing back-off): one record per request leaves seconds to
     // catch the import part-way even on a fast machine.
     const deadline = Date.now() + 30_000;

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { plexus } from "../../test/support/plexus-cli.ts";
 import { eventually, http, LocalCluster, locatorOf } from "./local-cluster.ts";
 
 /**
@@ -10,30 +9,8 @@ import { eventually, http, LocalCluster, locatorOf } from "./local-cluster.ts";
  * servers, and still works when the node it would pick first is killed. Bad flag combinations
  * are usage errors (exit 2).
  */
-const root = new URL("../..", import.meta.url).pathname;
-const bin = join(root, "bin/plexus.mjs");
 const zone = "plexus.test";
 const base = "dc=example,dc=com";
-const commandTimeoutMs = 30_000;
-
-function plexus(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), commandTimeoutMs);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe("plexus get/add --zone", { timeout: 120_000 }, () => {
   const cluster = new LocalCluster(
