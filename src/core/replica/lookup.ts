@@ -167,6 +167,8 @@ export function resolveParsedDn(store: Store, dn: Dn): Result<EntryRow> {
     row = partition.root;
     current = row.guid;
     level = dn.rdns.length - partition.depth;
+    // Roots are never renamed, moved or deleted; cached, a root costs one read like any entry.
+    cache.set(keys[level] ?? "", current);
   }
   for (let index = level - 1; index >= 0; index--) {
     row = findChild(store, current, dn.rdns[index] as Rdn);

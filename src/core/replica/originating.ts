@@ -243,8 +243,14 @@ function createEntry(ctx: ReplicaContext, entry: NewEntry): Usn {
     localUsn: usn,
   });
   for (const attribute of entry.attributes) writeAttribute(ctx, entry.guid, attribute, usn);
-  // A GUID fresh from the random source cannot have claimants waiting for it; a derived one can.
-  refreshNaming(ctx.store, [{ guid: entry.guid, previousGroup: null, existenceChanged: !entry.fresh }]);
+  // A fresh GUID names a new leaf that addEntry placed itself: under a live parent, where no
+  // live entry holds its name, with no claimants waiting for it and in no cycle. So the derived
+  // columns written above are already what a refresh would derive, and no name that resolved
+  // before resolves differently now: the DN caches stay valid. A derived GUID (a partition's
+  // root or LostAndFound) may have claimants already, and gets the full refresh.
+  if (!entry.fresh) {
+    refreshNaming(ctx.store, [{ guid: entry.guid, previousGroup: null, existenceChanged: true }]);
+  }
   return usn;
 }
 
