@@ -44,8 +44,32 @@ export const utdEntriesMax = 100_000;
 
 type Check<T> = Result<T>;
 
-function bad(where: string, problem: string): Check<never> {
-  return fail("invalid-page", `${where}: ${problem}`);
+/**
+ * Where in a message a problem is. An item's place (`entries[3].items[7]`) is only spelled out
+ * when something is wrong with it: a page carries thousands of items, and building every
+ * path up front cost more than checking the item.
+ */
+type Where = string | (() => string);
+
+function bad(where: Where, problem: string): Check<never> {
+  return fail("invalid-page", `${typeof where === "string" ? where : where()}: ${problem}`);
+}
+
+/**
+ * Partition DNs already found normalised and non-empty: a page names the same few partitions
+ * on every entry, and parsing the DN each time was a tenth of checking an entry. A pure
+ * function's memo, bounded and emptied when full.
+ */
+const normalisedPartitions = new Set<string>();
+const normalisedPartitionsMax = 1024;
+
+function isNormalisedPartition(partition: string): boolean {
+  if (normalisedPartitions.has(partition)) return true;
+  const dn = parseDn(partition);
+  if (!dn.ok || dn.value.rdns.length === 0 || normalizeDn(dn.value) !== partition) return false;
+  if (normalisedPartitions.size >= normalisedPartitionsMax) normalisedPartitions.clear();
+  normalisedPartitions.add(partition);
+  return true;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -175,21 +199,14 @@ export function validateEntryChange(value: unknown, schema: Schema, where: strin
   const { guid, partition, origin, items } = value;
   if (!isGuid(guid)) return bad(where, "bad guid");
   if (typeof partition !== "string") return bad(where, "bad partition");
-  const partitionDn = parseDn(partition);
-  if (
-    !partitionDn.ok ||
-    partitionDn.value.rdns.length === 0 ||
-    normalizeDn(partitionDn.value) !== partition
-  ) {
-    return bad(where, "partition must be a normalised, non-empty DN");
-  }
+  if (!isNormalisedPartition(partition)) return bad(where, "partition must be a normalised, non-empty DN");
   if (!isRecord(origin) || !isInvocationId(origin.invocation) || !isUsn(origin.usn))
     return bad(where, "bad origin");
   if (!Array.isArray(items) || items.length === 0) return bad(where, "items must be a non-empty list");
   const checked: Item[] = [];
   const seen = new Set<string>();
   for (const [index, item] of items.entries()) {
-    const one = validateItem(item, schema, `${where}.items[${index}]`);
+    const one = validateItem(item, schema, () => `${where}.items[${index}]`);
     if (!one.ok) return one;
     const identity = `${one.value.attribute}\u0000${one.value.key}`;
     if (seen.has(identity)) return bad(where, `item ${one.value.attribute} appears twice`);
@@ -245,7 +262,7 @@ function checkRoot(guid: Guid, partition: string, items: readonly Item[], where:
   return ok(undefined);
 }
 
-function validateStamp(value: unknown, where: string): Check<Stamp> {
+function validateStamp(value: unknown, where: Where): Check<Stamp> {
   if (!isRecord(value)) return bad(where, "stamp must be an object");
   const { version, time, invocation, usn } = value;
   if (!Number.isSafeInteger(version) || (version as number) < 1 || (version as number) > stampVersionMax) {
@@ -257,7 +274,7 @@ function validateStamp(value: unknown, where: string): Check<Stamp> {
   return ok({ version: version as number, time, invocation, usn });
 }
 
-function validateItem(value: unknown, schema: Schema, where: string): Check<Item> {
+function validateItem(value: unknown, schema: Schema, where: Where): Check<Item> {
   if (!isRecord(value)) return bad(where, "must be an object");
   const { attribute, key } = value;
   if (typeof attribute !== "string" || typeof key !== "string") return bad(where, "bad attribute or key");
@@ -273,7 +290,7 @@ function validateItemValue(
   attribute: string,
   key: string,
   schema: Schema,
-  where: string,
+  where: Where,
 ): Check<ItemValue> {
   if (!isRecord(value)) return bad(where, "value must be an object");
   if (attribute === nameItem) return validateName(value, key, where);
@@ -289,22 +306,22 @@ function validateItemValue(
   if (value.kind !== "values" || key !== "") return bad(where, `${attribute} must be a values item`);
   const { values } = value;
   if (!Array.isArray(values) || values.length > valuesPerAttributeMax) return bad(where, "bad values list");
-  const keys = new Set<string>();
   let bytes = 0;
   for (const text of values) {
     if (typeof text !== "string") return bad(where, "a value is not a string");
     const size = utf8Length(text);
     if (size > valueBytesMax) return bad(where, "a value exceeds valueBytesMax");
     bytes += size;
-    keys.add(normalizeValue(text));
   }
   // What no client write could have made: the same value twice, or an oversized attribute.
-  if (keys.size !== values.length) return bad(where, "a values item lists one value twice");
+  // (One value cannot repeat; most attributes hold one, and normalising it is not free.)
+  if (values.length > 1 && new Set(values.map(normalizeValue)).size !== values.length)
+    return bad(where, "a values item lists one value twice");
   if (bytes > entryBytesMax) return bad(where, "a values item exceeds entryBytesMax");
   return ok({ kind: "values", type, values: [...values] });
 }
 
-function validateName(value: Record<string, unknown>, key: string, where: string): Check<ItemValue> {
+function validateName(value: Record<string, unknown>, key: string, where: Where): Check<ItemValue> {
   const { kind, rdn, parent } = value;
   if (kind !== "name" || key !== "" || typeof rdn !== "string") return bad(where, "bad name item");
   if (parent !== null && !isGuid(parent)) return bad(where, "bad name parent");
@@ -318,7 +335,7 @@ function validateLink(
   value: Record<string, unknown>,
   type: string,
   key: string,
-  where: string,
+  where: Where,
 ): Check<ItemValue> {
   const { kind, present } = value;
   const text = value.value;
