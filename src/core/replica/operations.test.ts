@@ -121,6 +121,24 @@ describe("add", () => {
     );
   });
 
+  it("gives a new entry a GUID that starts with the clock's milliseconds, so later GUIDs sort after", () => {
+    const a = single();
+    a.clock.set(0x0193_1234_5678);
+    const first = add(a, `cn=Alice,${base}`);
+    const second = add(a, `cn=Bob,${base}`);
+    assert.equal(first.guid.slice(0, 12), "019312345678");
+    assert.notEqual(first.guid, second.guid, "the same millisecond still gives two GUIDs");
+    a.clock.advance(1);
+    const third = add(a, `cn=Carol,${base}`);
+    assert.equal(third.guid.slice(0, 12), "019312345679");
+    assert.ok(third.guid > first.guid && third.guid > second.guid);
+    // A clock before 1970 or past 48 bits is clamped: still 32 hex digits.
+    a.clock.set(-5);
+    assert.match(add(a, `cn=Dave,${base}`).guid, /^000000000000[0-9a-f]{20}$/);
+    a.clock.set(2 ** 52);
+    assert.match(add(a, `cn=Eve,${base}`).guid, /^ffffffffffff[0-9a-f]{20}$/);
+  });
+
   it("adds the RDN's value to the attributes when it is missing", () => {
     const a = single();
     add(a, `cn=Alice,${base}`, { sn: ["Smith"] });
