@@ -187,8 +187,8 @@ export class ReplicaContext {
    * does). Random GUIDs land on a random page of every GUID-keyed b-tree, so each add dirtied
    * one more page per index on every replica; time-ordered ones append to the same few pages
    * (measured: a fifth less CPU per add, half the system time). 80 random bits per millisecond
-   * keep collisions out of reach, and a clash could not corrupt anything: the store refuses a
-   * second row for a GUID and the write fails whole.
+   * keep collisions out of reach; an add still draws again if its GUID is taken (unusedGuid in
+   * originating.ts), since writing over another entry is not a price to risk.
    */
   newGuid(): Guid {
     const time = Math.max(0, Math.min(this.clock.now(), guidTimeMax));

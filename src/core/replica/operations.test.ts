@@ -7,15 +7,17 @@ import {
   syncAll,
   type TestReplica,
 } from "../../../test/support/replicas.ts";
+import { ManualClock, SeededRandom } from "../../sim/ports.ts";
+import { SqliteStore } from "../../store/sqlite-store.ts";
 import { dumpStore } from "../../store/store-contract.ts";
 import { lostAndFoundGuid, partitionRootGuid } from "../directory/partition.ts";
-import type { Guid, Usn } from "../ids.ts";
+import { type Guid, nodeId, type Usn } from "../ids.ts";
 import type { Result } from "../result.ts";
 import { unwrap } from "../result.ts";
 import type { Modification } from "./attributes.ts";
 import type { WriteOutcome, WriteRequest } from "./originating.ts";
 import { searchSizeLimitMax } from "./read.ts";
-import { writeBatchMax } from "./replica.ts";
+import { Replica, writeBatchMax } from "./replica.ts";
 
 /**
  * The semantics of every client operation on one replica (add, modify, delete, modifyDn,
@@ -137,6 +139,44 @@ describe("add", () => {
     assert.match(add(a, `cn=Dave,${base}`).guid, /^000000000000[0-9a-f]{20}$/);
     a.clock.set(2 ** 52);
     assert.match(add(a, `cn=Eve,${base}`).guid, /^ffffffffffff[0-9a-f]{20}$/);
+  });
+
+  it("draws another GUID when the one drawn names an existing entry, and never writes over it", () => {
+    // A random source that repeats its GUID bytes: the second add draws the first one's GUID.
+    const seeded = new SeededRandom(7);
+    const repeats: Uint8Array[] = [];
+    const random = {
+      bytes(count: number): Uint8Array {
+        if (count !== 10) return seeded.bytes(count);
+        const next = repeats.shift() ?? seeded.bytes(count);
+        return next;
+      },
+    };
+    const replica = Replica.create(
+      SqliteStore.open({ path: ":memory:" }),
+      { clock: new ManualClock(1_000), random },
+      nodeId("node-a"),
+    );
+    unwrap(replica.createPartition(base));
+    const same = seeded.bytes(10);
+    repeats.push(same, same);
+    const first = unwrap(
+      replica.writeOne({ op: "add", dn: `cn=Alice,${base}`, attributes: { objectClass: ["person"] } }),
+    );
+    const second = unwrap(
+      replica.writeOne({ op: "add", dn: `cn=Bob,${base}`, attributes: { objectClass: ["person"] } }),
+    );
+    assert.notEqual(second.guid, first.guid);
+    assert.equal(unwrap(replica.get(`cn=Alice,${base}`)).guid, first.guid);
+    assert.equal(unwrap(replica.get(`cn=Bob,${base}`)).guid, second.guid);
+    // A source that only ever repeats is broken: the add fails rather than overwrite Alice.
+    repeats.push(same, same, same, same, same);
+    assert.throws(
+      () => replica.writeOne({ op: "add", dn: `cn=Carol,${base}`, attributes: { objectClass: ["person"] } }),
+      /all named existing entries/,
+    );
+    assert.equal(unwrap(replica.get(`cn=Alice,${base}`)).guid, first.guid);
+    assert.equal(codeOf(replica.get(`cn=Carol,${base}`)), "no-such-entry");
   });
 
   it("adds the RDN's value to the attributes when it is missing", () => {

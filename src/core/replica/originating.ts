@@ -129,7 +129,7 @@ function addEntry(ctx: ReplicaContext, dnText: string, attributes: unknown): Res
   }
   const working = attributesForAdd(ctx, attributes, rdn);
   if (!working.ok) return working;
-  const guid = ctx.newGuid();
+  const guid = unusedGuid(ctx);
   const usn = createEntry(ctx, {
     guid,
     fresh: true,
@@ -140,6 +140,24 @@ function addEntry(ctx: ReplicaContext, dnText: string, attributes: unknown): Res
   });
   return ok({ guid, dn: formatDn(dn.value), usn, entries: 1 });
 }
+
+/**
+ * A new GUID that names no entry or tombstone here. A clash of 80 random bits within one
+ * millisecond is out of reach, but writing over another entry is not a price to risk: the check
+ * costs no extra read (the store remembers the GUID it just found absent when the entry is
+ * written), and a clash draws again.
+ */
+function unusedGuid(ctx: ReplicaContext): Guid {
+  let guid = ctx.newGuid();
+  for (let draws = 1; ctx.store.getEntry(guid) !== undefined; draws++) {
+    assert(draws < guidDrawsMax, `${guidDrawsMax} new GUIDs all named existing entries`);
+    guid = ctx.newGuid();
+  }
+  return guid;
+}
+
+/** Draws of a new GUID before giving up: more than one clash means a broken random source. */
+const guidDrawsMax = 4;
 
 function parentMatched(matchedDn: string | undefined): { matchedDn?: string } {
   return matchedDn === undefined ? {} : { matchedDn };
