@@ -23,6 +23,8 @@ export interface Canaries {
   readonly keepWatermarkOnRefilter?: boolean;
   /** Answer an origin-filtered pull as if it had no filter (every neighbour sends everything). */
   readonly ignoreOriginFilter?: boolean;
+  /** Answer a pull with an empty page when the destination covers the stamps held from others. */
+  readonly forgetOwnHeldStamps?: boolean;
 }
 
 export type CanaryName = keyof Canaries;
@@ -35,6 +37,7 @@ export const canaryNames: readonly CanaryName[] = [
   "reuseUsnAfterRestore",
   "purgeTombstonesEarly",
   "dropLastPage",
+  "forgetOwnHeldStamps",
 ];
 
 /** Canaries of origin-filtered pulls that lose changes: the filtered-pull property catches them. */

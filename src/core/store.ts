@@ -77,6 +77,12 @@ export interface Store {
   storedSizes(guid: Guid): StoredSize[];
   /** Removes every item of the entry whose attribute is not in `keep`. */
   removeItemsExcept(guid: Guid, keep: readonly string[]): void;
+  /**
+   * Per invocation id, the highest stamp USN of any item ever stored here (items written in the
+   * open transaction included): an upper bound of every stored item's stamp, never lowered when
+   * items go. A destination whose UTD covers it lacks nothing this store could send.
+   */
+  heldStamps(): UtdVector;
 
   readUtd(): UtdVector;
   /**

@@ -3,7 +3,7 @@ import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statSyn
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { databaseFileName } from "./data-directory.ts";
-import { sqliteSchemaVersion } from "./sqlite-store.ts";
+import { isReadableSchemaVersion, sqliteSchemaVersion } from "./sqlite-store.ts";
 
 /**
  * Backup and restore of a node's database, from outside the node process.
@@ -118,7 +118,8 @@ function describe(db: Database.Database, path: string): Omit<BackupInfo, "bytes"
   );
   if (!tables.has("meta") || !tables.has("instance"))
     throw new BackupError("not-a-plexus-database", `${path} is not a Plexus database`);
-  if (version !== sqliteSchemaVersion)
+  // An older version this build upgrades is accepted: the node upgrades it when it opens it.
+  if (!isReadableSchemaVersion(version))
     throw new BackupError(
       "not-a-plexus-database",
       `${path} has store schema version ${version}; this build reads version ${sqliteSchemaVersion}`,

@@ -152,6 +152,38 @@ describe("SqliteStore on SQLite", () => {
     });
   });
 
+  it("keeps the held stamps across a reopen, and upgrades a version-3 file by computing them", () => {
+    withTempFile((file) => {
+      const store = SqliteStore.open({ path: file });
+      populateStore(store);
+      const held = store.heldStamps();
+      assert.ok(Object.keys(held).length > 0);
+      for (const item of dumpStore(store).items) {
+        assert.ok((held[item.stamp.invocation] ?? 0) >= item.stamp.usn, "held bounds every stored item");
+      }
+      store.close();
+      withStore({ path: file }, (reopened) => assert.deepEqual(reopened.heldStamps(), held));
+      // What a version-3 file looks like: no held table.
+      const db = new Database(file);
+      db.exec("DROP TABLE held");
+      db.pragma("user_version = 3");
+      db.close();
+      withStore({ path: file }, (upgraded) => {
+        assert.equal(upgraded.connectionSettings().schemaVersion, sqliteSchemaVersion);
+        const computed = upgraded.heldStamps();
+        for (const item of dumpStore(upgraded).items) {
+          assert.ok((computed[item.stamp.invocation] ?? 0) >= item.stamp.usn);
+        }
+        // Computed from the items alone: the highest stamp of each invocation that has one.
+        const highest: Record<string, number> = {};
+        for (const item of dumpStore(upgraded).items) {
+          highest[item.stamp.invocation] = Math.max(highest[item.stamp.invocation] ?? 0, item.stamp.usn);
+        }
+        assert.deepEqual(computed, highest);
+      });
+    });
+  });
+
   it("refuses a database that has tables but no schema version", () => {
     withTempFile((file) => {
       const db = new Database(file);

@@ -65,8 +65,11 @@ export interface SqliteConnectionSettings {
 /** PRAGMA synchronous reports a number; these are its names, by value. */
 const synchronousNames: readonly string[] = ["off", "normal", "full", "extra"];
 
-/** Kept in `PRAGMA user_version`; a file with another version is refused, never guessed at. */
-export const sqliteSchemaVersion = 3;
+/**
+ * Kept in `PRAGMA user_version`. A file of an older version this build knows how to upgrade
+ * (see upgrades) is upgraded in place when opened; any other version is refused, never guessed at.
+ */
+export const sqliteSchemaVersion = 4;
 /** Page cache per connection, in KiB (SQLite reads a negative cache_size as KiB). */
 const cacheSizeKib = 16_000;
 /** The WAL file is truncated back to this size after a checkpoint, so it cannot stay huge. */
@@ -88,6 +91,32 @@ const bufferedItemsMax = 32;
 const limitedStatementsMax = 64;
 /** Offset of the two header bytes that say whether a database file uses WAL (2) or not (1). */
 const headerFormatOffset = 18;
+
+/**
+ * Per invocation id, the highest stamp USN of any item ever stored (Store.heldStamps): raised in
+ * the transaction that writes the item, never lowered.
+ */
+const heldTable =
+  "CREATE TABLE held (invocation TEXT PRIMARY KEY, usn INTEGER NOT NULL) STRICT, WITHOUT ROWID;";
+
+/**
+ * In-place upgrades, by the version they start from. Each runs in one transaction with the
+ * version change, so a crash leaves the file at the old version, untouched.
+ */
+const upgrades: ReadonlyMap<number, string> = new Map([
+  // Version 4 adds the held-stamps table, filled from the items already stored (one scan).
+  [
+    3,
+    `${heldTable}
+INSERT INTO held (invocation, usn)
+  SELECT invocation, max(usn) FROM objects WHERE attribute > '' GROUP BY invocation;`,
+  ],
+]);
+
+/** Whether this build opens a store file of `version` (its own, or one it upgrades). */
+export function isReadableSchemaVersion(version: number): boolean {
+  return version === sqliteSchemaVersion || upgrades.has(version);
+}
 
 const schema = `
 CREATE TABLE meta (
@@ -147,6 +176,8 @@ CREATE INDEX objects_roots ON objects (guid) WHERE attribute = '' AND parent IS 
 CREATE TABLE guids (guid TEXT PRIMARY KEY, id INTEGER NOT NULL) STRICT, WITHOUT ROWID;
 
 CREATE TABLE utd (invocation TEXT PRIMARY KEY, usn INTEGER NOT NULL) STRICT, WITHOUT ROWID;
+
+${heldTable}
 
 -- Purge horizons (see core/replica/tombstones.ts): per kind, one USN per invocation id.
 CREATE TABLE horizons (
@@ -311,6 +342,10 @@ export const sqliteStoreQueries = {
     "UPDATE counters SET entries = entries + ?, tombstones = tombstones + ?, items = items + ?, next_id = ? " +
     "WHERE id = 1",
   nextId: "SELECT next_id FROM counters WHERE id = 1",
+  readHeld: "SELECT invocation, usn FROM held",
+  raiseHeld:
+    "INSERT INTO held (invocation, usn) VALUES (?, ?) " +
+    "ON CONFLICT (invocation) DO UPDATE SET usn = max(usn, excluded.usn)",
 } as const;
 
 type LimitedQuery =
@@ -423,6 +458,8 @@ function prepareStatements(db: Database.Database) {
     counts: db.prepare<[], CountsTuple>(q.counts).raw(),
     addCounts: db.prepare<[...CountsTuple, EntryId]>(q.addCounts),
     nextId: db.prepare<[], EntryId>(q.nextId).pluck(),
+    readHeld: db.prepare<[], [InvocationId, Usn]>(q.readHeld).raw(),
+    raiseHeld: db.prepare<[InvocationId, Usn]>(q.raiseHeld),
     recount: db.prepare<[], CountsTuple>(recountQuery).raw(),
   };
 }
@@ -536,19 +573,25 @@ export class SqliteStore implements Store {
   private buffered: BufferedItems | undefined;
   /** Multi-row item inserts, by row count (1 to bufferedItemsMax). */
   private readonly insertItemsStatements = new Map<number, Database.Statement<unknown[]>>();
+  /** The held table as committed, and the stamps the open transaction raises it to. */
+  private held: Map<InvocationId, Usn>;
+  private readonly pendingHeld = new Map<InvocationId, Usn>();
 
   private constructor(db: Database.Database) {
     this.db = db;
     this.statements = prepareStatements(db);
     this.nextId = this.readNextId();
+    this.held = this.readHeld();
     this.outermost = db.transaction((fn: () => unknown) => {
       // Left over only if SQLite rolled an earlier transaction back on its own (disk full, I/O
       // error) while its function went on: those counts belong to rows that are gone.
       this.clearPendingCounts();
+      this.pendingHeld.clear();
       this.buffered = undefined;
       const result = fn();
       this.flushBufferedItems();
       this.flushCounts();
+      this.flushHeld();
       return result;
     });
   }
@@ -630,10 +673,42 @@ export class SqliteStore implements Store {
       this.absent = undefined;
       this.nextId = this.readNextId();
       this.nextIdMoved = false;
+      this.pendingHeld.clear();
+      this.held = this.readHeld();
       throw error;
     } finally {
       this.clearPendingCounts();
     }
+  }
+
+  private readHeld(): Map<InvocationId, Usn> {
+    return new Map(this.statements.readHeld.all());
+  }
+
+  /** Raises the held stamp of `invocation` to `usn` when the open transaction commits. */
+  private noteHeld(invocation: InvocationId, usn: Usn): void {
+    if (usn > (this.pendingHeld.get(invocation) ?? this.held.get(invocation) ?? 0)) {
+      this.pendingHeld.set(invocation, usn);
+    }
+  }
+
+  /** Written in the transaction that stored the items, so the table never lags them. */
+  private flushHeld(): void {
+    for (const [invocation, usn] of this.pendingHeld) {
+      this.statements.raiseHeld.run(invocation, usn);
+      if (usn > (this.held.get(invocation) ?? 0)) this.held.set(invocation, usn);
+    }
+    this.pendingHeld.clear();
+  }
+
+  heldStamps(): UtdVector {
+    this.sql();
+    const vector: Record<InvocationId, Usn> = {};
+    for (const [invocation, usn] of this.held) vector[invocation] = usn;
+    for (const [invocation, usn] of this.pendingHeld) {
+      if (usn > (vector[invocation] ?? 0)) vector[invocation] = usn;
+    }
+    return vector;
   }
 
   private readNextId(): EntryId {
@@ -838,8 +913,14 @@ export class SqliteStore implements Store {
   }
 
   replaceItem(row: ItemRow): void {
+    // In a transaction (joined when one is open), so that the held stamp commits with the item.
+    this.transaction(() => this.rewriteItem(row));
+  }
+
+  private rewriteItem(row: ItemRow): void {
     const id = this.idOf(row.guid);
     const { version, time, invocation, usn } = row.stamp;
+    this.noteHeld(invocation, usn);
     const value = JSON.stringify(row.value);
     const updated =
       id === undefined
@@ -867,6 +948,7 @@ export class SqliteStore implements Store {
     const { id } = this.idFor(row.guid);
     const value = JSON.stringify(row.value);
     const { version, time, invocation, usn } = row.stamp;
+    this.noteHeld(invocation, usn);
     const inserted = s.insertItem.run(
       id,
       row.attribute,
@@ -891,6 +973,7 @@ export class SqliteStore implements Store {
     if (buffer.keys.has(itemKey)) return false;
     buffer.keys.add(itemKey);
     const { version, time, invocation, usn } = row.stamp;
+    this.noteHeld(invocation, usn);
     buffer.params.push(
       buffer.id,
       row.attribute,
@@ -1128,12 +1211,13 @@ function markRollbackJournal(image: Uint8Array): void {
 
 function prepareDatabase(db: Database.Database, options: SqliteStoreOptions): void {
   // The version is checked before anything is written, so an unknown file is left untouched.
-  const version = db.pragma("user_version", { simple: true });
-  if (version !== 0 && version !== sqliteSchemaVersion) {
+  const version = Number(db.pragma("user_version", { simple: true }));
+  if (version !== 0 && !isReadableSchemaVersion(version)) {
     throw new SqliteStoreError(
       "store-version",
       `${options.path}: store schema version ${String(version)} is not supported by this build ` +
-        `(it reads version ${sqliteSchemaVersion}); was the file written by a newer Plexus?`,
+        `(it reads version ${sqliteSchemaVersion} and upgrades ${[...upgrades.keys()].join(", ")}); ` +
+        "was the file written by a newer Plexus?",
     );
   }
   if (!db.memory) {
@@ -1145,6 +1229,19 @@ function prepareDatabase(db: Database.Database, options: SqliteStoreOptions): vo
   db.pragma("foreign_keys = OFF");
   db.pragma(`cache_size = ${-cacheSizeKib}`);
   if (version === 0) createSchema(db, options.path);
+  else upgradeSchema(db, version);
+}
+
+/** Runs the upgrades from `version` up to this build's, each with its version change. */
+function upgradeSchema(db: Database.Database, version: number): void {
+  for (let from = version; from < sqliteSchemaVersion; from++) {
+    const upgrade = upgrades.get(from);
+    assert(upgrade !== undefined, `no upgrade from store schema version ${from}`);
+    db.transaction(() => {
+      db.exec(upgrade);
+      db.pragma(`user_version = ${from + 1}`);
+    }).immediate();
+  }
 }
 
 function createSchema(db: Database.Database, path: string): void {

@@ -645,6 +645,51 @@ function itemTests(open: OpenStore): void {
     });
   });
 
+  it("heldStamps bounds every item's stamp, whichever way it was written, and a rollback drops its raises", () => {
+    withStore(open, (store) => {
+      assert.deepEqual(store.heldStamps(), {});
+      const stamped = (row: ItemRow, invocation: number, usn: number): ItemRow => ({
+        ...row,
+        stamp: { ...row.stamp, invocation: invocationOf(invocation), usn: usn as Usn },
+      });
+      // A new entry's items (buffered), an item of an existing entry, a replaced item.
+      store.transaction(() => {
+        store.putEntry(entryOf(1));
+        store.putItem(stamped(itemOf(guidOf(1), "cn", "", valuesOf("cn", "a")), 1, 7));
+        store.putItem(stamped(itemOf(guidOf(1), "sn", "", valuesOf("sn", "a")), 2, 3));
+      });
+      store.transaction(() => store.putItem(stamped(itemOf(guidOf(2), "cn", "", valuesOf("cn", "b")), 2, 9)));
+      assert.deepEqual(store.heldStamps(), { [invocationOf(1)]: 7, [invocationOf(2)]: 9 });
+      store.replaceItem(stamped(itemOf(guidOf(1), "cn", "", valuesOf("cn", "c")), 3, 4));
+      assert.deepEqual(store.heldStamps(), {
+        [invocationOf(1)]: 7,
+        [invocationOf(2)]: 9,
+        [invocationOf(3)]: 4,
+      });
+      // Never lowered: a lower stamp, or the items going away, leave it as it was.
+      store.transaction(() => store.putItem(stamped(itemOf(guidOf(2), "cn", "", valuesOf("cn", "d")), 2, 1)));
+      store.transaction(() => store.removeEntry(guidOf(1)));
+      assert.deepEqual(store.heldStamps(), {
+        [invocationOf(1)]: 7,
+        [invocationOf(2)]: 9,
+        [invocationOf(3)]: 4,
+      });
+      // Inside a transaction the raise is seen at once; a rollback takes it back.
+      assert.throws(() =>
+        store.transaction(() => {
+          store.putItem(stamped(itemOf(guidOf(3), "cn", "", valuesOf("cn", "e")), 1, 70));
+          assert.equal(store.heldStamps()[invocationOf(1)], 70);
+          throw new Error("planted failure");
+        }),
+      );
+      assert.deepEqual(store.heldStamps(), {
+        [invocationOf(1)]: 7,
+        [invocationOf(2)]: 9,
+        [invocationOf(3)]: 4,
+      });
+    });
+  });
+
   it("round-trips stamps with extreme numbers", () => {
     withStore(open, (store) => {
       const stamp = {

@@ -1,7 +1,7 @@
 import type { Usn } from "../ids.ts";
 import type { Item } from "../replication/items.ts";
 import type { ChangePage, ChangeRequest, EntryChange, Watermark } from "../replication/page.ts";
-import { type UtdVector, utdCovers } from "../replication/utd.ts";
+import { type UtdVector, utdCovers, utdCoversVector } from "../replication/utd.ts";
 import type { EntryRow, ItemRow } from "../store.ts";
 import type { ReplicaContext } from "./context.ts";
 
@@ -24,6 +24,18 @@ export function currentUtd(ctx: ReplicaContext): UtdVector {
 export function buildPage(ctx: ReplicaContext, request: ChangeRequest): ChangePage {
   const from = answerableFrom(ctx, request.from);
   const rows = ctx.store.entriesChangedAfter(from.objectUsn, request.limits.entriesMax + 1);
+  // Every stored item's stamp is at most the held stamp of its invocation: a destination whose
+  // UTD covers those lacks nothing here, and each entry's items would be read only to be skipped
+  // (a partner's relay pull for changes it already got from their origin). The page is the one
+  // the loop below would build: no entries, and the same watermark and `more` (a cycle cut
+  // short here would merge this replica's UTD at another moment than the full scan does).
+  if (utdCoversVector(request.utd, heldStamps(ctx))) {
+    const last = rows[request.limits.entriesMax - 1];
+    if (rows.length > request.limits.entriesMax && last !== undefined) {
+      return pageOf(ctx, from, [], last.usnChanged, true);
+    }
+    return pageOf(ctx, from, [], Math.max(ctx.meta.usn, from.objectUsn) as Usn, false);
+  }
   const entries: EntryChange[] = [];
   let bytes = 0;
   let scanned = 0;
@@ -43,6 +55,16 @@ export function buildPage(ctx: ReplicaContext, request: ChangeRequest): ChangePa
     bytes += estimateBytes(change);
   }
   if (!more) highUsn = Math.max(ctx.meta.usn, from.objectUsn) as Usn;
+  return pageOf(ctx, from, entries, highUsn, more);
+}
+
+function pageOf(
+  ctx: ReplicaContext,
+  from: Watermark,
+  entries: EntryChange[],
+  highUsn: Usn,
+  more: boolean,
+): ChangePage {
   return {
     source: ctx.meta.nodeId,
     sourceInvocation: ctx.meta.invocation,
@@ -53,6 +75,13 @@ export function buildPage(ctx: ReplicaContext, request: ChangeRequest): ChangePa
     purgeHorizon: ctx.horizon("purged"),
     entries,
   };
+}
+
+function heldStamps(ctx: ReplicaContext): UtdVector {
+  const held = ctx.store.heldStamps();
+  if (ctx.canaries.forgetOwnHeldStamps !== true) return held;
+  const { [ctx.meta.invocation]: _own, ...others } = held;
+  return others;
 }
 
 /** A watermark in another instance's USN space means nothing here: start that partner over
