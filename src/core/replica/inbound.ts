@@ -61,6 +61,11 @@ function advanceWatermark(
   page: ChangePage,
 ): Omit<ApplyOutcome, "entriesChanged" | "itemsApplied" | "urgent"> {
   const stored = ctx.store.readWatermark(page.source) ?? initialWatermark;
+  // Made for another instance of this replica (it was restored after asking): the items the
+  // page leaves out are those that instance had, not necessarily this one's.
+  if (page.destinationInvocation !== ctx.meta.invocation) {
+    return { watermark: stored, contiguous: false, restart: false, cycleComplete: false };
+  }
   const fromZero = page.from.objectUsn === 0 && page.from.propertyUsn === 0;
   const sameInstance = stored.invocation === page.sourceInvocation;
   // A page made under another origin filter than the stored one vouches for other changes:

@@ -211,6 +211,34 @@ describe("rollback safety", () => {
     assert.ok(restored.replica.events().some((event) => event.kind === "invocation-changed"));
   });
 
+  it("a page asked for before a restore arrives after it: its items merge, but it advances nothing", () => {
+    const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
+    assert.ok(a !== undefined && b !== undefined && c !== undefined);
+    syncAll([a, b, c]);
+    const backup = b.store.serialize();
+    // b learns of a's new entry through c: its watermark for a stays where the backup has it.
+    add(a, `cn=via-c,${base}`);
+    pull(c.replica, a.replica);
+    pull(b.replica, c.replica);
+    assert.ok(b.replica.get(`cn=via-c,${base}`).ok);
+    // b asks a; b's UTD covers the entry, so the page leaves it out.
+    const page = unwrap(a.replica.getChanges(b.replica.changeRequest(a.name)));
+    assert.equal(page.entries.length, 0);
+    assert.equal(page.destinationInvocation, b.replica.invocationId);
+    // b is restored from the backup (which lacks the entry), then the late page arrives.
+    const restored = restoredFrom(backup, b.clock, true);
+    assert.deepEqual(restored.store.readWatermark(a.name), b.store.readWatermark(a.name));
+    const utdBefore = restored.replica.utd();
+    const outcome = unwrap(restored.replica.applyChanges(page));
+    assert.equal(outcome.cycleComplete, false);
+    // Merging a's UTD now would claim the entry this copy lacks, and it would never come.
+    assert.deepEqual(restored.replica.utd(), utdBefore);
+    assert.equal(restored.replica.get(`cn=via-c,${base}`).ok, false);
+    // The next pull, asked by this instance, brings it.
+    pull(restored.replica, a.replica);
+    assert.ok(restored.replica.get(`cn=via-c,${base}`).ok);
+  });
+
   it("a restored copy that holds an entry whose deletion was purged quarantines itself until checked", () => {
     const [a, b] = makeDirectory(["node-a", "node-b"]);
     assert.ok(a !== undefined && b !== undefined);

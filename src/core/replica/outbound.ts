@@ -32,9 +32,9 @@ export function buildPage(ctx: ReplicaContext, request: ChangeRequest): ChangePa
   if (utdCoversVector(request.utd, heldStamps(ctx))) {
     const last = rows[request.limits.entriesMax - 1];
     if (rows.length > request.limits.entriesMax && last !== undefined) {
-      return pageOf(ctx, from, [], last.usnChanged, true);
+      return pageOf(ctx, request, from, [], last.usnChanged, true);
     }
-    return pageOf(ctx, from, [], Math.max(ctx.meta.usn, from.objectUsn) as Usn, false);
+    return pageOf(ctx, request, from, [], Math.max(ctx.meta.usn, from.objectUsn) as Usn, false);
   }
   const entries: EntryChange[] = [];
   let bytes = 0;
@@ -55,11 +55,12 @@ export function buildPage(ctx: ReplicaContext, request: ChangeRequest): ChangePa
     bytes += estimateBytes(change);
   }
   if (!more) highUsn = Math.max(ctx.meta.usn, from.objectUsn) as Usn;
-  return pageOf(ctx, from, entries, highUsn, more);
+  return pageOf(ctx, request, from, entries, highUsn, more);
 }
 
 function pageOf(
   ctx: ReplicaContext,
+  request: ChangeRequest,
   from: Watermark,
   entries: EntryChange[],
   highUsn: Usn,
@@ -68,6 +69,7 @@ function pageOf(
   return {
     source: ctx.meta.nodeId,
     sourceInvocation: ctx.meta.invocation,
+    destinationInvocation: request.destinationInvocation,
     from,
     highUsn,
     more,

@@ -87,6 +87,13 @@ export interface EntryChange {
 export interface ChangePage {
   readonly source: NodeId;
   readonly sourceInvocation: InvocationId;
+  /**
+   * The destination instance the page was made for (the request's destinationInvocation): its
+   * items were left out by that instance's UTD, so only that instance may take the page as the
+   * answer to its watermark and merge the source's UTD. A page that reaches a destination
+   * restored since it asked still merges its items, but advances nothing.
+   */
+  readonly destinationInvocation: InvocationId;
   /** The watermark this page answers (copied from the request). */
   readonly from: Watermark;
   /** Every source entry whose usnChanged is in (from.objectUsn, highUsn] is in this page. */

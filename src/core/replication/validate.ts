@@ -155,9 +155,10 @@ export function validateChangeRequest(value: unknown): Check<ChangeRequest> {
 
 export function validatePage(value: unknown, schema: Schema): Check<ChangePage> {
   if (!isRecord(value)) return bad("page", "must be an object");
-  const { source, sourceInvocation, highUsn, more, entries } = value;
+  const { source, sourceInvocation, destinationInvocation, highUsn, more, entries } = value;
   if (!isNodeId(source)) return bad("page", "bad source node id");
   if (!isInvocationId(sourceInvocation)) return bad("page", "bad source invocation id");
+  if (!isInvocationId(destinationInvocation)) return bad("page", "bad destination invocation id");
   if (!isUsn(highUsn)) return bad("page", "bad highUsn");
   if (typeof more !== "boolean") return bad("page", "more must be a boolean");
   const from = validateWatermark(value.from, "page.from");
@@ -185,6 +186,7 @@ export function validatePage(value: unknown, schema: Schema): Check<ChangePage> 
   return ok({
     source,
     sourceInvocation,
+    destinationInvocation,
     from: from.value,
     highUsn,
     more,
