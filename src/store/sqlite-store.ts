@@ -3,7 +3,7 @@ import { assert } from "../core/assert.ts";
 import type { Guid, InvocationId, Millis, NodeId, Usn } from "../core/ids.ts";
 import type { ItemValue } from "../core/replication/items.ts";
 import type { Watermark } from "../core/replication/page.ts";
-import type { UtdVector } from "../core/replication/utd.ts";
+import { type UtdVector, utdMerge } from "../core/replication/utd.ts";
 import type {
   ChildCursor,
   EntryRow,
@@ -703,12 +703,7 @@ export class SqliteStore implements Store {
 
   heldStamps(): UtdVector {
     this.sql();
-    const vector: Record<InvocationId, Usn> = {};
-    for (const [invocation, usn] of this.held) vector[invocation] = usn;
-    for (const [invocation, usn] of this.pendingHeld) {
-      if (usn > (vector[invocation] ?? 0)) vector[invocation] = usn;
-    }
-    return vector;
+    return utdMerge(Object.fromEntries(this.held), Object.fromEntries(this.pendingHeld));
   }
 
   private readNextId(): EntryId {

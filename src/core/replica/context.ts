@@ -19,6 +19,7 @@ const guidTimeHexDigits = 12;
 const guidRandomBytes = 10;
 /** The largest millisecond count 48 bits hold (the year 10889); later clocks are clamped. */
 const guidTimeMax = 0xffff_ffff_ffff;
+
 export const tombstoneLifetimeMsDefault = 180 * 24 * 60 * 60 * 1000;
 
 /**

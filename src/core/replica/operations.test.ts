@@ -148,8 +148,7 @@ describe("add", () => {
     const random = {
       bytes(count: number): Uint8Array {
         if (count !== 10) return seeded.bytes(count);
-        const next = repeats.shift() ?? seeded.bytes(count);
-        return next;
+        return repeats.shift() ?? seeded.bytes(count);
       },
     };
     const replica = Replica.create(
