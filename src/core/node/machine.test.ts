@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { makeDirectory, type TestReplica } from "../../../test/support/replicas.ts";
+import { configPartition } from "../directory/partition.ts";
 import type { NodeId } from "../ids.ts";
 import {
   type NodeConfig,
@@ -220,6 +221,49 @@ describe("node state machine", () => {
     // b pulls the urgent change and tells c at once too.
     harness.deliver(a.name, urgent);
     assert.equal(notified(b.name).length, 1, "the partner passes an urgent change on at once");
+  });
+
+  it("counts the writes and pages that changed something urgent, such as the config partition", () => {
+    const { a, b } = pair();
+    assert.ok(a.replica.createPartition(configPartition).ok);
+    const harness = new Harness([a, b]);
+    harness.tickAll();
+    const counts = () => [
+      harness.machine(a.name).urgentChangeCount,
+      harness.machine(b.name).urgentChangeCount,
+    ];
+    const start = counts();
+    const user = {
+      op: "add" as const,
+      dn: "cn=v,dc=example,dc=com",
+      attributes: { objectClass: ["person"], sn: ["v"] },
+    };
+    harness.machine(a.name).write([user]);
+    harness.time += nodeConfigDefaults.notifyDelayMs;
+    harness.tickAll();
+    assert.ok(b.replica.get(user.dn).ok, "b pulled the data write");
+    assert.deepEqual(counts(), start, "a data write is not urgent: the topology is not read again");
+    const site = {
+      op: "add" as const,
+      dn: `cn=extra,${configPartition}`,
+      attributes: { objectClass: ["organizationalUnit"] },
+    };
+    const written = harness.machine(a.name).write([site]);
+    assert.ok(written[0]?.ok, "the config write is accepted");
+    harness.tickAll();
+    assert.ok(b.replica.get(site.dn).ok, "b pulled the config write");
+    assert.deepEqual(
+      counts(),
+      [(start[0] ?? 0) + 1, (start[1] ?? 0) + 1],
+      "the write and the applied page count",
+    );
+    const refused = harness.machine(a.name).write([site]);
+    assert.equal(refused[0]?.ok, false, "adding it again fails");
+    assert.equal(
+      harness.machine(a.name).urgentChangeCount,
+      (start[0] ?? 0) + 1,
+      "a failed write does not count",
+    );
   });
 
   it("does not notify a partner of changes that all came from it, but does once others wait too", () => {

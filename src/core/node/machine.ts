@@ -123,6 +123,7 @@ export class NodeMachine {
   /** Nodes that pulled asking for notifications, and until when they get them. */
   private readonly recentPullers = new Map<NodeId, number>();
   private purgeAt: number;
+  private urgentChanges = 0;
   private lingering: LingeringCheck | null = null;
   private lastLingeringReference: NodeId | null = null;
 
@@ -166,6 +167,15 @@ export class NodeMachine {
     }
     out.push(...this.continueLingeringCheck(now));
     return out;
+  }
+
+  /**
+   * How many client write batches and applied pages carried an urgent change (see
+   * replication/urgent.ts): every change to the config partition is one, so the topology can
+   * only have changed when this count moved.
+   */
+  get urgentChangeCount(): number {
+    return this.urgentChanges;
   }
 
   /** The Monotonic time by which `tick` must run again. */
@@ -234,6 +244,7 @@ export class NodeMachine {
     const changed = results.filter((result) => result.ok && result.value.entries > 0);
     if (changed.length > 0) {
       const urgent = requests.some((request, index) => results[index]?.ok === true && isUrgentWrite(request));
+      if (urgent) this.urgentChanges++;
       this.changed(this.clock.now(), urgent, "any");
     }
     return results;
@@ -303,6 +314,7 @@ export class NodeMachine {
       if (answered) this.failed(from, state, now, `${outcome.error.code}: ${outcome.error.message}`);
       return [];
     }
+    if (outcome.value.urgent) this.urgentChanges++;
     if (outcome.value.entriesChanged > 0) this.changed(now, outcome.value.urgent, from);
     // A late or duplicated page was merged; it does not drive the cycle.
     if (!answered) return [];
