@@ -25,6 +25,8 @@ export interface Canaries {
   readonly ignoreOriginFilter?: boolean;
   /** Answer a pull with an empty page when the destination covers the stamps held from others. */
   readonly forgetOwnHeldStamps?: boolean;
+  /** Put off every pull a relayed notification asks for, even when nothing else brings the changes. */
+  readonly deferEveryRelay?: boolean;
 }
 
 export type CanaryName = keyof Canaries;
@@ -38,6 +40,7 @@ export const canaryNames: readonly CanaryName[] = [
   "purgeTombstonesEarly",
   "dropLastPage",
   "forgetOwnHeldStamps",
+  "deferEveryRelay",
 ];
 
 /** Canaries of origin-filtered pulls that lose changes: the filtered-pull property catches them. */

@@ -501,6 +501,7 @@ export class PlexusNode implements DirectoryService {
       retryBackoffBaseMs: this.options.timings.retryBackoffBaseMs,
       retryBackoffMaxMs: this.options.timings.retryBackoffMaxMs,
       notifyDelayMs: settings.notifyDelayMs,
+      relayPullDelayMs: settings.relayPullDelayMs,
       inbound:
         inbound ??
         plan.inbound.map((connection) => ({
@@ -680,7 +681,7 @@ export class PlexusNode implements DirectoryService {
           else void this.exchange(send.to, url, message);
           break;
         case "notify":
-          if (url !== undefined) void this.notify(send.to, url);
+          if (url !== undefined) void this.notify(send.to, url, message);
           break;
         case "page":
         case "refused":
@@ -720,8 +721,11 @@ export class PlexusNode implements DirectoryService {
     this.schedule();
   }
 
-  private async notify(to: NodeId, url: string): Promise<void> {
-    const notification: PeerMessage = { kind: "notify" };
+  private async notify(
+    to: NodeId,
+    url: string,
+    notification: Extract<PeerMessage, { kind: "notify" }>,
+  ): Promise<void> {
     const reply = await this.client.post(
       url,
       peerPaths.messages,

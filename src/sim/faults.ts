@@ -16,7 +16,15 @@ export class Faults {
   /** The node kept down past the tombstone lifetime, and when it comes back. */
   longDown: { node: SimNode; until: number } | null = null;
 
+  /** Set once the run is over: faults still scheduled then strike no more. */
+  private stopped = false;
+
   constructor(private readonly world: World) {}
+
+  /** Faults scheduled for later do nothing from now on (the run's checks are done). */
+  stop(): void {
+    this.stopped = true;
+  }
 
   schedule(until: number): void {
     const { faults } = this.world.params;
@@ -38,6 +46,7 @@ export class Faults {
 
   private at(time: number, run: () => void): void {
     this.world.at(time, "fault", () => {
+      if (this.stopped) return;
       this.injected++;
       this.world.stats.faults++;
       run();
@@ -89,6 +98,7 @@ export class Faults {
     for (const [a, b] of edges) {
       time += random.int(100, 2_000);
       this.world.at(time, `swizzle cuts ${a}-${b}`, () => {
+        if (this.stopped) return;
         // Each cut link is a fault of its own; the swizzle event itself counted once already.
         this.injected++;
         this.world.stats.faults++;
@@ -119,6 +129,7 @@ export class Faults {
     const snapshot = node.snapshot();
     this.world.trace.note(this.world.time, `${node.id} snapshot at USN ${node.replica?.usn}`);
     this.world.at(this.world.time + afterMs, `${node.id} restored from its snapshot`, () => {
+      if (this.stopped) return;
       this.world.crash(node, null);
       node.restoreFrom(snapshot);
       this.excuseLostWrites();

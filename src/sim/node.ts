@@ -82,7 +82,7 @@ export class SimNode {
       canaries,
       settings: { tombstoneLifetimeMs },
     });
-    this.attach(replica, config);
+    this.attach(replica, config, canaries);
   }
 
   /** Starts the process again on what the store committed. */
@@ -92,7 +92,7 @@ export class SimNode {
       restored,
       settings: { tombstoneLifetimeMs },
     });
-    this.attach(replica, config);
+    this.attach(replica, config, canaries);
   }
 
   crash(): void {
@@ -143,9 +143,9 @@ export class SimNode {
     return { clock: this.clock, random: new SeededRandom(seed) };
   }
 
-  private attach(replica: Replica, config: NodeConfig): void {
+  private attach(replica: Replica, config: NodeConfig, canaries: Canaries): void {
     this.replica = replica;
-    this.machine = new NodeMachine(replica, { now: () => this.world.time }, config);
+    this.machine = new NodeMachine(replica, { now: () => this.world.time }, config, canaries);
   }
 
   private instrument(target: SqliteStore): Store {

@@ -16,6 +16,8 @@ export interface SimParams {
   readonly intraPullIntervalMs: number;
   readonly interPullIntervalMs: number;
   readonly notifyDelayMs: number;
+  /** NodeConfig.relayPullDelayMs; 0 for some seeds, and up to longer than a notification takes to cross the graph. */
+  readonly relayPullDelayMs: number;
   readonly pullTimeoutMs: number;
   readonly pageEntriesMax: number;
   readonly messageDelayMs: { readonly min: number; readonly max: number; readonly interSiteExtra: number };
@@ -72,6 +74,7 @@ export function scenarioParams(nodes: number, overrides: Partial<SimParams> = {}
     intraPullIntervalMs: 1_000,
     interPullIntervalMs: 5_000,
     notifyDelayMs: 10,
+    relayPullDelayMs: 500,
     pullTimeoutMs: 2_000,
     pageEntriesMax: 100,
     messageDelayMs: { min: 1, max: 10, interSiteExtra: 20 },
@@ -147,6 +150,8 @@ export function deriveParams(seed: number): SimParams {
     maxSkewMs,
     tombstoneLifetimeMs,
     purgeIntervalMs: random.int(5_000, 30_000),
+    // Drawn last, so that every other parameter of a seed stays what it was before this one.
+    relayPullDelayMs: random.chance(0.2) ? 0 : random.int(1, 5_000),
   };
 }
 
@@ -183,7 +188,7 @@ export function describeParams(params: SimParams): string {
   return [
     `seed ${seed}: ${nodes} nodes in ${sites} sites (${params.placement.join(",")}), ${edges.length} partner edges`,
     `  pull every ${params.intraPullIntervalMs} ms in a site, ${params.interPullIntervalMs} ms between sites; ` +
-      `notify after ${params.notifyDelayMs} ms; timeout ${params.pullTimeoutMs} ms; pages of ${params.pageEntriesMax} entries`,
+      `notify after ${params.notifyDelayMs} ms, relayed ones pulled after ${params.relayPullDelayMs} ms; timeout ${params.pullTimeoutMs} ms; pages of ${params.pageEntriesMax} entries`,
     `  messages ${params.messageDelayMs.min}-${params.messageDelayMs.max} ms (+${params.messageDelayMs.interSiteExtra} between sites), ` +
       `loss ${params.lossRate}, duplication ${params.duplicateRate}`,
     `  workload: ${params.operations} operations over ${params.safetyMs} ms; mix ${JSON.stringify(mix)}`,

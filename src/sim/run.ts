@@ -3,6 +3,7 @@ import { unwrap } from "../core/result.ts";
 import { Faults } from "./faults.ts";
 import { Invariants } from "./invariants.ts";
 import type { SimNode } from "./node.ts";
+import { probeNotifications } from "./notify-probe.ts";
 import { deriveParams, type SimParams } from "./params.ts";
 import { dataPartition, Workload } from "./workload.ts";
 import { eventsPerSeedMax, type Violation, World } from "./world.ts";
@@ -65,6 +66,11 @@ export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
   scheduleAudits(world, invariants, params.safetyMs + params.livenessBoundMs);
   const safe = world.runUntil(params.safetyMs);
   const converged = safe && liveness(world, faults, invariants);
+  if (converged && faults.longDown === null) {
+    faults.stop();
+    world.healAll();
+    probeNotifications(world);
+  }
   const withinBudget = safe && world.stats.events <= eventsPerSeedMax;
   let entries = 0;
   if (!withinBudget) world.violate("liveness", `the seed exceeded its event budget at ${world.time} ms`);

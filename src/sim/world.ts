@@ -90,6 +90,11 @@ export class World {
     }
   }
 
+  /** The nodes `index` pulls from, which are also the nodes it notifies (links are symmetric). */
+  partnersOf(index: number): readonly number[] {
+    return this.inbound.get(index) ?? [];
+  }
+
   get replicaSet(): NodeId[] {
     return this.nodes.map((node) => node.id);
   }
@@ -108,6 +113,7 @@ export class World {
       replicaSet: this.replicaSet,
       pullTimeoutMs: this.params.pullTimeoutMs,
       notifyDelayMs: this.params.notifyDelayMs,
+      relayPullDelayMs: this.params.relayPullDelayMs,
       retryBackoffBaseMs: 200,
       retryBackoffMaxMs: 5_000,
       purgeIntervalMs: this.params.purgeIntervalMs,

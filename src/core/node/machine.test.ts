@@ -309,6 +309,36 @@ describe("node state machine", () => {
     harness.machine(b.name).write([add("three")]);
     harness.time += 20;
     assert.deepEqual(notifiedBy(b.name), [a.name, c.name].sort());
+    // Pages from a and from c in one notification: each hears of what the other brought, and
+    // which partner brought it.
+    for (const [writer, cn] of [
+      [a.name, "four"],
+      [c.name, "five"],
+    ] as const) {
+      harness.machine(writer).write([add(cn)]);
+      harness.time += 20;
+      harness.deliver(
+        writer,
+        harness
+          .machine(writer)
+          .tick()
+          .filter((send) => send.to === b.name),
+      );
+    }
+    harness.time += 20;
+    const told = harness
+      .machine(b.name)
+      .tick()
+      .filter((send) => send.message.kind === "notify")
+      .map((send) => [send.to, send.message]);
+    assert.deepEqual(
+      told.sort(),
+      [
+        [a.name, { kind: "notify", via: [c.name] }],
+        [c.name, { kind: "notify", via: [a.name] }],
+      ],
+      "each is told who brought the changes it lacks",
+    );
   });
 
   it("notifies a node that pulled asking for it, though its plan does not name it, for a while", () => {
@@ -354,6 +384,96 @@ describe("node state machine", () => {
     assert.deepEqual(notifies(), [], "no pull for longer than the window: no notification");
   });
 
+  it("puts off pulling what a partner passed on from a node it also pulls from, unless that link fails", () => {
+    const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
+    assert.ok(a !== undefined && b !== undefined && c !== undefined);
+    const relayPullDelayMs = 500;
+    const harness = new Harness([a, b, c], { notifyDelayMs: 20, relayPullDelayMs });
+    // The partition's arrival is passed on too; let those deferred pulls run.
+    for (const time of [0, 1_000, 2_000]) {
+      harness.time = time;
+      harness.tickAll();
+    }
+    const dn = (cn: string) => `cn=${cn},dc=example,dc=com`;
+    /** a writes; only b hears of it from a (a's notification to c is lost); b passes it on. */
+    const relayed = (cn: string): Send[] => {
+      harness
+        .machine(a.name)
+        .write([{ op: "add", dn: dn(cn), attributes: { objectClass: ["person"], sn: [cn] } }]);
+      harness.time += 20;
+      const fromA = harness.machine(a.name).tick();
+      harness.deliver(
+        a.name,
+        fromA.filter((send) => send.to === b.name),
+      );
+      assert.ok(b.replica.get(dn(cn)).ok, "b pulled it from a");
+      harness.time += 20;
+      const fromB = harness.machine(b.name).tick();
+      const toC = (send: Send) => send.to === c.name && send.message.kind === "notify";
+      harness.deliver(
+        b.name,
+        fromB.filter((send) => !toC(send)),
+      );
+      const notified = fromB.filter(toC);
+      assert.deepEqual(
+        notified.map((send) => send.message),
+        [{ kind: "notify", via: [a.name] }],
+        "b tells c where the change came from",
+      );
+      return notified;
+    };
+
+    const first = relayed("first");
+    const c3 = harness.machine(c.name);
+    assert.deepEqual(c3.receive(b.name, first[0]?.message), [], "c hears from a itself: no pull yet");
+    assert.equal(c3.nextWakeAt(), harness.time + relayPullDelayMs);
+    harness.time += relayPullDelayMs - 1;
+    assert.deepEqual(c3.tick(), [], "not before the relay delay");
+    harness.time += 1;
+    const late = c3.tick();
+    assert.deepEqual(
+      late.map((send) => [send.to, send.message.kind]),
+      [[b.name, "pull"]],
+      "then c pulls from b",
+    );
+    harness.deliver(c.name, late);
+    assert.ok(c.replica.get(dn("first")).ok, "and has the change, though a's notification was lost");
+
+    // c's pulls from a now fail: a relayed notification is acted on at once.
+    harness.time += 60_000;
+    const due = c3.tick();
+    const pullFromA = due.find((send) => send.to === a.name);
+    assert.ok(pullFromA !== undefined, "c's periodic pull from a");
+    c3.undeliverable(a.name, pullFromA.message);
+    harness.deliver(
+      c.name,
+      due.filter((send) => send.to !== a.name),
+    );
+    const second = relayed("second");
+    const pulled = c3.receive(b.name, second[0]?.message);
+    assert.deepEqual(
+      pulled.map((send) => [send.to, send.message.kind]),
+      [[b.name, "pull"]],
+      "a failing direct link gets no trust: c pulls from b at once",
+    );
+    harness.deliver(c.name, pulled);
+    assert.ok(c.replica.get(dn("second")).ok);
+  });
+
+  it("with relayPullDelayMs 0, pulls what a partner passed on at once", () => {
+    const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
+    assert.ok(a !== undefined && b !== undefined && c !== undefined);
+    const harness = new Harness([a, b, c], { relayPullDelayMs: 0 });
+    harness.tickAll();
+    harness.time = 1_000;
+    harness.tickAll();
+    const pulls = harness.machine(c.name).receive(b.name, { kind: "notify", via: [a.name] });
+    assert.deepEqual(
+      pulls.map((send) => [send.to, send.message.kind]),
+      [[b.name, "pull"]],
+    );
+  });
+
   it("malformed messages are dropped without effect", () => {
     const { a, b } = pair();
     const harness = new Harness([a, b]);
@@ -366,6 +486,10 @@ describe("node state machine", () => {
       { kind: "pull" },
       { kind: "page", id: -1 },
       { kind: "lingering-check", id: 1, guids: ["x"] },
+      { kind: "notify", via: "node-b" },
+      { kind: "notify", via: [] },
+      { kind: "notify", via: ["Not A Node!"] },
+      { kind: "notify", via: [7] },
       { kind: "nope" },
     ]) {
       assert.deepEqual(machine.receive(b.name, junk), []);

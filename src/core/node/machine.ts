@@ -1,3 +1,4 @@
+import { type Canaries, noCanaries } from "../canaries.ts";
 import type { Guid, InvocationId, NodeId } from "../ids.ts";
 import type { WriteOutcome, WriteRequest } from "../replica/originating.ts";
 import type { Replica } from "../replica/replica.ts";
@@ -47,6 +48,13 @@ export interface NodeConfig {
   readonly pullTimeoutMs: number;
   /** Writes within this window share one notification. */
   readonly notifyDelayMs: number;
+  /**
+   * How long a node waits before pulling changes that a partner only passed on from a node it
+   * also pulls from, and that link works: that node tells it of them itself, so an immediate
+   * pull would mostly fetch them twice. 0 pulls at once. Bounds the extra latency when the
+   * direct notification is lost.
+   */
+  readonly relayPullDelayMs: number;
   readonly retryBackoffBaseMs: number;
   readonly retryBackoffMaxMs: number;
   readonly purgeIntervalMs: number;
@@ -58,6 +66,7 @@ export const pullIntervalMsDefault = 60_000;
 export const nodeConfigDefaults: Omit<NodeConfig, "inbound" | "outbound" | "replicaSet"> = {
   pullTimeoutMs: 10_000,
   notifyDelayMs: 20,
+  relayPullDelayMs: 500,
   retryBackoffBaseMs: 1_000,
   retryBackoffMaxMs: 60_000,
   purgeIntervalMs: 60 * 60_000,
@@ -95,8 +104,11 @@ interface PartnerState {
   pageEntries: number;
   inFlight: InFlight | null;
   dueAt: number;
-  /** A notification arrived while a cycle was running: start another one when it ends. */
-  again: boolean;
+  /**
+   * A notification arrived while a cycle was running: start another one when it ends, but
+   * not before this time (a deferred relay notification); null when none arrived.
+   */
+  againAt: number | null;
   consecutiveFailures: number;
   lastSuccessAt: number | null;
   lastFailureAt: number | null;
@@ -115,11 +127,10 @@ export class NodeMachine {
   private nextId = 1;
   private notifyAt: number | null = null;
   /**
-   * Where the changes the next notification announces came from: the one partner whose pages
-   * brought all of them (it need not hear of its own changes back), or "any" once this node
-   * originated a change or applied changes from two partners.
+   * Where the changes the next notification announces came from: the partners whose pages
+   * brought them, or "own" once this node originated one of them.
    */
-  private notifySource: NodeId | "any" | null = null;
+  private notifySources: Set<NodeId> | "own" | null = null;
   /** Nodes that pulled asking for notifications, and until when they get them. */
   private readonly recentPullers = new Map<NodeId, number>();
   private purgeAt: number;
@@ -131,6 +142,7 @@ export class NodeMachine {
     readonly replica: Replica,
     private readonly clock: Monotonic,
     private config: NodeConfig,
+    private readonly canaries: Canaries = noCanaries,
   ) {
     const now = clock.now();
     for (const partner of config.inbound) {
@@ -156,10 +168,12 @@ export class NodeMachine {
     }
     if (this.notifyAt !== null && now >= this.notifyAt) {
       this.notifyAt = null;
-      const source = this.notifySource;
-      this.notifySource = null;
-      for (const partner of this.notifyTargets(now))
-        if (partner !== source) out.push({ to: partner, message: { kind: "notify" } });
+      const sources = this.notifySources;
+      this.notifySources = null;
+      for (const partner of this.notifyTargets(now)) {
+        const message = notificationFor(partner, sources);
+        if (message !== null) out.push({ to: partner, message });
+      }
     }
     if (now >= this.purgeAt) {
       this.purgeAt = now + this.config.purgeIntervalMs;
@@ -215,7 +229,7 @@ export class NodeMachine {
         return [];
       }
       case "notify":
-        return this.onNotify(from, now);
+        return this.onNotify(from, message.via, now);
       case "lingering-check": {
         // Even a quarantined replica is a sound reference: the check relies only on what it
         // lacks and on its UTD, and settles no more than the horizon it advertises.
@@ -245,7 +259,7 @@ export class NodeMachine {
     if (changed.length > 0) {
       const urgent = requests.some((request, index) => results[index]?.ok === true && isUrgentWrite(request));
       if (urgent) this.urgentChanges++;
-      this.changed(this.clock.now(), urgent, "any");
+      this.changed(this.clock.now(), urgent, "own");
     }
     return results;
   }
@@ -291,7 +305,7 @@ export class NodeMachine {
   private startPull(partner: NodeId, state: PartnerState, now: number): Send {
     const id = this.nextId++;
     state.inFlight = { id, sentAt: now, kind: "pull" };
-    state.again = false;
+    state.againAt = null;
     const inbound = this.config.inbound.find((candidate) => candidate.node === partner);
     const request = this.replica.changeRequest(
       partner,
@@ -326,20 +340,36 @@ export class NodeMachine {
     state.pageEntries = this.config.pageLimits.entriesMax;
     state.consecutiveFailures = 0;
     state.lastSuccessAt = now;
-    state.dueAt = state.again ? now : now + state.pullIntervalMs;
+    state.dueAt = Math.min(state.againAt ?? Number.POSITIVE_INFINITY, now + state.pullIntervalMs);
     return [];
   }
 
-  private onNotify(from: NodeId, now: number): Send[] {
+  private onNotify(from: NodeId, via: readonly NodeId[] | undefined, now: number): Send[] {
     const state = this.partners.get(from);
     if (state === undefined) return [];
+    const at = this.hearsDirectly(from, via) ? now + this.config.relayPullDelayMs : now;
     if (state.inFlight !== null) {
-      state.again = true;
+      state.againAt = Math.min(state.againAt ?? at, at);
       return [];
     }
     // A partner that keeps failing is retried on its back-off schedule, not on every notify.
-    if (state.consecutiveFailures === 0) state.dueAt = Math.min(state.dueAt, now);
+    if (state.consecutiveFailures === 0) state.dueAt = Math.min(state.dueAt, at);
     return now >= state.dueAt ? [this.startPull(from, state, now)] : [];
+  }
+
+  /**
+   * Whether the changes `from` passed on from the partners `via` also come straight from
+   * them: this node pulls from each, and each one's last pull cycle succeeded (a failing link
+   * gets no such trust). Then they notify this node themselves (or its regular pulls bring the
+   * changes), and pulling them from `from` at once would mostly move them a second time.
+   */
+  private hearsDirectly(from: NodeId, via: readonly NodeId[] | undefined): boolean {
+    if (via === undefined || via.length === 0 || this.config.relayPullDelayMs === 0) return false;
+    if (this.canaries.deferEveryRelay === true) return true;
+    return via.every((node) => {
+      const direct = node === from ? undefined : this.partners.get(node);
+      return direct !== undefined && direct.consecutiveFailures === 0 && direct.lastSuccessAt !== null;
+    });
   }
 
   /** The plan's outbound partners and the recent pullers that asked to be told. */
@@ -352,15 +382,12 @@ export class NodeMachine {
     return [...targets];
   }
 
-  /**
-   * Partners hear of a change after the batching delay; of an urgent one, at once. The
-   * partner the changes came from is not told (it holds them: it sent them), unless changes
-   * from elsewhere wait in the same notification — an echo would only make it pull an empty
-   * page, and commit it.
-   */
-  private changed(now: number, urgent: boolean, source: NodeId | "any"): void {
+  /** Partners hear of a change after the batching delay; of an urgent one, at once. */
+  private changed(now: number, urgent: boolean, source: NodeId | "own"): void {
     if (this.config.outbound.length === 0 && this.recentPullers.size === 0) return;
-    this.notifySource = this.notifySource === null || this.notifySource === source ? source : "any";
+    if (source === "own") this.notifySources = "own";
+    else if (this.notifySources === null) this.notifySources = new Set([source]);
+    else if (this.notifySources !== "own") this.notifySources.add(source);
     const at = urgent ? now : now + this.config.notifyDelayMs;
     this.notifyAt = Math.min(this.notifyAt ?? at, at);
   }
@@ -450,13 +477,26 @@ export class NodeMachine {
   }
 }
 
+/**
+ * What `partner` is told of the changes that came from `sources`: nothing when all came from
+ * it (it holds them: it sent them; an echo would only make it pull an empty page, and commit
+ * it); else a notification naming the partners that brought them, so that one that pulls from
+ * those partners itself need not hurry (NodeMachine.hearsDirectly). Changes this node
+ * originated name nobody.
+ */
+function notificationFor(partner: NodeId, sources: ReadonlySet<NodeId> | "own" | null): PeerMessage | null {
+  if (sources === null || sources === "own") return { kind: "notify" };
+  const via = [...sources].filter((node) => node !== partner).sort();
+  return via.length === 0 ? null : { kind: "notify", via };
+}
+
 function freshPartner(now: number, pullIntervalMs: number, pageEntries: number): PartnerState {
   return {
     pullIntervalMs,
     pageEntries,
     inFlight: null,
     dueAt: now,
-    again: false,
+    againAt: null,
     consecutiveFailures: 0,
     lastSuccessAt: null,
     lastFailureAt: null,

@@ -1,4 +1,4 @@
-import { type Guid, isGuid } from "../ids.ts";
+import { type Guid, isGuid, isNodeId, type NodeId } from "../ids.ts";
 import type { ChangePage, ChangeRequest } from "../replication/page.ts";
 import { type ErrorCode, fail, ok, type Result } from "../result.ts";
 
@@ -14,14 +14,19 @@ export type PeerMessage =
   | { readonly kind: "page"; readonly id: number; readonly page: ChangePage }
   /** Source → destination: pull `id` was refused (quarantined, invalid request …). */
   | { readonly kind: "refused"; readonly id: number; readonly code: ErrorCode; readonly message: string }
-  /** Source → its partners: I have changes you may want; pull soon. */
-  | { readonly kind: "notify" }
+  /** Source → its partners: I have changes you may want; pull soon. `via`: every change
+   * announced came in pages from these nodes (a destination that pulls from them too hears of
+   * the changes from them directly, and need not hurry to fetch them a second time here). */
+  | { readonly kind: "notify"; readonly via?: readonly NodeId[] }
   /** Quarantined replica → healthy partner: which of these entries do you not hold? */
   | { readonly kind: "lingering-check"; readonly id: number; readonly guids: readonly Guid[] }
   /** Partner → quarantined replica: these are absent here, these are tombstones, this is my UTD. */
   | { readonly kind: "lingering-answer"; readonly id: number; readonly answer: unknown };
 
 export type PeerMessageKind = PeerMessage["kind"];
+
+/** Nodes a notification may name as having brought its changes (a node's partners are fewer). */
+export const notifyViaMax = 1000;
 
 /** Entries asked about in one lingering-object check message. */
 export const lingeringCheckBatchMax = 1000;
@@ -32,6 +37,10 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 function isMessageId(value: unknown): value is number {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+function isNodeIdList(value: unknown): value is NodeId[] {
+  return Array.isArray(value) && value.length > 0 && value.length <= notifyViaMax && value.every(isNodeId);
 }
 
 function isGuidList(value: unknown): value is Guid[] {
@@ -48,7 +57,10 @@ export function checkPeerMessage(value: unknown): Result<PeerMessage> {
   const { kind, id } = value;
   switch (kind) {
     case "notify":
-      return ok({ kind });
+      if (value.via === undefined) return ok({ kind });
+      return isNodeIdList(value.via)
+        ? ok({ kind, via: value.via })
+        : fail("invalid-request", `a notify's via must be a list of 1 to ${notifyViaMax} node ids`);
     case "pull":
       if (!isMessageId(id)) return badId(kind);
       if (value.notify !== undefined && typeof value.notify !== "boolean")

@@ -109,6 +109,7 @@ export function topologyWrites(config: TopologyConfig): EntryWrite[] {
     attributes: {
       objectClass: ["top", "plexusSettings"],
       plexusNotifyDelayMs: [String(settings.notifyDelayMs)],
+      plexusRelayPullDelayMs: [String(settings.relayPullDelayMs)],
       plexusTombstoneLifetimeDays: [String(settings.tombstoneLifetimeDays)],
       plexusStaleAfterFailures: [String(settings.staleAfterFailures)],
       plexusIntraSitePullIntervalMs: [String(settings.intraSitePullIntervalMs)],
@@ -206,6 +207,7 @@ export function readTopology(replica: Searcher): ReadTopology {
   if (settingsEntry !== undefined) {
     for (const [key, type] of [
       ["notifyDelayMs", "plexusNotifyDelayMs"],
+      ["relayPullDelayMs", "plexusRelayPullDelayMs"],
       ["tombstoneLifetimeDays", "plexusTombstoneLifetimeDays"],
       ["staleAfterFailures", "plexusStaleAfterFailures"],
       ["intraSitePullIntervalMs", "plexusIntraSitePullIntervalMs"],

@@ -61,6 +61,9 @@ export interface ServerConfig {
 export interface TopologySettings {
   /** Writes within this window share one notification to intra-site partners. */
   readonly notifyDelayMs: number;
+  /** How long a server waits before pulling changes a partner passed on from a server it also
+   * pulls from and hears from directly (see NodeConfig.relayPullDelayMs); 0 pulls at once. */
+  readonly relayPullDelayMs: number;
   readonly tombstoneLifetimeDays: number;
   /** Consecutive failed pulls after which a partner counts as stale. */
   readonly staleAfterFailures: number;
@@ -77,6 +80,7 @@ export interface TopologyConfig {
 
 export const settingsDefaults: TopologySettings = {
   notifyDelayMs: 20,
+  relayPullDelayMs: 500,
   tombstoneLifetimeDays: 180,
   staleAfterFailures: 3,
   intraSitePullIntervalMs: 60_000,
@@ -92,6 +96,7 @@ const addressesPerServerMax = 16;
  * id forgotten only means its old changes travel unfiltered). */
 export const invocationsPerServerMax = 32;
 const notifyDelayMsMax = 60_000;
+const relayPullDelayMsMax = 60_000;
 const tombstoneLifetimeDaysRange = { min: 2, max: 3650 } as const;
 const staleAfterFailuresMax = 100;
 const pullIntervalMsRange = { min: 100, max: 24 * 60 * 60_000 } as const;
@@ -299,6 +304,9 @@ function checkSettings(raw: unknown): Result<TopologySettings> {
   if (!integerIn(merged.notifyDelayMs, 0, notifyDelayMsMax)) {
     return bad("settings", `notifyDelayMs must be an integer from 0 to ${notifyDelayMsMax}`);
   }
+  if (!integerIn(merged.relayPullDelayMs, 0, relayPullDelayMsMax)) {
+    return bad("settings", `relayPullDelayMs must be an integer from 0 to ${relayPullDelayMsMax}`);
+  }
   const lifetime = tombstoneLifetimeDaysRange;
   if (!integerIn(merged.tombstoneLifetimeDays, lifetime.min, lifetime.max)) {
     return bad(
@@ -317,6 +325,7 @@ function checkSettings(raw: unknown): Result<TopologySettings> {
   if (unknown.length > 0) return bad("settings", `unknown setting ${unknown[0]}`);
   return ok({
     notifyDelayMs: merged.notifyDelayMs,
+    relayPullDelayMs: merged.relayPullDelayMs,
     tombstoneLifetimeDays: merged.tombstoneLifetimeDays,
     staleAfterFailures: merged.staleAfterFailures,
     intraSitePullIntervalMs: merged.intraSitePullIntervalMs,

@@ -1,0 +1,132 @@
+import { assert } from "../core/assert.ts";
+import type { Guid } from "../core/ids.ts";
+import type { ChangePage } from "../core/replication/page.ts";
+import type { SimNode } from "./node.ts";
+import { dataPartition, recordWrite } from "./workload.ts";
+import type { World } from "./world.ts";
+
+/** Probe writes: the first brings every watermark up to date, the second is measured. */
+const probesCount = 2;
+/** Simulated time for the wakes that land on the same millisecond as an arrival. */
+const slackPerHopMs = 1;
+/**
+ * Before each probe, every partner link must have had a successful pull cycle since its last
+ * failure: a link still backing off from the faults pulls on its retry schedule, not when told.
+ */
+const settleMsMax = 30_000;
+const settleStepMs = 100;
+
+/**
+ * After a converged run, with every fault healed and the network reliable: a write on one node
+ * must reach every node within the time a chain of notifications takes along the shortest
+ * partner path. Each hop may take the notification delay, the notification's trip, the end
+ * of a pull already under way (its request and answer) and a new pull (request and answer):
+ * five trips at the longest message delay. Convergence alone would not notice a change left
+ * waiting for a periodic pull or a deferred relay (the liveness bound is minutes); this does.
+ * Skipped when a node is down or quarantined (it may not serve pulls), as after a long downtime.
+ */
+export function probeNotifications(world: World): void {
+  if (world.nodes.some((node) => !node.up || node.replica?.isQuarantined() === true)) return;
+  const origin = world.nodes[world.params.seed % world.nodes.length] as SimNode;
+  const hops = hopsFrom(world, origin.index);
+  for (let probe = 1; probe <= probesCount; probe++) {
+    if (!settle(world)) {
+      world.trace.note(world.time, "probe skipped: a partner link still fails after the heal");
+      return;
+    }
+    const arrivals = measure(world, origin, hops, probe);
+    if (probe < probesCount || arrivals === undefined) continue;
+    for (const node of world.nodes) {
+      const hop = hops[node.index] ?? -1;
+      if (hop < 0) continue;
+      const bound = hop * perHopBoundMs(world);
+      const arrival = arrivals.get(node.index);
+      world.stats.invariantChecks++;
+      if (arrival === undefined || arrival > bound) {
+        world.violate(
+          "notification-latency",
+          `a write on ${origin.id} reached ${node.id} (${hop} hops away) ` +
+            `${arrival === undefined ? "not at all" : `after ${arrival} ms`}, more than ${bound} ms`,
+        );
+      }
+    }
+  }
+}
+
+/** Writes probe `serial` on `origin`; returns when each node received it (ms after the write). */
+function measure(
+  world: World,
+  origin: SimNode,
+  hops: readonly number[],
+  serial: number,
+): Map<number, number> | undefined {
+  const machine = origin.machine;
+  if (machine === null) return undefined;
+  const dn = `cn=notification-probe-${serial},${dataPartition}`;
+  let guid: Guid | undefined;
+  world.step(origin, () => {
+    const [result] = machine.write([
+      { op: "add", dn, attributes: { objectClass: ["person"], sn: ["probe"] } },
+    ]);
+    if (result?.ok === true && result.value.entries > 0) {
+      guid = result.value.guid;
+      recordWrite(world, origin, "probe", guid, result.value.usn);
+    }
+    return [];
+  });
+  world.trace.note(world.time, `probe ${dn} on ${origin.id}: ${guid ?? "refused"}`);
+  if (guid === undefined) return undefined;
+  const written = world.time;
+  const arrivals = new Map<number, number>([[origin.index, 0]]);
+  const reachable = hops.filter((hop) => hop >= 0).length;
+  const previous = world.onPageDelivered;
+  world.onPageDelivered = (from, to, page) => {
+    previous?.(from, to, page);
+    if (!arrivals.has(to.index) && (page as ChangePage).entries.some((entry) => entry.guid === guid))
+      arrivals.set(to.index, world.time - written);
+  };
+  const longest = Math.max(...hops) * perHopBoundMs(world);
+  // Past the bound, and long enough for deferred relay pulls to finish before the next probe.
+  world.runUntil(written + longest + world.params.relayPullDelayMs + 1, () => arrivals.size === reachable);
+  world.runUntil(written + longest + world.params.relayPullDelayMs + 1);
+  world.onPageDelivered = previous;
+  return arrivals;
+}
+
+/** Runs until no node counts a failure against any partner; false if that takes too long. */
+function settle(world: World): boolean {
+  const healthy = () =>
+    world.nodes.every((node) =>
+      (node.machine?.partnerStatus() ?? []).every((status) => status.consecutiveFailures === 0),
+    );
+  const deadline = world.time + settleMsMax;
+  for (let time = world.time; !healthy(); time += settleStepMs) {
+    if (time > deadline || !world.runUntil(time)) return false;
+  }
+  return true;
+}
+
+function perHopBoundMs(world: World): number {
+  const { max, interSiteExtra } = world.params.messageDelayMs;
+  return world.params.notifyDelayMs + 5 * (max + interSiteExtra) + slackPerHopMs;
+}
+
+/** Hops from `origin` to every node over partner links; -1 for nodes it cannot reach. */
+function hopsFrom(world: World, origin: number): number[] {
+  const hops = world.nodes.map(() => -1);
+  hops[origin] = 0;
+  const queue = [origin];
+  for (let at = 0; at < queue.length; at++) {
+    const node = queue[at] as number;
+    for (const partner of world.partnersOf(node)) {
+      if (hops[partner] !== -1) continue;
+      hops[partner] = (hops[node] as number) + 1;
+      queue.push(partner);
+    }
+  }
+  assert(
+    hops.every((hop) => hop >= -1),
+    "hop counts are set or -1",
+  );
+  return hops;
+}
