@@ -4,8 +4,9 @@
  * Measures the replication core (class Replica) on file-backed SQLite stores in a fresh temp
  * directory, removed at the end and on Ctrl-C. For each size N it loads N user entries under
  * 100 `ou=` containers (batched adds, 1000 per transaction), then measures originating writes,
- * DN lookups, getChanges pages, a full pull into an empty second replica, and the RSS of a
- * separate process that holds the store open. Every phase is bounded by a step count and a
+ * DN lookups, getChanges pages, a full pull into an empty second replica, the floor under the
+ * batched writes (the same modifies as bare SQL statements, bench/sql-floor.ts), and the RSS of
+ * a separate process that holds the store open. Every phase is bounded by a step count and a
  * wall-time cap. Rates are operations per second of time spent inside the measured calls;
  * batched writes and applied changes are also given per second of this process's CPU time,
  * which other processes on a shared machine hardly move.
@@ -32,6 +33,7 @@ import {
 import { unwrap } from "../src/core/result.ts";
 import { SeededRandom } from "../src/sim/ports.ts";
 import { SqliteStore } from "../src/store/sqlite-store.ts";
+import { type FloorWorkload, measureModifyFloor } from "./sql-floor.ts";
 import {
   type Bounds,
   describeMachine,
@@ -83,14 +85,30 @@ const targets = {
 
 const systemClock: Clock = { now: () => Date.now() as Millis };
 
+function containerRdn(container: number): string {
+  return `ou=people-${String(container).padStart(2, "0")}`;
+}
+
 function containerDn(container: number): string {
-  return `ou=people-${String(container).padStart(2, "0")},${partitionDn}`;
+  return `${containerRdn(container)},${partitionDn}`;
+}
+
+function userRdn(index: number): string {
+  return `cn=user${index}`;
 }
 
 /** User `index`, e.g. `cn=user123,ou=people-23,dc=example,dc=com`: two levels below the partition root. */
 function userDn(index: number): string {
-  return `cn=user${index},${containerDn(index % containersCount)}`;
+  return `${userRdn(index)},${containerDn(index % containersCount)}`;
 }
+
+/** What the SQL floor needs to name the same users (bench/sql-floor.ts). */
+const floorWorkload: FloorWorkload = {
+  partitionDn,
+  containerRdn: (index) => containerRdn(index % containersCount),
+  userRdn,
+  writesPerTransaction: batchedWritesPerTransaction,
+};
 
 function userAttributes(index: number): Record<string, readonly string[]> {
   return {
@@ -117,6 +135,8 @@ interface SizeFigures {
   readonly writesPerSecBatched: number;
   /** The same writes per second of this process's CPU time. */
   readonly writesPerSecBatchedCpu: number;
+  /** The same writes as bare SQL statements, no Plexus code (bench/sql-floor.ts): the floor. */
+  readonly writesPerSecBatchedSqlFloor: number;
   /** Replicated attribute and value changes (items) applied per second of applyChanges. */
   readonly appliedChangesPerSec: number;
   /** The same changes per second of this process's CPU time inside applyChanges. */
@@ -511,6 +531,10 @@ async function runSize(size: number, dir: string, seed: number): Promise<SizeFig
   );
   destination.replica.close();
   source.replica.close();
+  // On the destination's file, which nothing reads after this: the floor rewrites its USNs.
+  const floor = await log.run("sqlFloor", "the same batched writes as bare SQL (the floor)", () =>
+    measureModifyFloor(destination.path, loaded, picker, floorWorkload, batchedWriteBounds),
+  );
   const rss = await log.run("rssProbe", "RSS probe (child process)", () =>
     probeRssOrNothing(source.path, loaded, seed + 11),
   );
@@ -522,6 +546,7 @@ async function runSize(size: number, dir: string, seed: number): Promise<SizeFig
     writesPerSecSingleFull: ratePerSec(full.operations, full.busyMs),
     writesPerSecBatched: ratePerSec(batched.operations, batched.busyMs),
     writesPerSecBatchedCpu: ratePerSec(batched.operations, batched.cpuMs),
+    writesPerSecBatchedSqlFloor: ratePerSec(floor.operations, floor.busyMs),
     appliedChangesPerSec: ratePerSec(pull.itemsApplied, pull.applyMs),
     appliedChangesPerSecCpu: ratePerSec(pull.itemsApplied, pull.applyCpuMs),
     appliedEntriesPerSec: ratePerSec(pull.entriesApplied, pull.applyMs),
@@ -559,6 +584,11 @@ const rows: readonly Row[] = [
     target: `>= ${formatNumber(targets.writesPerSecBatchedMin)}`,
   },
   { label: "  same, per CPU second of this process", figure: (f) => f.writesPerSecBatchedCpu, target: "" },
+  {
+    label: "  floor: the same as bare SQL statements",
+    figure: (f) => f.writesPerSecBatchedSqlFloor,
+    target: "baseline",
+  },
   {
     label: "replicated changes applied/s (attribute values)",
     figure: (f) => f.appliedChangesPerSec,
@@ -624,6 +654,7 @@ function figuresJson(f: SizeFigures) {
     writesPerSecSingleFull: Math.round(f.writesPerSecSingleFull),
     writesPerSecBatched: Math.round(f.writesPerSecBatched),
     writesPerSecBatchedCpu: Math.round(f.writesPerSecBatchedCpu),
+    writesPerSecBatchedSqlFloor: Math.round(f.writesPerSecBatchedSqlFloor),
     appliedChangesPerSec: Math.round(f.appliedChangesPerSec),
     appliedChangesPerSecCpu: Math.round(f.appliedChangesPerSecCpu),
     appliedEntriesPerSec: Math.round(f.appliedEntriesPerSec),

@@ -71,7 +71,7 @@ const synchronousNames: readonly string[] = ["off", "normal", "full", "extra"];
  */
 export const sqliteSchemaVersion = 4;
 /** Page cache per connection, in KiB (SQLite reads a negative cache_size as KiB). */
-const cacheSizeKib = 16_000;
+export const sqliteCacheSizeKib = 16_000;
 /** The WAL file is truncated back to this size after a checkpoint, so it cannot stay huge. */
 const journalSizeLimitBytes = 64 * 1024 * 1024;
 /**
@@ -1222,7 +1222,7 @@ function prepareDatabase(db: Database.Database, options: SqliteStoreOptions): vo
   }
   db.pragma(`synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
   db.pragma("foreign_keys = OFF");
-  db.pragma(`cache_size = ${-cacheSizeKib}`);
+  db.pragma(`cache_size = ${-sqliteCacheSizeKib}`);
   if (version === 0) createSchema(db, options.path);
   else upgradeSchema(db, version);
 }
