@@ -6,8 +6,9 @@
  * costs beyond this is Plexus's; a target above this is out of reach of the store's schema on
  * this machine, however lean the code around it.
  *
- * It runs on a replica's file that the benchmark no longer uses (its entries are rewritten with
- * USNs nothing else knows), with the store's journal mode, synchronous and cache settings.
+ * It runs on a copy of the store's files taken right after the batched writes (its entries are
+ * rewritten with USNs the replica would reuse), with the store's journal mode, synchronous and
+ * cache settings.
  */
 import Database from "better-sqlite3";
 import { assert } from "../src/core/assert.ts";
