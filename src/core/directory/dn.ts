@@ -245,11 +245,11 @@ interface ValueBuilder {
 }
 
 /**
- * A value's leading run of characters that stand for themselves: no separator, escape or
- * forbidden character. Most values are nothing else, and take one slice instead of a
- * character-by-character build.
+ * A value's leading run of characters other than a separator, an escape or a forbidden printable
+ * one (a NUL is looked for in the run afterwards). Most values are nothing else, and take one
+ * slice instead of a character-by-character build.
  */
-const plainValueRun = /[^,+\\";<>=\u0000]*/y;
+const plainValueRun = /[^,+\\";<>=]*/y;
 
 /** The length of `sticky`'s match at `offset` (its pattern matches the empty string too). */
 function matchedLength(sticky: RegExp, text: string, offset: number): number {
@@ -262,7 +262,7 @@ function parseStringValueAt(cursor: Cursor): Result<string> {
   const start = cursor.offset;
   const end = start + matchedLength(plainValueRun, cursor.text, start);
   const next = cursor.text.charAt(end);
-  if (next === "" || next === "," || next === "+") {
+  if ((next === "" || next === "," || next === "+") && !cursor.text.slice(start, end).includes("\u0000")) {
     cursor.offset = end;
     let significant = end;
     while (significant > start && cursor.text.charAt(significant - 1) === " ") significant--;
