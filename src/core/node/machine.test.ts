@@ -460,6 +460,36 @@ describe("node state machine", () => {
     assert.ok(c.replica.get(dn("second")).ok);
   });
 
+  it("a relayed notification during a pull puts off the next cycle; a direct one does not", () => {
+    const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
+    assert.ok(a !== undefined && b !== undefined && c !== undefined);
+    const relayPullDelayMs = 500;
+    const harness = new Harness([a, b, c], { relayPullDelayMs });
+    for (const time of [0, 1_000, 2_000]) {
+      harness.time = time;
+      harness.tickAll();
+    }
+    const machine = harness.machine(c.name);
+    const pullFrom = (partner: NodeId, notification: Parameters<NodeMachine["receive"]>[1]) => {
+      harness.time += 10;
+      const pull = machine.receive(partner, { kind: "notify" });
+      assert.deepEqual(
+        pull.map((send) => [send.to, send.message.kind]),
+        [[partner, "pull"]],
+      );
+      // While the pull is under way, another notification arrives; then the answer.
+      assert.deepEqual(machine.receive(partner, notification), [], "no second pull while one is under way");
+      harness.deliver(c.name, pull);
+      return harness.time;
+    };
+    const relayedAt = pullFrom(b.name, { kind: "notify", via: [a.name] });
+    assert.equal(machine.nextWakeAt(), relayedAt + relayPullDelayMs, "the relayed one waits");
+    harness.time = relayedAt + relayPullDelayMs;
+    harness.deliver(c.name, machine.tick());
+    const directAt = pullFrom(b.name, { kind: "notify" });
+    assert.equal(machine.nextWakeAt(), directAt, "a direct one starts the next cycle at once");
+  });
+
   it("with relayPullDelayMs 0, pulls what a partner passed on at once", () => {
     const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
     assert.ok(a !== undefined && b !== undefined && c !== undefined);
