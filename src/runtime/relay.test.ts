@@ -1,13 +1,8 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { NodeId } from "../core/ids.ts";
-import type { SiteName } from "../core/topology/model.ts";
+import { type InProcessNode, startInProcessNode } from "../../test/support/in-process-node.ts";
 import { type ClusterSecret, clusterSecret } from "./auth.ts";
-import { silentLogger } from "./log.ts";
-import { PlexusNode, runtimeTimingsDefault } from "./node.ts";
+import type { PlexusNode } from "./node.ts";
 
 /**
  * Three nodes of one site, in this process, each pulling from the other two. When r1 writes,
@@ -35,28 +30,19 @@ async function pullsFrom(node: PlexusNode, partner: string): Promise<number> {
 }
 
 describe("relayed notifications", () => {
-  const directory = mkdtempSync(join(tmpdir(), "plexus-relay-"));
-  const nodes: PlexusNode[] = [];
+  const started: InProcessNode[] = [];
 
   const start = async (name: string, joinUrl: string | null): Promise<PlexusNode> => {
-    const node = await PlexusNode.start({
-      dataDirectory: join(directory, name),
-      node: name as NodeId,
-      site: "east" as SiteName,
-      host: "127.0.0.1",
-      port: 0,
+    const node = await startInProcessNode(name, "east", {
       join: joinUrl === null ? [] : [joinUrl],
       secret,
       partitions: joinUrl === null ? [base] : [],
       topology: {
         settings: { intraSitePullIntervalMs: minuteMs, notifyDelayMs: 5, relayPullDelayMs: minuteMs },
       },
-      synchronous: "normal",
-      timings: runtimeTimingsDefault,
-      log: silentLogger,
     });
-    nodes.push(node);
-    return node;
+    started.push(node);
+    return node.node;
   };
 
   before(async () => {
@@ -67,12 +53,11 @@ describe("relayed notifications", () => {
   });
 
   after(async () => {
-    for (const node of nodes) await node.stop();
-    rmSync(directory, { recursive: true, force: true });
+    for (const node of started) await node.close();
   });
 
   it("a node does not fetch from one partner what another partner brings it directly", async () => {
-    const [writer, reader, relay] = nodes as [PlexusNode, PlexusNode, PlexusNode];
+    const [writer, reader, relay] = started.map((node) => node.node) as [PlexusNode, PlexusNode, PlexusNode];
     const before = await pullsFrom(reader, "r3");
     for (let index = 0; index < writesMade; index++) {
       const response = await fetch(`${writer.url}/v1/entries`, {

@@ -65,6 +65,26 @@ function pair(): { a: TestReplica; b: TestReplica } {
   return { a, b };
 }
 
+/**
+ * Three nodes that all pull from each other, ticked until the partition has reached every one
+ * and the relayed notifications of its arrival (put off by relayPullDelayMs) have been pulled.
+ */
+function settledTrio(overrides: Partial<NodeConfig>): {
+  a: TestReplica;
+  b: TestReplica;
+  c: TestReplica;
+  harness: Harness;
+} {
+  const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
+  assert.ok(a !== undefined && b !== undefined && c !== undefined);
+  const harness = new Harness([a, b, c], overrides);
+  for (const time of [0, 1_000, 2_000]) {
+    harness.time = time;
+    harness.tickAll();
+  }
+  return { a, b, c, harness };
+}
+
 describe("node state machine", () => {
   it("pulls from every partner at once, then waits for the interval", () => {
     const { a, b } = pair();
@@ -385,15 +405,8 @@ describe("node state machine", () => {
   });
 
   it("puts off pulling what a partner passed on from a node it also pulls from, unless that link fails", () => {
-    const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
-    assert.ok(a !== undefined && b !== undefined && c !== undefined);
     const relayPullDelayMs = 500;
-    const harness = new Harness([a, b, c], { notifyDelayMs: 20, relayPullDelayMs });
-    // The partition's arrival is passed on too; let those deferred pulls run.
-    for (const time of [0, 1_000, 2_000]) {
-      harness.time = time;
-      harness.tickAll();
-    }
+    const { a, b, c, harness } = settledTrio({ notifyDelayMs: 20, relayPullDelayMs });
     const dn = (cn: string) => `cn=${cn},dc=example,dc=com`;
     /** a writes; only b hears of it from a (a's notification to c is lost); b passes it on. */
     const relayed = (cn: string): Send[] => {
@@ -461,14 +474,8 @@ describe("node state machine", () => {
   });
 
   it("a relayed notification during a pull puts off the next cycle; a direct one does not", () => {
-    const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
-    assert.ok(a !== undefined && b !== undefined && c !== undefined);
     const relayPullDelayMs = 500;
-    const harness = new Harness([a, b, c], { relayPullDelayMs });
-    for (const time of [0, 1_000, 2_000]) {
-      harness.time = time;
-      harness.tickAll();
-    }
+    const { a, b, c, harness } = settledTrio({ relayPullDelayMs });
     const machine = harness.machine(c.name);
     const pullFrom = (partner: NodeId, notification: Parameters<NodeMachine["receive"]>[1]) => {
       harness.time += 10;
@@ -491,12 +498,7 @@ describe("node state machine", () => {
   });
 
   it("with relayPullDelayMs 0, pulls what a partner passed on at once", () => {
-    const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
-    assert.ok(a !== undefined && b !== undefined && c !== undefined);
-    const harness = new Harness([a, b, c], { relayPullDelayMs: 0 });
-    harness.tickAll();
-    harness.time = 1_000;
-    harness.tickAll();
+    const { a, b, c, harness } = settledTrio({ relayPullDelayMs: 0 });
     const pulls = harness.machine(c.name).receive(b.name, { kind: "notify", via: [a.name] });
     assert.deepEqual(
       pulls.map((send) => [send.to, send.message.kind]),
