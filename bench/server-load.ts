@@ -1,9 +1,9 @@
 import { performance } from "node:perf_hooks";
-import { Pool } from "undici";
+import { Http1Connection } from "./http1.ts";
 
 /**
- * Client side of `npm run bench`: bounded write load over HTTP (undici, one connection per
- * concurrent writer), latency percentiles, and watch streams (GET /v1/watch, server-sent
+ * Client side of `npm run bench`: bounded write load over HTTP (bench/http1.ts, one connection
+ * per concurrent writer), latency percentiles, and watch streams (GET /v1/watch, server-sent
  * events) that record when each entry arrives on a node. Only the client API is used.
  */
 
@@ -32,6 +32,8 @@ export interface LoadResult {
   readonly lastAckAt: number;
   /** The first error's status and body, to say why when errors > 0. */
   readonly firstError: string | null;
+  /** CPU time of this process (the load generator) per request: what it took from the cores it shares. */
+  readonly clientCpuMsPerRequest: number;
 }
 
 /** The p-th percentile (0..100) of sorted values, nearest rank; NaN when empty. */
@@ -80,61 +82,6 @@ export function writeLoad(url: string, prefix: string, bounds: LoadBounds): Prom
 /** GET requests per second at `concurrency` on a cheap route: what HTTP alone costs on this box. */
 export function readLoad(url: string, path: string, bounds: LoadBounds): Promise<LoadResult> {
   return load(url, bounds, () => ({ method: "GET", path, expect: 200 }));
-}
-
-/** Runs `call(index)` for index 0.. with `concurrency` callers until the count or the time is up. */
-async function load(url: string, bounds: LoadBounds, call: (index: number) => Call): Promise<LoadResult> {
-  const pool = new Pool(url, { connections: bounds.concurrency, pipelining: 1 });
-  const latencies: number[] = [];
-  let next = 0;
-  let errors = 0;
-  let firstError: string | null = null;
-  let lastAckAt = 0;
-  const started = performance.now();
-  const deadline = started + bounds.wallMsMax;
-  const caller = async (): Promise<void> => {
-    while (next < bounds.count && performance.now() < deadline) {
-      const { expect, ...request } = call(next++);
-      const sent = performance.now();
-      try {
-        const response = await pool.request({
-          ...request,
-          headers: request.body === undefined ? {} : { "content-type": "application/json" },
-          headersTimeout: requestTimeoutMs,
-          bodyTimeout: requestTimeoutMs,
-        });
-        const text = await response.body.text();
-        if (response.statusCode === expect) {
-          lastAckAt = performance.now();
-          latencies.push(lastAckAt - sent);
-        } else {
-          errors++;
-          firstError ??= `${response.statusCode} ${text.slice(0, 300)}`;
-        }
-      } catch (error) {
-        errors++;
-        firstError ??= String(error);
-      }
-    }
-  };
-  try {
-    await Promise.all(Array.from({ length: bounds.concurrency }, caller));
-  } finally {
-    await pool.close();
-  }
-  const wallMs = performance.now() - started;
-  latencies.sort((a, b) => a - b);
-  return {
-    concurrency: bounds.concurrency,
-    acknowledged: latencies.length,
-    errors,
-    wallMs,
-    writesPerSec: (latencies.length / wallMs) * 1000,
-    p50Ms: percentile(latencies, 50),
-    p99Ms: percentile(latencies, 99),
-    lastAckAt,
-    firstError,
-  };
 }
 
 /**
@@ -220,4 +167,59 @@ export class Watch {
     this.abort.abort();
     await this.done;
   }
+}
+
+/**
+ * Runs `call(index)` for index 0.. with `concurrency` callers, each on its own keep-alive
+ * connection, until the count or the time is up.
+ */
+async function load(url: string, bounds: LoadBounds, call: (index: number) => Call): Promise<LoadResult> {
+  const connections = Array.from({ length: bounds.concurrency }, () => new Http1Connection(url));
+  const latencies: number[] = [];
+  let next = 0;
+  let errors = 0;
+  let firstError: string | null = null;
+  let lastAckAt = 0;
+  const started = performance.now();
+  const cpuBefore = process.cpuUsage();
+  const deadline = started + bounds.wallMsMax;
+  const caller = async (connection: Http1Connection): Promise<void> => {
+    while (next < bounds.count && performance.now() < deadline) {
+      const { expect, ...request } = call(next++);
+      const sent = performance.now();
+      try {
+        const answer = await connection.request(request.method, request.path, request.body, requestTimeoutMs);
+        if (answer.status === expect) {
+          lastAckAt = performance.now();
+          latencies.push(lastAckAt - sent);
+        } else {
+          errors++;
+          firstError ??= `${answer.status} ${answer.body.slice(0, 300)}`;
+        }
+      } catch (error) {
+        errors++;
+        firstError ??= String(error);
+      }
+    }
+  };
+  try {
+    await Promise.all(connections.map(caller));
+  } finally {
+    for (const connection of connections) connection.close();
+  }
+  const wallMs = performance.now() - started;
+  const cpu = process.cpuUsage(cpuBefore);
+  latencies.sort((a, b) => a - b);
+  return {
+    concurrency: bounds.concurrency,
+    acknowledged: latencies.length,
+    errors,
+    wallMs,
+    writesPerSec: (latencies.length / wallMs) * 1000,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    lastAckAt,
+    firstError,
+    clientCpuMsPerRequest: (cpu.user + cpu.system) / 1000 / Math.max(1, latencies.length + errors),
+  };
 }

@@ -1,7 +1,7 @@
 /**
  * `npm run bench [-- --quick] [--skip-peers]`
  *
- * Measures real `plexus start` processes on loopback over HTTP (undici client), each figure
+ * Measures real `plexus start` processes on loopback over HTTP (bench/http1.ts client), each figure
  * beside a baseline measured in the same run:
  *   (a) durable writes/s (synchronous=FULL, write concern local) and p50/p99 latency at
  *       concurrency 1, 16 and 64 on one node alone; baselines: single-row SQLite commits/s with
@@ -187,6 +187,7 @@ function loadRow(label: string, result: Level): string[] {
     `${result.acknowledged}${result.errors > 0 ? ` (${result.errors} errors)` : ""}`,
     result.cpuMsPerWrite === null ? "-" : result.cpuMsPerWrite.toFixed(2),
     result.siteCpuMsPerWrite === null ? "-" : result.siteCpuMsPerWrite.toFixed(2),
+    result.clientCpuMsPerRequest.toFixed(2),
   ];
 }
 
@@ -495,11 +496,23 @@ function report(figures: Figures): void {
       ]);
   }
   log(
-    "cpu ms/w: CPU time of the writing node per acknowledged write; site cpu ms/w: of every node of the site",
+    "cpu ms/w: CPU time of the writing node per acknowledged write; site cpu ms/w: of every node of the site; " +
+      "client: of the load generator (this process), which shares the same cores",
   );
   log(
     formatTable(
-      ["node", "conc", "writes/s", "p50 ms", "p99 ms", "acked", "cpu ms/w", "site cpu ms/w", "vs alone"],
+      [
+        "node",
+        "conc",
+        "writes/s",
+        "p50 ms",
+        "p99 ms",
+        "acked",
+        "cpu ms/w",
+        "site cpu ms/w",
+        "client",
+        "vs alone",
+      ],
       rows,
     ),
   );
@@ -530,6 +543,7 @@ function report(figures: Figures): void {
     p99MsC64: round(single.get(64)?.p99Ms ?? Number.NaN, 1),
     cpuMsPerWriteC64: round(single.get(64)?.cpuMsPerWrite ?? Number.NaN, 3),
     siteCpuMsPerWriteC64WithPartners: round(replicated.get(64)?.siteCpuMsPerWrite ?? Number.NaN, 3),
+    clientCpuMsPerWriteC64: round(single.get(64)?.clientCpuMsPerRequest ?? Number.NaN, 3),
     writesPerSecC64WithPartners: Math.round(rate(replicated, 64)),
     replicationTaxRatio: ratio(rate(replicated, 64), c64),
     lagP50Ms: round(lag.p50Ms, 1),
