@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { NodeId } from "../core/ids.ts";
 import { type ClusterSecret, peerHeaders, ReplayGuard, signResponse, verifyRequest } from "./auth.ts";
 import { errorText, type Logger } from "./log.ts";
+import { compactAnswer, compactPageEncoding, pageEncodingHeader } from "./page-wire.ts";
 import { peerPaths } from "./peer-client.ts";
 
 /**
@@ -70,8 +71,11 @@ export function registerPeerRoutes(
         }
         const answer = await run(verified.node, parsed);
         if (answer.status === 204) return sendSigned(reply, request, secret, verified.signature, 204, null);
-        if (answer.status === 200)
-          return sendSigned(reply, request, secret, verified.signature, 200, answer.body);
+        if (answer.status === 200) {
+          const compact = request.headers[pageEncodingHeader] === compactPageEncoding;
+          const body = compact ? compactAnswer(answer.body) : answer.body;
+          return sendSigned(reply, request, secret, verified.signature, 200, body);
+        }
         return sendSigned(reply, request, secret, verified.signature, answer.status, {
           code: answer.status === 400 ? "invalid-request" : "not-ready",
           detail: answer.detail,

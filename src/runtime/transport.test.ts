@@ -4,9 +4,12 @@ import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import Fastify, { type FastifyInstance } from "fastify";
 import { request } from "undici";
+import { makeDirectory } from "../../test/support/replicas.ts";
 import type { NodeId } from "../core/ids.ts";
+import { unwrap } from "../core/result.ts";
 import { type ClusterSecret, clusterSecret, signedHeaders } from "./auth.ts";
 import { silentLogger } from "./log.ts";
+import { compactPageEncoding, isCompactPage, pageEncodingHeader } from "./page-wire.ts";
 import { PeerClient, peerPaths } from "./peer-client.ts";
 import { type PeerAnswer, registerPeerRoutes } from "./peer-server.ts";
 
@@ -40,6 +43,14 @@ describe("transport between nodes", { timeout: 30_000 }, () => {
     response.writeHead(200, { "content-type": "application/json" });
     response.end(JSON.stringify(bigBody));
   });
+  // Answers at once, then sends a byte of body every 50 ms without end: only a bound on the
+  // whole exchange stops it (undici's bodyTimeout is per chunk).
+  const trickle = createServer((_request, response) => {
+    response.writeHead(200, { "content-type": "application/json" });
+    const timer = setInterval(() => response.write(" "), 50);
+    response.on("close", () => clearInterval(timer));
+  });
+  let trickleUrl = "";
   let silentUrl = "";
   let unsignedUrl = "";
 
@@ -64,6 +75,7 @@ describe("transport between nodes", { timeout: 30_000 }, () => {
     url = await app.listen({ host: "127.0.0.1", port: 0 });
     silentUrl = await listening(silent);
     unsignedUrl = await listening(unsigned);
+    trickleUrl = await listening(trickle);
   });
 
   after(async () => {
@@ -71,6 +83,8 @@ describe("transport between nodes", { timeout: 30_000 }, () => {
     silent.closeAllConnections();
     silent.close();
     unsigned.close();
+    trickle.closeAllConnections();
+    trickle.close();
   });
 
   it("carries a message and its answer, gzipped when asked, and says who sent it", async () => {
@@ -111,6 +125,36 @@ describe("transport between nodes", { timeout: 30_000 }, () => {
     assert.ok(gzipped * 10 < plain, `gzip ${gzipped} bytes against ${plain}`);
   });
 
+  it("sends a page compact to a caller that reads it, plain to one that does not; the client rebuilds it", async () => {
+    const [source, destination] = makeDirectory(["node-a", "node-b"]);
+    assert.ok(source !== undefined && destination !== undefined);
+    for (let index = 0; index < 20; index++)
+      unwrap(
+        source.replica.writeOne({
+          op: "add",
+          dn: `uid=user${index},dc=example,dc=com`,
+          attributes: { objectClass: ["person"], sn: [`S${index}`] },
+        }),
+      );
+    const page = unwrap(source.replica.getChanges(destination.replica.changeRequest(source.name)));
+    const message = { kind: "page", id: 3, page };
+    answer = { status: 200, body: message };
+    const client = new PeerClient({ self, secret, inFlightMax: 1 });
+    const reply = await client.post(url, peerPaths.messages, { kind: "notify" }, 5_000);
+    await client.close();
+    assert.ok(reply.ok, JSON.stringify(reply));
+    assert.deepEqual(reply.body, JSON.parse(JSON.stringify(message)));
+    const plain = JSON.parse((await rawAnswer(url, "identity")).toString("utf8")) as { page: unknown };
+    assert.deepEqual(plain, JSON.parse(JSON.stringify(message)));
+    const compact = await rawAnswer(url, "identity", { [pageEncodingHeader]: compactPageEncoding });
+    assert.ok(isCompactPage((JSON.parse(compact.toString("utf8")) as { page: unknown }).page));
+    assert.ok(
+      reply.bytes === compact.length,
+      `the client read ${reply.bytes} bytes, compact is ${compact.length}`,
+    );
+    assert.ok(compact.length * 3 < JSON.stringify(plain).length, `compact ${compact.length} bytes`);
+  });
+
   it("refuses an answer that is not signed for its request", async () => {
     const client = new PeerClient({ self, secret, inFlightMax: 1 });
     const reply = await client.post(unsignedUrl, peerPaths.messages, { kind: "notify" }, 5_000);
@@ -139,6 +183,20 @@ describe("transport between nodes", { timeout: 30_000 }, () => {
     await client.close();
   });
 
+  it("bounds the whole exchange, a body that never ends included", async () => {
+    const client = new PeerClient({ self, secret, inFlightMax: 1 });
+    const started = performance.now();
+    const reply = await client.post(trickleUrl, peerPaths.messages, { kind: "notify" }, 400);
+    const elapsed = performance.now() - started;
+    assert.ok(!reply.ok);
+    assert.match(reply.reason, /no answer in 400 ms/);
+    assert.ok(elapsed < 1_500, `the exchange ended after ${elapsed} ms`);
+    // The slot came back: the next exchange runs.
+    answer = { status: 204 };
+    assert.ok((await client.post(url, peerPaths.messages, { kind: "notify" }, 2_000)).ok);
+    await client.close();
+  });
+
   it("keeps at most inFlightMax requests in flight; the rest wait their turn", async () => {
     const client = new PeerClient({ self, secret, inFlightMax: 2 });
     delayMs = 200;
@@ -154,7 +212,16 @@ describe("transport between nodes", { timeout: 30_000 }, () => {
 });
 
 /** The size on the wire of a signed request's answer, with the given accept-encoding. */
-async function rawSize(url: string, encoding: string): Promise<number> {
+async function rawSize(url: string, encoding: string, headers: Record<string, string> = {}): Promise<number> {
+  return (await rawAnswer(url, encoding, headers)).length;
+}
+
+/** The answer's bytes as sent, to a signed request made without PeerClient. */
+async function rawAnswer(
+  url: string,
+  encoding: string,
+  headers: Record<string, string> = {},
+): Promise<Buffer> {
   const body = Buffer.from(JSON.stringify({ kind: "notify" }));
   const signed = signedHeaders(
     secret,
@@ -167,8 +234,9 @@ async function rawSize(url: string, encoding: string): Promise<number> {
     headers: {
       "content-type": "application/json",
       "accept-encoding": encoding,
+      ...headers,
       ...signed,
     },
   });
-  return Buffer.from(await response.body.arrayBuffer()).length;
+  return Buffer.from(await response.body.arrayBuffer());
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
+import { pathsOf, replacedAt } from "../../../test/support/json-paths.ts";
 import { makeDirectory, makeReplica, type TestReplica } from "../../../test/support/replicas.ts";
 import { dumpStore } from "../../store/store-contract.ts";
 import { attributeTypeLengthMax, dnDepthMax, dnLengthMax, dnValueLengthMax } from "../directory/dn.ts";
@@ -836,40 +837,6 @@ describe("malformed change requests to getChanges", () => {
 // ---------------------------------------------------------------------------------------------
 // properties
 
-type Path = ReadonlyArray<string | number>;
-
-/** Every position in a JSON value, parents before children. */
-function pathsOf(value: unknown, prefix: Path = []): Path[] {
-  const out: Path[] = [];
-  if (Array.isArray(value)) {
-    value.forEach((child, index) => {
-      out.push([...prefix, index], ...pathsOf(child, [...prefix, index]));
-    });
-  } else if (isObject(value)) {
-    for (const [key, child] of Object.entries(value))
-      out.push([...prefix, key], ...pathsOf(child, [...prefix, key]));
-  }
-  return out;
-}
-
-/** Replaces (or, with `remove`, deletes) the value at `path` in a fresh copy of `root`. */
-function replaced(root: unknown, path: Path, replacement: unknown, remove: boolean): JsonObject {
-  const copy = cloneJson(root);
-  let container: unknown = copy;
-  for (const step of path.slice(0, -1)) container = (container as Record<string | number, unknown>)[step];
-  const last = path.at(-1);
-  assert.ok(last !== undefined);
-  if (Array.isArray(container) && typeof last === "number") {
-    if (remove) container.splice(last, 1);
-    else container[last] = replacement;
-  } else {
-    const record = objectAt(container, "container");
-    if (remove) delete record[String(last)];
-    else record[String(last)] = replacement;
-  }
-  return copy;
-}
-
 /** Calls `run`, which must not throw; a refusal must carry one of `codes` and change nothing. */
 function neverThrowsOrChangesOnRefusal(
   replica: TestReplica,
@@ -913,7 +880,7 @@ describe("properties", () => {
         fc.jsonValue({ maxDepth: 2 }),
         fc.boolean(),
         (path, replacement, remove) => {
-          const mutated = replaced(page, path, replacement, remove);
+          const mutated = replacedAt(page, path, replacement, remove);
           neverThrowsOrChangesOnRefusal(destination, ["invalid-page"], () =>
             destination.replica.applyChanges(mutated),
           );
@@ -930,7 +897,7 @@ describe("properties", () => {
         fc.jsonValue({ maxDepth: 2 }),
         fc.boolean(),
         (path, replacement, remove) => {
-          const mutated = replaced(request, path, replacement, remove);
+          const mutated = replacedAt(request, path, replacement, remove);
           const before = dumpStore(source.store);
           const answered = source.replica.getChanges(mutated);
           const after = dumpStore(source.store);
