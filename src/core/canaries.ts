@@ -27,6 +27,8 @@ export interface Canaries {
   readonly forgetOwnHeldStamps?: boolean;
   /** Put off every pull a relayed notification asks for, even when nothing else brings the changes. */
   readonly deferEveryRelay?: boolean;
+  /** Keep quiet to a partner that hears others directly about changes from anyone. */
+  readonly ignoreRelayHears?: boolean;
 }
 
 export type CanaryName = keyof Canaries;
@@ -41,6 +43,7 @@ export const canaryNames: readonly CanaryName[] = [
   "dropLastPage",
   "forgetOwnHeldStamps",
   "deferEveryRelay",
+  "ignoreRelayHears",
 ];
 
 /** Canaries of origin-filtered pulls that lose changes: the filtered-pull property catches them. */

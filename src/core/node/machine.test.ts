@@ -10,6 +10,7 @@ import {
   recentPullerNotifyMs,
   type Send,
 } from "./machine.ts";
+import type { PeerMessage } from "./messages.ts";
 
 /**
  * The node state machine on its own: a hand-driven clock and a test that plays the network,
@@ -436,6 +437,8 @@ describe("node state machine", () => {
       return notified;
     };
 
+    // c said in its last pull from b that it hears a directly; once that has lapsed, b tells it again.
+    harness.time += relayPullDelayMs;
     const first = relayed("first");
     const c3 = harness.machine(c.name);
     assert.deepEqual(c3.receive(b.name, first[0]?.message), [], "c hears from a itself: no pull yet");
@@ -462,6 +465,13 @@ describe("node state machine", () => {
       c.name,
       due.filter((send) => send.to !== a.name),
     );
+    // c had just told b it hears a: it pulls from b again at once, saying it no longer does.
+    const again = c3.tick();
+    assert.deepEqual(
+      again.map((send) => [send.to, send.message.kind === "pull" && send.message.hears]),
+      [[b.name, undefined]],
+    );
+    harness.deliver(c.name, again);
     const second = relayed("second");
     const pulled = c3.receive(b.name, second[0]?.message);
     assert.deepEqual(
@@ -471,6 +481,128 @@ describe("node state machine", () => {
     );
     harness.deliver(c.name, pulled);
     assert.ok(c.replica.get(dn("second")).ok);
+  });
+
+  it("keeps quiet to a partner that said it hears the origin directly, for the relay pull delay", () => {
+    const relayPullDelayMs = 500;
+    const { a, b, c, harness } = settledTrio({ notifyDelayMs: 20, relayPullDelayMs });
+    const dn = (cn: string) => `cn=${cn},dc=example,dc=com`;
+    const cMachine = harness.machine(c.name);
+    const bMachine = harness.machine(b.name);
+    /** c pulls from b now (its pull says whom c hears directly). */
+    const cPullsB = (): Send[] => {
+      const pull = cMachine.receive(b.name, { kind: "notify" });
+      assert.deepEqual(
+        pull.map((send) => send.to),
+        [b.name],
+      );
+      harness.deliver(c.name, pull);
+      return pull;
+    };
+    const toC = (): PeerMessage[] =>
+      bMachine
+        .tick()
+        .filter((send) => send.to === c.name && send.message.kind === "notify")
+        .map((send) => send.message);
+    /** a writes, b pulls it from a; what b then tells c. */
+    const relayed = (cn: string): PeerMessage[] => {
+      harness.machine(a.name).write([{ op: "add", dn: dn(cn), attributes: { objectClass: ["person"] } }]);
+      harness.time += 20;
+      harness.deliver(
+        a.name,
+        harness
+          .machine(a.name)
+          .tick()
+          .filter((send) => send.to === b.name),
+      );
+      harness.time += 20;
+      return toC();
+    };
+    harness.time += 10_000;
+    const [pull] = cPullsB();
+    assert.deepEqual(pull?.message.kind === "pull" && pull.message.hears, [a.name], "c says it hears a");
+    assert.deepEqual(relayed("quiet"), [], "b keeps quiet about a's change: c hears of it from a");
+    harness.time += relayPullDelayMs;
+    assert.deepEqual(
+      relayed("told"),
+      [{ kind: "notify", via: [a.name] }],
+      "after the delay, b tells c again",
+    );
+    // b's own changes are always told.
+    cPullsB();
+    bMachine.write([{ op: "add", dn: dn("own"), attributes: { objectClass: ["person"] } }]);
+    harness.time += 20;
+    assert.deepEqual(toC(), [{ kind: "notify" }]);
+    // Once c's link to a fails, c's next pull says nothing of a, and b tells it of a's changes.
+    harness.time += 60_000;
+    const due = cMachine.tick();
+    const fromA = due.find((send) => send.to === a.name);
+    assert.ok(fromA !== undefined);
+    cMachine.undeliverable(a.name, fromA.message);
+    harness.deliver(
+      c.name,
+      due.filter((send) => send !== fromA),
+    );
+    const [again] = cPullsB();
+    assert.ok(again?.message.kind === "pull" && again.message.hears === undefined, "c no longer hears a");
+    assert.deepEqual(relayed("failing"), [{ kind: "notify", via: [a.name] }]);
+  });
+
+  it("when a link fails, pulls at once from the partners it recently said it hears that node from", () => {
+    const relayPullDelayMs = 500;
+    /** c's periodic pulls after a minute: b's is answered, a's is not (yet). */
+    const periodic = () => {
+      const { a, b, c, harness } = settledTrio({ relayPullDelayMs });
+      const machine = harness.machine(c.name);
+      harness.time += 60_000;
+      const due = machine.tick();
+      const fromA = due.find((send) => send.to === a.name);
+      const fromB = due.find((send) => send.to === b.name);
+      assert.ok(fromA !== undefined && fromB?.message.kind === "pull");
+      assert.deepEqual(fromB.message.hears, [a.name], "c tells b it hears a");
+      harness.deliver(c.name, [fromB]);
+      assert.deepEqual(machine.tick(), [], "nothing more is due");
+      return { b, harness, machine, lost: () => machine.undeliverable(a.name, fromA.message) };
+    };
+    const soon = periodic();
+    soon.harness.time += 10;
+    soon.lost();
+    assert.equal(
+      soon.machine.nextWakeAt(),
+      soon.harness.time,
+      "b may be keeping quiet about a: pull from b now",
+    );
+    assert.deepEqual(
+      soon.machine.tick().map((send) => [send.to, send.message.kind]),
+      [[soon.b.name, "pull"]],
+    );
+    // A claim lapses: with pulls a minute apart, a failure found later moves no pull.
+    const { a, b, c, harness } = settledTrio({ relayPullDelayMs });
+    const slow = new NodeMachine(
+      c.replica,
+      { now: () => harness.time },
+      {
+        ...nodeConfigDefaults,
+        relayPullDelayMs,
+        inbound: [a.name, b.name].map((node) => ({ node, pullIntervalMs: 60_000 })),
+        outbound: [a.name, b.name],
+        replicaSet: [a.name, b.name, c.name],
+      },
+    );
+    harness.machines.set(c.name, slow);
+    harness.time += 1_000;
+    harness.deliver(c.name, slow.tick());
+    harness.time += 60_000;
+    const due = slow.tick();
+    const fromA = due.find((send) => send.to === a.name);
+    assert.ok(fromA !== undefined);
+    harness.deliver(
+      c.name,
+      due.filter((send) => send !== fromA),
+    );
+    harness.time += relayPullDelayMs + nodeConfigDefaults.pullTimeoutMs + 1;
+    slow.undeliverable(a.name, fromA.message);
+    assert.ok(slow.nextWakeAt() > harness.time, "the claim had lapsed: no extra pull from b");
   });
 
   it("a relayed notification during a pull puts off the next cycle; a direct one does not", () => {
@@ -528,6 +660,16 @@ describe("node state machine", () => {
     }
     // A page from a node that is not an inbound partner is ignored.
     assert.deepEqual(machine.receive("node-z" as NodeId, { kind: "page", id: 1, page: {} }), []);
+    // A pull whose `hears` is not a list of node ids is dropped; with a good one it is answered.
+    const request = b.replica.changeRequest(a.name);
+    for (const hears of ["node-b", [], ["Not A Node!"], [7], Array.from({ length: 1001 }, () => "node-c")])
+      assert.deepEqual(machine.receive(b.name, { kind: "pull", id: 9, request, hears }), []);
+    assert.deepEqual(
+      machine
+        .receive(b.name, { kind: "pull", id: 9, request, hears: ["node-c"] })
+        .map((send) => send.message.kind),
+      ["page"],
+    );
   });
 
   it("a directory of one ends a quarantine by itself", () => {

@@ -122,6 +122,12 @@ interface LingeringCheck {
   settles: UtdVector | null;
 }
 
+/** A puller's word that it hears some partners directly, good until `until`. */
+interface RelayLease {
+  readonly hears: ReadonlySet<NodeId>;
+  readonly until: number;
+}
+
 export class NodeMachine {
   private readonly partners = new Map<NodeId, PartnerState>();
   private nextId = 1;
@@ -133,6 +139,16 @@ export class NodeMachine {
   private notifySources: Set<NodeId> | "own" | null = null;
   /** Nodes that pulled asking for notifications, and until when they get them. */
   private readonly recentPullers = new Map<NodeId, number>();
+  /**
+   * Pullers that said which other partners they hear directly (a pull's `hears`), and until
+   * when that holds: a relayed notification of changes from those only is not sent to them.
+   */
+  private readonly relayLeases = new Map<NodeId, RelayLease>();
+  /** What this node last told each partner it hears directly, and when (see `failed`). */
+  private readonly hearsClaims = new Map<
+    NodeId,
+    { readonly hears: ReadonlySet<NodeId>; readonly at: number }
+  >();
   private purgeAt: number;
   private urgentChanges = 0;
   private lingering: LingeringCheck | null = null;
@@ -172,7 +188,7 @@ export class NodeMachine {
       this.notifySources = null;
       for (const partner of this.notifyTargets(now)) {
         const message = notificationFor(partner, sources);
-        if (message !== null) out.push({ to: partner, message });
+        if (message !== null && !this.quietTo(partner, message, now)) out.push({ to: partner, message });
       }
     }
     if (now >= this.purgeAt) {
@@ -214,6 +230,13 @@ export class NodeMachine {
     switch (message.kind) {
       case "pull": {
         if (message.notify === true) this.recentPullers.set(from, now + recentPullerNotifyMs);
+        // A pull without `hears` takes back whatever the puller said before.
+        if (message.hears === undefined || this.config.relayPullDelayMs === 0) this.relayLeases.delete(from);
+        else
+          this.relayLeases.set(from, {
+            hears: new Set(message.hears),
+            until: now + this.config.relayPullDelayMs,
+          });
         const page = this.replica.getChanges(message.request);
         const reply: PeerMessage = page.ok
           ? { kind: "page", id: message.id, page: page.value }
@@ -313,9 +336,18 @@ export class NodeMachine {
       inbound?.exclude,
     );
     const notify = inbound?.notify === true;
+    const hears = this.heardDirectly(partner);
+    if (hears.length > 0) this.hearsClaims.set(partner, { hears: new Set(hears), at: now });
+    else this.hearsClaims.delete(partner);
     return {
       to: partner,
-      message: notify ? { kind: "pull", id, request, notify } : { kind: "pull", id, request },
+      message: {
+        kind: "pull",
+        id,
+        request,
+        ...(notify ? { notify } : {}),
+        ...(hears.length > 0 ? { hears } : {}),
+      },
     };
   }
 
@@ -366,10 +398,35 @@ export class NodeMachine {
   private hearsDirectly(from: NodeId, via: readonly NodeId[] | undefined): boolean {
     if (via === undefined || via.length === 0 || this.config.relayPullDelayMs === 0) return false;
     if (this.canaries.deferEveryRelay === true) return true;
-    return via.every((node) => {
-      const direct = node === from ? undefined : this.partners.get(node);
-      return direct !== undefined && direct.consecutiveFailures === 0 && direct.lastSuccessAt !== null;
-    });
+    return via.every((node) => node !== from && this.isHeardDirectly(node));
+  }
+
+  private isHeardDirectly(node: NodeId): boolean {
+    const direct = this.partners.get(node);
+    return direct !== undefined && direct.consecutiveFailures === 0 && direct.lastSuccessAt !== null;
+  }
+
+  /** The partners other than `except` this node hears directly; none when relays are not put off. */
+  private heardDirectly(except: NodeId): NodeId[] {
+    if (this.config.relayPullDelayMs === 0) return [];
+    return [...this.partners.keys()].filter((node) => node !== except && this.isHeardDirectly(node)).sort();
+  }
+
+  /**
+   * Whether `partner` need not be told of changes that came from `via` only: it said, in a
+   * pull within the relay pull delay, that it hears each of them directly, so it would put
+   * off the pull anyway. Should one of those links fail meanwhile, it pulls at once from
+   * every partner it said so to (see `failed`).
+   */
+  private quietTo(partner: NodeId, message: PeerMessage, now: number): boolean {
+    if (message.kind !== "notify" || message.via === undefined) return false;
+    const lease = this.relayLeases.get(partner);
+    if (lease === undefined) return false;
+    if (lease.until <= now) {
+      this.relayLeases.delete(partner);
+      return false;
+    }
+    return this.canaries.ignoreRelayHears === true || message.via.every((node) => lease.hears.has(node));
   }
 
   /** The plan's outbound partners and the recent pullers that asked to be told. */
@@ -400,6 +457,28 @@ export class NodeMachine {
     state.lastFailure = reason;
     const backoff = this.config.retryBackoffBaseMs * 2 ** Math.min(state.consecutiveFailures - 1, 20);
     state.dueAt = now + Math.min(backoff, this.config.retryBackoffMaxMs);
+    if (state.consecutiveFailures === 1) this.pullFromRelays(partner, now);
+  }
+
+  /**
+   * The link to `lost` just failed: partners this node recently said it hears `lost` directly
+   * (a pull's `hears`) may be keeping quiet about the changes they got from it, so pull from
+   * them now rather than wait for their silence to end. A claim counts for the relay pull
+   * delay after it reached the partner, which may be up to the pull timeout after it was sent.
+   */
+  private pullFromRelays(lost: NodeId, now: number): void {
+    const window = this.config.relayPullDelayMs + this.config.pullTimeoutMs;
+    for (const [partner, claim] of this.hearsClaims) {
+      if (now - claim.at > window) {
+        this.hearsClaims.delete(partner);
+        continue;
+      }
+      const state = this.partners.get(partner);
+      if (!claim.hears.has(lost) || state === undefined) continue;
+      this.hearsClaims.delete(partner);
+      if (state.inFlight !== null) state.againAt = now;
+      else if (state.consecutiveFailures === 0) state.dueAt = Math.min(state.dueAt, now);
+    }
   }
 
   // -------------------------------------------------------------------------------------------

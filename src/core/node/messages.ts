@@ -8,8 +8,17 @@ import { type ErrorCode, fail, ok, type Result } from "../result.ts";
  */
 export type PeerMessage =
   /** Destination → source: the next page after my watermark, please. `notify`: the link
-   * wants notifications, so tell me of your next changes even if your plan does not name me. */
-  | { readonly kind: "pull"; readonly id: number; readonly request: ChangeRequest; readonly notify?: boolean }
+   * wants notifications, so tell me of your next changes even if your plan does not name me.
+   * `hears`: the other partners this destination pulls from over healthy links; for the
+   * relay pull delay the source need not notify it of changes that came only from those
+   * (it would put off the pull anyway: NodeMachine.hearsDirectly). */
+  | {
+      readonly kind: "pull";
+      readonly id: number;
+      readonly request: ChangeRequest;
+      readonly notify?: boolean;
+      readonly hears?: readonly NodeId[];
+    }
   /** Source → destination: the answer to pull `id`. */
   | { readonly kind: "page"; readonly id: number; readonly page: ChangePage }
   /** Source → destination: pull `id` was refused (quarantined, invalid request …). */
@@ -65,11 +74,15 @@ export function checkPeerMessage(value: unknown): Result<PeerMessage> {
       if (!isMessageId(id)) return badId(kind);
       if (value.notify !== undefined && typeof value.notify !== "boolean")
         return fail("invalid-request", "a pull's notify must be true or false");
-      return ok(
-        value.notify === true
-          ? { kind, id, request: value.request as ChangeRequest, notify: true }
-          : { kind, id, request: value.request as ChangeRequest },
-      );
+      if (value.hears !== undefined && !isNodeIdList(value.hears))
+        return fail("invalid-request", `a pull's hears must be a list of 1 to ${notifyViaMax} node ids`);
+      return ok({
+        kind,
+        id,
+        request: value.request as ChangeRequest,
+        ...(value.notify === true ? { notify: true } : {}),
+        ...(value.hears === undefined ? {} : { hears: value.hears }),
+      });
     case "page":
       return isMessageId(id) ? ok({ kind, id, page: value.page as ChangePage }) : badId(kind);
     case "refused":
