@@ -62,6 +62,12 @@ export interface Store {
 
   /** All items of an entry, ordered by (attribute, key). */
   getItems(guid: Guid): ItemRow[];
+  /**
+   * The items of an entry a destination lacks, ordered by (attribute, key): stored here after
+   * `afterLocalUsn`, with a stamp `utd` does not cover. The same as filtering getItems, without
+   * building the items that are filtered out (a relay pull passes over most of them).
+   */
+  getItemsLacking(guid: Guid, afterLocalUsn: Usn, utd: UtdVector): ItemRow[];
   /** Items of one attribute of an entry, ordered by key. */
   getAttributeItems(guid: Guid, attribute: string): ItemRow[];
   getItem(guid: Guid, attribute: string, key: string): ItemRow | undefined;

@@ -755,6 +755,44 @@ function itemListTests(open: OpenStore): void {
     });
   });
 
+  it("getItemsLacking is getItems filtered by local USN and by the UTD's coverage", () => {
+    withStore(open, (store) => {
+      const stamped = (attribute: string, invocation: number, usn: number, localUsn: number): ItemRow => ({
+        ...itemOf(guidOf(1), attribute, "", valuesOf(attribute, attribute)),
+        stamp: {
+          version: 1,
+          time: 1_700_000_000_000 as Millis,
+          invocation: invocationOf(invocation),
+          usn: usn as Usn,
+        },
+        localUsn: localUsn as Usn,
+      });
+      const rows = [
+        stamped("a", 1, 5, 10),
+        stamped("b", 1, 9, 11),
+        stamped("c", 2, 3, 12),
+        stamped("d", 3, 1, 13),
+        stamped("e", 2, 7, 4),
+      ];
+      store.transaction(() => {
+        for (const row of rows) store.putItem(row);
+      });
+      const utd = { [invocationOf(1)]: 6 as Usn, [invocationOf(2)]: 3 as Usn };
+      for (const after of [0, 10, 11, 13]) {
+        const expected = store
+          .getItems(guidOf(1))
+          .filter((item) => item.localUsn > after && (utd[item.stamp.invocation] ?? 0) < item.stamp.usn);
+        assert.deepEqual(store.getItemsLacking(guidOf(1), after as Usn, utd), expected, `after ${after}`);
+      }
+      assert.deepEqual(
+        store.getItemsLacking(guidOf(1), 0 as Usn, utd).map((item) => item.attribute),
+        ["b", "d", "e"],
+      );
+      assert.deepEqual(store.getItemsLacking(guidOf(1), 0 as Usn, {}).length, rows.length);
+      assert.deepEqual(store.getItemsLacking(guidOf(9), 0 as Usn, {}), []);
+    });
+  });
+
   it("removeItemsExcept keeps only the listed attributes of one entry", () => {
     withStore(open, (store) => {
       store.transaction(() => {

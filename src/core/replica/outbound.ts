@@ -102,6 +102,12 @@ function entryChange(
   utd: UtdVector,
   excluded: ReadonlySet<string>,
 ): EntryChange | undefined {
+  if (excluded.size === 0 && !row.deleted) {
+    // The common case reads only what the destination lacks (a relay pull, whose destination
+    // got nearly everything from elsewhere, passes over most items).
+    const lacking = ctx.store.getItemsLacking(row.guid, propertyUsn, utd);
+    return entryChangeOf(row, lacking, lacking);
+  }
   const stored = ctx.store.getItems(row.guid);
   const uncovered = stored.filter((item) => item.localUsn > propertyUsn && !utdCovers(utd, item.stamp));
   if (excluded.size === 0) return entryChangeOf(row, stored, uncovered);
