@@ -27,8 +27,10 @@ export interface Canaries {
   readonly forgetOwnHeldStamps?: boolean;
   /** Put off every pull a relayed notification asks for, even when nothing else brings the changes. */
   readonly deferEveryRelay?: boolean;
-  /** Keep quiet to a partner that hears others directly about changes from anyone. */
+  /** Hold back, for a partner that hears others directly, notifications of changes from anyone. */
   readonly ignoreRelayHears?: boolean;
+  /** Drop, instead of holding back till the lease ends, a notification a relay lease covers. */
+  readonly dropHeldRelays?: boolean;
 }
 
 export type CanaryName = keyof Canaries;
@@ -44,6 +46,7 @@ export const canaryNames: readonly CanaryName[] = [
   "forgetOwnHeldStamps",
   "deferEveryRelay",
   "ignoreRelayHears",
+  "dropHeldRelays",
 ];
 
 /** Canaries of origin-filtered pulls that lose changes: the filtered-pull property catches them. */

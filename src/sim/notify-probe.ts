@@ -52,12 +52,59 @@ export function probeNotifications(world: World): void {
   }
 }
 
-/** Writes probe `serial` on `origin`; returns when each node received it (ms after the write). */
+/**
+ * The same after a lost notification: the origin's notifications to one partner that also
+ * hears of the write through another partner (a triangle of links) are dropped. That partner
+ * must still get the write within two hops plus twice the relay pull delay: the other
+ * partner's relayed notification may be held back for up to the delay (a relay lease: the
+ * partner said it hears the origin directly), and the partner then puts off the pull it asks
+ * for by as much again. A relayed notification dropped rather than held back would leave the
+ * write to a periodic pull, a minute later.
+ */
+export function probeLostNotification(world: World): void {
+  if (world.nodes.some((node) => !node.up || node.replica?.isQuarantined() === true)) return;
+  const origin = world.nodes[(world.params.seed + 1) % world.nodes.length] as SimNode;
+  const near = new Set(world.partnersOf(origin.index));
+  const target = [...near].find((node) =>
+    world.partnersOf(node).some((other) => other !== origin.index && near.has(other)),
+  );
+  if (target === undefined) return;
+  if (!settle(world)) {
+    world.trace.note(world.time, "lost-notification probe skipped: a partner link still fails");
+    return;
+  }
+  const bound = 2 * perHopBoundMs(world) + 2 * world.params.relayPullDelayMs;
+  world.dropMessage = (from, to, message) =>
+    from === origin && to.index === target && message.kind === "notify";
+  // Run until every node could have it: nodes beyond the target may hear of it through it.
+  const hops = hopsFrom(world, origin.index);
+  const everywhere = Math.max(...hops) * perHopBoundMs(world) + bound;
+  const arrivals = measure(world, origin, hops, probesCount + 1, everywhere);
+  world.dropMessage = null;
+  const arrival = arrivals?.get(target);
+  if (arrivals === undefined) return;
+  world.stats.invariantChecks++;
+  if (arrival === undefined || arrival > bound) {
+    const node = world.nodes[target] as SimNode;
+    world.violate(
+      "notification-latency",
+      `with its notifications to ${node.id} lost, a write on ${origin.id} reached it ` +
+        `${arrival === undefined ? "not at all" : `after ${arrival} ms`}, more than ${bound} ms`,
+    );
+  }
+}
+
+/**
+ * Writes probe `serial` on `origin` and runs past `boundMs` (by default the chain of
+ * notifications along the longest shortest path); returns when each node received it (ms
+ * after the write).
+ */
 function measure(
   world: World,
   origin: SimNode,
   hops: readonly number[],
   serial: number,
+  boundMs = Math.max(...hops) * perHopBoundMs(world),
 ): Map<number, number> | undefined {
   const machine = origin.machine;
   if (machine === null) return undefined;
@@ -83,9 +130,8 @@ function measure(
     if (!arrivals.has(to.index) && (page as ChangePage).entries.some((entry) => entry.guid === guid))
       arrivals.set(to.index, world.time - written);
   };
-  const longest = Math.max(...hops) * perHopBoundMs(world);
   // Past the bound, and long enough for deferred relay pulls to finish before the next probe.
-  world.runUntil(written + longest + world.params.relayPullDelayMs + 1);
+  world.runUntil(written + boundMs + world.params.relayPullDelayMs + 1);
   world.onPageDelivered = previous;
   return arrivals;
 }

@@ -3,7 +3,7 @@ import { unwrap } from "../core/result.ts";
 import { Faults } from "./faults.ts";
 import { Invariants } from "./invariants.ts";
 import type { SimNode } from "./node.ts";
-import { probeNotifications } from "./notify-probe.ts";
+import { probeLostNotification, probeNotifications } from "./notify-probe.ts";
 import { deriveParams, type SimParams } from "./params.ts";
 import { dataPartition, Workload } from "./workload.ts";
 import { eventsPerSeedMax, type Violation, World } from "./world.ts";
@@ -70,6 +70,7 @@ export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
     faults.stop();
     world.healAll();
     probeNotifications(world);
+    probeLostNotification(world);
   }
   const withinBudget = safe && world.stats.events <= eventsPerSeedMax;
   let entries = 0;

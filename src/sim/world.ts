@@ -70,6 +70,8 @@ export class World {
   private readonly inbound: Map<number, number[]>;
   /** Sees every page a node received and applied (the site simulator counts transfers). */
   onPageDelivered: ((from: SimNode, to: SimNode, page: unknown) => void) | null = null;
+  /** Drops the messages it returns true for, as if lost (the lost-notification probe). */
+  dropMessage: ((from: SimNode, to: SimNode, message: PeerMessage) => boolean) | null = null;
 
   constructor(
     readonly params: SimParams,
@@ -267,6 +269,10 @@ export class World {
     if (this.linkCut(from.index, to.index) || this.random.chance(lossRate)) {
       this.stats.messagesDropped++;
       this.stats.messagesLost++;
+      return;
+    }
+    if (this.dropMessage?.(from, to, send.message) === true) {
+      this.stats.messagesDropped++;
       return;
     }
     // A duplicated message arrives twice, each copy after its own delay (so maybe re-ordered).

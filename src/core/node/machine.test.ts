@@ -548,6 +548,54 @@ describe("node state machine", () => {
     assert.deepEqual(relayed("failing"), [{ kind: "notify", via: [a.name] }]);
   });
 
+  it("sends a held-back notification when the lease ends, unless the puller pulled a whole cycle meanwhile", () => {
+    const relayPullDelayMs = 500;
+    const { a, b, c, harness } = settledTrio({ notifyDelayMs: 20, relayPullDelayMs });
+    const bMachine = harness.machine(b.name);
+    const cPullsB = () =>
+      harness.deliver(c.name, harness.machine(c.name).receive(b.name, { kind: "notify" }));
+    const toC = () =>
+      bMachine
+        .tick()
+        .filter((send) => send.to === c.name && send.message.kind === "notify")
+        .map((send) => send.message);
+    const aWritesBPulls = (cn: string) => {
+      harness
+        .machine(a.name)
+        .write([{ op: "add", dn: `cn=${cn},dc=example,dc=com`, attributes: { objectClass: ["person"] } }]);
+      harness.time += 20;
+      harness.deliver(
+        a.name,
+        harness
+          .machine(a.name)
+          .tick()
+          .filter((send) => send.to === b.name),
+      );
+      harness.time += 20;
+    };
+    harness.time += 10_000;
+    const leaseFrom = harness.time;
+    cPullsB();
+    aWritesBPulls("held");
+    assert.deepEqual(toC(), [], "held back while c's word holds");
+    assert.equal(bMachine.nextWakeAt(), leaseFrom + relayPullDelayMs, "b wakes when it ends");
+    harness.time = leaseFrom + relayPullDelayMs;
+    assert.deepEqual(
+      toC(),
+      [{ kind: "notify", via: [a.name] }],
+      "then c is told (had a's own notification been lost)",
+    );
+    // A whole pull cycle from c meanwhile brought the changes: nothing is sent.
+    const again = harness.time;
+    cPullsB();
+    aWritesBPulls("pulled");
+    assert.deepEqual(toC(), []);
+    cPullsB();
+    harness.time = again + 10 * relayPullDelayMs;
+    assert.deepEqual(toC(), [], "the cycle from c took it");
+    assert.ok(bMachine.nextWakeAt() > harness.time);
+  });
+
   it("when a link fails, pulls at once from the partners it recently said it hears that node from", () => {
     const relayPullDelayMs = 500;
     /** c's periodic pulls after a minute: b's is answered, a's is not (yet). */

@@ -141,9 +141,14 @@ export class NodeMachine {
   private readonly recentPullers = new Map<NodeId, number>();
   /**
    * Pullers that said which other partners they hear directly (a pull's `hears`), and until
-   * when that holds: a relayed notification of changes from those only is not sent to them.
+   * when that holds: a relayed notification of changes from those only is held back till then.
    */
   private readonly relayLeases = new Map<NodeId, RelayLease>();
+  /**
+   * Relayed notifications held back by a lease: sent when it ends, unless the puller pulled
+   * a whole cycle from here meanwhile (which brought the changes they announced).
+   */
+  private readonly heldRelays = new Map<NodeId, { readonly via: Set<NodeId>; readonly at: number }>();
   /** What this node last told each partner it hears directly, and when (see `failed`). */
   private readonly hearsClaims = new Map<
     NodeId,
@@ -188,8 +193,14 @@ export class NodeMachine {
       this.notifySources = null;
       for (const partner of this.notifyTargets(now)) {
         const message = notificationFor(partner, sources);
-        if (message !== null && !this.quietTo(partner, message, now)) out.push({ to: partner, message });
+        if (message !== null && !this.holdBack(partner, message, now))
+          out.push({ to: partner, message: this.withHeld(partner, message) });
       }
+    }
+    for (const [partner, held] of this.heldRelays) {
+      if (held.at > now) continue;
+      this.heldRelays.delete(partner);
+      out.push({ to: partner, message: { kind: "notify", via: [...held.via].sort() } });
     }
     if (now >= this.purgeAt) {
       this.purgeAt = now + this.config.purgeIntervalMs;
@@ -218,6 +229,7 @@ export class NodeMachine {
       );
     }
     if (this.notifyAt !== null) wake = Math.min(wake, this.notifyAt);
+    for (const held of this.heldRelays.values()) wake = Math.min(wake, held.at);
     return wake;
   }
 
@@ -238,6 +250,8 @@ export class NodeMachine {
             until: now + this.config.relayPullDelayMs,
           });
         const page = this.replica.getChanges(message.request);
+        // The last page of a cycle brings everything held back from this puller.
+        if (page.ok && !page.value.more) this.heldRelays.delete(from);
         const reply: PeerMessage = page.ok
           ? { kind: "page", id: message.id, page: page.value }
           : { kind: "refused", id: message.id, code: page.error.code, message: page.error.message };
@@ -413,12 +427,14 @@ export class NodeMachine {
   }
 
   /**
-   * Whether `partner` need not be told of changes that came from `via` only: it said, in a
-   * pull within the relay pull delay, that it hears each of them directly, so it would put
-   * off the pull anyway. Should one of those links fail meanwhile, it pulls at once from
-   * every partner it said so to (see `failed`).
+   * Holds back a notification `partner` need not have yet: one of changes that came from `via`
+   * only, when it said, in a pull within the relay pull delay, that it hears each of them
+   * directly (it would put off the pull anyway). The notification goes out when that word
+   * ends, so a lost direct notification still costs at most two relay pull delays; a whole
+   * pull cycle from `partner` meanwhile cancels it. Should one of those links fail first,
+   * the partner pulls at once from every node it said so to (see `failed`).
    */
-  private quietTo(partner: NodeId, message: PeerMessage, now: number): boolean {
+  private holdBack(partner: NodeId, message: PeerMessage, now: number): boolean {
     if (message.kind !== "notify" || message.via === undefined) return false;
     const lease = this.relayLeases.get(partner);
     if (lease === undefined) return false;
@@ -426,7 +442,24 @@ export class NodeMachine {
       this.relayLeases.delete(partner);
       return false;
     }
-    return this.canaries.ignoreRelayHears === true || message.via.every((node) => lease.hears.has(node));
+    const covered =
+      this.canaries.ignoreRelayHears === true || message.via.every((node) => lease.hears.has(node));
+    if (!covered) return false;
+    if (this.canaries.dropHeldRelays === true) return true;
+    const held = this.heldRelays.get(partner);
+    if (held === undefined) this.heldRelays.set(partner, { via: new Set(message.via), at: lease.until });
+    else for (const node of message.via) held.via.add(node);
+    return true;
+  }
+
+  /** A notification that goes out now also announces what was held back from `partner`. */
+  private withHeld(partner: NodeId, message: PeerMessage): PeerMessage {
+    const held = this.heldRelays.get(partner);
+    if (held === undefined || message.kind !== "notify") return message;
+    this.heldRelays.delete(partner);
+    // A notification without `via` (changes of this node's own) has the partner pull at once.
+    if (message.via === undefined) return message;
+    return { kind: "notify", via: [...new Set([...message.via, ...held.via])].sort() };
   }
 
   /** The plan's outbound partners and the recent pullers that asked to be told. */
