@@ -86,6 +86,22 @@ function settledTrio(overrides: Partial<NodeConfig>): {
   return { a, b, c, harness };
 }
 
+/** a adds cn=`cn`; after the notify delay only b hears of it, and pulls it; 20 ms pass again. */
+function writtenOnAPulledByB(harness: Harness, a: TestReplica, b: TestReplica, cn: string): void {
+  harness
+    .machine(a.name)
+    .write([{ op: "add", dn: `cn=${cn},dc=example,dc=com`, attributes: { objectClass: ["person"] } }]);
+  harness.time += 20;
+  harness.deliver(
+    a.name,
+    harness
+      .machine(a.name)
+      .tick()
+      .filter((send) => send.to === b.name),
+  );
+  harness.time += 20;
+}
+
 describe("node state machine", () => {
   it("pulls from every partner at once, then waits for the interval", () => {
     const { a, b } = pair();
@@ -506,16 +522,7 @@ describe("node state machine", () => {
         .map((send) => send.message);
     /** a writes, b pulls it from a; what b then tells c. */
     const relayed = (cn: string): PeerMessage[] => {
-      harness.machine(a.name).write([{ op: "add", dn: dn(cn), attributes: { objectClass: ["person"] } }]);
-      harness.time += 20;
-      harness.deliver(
-        a.name,
-        harness
-          .machine(a.name)
-          .tick()
-          .filter((send) => send.to === b.name),
-      );
-      harness.time += 20;
+      writtenOnAPulledByB(harness, a, b, cn);
       return toC();
     };
     harness.time += 10_000;
@@ -559,20 +566,7 @@ describe("node state machine", () => {
         .tick()
         .filter((send) => send.to === c.name && send.message.kind === "notify")
         .map((send) => send.message);
-    const aWritesBPulls = (cn: string) => {
-      harness
-        .machine(a.name)
-        .write([{ op: "add", dn: `cn=${cn},dc=example,dc=com`, attributes: { objectClass: ["person"] } }]);
-      harness.time += 20;
-      harness.deliver(
-        a.name,
-        harness
-          .machine(a.name)
-          .tick()
-          .filter((send) => send.to === b.name),
-      );
-      harness.time += 20;
-    };
+    const aWritesBPulls = (cn: string) => writtenOnAPulledByB(harness, a, b, cn);
     harness.time += 10_000;
     const leaseFrom = harness.time;
     cPullsB();
