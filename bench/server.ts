@@ -256,9 +256,9 @@ interface TaxRound {
  */
 async function measureTaxRounds(alone: LocalCluster, site: LocalCluster, scale: Scale): Promise<TaxRound[]> {
   const rounds: TaxRound[] = [];
-  for (let round = 1; round <= scale.taxRounds; round++) {
-    const a = await measureLevel(alone, scale, 64, `tax${round}-alone-`);
-    const b = await measureLevel(site, scale, 64, `tax${round}-site-`);
+  for (let serial = 1; serial <= scale.taxRounds; serial++) {
+    const a = await measureLevel(alone, scale, 64, `tax${serial}-alone-`);
+    const b = await measureLevel(site, scale, 64, `tax${serial}-site-`);
     rounds.push({
       alone: a.writesPerSec,
       withPartners: b.writesPerSec,

@@ -788,7 +788,7 @@ function itemListTests(open: OpenStore): void {
         store.getItemsLacking(guidOf(1), 0 as Usn, utd).map((item) => item.attribute),
         ["b", "d", "e"],
       );
-      assert.deepEqual(store.getItemsLacking(guidOf(1), 0 as Usn, {}).length, rows.length);
+      assert.equal(store.getItemsLacking(guidOf(1), 0 as Usn, {}).length, rows.length);
       assert.deepEqual(store.getItemsLacking(guidOf(9), 0 as Usn, {}), []);
     });
   });

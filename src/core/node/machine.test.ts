@@ -499,7 +499,7 @@ describe("node state machine", () => {
     assert.ok(c.replica.get(dn("second")).ok);
   });
 
-  it("keeps quiet to a partner that said it hears the origin directly, for the relay pull delay", () => {
+  it("holds back from a partner that said it hears the origin directly, for the relay pull delay", () => {
     const relayPullDelayMs = 500;
     const { a, b, c, harness } = settledTrio({ notifyDelayMs: 20, relayPullDelayMs });
     const dn = (cn: string) => `cn=${cn},dc=example,dc=com`;
@@ -528,7 +528,7 @@ describe("node state machine", () => {
     harness.time += 10_000;
     const [pull] = cPullsB();
     assert.deepEqual(pull?.message.kind === "pull" && pull.message.hears, [a.name], "c says it hears a");
-    assert.deepEqual(relayed("quiet"), [], "b keeps quiet about a's change: c hears of it from a");
+    assert.deepEqual(relayed("quiet"), [], "b holds back a's change: c hears of it from a");
     harness.time += relayPullDelayMs;
     assert.deepEqual(
       relayed("told"),
@@ -612,7 +612,7 @@ describe("node state machine", () => {
     assert.equal(
       soon.machine.nextWakeAt(),
       soon.harness.time,
-      "b may be keeping quiet about a: pull from b now",
+      "b may be holding back a's changes: pull from b now",
     );
     assert.deepEqual(
       soon.machine.tick().map((send) => [send.to, send.message.kind]),

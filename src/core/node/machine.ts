@@ -495,8 +495,8 @@ export class NodeMachine {
 
   /**
    * The link to `lost` just failed: partners this node recently said it hears `lost` directly
-   * (a pull's `hears`) may be keeping quiet about the changes they got from it, so pull from
-   * them now rather than wait for their silence to end. A claim counts for the relay pull
+   * (a pull's `hears`) may be holding back notifications of the changes they got from it, so
+   * pull from them now rather than wait for the hold to end. A claim counts for the relay pull
    * delay after it reached the partner, which may be up to the pull timeout after it was sent.
    */
   private pullFromRelays(lost: NodeId, now: number): void {

@@ -10,8 +10,8 @@ export type PeerMessage =
   /** Destination → source: the next page after my watermark, please. `notify`: the link
    * wants notifications, so tell me of your next changes even if your plan does not name me.
    * `hears`: the other partners this destination pulls from over healthy links; for the
-   * relay pull delay the source need not notify it of changes that came only from those
-   * (it would put off the pull anyway: NodeMachine.hearsDirectly). */
+   * relay pull delay the source may hold back notifying it of changes that came only from
+   * those (it would put off the pull anyway: NodeMachine.hearsDirectly, NodeMachine.holdBack). */
   | {
       readonly kind: "pull";
       readonly id: number;
