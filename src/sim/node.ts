@@ -1,8 +1,9 @@
-import type { Canaries } from "../core/canaries.ts";
+import { type Canaries, noCanaries } from "../core/canaries.ts";
 import type { Guid, Millis, NodeId, Usn } from "../core/ids.ts";
 import { type NodeConfig, NodeMachine } from "../core/node/machine.ts";
 import type { Clock } from "../core/ports.ts";
-import { Replica } from "../core/replica/replica.ts";
+import { Replica, readPageFrom } from "../core/replica/replica.ts";
+import type { ChangePage, ChangeRequest } from "../core/replication/page.ts";
 import type { EntryRow, ItemRow, Store } from "../core/store.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import { SeededRandom } from "./ports.ts";
@@ -143,7 +144,18 @@ export class SimNode {
     return { clock: this.clock, random: new SeededRandom(seed) };
   }
 
+  /**
+   * The page for a pull the machine admitted, read from the store as it is now: what the
+   * runtime's page worker does on its own connection (src/runtime/page-builder.ts).
+   */
+  readPage(request: ChangeRequest): ChangePage {
+    return readPageFrom(this.store, request, { canaries: this.canaries });
+  }
+
+  private canaries: Canaries = noCanaries;
+
   private attach(replica: Replica, config: NodeConfig, canaries: Canaries): void {
+    this.canaries = canaries;
     this.replica = replica;
     this.machine = new NodeMachine(replica, { now: () => this.world.time }, config, canaries);
   }

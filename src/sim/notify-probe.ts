@@ -20,8 +20,9 @@ const settleStepMs = 100;
  * must reach every node within the time a chain of notifications takes along the shortest
  * partner path. Each hop may take the notification delay, the notification's trip, the end
  * of a pull already under way (its request and answer) and a new pull (request and answer):
- * five trips at the longest message delay. Convergence alone would not notice a change left
- * waiting for a periodic pull or a deferred relay (the liveness bound is minutes); this does.
+ * five trips at the longest message delay, and the building of both pulls' pages. Convergence
+ * alone would not notice a change left waiting for a periodic pull or a deferred relay (the
+ * liveness bound is minutes); this does.
  * Skipped when a node is down or quarantined (it may not serve pulls), as after a long downtime.
  */
 export function probeNotifications(world: World): void {
@@ -151,7 +152,9 @@ function settle(world: World): boolean {
 
 function perHopBoundMs(world: World): number {
   const { max, interSiteExtra } = world.params.messageDelayMs;
-  return world.params.notifyDelayMs + 5 * (max + interSiteExtra) + slackPerHopMs;
+  // Both pulls' pages may each wait to be read and then to be sent (pageBuildDelayMs each).
+  const builds = 4 * world.params.pageBuildDelayMs;
+  return world.params.notifyDelayMs + 5 * (max + interSiteExtra) + builds + slackPerHopMs;
 }
 
 /** Hops from `origin` to every node over partner links; -1 for nodes it cannot reach. */

@@ -18,6 +18,12 @@ export interface SimParams {
   readonly notifyDelayMs: number;
   /** NodeConfig.relayPullDelayMs; 0 for some seeds, and up to longer than a notification takes to cross the graph. */
   readonly relayPullDelayMs: number;
+  /**
+   * 0: a node builds a pull's page as it admits the pull (NodeMachine.receive); else it reads
+   * the page up to this much later, from what its store holds then, and sends it up to as much
+   * later again, as the runtime's page worker does (World.buildPageLater).
+   */
+  readonly pageBuildDelayMs: number;
   readonly pullTimeoutMs: number;
   readonly pageEntriesMax: number;
   readonly messageDelayMs: { readonly min: number; readonly max: number; readonly interSiteExtra: number };
@@ -57,6 +63,8 @@ export interface FaultPlan {
 }
 
 const minute = 60_000;
+/** The longest a simulated page waits to be read, and then to be sent (a page worker's queue). */
+const pageBuildDelayMsMax = 100;
 
 /**
  * Parameters for a hand-written scenario: a small cluster, every partner linked to every
@@ -75,6 +83,7 @@ export function scenarioParams(nodes: number, overrides: Partial<SimParams> = {}
     interPullIntervalMs: 5_000,
     notifyDelayMs: 10,
     relayPullDelayMs: 500,
+    pageBuildDelayMs: 0,
     pullTimeoutMs: 2_000,
     pageEntriesMax: 100,
     messageDelayMs: { min: 1, max: 10, interSiteExtra: 20 },
@@ -152,6 +161,7 @@ export function deriveParams(seed: number): SimParams {
     purgeIntervalMs: random.int(5_000, 30_000),
     // Drawn last, so that every other parameter of a seed stays what it was before this one.
     relayPullDelayMs: random.chance(0.2) ? 0 : random.int(1, 5_000),
+    pageBuildDelayMs: random.chance(0.4) ? 0 : random.int(1, pageBuildDelayMsMax),
   };
 }
 
@@ -188,7 +198,8 @@ export function describeParams(params: SimParams): string {
   return [
     `seed ${seed}: ${nodes} nodes in ${sites} sites (${params.placement.join(",")}), ${edges.length} partner edges`,
     `  pull every ${params.intraPullIntervalMs} ms in a site, ${params.interPullIntervalMs} ms between sites; ` +
-      `notify after ${params.notifyDelayMs} ms, relayed ones pulled after ${params.relayPullDelayMs} ms; timeout ${params.pullTimeoutMs} ms; pages of ${params.pageEntriesMax} entries`,
+      `notify after ${params.notifyDelayMs} ms, relayed ones pulled after ${params.relayPullDelayMs} ms; ` +
+      `pages built up to ${params.pageBuildDelayMs} ms after the pull; timeout ${params.pullTimeoutMs} ms; pages of ${params.pageEntriesMax} entries`,
     `  messages ${params.messageDelayMs.min}-${params.messageDelayMs.max} ms (+${params.messageDelayMs.interSiteExtra} between sites), ` +
       `loss ${params.lossRate}, duplication ${params.duplicateRate}`,
     `  workload: ${params.operations} operations over ${params.safetyMs} ms; mix ${JSON.stringify(mix)}`,

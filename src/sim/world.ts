@@ -1,7 +1,7 @@
 import type { Canaries } from "../core/canaries.ts";
 import { type Guid, type NodeId, nodeId } from "../core/ids.ts";
 import type { NodeConfig } from "../core/node/machine.ts";
-import { nodeConfigDefaults, type Send } from "../core/node/machine.ts";
+import { nodeConfigDefaults, type PullAdmission, type Send } from "../core/node/machine.ts";
 import type { PeerMessage } from "../core/node/messages.ts";
 import { EventQueue } from "./heap.ts";
 import { Ledger } from "./ledger.ts";
@@ -290,6 +290,36 @@ export class World {
     }
   }
 
+  /**
+   * A pull admitted now, its page read from the store up to pageBuildDelayMs later (writes and
+   * pages applied meanwhile are in it) and sent up to as much later again, as the runtime's
+   * page worker reads a snapshot and hands the page back to the node's thread. A node that
+   * crashed meanwhile never answers: the puller's pull times out.
+   */
+  private buildPageLater(node: SimNode, from: SimNode, message: PeerMessage): void {
+    const machine = node.machine as NonNullable<SimNode["machine"]>;
+    let admission: PullAdmission | undefined;
+    this.step(node, () => {
+      admission = machine.admitPull(from.id, message);
+      return admission?.kind === "answer" ? [{ to: from.id, message: admission.message }] : [];
+    });
+    const admitted = admission;
+    if (admitted?.kind !== "build") return;
+    const { ticket } = admitted;
+    const later = (): number => this.time + this.random.int(0, this.params.pageBuildDelayMs);
+    this.at(later(), `page for ${from.id} read`, () => {
+      if (node.machine !== machine) return;
+      const page = node.readPage(ticket.request);
+      this.at(later(), `page for ${from.id} sent`, () => {
+        if (node.machine !== machine) return;
+        this.step(node, () => {
+          machine.pageServed(ticket, page.more);
+          return [{ to: from.id, message: { kind: "page", id: ticket.id, page } }];
+        });
+      });
+    });
+  }
+
   private delay(from: SimNode, to: SimNode): number {
     const { min, max, interSiteExtra } = this.params.messageDelayMs;
     return this.random.int(min, max) + (from.site === to.site ? 0 : interSiteExtra);
@@ -307,6 +337,10 @@ export class World {
     const replica = to.replica as NonNullable<SimNode["replica"]>;
     const usnBefore = replica.usn;
     const machine = to.machine as NonNullable<SimNode["machine"]>;
+    if (event.message.kind === "pull" && this.params.pageBuildDelayMs > 0) {
+      this.buildPageLater(to, from, event.message);
+      return;
+    }
     this.step(to, () => machine.receive(from.id, event.message));
     if (event.message.kind !== "page" || !to.up) return;
     this.onPageDelivered?.(from, to, event.message.page);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { makeDirectory, type TestReplica } from "../../../test/support/replicas.ts";
+import { type Canaries, noCanaries } from "../canaries.ts";
 import { configPartition } from "../directory/partition.ts";
 import type { NodeId } from "../ids.ts";
 import {
@@ -20,7 +21,11 @@ class Harness {
   time = 0;
   readonly machines = new Map<NodeId, NodeMachine>();
 
-  constructor(replicas: readonly TestReplica[], overrides: Partial<NodeConfig> = {}) {
+  constructor(
+    replicas: readonly TestReplica[],
+    overrides: Partial<NodeConfig> = {},
+    canaries: Canaries = noCanaries,
+  ) {
     const names = replicas.map((replica) => replica.name);
     for (const replica of replicas) {
       const others = names.filter((name) => name !== replica.name);
@@ -31,7 +36,10 @@ class Harness {
         replicaSet: names,
         ...overrides,
       };
-      this.machines.set(replica.name, new NodeMachine(replica.replica, { now: () => this.time }, config));
+      this.machines.set(
+        replica.name,
+        new NodeMachine(replica.replica, { now: () => this.time }, config, canaries),
+      );
     }
   }
 
@@ -70,7 +78,10 @@ function pair(): { a: TestReplica; b: TestReplica } {
  * Three nodes that all pull from each other, ticked until the partition has reached every one
  * and the relayed notifications of its arrival (put off by relayPullDelayMs) have been pulled.
  */
-function settledTrio(overrides: Partial<NodeConfig>): {
+function settledTrio(
+  overrides: Partial<NodeConfig>,
+  canaries: Canaries = noCanaries,
+): {
   a: TestReplica;
   b: TestReplica;
   c: TestReplica;
@@ -78,7 +89,7 @@ function settledTrio(overrides: Partial<NodeConfig>): {
 } {
   const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
   assert.ok(a !== undefined && b !== undefined && c !== undefined);
-  const harness = new Harness([a, b, c], overrides);
+  const harness = new Harness([a, b, c], overrides, canaries);
   for (const time of [0, 1_000, 2_000]) {
     harness.time = time;
     harness.tickAll();
@@ -588,6 +599,52 @@ describe("node state machine", () => {
     harness.time = again + 10 * relayPullDelayMs;
     assert.deepEqual(toC(), [], "the cycle from c took it");
     assert.ok(bMachine.nextWakeAt() > harness.time);
+  });
+
+  it("a page read before a notification was held back does not cancel it (pages built off the node's thread)", () => {
+    const relayPullDelayMs = 500;
+    /** c's pull reaches b, which admits it and reads its page; a's write reaches b before the page is sent. */
+    const run = (canaries: Canaries) => {
+      const { a, b, c, harness } = settledTrio({ notifyDelayMs: 20, relayPullDelayMs }, canaries);
+      const bMachine = harness.machine(b.name);
+      harness.time += 10_000;
+      const leaseFrom = harness.time;
+      const [pull] = harness.machine(c.name).receive(b.name, { kind: "notify" });
+      assert.ok(pull?.message.kind === "pull" && pull.message.hears !== undefined);
+      const admission = bMachine.admitPull(c.name, pull.message);
+      assert.ok(admission?.kind === "build");
+      const page = b.replica.readPage(admission.ticket.request);
+      assert.equal(page.more, false, "the page ends c's cycle");
+      writtenOnAPulledByB(harness, a, b, "after-the-read");
+      const toC = () =>
+        bMachine
+          .tick()
+          .filter((send) => send.to === c.name && send.message.kind === "notify")
+          .map((send) => send.message);
+      assert.deepEqual(toC(), [], "held back: c said it hears a");
+      bMachine.pageServed(admission.ticket, page.more);
+      harness.deliver(b.name, [{ to: c.name, message: { kind: "page", id: admission.ticket.id, page } }]);
+      assert.equal(
+        c.replica.get("cn=after-the-read,dc=example,dc=com").ok,
+        false,
+        "the page did not bring it",
+      );
+      harness.time = leaseFrom + relayPullDelayMs;
+      return toC();
+    };
+    assert.deepEqual(run(noCanaries), [{ kind: "notify", via: ["node-a"] }], "told when the lease ends");
+    assert.deepEqual(run({ clearHeldAfterAdmission: true }), [], "the planted defect loses it");
+  });
+
+  it("answers a malformed or non-pull message to admitPull with undefined, and refuses a bad request", () => {
+    const { b, c, harness } = settledTrio({});
+    const bMachine = harness.machine(b.name);
+    assert.equal(bMachine.admitPull(c.name, { kind: "notify" }), undefined);
+    assert.equal(bMachine.admitPull(c.name, { kind: "pull" }), undefined);
+    assert.equal(bMachine.admitPull(c.name, "not a message"), undefined);
+    const admission = bMachine.admitPull(c.name, { kind: "pull", id: 7, request: { destination: c.name } });
+    assert.ok(admission?.kind === "answer" && admission.message.kind === "refused");
+    assert.equal(admission.message.id, 7, "the refusal answers that pull");
   });
 
   it("when a link fails, pulls at once from the partners it recently said it hears that node from", () => {

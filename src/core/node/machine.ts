@@ -3,7 +3,7 @@ import type { Guid, InvocationId, NodeId } from "../ids.ts";
 import type { WriteOutcome, WriteRequest } from "../replica/originating.ts";
 import type { Replica } from "../replica/replica.ts";
 import type { LingeringCandidate } from "../replica/tombstones.ts";
-import type { PageLimits } from "../replication/page.ts";
+import type { ChangeRequest, PageLimits } from "../replication/page.ts";
 import { isUrgentWrite } from "../replication/urgent.ts";
 import type { UtdVector } from "../replication/utd.ts";
 import type { Result } from "../result.ts";
@@ -81,6 +81,27 @@ export interface Send {
   readonly message: PeerMessage;
 }
 
+/** Relayed notifications held back from one puller (see NodeMachine.holdBack). */
+interface HeldRelays {
+  readonly via: ReadonlySet<NodeId>;
+  readonly at: number;
+}
+
+/** An admitted pull whose page is still to be built (NodeMachine.admitPull). */
+export interface PullTicket {
+  readonly from: NodeId;
+  /** The pull message's id, for the page message that answers it. */
+  readonly id: number;
+  readonly request: ChangeRequest;
+  /** What was held back from the puller when the pull was admitted. */
+  readonly held: HeldRelays | undefined;
+}
+
+/** A pull, admitted: the answer to send at once, or the page to build. */
+export type PullAdmission =
+  | { readonly kind: "answer"; readonly message: PeerMessage }
+  | { readonly kind: "build"; readonly ticket: PullTicket };
+
 /** What `repl status` shows per inbound partner. Times are Monotonic milliseconds. */
 export interface PartnerStatus {
   readonly partner: NodeId;
@@ -148,7 +169,7 @@ export class NodeMachine {
    * Relayed notifications held back by a lease: sent when it ends, unless the puller pulled
    * a whole cycle from here meanwhile (which brought the changes they announced).
    */
-  private readonly heldRelays = new Map<NodeId, { readonly via: Set<NodeId>; readonly at: number }>();
+  private readonly heldRelays = new Map<NodeId, HeldRelays>();
   /** What this node last told each partner it hears directly, and when (see `failed`). */
   private readonly hearsClaims = new Map<
     NodeId,
@@ -241,21 +262,11 @@ export class NodeMachine {
     const now = this.clock.now();
     switch (message.kind) {
       case "pull": {
-        if (message.notify === true) this.recentPullers.set(from, now + recentPullerNotifyMs);
-        // A pull without `hears` takes back whatever the puller said before.
-        if (message.hears === undefined || this.config.relayPullDelayMs === 0) this.relayLeases.delete(from);
-        else
-          this.relayLeases.set(from, {
-            hears: new Set(message.hears),
-            until: now + this.config.relayPullDelayMs,
-          });
-        const page = this.replica.getChanges(message.request);
-        // The last page of a cycle brings everything held back from this puller.
-        if (page.ok && !page.value.more) this.heldRelays.delete(from);
-        const reply: PeerMessage = page.ok
-          ? { kind: "page", id: message.id, page: page.value }
-          : { kind: "refused", id: message.id, code: page.error.code, message: page.error.message };
-        return [{ to: from, message: reply }];
+        const admission = this.admit(from, message, now);
+        if (admission.kind === "answer") return [{ to: from, message: admission.message }];
+        const page = this.replica.readPage(admission.ticket.request);
+        this.pageServed(admission.ticket, page.more);
+        return [{ to: from, message: { kind: "page", id: admission.ticket.id, page } }];
       }
       case "page":
         return this.onPage(from, message.id, message.page, now);
@@ -427,6 +438,48 @@ export class NodeMachine {
   }
 
   /**
+   * A pull's first half, for a caller that builds the page elsewhere (the runtime builds pages
+   * on a worker thread, from its own connection to the store): undefined when `raw` is not a
+   * well-formed pull (give it to receive, which drops it), else the answer to send at once (a
+   * refusal), or a ticket whose request the caller builds the page for (readPageFrom) and then
+   * hands back to pageServed. receive() does all of it in one go.
+   */
+  admitPull(from: NodeId, raw: unknown): PullAdmission | undefined {
+    const checked = checkPeerMessage(raw);
+    if (!checked.ok || checked.value.kind !== "pull") return undefined;
+    return this.admit(from, checked.value, this.clock.now());
+  }
+
+  /**
+   * A pull's second half: its page was built and goes out; `more` is the page's. The last page
+   * of a cycle brings everything held back from the puller when the pull was admitted (the
+   * page was read after that); what was held back since stays held.
+   */
+  pageServed(ticket: PullTicket, more: boolean): void {
+    if (more) return;
+    const since = this.heldRelays.get(ticket.from) !== ticket.held;
+    if (!since || this.canaries.clearHeldAfterAdmission === true) this.heldRelays.delete(ticket.from);
+  }
+
+  private admit(from: NodeId, message: Extract<PeerMessage, { kind: "pull" }>, now: number): PullAdmission {
+    if (message.notify === true) this.recentPullers.set(from, now + recentPullerNotifyMs);
+    // A pull without `hears` takes back whatever the puller said before.
+    if (message.hears === undefined || this.config.relayPullDelayMs === 0) this.relayLeases.delete(from);
+    else
+      this.relayLeases.set(from, {
+        hears: new Set(message.hears),
+        until: now + this.config.relayPullDelayMs,
+      });
+    const admitted = this.replica.admitPull(message.request);
+    if (!admitted.ok) {
+      const { code, message: text } = admitted.error;
+      return { kind: "answer", message: { kind: "refused", id: message.id, code, message: text } };
+    }
+    const ticket = { from, id: message.id, request: admitted.value, held: this.heldRelays.get(from) };
+    return { kind: "build", ticket };
+  }
+
+  /**
    * Holds back a notification `partner` need not have yet: one of changes that came from `via`
    * only, when it said, in a pull within the relay pull delay, that it hears each of them
    * directly (it would put off the pull anyway). The notification goes out when that word
@@ -446,9 +499,13 @@ export class NodeMachine {
       this.canaries.ignoreRelayHears === true || message.via.every((node) => lease.hears.has(node));
     if (!covered) return false;
     if (this.canaries.dropHeldRelays === true) return true;
+    // A new object each time, never changed in place: pageServed tells by identity whether
+    // anything was held back since a pull was admitted.
     const held = this.heldRelays.get(partner);
-    if (held === undefined) this.heldRelays.set(partner, { via: new Set(message.via), at: lease.until });
-    else for (const node of message.via) held.via.add(node);
+    this.heldRelays.set(partner, {
+      via: new Set([...(held?.via ?? []), ...message.via]),
+      at: held?.at ?? lease.until,
+    });
     return true;
   }
 

@@ -1,3 +1,4 @@
+import { assert } from "../assert.ts";
 import { type Canaries, noCanaries } from "../canaries.ts";
 import { makeSchema, type Schema } from "../directory/schema.ts";
 import type { Guid, InvocationId, NodeId, Usn } from "../ids.ts";
@@ -213,6 +214,19 @@ export class Replica {
 
   /** Answers a pull. The request is untrusted input; it is validated first. */
   getChanges(request: unknown): Result<ChangePage> {
+    return this.ctx.transact(() => {
+      const admitted = this.admitPull(request);
+      return admitted.ok ? ok(buildPage(this.ctx, admitted.value)) : admitted;
+    });
+  }
+
+  /**
+   * The first half of getChanges: checks a pull request and records what it says about the
+   * puller (its UTD, its purge horizon), in one transaction. The page itself may then be built
+   * by readPage, here or on another connection to the same store (readPageFrom): it depends
+   * only on the store's committed state and the request.
+   */
+  admitPull(request: unknown): Result<ChangeRequest> {
     const checked = validateChangeRequest(request);
     if (!checked.ok) return checked;
     if (checked.value.destination === this.ctx.meta.nodeId)
@@ -236,8 +250,13 @@ export class Replica {
           "this replica may hold entries deleted elsewhere (it missed purged deletions, or it is a restored copy); it sends nothing until a lingering-object check has run",
         );
       }
-      return ok(buildPage(this.ctx, checked.value));
+      return ok(request);
     });
+  }
+
+  /** The second half of getChanges: the page for a request admitPull accepted. Reads only. */
+  readPage(request: ChangeRequest): ChangePage {
+    return this.ctx.transact(() => buildPage(this.ctx, request));
   }
 
   /** Applies a page pulled from a partner in one transaction. The page is untrusted input. */
@@ -397,6 +416,33 @@ export class Replica {
   close(): void {
     this.ctx.store.close();
   }
+}
+
+/** What a page reader has in place of a clock and randomness: building a page uses neither. */
+const pageReaderPorts: ReplicaPorts = {
+  clock: {
+    now: () => {
+      throw new Error("a page reader has no clock: building a page must not read the time");
+    },
+  },
+  random: {
+    bytes: () => {
+      throw new Error("a page reader has no randomness: building a page must not draw any");
+    },
+  },
+};
+
+/**
+ * Builds the page for a request that the replica's admitPull accepted, on another connection
+ * to the same store (a node serves pulls from a worker thread): read only, in one snapshot of
+ * the committed state, which is what the replica itself would answer at that moment.
+ */
+export function readPageFrom(store: Store, request: ChangeRequest, options: ReplicaOptions = {}): ChangePage {
+  return store.transaction(() => {
+    const meta = store.readMeta();
+    assert(meta !== undefined, "a page reader opens the store of an existing replica");
+    return buildPage(makeContext(store, pageReaderPorts, options, meta), request);
+  });
 }
 
 function makeContext(
