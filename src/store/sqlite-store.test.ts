@@ -152,6 +152,62 @@ describe("SqliteStore on SQLite", () => {
     });
   });
 
+  it("a reader sees what the writer committed, one snapshot per transaction, and cannot write", () => {
+    withTempFile((file) => {
+      const writer = SqliteStore.open({ path: file });
+      writer.putEntry(entryOf(1));
+      writer.putItem(itemOf(guidOf(1), "cn", "a", { kind: "values", type: "cn", values: ["a"] }, 3));
+      const reader = SqliteStore.openReader(file);
+      try {
+        assert.deepEqual(reader.getEntry(guidOf(1)), writer.getEntry(guidOf(1)));
+        assert.deepEqual(reader.heldStamps(), writer.heldStamps());
+        // Inside one reader transaction, commits made meanwhile stay out of sight.
+        reader.transaction(() => {
+          assert.equal(reader.getEntry(guidOf(2)), undefined);
+          writer.putEntry(entryOf(2));
+          writer.putItem(itemOf(guidOf(2), "cn", "b", { kind: "values", type: "cn", values: ["b"] }, 9));
+          assert.equal(reader.getEntry(guidOf(2)), undefined, "the snapshot is kept");
+          assert.deepEqual(reader.getItems(guidOf(2)), []);
+        });
+        // The next one sees them, held stamps included (a reader re-reads them per snapshot).
+        reader.transaction(() => {
+          assert.deepEqual(reader.getEntry(guidOf(2)), writer.getEntry(guidOf(2)));
+          assert.deepEqual(reader.getItems(guidOf(2)), writer.getItems(guidOf(2)));
+          assert.deepEqual(reader.heldStamps(), writer.heldStamps());
+        });
+        // An entry removed and stored again has a new local id: the reader finds the new rows.
+        writer.removeEntry(guidOf(1));
+        assert.deepEqual(reader.getItems(guidOf(1)), []);
+        writer.putEntry(entryOf(1, { rdn: "cn=again", rdnNorm: "cn=again" }));
+        writer.putItem(
+          itemOf(guidOf(1), "cn", "again", { kind: "values", type: "cn", values: ["again"] }, 12),
+        );
+        assert.equal(reader.getEntry(guidOf(1))?.rdn, "cn=again");
+        assert.deepEqual(reader.getItems(guidOf(1)), writer.getItems(guidOf(1)));
+        assert.throws(() => reader.putEntry(entryOf(3)), /readonly/);
+        assert.equal(writer.getEntry(guidOf(3)), undefined);
+      } finally {
+        reader.close();
+        writer.close();
+      }
+    });
+  });
+
+  it("a reader opens only an existing store of this build's schema version", () => {
+    withTempFile((file) => {
+      assert.throws(() => SqliteStore.openReader(file), /unable to open|no such file/i);
+      assert.equal(fs.existsSync(file), false, "nothing was created");
+      SqliteStore.open({ path: file }).close();
+      const db = new Database(file);
+      db.pragma(`user_version = ${sqliteSchemaVersion - 1}`);
+      db.close();
+      assert.throws(
+        () => SqliteStore.openReader(file),
+        (error: unknown) => (error as { code?: unknown }).code === "store-version",
+      );
+    });
+  });
+
   it("keeps the held stamps across a reopen, and upgrades a version-3 file by computing them", () => {
     withTempFile((file) => {
       const store = SqliteStore.open({ path: file });

@@ -584,8 +584,12 @@ export class SqliteStore implements Store {
   private held: Map<InvocationId, Usn>;
   private readonly pendingHeld = new Map<InvocationId, Usn>();
 
-  private constructor(db: Database.Database) {
+  /** Opened by openReader: read-only, and every transaction is a snapshot of another's commits. */
+  private readonly reader: boolean;
+
+  private constructor(db: Database.Database, reader = false) {
     this.db = db;
+    this.reader = reader;
     this.statements = prepareStatements(db);
     this.nextId = this.readNextId();
     this.held = this.readHeld();
@@ -595,12 +599,48 @@ export class SqliteStore implements Store {
       this.clearPendingCounts();
       this.pendingHeld.clear();
       this.buffered = undefined;
+      if (this.reader) this.startSnapshot();
       const result = fn();
       this.flushBufferedItems();
       this.flushCounts();
       this.flushHeld();
       return result;
     });
+  }
+
+  /**
+   * A second, read-only connection to the store file of a running node (which keeps the file
+   * in WAL mode, so that readers never wait for its writes): each transaction reads one
+   * snapshot of what the node has committed. Writes fail (SQLITE_READONLY). The file must be
+   * of this build's schema version: a reader never upgrades one.
+   */
+  static openReader(path: string): SqliteStore {
+    const db = new Database(path, { readonly: true, fileMustExist: true });
+    try {
+      const version = Number(db.pragma("user_version", { simple: true }));
+      if (version !== sqliteSchemaVersion) {
+        throw new SqliteStoreError(
+          "store-version",
+          `${path}: store schema version ${String(version)}; a reader opens only version ${sqliteSchemaVersion}`,
+        );
+      }
+      db.pragma(`cache_size = ${-sqliteCacheSizeKib}`);
+      return new SqliteStore(db, true);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+  }
+
+  /**
+   * A reader's caches describe one snapshot: at the start of the next (a transaction, or a
+   * statement outside one) the held stamps are read again and the GUID-to-id mappings dropped
+   * (an entry purged and received again since has another id).
+   */
+  private startSnapshot(): void {
+    this.held = this.readHeld();
+    this.ids.clear();
+    this.absent = undefined;
   }
 
   static open(options: SqliteStoreOptions): SqliteStore {
@@ -671,8 +711,9 @@ export class SqliteStore implements Store {
   transaction<T>(fn: () => T): T {
     if (this.database().inTransaction) return fn();
     try {
-      // better-sqlite3 commits when fn returns, and rolls back and rethrows when it throws.
-      return this.outermost.immediate(fn) as T;
+      // better-sqlite3 commits when fn returns, and rolls back and rethrows when it throws. A
+      // reader's transaction is deferred: it takes no write lock, its first read fixes the snapshot.
+      return (this.reader ? this.outermost.deferred(fn) : this.outermost.immediate(fn)) as T;
     } catch (error) {
       // Ids handed out by the rolled-back transaction are free again, and unknown once more.
       this.buffered = undefined;
@@ -1188,6 +1229,8 @@ export class SqliteStore implements Store {
   private sql(): Statements {
     if (this.closed) throw closedError();
     if (this.buffered !== undefined) this.flushBufferedItems();
+    // A reader's statement outside a transaction is a snapshot of its own.
+    if (this.reader && !this.db.inTransaction) this.startSnapshot();
     return this.statements;
   }
 
