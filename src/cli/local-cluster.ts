@@ -36,6 +36,8 @@ export interface LocalClusterOptions {
   readonly detached?: boolean;
   /** Called when a node's process exits without stop() having been asked to stop it. */
   readonly onUnexpectedExit?: (node: ClusterNode, code: number | null, signal: string | null) => void;
+  /** The nodes' pageWorker setting (plexus start --page-worker); absent: the default (on). */
+  readonly pageWorker?: boolean;
 }
 
 export interface ClusterNode {
@@ -73,6 +75,7 @@ export class LocalCluster {
         timings,
         logLevel: options.logLevel ?? "info",
         logFormat: options.logFormat ?? "json",
+        ...(options.pageWorker === undefined ? {} : { pageWorker: options.pageWorker }),
       }),
     );
   }

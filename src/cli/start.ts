@@ -23,7 +23,7 @@ import { dnsConfigKeys, dnsStartFlags, dnsStartOptions, dnsStartUsage } from "./
 export const startUsage = `usage: plexus start [--config FILE] --data DIR --node NAME --site SITE
                     [--host IP] [--port N] [--join URL]... [--secret-file FILE]
                     [--partition DN]... [--topology FILE] [--synchronous full|normal]
-                    [--log-level debug|info|warn|error] [--log-format json|pretty]
+                    [--page-worker on|off] [--log-level debug|info|warn|error] [--log-format json|pretty]
                     [--dns HOST:PORT|off] [--zone NAME] [--dns-priority N] [--dns-weight N] ...
 
   --data DIR          the data directory (one SQLite file); created if missing
@@ -40,12 +40,15 @@ export const startUsage = `usage: plexus start [--config FILE] --data DIR --node
                       in examples/two-sites.json; servers listed there are ignored: each node
                       registers itself)
   --synchronous MODE  SQLite durability: full (default, fsync per commit) or normal
+  --page-worker MODE  on (default): build the pages partners pull on a worker thread, with
+                      its own read-only connection, so that serving them does not take the
+                      thread that commits client writes; off: build them on that thread
   --log-level LEVEL   least level logged on stderr (default info)
   --log-format FORMAT json (default): one JSON object per line (level, time, node, site,
                       event, fields); pretty: one readable line per event, for people
 ${dnsStartUsage}  --config FILE       JSON with any of: data, node, site, host, port, join, secretFile,
                       partitions, topology (a file name or an object), synchronous,
-                      logLevel, logFormat, timings (pullTimeoutMs, retryBackoffBaseMs,
+                      pageWorker (true or false), logLevel, logFormat, timings (pullTimeoutMs, retryBackoffBaseMs,
                       retryBackoffMaxMs, topologyRefreshMs, initialSyncTimeoutMs, joinTimeoutMs),
                       and the DNS settings: ${dnsConfigKeys.slice(0, 5).join(", ")},
                       ${dnsConfigKeys.slice(5).join(", ")}
@@ -113,6 +116,7 @@ export function startOptions(
       partition: { type: "string", multiple: true },
       topology: { type: "string" },
       synchronous: { type: "string" },
+      "page-worker": { type: "string" },
       "log-level": { type: "string" },
       "log-format": { type: "string" },
       ...dnsStartFlags,
@@ -133,6 +137,7 @@ export function startOptions(
     "partitions",
     "topology",
     "synchronous",
+    "pageWorker",
     "logLevel",
     "logFormat",
     "timings",
@@ -180,6 +185,11 @@ export function startOptions(
   const synchronous = values.synchronous ?? file.synchronous ?? "full";
   if (synchronous !== "full" && synchronous !== "normal")
     throw new Error("--synchronous must be full or normal");
+  const pageWorkerFlag = values["page-worker"];
+  if (pageWorkerFlag !== undefined && pageWorkerFlag !== "on" && pageWorkerFlag !== "off")
+    throw new Error("--page-worker must be on or off");
+  const pageWorker = pageWorkerFlag === undefined ? (file.pageWorker ?? true) : pageWorkerFlag === "on";
+  if (typeof pageWorker !== "boolean") throw new Error("pageWorker must be true or false");
   const logLevel = values["log-level"] ?? file.logLevel ?? "info";
   if (!isLogLevel(logLevel)) throw new Error("--log-level must be debug, info, warn or error");
   const logFormat = values["log-format"] ?? file.logFormat ?? "json";
@@ -195,6 +205,7 @@ export function startOptions(
     partitions: partitions.length > 0 || join.length > 0 ? partitions : ["dc=example,dc=com"],
     topology,
     synchronous,
+    pageWorker,
     timings: timings(file.timings),
     log: silentLogger,
     ...dnsOption(dnsStartOptions(values, file, host)),

@@ -92,6 +92,7 @@ describe("the locator in two nodes", { timeout: 90_000 }, () => {
         settings: { staleAfterFailures: 1, intraSitePullIntervalMs: 200, notifyDelayMs: 0 },
       },
       synchronous: "normal",
+      pageWorker: true,
       timings,
       log: silentLogger,
       dns: dnsOptions,

@@ -99,6 +99,7 @@ describe("GET /metrics", { timeout: 60_000 }, () => {
       partitions: joinUrl === null ? [base] : [],
       topology: { settings: { intraSitePullIntervalMs: 1_000, notifyDelayMs: 10 } },
       synchronous: "normal",
+      pageWorker: true,
       timings: runtimeTimingsDefault,
       log: silentLogger,
     });

@@ -70,6 +70,7 @@ export class NodeMetrics {
   private readonly pages: Counter<"partner">;
   private readonly entries: Counter<"partner">;
   private readonly bytes: Counter<"partner">;
+  private readonly served: Counter<"partner" | "builder">;
   private readonly batchSize: Histogram;
   private readonly commitSeconds: Histogram;
   private readonly pageApplySeconds: Histogram;
@@ -109,6 +110,12 @@ export class NodeMetrics {
       "Bytes of pull answers received from a partner, as on the wire (gzipped across sites).",
       ["partner"],
     );
+    this.served = counter(
+      "plexus_pages_served_total",
+      "Change pages sent to a partner's pull, by where they were built: worker (the page worker " +
+        "thread) or node (the node's own thread: the page worker is off, gone, or busy).",
+      ["partner", "builder"],
+    );
     this.batchSize = histogram(
       "plexus_group_commit_writes",
       "Writes committed in one group-commit transaction.",
@@ -142,6 +149,11 @@ export class NodeMetrics {
     this.batchSize.observe(writes);
     this.commitSeconds.observe(seconds);
     if (changed) this.origins.set(this.source.invocation(), { newestMs: Date.now(), delayMs: null });
+  }
+
+  /** A page went to `partner`'s pull, built on the page worker or on the node's thread. */
+  pageServed(partner: NodeId, builder: "worker" | "node"): void {
+    this.served.inc({ partner, builder });
   }
 
   /** An exchange with `partner` got no usable answer (transport failure, timeout, HTTP error). */

@@ -4,7 +4,13 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { configPartition, dnsPartition } from "../core/directory/partition.ts";
 import type { Guid, InvocationId, NodeId, Usn } from "../core/ids.ts";
 import { isNodeId } from "../core/ids.ts";
-import { type NodeConfig, NodeMachine, nodeConfigDefaults, type Send } from "../core/node/machine.ts";
+import {
+  type NodeConfig,
+  NodeMachine,
+  nodeConfigDefaults,
+  type PullAdmission,
+  type Send,
+} from "../core/node/machine.ts";
 import type { PeerMessage } from "../core/node/messages.ts";
 import {
   minuteOfWeek,
@@ -41,12 +47,13 @@ import {
 import type { LocatorView } from "../edge/http/locate.ts";
 import { registerReplicateRoute } from "../edge/http/replicate.ts";
 import { type LocateUdp, startLocateUdp } from "../edge/locate/udp.ts";
-import { type DataDirectory, openDataDirectory } from "../store/data-directory.ts";
+import { type DataDirectory, databaseFileName, openDataDirectory } from "../store/data-directory.ts";
 import type { ClusterSecret } from "./auth.ts";
 import { ConcernWaiter } from "./concern-waiter.ts";
 import { type LocatorOptions, NodeLocator } from "./locator.ts";
 import { errorText, type Logger } from "./log.ts";
 import { type MetricsSource, NodeMetrics, type QueueSizes, registerMetricsRoute } from "./metrics.ts";
+import { PageBuilder, pageMessageBytes } from "./page-builder.ts";
 import { PeerClient, peerPaths } from "./peer-client.ts";
 import { type PeerAnswer, registerPeerRoutes } from "./peer-server.ts";
 import { cryptoRandom, monotonicClock, systemClock, wallTimeOf } from "./ports.ts";
@@ -123,6 +130,11 @@ export interface NodeOptions {
   readonly log: Logger;
   /** The locator's DNS server and this node's registration in its zone; absent: no DNS. */
   readonly dns?: LocatorOptions;
+  /**
+   * Build the pages partners pull on a worker thread (page-builder.ts), so that serving them
+   * does not take this thread from client writes; false builds them here.
+   */
+  readonly pageWorker: boolean;
 }
 
 interface Committed {
@@ -164,6 +176,8 @@ export class PlexusNode implements DirectoryService {
   private readonly concerns = new ConcernWaiter((server) => this.utdOf(server), concernPollMs);
   private announcedUsn = -1;
   private stopped = false;
+  /** Builds the pages of pulls off this thread (page-builder.ts); null until started, or when off. */
+  private pageBuilder: PageBuilder | null = null;
   /** Set when stop() begins: the node finishes what it started and takes nothing new. */
   private draining = false;
   private stopping: Promise<void> | null = null;
@@ -246,6 +260,9 @@ export class PlexusNode implements DirectoryService {
       httpPort: port,
     };
     const synced = existsSync(join(options.dataDirectory, syncedMarkerFileName));
+    // Pages are built on this thread until the worker is ready (it loads in a fraction of a second).
+    if (options.pageWorker)
+      this.pageBuilder = PageBuilder.start(join(options.dataDirectory, databaseFileName), options.log);
     this.schedule();
     if (!synced && options.join.length === 0) {
       this.createDirectory(registration);
@@ -301,6 +318,7 @@ export class PlexusNode implements DirectoryService {
       this.concerns.close();
       if (this.timer !== null) clearTimeout(this.timer);
       await this.client.close();
+      await this.pageBuilder?.close();
       for (const queued of this.writeQueue.splice(0)) queued.reject(new Error("the node is shutting down"));
       this.data.close();
     }
@@ -738,8 +756,13 @@ export class PlexusNode implements DirectoryService {
 
   private peerHandler() {
     return {
-      message: (from: NodeId, body: unknown): PeerAnswer => {
+      message: (from: NodeId, body: unknown, compactPages: boolean): PeerAnswer | Promise<PeerAnswer> => {
         if (this.stopped) return { status: 204 };
+        const builder = this.pageBuilder;
+        if (builder?.available === true) {
+          const admission = this.guard("admit-pull", () => this.machine.admitPull(from, body), undefined);
+          if (admission !== undefined) return this.answerPull(admission, builder, compactPages);
+        }
         const sends = this.guard("receive", () => this.machine.receive(from, body), []);
         const isAnswer = (send: Send): boolean =>
           send.to === from &&
@@ -747,6 +770,7 @@ export class PlexusNode implements DirectoryService {
             send.message.kind === "refused" ||
             send.message.kind === "lingering-answer");
         const answer = sends.find(isAnswer);
+        if (answer?.message.kind === "page") this.metrics.pageServed(from, "node");
         this.dispatch(sends.filter((send) => send !== answer));
         this.schedule();
         return answer === undefined ? { status: 204 } : { status: 200, body: answer.message };
@@ -762,6 +786,37 @@ export class PlexusNode implements DirectoryService {
         },
       }),
     };
+  }
+
+  /**
+   * A pull the machine admitted, its page built on the page worker; by this thread when the
+   * worker cannot (gone, or too many pages queued), as receive() would have.
+   */
+  private async answerPull(
+    admission: PullAdmission,
+    builder: PageBuilder,
+    compactPages: boolean,
+  ): Promise<PeerAnswer> {
+    this.schedule();
+    if (admission.kind === "answer") return { status: 200, body: admission.message };
+    const { ticket } = admission;
+    const built = await builder.build(ticket, compactPages);
+    if (this.stopped) return { status: 204 };
+    const page =
+      built ??
+      this.guard(
+        "read-page",
+        () => {
+          const read = this.replica.readPage(ticket.request);
+          return { body: pageMessageBytes(ticket.id, read, compactPages), more: read.more };
+        },
+        undefined,
+      );
+    if (page === undefined) return { status: 204 };
+    this.guard("page-served", () => this.machine.pageServed(ticket, page.more), undefined);
+    this.metrics.pageServed(ticket.from, built === undefined ? "node" : "worker");
+    this.schedule();
+    return { status: 200, json: page.body };
   }
 
   /** Admits a joining node: registers it (or updates its address) in the config partition. */

@@ -16,11 +16,18 @@ import { peerPaths } from "./peer-client.ts";
 export const peerBodyBytesMax = 8 * 1024 * 1024;
 const compressBytesMin = 1024;
 
-export type PeerAnswer = { readonly status: 200; readonly body: unknown } | { readonly status: 204 };
+export type PeerAnswer =
+  | { readonly status: 200; readonly body: unknown }
+  /** An answer already serialised: JSON bytes, a page already in the encoding the caller reads. */
+  | { readonly status: 200; readonly json: Uint8Array }
+  | { readonly status: 204 };
 
 export interface PeerHandler {
-  /** A PeerMessage from `from` (untrusted content); the answer goes back on the same exchange. */
-  message(from: NodeId, body: unknown): PeerAnswer;
+  /**
+   * A PeerMessage from `from` (untrusted content); the answer goes back on the same exchange.
+   * `compactPages`: the caller reads compact pages (page-wire.ts), for an answer given as `json`.
+   */
+  message(from: NodeId, body: unknown, compactPages: boolean): PeerAnswer | Promise<PeerAnswer>;
   /** A node asks to be registered (or to have its address updated) in the config partition. */
   join(from: NodeId, body: unknown): Promise<PeerAnswer | { status: 400 | 503; detail: string }>;
   /** This node's UTD report, for write concern and status. */
@@ -43,7 +50,11 @@ export function registerPeerRoutes(
     );
     const route = (
       path: string,
-      run: (from: NodeId, body: unknown) => Promise<PeerAnswer | { status: 400 | 503; detail: string }>,
+      run: (
+        from: NodeId,
+        body: unknown,
+        compactPages: boolean,
+      ) => Promise<PeerAnswer | { status: 400 | 503; detail: string }>,
     ): void => {
       scope.post(path, async (request, reply) => {
         const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
@@ -69,10 +80,12 @@ export function registerPeerRoutes(
             detail: `body is not JSON: ${errorText(error)}`,
           });
         }
-        const answer = await run(verified.node, parsed);
+        const compact = request.headers[pageEncodingHeader] === compactPageEncoding;
+        const answer = await run(verified.node, parsed, compact);
         if (answer.status === 204) return sendSigned(reply, request, secret, verified.signature, 204, null);
+        if (answer.status === 200 && "json" in answer)
+          return sendSigned(reply, request, secret, verified.signature, 200, bufferOf(answer.json));
         if (answer.status === 200) {
-          const compact = request.headers[pageEncodingHeader] === compactPageEncoding;
           const body = compact ? compactAnswer(answer.body) : answer.body;
           return sendSigned(reply, request, secret, verified.signature, 200, body);
         }
@@ -82,7 +95,7 @@ export function registerPeerRoutes(
         });
       });
     };
-    route(peerPaths.messages, async (from, body) => handler.message(from, body));
+    route(peerPaths.messages, async (from, body, compactPages) => handler.message(from, body, compactPages));
     route(peerPaths.join, (from, body) => handler.join(from, body));
     route(peerPaths.utd, async (from) => handler.utd(from));
   });
@@ -94,9 +107,15 @@ function sendSigned(
   secret: ClusterSecret,
   requestSignature: string,
   status: number,
+  /** The answer, or its JSON bytes already. */
   body: unknown,
 ): FastifyReply {
-  let payload: Buffer = status === 204 ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body), "utf8");
+  let payload: Buffer =
+    status === 204
+      ? Buffer.alloc(0)
+      : Buffer.isBuffer(body)
+        ? body
+        : Buffer.from(JSON.stringify(body), "utf8");
   const accepts = String(request.headers["accept-encoding"] ?? "");
   if (payload.length >= compressBytesMin && /\bgzip\b/.test(accepts)) {
     payload = gzipSync(payload);
@@ -105,6 +124,11 @@ function sendSigned(
   void reply.header(peerHeaders.signature, signResponse(secret, status, requestSignature, payload));
   if (status !== 204) void reply.header("content-type", "application/json");
   return reply.code(status).send(payload);
+}
+
+/** The same bytes as a Buffer, not a copy. */
+function bufferOf(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 function sendProblem(reply: FastifyReply, status: number, code: string, detail: string): FastifyReply {

@@ -39,6 +39,7 @@ export async function startInProcessNode(
       partitions: ["dc=example,dc=com"],
       topology: {},
       synchronous: "normal",
+      pageWorker: true,
       timings: runtimeTimingsDefault,
       log: silentLogger,
       ...overrides,
