@@ -53,7 +53,7 @@ import {
 } from "./server-peers.ts";
 import { describeMachine, formatNumber, formatTable, loadAverage, round } from "./support.ts";
 
-const usage = `usage: npm run bench [-- --quick] [--skip-peers] [--notify-delay-ms N]
+const usage = `usage: npm run bench [-- --quick] [--skip-peers] [--notify-delay-ms N] [--page-worker on|off]
 
   --quick       smaller counts (about a minute without the peers)
   --skip-peers  do not run OpenLDAP and etcd (../shared/peers) even when set up
@@ -61,6 +61,9 @@ const usage = `usage: npm run bench [-- --quick] [--skip-peers] [--notify-delay-
                 the site's notifyDelayMs topology setting (default: the shipped default,
                 ${settingsDefaults.notifyDelayMs} ms): how long a node batches changes before it tells
                 its partners, a floor under the replication lag
+  --page-worker on|off
+                the nodes' plexus start --page-worker (default on, the shipped default): off
+                builds the pages partners pull on each node's own thread, for comparison
   --help        this text
 `;
 
@@ -277,9 +280,9 @@ function median(values: readonly number[]): number {
     : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
-async function startSite(count: number, notifyDelayMs: number): Promise<LocalCluster> {
+async function startSite(count: number, notifyDelayMs: number, pageWorker: boolean): Promise<LocalCluster> {
   const topology = { sites: [{ name: site }], settings: { notifyDelayMs } };
-  const cluster = new LocalCluster(topology, {}, { prefix: "plexus-bench-", logLevel: "warn" });
+  const cluster = new LocalCluster(topology, {}, { prefix: "plexus-bench-", logLevel: "warn", pageWorker });
   try {
     const first = await cluster.start("n1", site);
     for (let index = 2; index <= count; index++)
@@ -408,6 +411,7 @@ async function main(): Promise<number> {
       quick: { type: "boolean" },
       "skip-peers": { type: "boolean" },
       "notify-delay-ms": { type: "string" },
+      "page-worker": { type: "string" },
       help: { type: "boolean" },
     },
   });
@@ -416,6 +420,12 @@ async function main(): Promise<number> {
     process.stderr.write(`--notify-delay-ms must be a whole number of milliseconds\n${usage}`);
     return 2;
   }
+  const pageWorkerFlag = values["page-worker"] ?? "on";
+  if (pageWorkerFlag !== "on" && pageWorkerFlag !== "off") {
+    process.stderr.write(`--page-worker must be on or off\n${usage}`);
+    return 2;
+  }
+  const pageWorker = pageWorkerFlag === "on";
   if (values.help === true) {
     process.stdout.write(usage);
     return 0;
@@ -425,6 +435,7 @@ async function main(): Promise<number> {
   const loadAtStart = loadText();
   log(`plexus bench (server): ${machine.cpuCount} x ${machine.cpuModel}, node ${machine.node}`);
   log(`load average at start: ${loadAtStart}${values.quick === true ? "  (--quick)" : ""}`);
+  log(`page worker: ${pageWorkerFlag}`);
 
   const scratch = mkdtempSync(join(tmpdir(), "plexus-bench-baseline-"));
   let sqliteRate: number;
@@ -447,7 +458,7 @@ async function main(): Promise<number> {
   process.once("SIGTERM", onSignal);
   try {
     log(`\n(a) one node alone (load ${loadText()})`);
-    const alone = await startSite(1, notifyDelayMs);
+    const alone = await startSite(1, notifyDelayMs, pageWorker);
     clusters.add(alone);
     const aloneUrl = alone.node("n1").url;
     const status = await readLoad(aloneUrl, "/v1/status", {
@@ -469,7 +480,7 @@ async function main(): Promise<number> {
     const single = await writeLevels(alone, scale, "a");
 
     log(`(b) one node with two intra-site partners (load ${loadText()})`);
-    const trio = await startSite(3, notifyDelayMs);
+    const trio = await startSite(3, notifyDelayMs, pageWorker);
     clusters.add(trio);
     const urls = ["n1", "n2", "n3"].map((name) => trio.node(name).url);
     const url1 = trio.node("n1").url;
@@ -498,6 +509,7 @@ async function main(): Promise<number> {
     report({
       scale,
       notifyDelayMs,
+      pageWorker,
       sqliteRate,
       status,
       bareHttp,
@@ -518,6 +530,7 @@ async function main(): Promise<number> {
 interface Figures {
   readonly scale: Scale;
   readonly notifyDelayMs: number;
+  readonly pageWorker: boolean;
   readonly sqliteRate: number;
   readonly status: LoadResult;
   readonly bareHttp: LoadResult;
@@ -619,6 +632,7 @@ function report(figures: Figures): void {
     lagP50Ms: round(lag.p50Ms, 1),
     lagP99Ms: round(lag.p99Ms, 1),
     notifyDelayMs: figures.notifyDelayMs,
+    pageWorker: figures.pageWorker,
     bulk10kConvergeMs: Math.round(bulk.convergeMs),
     bulkEntries: bulk.load.acknowledged,
     sqliteFullCommitsPerSec: Math.round(figures.sqliteRate),
