@@ -55,7 +55,7 @@ import { errorText, type Logger } from "./log.ts";
 import { type MetricsSource, NodeMetrics, type QueueSizes, registerMetricsRoute } from "./metrics.ts";
 import { PageBuilder, pageMessageBytes } from "./page-builder.ts";
 import { PeerClient, peerPaths } from "./peer-client.ts";
-import { type PeerAnswer, registerPeerRoutes } from "./peer-server.ts";
+import { type AnswerEncodings, type PeerAnswer, registerPeerRoutes } from "./peer-server.ts";
 import { cryptoRandom, monotonicClock, systemClock, wallTimeOf } from "./ports.ts";
 import { type PullResult, replicateNow } from "./replicate-now.ts";
 
@@ -756,12 +756,12 @@ export class PlexusNode implements DirectoryService {
 
   private peerHandler() {
     return {
-      message: (from: NodeId, body: unknown, compactPages: boolean): PeerAnswer | Promise<PeerAnswer> => {
+      message: (from: NodeId, body: unknown, reads: AnswerEncodings): PeerAnswer | Promise<PeerAnswer> => {
         if (this.stopped) return { status: 204 };
         const builder = this.pageBuilder;
         if (builder?.available === true) {
           const admission = this.guard("admit-pull", () => this.machine.admitPull(from, body), undefined);
-          if (admission !== undefined) return this.answerPull(admission, builder, compactPages);
+          if (admission !== undefined) return this.answerPull(admission, builder, reads);
         }
         const sends = this.guard("receive", () => this.machine.receive(from, body), []);
         const isAnswer = (send: Send): boolean =>
@@ -795,12 +795,12 @@ export class PlexusNode implements DirectoryService {
   private async answerPull(
     admission: PullAdmission,
     builder: PageBuilder,
-    compactPages: boolean,
+    reads: AnswerEncodings,
   ): Promise<PeerAnswer> {
     this.schedule();
     if (admission.kind === "answer") return { status: 200, body: admission.message };
     const { ticket } = admission;
-    const built = await builder.build(ticket, compactPages);
+    const built = await builder.build(ticket, reads);
     if (this.stopped) return { status: 204 };
     const page =
       built ??
@@ -808,7 +808,9 @@ export class PlexusNode implements DirectoryService {
         "read-page",
         () => {
           const read = this.replica.readPage(ticket.request);
-          return { body: pageMessageBytes(ticket.id, read, compactPages), more: read.more };
+          // Not gzipped here: the transport compresses what the node's thread sends.
+          const body = pageMessageBytes(ticket.id, read, reads.compactPages);
+          return { body, gzipped: false, more: read.more };
         },
         undefined,
       );
@@ -816,7 +818,7 @@ export class PlexusNode implements DirectoryService {
     this.guard("page-served", () => this.machine.pageServed(ticket, page.more), undefined);
     this.metrics.pageServed(ticket.from, built === undefined ? "node" : "worker");
     this.schedule();
-    return { status: 200, json: page.body };
+    return { status: 200, json: page.body, gzipped: page.gzipped };
   }
 
   /** Admits a joining node: registers it (or updates its address) in the config partition. */

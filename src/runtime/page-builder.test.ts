@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { gunzipSync } from "node:zlib";
 import { type InProcessNode, startInProcessNode } from "../../test/support/in-process-node.ts";
 import { startOptions } from "../cli/start.ts";
 import { type InvocationId, type Millis, type NodeId, nodeId, type Usn } from "../core/ids.ts";
@@ -14,6 +15,7 @@ import { SqliteStore } from "../store/sqlite-store.ts";
 import { type ClusterSecret, clusterSecret } from "./auth.ts";
 import type { Logger } from "./log.ts";
 import { type BuiltPage, PageBuilder, pageBuildsQueuedMax, pageMessageBytes } from "./page-builder.ts";
+import type { AnswerEncodings } from "./peer-server.ts";
 
 /**
  * The page worker: pages built on it, from its own read-only connection, are byte for byte
@@ -24,6 +26,7 @@ const base = "dc=example,dc=com";
 const readyWithinMs = 20_000;
 const pollMs = 10;
 const puller = nodeId("puller");
+const compact: AnswerEncodings = { compactPages: true, gzip: false };
 const pullerInvocation = "00000000000000000000000000000abc" as InvocationId;
 
 interface LoggedEvent {
@@ -92,28 +95,37 @@ describe("page builder", () => {
   });
   after(() => rmSync(directory, { recursive: true, force: true }));
 
-  it("builds on the worker, page after page, the bytes the node's thread builds, compact and plain", async () => {
+  it("builds on the worker, page after page, the bytes the node's thread builds: compact, plain, gzipped", async () => {
     const path = join(directory, "same.db");
     const replica = fileReplica(path, 70);
     const { log, events } = recordingLogger();
     const builder = PageBuilder.start(path, log);
     try {
       await until(() => builder.available, "the page worker");
-      for (const compact of [true, false]) {
+      const variants: AnswerEncodings[] = [
+        { compactPages: true, gzip: false },
+        { compactPages: false, gzip: false },
+        { compactPages: true, gzip: true },
+      ];
+      for (const [variant, reads] of variants.entries()) {
         let from = { objectUsn: 0, propertyUsn: 0 };
         let pages = 0;
         for (let id = 1; ; id++) {
           const ticket = ticketFor(replica, from, id);
-          const built = await builder.build(ticket, compact);
+          const built = await builder.build(ticket, reads);
           assert.ok(built !== undefined, "the worker built it");
           const page = replica.readPage(ticket.request);
-          assert.deepEqual(Buffer.from(built.body), Buffer.from(pageMessageBytes(id, page, compact)));
+          const expected = Buffer.from(pageMessageBytes(id, page, reads.compactPages));
+          assert.equal(built.gzipped, reads.gzip, "pages of 20 entries are over the gzip threshold");
+          const body = built.gzipped ? gunzipSync(built.body) : Buffer.from(built.body);
+          assert.deepEqual(body, expected);
+          if (built.gzipped) assert.ok(built.body.length < expected.length / 2, "compressed");
           assert.equal(built.more, page.more);
           pages++;
           if (!page.more) break;
           from = { objectUsn: page.highUsn, propertyUsn: page.from.propertyUsn };
           // Writes committed between two pages are in the next one the worker reads.
-          if (pages === 2) addPeople(replica, compact ? 1000 : 2000, 5);
+          if (pages === 2) addPeople(replica, 1000 * (variant + 1), 5);
         }
         assert.ok(pages >= 4, `${pages} pages`);
       }
@@ -131,16 +143,16 @@ describe("page builder", () => {
     try {
       await until(() => builder.available, "the page worker");
       const ticket = ticketFor(replica, { objectUsn: 0, propertyUsn: 0 }, 1);
-      const queued = Array.from({ length: pageBuildsQueuedMax + 1 }, () => builder.build(ticket, true));
+      const queued = Array.from({ length: pageBuildsQueuedMax + 1 }, () => builder.build(ticket, compact));
       const answers: (BuiltPage | undefined)[] = await Promise.all(queued);
       assert.equal(answers.filter((answer) => answer !== undefined).length, pageBuildsQueuedMax);
       assert.equal(answers.at(-1), undefined, "the one beyond the bound is left to the caller");
-      const pending = builder.build(ticket, true);
+      const pending = builder.build(ticket, compact);
       await builder.close();
       assert.equal(builder.available, false);
       const settled = await pending;
       assert.ok(settled === undefined || settled.body.length > 0, "a build under way ends either way");
-      assert.equal(await builder.build(ticket, true), undefined);
+      assert.equal(await builder.build(ticket, compact), undefined);
     } finally {
       await builder.close();
       replica.close();
@@ -167,7 +179,7 @@ describe("page builder", () => {
         },
         held: undefined,
       };
-      assert.equal(await builder.build(ticket, true), undefined);
+      assert.equal(await builder.build(ticket, compact), undefined);
     } finally {
       await builder.close();
     }

@@ -1,8 +1,10 @@
 import { Worker } from "node:worker_threads";
+import { gzipSync } from "node:zlib";
 import type { PullTicket } from "../core/node/machine.ts";
 import type { ChangePage, ChangeRequest } from "../core/replication/page.ts";
 import { errorText, type Logger } from "./log.ts";
-import { encodePage } from "./page-wire.ts";
+import { encodePage, gzipBytesMin } from "./page-wire.ts";
+import type { AnswerEncodings } from "./peer-server.ts";
 
 /**
  * Builds the pages of admitted pulls on a worker thread (src/runtime/page-worker.ts), which
@@ -29,8 +31,8 @@ export interface PageWorkerRequest {
   /** The pull's message id: the page message answers it. */
   readonly id: number;
   readonly request: ChangeRequest;
-  /** The puller reads the compact page encoding (page-wire.ts). */
-  readonly compact: boolean;
+  /** What the puller reads: compact pages, gzip. */
+  readonly reads: AnswerEncodings;
 }
 
 /** Worker → node thread. */
@@ -40,8 +42,9 @@ export type PageWorkerReply =
   | {
       readonly kind: "built";
       readonly seq: number;
-      /** The page message, as the JSON bytes of the answer. */
-      readonly body: Uint8Array;
+      /** The page message, as the JSON bytes of the answer (gzipped when `gzipped`). */
+      readonly body: Uint8Array<ArrayBuffer>;
+      readonly gzipped: boolean;
       readonly more: boolean;
       readonly entries: number;
     }
@@ -49,7 +52,9 @@ export type PageWorkerReply =
 
 export interface BuiltPage {
   /** The answer's body: the page message as JSON, in the encoding the puller asked for. */
-  readonly body: Uint8Array;
+  readonly body: Uint8Array<ArrayBuffer>;
+  /** The body is gzipped (the puller accepts gzip and the page is gzipBytesMin or more). */
+  readonly gzipped: boolean;
   readonly more: boolean;
 }
 
@@ -58,6 +63,16 @@ export function pageMessageBytes(id: number, page: ChangePage, compact: boolean)
   const message = { kind: "page", id, page: compact ? encodePage(page) : page };
   // TextEncoder gives the bytes an ArrayBuffer of their own, which can be transferred.
   return new TextEncoder().encode(JSON.stringify(message));
+}
+
+/** The page message as the worker sends it back: gzipped too when the puller reads gzip. */
+export function pageAnswer(id: number, page: ChangePage, reads: AnswerEncodings): BuiltPage {
+  const json = pageMessageBytes(id, page, reads.compactPages);
+  if (!reads.gzip || json.length < gzipBytesMin) return { body: json, gzipped: false, more: page.more };
+  const zipped = gzipSync(json);
+  // A Buffer of its own (not a slice of the shared pool), so that it can be transferred.
+  const body = new Uint8Array(zipped.buffer, zipped.byteOffset, zipped.byteLength).slice();
+  return { body, gzipped: true, more: page.more };
 }
 
 interface Pending {
@@ -102,7 +117,7 @@ export class PageBuilder {
   }
 
   /** The page for an admitted pull, or undefined when the worker cannot build it. */
-  build(ticket: PullTicket, compact: boolean): Promise<BuiltPage | undefined> {
+  build(ticket: PullTicket, reads: AnswerEncodings): Promise<BuiltPage | undefined> {
     if (!this.available) return Promise.resolve(undefined);
     this.seq += 1;
     const seq = this.seq;
@@ -112,7 +127,7 @@ export class PageBuilder {
         pageBuildTimeoutMs,
       );
       this.pending.set(seq, { resolve, timer });
-      const request: PageWorkerRequest = { seq, id: ticket.id, request: ticket.request, compact };
+      const request: PageWorkerRequest = { seq, id: ticket.id, request: ticket.request, reads };
       this.worker.postMessage(request);
     });
   }
@@ -134,7 +149,7 @@ export class PageBuilder {
         this.giveUp(reply.error);
         return;
       case "built":
-        this.settle(reply.seq, { body: reply.body, more: reply.more });
+        this.settle(reply.seq, { body: reply.body, gzipped: reply.gzipped, more: reply.more });
         return;
       case "error":
         // One page failed (a read error): the node's thread builds it; the worker stays.

@@ -18,6 +18,8 @@ import { fail, ok, type Result } from "../core/result.ts";
  * refused for the same reasons, with the same errors, as a hostile plain one.
  */
 export const compactPageEncoding = "compact-1";
+/** Answers between nodes of at least this many bytes are gzipped when the caller asks (pulls across sites). */
+export const gzipBytesMin = 1024;
 /** A request header: the page encodings the caller reads besides plain JSON. */
 export const pageEncodingHeader = "plexus-page-encoding";
 

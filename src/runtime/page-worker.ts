@@ -2,12 +2,12 @@ import { parentPort, workerData } from "node:worker_threads";
 import { readPageFrom } from "../core/replica/replica.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import { errorText } from "./log.ts";
-import { type PageWorkerReply, type PageWorkerRequest, pageMessageBytes } from "./page-builder.ts";
+import { type PageWorkerReply, type PageWorkerRequest, pageAnswer } from "./page-builder.ts";
 
 /**
  * The page worker (a worker thread, started by PageBuilder): it builds the pages of pulls the
  * node admitted, from its own read-only connection to the node's store, and sends back each
- * page message as the JSON bytes that go on the wire. Nothing here decides anything: the core's
+ * page message as the bytes that go on the wire (JSON, gzipped for a puller that reads gzip). Nothing here decides anything: the core's
  * readPageFrom builds the page, the node's thread did the admission and sends the answer.
  */
 function serve(path: string): void {
@@ -24,8 +24,8 @@ function serve(path: string): void {
     let reply: PageWorkerReply;
     try {
       const page = readPageFrom(store, request.request);
-      const body = pageMessageBytes(request.id, page, request.compact);
-      reply = { kind: "built", seq: request.seq, body, more: page.more, entries: page.entries.length };
+      const { body, gzipped, more } = pageAnswer(request.id, page, request.reads);
+      reply = { kind: "built", seq: request.seq, body, gzipped, more, entries: page.entries.length };
       port.postMessage(reply, [body.buffer]);
       return;
     } catch (error) {

@@ -3,31 +3,41 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { NodeId } from "../core/ids.ts";
 import { type ClusterSecret, peerHeaders, ReplayGuard, signResponse, verifyRequest } from "./auth.ts";
 import { errorText, type Logger } from "./log.ts";
-import { compactAnswer, compactPageEncoding, pageEncodingHeader } from "./page-wire.ts";
+import { compactAnswer, compactPageEncoding, gzipBytesMin, pageEncodingHeader } from "./page-wire.ts";
 import { peerPaths } from "./peer-client.ts";
 
 /**
  * The receiving side of the transport between nodes, as a fastify plugin. Every route reads
  * its body raw, checks the signature over exactly those bytes before parsing anything, and
  * signs its answer. A request that fails the check gets 401 and a log line; it never reaches
- * the node. Answers of more than `compressBytesMin` are gzipped when the caller asks (pulls
+ * the node. Answers of `gzipBytesMin` or more are gzipped when the caller asks (pulls
  * across sites), everything else goes plain.
  */
 export const peerBodyBytesMax = 8 * 1024 * 1024;
-const compressBytesMin = 1024;
 
 export type PeerAnswer =
   | { readonly status: 200; readonly body: unknown }
-  /** An answer already serialised: JSON bytes, a page already in the encoding the caller reads. */
-  | { readonly status: 200; readonly json: Uint8Array }
+  /**
+   * An answer already serialised: JSON bytes, a page already in the encoding the caller reads;
+   * `gzipped` when they were compressed already (the caller accepts gzip).
+   */
+  | { readonly status: 200; readonly json: Uint8Array; readonly gzipped: boolean }
   | { readonly status: 204 };
+
+/** What a caller reads besides plain JSON answers (from its request headers). */
+export interface AnswerEncodings {
+  /** Compact pages (page-wire.ts). */
+  readonly compactPages: boolean;
+  /** gzip, for answers of gzipBytesMin or more. */
+  readonly gzip: boolean;
+}
 
 export interface PeerHandler {
   /**
    * A PeerMessage from `from` (untrusted content); the answer goes back on the same exchange.
-   * `compactPages`: the caller reads compact pages (page-wire.ts), for an answer given as `json`.
+   * `reads`: what the caller reads besides plain JSON, for an answer given as `json`.
    */
-  message(from: NodeId, body: unknown, compactPages: boolean): PeerAnswer | Promise<PeerAnswer>;
+  message(from: NodeId, body: unknown, reads: AnswerEncodings): PeerAnswer | Promise<PeerAnswer>;
   /** A node asks to be registered (or to have its address updated) in the config partition. */
   join(from: NodeId, body: unknown): Promise<PeerAnswer | { status: 400 | 503; detail: string }>;
   /** This node's UTD report, for write concern and status. */
@@ -53,7 +63,7 @@ export function registerPeerRoutes(
       run: (
         from: NodeId,
         body: unknown,
-        compactPages: boolean,
+        reads: AnswerEncodings,
       ) => Promise<PeerAnswer | { status: 400 | 503; detail: string }>,
     ): void => {
       scope.post(path, async (request, reply) => {
@@ -80,13 +90,20 @@ export function registerPeerRoutes(
             detail: `body is not JSON: ${errorText(error)}`,
           });
         }
-        const compact = request.headers[pageEncodingHeader] === compactPageEncoding;
-        const answer = await run(verified.node, parsed, compact);
+        const reads: AnswerEncodings = {
+          compactPages: request.headers[pageEncodingHeader] === compactPageEncoding,
+          gzip: acceptsGzip(request),
+        };
+        const answer = await run(verified.node, parsed, reads);
         if (answer.status === 204) return sendSigned(reply, request, secret, verified.signature, 204, null);
-        if (answer.status === 200 && "json" in answer)
-          return sendSigned(reply, request, secret, verified.signature, 200, bufferOf(answer.json));
+        if (answer.status === 200 && "json" in answer) {
+          const json = bufferOf(answer.json);
+          if (!answer.gzipped) return sendSigned(reply, request, secret, verified.signature, 200, json);
+          void reply.header("content-encoding", "gzip");
+          return sendPayload(reply, secret, verified.signature, 200, json);
+        }
         if (answer.status === 200) {
-          const body = compact ? compactAnswer(answer.body) : answer.body;
+          const body = reads.compactPages ? compactAnswer(answer.body) : answer.body;
           return sendSigned(reply, request, secret, verified.signature, 200, body);
         }
         return sendSigned(reply, request, secret, verified.signature, answer.status, {
@@ -95,7 +112,7 @@ export function registerPeerRoutes(
         });
       });
     };
-    route(peerPaths.messages, async (from, body, compactPages) => handler.message(from, body, compactPages));
+    route(peerPaths.messages, async (from, body, reads) => handler.message(from, body, reads));
     route(peerPaths.join, (from, body) => handler.join(from, body));
     route(peerPaths.utd, async (from) => handler.utd(from));
   });
@@ -116,14 +133,28 @@ function sendSigned(
       : Buffer.isBuffer(body)
         ? body
         : Buffer.from(JSON.stringify(body), "utf8");
-  const accepts = String(request.headers["accept-encoding"] ?? "");
-  if (payload.length >= compressBytesMin && /\bgzip\b/.test(accepts)) {
+  if (payload.length >= gzipBytesMin && acceptsGzip(request)) {
     payload = gzipSync(payload);
     void reply.header("content-encoding", "gzip");
   }
+  return sendPayload(reply, secret, requestSignature, status, payload);
+}
+
+/** Sends `payload` as it is (compressed already if it is to be), signed. */
+function sendPayload(
+  reply: FastifyReply,
+  secret: ClusterSecret,
+  requestSignature: string,
+  status: number,
+  payload: Buffer,
+): FastifyReply {
   void reply.header(peerHeaders.signature, signResponse(secret, status, requestSignature, payload));
   if (status !== 204) void reply.header("content-type", "application/json");
   return reply.code(status).send(payload);
+}
+
+function acceptsGzip(request: FastifyRequest): boolean {
+  return /\bgzip\b/.test(String(request.headers["accept-encoding"] ?? ""));
 }
 
 /** The same bytes as a Buffer, not a copy. */
