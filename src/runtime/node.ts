@@ -53,7 +53,7 @@ import { ConcernWaiter } from "./concern-waiter.ts";
 import { type LocatorOptions, NodeLocator } from "./locator.ts";
 import { errorText, type Logger } from "./log.ts";
 import { type MetricsSource, NodeMetrics, type QueueSizes, registerMetricsRoute } from "./metrics.ts";
-import { PageBuilder, pageMessageBytes } from "./page-builder.ts";
+import { builtPage, PageBuilder } from "./page-builder.ts";
 import { PeerClient, peerPaths } from "./peer-client.ts";
 import { type AnswerEncodings, type PeerAnswer, registerPeerRoutes } from "./peer-server.ts";
 import { cryptoRandom, monotonicClock, systemClock, wallTimeOf } from "./ports.ts";
@@ -800,25 +800,24 @@ export class PlexusNode implements DirectoryService {
     this.schedule();
     if (admission.kind === "answer") return { status: 200, body: admission.message };
     const { ticket } = admission;
-    const built = await builder.build(ticket, reads);
-    if (this.stopped) return { status: 204 };
-    const page =
-      built ??
+    const fromWorker = await builder.build(ticket, reads);
+    const built =
+      fromWorker ??
+      // Not gzipped here: the transport compresses what the node's thread sends.
       this.guard(
         "read-page",
-        () => {
-          const read = this.replica.readPage(ticket.request);
-          // Not gzipped here: the transport compresses what the node's thread sends.
-          const body = pageMessageBytes(ticket.id, read, reads.compactPages);
-          return { body, gzipped: false, more: read.more };
-        },
+        () => builtPage(ticket.id, this.replica.readPage(ticket.request), { ...reads, gzip: false }),
         undefined,
       );
-    if (page === undefined) return { status: 204 };
-    this.guard("page-served", () => this.machine.pageServed(ticket, page.more), undefined);
-    this.metrics.pageServed(ticket.from, built === undefined ? "node" : "worker");
+    if (this.stopped || built === undefined) return { status: 204 };
+    if (built.kind === "refused") {
+      const refused = this.machine.pageMessage(ticket, { ok: false, error: built.error });
+      return { status: 200, body: refused };
+    }
+    this.guard("page-served", () => this.machine.pageServed(ticket, built.more), undefined);
+    this.metrics.pageServed(ticket.from, fromWorker === undefined ? "node" : "worker");
     this.schedule();
-    return { status: 200, json: page.body, gzipped: page.gzipped };
+    return { status: 200, json: built.body, gzipped: built.gzipped };
   }
 
   /** Admits a joining node: registers it (or updates its address) in the config partition. */

@@ -2,6 +2,7 @@ import { Worker } from "node:worker_threads";
 import { gzipSync } from "node:zlib";
 import type { PullTicket } from "../core/node/machine.ts";
 import type { ChangePage, ChangeRequest } from "../core/replication/page.ts";
+import type { PlexusError, Result } from "../core/result.ts";
 import { errorText, type Logger } from "./log.ts";
 import { encodePage, gzipBytesMin } from "./page-wire.ts";
 import type { AnswerEncodings } from "./peer-server.ts";
@@ -39,24 +40,21 @@ export interface PageWorkerRequest {
 export type PageWorkerReply =
   | { readonly kind: "ready" }
   | { readonly kind: "failed"; readonly error: string }
-  | {
-      readonly kind: "built";
-      readonly seq: number;
-      /** The page message, as the JSON bytes of the answer (gzipped when `gzipped`). */
-      readonly body: Uint8Array<ArrayBuffer>;
-      readonly gzipped: boolean;
-      readonly more: boolean;
-      readonly entries: number;
-    }
+  | { readonly kind: "built"; readonly seq: number; readonly built: BuiltPage }
   | { readonly kind: "error"; readonly seq: number; readonly error: string };
 
-export interface BuiltPage {
-  /** The answer's body: the page message as JSON, in the encoding the puller asked for. */
-  readonly body: Uint8Array<ArrayBuffer>;
-  /** The body is gzipped (the puller accepts gzip and the page is gzipBytesMin or more). */
-  readonly gzipped: boolean;
-  readonly more: boolean;
-}
+/** An admitted pull's answer as the worker built it. */
+export type BuiltPage =
+  | {
+      readonly kind: "page";
+      /** The page message as JSON, in the encoding the puller asked for (gzipped when `gzipped`). */
+      readonly body: Uint8Array<ArrayBuffer>;
+      /** The puller accepts gzip and the page is gzipBytesMin or more. */
+      readonly gzipped: boolean;
+      readonly more: boolean;
+    }
+  /** The replica was quarantined after it admitted the pull: it sends nothing (readPageFrom). */
+  | { readonly kind: "refused"; readonly error: PlexusError };
 
 /** The answer to pull `id`, as the bytes the node sends (compact or plain page). */
 export function pageMessageBytes(id: number, page: ChangePage, compact: boolean): Uint8Array<ArrayBuffer> {
@@ -65,14 +63,16 @@ export function pageMessageBytes(id: number, page: ChangePage, compact: boolean)
   return new TextEncoder().encode(JSON.stringify(message));
 }
 
-/** The page message as the worker sends it back: gzipped too when the puller reads gzip. */
-export function pageAnswer(id: number, page: ChangePage, reads: AnswerEncodings): BuiltPage {
-  const json = pageMessageBytes(id, page, reads.compactPages);
-  if (!reads.gzip || json.length < gzipBytesMin) return { body: json, gzipped: false, more: page.more };
+/** The answer to an admitted pull as the worker sends it back: gzipped too when the puller reads gzip. */
+export function builtPage(id: number, page: Result<ChangePage>, reads: AnswerEncodings): BuiltPage {
+  if (!page.ok) return { kind: "refused", error: { code: page.error.code, message: page.error.message } };
+  const json = pageMessageBytes(id, page.value, reads.compactPages);
+  const more = page.value.more;
+  if (!reads.gzip || json.length < gzipBytesMin) return { kind: "page", body: json, gzipped: false, more };
   const zipped = gzipSync(json);
   // A Buffer of its own (not a slice of the shared pool), so that it can be transferred.
   const body = new Uint8Array(zipped.buffer, zipped.byteOffset, zipped.byteLength).slice();
-  return { body, gzipped: true, more: page.more };
+  return { kind: "page", body, gzipped: true, more };
 }
 
 interface Pending {
@@ -149,7 +149,7 @@ export class PageBuilder {
         this.giveUp(reply.error);
         return;
       case "built":
-        this.settle(reply.seq, { body: reply.body, gzipped: reply.gzipped, more: reply.more });
+        this.settle(reply.seq, reply.built);
         return;
       case "error":
         // One page failed (a read error): the node's thread builds it; the worker stays.

@@ -2,7 +2,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { readPageFrom } from "../core/replica/replica.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import { errorText } from "./log.ts";
-import { type PageWorkerReply, type PageWorkerRequest, pageAnswer } from "./page-builder.ts";
+import { builtPage, type PageWorkerReply, type PageWorkerRequest } from "./page-builder.ts";
 
 /**
  * The page worker (a worker thread, started by PageBuilder): it builds the pages of pulls the
@@ -23,10 +23,9 @@ function serve(path: string): void {
   port.on("message", (request: PageWorkerRequest) => {
     let reply: PageWorkerReply;
     try {
-      const page = readPageFrom(store, request.request);
-      const { body, gzipped, more } = pageAnswer(request.id, page, request.reads);
-      reply = { kind: "built", seq: request.seq, body, gzipped, more, entries: page.entries.length };
-      port.postMessage(reply, [body.buffer]);
+      const built = builtPage(request.id, readPageFrom(store, request.request), request.reads);
+      reply = { kind: "built", seq: request.seq, built };
+      port.postMessage(reply, built.kind === "page" ? [built.body.buffer] : []);
       return;
     } catch (error) {
       reply = { kind: "error", seq: request.seq, error: errorText(error) };

@@ -4,6 +4,7 @@ import { type NodeConfig, NodeMachine } from "../core/node/machine.ts";
 import type { Clock } from "../core/ports.ts";
 import { Replica, readPageFrom } from "../core/replica/replica.ts";
 import type { ChangePage, ChangeRequest } from "../core/replication/page.ts";
+import type { Result } from "../core/result.ts";
 import type { EntryRow, ItemRow, Store } from "../core/store.ts";
 import { SqliteStore } from "../store/sqlite-store.ts";
 import { SeededRandom } from "./ports.ts";
@@ -148,7 +149,7 @@ export class SimNode {
    * The page for a pull the machine admitted, read from the store as it is now: what the
    * runtime's page worker does on its own connection (src/runtime/page-builder.ts).
    */
-  readPage(request: ChangeRequest): ChangePage {
+  readPage(request: ChangeRequest): Result<ChangePage> {
     return readPageFrom(this.store, request, { canaries: this.canaries });
   }
 

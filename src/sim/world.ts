@@ -312,10 +312,7 @@ export class World {
       const page = node.readPage(ticket.request);
       this.at(later(), `page for ${from.id} sent`, () => {
         if (node.machine !== machine) return;
-        this.step(node, () => {
-          machine.pageServed(ticket, page.more);
-          return [{ to: from.id, message: { kind: "page", id: ticket.id, page } }];
-        });
+        this.step(node, () => [{ to: from.id, message: machine.pageMessage(ticket, page) }]);
       });
     });
   }

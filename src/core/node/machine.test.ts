@@ -4,6 +4,7 @@ import { makeDirectory, type TestReplica } from "../../../test/support/replicas.
 import { type Canaries, noCanaries } from "../canaries.ts";
 import { configPartition } from "../directory/partition.ts";
 import type { NodeId } from "../ids.ts";
+import { unwrap } from "../result.ts";
 import {
   type NodeConfig,
   NodeMachine,
@@ -613,7 +614,7 @@ describe("node state machine", () => {
       assert.ok(pull?.message.kind === "pull" && pull.message.hears !== undefined);
       const admission = bMachine.admitPull(c.name, pull.message);
       assert.ok(admission?.kind === "build");
-      const page = b.replica.readPage(admission.ticket.request);
+      const page = unwrap(b.replica.readPage(admission.ticket.request));
       assert.equal(page.more, false, "the page ends c's cycle");
       writtenOnAPulledByB(harness, a, b, "after-the-read");
       const toC = () =>

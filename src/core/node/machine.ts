@@ -3,10 +3,10 @@ import type { Guid, InvocationId, NodeId } from "../ids.ts";
 import type { WriteOutcome, WriteRequest } from "../replica/originating.ts";
 import type { Replica } from "../replica/replica.ts";
 import type { LingeringCandidate } from "../replica/tombstones.ts";
-import type { ChangeRequest, PageLimits } from "../replication/page.ts";
+import type { ChangePage, ChangeRequest, PageLimits } from "../replication/page.ts";
 import { isUrgentWrite } from "../replication/urgent.ts";
 import type { UtdVector } from "../replication/utd.ts";
-import type { Result } from "../result.ts";
+import type { PlexusError, Result } from "../result.ts";
 import { checkPeerMessage, lingeringCheckBatchMax, type PeerMessage } from "./messages.ts";
 
 /**
@@ -149,6 +149,10 @@ interface RelayLease {
   readonly until: number;
 }
 
+function refusal(id: number, error: PlexusError): PeerMessage {
+  return { kind: "refused", id, code: error.code, message: error.message };
+}
+
 export class NodeMachine {
   private readonly partners = new Map<NodeId, PartnerState>();
   private nextId = 1;
@@ -264,9 +268,12 @@ export class NodeMachine {
       case "pull": {
         const admission = this.admit(from, message, now);
         if (admission.kind === "answer") return [{ to: from, message: admission.message }];
-        const page = this.replica.readPage(admission.ticket.request);
-        this.pageServed(admission.ticket, page.more);
-        return [{ to: from, message: { kind: "page", id: admission.ticket.id, page } }];
+        return [
+          {
+            to: from,
+            message: this.pageMessage(admission.ticket, this.replica.readPage(admission.ticket.request)),
+          },
+        ];
       }
       case "page":
         return this.onPage(from, message.id, message.page, now);
@@ -461,6 +468,17 @@ export class NodeMachine {
     if (!since || this.canaries.clearHeldAfterAdmission === true) this.heldRelays.delete(ticket.from);
   }
 
+  /**
+   * The answer to an admitted pull once its page was read (here, or on another connection with
+   * readPageFrom): the page, after pageServed; or the refusal, when the replica was
+   * quarantined since the pull was admitted.
+   */
+  pageMessage(ticket: PullTicket, page: Result<ChangePage>): PeerMessage {
+    if (!page.ok) return refusal(ticket.id, page.error);
+    this.pageServed(ticket, page.value.more);
+    return { kind: "page", id: ticket.id, page: page.value };
+  }
+
   private admit(from: NodeId, message: Extract<PeerMessage, { kind: "pull" }>, now: number): PullAdmission {
     if (message.notify === true) this.recentPullers.set(from, now + recentPullerNotifyMs);
     // A pull without `hears` takes back whatever the puller said before.
@@ -471,10 +489,7 @@ export class NodeMachine {
         until: now + this.config.relayPullDelayMs,
       });
     const admitted = this.replica.admitPull(message.request);
-    if (!admitted.ok) {
-      const { code, message: text } = admitted.error;
-      return { kind: "answer", message: { kind: "refused", id: message.id, code, message: text } };
-    }
+    if (!admitted.ok) return { kind: "answer", message: refusal(message.id, admitted.error) };
     const ticket = { from, id: message.id, request: admitted.value, held: this.heldRelays.get(from) };
     return { kind: "build", ticket };
   }

@@ -13,7 +13,7 @@ import { convergedState, liveDns } from "../../sim/state.ts";
 import { SqliteStore } from "../../store/sqlite-store.ts";
 import { unwrap } from "../result.ts";
 import { tombstoneLifetimeMsDefault } from "./context.ts";
-import { Replica } from "./replica.ts";
+import { Replica, readPageFrom } from "./replica.ts";
 
 /** Tombstone purge, strict mode, rollback safety, idempotence and re-pulls. */
 const base = "dc=example,dc=com";
@@ -95,6 +95,22 @@ describe("tombstone purge", () => {
 });
 
 describe("strict mode", () => {
+  it("a pull admitted before the replica was quarantined gets a refusal, not a page, wherever it is read", () => {
+    const [a, b, c] = trio();
+    add(a, `cn=doomed,${base}`);
+    syncAll([a, b, c]);
+    unwrap(a.replica.writeOne({ op: "delete", dn: `cn=doomed,${base}` }));
+    setClocks([a, b, c], epoch + tombstoneLifetimeMsDefault + 2 * day);
+    assert.equal(a.replica.purgeTombstones(names.slice(0, 1)).purged, 1, "a purges it, b and c never saw it");
+    // c, which has not heard of the purge, asks b for a page; then a's request quarantines b.
+    const admitted = unwrap(b.replica.admitPull(c.replica.changeRequest(b.name)));
+    assert.equal(b.replica.admitPull(a.replica.changeRequest(b.name)).ok, false);
+    assert.equal(b.replica.isQuarantined(), true);
+    const here = b.replica.readPage(admitted);
+    const elsewhere = readPageFrom(b.store, admitted);
+    for (const read of [here, elsewhere]) assert.equal(read.ok ? "a page" : read.error.code, "quarantined");
+  });
+
   it("a replica disconnected longer than the tombstone lifetime refuses to send, then a lingering check restores it", () => {
     const [a, b] = makeDirectory(["node-a", "node-b"]);
     assert.ok(a !== undefined && b !== undefined);

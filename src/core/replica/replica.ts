@@ -216,7 +216,7 @@ export class Replica {
   getChanges(request: unknown): Result<ChangePage> {
     return this.ctx.transact(() => {
       const admitted = this.admitPull(request);
-      return admitted.ok ? ok(buildPage(this.ctx, admitted.value)) : admitted;
+      return admitted.ok ? this.readPage(admitted.value) : admitted;
     });
   }
 
@@ -244,19 +244,16 @@ export class Replica {
         usn: utdGet(request.utd, request.destinationInvocation),
         receivedAt: this.ctx.now(),
       });
-      if (isQuarantined(this.ctx)) {
-        return fail(
-          "quarantined",
-          "this replica may hold entries deleted elsewhere (it missed purged deletions, or it is a restored copy); it sends nothing until a lingering-object check has run",
-        );
-      }
-      return ok(request);
+      return isQuarantined(this.ctx) ? quarantinedRefusal() : ok(request);
     });
   }
 
-  /** The second half of getChanges: the page for a request admitPull accepted. Reads only. */
-  readPage(request: ChangeRequest): ChangePage {
-    return this.ctx.transact(() => buildPage(this.ctx, request));
+  /**
+   * The second half of getChanges: the page for a request admitPull accepted. Reads only;
+   * refused when the replica was quarantined since (a page built later than its admission).
+   */
+  readPage(request: ChangeRequest): Result<ChangePage> {
+    return this.ctx.transact(() => pageOrRefusal(this.ctx, request));
   }
 
   /** Applies a page pulled from a partner in one transaction. The page is untrusted input. */
@@ -435,14 +432,31 @@ const pageReaderPorts: ReplicaPorts = {
 /**
  * Builds the page for a request that the replica's admitPull accepted, on another connection
  * to the same store (a node serves pulls from a worker thread): read only, in one snapshot of
- * the committed state, which is what the replica itself would answer at that moment.
+ * the committed state, which is what the replica itself would answer at that moment (a
+ * refusal if it has been quarantined since the pull was admitted).
  */
-export function readPageFrom(store: Store, request: ChangeRequest, options: ReplicaOptions = {}): ChangePage {
+export function readPageFrom(
+  store: Store,
+  request: ChangeRequest,
+  options: ReplicaOptions = {},
+): Result<ChangePage> {
   return store.transaction(() => {
     const meta = store.readMeta();
     assert(meta !== undefined, "a page reader opens the store of an existing replica");
-    return buildPage(makeContext(store, pageReaderPorts, options, meta), request);
+    return pageOrRefusal(makeContext(store, pageReaderPorts, options, meta), request);
   });
+}
+
+/** A quarantined replica sends nothing, even for a pull it admitted before it was quarantined. */
+function pageOrRefusal(ctx: ReplicaContext, request: ChangeRequest): Result<ChangePage> {
+  return isQuarantined(ctx) ? quarantinedRefusal() : ok(buildPage(ctx, request));
+}
+
+function quarantinedRefusal(): Result<never> {
+  return fail(
+    "quarantined",
+    "this replica may hold entries deleted elsewhere (it missed purged deletions, or it is a restored copy); it sends nothing until a lingering-object check has run",
+  );
 }
 
 function makeContext(
