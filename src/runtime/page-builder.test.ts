@@ -159,6 +159,27 @@ describe("page builder", () => {
     }
   });
 
+  it("a worker that dies is given up for good, and every page is left to the caller", async () => {
+    const path = join(directory, "dies.db");
+    const replica = fileReplica(path, 10);
+    const { log, events } = recordingLogger();
+    const builder = PageBuilder.start(path, log);
+    try {
+      await until(() => builder.available, "the page worker");
+      const ticket = ticketFor(replica, { objectUsn: 0, propertyUsn: 0 }, 1);
+      assert.equal((await builder.build(ticket, compact))?.kind, "page");
+      // What an uncaught error or an out-of-memory abort in the worker amounts to: its exit.
+      await (builder as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+      await until(() => events.length > 0, "the exit to be noticed");
+      assert.deepEqual(events, [{ level: "warn", event: "page-worker-stopped" }]);
+      assert.equal(builder.available, false);
+      assert.equal(await builder.build(ticket, compact), undefined);
+    } finally {
+      await builder.close();
+      replica.close();
+    }
+  });
+
   it("gives up on a store it cannot open, says so, and leaves every page to the caller", async () => {
     const { log, events } = recordingLogger();
     const builder = PageBuilder.start(join(directory, "missing", "plexus.db"), log);
