@@ -23,7 +23,8 @@ import { dnsConfigKeys, dnsStartFlags, dnsStartOptions, dnsStartUsage } from "./
 export const startUsage = `usage: plexus start [--config FILE] --data DIR --node NAME --site SITE
                     [--host IP] [--port N] [--join URL]... [--secret-file FILE]
                     [--partition DN]... [--topology FILE] [--synchronous full|normal]
-                    [--page-worker on|off] [--log-level debug|info|warn|error] [--log-format json|pretty]
+                    [--page-worker on|off] [--log-level debug|info|warn|error]
+                    [--log-format json|pretty]
                     [--dns HOST:PORT|off] [--zone NAME] [--dns-priority N] [--dns-weight N] ...
 
   --data DIR          the data directory (one SQLite file); created if missing
