@@ -122,12 +122,16 @@ describe("hex helpers", () => {
 
 describe("decodeUtf8", () => {
   it("decodes what TextEncoder encodes", () => {
+    // ignoreBOM: a TextDecoder otherwise drops a leading U+FEFF, which a DN or filter value keeps.
+    const reference = new TextDecoder("utf-8", { ignoreBOM: true });
     fc.assert(
       fc.property(fc.string({ unit: "binary" }), (text) => {
         const bytes = [...new TextEncoder().encode(text)];
-        assert.equal(decodeUtf8(bytes), new TextDecoder().decode(new Uint8Array(bytes)));
+        assert.equal(decodeUtf8(bytes), reference.decode(new Uint8Array(bytes)));
       }),
     );
+    // The counterexample fast-check found once (seed 1923461546): a value that starts with a BOM.
+    assert.equal(decodeUtf8([0xef, 0xbb, 0xbf]), "\ufeff");
   });
 
   it("accepts exactly what a fatal TextDecoder accepts", () => {
