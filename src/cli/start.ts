@@ -49,8 +49,9 @@ export const startUsage = `usage: plexus start [--config FILE] --data DIR --node
                       event, fields); pretty: one readable line per event, for people
 ${dnsStartUsage}  --config FILE       JSON with any of: data, node, site, host, port, join, secretFile,
                       partitions, topology (a file name or an object), synchronous,
-                      pageWorker (true or false), logLevel, logFormat, timings (pullTimeoutMs, retryBackoffBaseMs,
-                      retryBackoffMaxMs, topologyRefreshMs, initialSyncTimeoutMs, joinTimeoutMs),
+                      pageWorker (true or false), logLevel, logFormat, timings (pullTimeoutMs,
+                      retryBackoffBaseMs, retryBackoffMaxMs, topologyRefreshMs,
+                      initialSyncTimeoutMs, joinTimeoutMs),
                       and the DNS settings: ${dnsConfigKeys.slice(0, 5).join(", ")},
                       ${dnsConfigKeys.slice(5).join(", ")}
 `;

@@ -95,13 +95,27 @@ describe("page builder", () => {
   });
   after(() => rmSync(directory, { recursive: true, force: true }));
 
-  it("builds on the worker, page after page, the bytes the node's thread builds: compact, plain, gzipped", async () => {
-    const path = join(directory, "same.db");
-    const replica = fileReplica(path, 70);
+  /** A replica of `people` people in file `name`, and a page builder on it once it is ready. */
+  async function withReadyBuilder(
+    name: string,
+    people: number,
+    body: (replica: Replica, builder: PageBuilder, events: LoggedEvent[]) => Promise<void>,
+  ): Promise<void> {
+    const path = join(directory, name);
+    const replica = fileReplica(path, people);
     const { log, events } = recordingLogger();
     const builder = PageBuilder.start(path, log);
     try {
       await until(() => builder.available, "the page worker");
+      await body(replica, builder, events);
+    } finally {
+      await builder.close();
+      replica.close();
+    }
+  }
+
+  it("builds on the worker, page after page, the bytes the node's thread builds: compact, plain, gzipped", async () => {
+    await withReadyBuilder("same.db", 70, async (replica, builder, events) => {
       const variants: AnswerEncodings[] = [
         { compactPages: true, gzip: false },
         { compactPages: false, gzip: false },
@@ -130,18 +144,11 @@ describe("page builder", () => {
         assert.ok(pages >= 4, `${pages} pages`);
       }
       assert.deepEqual(events, [], "nothing went wrong");
-    } finally {
-      await builder.close();
-      replica.close();
-    }
+    });
   });
 
   it("answers undefined beyond its queue bound, and once closed", async () => {
-    const path = join(directory, "queue.db");
-    const replica = fileReplica(path, 10);
-    const builder = PageBuilder.start(path, recordingLogger().log);
-    try {
-      await until(() => builder.available, "the page worker");
+    await withReadyBuilder("queue.db", 10, async (replica, builder) => {
       const ticket = ticketFor(replica, { objectUsn: 0, propertyUsn: 0 }, 1);
       const queued = Array.from({ length: pageBuildsQueuedMax + 1 }, () => builder.build(ticket, compact));
       const answers: (BuiltPage | undefined)[] = await Promise.all(queued);
@@ -153,19 +160,11 @@ describe("page builder", () => {
       const settled = await pending;
       assert.ok(settled === undefined || settled.kind === "page", "a build under way ends either way");
       assert.equal(await builder.build(ticket, compact), undefined);
-    } finally {
-      await builder.close();
-      replica.close();
-    }
+    });
   });
 
   it("a worker that dies is given up for good, and every page is left to the caller", async () => {
-    const path = join(directory, "dies.db");
-    const replica = fileReplica(path, 10);
-    const { log, events } = recordingLogger();
-    const builder = PageBuilder.start(path, log);
-    try {
-      await until(() => builder.available, "the page worker");
+    await withReadyBuilder("dies.db", 10, async (replica, builder, events) => {
       const ticket = ticketFor(replica, { objectUsn: 0, propertyUsn: 0 }, 1);
       assert.equal((await builder.build(ticket, compact))?.kind, "page");
       // What an uncaught error or an out-of-memory abort in the worker amounts to: its exit.
@@ -174,10 +173,7 @@ describe("page builder", () => {
       assert.deepEqual(events, [{ level: "warn", event: "page-worker-stopped" }]);
       assert.equal(builder.available, false);
       assert.equal(await builder.build(ticket, compact), undefined);
-    } finally {
-      await builder.close();
-      replica.close();
-    }
+    });
   });
 
   it("gives up on a store it cannot open, says so, and leaves every page to the caller", async () => {

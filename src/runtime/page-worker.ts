@@ -7,8 +7,9 @@ import { builtPage, type PageWorkerReply, type PageWorkerRequest } from "./page-
 /**
  * The page worker (a worker thread, started by PageBuilder): it builds the pages of pulls the
  * node admitted, from its own read-only connection to the node's store, and sends back each
- * page message as the bytes that go on the wire (JSON, gzipped for a puller that reads gzip). Nothing here decides anything: the core's
- * readPageFrom builds the page, the node's thread did the admission and sends the answer.
+ * page message as the bytes that go on the wire (JSON, gzipped for a puller that reads gzip).
+ * Nothing here decides anything: the core's readPageFrom builds the page, the node's thread
+ * did the admission and sends the answer.
  */
 function serve(path: string): void {
   const port = parentPort;

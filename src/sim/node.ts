@@ -49,6 +49,8 @@ export class SimNode {
   private store: Store;
   /** Entries this replica has seen deleted: none may ever be live here again. */
   private deleted = new Set<Guid>();
+  /** The canaries the node runs with, for pages it reads outside its replica (readPage). */
+  private canaries: Canaries = noCanaries;
   /** Puts left before an armed crash strikes; null when not armed. */
   private crashAfterPuts: number | null = null;
   /** Counts tombstone purges and restores, which legitimately let a duplicate page change state. */
@@ -152,8 +154,6 @@ export class SimNode {
   readPage(request: ChangeRequest): Result<ChangePage> {
     return readPageFrom(this.store, request, { canaries: this.canaries });
   }
-
-  private canaries: Canaries = noCanaries;
 
   private attach(replica: Replica, config: NodeConfig, canaries: Canaries): void {
     this.canaries = canaries;

@@ -464,8 +464,9 @@ export class NodeMachine {
    */
   pageServed(ticket: PullTicket, more: boolean): void {
     if (more) return;
-    const since = this.heldRelays.get(ticket.from) !== ticket.held;
-    if (!since || this.canaries.clearHeldAfterAdmission === true) this.heldRelays.delete(ticket.from);
+    const heldSinceAdmission = this.heldRelays.get(ticket.from) !== ticket.held;
+    if (!heldSinceAdmission || this.canaries.clearHeldAfterAdmission === true)
+      this.heldRelays.delete(ticket.from);
   }
 
   /**
