@@ -126,6 +126,7 @@ function status(
   usn: number,
   utd: Record<string, number>,
   partners: unknown[],
+  originatedUsn?: number,
 ): StatusView {
   const parsed = parseStatus({
     node,
@@ -134,6 +135,7 @@ function status(
     ready: true,
     invocationId,
     usn,
+    ...(originatedUsn === undefined ? {} : { originatedUsn }),
     utd,
     partners,
   });
@@ -211,6 +213,37 @@ describe("replication health text", () => {
       ],
     );
     assert.match(formatReplStatus(self, lags, new Map(), now), /\? +bbbb +4 +7 +3 +30s ago +28s\n/);
+  });
+
+  it("counts as behind only the changes an origin made, not the USNs it took to apply others'", () => {
+    // e1 made changes up to USN 10 and applied e2's up to its USN 20; e2 made up to 9 (USN 15).
+    const e1 = status("e1", "aaaa", 20, { aaaa: 20, bbbb: 9, cccc: 30 }, [partner("e2")], 10);
+    const e2 = status("e2", "bbbb", 15, { aaaa: 12, bbbb: 15, cccc: 28 }, [partner("e1")], 9);
+    const fromE1 = originLags(e1, new Map([["e2", e2]]), new Map());
+    assert.deepEqual(
+      fromE1.map((lag) => [lag.invocation, lag.here, lag.partners.e2, lag.behind]),
+      [
+        ["aaaa", 20, 12, 0],
+        ["bbbb", 9, 15, 0],
+        ["cccc", 30, 28, 0],
+      ],
+    );
+    // cccc's node was not asked: the most any asked node has stands in for its newest change.
+    const fromE2 = originLags(e2, new Map([["e1", e1]]), new Map());
+    assert.deepEqual(
+      fromE2.map((lag) => [lag.invocation, lag.behind]),
+      [
+        ["aaaa", 0],
+        ["bbbb", 0],
+        ["cccc", 2],
+      ],
+    );
+    assert.deepEqual(summarize([e1, e2], now).behind, { e1: 0, e2: 2 });
+    // e1 makes a change (USN 21) that e2 has not pulled yet.
+    const e1Later = status("e1", "aaaa", 21, { aaaa: 21, bbbb: 9, cccc: 30 }, [partner("e2")], 21);
+    const missing = originLags(e2, new Map([["e1", e1Later]]), new Map());
+    assert.equal(missing.find((lag) => lag.invocation === "aaaa")?.behind, 9);
+    assert.deepEqual(summarize([e1Later, e2], now).behind, { e1: 0, e2: 11 });
   });
 
   it("summarizes largest deltas and failures per source and destination", () => {

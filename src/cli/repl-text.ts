@@ -27,6 +27,11 @@ export interface StatusView {
   readonly ready: boolean;
   readonly invocationId: string;
   readonly usn: number;
+  /**
+   * The USN of the newest change made on that node (its `usn` also counts changes it applied
+   * from others); null from a node that does not say.
+   */
+  readonly originatedUsn: number | null;
   readonly utd: Readonly<Record<string, number>>;
   readonly quarantined: boolean;
   readonly partners: readonly PartnerView[];
@@ -72,6 +77,7 @@ export function parseStatus(body: unknown): StatusView | null {
     ready: body.ready === true,
     invocationId: body.invocationId,
     usn: typeof body.usn === "number" ? body.usn : 0,
+    originatedUsn: typeof body.originatedUsn === "number" ? body.originatedUsn : null,
     utd,
     quarantined: body.quarantined === true,
     partners,
@@ -123,7 +129,10 @@ export interface OriginLag {
   readonly here: number;
   /** The same for each partner (null: its status could not be read). */
   readonly partners: Readonly<Record<string, number | null>>;
-  /** How far the most any asked node has is ahead of this node (0: up to date). */
+  /**
+   * How far this node trails the origin's newest change (in USNs), when the origin itself was
+   * asked; else how far it trails the most any asked node has. 0: it lacks none of them.
+   */
   readonly behind: number;
   /** How long ago the newest change from this origin held here was made (null: not known). */
   readonly newestAgeMs: number | null;
@@ -173,14 +182,29 @@ function timeBehind(
 }
 
 /**
- * Per origin: what `self` has against what each partner has (and the origin itself, when it is
- * one of the nodes asked: its own USN is the most anyone can have).
+ * Where an origin's changes end, as far as the nodes asked tell: the origin's newest change of
+ * its own when it is one of them (USNs it took to apply others' changes are nothing anyone
+ * lacks), else the most any of them has of it.
+ */
+function originTarget(invocation: string, statuses: Iterable<StatusView>, most: number): number {
+  for (const status of statuses) {
+    if (status.invocationId !== invocation) continue;
+    // A node that does not report its newest own change: its USN is an upper bound.
+    return status.originatedUsn ?? Math.max(most, status.usn);
+  }
+  return most;
+}
+
+/**
+ * Per origin: what `self` has against what each partner has, and how far it trails the origin
+ * (`origins`: statuses of other nodes asked only for their newest own change).
  */
 export function originLags(
   self: StatusView,
   partners: ReadonlyMap<string, StatusView | null>,
   names: OriginNames,
   ages: OriginAges = new Map(),
+  origins: readonly StatusView[] = [],
 ): OriginLag[] {
   const invocations = new Set(Object.keys(self.utd));
   for (const status of partners.values())
@@ -189,21 +213,23 @@ export function originLags(
     const here = self.utd[invocation] ?? 0;
     const seen: Record<string, number | null> = {};
     let most = here;
+    const asked: StatusView[] = [self, ...origins];
     for (const [node, status] of partners) {
       const value = status === null ? null : (status.utd[invocation] ?? 0);
       seen[node] = value;
       if (value !== null) most = Math.max(most, value);
-      if (status !== null && status.invocationId === invocation) most = Math.max(most, status.usn);
+      if (status !== null) asked.push(status);
     }
+    const behind = Math.max(0, originTarget(invocation, asked, most) - here);
     const newestAgeMs = ages.get(self.node)?.get(invocation) ?? null;
     return {
       invocation,
       node: names.get(invocation) ?? null,
       here,
       partners: seen,
-      behind: most - here,
+      behind,
       newestAgeMs,
-      timeBehindMs: timeBehind(invocation, newestAgeMs, most - here, partners, ages),
+      timeBehindMs: timeBehind(invocation, newestAgeMs, behind, partners, ages),
     };
   });
   // By origin name, then id: a restored server's older ids sit next to its current one.
@@ -252,9 +278,10 @@ export function formatReplStatus(
   const partnerNames = self.partners.map((partner) => partner.node);
   lines.push(
     "",
-    "Origins: the originating USN this node has, against its partners (BEHIND: the most seen minus",
-    "here); the age of the newest change held here, and how much older it is than a partner's",
-    "newest (TIME BEHIND; ages from /metrics, '?' when not known)",
+    "Origins: the originating USN this node has, against its partners (BEHIND: the origin's newest",
+    "change minus here, or the most a partner has when the origin did not answer); the age of the",
+    "newest change held here, and how much older it is than a partner's newest (TIME BEHIND; ages",
+    "from /metrics, '?' when not known)",
   );
   const rows: string[][] = [
     ["ORIGIN", "INVOCATION", "HERE", ...partnerNames, "BEHIND", "NEWEST HERE", "TIME BEHIND"],
@@ -320,7 +347,10 @@ function summaryRow(node: string, connections: readonly Connection[], now: numbe
 export interface Summary {
   readonly destinations: SummaryRow[];
   readonly sources: SummaryRow[];
-  /** Per reachable node: how far it is behind the most any reachable node has, summed over origins. */
+  /**
+   * Per reachable node, summed over origins: how far it trails each origin's newest change (in
+   * USNs; for an origin not reachable, the most any reachable node has). 0: it lacks nothing.
+   */
   readonly behind: Readonly<Record<string, number>>;
 }
 
@@ -334,11 +364,14 @@ export function summarize(statuses: readonly StatusView[], now: number): Summary
   for (const status of statuses) {
     for (const [invocation, usn] of Object.entries(status.utd))
       most[invocation] = Math.max(most[invocation] ?? 0, usn);
-    most[status.invocationId] = Math.max(most[status.invocationId] ?? 0, status.usn);
+    most[status.invocationId] ??= 0;
   }
+  const targets = Object.entries(most).map(
+    ([invocation, usn]) => [invocation, originTarget(invocation, statuses, usn)] as const,
+  );
   const behind: Record<string, number> = {};
   for (const status of statuses)
-    behind[status.node] = Object.entries(most).reduce(
+    behind[status.node] = targets.reduce(
       (sum, [invocation, usn]) => sum + Math.max(0, usn - (status.utd[invocation] ?? 0)),
       0,
     );

@@ -41,6 +41,11 @@ import {
 
 /** Another node's status is given this long; an unreachable one is reported, not waited for. */
 const peerStatusTimeoutMs = 3_000;
+/**
+ * `repl status` also asks this many origins that are not partners for their newest change
+ * (BEHIND then counts only changes missing); beyond it, the partners' figures stand in.
+ */
+const originStatusReadsMax = 32;
 /** cn=config holds the topology: a few objects per site, link and server. */
 const configEntriesMax = 100_000;
 const conflictsPageMax = 1_000;
@@ -59,13 +64,14 @@ const replUsage = `usage: plexus repl status [NODE] [--url URL] [--json]
 
   status    this node's inbound partners (last success, last failure and its reason,
             consecutive failures) and, per origin, the originating USN it has against
-            what each partner has, the age of the newest change it holds and how much
-            older that is than a partner's newest (like repadmin /showrepl); NODE: that
+            what each partner has and the origin's newest change (BEHIND), the age of the
+            newest change it holds and how much older that is than a partner's newest
+            (like repadmin /showrepl); NODE: that
             server instead of the --url node, found in the topology the --url node holds
   summary   every server of the topology (read from cn=config): the largest delta since a
             successful pull and the failing connections, per source and per destination,
-            and how many USNs each is behind (like repadmin /replsummary); a node that
-            does not answer is listed as unreachable
+            and how many USNs each trails the origins' newest changes by, summed (like
+            repadmin /replsummary); a node that does not answer is listed as unreachable
   sync      pull now from every inbound partner (or --from NODE) and wait up to --timeout
             (default ${replicateTimeoutMsDefault} ms) for each pull to end (POST /v1/replicate); exit 1
             unless every pull succeeded
@@ -183,6 +189,28 @@ async function readAges(urls: ReadonlyMap<string, string | null>): Promise<Map<s
   return ages;
 }
 
+/**
+ * The statuses of the servers whose changes `self` holds and that are neither it nor a partner
+ * (at most originStatusReadsMax): each one's newest own change tells whether anything of it is
+ * missing. One that does not answer is left out.
+ */
+async function readOrigins(
+  self: StatusView,
+  partners: ReadonlyMap<string, StatusView | null>,
+  config: TopologyConfig | undefined,
+): Promise<StatusView[]> {
+  if (config === undefined) return [];
+  const held = new Set(Object.keys(self.utd));
+  const urls = serverUrls(config);
+  const others = config.servers
+    .filter((server) => server.node !== self.node && !partners.has(server.node))
+    .filter((server) => (server.invocations ?? []).some((invocation) => held.has(invocation)))
+    .map((server) => server.node)
+    .slice(0, originStatusReadsMax);
+  const { statuses } = await readStatuses(new Map(others.map((other) => [other, urls.get(other) ?? null])));
+  return [...statuses.values()].filter((status): status is StatusView => status !== null);
+}
+
 /** `repl status NODE`: that server's URL as the topology read through `node` records it. */
 async function nodeNamed(node: NodeApi, name: string | undefined): Promise<NodeApi> {
   if (name === undefined) return node;
@@ -200,13 +228,15 @@ async function replStatus(node: NodeApi, json: boolean, stdout: Output): Promise
     readStatuses(partnerUrls),
     readAges(new Map([[self.node, node.url], ...partnerUrls])),
   ]);
-  let servers: TopologyConfig["servers"] = [];
+  let config: TopologyConfig | undefined;
   try {
-    servers = (await liveTopology(node)).config.servers;
+    config = (await liveTopology(node)).config;
   } catch {
     // Names then come from the statuses alone (current invocation ids only).
   }
-  const lags = originLags(self, statuses, originNames([self, ...statuses.values()], servers), ages);
+  const origins = await readOrigins(self, statuses, config);
+  const names = originNames([self, ...statuses.values()], config?.servers ?? []);
+  const lags = originLags(self, statuses, names, ages, origins);
   if (json) {
     stdout.write(
       `${JSON.stringify({ ...self, origins: lags, unreadablePartners: Object.fromEntries(unreachable) })}\n`,

@@ -68,7 +68,24 @@ describe("a cluster of node processes", { timeout: 90_000 }, () => {
       });
     }
     for (const name of names) {
-      const { invocationId } = (await http("GET", `${url(name)}/v1/status`)).body as { invocationId: string };
+      const { invocationId, usn, originatedUsn } = (await http("GET", `${url(name)}/v1/status`)).body as {
+        invocationId: string;
+        usn: number;
+        originatedUsn: number;
+      };
+      assert.ok(
+        originatedUsn > 0 && originatedUsn <= usn,
+        `${name}: originatedUsn ${originatedUsn}, usn ${usn}`,
+      );
+      await eventually(`every node holding ${name}'s changes up to its newest own one`, async () => {
+        for (const other of names) {
+          const { utd } = (await http("GET", `${url(other)}/v1/status`)).body as {
+            utd: Record<string, number>;
+          };
+          if ((utd[invocationId] ?? 0) < originatedUsn) return false;
+        }
+        return true;
+      });
       await eventually(`e1 knowing ${name}'s invocation id from its server object`, async () => {
         const server = await http(
           "GET",

@@ -1015,6 +1015,7 @@ export class PlexusNode implements DirectoryService {
       ready: this.ready(),
       invocationId: this.replica.invocationId,
       usn: this.replica.usn,
+      originatedUsn: this.replica.originatedUsn,
       utd: this.replica.utd(),
       quarantined: this.replica.isQuarantined(),
       dns: this.dnsLocator?.status() ?? null,

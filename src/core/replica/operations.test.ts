@@ -344,6 +344,21 @@ describe("add", () => {
     assert.equal(unwrap(b.replica.get(`cn=alice,${base}`)).guid, alice.guid);
     assert.deepEqual(attributes(b, `cn=Alice,${base}`), attributes(a, `cn=Alice,${base}`));
   });
+
+  it("tells its newest own change apart from USNs taken to apply others' changes", () => {
+    const [a, b] = pair();
+    const own = add(b, `cn=Bob,${base}`);
+    assert.equal(b.replica.originatedUsn, own.usn);
+    add(a, `cn=Alice,${base}`);
+    add(a, `cn=Carol,${base}`);
+    pull(b.replica, a.replica);
+    // b took USNs for a's two adds; its own newest change is still Bob's add.
+    assert.ok(b.replica.usn > own.usn);
+    assert.equal(b.replica.originatedUsn, own.usn);
+    assert.ok((a.replica.utd()[b.replica.invocationId] ?? 0) < own.usn);
+    pull(a.replica, b.replica);
+    assert.ok((a.replica.utd()[b.replica.invocationId] ?? 0) >= b.replica.originatedUsn);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -123,6 +123,15 @@ export class Replica {
     return this.ctx.meta;
   }
 
+  /**
+   * The USN of the newest change made here (not applied from elsewhere) under the current
+   * invocation id, 0 before the first: applied changes take USNs too, so `usn` runs ahead of it,
+   * and a partner that lacks none of this replica's own changes has at least this in its UTD.
+   */
+  get originatedUsn(): Usn {
+    return (this.ctx.store.heldStamps()[this.ctx.meta.invocation] ?? 0) as Usn;
+  }
+
   /** This replica's UTD including its own invocation at its current USN. */
   utd(): UtdVector {
     return currentUtd(this.ctx);
