@@ -46,6 +46,8 @@ if (!skipStatic) {
   run("biome check", join(root, "node_modules/.bin/biome"), ["check", root]);
 }
 
+/** The slowest tests (real clusters under load) take about a minute; none should take ten. */
+const testTimeoutMs = 600_000;
 const reportDir = mkdtempSync(join(tmpdir(), "plexus-test-"));
 // Removed however the run ends (a failing step exits early).
 process.on("exit", () => rmSync(reportDir, { recursive: true, force: true }));
@@ -54,6 +56,8 @@ run(`node --test (${files.length} files)`, process.execPath, [
   "--import",
   "tsx",
   "--test",
+  // A test that hangs fails after this, rather than holding CI until its own limit.
+  `--test-timeout=${testTimeoutMs}`,
   "--test-reporter=spec",
   "--test-reporter-destination=stdout",
   "--test-reporter=tap",

@@ -34,9 +34,16 @@ interface LoggedEvent {
   readonly event: string;
 }
 
-function recordingLogger(): { log: Logger; events: LoggedEvent[] } {
+function recordingLogger(): { log: Logger; events: LoggedEvent[]; reasons: unknown[] } {
   const events: LoggedEvent[] = [];
-  return { events, log: { log: (level, event) => events.push({ level, event }) } };
+  const reasons: unknown[] = [];
+  const log: Logger = {
+    log: (level, event, fields) => {
+      events.push({ level, event });
+      reasons.push(fields?.reason);
+    },
+  };
+  return { events, log, reasons };
 }
 
 async function until(condition: () => boolean, what: string): Promise<void> {
@@ -174,6 +181,41 @@ describe("page builder", () => {
       assert.equal(builder.available, false);
       assert.equal(await builder.build(ticket, compact), undefined);
     });
+  });
+
+  it("gives up on a worker that answers no page within the build timeout, and on one that never starts", async () => {
+    const script = new URL("../../test/support/stuck-page-worker.mjs", import.meta.url);
+    const replica = fileReplica(join(directory, "stuck.db"), 3);
+    const stuck = recordingLogger();
+    const builder = PageBuilder.start(join(directory, "stuck.db"), stuck.log, {
+      script,
+      buildTimeoutMs: 300,
+    });
+    const silent = recordingLogger();
+    const neverReady = PageBuilder.start("never-ready", silent.log, { script, startTimeoutMs: 300 });
+    try {
+      await until(() => builder.available, "the stand-in worker");
+      const ticket = ticketFor(replica, { objectUsn: 0, propertyUsn: 0 }, 1);
+      const started = Date.now();
+      const hung = new Promise((resolve) => setTimeout(() => resolve("no answer"), readyWithinMs).unref());
+      assert.equal(
+        await Promise.race([builder.build(ticket, compact), hung]),
+        undefined,
+        "left to the caller",
+      );
+      assert.ok(Date.now() - started >= 250, "not before the timeout");
+      assert.deepEqual(stuck.events, [{ level: "warn", event: "page-worker-stopped" }]);
+      assert.deepEqual(stuck.reasons, ["a page took over 300 ms"]);
+      assert.equal(builder.available, false, "for good");
+      assert.equal(await builder.build(ticket, compact), undefined);
+      await until(() => silent.events.length > 0, "the start timeout");
+      assert.deepEqual(silent.reasons, ["the worker did not start within 300 ms"]);
+      assert.equal(neverReady.available, false);
+    } finally {
+      await builder.close();
+      await neverReady.close();
+      replica.close();
+    }
   });
 
   it("gives up on a store it cannot open, says so, and leaves every page to the caller", async () => {

@@ -75,6 +75,16 @@ export function builtPage(id: number, page: Result<ChangePage>, reads: AnswerEnc
   return { kind: "page", body, gzipped: true, more };
 }
 
+/** Bounds of one worker, and its entry point (tests stand in workers that misbehave). */
+export interface PageWorkerOptions {
+  /** Default pageBuildTimeoutMs. */
+  readonly buildTimeoutMs?: number;
+  /** Default pageWorkerStartTimeoutMs. */
+  readonly startTimeoutMs?: number;
+  /** Default page-worker-boot.mjs beside this file. */
+  readonly script?: URL;
+}
+
 interface Pending {
   readonly resolve: (page: BuiltPage | undefined) => void;
   readonly timer: NodeJS.Timeout;
@@ -88,10 +98,12 @@ export class PageBuilder {
   private constructor(
     private readonly worker: Worker,
     private readonly log: Logger,
+    private readonly buildTimeoutMs: number,
+    startTimeoutMs: number,
   ) {
     const startTimer = setTimeout(
-      () => this.giveUp("the worker did not start in time"),
-      pageWorkerStartTimeoutMs,
+      () => this.giveUp(`the worker did not start within ${startTimeoutMs} ms`),
+      startTimeoutMs,
     );
     worker.on("message", (reply: PageWorkerReply) => {
       if (reply.kind === "ready" || reply.kind === "failed") clearTimeout(startTimer);
@@ -106,9 +118,15 @@ export class PageBuilder {
   }
 
   /** Starts the worker for the store file at `path`; pages are built on it once it is ready. */
-  static start(path: string, log: Logger): PageBuilder {
-    const worker = new Worker(new URL("./page-worker-boot.mjs", import.meta.url), { workerData: { path } });
-    return new PageBuilder(worker, log);
+  static start(path: string, log: Logger, options: PageWorkerOptions = {}): PageBuilder {
+    const script = options.script ?? new URL("./page-worker-boot.mjs", import.meta.url);
+    const worker = new Worker(script, { workerData: { path } });
+    return new PageBuilder(
+      worker,
+      log,
+      options.buildTimeoutMs ?? pageBuildTimeoutMs,
+      options.startTimeoutMs ?? pageWorkerStartTimeoutMs,
+    );
   }
 
   /** Whether `build` may answer a page now (else the caller builds it itself). */
@@ -123,8 +141,8 @@ export class PageBuilder {
     const seq = this.seq;
     return new Promise((resolve) => {
       const timer = setTimeout(
-        () => this.giveUp(`a page took over ${pageBuildTimeoutMs} ms`),
-        pageBuildTimeoutMs,
+        () => this.giveUp(`a page took over ${this.buildTimeoutMs} ms`),
+        this.buildTimeoutMs,
       );
       this.pending.set(seq, { resolve, timer });
       const request: PageWorkerRequest = { seq, id: ticket.id, request: ticket.request, reads };
