@@ -15,6 +15,7 @@ import type { Result } from "../../core/result.ts";
 import { registerBatchRoute } from "./batch.ts";
 import { type LocatorView, registerLocateRoute } from "./locate.ts";
 import { isRetryable, type Problem, type ProblemCode, problem, problemOf } from "./problems.ts";
+import { registerWatchRoute } from "./watch.ts";
 
 /**
  * The client API under /v1 (docs/api.md). It translates: it checks the shape of what arrives
@@ -64,12 +65,6 @@ export const clientBodyBytesMax = 8 * 1024 * 1024;
 export const sessionWaitMs = 2_000;
 const sessionTokenLengthMax = 8_192;
 export const sessionHeader = "plexus-session";
-/** Watch streams open at once; more get 503 (each holds a socket and a listener). */
-export const watchersMax = 1_000;
-/** Events read per step of a watch stream. */
-const watchBatchMax = 500;
-/** A comment line this often keeps proxies and clients from closing an idle stream. */
-const watchKeepaliveMs = 15_000;
 export const writeConcernHeader = "plexus-write-concern";
 export const conflictsLimitDefault = 100;
 export const conflictsLimitMax = 1000;
@@ -169,7 +164,39 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
   // JSON only: a text body is refused with 415 rather than read as a string.
   app.removeContentTypeParser("text/plain");
   // What each request's session token says, and what its write adds to it.
-  const sessions = new WeakMap<FastifyRequest, UtdVector>();
+  const sessions: Sessions = new WeakMap();
+  registerSessionHooks(app, service, sessions);
+  const write = writer(service, sessions);
+  registerEntryWrites(app, write);
+  registerEntryReads(app, service);
+  registerSearchRoute(app, service);
+  registerConflictsRoute(app, service);
+  registerBatchRoute(app, service, (request, token) =>
+    sessions.set(request, utdMerge(sessions.get(request) ?? {}, token)),
+  );
+
+  app.get("/v1/status", async (_request, reply) => reply.send(service.status()));
+  registerLocateRoute(app, () => service.locator?.() ?? null);
+
+  registerWatchRoute(app, service);
+}
+
+/** Per request, the session token it sent, merged with what its writes add. */
+type Sessions = WeakMap<FastifyRequest, UtdVector>;
+
+/** Answers a write request: its write concern checked, the write made, the session moved on. */
+type Write = (
+  http: FastifyRequest,
+  reply: FastifyReply,
+  request: WriteRequest,
+  status?: number,
+) => Promise<FastifyReply>;
+
+/**
+ * A request that sends a session token is served once this node has caught up with it (bounded
+ * wait, then a retryable problem); every response carries the token its request ends with.
+ */
+function registerSessionHooks(app: FastifyInstance, service: DirectoryService, sessions: Sessions): void {
   // Callback hooks, not async ones: every request passes through them, and a request without
   // a session token (most of them) then costs no promise here.
   app.addHook("onRequest", (request, reply, done) => {
@@ -200,8 +227,10 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
     }
     done(null, payload);
   });
+}
 
-  const write = async (
+function writer(service: DirectoryService, sessions: Sessions): Write {
+  return async (
     http: FastifyRequest,
     reply: FastifyReply,
     request: WriteRequest,
@@ -233,7 +262,10 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
     }
     return reply.code(status).send({ ...outcomeBody(outcome), writeConcern: reached });
   };
+}
 
+/** POST /v1/entries, PATCH and DELETE /v1/entries/:dn, POST /v1/entries/:dn/rename. */
+function registerEntryWrites(app: FastifyInstance, write: Write): void {
   app.post("/v1/entries", async (request, reply) => {
     const body = checkBody(request.body, ["dn", "attributes"]);
     if (isProblem(body)) return sendProblem(reply, body);
@@ -247,15 +279,6 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
     }
     const attributes = body.attributes as Record<string, string[]>;
     return write(request, reply, { op: "add", dn: body.dn, attributes }, 201);
-  });
-
-  app.get<{ Params: { dn: string }; Querystring: Fields }>("/v1/entries/:dn", async (request, reply) => {
-    const unknown = Object.keys(request.query).find((key) => key !== "attributes");
-    if (unknown !== undefined)
-      return sendProblem(reply, problem("invalid-request", `unknown parameter '${unknown}'`));
-    const attributes = attributeList(request.query);
-    if (isProblem(attributes)) return sendProblem(reply, attributes);
-    return sendResult(reply, service.get(request.params.dn, attributes));
   });
 
   app.patch<{ Params: { dn: string } }>("/v1/entries/:dn", async (request, reply) => {
@@ -297,7 +320,20 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
       ...(body.deleteOldRdn === undefined ? {} : { deleteOldRdn: body.deleteOldRdn }),
     });
   });
+}
 
+function registerEntryReads(app: FastifyInstance, service: DirectoryService): void {
+  app.get<{ Params: { dn: string }; Querystring: Fields }>("/v1/entries/:dn", async (request, reply) => {
+    const unknown = Object.keys(request.query).find((key) => key !== "attributes");
+    if (unknown !== undefined)
+      return sendProblem(reply, problem("invalid-request", `unknown parameter '${unknown}'`));
+    const attributes = attributeList(request.query);
+    if (isProblem(attributes)) return sendProblem(reply, attributes);
+    return sendResult(reply, service.get(request.params.dn, attributes));
+  });
+}
+
+function registerSearchRoute(app: FastifyInstance, service: DirectoryService): void {
   app.post("/v1/search", async (request, reply) => {
     const body = checkBody(request.body, [
       "base",
@@ -339,7 +375,9 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
       nextCursor: more ? encodeCursor(offset + page) : null,
     });
   });
+}
 
+function registerConflictsRoute(app: FastifyInstance, service: DirectoryService): void {
   app.get<{ Querystring: Fields }>("/v1/conflicts", async (request, reply) => {
     const { after, limit } = request.query;
     const unknown = Object.keys(request.query).find((key) => key !== "after" && key !== "limit");
@@ -360,77 +398,6 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
       conflicts: result.value,
       next: result.value.length === count && last !== undefined ? last.guid : null,
     });
-  });
-
-  registerBatchRoute(app, service, (request, token) =>
-    sessions.set(request, utdMerge(sessions.get(request) ?? {}, token)),
-  );
-
-  app.get("/v1/status", async (_request, reply) => reply.send(service.status()));
-  registerLocateRoute(app, () => service.locator?.() ?? null);
-
-  let watchers = 0;
-  const streams = new Set<NodeJS.WritableStream & { end(): unknown }>();
-  // Open streams would hold the server open for ever: a closing node ends them first.
-  app.addHook("preClose", async () => {
-    for (const stream of streams) stream.end();
-  });
-  app.get<{ Querystring: Fields }>("/v1/watch", async (request, reply) => {
-    const unknown = Object.keys(request.query).find((key) => key !== "after");
-    if (unknown !== undefined)
-      return sendProblem(reply, problem("invalid-request", `unknown parameter '${unknown}'`));
-    const given = request.query.after ?? request.headers["last-event-id"];
-    if (given !== undefined && (typeof given !== "string" || !/^[0-9]{1,15}$/.test(given)))
-      return sendProblem(reply, problem("invalid-request", "after (or Last-Event-ID) must be a USN"));
-    if (watchers >= watchersMax)
-      return sendProblem(
-        reply,
-        problem("not-ready", `this node already serves ${watchersMax} watch streams`),
-      );
-    watchers++;
-    let position = given === undefined ? service.position() : Number(given);
-    const raw = reply.raw;
-    reply.hijack();
-    raw.writeHead(200, {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache",
-      // A stream is never followed by another request on its connection; closing it with the
-      // stream lets a stopping node drain instead of waiting for a keep-alive timeout.
-      connection: "close",
-    });
-    // Sent at once, so that the client has its headers before the first change.
-    raw.write(`: watching changes after USN ${position}\n\n`);
-    streams.add(raw);
-    let closed = false;
-    let pumping = false;
-    const pump = async (): Promise<void> => {
-      if (pumping || closed) return;
-      pumping = true;
-      try {
-        for (let step = 0; step < 1_000_000 && !closed; step++) {
-          const events = service.changesSince(position, watchBatchMax);
-          for (const event of events) {
-            raw.write(`id: ${event.usn}\nevent: change\ndata: ${JSON.stringify(event)}\n\n`);
-            position = event.usn;
-          }
-          // A slow reader holds the stream back rather than this node's memory.
-          if (raw.writableNeedDrain) await new Promise((resolve) => raw.once("drain", resolve));
-          if (events.length < watchBatchMax) break;
-        }
-      } finally {
-        pumping = false;
-      }
-    };
-    const unsubscribe = service.onChange(() => void pump());
-    const keepalive = setInterval(() => raw.write(": keepalive\n\n"), watchKeepaliveMs);
-    raw.on("close", () => {
-      closed = true;
-      watchers--;
-      streams.delete(raw);
-      unsubscribe();
-      clearInterval(keepalive);
-    });
-    await pump();
   });
 }
 

@@ -1,0 +1,86 @@
+import type { FastifyInstance } from "fastify";
+import { type DirectoryService, sendProblem } from "./api.ts";
+import { problem } from "./problems.ts";
+
+/**
+ * GET /v1/watch: changes as server-sent events from a position (docs/api.md). Each event is an
+ * entry as of its latest change here, in USN order; a slow reader holds its own stream back,
+ * never this node's memory; a closing node ends every stream first.
+ */
+
+/** Watch streams open at once; more get 503 (each holds a socket and a listener). */
+export const watchersMax = 1_000;
+/** Events read per step of a watch stream. */
+const watchBatchMax = 500;
+/** A comment line this often keeps proxies and clients from closing an idle stream. */
+const watchKeepaliveMs = 15_000;
+/** Batches one pump writes at most before it yields (a reader that keeps up, on a busy node). */
+const watchBatchesPerPumpMax = 1_000_000;
+
+type Fields = Record<string, unknown>;
+
+export function registerWatchRoute(app: FastifyInstance, service: DirectoryService): void {
+  let watchers = 0;
+  const streams = new Set<NodeJS.WritableStream & { end(): unknown }>();
+  // Open streams would hold the server open for ever: a closing node ends them first.
+  app.addHook("preClose", async () => {
+    for (const stream of streams) stream.end();
+  });
+  app.get<{ Querystring: Fields }>("/v1/watch", async (request, reply) => {
+    const unknown = Object.keys(request.query).find((key) => key !== "after");
+    if (unknown !== undefined)
+      return sendProblem(reply, problem("invalid-request", `unknown parameter '${unknown}'`));
+    const given = request.query.after ?? request.headers["last-event-id"];
+    if (given !== undefined && (typeof given !== "string" || !/^[0-9]{1,15}$/.test(given)))
+      return sendProblem(reply, problem("invalid-request", "after (or Last-Event-ID) must be a USN"));
+    if (watchers >= watchersMax)
+      return sendProblem(
+        reply,
+        problem("not-ready", `this node already serves ${watchersMax} watch streams`),
+      );
+    watchers++;
+    let position = given === undefined ? service.position() : Number(given);
+    const raw = reply.raw;
+    reply.hijack();
+    raw.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      // A stream is never followed by another request on its connection; closing it with the
+      // stream lets a stopping node drain instead of waiting for a keep-alive timeout.
+      connection: "close",
+    });
+    // Sent at once, so that the client has its headers before the first change.
+    raw.write(`: watching changes after USN ${position}\n\n`);
+    streams.add(raw);
+    let closed = false;
+    let pumping = false;
+    const pump = async (): Promise<void> => {
+      if (pumping || closed) return;
+      pumping = true;
+      try {
+        for (let step = 0; step < watchBatchesPerPumpMax && !closed; step++) {
+          const events = service.changesSince(position, watchBatchMax);
+          for (const event of events) {
+            raw.write(`id: ${event.usn}\nevent: change\ndata: ${JSON.stringify(event)}\n\n`);
+            position = event.usn;
+          }
+          // A slow reader holds the stream back rather than this node's memory.
+          if (raw.writableNeedDrain) await new Promise((resolve) => raw.once("drain", resolve));
+          if (events.length < watchBatchMax) break;
+        }
+      } finally {
+        pumping = false;
+      }
+    };
+    const unsubscribe = service.onChange(() => void pump());
+    const keepalive = setInterval(() => raw.write(": keepalive\n\n"), watchKeepaliveMs);
+    raw.on("close", () => {
+      closed = true;
+      watchers--;
+      streams.delete(raw);
+      unsubscribe();
+      clearInterval(keepalive);
+    });
+    await pump();
+  });
+}
