@@ -220,6 +220,35 @@ function digLine({ dns, zone }: { dns: string | null; zone: string | null }): st
 
 /** Runs the demo until SIGINT or SIGTERM. Resolves with the exit code. */
 export async function demoCommand(args: readonly string[], stdout: Output, stderr: Output): Promise<number> {
+  const flags = parseDemoArgs(args, stdout, stderr);
+  if (typeof flags === "number") return flags;
+  const demo = new DemoRun(flags, stdout, stderr);
+  let signalled: (signal: string) => void = () => {};
+  const interrupted = new Promise<string>((resolve) => {
+    signalled = resolve;
+  });
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signalled(signal);
+    void demo.stop(`${signal} received`, 0);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    return await demo.run(interrupted);
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+interface DemoFlags {
+  readonly json: boolean;
+  readonly keep: boolean;
+  readonly logs: boolean;
+}
+
+/** The flags, or the exit code when there is nothing to run (--help, a bad flag). */
+function parseDemoArgs(args: readonly string[], stdout: Output, stderr: Output): DemoFlags | number {
   let values: { json?: boolean; keep?: boolean; logs?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
@@ -241,107 +270,113 @@ export async function demoCommand(args: readonly string[], stdout: Output, stder
     stdout.write(demoUsage);
     return 0;
   }
-  const json = values.json === true;
-  const keep = values.keep === true;
-  const say = (text: string): void => {
-    if (!json) stdout.write(text);
-  };
+  return { json: values.json === true, keep: values.keep === true, logs: values.logs === true };
+}
 
-  let stopping = false;
-  const cluster = new LocalCluster(demoTopology, timings, {
-    prefix: "plexus-demo-",
-    keep,
-    logFiles: true,
-    // Readable logs for people; --json keeps them JSON, for programs.
-    logFormat: json ? "json" : "pretty",
-    ...(values.logs === true ? { onLog: lineWriter(stderr) } : {}),
-    detached: true,
-    onUnexpectedExit: (node, code, signal) => {
-      if (stopping) return;
-      stderr.write(
-        `plexus demo: node ${node.name} (pid ${node.process?.pid}) exited unexpectedly ` +
-          `(${signal ?? `exit code ${code}`}); the other nodes keep running. Its last log lines:\n` +
-          `${tail(node.log)}\n`,
-      );
-    },
-  });
+/** One demo: its cluster, started, filled, reported, and stopped once (by a signal or a failure). */
+class DemoRun {
+  private readonly cluster: LocalCluster;
+  private stopping = false;
+  private stopped: Promise<number> | null = null;
 
-  let stopped: Promise<number> | null = null;
-  const stop = (reason: string, code: number): Promise<number> => {
-    if (stopped !== null) return stopped;
-    stopping = true;
-    if (!json) stderr.write(`plexus demo: ${reason}; stopping ${cluster.nodes.size} nodes\n`);
-    stopped = cluster.stopAll().then((killed) => {
-      if (killed.length > 0)
-        stderr.write(`plexus demo: killed ${killed.join(", ")} (did not stop after SIGTERM)\n`);
-      if (keep) stderr.write(`plexus demo: data and logs kept in ${cluster.directory}\n`);
-      return code;
+  constructor(
+    private readonly flags: DemoFlags,
+    private readonly stdout: Output,
+    private readonly stderr: Output,
+  ) {
+    this.cluster = new LocalCluster(demoTopology, timings, {
+      prefix: "plexus-demo-",
+      keep: flags.keep,
+      logFiles: true,
+      // Readable logs for people; --json keeps them JSON, for programs.
+      logFormat: flags.json ? "json" : "pretty",
+      ...(flags.logs ? { onLog: lineWriter(stderr) } : {}),
+      detached: true,
+      onUnexpectedExit: (node, code, signal) => {
+        if (this.stopping) return;
+        stderr.write(
+          `plexus demo: node ${node.name} (pid ${node.process?.pid}) exited unexpectedly ` +
+            `(${signal ?? `exit code ${code}`}); the other nodes keep running. Its last log lines:\n` +
+            `${tail(node.log)}\n`,
+        );
+      },
     });
-    return stopped;
-  };
-  let signalled: (signal: string) => void = () => {};
-  const interrupted = new Promise<string>((resolve) => {
-    signalled = resolve;
-  });
-  const onSignal = (signal: NodeJS.Signals): void => {
-    signalled(signal);
-    void stop(`${signal} received`, 0);
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  try {
-    return await run();
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
   }
 
-  async function run(): Promise<number> {
+  /** Starts the nodes, writes the sample, reports; then waits for `interrupted` and stops. */
+  async run(interrupted: Promise<string>): Promise<number> {
     try {
-      say(`plexus demo: starting ${demoNodes.length} nodes in ${cluster.directory}\n`);
-      const [first, ...others] = demoNodes;
-      if (first === undefined) throw new DemoError("no nodes");
-      const starting = async (node: string, site: string, join: string[]): Promise<void> => {
-        if (stopping) return;
-        try {
-          await cluster.start(node, site, { join });
-        } catch (error) {
-          if (stopping) return;
-          const message = (error as Error).message;
-          const [headline = message] = message.split("\n");
-          throw new DemoError(`node ${node} failed to start: ${headline}\n${tail(cluster.node(node).log)}`);
-        }
-      };
-      await starting(first.node, first.site, []);
-      const hq1 = cluster.node(first.node).url;
-      await Promise.all(others.map(({ node, site }) => starting(node, site, [hq1])));
-      if (!stopping) {
-        say("plexus demo: every node serves; writing the sample data\n");
-        const began = Date.now();
-        await writeSample(cluster);
-        if (!stopping) {
-          if (json) {
-            for (const { node, site } of demoNodes) {
-              const { url, process } = cluster.node(node);
-              const { dns, zone } = await locatorOf(url);
-              stdout.write(`${JSON.stringify({ node, site, url, pid: process?.pid ?? null, dns, zone })}\n`);
-            }
-            stdout.write(`${JSON.stringify({ ready: true })}\n`);
-          } else {
-            stdout.write(
-              humanReport(cluster, keep, Date.now() - began, await locatorOf(cluster.node("hq1").url)),
-            );
-          }
-        }
-      }
+      await this.startNodes();
+      if (!this.stopping) await this.fillAndReport();
     } catch (error) {
-      if (!stopping) {
+      if (!this.stopping) {
         const message = error instanceof DemoError ? error.message : String((error as Error).stack ?? error);
-        stderr.write(`plexus demo: ${message}\n`);
-        return await stop("the demo could not start", 1);
+        this.stderr.write(`plexus demo: ${message}\n`);
+        return await this.stop("the demo could not start", 1);
       }
     }
     await interrupted;
-    return await stop("stopping", 0);
+    return await this.stop("stopping", 0);
+  }
+
+  /** Stops every node (once, whoever asks first) and resolves with `code`. */
+  stop(reason: string, code: number): Promise<number> {
+    if (this.stopped !== null) return this.stopped;
+    this.stopping = true;
+    const { cluster, stderr } = this;
+    if (!this.flags.json) stderr.write(`plexus demo: ${reason}; stopping ${cluster.nodes.size} nodes\n`);
+    this.stopped = cluster.stopAll().then((killed) => {
+      if (killed.length > 0)
+        stderr.write(`plexus demo: killed ${killed.join(", ")} (did not stop after SIGTERM)\n`);
+      if (this.flags.keep) stderr.write(`plexus demo: data and logs kept in ${cluster.directory}\n`);
+      return code;
+    });
+    return this.stopped;
+  }
+
+  private say(text: string): void {
+    if (!this.flags.json) this.stdout.write(text);
+  }
+
+  /** The first node creates the directory; the others join through it, together. */
+  private async startNodes(): Promise<void> {
+    this.say(`plexus demo: starting ${demoNodes.length} nodes in ${this.cluster.directory}\n`);
+    const [first, ...others] = demoNodes;
+    if (first === undefined) throw new DemoError("no nodes");
+    await this.startNode(first.node, first.site, []);
+    const hq1 = this.cluster.node(first.node).url;
+    await Promise.all(others.map(({ node, site }) => this.startNode(node, site, [hq1])));
+  }
+
+  private async startNode(node: string, site: string, join: string[]): Promise<void> {
+    if (this.stopping) return;
+    try {
+      await this.cluster.start(node, site, { join });
+    } catch (error) {
+      if (this.stopping) return;
+      const message = (error as Error).message;
+      const [headline = message] = message.split("\n");
+      throw new DemoError(`node ${node} failed to start: ${headline}\n${tail(this.cluster.node(node).log)}`);
+    }
+  }
+
+  /** Writes the sample data, then tells what runs where: a line per node for --json, else a guide. */
+  private async fillAndReport(): Promise<void> {
+    const { cluster, stdout } = this;
+    this.say("plexus demo: every node serves; writing the sample data\n");
+    const began = Date.now();
+    await writeSample(cluster);
+    if (this.stopping) return;
+    if (!this.flags.json) {
+      const tookMs = Date.now() - began;
+      stdout.write(humanReport(cluster, this.flags.keep, tookMs, await locatorOf(cluster.node("hq1").url)));
+      return;
+    }
+    for (const { node, site } of demoNodes) {
+      const { url, process } = cluster.node(node);
+      const { dns, zone } = await locatorOf(url);
+      stdout.write(`${JSON.stringify({ node, site, url, pid: process?.pid ?? null, dns, zone })}\n`);
+    }
+    stdout.write(`${JSON.stringify({ ready: true })}\n`);
   }
 }

@@ -99,55 +99,81 @@ function timings(raw: unknown): RuntimeTimings {
   return merged as unknown as RuntimeTimings;
 }
 
+const startFlags = {
+  config: { type: "string" },
+  data: { type: "string" },
+  node: { type: "string" },
+  site: { type: "string" },
+  host: { type: "string" },
+  port: { type: "string" },
+  join: { type: "string", multiple: true },
+  "secret-file": { type: "string" },
+  partition: { type: "string", multiple: true },
+  topology: { type: "string" },
+  synchronous: { type: "string" },
+  "page-worker": { type: "string" },
+  "log-level": { type: "string" },
+  "log-format": { type: "string" },
+  ...dnsStartFlags,
+} as const;
+
+/** The config file's fields, each the camel-case twin of a flag (or a group of flags). */
+const configKeys = [
+  "data",
+  "node",
+  "site",
+  "host",
+  "port",
+  "join",
+  "secretFile",
+  "partitions",
+  "topology",
+  "synchronous",
+  "pageWorker",
+  "logLevel",
+  "logFormat",
+  "timings",
+  ...dnsConfigKeys,
+];
+
+type StartFlags = ReturnType<typeof parseStartFlags>;
+
+function parseStartFlags(args: readonly string[]) {
+  return parseArgs({ args: [...args], options: startFlags, strict: true, allowPositionals: false }).values;
+}
+
 /** Parses flags and config file into node options; throws an Error with a sentence on bad input. */
 export function startOptions(
   args: readonly string[],
   env: NodeJS.ProcessEnv,
 ): NodeOptions & { logLevel: LogLevel; logFormat: LogFormat } {
-  const { values } = parseArgs({
-    args: [...args],
-    options: {
-      config: { type: "string" },
-      data: { type: "string" },
-      node: { type: "string" },
-      site: { type: "string" },
-      host: { type: "string" },
-      port: { type: "string" },
-      join: { type: "string", multiple: true },
-      "secret-file": { type: "string" },
-      partition: { type: "string", multiple: true },
-      topology: { type: "string" },
-      synchronous: { type: "string" },
-      "page-worker": { type: "string" },
-      "log-level": { type: "string" },
-      "log-format": { type: "string" },
-      ...dnsStartFlags,
-    },
-    strict: true,
-    allowPositionals: false,
-  });
+  const values = parseStartFlags(args);
   const file: Raw = values.config === undefined ? {} : (readJson(values.config, "config file") as Raw);
   if (!isRecord(file)) throw new Error("the config file must hold a JSON object");
-  const known = [
-    "data",
-    "node",
-    "site",
-    "host",
-    "port",
-    "join",
-    "secretFile",
-    "partitions",
-    "topology",
-    "synchronous",
-    "pageWorker",
-    "logLevel",
-    "logFormat",
-    "timings",
-    ...dnsConfigKeys,
-  ];
-  const unknown = Object.keys(file).find((key) => !known.includes(key));
+  const unknown = Object.keys(file).find((key) => !configKeys.includes(key));
   if (unknown !== undefined) throw new Error(`unknown config field ${unknown}`);
+  const where = placeOptions(values, file);
+  const join = joinUrls(values, file);
+  const partitions = values.partition ?? stringList(file.partitions, "partitions");
+  return {
+    ...where,
+    join,
+    secret: secretOf(values, file, env),
+    partitions: partitions.length > 0 || join.length > 0 ? partitions : ["dc=example,dc=com"],
+    topology: topologyOf(values, file),
+    ...storageOptions(values, file),
+    timings: timings(file.timings),
+    log: silentLogger,
+    ...dnsOption(dnsStartOptions(values, file, where.host)),
+    ...logOptions(values, file),
+  };
+}
 
+/** Where the node keeps its data, what it is called, and where it listens. */
+function placeOptions(
+  values: StartFlags,
+  file: Raw,
+): Pick<NodeOptions, "dataDirectory" | "node" | "site" | "host" | "port"> {
   const data = values.data ?? file.data;
   if (typeof data !== "string" || data === "") throw new Error("--data is required");
   const node = values.node ?? file.node;
@@ -162,6 +188,10 @@ export function startOptions(
     typeof portValue === "string" && /^[0-9]{1,5}$/.test(portValue) ? Number(portValue) : portValue;
   if (typeof port !== "number" || !Number.isInteger(port) || port < 0 || port > 65_535)
     throw new Error("--port must be 0..65535");
+  return { dataDirectory: data, node: node as NodeId, site: site as SiteName, host, port };
+}
+
+function joinUrls(values: StartFlags, file: Raw): string[] {
   const join = values.join ?? stringList(file.join, "join");
   for (const url of join) {
     let parsed: URL;
@@ -172,6 +202,10 @@ export function startOptions(
     }
     if (parsed.protocol !== "http:") throw new Error(`--join ${url}: only http:// URLs are supported`);
   }
+  return join;
+}
+
+function secretOf(values: StartFlags, file: Raw, env: NodeJS.ProcessEnv): ClusterSecret {
   const secretFile = values["secret-file"] ?? file.secretFile;
   const secretText =
     typeof secretFile === "string" ? readFileSync(secretFile, "utf8") : env.PLEXUS_CLUSTER_SECRET;
@@ -179,11 +213,19 @@ export function startOptions(
     throw new Error("a cluster secret is required: --secret-file or PLEXUS_CLUSTER_SECRET");
   const secret = clusterSecret(secretText);
   if (typeof secret === "string") throw new Error(secret);
-  const partitions = values.partition ?? stringList(file.partitions, "partitions");
+  return secret as ClusterSecret;
+}
+
+/** The topology to create a new directory with: a file name or the object itself. */
+function topologyOf(values: StartFlags, file: Raw): Raw {
   const topologySource = values.topology ?? file.topology;
   const topology =
     typeof topologySource === "string" ? readJson(topologySource, "topology file") : (topologySource ?? {});
   if (!isRecord(topology)) throw new Error("the topology must be a JSON object");
+  return topology;
+}
+
+function storageOptions(values: StartFlags, file: Raw): Pick<NodeOptions, "synchronous" | "pageWorker"> {
   const synchronous = values.synchronous ?? file.synchronous ?? "full";
   if (synchronous !== "full" && synchronous !== "normal")
     throw new Error("--synchronous must be full or normal");
@@ -192,28 +234,15 @@ export function startOptions(
     throw new Error("--page-worker must be on or off");
   const pageWorker = pageWorkerFlag === undefined ? (file.pageWorker ?? true) : pageWorkerFlag === "on";
   if (typeof pageWorker !== "boolean") throw new Error("pageWorker must be true or false");
+  return { synchronous, pageWorker };
+}
+
+function logOptions(values: StartFlags, file: Raw): { logLevel: LogLevel; logFormat: LogFormat } {
   const logLevel = values["log-level"] ?? file.logLevel ?? "info";
   if (!isLogLevel(logLevel)) throw new Error("--log-level must be debug, info, warn or error");
   const logFormat = values["log-format"] ?? file.logFormat ?? "json";
   if (!isLogFormat(logFormat)) throw new Error("--log-format must be json or pretty");
-  return {
-    dataDirectory: data,
-    node: node as NodeId,
-    site: site as SiteName,
-    host,
-    port,
-    join,
-    secret: secret as ClusterSecret,
-    partitions: partitions.length > 0 || join.length > 0 ? partitions : ["dc=example,dc=com"],
-    topology,
-    synchronous,
-    pageWorker,
-    timings: timings(file.timings),
-    log: silentLogger,
-    ...dnsOption(dnsStartOptions(values, file, host)),
-    logLevel,
-    logFormat,
-  };
+  return { logLevel, logFormat };
 }
 
 /** Runs the node until a signal stops it. Resolves with the exit code. */

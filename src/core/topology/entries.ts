@@ -157,6 +157,33 @@ const objectsPerKindMax = 100_000;
 /** Reads the topology from a replica's config partition. */
 export function readTopology(replica: Searcher): ReadTopology {
   const problems: string[] = [];
+  const raw = rawTopology(replica);
+  const accepted = acceptObjects(raw, problems);
+  let checked = checkTopology({ ...accepted, settings: raw.settings });
+  if (!checked.ok) {
+    problems.push(`${settingsDn}: ${checked.error.message}; defaults apply`);
+    checked = checkTopology({ ...accepted, settings: {} });
+  }
+  if (!checked.ok) throw new Error(`accepted topology objects failed together: ${checked.error.message}`);
+  return { config: checked.value, problems };
+}
+
+/** One topology object as read, not yet checked. */
+interface RawObject {
+  readonly dn: string;
+  readonly raw: Record<string, unknown>;
+}
+
+interface RawTopology {
+  readonly sites: readonly RawObject[];
+  readonly subnets: readonly RawObject[];
+  readonly links: readonly RawObject[];
+  readonly servers: readonly RawObject[];
+  readonly settings: Record<string, unknown>;
+}
+
+/** The topology objects of the config partition, their attributes in the checkers' shapes. */
+function rawTopology(replica: Searcher): RawTopology {
   const list = (base: string, objectClass: string): EntryView[] => {
     const found = replica.search({
       base,
@@ -216,8 +243,18 @@ export function readTopology(replica: Searcher): ReadTopology {
       if (value !== undefined) settings[key] = integer(value);
     }
   }
-  // Objects are checked one by one, in dependency order (sites first); one that fails, or that
-  // repeats a name already taken, is left out.
+  return { sites, subnets, links, servers, settings };
+}
+
+/**
+ * Objects are checked one by one, in dependency order (sites first); one that fails, or that
+ * repeats a name already taken, is left out (with why, in `problems`). Sorted, so that every
+ * node sees them in one order (the first of two equal-cost links wins).
+ */
+function acceptObjects(
+  raw: RawTopology,
+  problems: string[],
+): { sites: Site[]; links: SiteLink[]; subnets: Subnet[]; servers: ServerConfig[] } {
   const known = new Set<string>();
   const accepted = {
     sites: [] as Site[],
@@ -239,30 +276,29 @@ export function readTopology(replica: Searcher): ReadTopology {
       into.push(result.value);
     }
   };
-  for (const { dn, raw } of sites)
-    keep(dn, checkSite(drop(raw), dn), (site) => siteKey(site.name), known, accepted.sites);
+  for (const { dn, raw: object } of raw.sites)
+    keep(dn, checkSite(drop(object), dn), (site) => siteKey(site.name), known, accepted.sites);
   const linkNames = new Set<string>();
-  for (const { dn, raw } of links) {
-    keep(dn, checkLink(drop(raw), dn, known), (link) => link.name.toLowerCase(), linkNames, accepted.links);
+  for (const { dn, raw: object } of raw.links) {
+    keep(
+      dn,
+      checkLink(drop(object), dn, known),
+      (link) => link.name.toLowerCase(),
+      linkNames,
+      accepted.links,
+    );
   }
   const cidrs = new Set<string>();
-  for (const { dn, raw } of subnets)
-    keep(dn, checkSubnet(drop(raw), dn, known), (subnet) => subnet.cidr, cidrs, accepted.subnets);
+  for (const { dn, raw: object } of raw.subnets)
+    keep(dn, checkSubnet(drop(object), dn, known), (subnet) => subnet.cidr, cidrs, accepted.subnets);
   const nodes = new Set<string>();
-  for (const { dn, raw } of servers)
-    keep(dn, checkServer(drop(raw), dn, known), (server) => server.node, nodes, accepted.servers);
-  // Every node must see the objects in one order (the first of two equal-cost links wins).
+  for (const { dn, raw: object } of raw.servers)
+    keep(dn, checkServer(drop(object), dn, known), (server) => server.node, nodes, accepted.servers);
   accepted.sites.sort((x, y) => compareText(siteKey(x.name), siteKey(y.name)));
   accepted.links.sort((x, y) => compareText(x.name.toLowerCase(), y.name.toLowerCase()));
   accepted.subnets.sort((x, y) => compareText(x.cidr, y.cidr));
   accepted.servers.sort((x, y) => compareText(x.node, y.node));
-  let checked = checkTopology({ ...accepted, settings });
-  if (!checked.ok) {
-    problems.push(`${settingsDn}: ${checked.error.message}; defaults apply`);
-    checked = checkTopology({ ...accepted, settings: {} });
-  }
-  if (!checked.ok) throw new Error(`accepted topology objects failed together: ${checked.error.message}`);
-  return { config: checked.value, problems };
+  return accepted;
 }
 
 function compareText(a: string, b: string): number {

@@ -1,0 +1,101 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { startOptions } from "./start.ts";
+
+/** `plexus start`'s flags and config file: what each becomes, and a sentence for each bad one. */
+describe("plexus start options", () => {
+  const secret = "a cluster secret long enough for its minimum";
+  const env = { PLEXUS_CLUSTER_SECRET: secret };
+  const minimal = ["--data", "d", "--node", "n1", "--site", "hq"];
+  let directory: string;
+  before(() => {
+    directory = mkdtempSync(join(tmpdir(), "plexus-start-options-"));
+  });
+  after(() => rmSync(directory, { recursive: true, force: true }));
+
+  function file(name: string, content: unknown): string {
+    const path = join(directory, name);
+    writeFileSync(path, typeof content === "string" ? content : JSON.stringify(content));
+    return path;
+  }
+
+  it("fills in the defaults around the three required flags", () => {
+    const options = startOptions(minimal, env);
+    assert.equal(options.dataDirectory, "d");
+    assert.equal(options.node, "n1");
+    assert.equal(options.site, "hq");
+    assert.equal(options.host, "127.0.0.1");
+    assert.equal(options.port, 0);
+    assert.deepEqual(options.join, []);
+    assert.deepEqual(options.partitions, ["dc=example,dc=com"], "a new directory gets the example partition");
+    assert.equal(options.synchronous, "full");
+    assert.equal(options.pageWorker, true);
+    assert.equal(options.logLevel, "info");
+    assert.equal(options.logFormat, "json");
+    assert.equal(Buffer.from(options.secret).toString(), secret);
+  });
+
+  it("takes every field from a config file, and a flag wins over the file", () => {
+    const config = file("config.json", {
+      data: "from-file",
+      node: "n2",
+      site: "east",
+      host: "127.0.0.2",
+      port: 7000,
+      join: ["http://127.0.0.1:7001"],
+      secretFile: file("secret", `${secret}\n`),
+      synchronous: "normal",
+      pageWorker: false,
+      logLevel: "warn",
+      logFormat: "pretty",
+    });
+    const options = startOptions(["--config", config, "--port", "7002"], {});
+    assert.equal(options.dataDirectory, "from-file");
+    assert.equal(options.host, "127.0.0.2");
+    assert.equal(options.port, 7002);
+    assert.deepEqual(options.join, ["http://127.0.0.1:7001"]);
+    assert.deepEqual(options.partitions, [], "a joining node takes the directory's partitions");
+    assert.equal(options.synchronous, "normal");
+    assert.equal(options.pageWorker, false);
+    assert.equal(options.logFormat, "pretty");
+    assert.equal(Buffer.from(options.secret).toString(), secret, "trimmed");
+  });
+
+  it("refuses each bad input with a sentence that names it", () => {
+    const cases: [string[], NodeJS.ProcessEnv, RegExp][] = [
+      [["--node", "n1", "--site", "hq"], env, /^--data is required$/],
+      [["--data", "d", "--node", "N 1", "--site", "hq"], env, /^--node must be a node id/],
+      [["--data", "d", "--node", "n1", "--site", "not a label"], env, /^--site must be a site name/],
+      [[...minimal, "--host", "0.0.0.0"], env, /^--host must be one IP address/],
+      [[...minimal, "--host", "localhost"], env, /^--host must be one IP address/],
+      [[...minimal, "--port", "70000"], env, /^--port must be 0\.\.65535$/],
+      [[...minimal, "--port=-1"], env, /^--port must be 0\.\.65535$/],
+      [[...minimal, "--join", "nope"], env, /^--join nope is not a URL$/],
+      [[...minimal, "--join", "https://127.0.0.1:1"], env, /only http:\/\/ URLs are supported$/],
+      [minimal, {}, /^a cluster secret is required/],
+      [minimal, { PLEXUS_CLUSTER_SECRET: "short" }, /^the cluster secret must hold at least \d+ bytes$/],
+      [[...minimal, "--synchronous", "off"], env, /^--synchronous must be full or normal$/],
+      [[...minimal, "--page-worker", "yes"], env, /^--page-worker must be on or off$/],
+      [[...minimal, "--log-level", "loud"], env, /^--log-level must be debug, info, warn or error$/],
+      [[...minimal, "--log-format", "xml"], env, /^--log-format must be json or pretty$/],
+      [[...minimal, "--topology", file("list.json", [])], env, /^the topology must be a JSON object$/],
+      [
+        [...minimal, "--config", file("unknown.json", { colour: "red" })],
+        env,
+        /^unknown config field colour$/,
+      ],
+      [[...minimal, "--config", file("array.json", [1])], env, /^the config file must hold a JSON object$/],
+      [
+        [...minimal, "--config", file("bad-worker.json", { pageWorker: "on" })],
+        env,
+        /^pageWorker must be true or false$/,
+      ],
+      [[...minimal, "--colour"], env, /Unknown option '--colour'/],
+    ];
+    for (const [args, environment, message] of cases)
+      assert.throws(() => startOptions(args, environment), { message }, args.join(" "));
+  });
+});
