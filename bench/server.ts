@@ -59,8 +59,8 @@ const usage = `usage: npm run bench [-- --quick] [--skip-peers] [--notify-delay-
   --skip-peers  do not run OpenLDAP and etcd (../shared/peers) even when set up
   --notify-delay-ms N
                 the site's notifyDelayMs topology setting (default: the shipped default,
-                ${settingsDefaults.notifyDelayMs} ms): how long a node batches changes before it tells
-                its partners, a floor under the replication lag
+                ${settingsDefaults.notifyDelayMs} ms): the window in which a node's changes after the
+                first share one notification to its partners (the first goes at once)
   --page-worker on|off
                 the nodes' plexus start --page-worker (default on, the shipped default): off
                 builds the pages partners pull on each node's own thread, for comparison
@@ -102,7 +102,7 @@ const site = "bench";
 /**
  * Pause between two lag samples, plus up to as much again at random: single writes, not a
  * stream. A partner that applied a write notifies its own partners (the writer included)
- * notifyDelayMs later, and their pulls follow; with the default delay these are over well
+ * within notifyDelayMs, and their pulls follow; with the default delay these are over well
  * within this pause on an idle machine, so a sample does not measure the previous one's traffic.
  */
 const lagSpacingMs = 100;
@@ -606,7 +606,7 @@ function report(figures: Figures): void {
   );
   log(
     `  baseline: n1's own watch (event minus ack) p50 ${lag.localP50Ms.toFixed(1)} ms, p99 ${lag.localP99Ms.toFixed(1)} ms; ` +
-      `notify delay (a floor) ${figures.notifyDelayMs} ms`,
+      `notify window ${figures.notifyDelayMs} ms (a write after a quiet window is announced at once)`,
   );
   log(
     `bulk: ${bulk.load.acknowledged} entries at c64 in ${(bulk.load.wallMs / 1000).toFixed(2)} s ` +

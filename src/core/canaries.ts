@@ -31,6 +31,8 @@ export interface Canaries {
   readonly ignoreRelayHears?: boolean;
   /** Drop, instead of holding back till the lease ends, a notification a relay lease covers. */
   readonly dropHeldRelays?: boolean;
+  /** Make every ordinary change wait a whole batching window, even one after a quiet window. */
+  readonly batchEveryNotification?: boolean;
   /**
    * The last page of a pull cycle also cancels what was held back after its pull was admitted
    * (and so maybe after its page was read). Caught by machine.test.ts, not by random seeds:
@@ -53,6 +55,7 @@ export const canaryNames: readonly CanaryName[] = [
   "deferEveryRelay",
   "ignoreRelayHears",
   "dropHeldRelays",
+  "batchEveryNotification",
 ];
 
 /** Canaries of origin-filtered pulls that lose changes: the filtered-pull property catches them. */

@@ -14,15 +14,18 @@ const slackPerHopMs = 1;
  */
 const settleMsMax = 30_000;
 const settleStepMs = 100;
+/** A node's wake comes at least a millisecond after what woke it (World.scheduleWake). */
+const wakeDelayMs = 1;
 
 /**
  * After a converged run, with every fault healed and the network reliable: a write on one node
  * must reach every node within the time a chain of notifications takes along the shortest
- * partner path. Each hop may take the notification delay, the notification's trip, the end
- * of a pull already under way (its request and answer) and a new pull (request and answer):
- * five trips at the longest message delay, and the building of both pulls' pages. Convergence
- * alone would not notice a change left waiting for a periodic pull or a deferred relay (the
- * liveness bound is minutes); this does.
+ * partner path. The measured write comes after a quiet notification window, so no node on the
+ * way batches it (a change after a quiet window is announced at once): each hop may take the
+ * notification's trip, the end of a pull already under way (its request and answer) and a new
+ * pull (request and answer): five trips at the longest message delay, and the building of both
+ * pulls' pages. Convergence alone would not notice a change left waiting for a periodic pull, a
+ * deferred relay or a batching window (the liveness bound is minutes); this does.
  * Skipped when a node is down or quarantined (it may not serve pulls), as after a long downtime.
  */
 export function probeNotifications(world: World): void {
@@ -34,12 +37,15 @@ export function probeNotifications(world: World): void {
       world.trace.note(world.time, "probe skipped: a partner link still fails after the heal");
       return;
     }
-    const arrivals = measure(world, origin, hops, probe);
-    if (probe < probesCount || arrivals === undefined) continue;
+    if (probe === probesCount) quietWindow(world);
+    const measured = measure(world, origin, hops, probe);
+    if (probe < probesCount || measured === undefined) continue;
+    checkAnnouncedAtOnce(world, origin, measured.notified);
+    const { arrivals } = measured;
     for (const node of world.nodes) {
       const hop = hops[node.index] ?? -1;
       if (hop < 0) continue;
-      const bound = hop * perHopBoundMs(world);
+      const bound = hop * quietHopBoundMs(world);
       const arrival = arrivals.get(node.index);
       world.stats.invariantChecks++;
       if (arrival === undefined || arrival > bound) {
@@ -66,24 +72,26 @@ export function probeLostNotification(world: World): void {
   if (world.nodes.some((node) => !node.up || node.replica?.isQuarantined() === true)) return;
   const origin = world.nodes[(world.params.seed + 1) % world.nodes.length] as SimNode;
   const near = new Set(world.partnersOf(origin.index));
-  const target = [...near].find((node) =>
-    world.partnersOf(node).some((other) => other !== origin.index && near.has(other)),
-  );
-  if (target === undefined) return;
+  const relayOf = (node: number) =>
+    world.partnersOf(node).find((other) => other !== origin.index && near.has(other));
+  const target = [...near].find((node) => relayOf(node) !== undefined);
+  const relay = target === undefined ? undefined : relayOf(target);
+  if (target === undefined || relay === undefined) return;
   if (!settle(world)) {
     world.trace.note(world.time, "lost-notification probe skipped: a partner link still fails");
     return;
   }
+  pullFromRelay(world, world.nodes[relay] as SimNode, world.nodes[target] as SimNode);
   const bound = 2 * perHopBoundMs(world) + 2 * world.params.relayPullDelayMs;
   world.dropMessage = (from, to, message) =>
     from === origin && to.index === target && message.kind === "notify";
   // Run until every node could have it: nodes beyond the target may hear of it through it.
   const hops = hopsFrom(world, origin.index);
   const everywhere = Math.max(...hops) * perHopBoundMs(world) + bound;
-  const arrivals = measure(world, origin, hops, probesCount + 1, everywhere);
+  const measured = measure(world, origin, hops, probesCount + 1, everywhere);
   world.dropMessage = null;
-  const arrival = arrivals?.get(target);
-  if (arrivals === undefined) return;
+  if (measured === undefined) return;
+  const arrival = measured.arrivals.get(target);
   world.stats.invariantChecks++;
   if (arrival === undefined || arrival > bound) {
     const node = world.nodes[target] as SimNode;
@@ -100,41 +108,102 @@ export function probeLostNotification(world: World): void {
  * notifications along the longest shortest path); returns when each node received it (ms
  * after the write).
  */
+/**
+ * The origin wrote after a quiet window: it must announce the write at its next wake, not at
+ * the end of a batching window.
+ */
+function checkAnnouncedAtOnce(world: World, origin: SimNode, notified: ReadonlyMap<number, number>): void {
+  if (world.partnersOf(origin.index).length === 0) return;
+  world.stats.invariantChecks++;
+  const after = notified.get(origin.index);
+  if (after === undefined || after > wakeDelayMs) {
+    world.violate(
+      "notification-latency",
+      `a write on ${origin.id} after a quiet window was announced ` +
+        `${after === undefined ? "not at all" : `after ${after} ms`}, not at once`,
+    );
+  }
+}
+
+interface Measured {
+  /** Per node, when the probe write arrived (ms after it was made). */
+  readonly arrivals: Map<number, number>;
+  /** Per node, when it first sent a notification after the write (ms after it was made). */
+  readonly notified: Map<number, number>;
+}
+
 function measure(
   world: World,
   origin: SimNode,
   hops: readonly number[],
   serial: number,
   boundMs = Math.max(...hops) * perHopBoundMs(world),
-): Map<number, number> | undefined {
-  const machine = origin.machine;
-  if (machine === null) return undefined;
+): Measured | undefined {
   const dn = `cn=notification-probe-${serial},${dataPartition}`;
-  let guid: Guid | undefined;
-  world.step(origin, () => {
-    const [result] = machine.write([
-      { op: "add", dn, attributes: { objectClass: ["person"], sn: ["probe"] } },
-    ]);
-    if (result?.ok === true && result.value.entries > 0) {
-      guid = result.value.guid;
-      recordWrite(world, origin, "probe", guid, result.value.usn);
-    }
-    return [];
-  });
+  const guid = probeWrite(world, origin, dn);
   world.trace.note(world.time, `probe ${dn} on ${origin.id}: ${guid ?? "refused"}`);
   if (guid === undefined) return undefined;
   const written = world.time;
   const arrivals = new Map<number, number>([[origin.index, 0]]);
+  const notified = new Map<number, number>();
   const previous = world.onPageDelivered;
   world.onPageDelivered = (from, to, page) => {
     previous?.(from, to, page);
     if (!arrivals.has(to.index) && (page as ChangePage).entries.some((entry) => entry.guid === guid))
       arrivals.set(to.index, world.time - written);
   };
+  // Sends are watched (and still dropped as the caller asks).
+  const drop = world.dropMessage;
+  world.dropMessage = (from, to, message) => {
+    if (message.kind === "notify" && !notified.has(from.index))
+      notified.set(from.index, world.time - written);
+    return drop?.(from, to, message) ?? false;
+  };
   // Past the bound, and long enough for deferred relay pulls to finish before the next probe.
   world.runUntil(written + boundMs + world.params.relayPullDelayMs + 1);
   world.onPageDelivered = previous;
-  return arrivals;
+  world.dropMessage = drop;
+  return { arrivals, notified };
+}
+
+/**
+ * A write on `relay`, and time until `target` pulled it: that pull said which nodes the target
+ * hears directly, so the relay holds back, for the relay pull delay, notifications of changes
+ * from those nodes only (a relay lease). The probe write that follows reaches the relay under
+ * that lease when the delay is long against the messages': its relayed notification is held
+ * back, not sent, the case a lost direct notification costs most in.
+ */
+function pullFromRelay(world: World, relay: SimNode, target: SimNode): void {
+  const guid = probeWrite(world, relay, `cn=relay-lease-probe,${dataPartition}`);
+  if (guid === undefined) return;
+  let pulled = false;
+  const previous = world.onPageDelivered;
+  world.onPageDelivered = (from, to, page) => {
+    previous?.(from, to, page);
+    if (from === relay && to === target && (page as ChangePage).entries.some((entry) => entry.guid === guid))
+      pulled = true;
+  };
+  const deadline = world.time + perHopBoundMs(world);
+  for (let time = world.time + 1; !pulled && time <= deadline; time++) if (!world.runUntil(time)) break;
+  world.onPageDelivered = previous;
+}
+
+/** Adds `dn` on `node` (recorded like any acknowledged write); its GUID, or undefined if refused. */
+function probeWrite(world: World, node: SimNode, dn: string): Guid | undefined {
+  const machine = node.machine;
+  if (machine === null) return undefined;
+  let guid: Guid | undefined;
+  world.step(node, () => {
+    const [result] = machine.write([
+      { op: "add", dn, attributes: { objectClass: ["person"], sn: ["probe"] } },
+    ]);
+    if (result?.ok === true && result.value.entries > 0) {
+      guid = result.value.guid;
+      recordWrite(world, node, "probe", guid, result.value.usn);
+    }
+    return [];
+  });
+  return guid;
 }
 
 /** Runs until no node counts a failure against any partner; false if that takes too long. */
@@ -150,11 +219,22 @@ function settle(world: World): boolean {
   return true;
 }
 
+/** Lets a whole notification window pass with nothing written: the next change goes at once. */
+function quietWindow(world: World): void {
+  world.runUntil(world.time + world.params.notifyDelayMs + 1);
+}
+
+/** Per hop, for a change that may wait for a batching window (a node notified just before). */
 function perHopBoundMs(world: World): number {
+  return world.params.notifyDelayMs + quietHopBoundMs(world);
+}
+
+/** Per hop, for a change after a quiet window: no batching delay. */
+function quietHopBoundMs(world: World): number {
   const { max, interSiteExtra } = world.params.messageDelayMs;
   // Both pulls' pages may each wait to be read and then to be sent (pageBuildDelayMs each).
   const builds = 4 * world.params.pageBuildDelayMs;
-  return world.params.notifyDelayMs + 5 * (max + interSiteExtra) + builds + slackPerHopMs;
+  return 5 * (max + interSiteExtra) + builds + slackPerHopMs;
 }
 
 /** Hops from `origin` to every node over partner links; -1 for nodes it cannot reach. */

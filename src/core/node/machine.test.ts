@@ -120,32 +120,47 @@ describe("node state machine", () => {
     const harness = new Harness([a, b]);
     harness.tickAll();
     assert.ok(b.replica.get("dc=example,dc=com").ok, "b pulled the partition from a");
-    // What b received, b passes on: its partners hear of it after the batching delay.
-    assert.equal(harness.machine(b.name).nextWakeAt(), nodeConfigDefaults.notifyDelayMs);
-    harness.time = nodeConfigDefaults.notifyDelayMs;
+    // What b received, b passes on: the first change after a quiet window, at once.
+    assert.equal(harness.machine(b.name).nextWakeAt(), 0);
     harness.tickAll();
     assert.equal(harness.machine(b.name).nextWakeAt(), 5_000);
     assert.deepEqual(harness.machine(b.name).tick(), [], "nothing is due before the interval");
   });
 
-  it("a write notifies partners after the batching delay, and they pull at once", () => {
+  it("a write after a quiet window notifies at once, later ones in the window at its end; partners pull at once", () => {
     const { a, b } = pair();
     const harness = new Harness([a, b], { notifyDelayMs: 20 });
     harness.tickAll();
     harness.time = 100;
-    const [result] = harness
-      .machine(a.name)
-      .write([{ op: "add", dn: "cn=x,dc=example,dc=com", attributes: { objectClass: ["person"] } }]);
-    assert.ok(result?.ok);
-    assert.equal(harness.machine(a.name).nextWakeAt(), 120);
-    harness.time = 120;
-    const notifications = harness.machine(a.name).tick();
+    const add = (cn: string) =>
+      harness
+        .machine(a.name)
+        .write([{ op: "add", dn: `cn=${cn},dc=example,dc=com`, attributes: { objectClass: ["person"] } }]);
+    assert.ok(add("x")[0]?.ok);
+    assert.equal(harness.machine(a.name).nextWakeAt(), 100, "nothing to batch it with: at once");
+    const first = harness.machine(a.name).tick();
     assert.deepEqual(
-      notifications.map((send) => send.message.kind),
+      first.map((send) => send.message.kind),
       ["notify"],
     );
-    harness.deliver(a.name, notifications);
+    harness.deliver(a.name, first);
     assert.ok(b.replica.get("cn=x,dc=example,dc=com").ok);
+    // Two more writes within the window that the notification began share its end.
+    harness.time = 105;
+    assert.ok(add("y")[0]?.ok);
+    harness.time = 112;
+    assert.ok(add("z")[0]?.ok);
+    assert.equal(harness.machine(a.name).nextWakeAt(), 120);
+    assert.deepEqual(harness.machine(a.name).tick(), [], "not before the window ends");
+    harness.time = 120;
+    const second = harness.machine(a.name).tick();
+    assert.equal(second.length, 1, "one notification for both");
+    harness.deliver(a.name, second);
+    assert.ok(b.replica.get("cn=y,dc=example,dc=com").ok && b.replica.get("cn=z,dc=example,dc=com").ok);
+    // A write after the window is quiet again goes at once.
+    harness.time = 200;
+    assert.ok(add("w")[0]?.ok);
+    assert.equal(harness.machine(a.name).nextWakeAt(), 200);
   });
 
   it("a lost answer times out, is counted as a failure, and backs off exponentially", () => {
@@ -226,7 +241,7 @@ describe("node state machine", () => {
     );
   });
 
-  it("notifies after the batching delay, and at once for urgent changes, passed on at once", () => {
+  it("batches ordinary changes within the window, announces urgent ones at once, passed on at once", () => {
     const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
     assert.ok(a !== undefined && b !== undefined && c !== undefined);
     // A line: a notifies b, b notifies c; each pulls from its left neighbour.
@@ -254,9 +269,19 @@ describe("node state machine", () => {
         .tick()
         .filter((send) => send.message.kind === "notify");
     harness.machine(a.name).write([{ op: "add", dn, attributes: { objectClass: ["person"], sn: ["u"] } }]);
-    assert.deepEqual(notified(a.name), [], "an ordinary change waits for the batching delay");
-    harness.time += 20;
+    assert.equal(notified(a.name).length, 1, "the first change after a quiet window goes at once");
+    harness.time += 5;
+    harness
+      .machine(a.name)
+      .write([{ op: "modify", dn, changes: [{ operation: "replace", attribute: "sn", values: ["v"] }] }]);
+    assert.deepEqual(notified(a.name), [], "an ordinary change within the window waits for its end");
+    harness.time += 15;
     assert.equal(notified(a.name).length, 1);
+    harness.time += 5;
+    harness
+      .machine(a.name)
+      .write([{ op: "modify", dn, changes: [{ operation: "replace", attribute: "sn", values: ["w"] }] }]);
+    assert.deepEqual(notified(a.name), [], "the window began with the last notification");
     harness.time += 1_000;
     harness.machine(a.name).write([
       {

@@ -46,7 +46,11 @@ export interface NodeConfig {
   /** Every replica of the directory, this one included: tombstone purge needs all of them. */
   readonly replicaSet: readonly NodeId[];
   readonly pullTimeoutMs: number;
-  /** Writes within this window share one notification. */
+  /**
+   * Notifications go out at most once per this window: a change after a quiet window is
+   * announced at once, the changes that follow it within the window share one notification at
+   * its end (a node under load notifies once per window, an isolated write waits for nothing).
+   */
   readonly notifyDelayMs: number;
   /**
    * How long a node waits before pulling changes that a partner only passed on from a node it
@@ -157,6 +161,8 @@ export class NodeMachine {
   private readonly partners = new Map<NodeId, PartnerState>();
   private nextId = 1;
   private notifyAt: number | null = null;
+  /** When the last round of notifications went out: the current batching window began then. */
+  private lastNotifiedAt: number | null = null;
   /**
    * Where the changes the next notification announces came from: the partners whose pages
    * brought them, or "own" once this node originated one of them.
@@ -214,6 +220,7 @@ export class NodeMachine {
     }
     if (this.notifyAt !== null && now >= this.notifyAt) {
       this.notifyAt = null;
+      this.lastNotifiedAt = now;
       const sources = this.notifySources;
       this.notifySources = null;
       for (const partner of this.notifyTargets(now)) {
@@ -545,13 +552,18 @@ export class NodeMachine {
     return [...targets];
   }
 
-  /** Partners hear of a change after the batching delay; of an urgent one, at once. */
+  /**
+   * Partners hear of an urgent change at once, and of any other at the end of the batching
+   * window that began with the last notification, or at once when that window is over.
+   */
   private changed(now: number, urgent: boolean, source: NodeId | "own"): void {
     if (this.config.outbound.length === 0 && this.recentPullers.size === 0) return;
     if (source === "own") this.notifySources = "own";
     else if (this.notifySources === null) this.notifySources = new Set([source]);
     else if (this.notifySources !== "own") this.notifySources.add(source);
-    const at = urgent ? now : now + this.config.notifyDelayMs;
+    let windowEnd = this.lastNotifiedAt === null ? now : this.lastNotifiedAt + this.config.notifyDelayMs;
+    if (this.canaries.batchEveryNotification === true) windowEnd = now + this.config.notifyDelayMs;
+    const at = urgent ? now : Math.max(now, windowEnd);
     this.notifyAt = Math.min(this.notifyAt ?? at, at);
   }
 

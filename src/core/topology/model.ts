@@ -59,7 +59,7 @@ export interface ServerConfig {
 }
 
 export interface TopologySettings {
-  /** Writes within this window share one notification to intra-site partners. */
+  /** Notifications to intra-site partners go at most once per this window (NodeConfig.notifyDelayMs). */
   readonly notifyDelayMs: number;
   /** How long a server waits before pulling changes a partner passed on from a server it also
    * pulls from and hears from directly (see NodeConfig.relayPullDelayMs); 0 pulls at once. */
