@@ -71,6 +71,7 @@ export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
     world.healAll();
     probeNotifications(world);
     probeLostNotification(world);
+    settleAfterProbes(world, invariants);
   }
   const withinBudget = safe && world.stats.events <= eventsPerSeedMax;
   let entries = 0;
@@ -119,6 +120,17 @@ function scheduleAudits(world: World, invariants: Invariants, until: number): vo
  * nodes; the long-downtime node returns at its time), then run until every replica's UTD covers
  * every other replica's USN, within the liveness bound. Returns whether that happened.
  */
+/**
+ * The probes' writes replicate like any other, and the last may still be on its way (a cycle
+ * of one-entry pages, a relayed notification put off): the end checks wait until every UTD
+ * covers every replica again, within the liveness bound.
+ */
+function settleAfterProbes(world: World, invariants: Invariants): void {
+  const deadline = world.time + world.params.livenessBoundMs;
+  for (let time = world.time; !invariants.utdsCrossCovered() && time <= deadline; time += quiescenceCheckMs)
+    if (!world.runUntil(time)) return;
+}
+
 function liveness(world: World, faults: Faults, invariants: Invariants): boolean {
   world.healAll();
   world.networkFaults = false;
