@@ -1,8 +1,9 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, type ChildProcessByStdio, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
 
 /**
  * Real `plexus start` processes on loopback, for `plexus demo` and the integration tests:
@@ -95,8 +96,7 @@ export class LocalCluster {
     site: string,
     options: { join?: string[]; port?: number; timeoutMs?: number } = {},
   ): Promise<ClusterNode> {
-    const existing = this.nodes.get(name);
-    const node: ClusterNode = existing ?? {
+    const node: ClusterNode = this.nodes.get(name) ?? {
       name,
       site,
       dataDirectory: join(this.directory, name),
@@ -106,6 +106,29 @@ export class LocalCluster {
       stopping: false,
     };
     this.nodes.set(name, node);
+    const child = spawn(process.execPath, this.startArguments(node, site, options), {
+      cwd: root,
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: this.options.detached === true,
+    });
+    node.process = child;
+    node.stopping = false;
+    this.collectLog(node, child);
+    let served = false;
+    child.once("exit", (code, signal) => {
+      if (served && !node.stopping) this.options.onUnexpectedExit?.(node, code, signal);
+    });
+    node.url = await listeningUrl(node, child, options.timeoutMs ?? startTimeoutMs);
+    served = true;
+    return node;
+  }
+
+  /** `plexus start` for `node`: the cluster's config and secret, loopback, a free port unless told. */
+  private startArguments(
+    node: ClusterNode,
+    site: string,
+    options: { join?: string[]; port?: number },
+  ): string[] {
     const args = [
       ...nodeArguments(),
       "--import",
@@ -117,7 +140,7 @@ export class LocalCluster {
       "--data",
       node.dataDirectory,
       "--node",
-      name,
+      node.name,
       "--site",
       site,
       "--host",
@@ -129,13 +152,11 @@ export class LocalCluster {
     ];
     for (const url of options.join ?? []) args.push("--join", url);
     if ((options.join ?? []).length === 0) args.push("--topology", join(this.directory, "topology.json"));
-    const child = spawn(process.execPath, args, {
-      cwd: root,
-      stdio: ["ignore", "pipe", "pipe"],
-      detached: this.options.detached === true,
-    });
-    node.process = child;
-    node.stopping = false;
+    return args;
+  }
+
+  /** The node's stderr: its tail in memory, every line to onLog, and to its log file when kept. */
+  private collectLog(node: ClusterNode, child: ChildProcessByStdio<null, Readable, Readable>): void {
     let logFile = this.options.keep === true || this.options.logFiles === true;
     child.stderr.setEncoding("utf8");
     child.stderr.on("data", (chunk: string) => {
@@ -143,38 +164,11 @@ export class LocalCluster {
       this.options.onLog?.(node, chunk);
       if (!logFile) return;
       try {
-        appendFileSync(join(this.directory, `${name}.log`), chunk);
+        appendFileSync(join(this.directory, `${node.name}.log`), chunk);
       } catch {
         logFile = false; // the directory is gone (removed by hand): keep only the tail in memory
       }
     });
-    let served = false;
-    child.once("exit", (code, signal) => {
-      if (served && !node.stopping) this.options.onUnexpectedExit?.(node, code, signal);
-    });
-    node.url = await new Promise<string>((resolve, reject) => {
-      let out = "";
-      const timeoutMs = options.timeoutMs ?? startTimeoutMs;
-      const timer = setTimeout(
-        () => reject(new Error(`${name} did not start in ${timeoutMs} ms:\n${node.log}`)),
-        timeoutMs,
-      );
-      child.stdout.setEncoding("utf8");
-      child.stdout.on("data", (chunk: string) => {
-        out += chunk;
-        const match = /^listening (\S+)$/m.exec(out);
-        if (match?.[1] !== undefined) {
-          clearTimeout(timer);
-          resolve(match[1]);
-        }
-      });
-      child.once("exit", (code) => {
-        clearTimeout(timer);
-        reject(new Error(`${name} exited with ${code} before serving:\n${node.log}`));
-      });
-    });
-    served = true;
-    return node;
   }
 
   /** Sends `signal` to the node's own process and waits (bounded) for it to exit. */
@@ -282,4 +276,32 @@ export async function eventually(
 
 export function entryPath(url: string, dn: string): string {
   return `${url}/v1/entries/${encodeURIComponent(dn)}`;
+}
+
+/** The URL a starting node prints once it serves; fails when it exits first or takes too long. */
+function listeningUrl(
+  node: ClusterNode,
+  child: ChildProcessByStdio<null, Readable, Readable>,
+  timeoutMs: number,
+): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(
+      () => reject(new Error(`${node.name} did not start in ${timeoutMs} ms:\n${node.log}`)),
+      timeoutMs,
+    );
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (chunk: string) => {
+      out += chunk;
+      const match = /^listening (\S+)$/m.exec(out);
+      if (match?.[1] !== undefined) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${node.name} exited with ${code} before serving:\n${node.log}`));
+    });
+  });
 }
