@@ -209,16 +209,16 @@ export function originLags(
   const invocations = new Set(Object.keys(self.utd));
   for (const status of partners.values())
     for (const invocation of Object.keys(status?.utd ?? {})) invocations.add(invocation);
+  const answered = [...partners.values()].filter((status): status is StatusView => status !== null);
+  const asked = [self, ...origins, ...answered];
   const lags = [...invocations].map((invocation) => {
     const here = self.utd[invocation] ?? 0;
     const seen: Record<string, number | null> = {};
     let most = here;
-    const asked: StatusView[] = [self, ...origins];
     for (const [node, status] of partners) {
       const value = status === null ? null : (status.utd[invocation] ?? 0);
       seen[node] = value;
       if (value !== null) most = Math.max(most, value);
-      if (status !== null) asked.push(status);
     }
     const behind = Math.max(0, originTarget(invocation, asked, most) - here);
     const newestAgeMs = ages.get(self.node)?.get(invocation) ?? null;
