@@ -84,3 +84,25 @@ export async function reportFailures(
     throw error;
   }
 }
+
+/**
+ * Runs `task` on every item with at most `limit` running at once, and resolves when all have
+ * settled (a task's rejection is its own to handle: it is not awaited twice). Used where a
+ * command asks every server of a topology: thousands of requests at once would run out of
+ * sockets and time out together instead of being answered in turn.
+ */
+export async function forEachBounded<T>(
+  items: readonly T[],
+  limit: number,
+  task: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await task(item);
+    }
+  };
+  const workers = Math.max(1, Math.min(limit, items.length));
+  await Promise.all(Array.from({ length: workers }, worker));
+}

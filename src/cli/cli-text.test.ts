@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { NodeId } from "../core/ids.ts";
 import { checkReplicateBody } from "../edge/http/replicate.ts";
-import { nodeUrl, UsageError } from "./cli-support.ts";
+import { forEachBounded, nodeUrl, UsageError } from "./cli-support.ts";
 import {
   firstRdn,
   formatEntries,
@@ -325,5 +325,30 @@ describe("replication health text", () => {
       const checked = checkReplicateBody(bad, partners);
       assert.ok("code" in checked && checked.code === "invalid-request", JSON.stringify(bad));
     }
+  });
+
+  it("asks other nodes a bounded number at a time, every one of them once", async () => {
+    const items = Array.from({ length: 100 }, (_, index) => index);
+    let running = 0;
+    let most = 0;
+    const done: number[] = [];
+    await forEachBounded(items, 7, async (item) => {
+      running++;
+      most = Math.max(most, running);
+      await new Promise((resolve) => setTimeout(resolve, item % 3));
+      running--;
+      done.push(item);
+    });
+    assert.equal(most, 7);
+    assert.deepEqual(
+      [...done].sort((a, b) => a - b),
+      items,
+    );
+    await forEachBounded([], 7, async () => assert.fail("no items, no task"));
+    let once = 0;
+    await forEachBounded(["a"], 0, async () => {
+      once++;
+    });
+    assert.equal(once, 1, "a limit below 1 still runs the tasks, one at a time");
   });
 });

@@ -8,6 +8,7 @@ import { renderTopology } from "../core/topology/view.ts";
 import {
   type Environment,
   exitProblem,
+  forEachBounded,
   integerFlag,
   nodeUrl,
   type Output,
@@ -41,6 +42,11 @@ import {
 
 /** Another node's status is given this long; an unreachable one is reported, not waited for. */
 const peerStatusTimeoutMs = 3_000;
+/**
+ * Other nodes asked at once (statuses, metrics): `repl summary` asks every server of the
+ * topology, and thousands of simultaneous requests would exhaust sockets and time out together.
+ */
+const peerReadsInFlightMax = 32;
 /**
  * `repl status` also asks this many origins that are not partners for their newest change
  * (BEHIND then counts only changes missing); beyond it, the partners' figures stand in.
@@ -159,33 +165,29 @@ async function readStatuses(urls: ReadonlyMap<string, string | null>): Promise<{
 }> {
   const statuses = new Map<string, StatusView | null>();
   const unreachable = new Map<string, string>();
-  await Promise.all(
-    [...urls].map(async ([node, url]) => {
-      try {
-        if (url === null) throw new Error("no address known");
-        statuses.set(node, await statusOf(connect(url), peerStatusTimeoutMs));
-      } catch (error) {
-        statuses.set(node, null);
-        unreachable.set(node, (error as Error).message);
-      }
-    }),
-  );
+  await forEachBounded([...urls], peerReadsInFlightMax, async ([node, url]) => {
+    try {
+      if (url === null) throw new Error("no address known");
+      statuses.set(node, await statusOf(connect(url), peerStatusTimeoutMs));
+    } catch (error) {
+      statuses.set(node, null);
+      unreachable.set(node, (error as Error).message);
+    }
+  });
   return { statuses: new Map([...statuses].sort(([a], [b]) => a.localeCompare(b))), unreachable };
 }
 
 /** Per node, the age of its newest change per origin (GET /metrics); a node that does not answer is left out. */
 async function readAges(urls: ReadonlyMap<string, string | null>): Promise<Map<string, Map<string, number>>> {
   const ages = new Map<string, Map<string, number>>();
-  await Promise.all(
-    [...urls].map(async ([node, url]) => {
-      if (url === null) return;
-      try {
-        ages.set(node, parseOriginAges(await connect(url).metrics(peerStatusTimeoutMs)));
-      } catch {
-        // The ages are extra: without them the time columns say '?'.
-      }
-    }),
-  );
+  await forEachBounded([...urls], peerReadsInFlightMax, async ([node, url]) => {
+    if (url === null) return;
+    try {
+      ages.set(node, parseOriginAges(await connect(url).metrics(peerStatusTimeoutMs)));
+    } catch {
+      // The ages are extra: without them the time columns say '?'.
+    }
+  });
   return ages;
 }
 
