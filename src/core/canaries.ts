@@ -31,6 +31,11 @@ export interface Canaries {
   readonly ignoreRelayHears?: boolean;
   /** Drop, instead of holding back till the lease ends, a notification a relay lease covers. */
   readonly dropHeldRelays?: boolean;
+  /**
+   * Pull the partners a relayed notification names and never the relay, even when one of
+   * them fails: what the relay passed on then waits for a periodic pull.
+   */
+  readonly skipRelayWait?: boolean;
   /** Make every ordinary change wait a whole batching window, even one after a quiet window. */
   readonly batchEveryNotification?: boolean;
   /**
@@ -56,6 +61,7 @@ export const canaryNames: readonly CanaryName[] = [
   "ignoreRelayHears",
   "dropHeldRelays",
   "batchEveryNotification",
+  "skipRelayWait",
 ];
 
 /** Canaries of origin-filtered pulls that lose changes: the filtered-pull property catches them. */

@@ -6,6 +6,10 @@ import type { World } from "./world.ts";
 
 /** Probe writes: the first brings every watermark up to date, the second is measured. */
 const probesCount = 2;
+/** Lost-link probes per seed, each from another origin (a planted bug shows in few triangles). */
+const lostLinkProbesMax = 3;
+/** A pull interval no probe outlasts (the liveness bound is minutes; probes take seconds). */
+const putOffIntervalMs = 10 * 60_000;
 /** Simulated time for the wakes that land on the same millisecond as an arrival. */
 const slackPerHopMs = 1;
 /**
@@ -47,14 +51,7 @@ export function probeNotifications(world: World): void {
       if (hop < 0) continue;
       const bound = hop * quietHopBoundMs(world);
       const arrival = arrivals.get(node.index);
-      world.stats.invariantChecks++;
-      if (arrival === undefined || arrival > bound) {
-        world.violate(
-          "notification-latency",
-          `a write on ${origin.id} reached ${node.id} (${hop} hops away) ` +
-            `${arrival === undefined ? "not at all" : `after ${arrival} ms`}, more than ${bound} ms`,
-        );
-      }
+      checkArrival(world, `a write on ${origin.id} reached ${node.id} (${hop} hops away)`, arrival, bound);
     }
   }
 }
@@ -71,12 +68,9 @@ export function probeNotifications(world: World): void {
 export function probeLostNotification(world: World): void {
   if (world.nodes.some((node) => !node.up || node.replica?.isQuarantined() === true)) return;
   const origin = world.nodes[(world.params.seed + 1) % world.nodes.length] as SimNode;
-  const near = new Set(world.partnersOf(origin.index));
-  const relayOf = (node: number) =>
-    world.partnersOf(node).find((other) => other !== origin.index && near.has(other));
-  const target = [...near].find((node) => relayOf(node) !== undefined);
-  const relay = target === undefined ? undefined : relayOf(target);
-  if (target === undefined || relay === undefined) return;
+  const found = triangle(world, origin);
+  if (found === undefined) return;
+  const { target, relay } = found;
   if (!settle(world)) {
     world.trace.note(world.time, "lost-notification probe skipped: a partner link still fails");
     return;
@@ -92,15 +86,134 @@ export function probeLostNotification(world: World): void {
   world.dropMessage = null;
   if (measured === undefined) return;
   const arrival = measured.arrivals.get(target);
-  world.stats.invariantChecks++;
-  if (arrival === undefined || arrival > bound) {
-    const node = world.nodes[target] as SimNode;
-    world.violate(
-      "notification-latency",
-      `with its notifications to ${node.id} lost, a write on ${origin.id} reached it ` +
-        `${arrival === undefined ? "not at all" : `after ${arrival} ms`}, more than ${bound} ms`,
-    );
+  const node = world.nodes[target] as SimNode;
+  checkArrival(
+    world,
+    `with its notifications to ${node.id} lost, a write on ${origin.id} reached it`,
+    arrival,
+    bound,
+  );
+}
+
+/**
+ * The same when the link between the origin and that partner fails outright as the write is
+ * made (every message between them lost, both ways): the partner hears of the write only from
+ * the relay, naming the origin, whose link still looked sound, so it tries the origin first.
+ * It must still get the write within two hops, twice the relay pull delay (as above) and one
+ * pull timeout (its pull from the origin going unanswered): a node that waits for the origin
+ * and never falls back on the relay would leave the write to a periodic pull.
+ */
+export function probeLostLinks(world: World): void {
+  if (world.nodes.some((node) => !node.up || node.replica?.isQuarantined() === true)) return;
+  let probes = 0;
+  for (let step = 0; step < world.nodes.length && probes < lostLinkProbesMax; step++) {
+    const origin = world.nodes[(world.params.seed + 2 + step) % world.nodes.length] as SimNode;
+    const found = triangle(world, origin);
+    if (found === undefined) continue;
+    if (!probeLostLink(world, origin, found, probes)) return;
+    probes++;
   }
+}
+
+/** One lost-link probe from `origin`; false when the world did not settle for it. */
+function probeLostLink(
+  world: World,
+  origin: SimNode,
+  { target, relay }: { readonly target: number; readonly relay: number },
+  serial: number,
+): boolean {
+  if (!settle(world)) {
+    world.trace.note(world.time, "lost-link probe skipped: a partner link still fails");
+    return false;
+  }
+  const targetNode = world.nodes[target] as SimNode;
+  const relayNode = world.nodes[relay] as SimNode;
+  // A periodic pull from the relay would bring the write whatever the target does on a lost
+  // link (and the simulated intervals are short): for the probe the target pulls the relay
+  // on a long interval, starting with a cycle now, so only its answer to the failure can.
+  const restore = putOffPeriodicPulls(world, targetNode, [origin, relayNode]);
+  pullCycle(world, targetNode, origin);
+  pullFromRelay(world, relayNode, targetNode);
+  const bound = 2 * perHopBoundMs(world) + 2 * world.params.relayPullDelayMs + world.params.pullTimeoutMs;
+  const cut = (a: SimNode, b: SimNode) =>
+    (a === origin && b.index === target) || (b === origin && a.index === target);
+  world.dropMessage = (from, to) => cut(from, to);
+  const measured = measure(world, origin, hopsFrom(world, origin.index), probesCount + 2 + serial, bound);
+  world.dropMessage = null;
+  restore();
+  if (measured === undefined) return true;
+  const arrival = measured.arrivals.get(target);
+  world.trace.note(
+    world.time,
+    `lost-link probe ${origin.id} -> ${targetNode.id} via ${relayNode.id}: arrived after ${arrival} ms, bound ${bound} ms`,
+  );
+  checkArrival(
+    world,
+    `with its link to ${origin.id} lost, a write on ${origin.id} reached ${targetNode.id}`,
+    arrival,
+    bound,
+  );
+  return true;
+}
+
+/** A probe write that reached a node after `arrival` ms (undefined: never) within `boundMs`. */
+function checkArrival(world: World, what: string, arrival: number | undefined, boundMs: number): void {
+  world.stats.invariantChecks++;
+  if (arrival !== undefined && arrival <= boundMs) return;
+  world.violate(
+    "notification-latency",
+    `${what} ${arrival === undefined ? "not at all" : `after ${arrival} ms`}, more than ${boundMs} ms`,
+  );
+}
+
+/**
+ * Has `node` pull `partners` on a long interval until the returned function is called; that
+ * puts the plan's intervals back and has `node` pull them at once, back on their schedule.
+ */
+function putOffPeriodicPulls(world: World, node: SimNode, partners: readonly SimNode[]): () => void {
+  const machine = node.machine;
+  if (machine === null) return () => {};
+  const planned = world.config(node);
+  const names = new Set(partners.map((partner) => partner.id));
+  machine.reconfigure({
+    ...planned,
+    inbound: planned.inbound.map((inbound) =>
+      names.has(inbound.node) ? { ...inbound, pullIntervalMs: putOffIntervalMs } : inbound,
+    ),
+  });
+  return () => {
+    if (node.machine !== machine) return;
+    machine.reconfigure(planned);
+    for (const partner of partners) world.step(node, () => machine.receive(partner.id, { kind: "notify" }));
+  };
+}
+
+/** Has `node` pull a whole cycle from `partner` now (told to, as by a notification), and waits for it. */
+function pullCycle(world: World, node: SimNode, partner: SimNode): void {
+  const machine = node.machine;
+  if (machine === null) return;
+  let done = false;
+  const previous = world.onPageDelivered;
+  world.onPageDelivered = (from, to, page) => {
+    previous?.(from, to, page);
+    if (from === partner && to === node && !(page as ChangePage).more) done = true;
+  };
+  world.step(node, () => machine.receive(partner.id, { kind: "notify" }));
+  const deadline = world.time + perHopBoundMs(world);
+  for (let time = world.time + 1; !done && time <= deadline; time++) if (!world.runUntil(time)) break;
+  world.onPageDelivered = previous;
+}
+
+/** A partner of `origin` (the target) that has another partner of `origin` (the relay) as its partner. */
+function triangle(world: World, origin: SimNode): { target: number; relay: number } | undefined {
+  const near = new Set(world.partnersOf(origin.index));
+  const relayOf = (node: number) =>
+    world.partnersOf(node).find((other) => other !== origin.index && near.has(other));
+  for (const target of near) {
+    const relay = relayOf(target);
+    if (relay !== undefined) return { target, relay };
+  }
+  return undefined;
 }
 
 /**

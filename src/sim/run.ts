@@ -3,7 +3,7 @@ import { unwrap } from "../core/result.ts";
 import { Faults } from "./faults.ts";
 import { Invariants } from "./invariants.ts";
 import type { SimNode } from "./node.ts";
-import { probeLostNotification, probeNotifications } from "./notify-probe.ts";
+import { probeLostLinks, probeLostNotification, probeNotifications } from "./notify-probe.ts";
 import { deriveParams, type SimParams } from "./params.ts";
 import { dataPartition, Workload } from "./workload.ts";
 import { eventsPerSeedMax, type Violation, World } from "./world.ts";
@@ -71,6 +71,7 @@ export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
     world.healAll();
     probeNotifications(world);
     probeLostNotification(world);
+    probeLostLinks(world);
     settleAfterProbes(world, invariants);
   }
   const withinBudget = safe && world.stats.events <= eventsPerSeedMax;

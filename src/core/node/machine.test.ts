@@ -458,9 +458,10 @@ describe("node state machine", () => {
     assert.deepEqual(notifies(), [], "no pull for longer than the window: no notification");
   });
 
-  it("puts off pulling what a partner passed on from a node it also pulls from, unless that link fails", () => {
+  it("pulls what a partner passed on from the node it came from, a relay delay later, unless that link fails", () => {
     const relayPullDelayMs = 500;
-    const { a, b, c, harness } = settledTrio({ notifyDelayMs: 20, relayPullDelayMs });
+    const pullTimeoutMs = 1_000;
+    const { a, b, c, harness } = settledTrio({ notifyDelayMs: 20, relayPullDelayMs, pullTimeoutMs });
     const dn = (cn: string) => `cn=${cn},dc=example,dc=com`;
     /** a writes; only b hears of it from a (a's notification to c is lost); b passes it on. */
     const relayed = (cn: string): Send[] => {
@@ -502,11 +503,17 @@ describe("node state machine", () => {
     const late = c3.tick();
     assert.deepEqual(
       late.map((send) => [send.to, send.message.kind]),
-      [[b.name, "pull"]],
-      "then c pulls from b",
+      [[a.name, "pull"]],
+      "then c pulls from a, where the change came from, not from b",
     );
     harness.deliver(c.name, late);
     assert.ok(c.replica.get(dn("first")).ok, "and has the change, though a's notification was lost");
+    harness.time += pullTimeoutMs + 1;
+    assert.deepEqual(
+      c3.tick().filter((send) => send.message.kind === "pull"),
+      [],
+      "a's cycle brought what b passed on: no pull from b",
+    );
 
     // c's pulls from a now fail: a relayed notification is acted on at once.
     harness.time += 60_000;
@@ -534,6 +541,88 @@ describe("node state machine", () => {
     );
     harness.deliver(c.name, pulled);
     assert.ok(c.replica.get(dn("second")).ok);
+  });
+
+  it("pulls from the relay after all when the node a change came from fails or does not answer", () => {
+    const relayPullDelayMs = 500;
+    const pullTimeoutMs = 1_000;
+    /** a writes; only b hears of it and pulls it; c is told by b, naming a; c's pull from a is due. */
+    const relayedToC = (canaries: Canaries = noCanaries) => {
+      const { a, b, c, harness } = settledTrio({ relayPullDelayMs, pullTimeoutMs }, canaries);
+      harness.time += relayPullDelayMs;
+      writtenOnAPulledByB(harness, a, b, "passed-on");
+      const machine = harness.machine(c.name);
+      assert.deepEqual(machine.receive(b.name, { kind: "notify", via: [a.name] }), []);
+      harness.time += relayPullDelayMs;
+      const direct = machine.tick();
+      assert.deepEqual(
+        direct.map((send) => [send.to, send.message.kind]),
+        [[a.name, "pull"]],
+      );
+      const has = () => c.replica.get("cn=passed-on,dc=example,dc=com").ok;
+      return { b, c, harness, machine, pull: direct[0] as Send, has };
+    };
+
+    const refused = relayedToC();
+    refused.machine.undeliverable(refused.pull.to, refused.pull.message);
+    const fromB = refused.machine.tick();
+    assert.deepEqual(
+      fromB.map((send) => [send.to, send.message.kind]),
+      [[refused.b.name, "pull"]],
+      "a cannot be reached: c pulls from b at once",
+    );
+    refused.harness.deliver(refused.c.name, fromB);
+    assert.ok(refused.has());
+
+    const silent = relayedToC();
+    silent.harness.time += pullTimeoutMs - 1;
+    assert.deepEqual(silent.machine.tick(), [], "a may still answer");
+    silent.harness.time += 1;
+    const late = silent.machine.tick();
+    assert.deepEqual(
+      late.map((send) => [send.to, send.message.kind]),
+      [[silent.b.name, "pull"]],
+      "a's pull timed out: c pulls from b",
+    );
+    silent.harness.deliver(silent.c.name, late);
+    assert.ok(silent.has());
+
+    // The planted bug: the relay is never pulled, and the change waits for the periodic pull.
+    const planted = relayedToC({ skipRelayWait: true });
+    planted.machine.undeliverable(planted.pull.to, planted.pull.message);
+    assert.deepEqual(planted.machine.tick(), []);
+    assert.ok(!planted.has());
+  });
+
+  it("a cycle from the node a change came from counts only if it began after the relay's word", () => {
+    const relayPullDelayMs = 500;
+    const { a, b, c, harness } = settledTrio({ relayPullDelayMs, pullTimeoutMs: 1_000 });
+    const machine = harness.machine(c.name);
+    harness.time += relayPullDelayMs;
+    // c is pulling from a when b's word comes: that cycle may have been read before the change.
+    const early = machine.receive(a.name, { kind: "notify" });
+    assert.deepEqual(
+      early.map((send) => [send.to, send.message.kind]),
+      [[a.name, "pull"]],
+    );
+    harness.time += 1;
+    assert.deepEqual(machine.receive(b.name, { kind: "notify", via: [a.name] }), []);
+    harness.deliver(c.name, early);
+    const wordAt = harness.time;
+    assert.equal(machine.nextWakeAt(), wordAt + relayPullDelayMs, "a again, a relay delay after the word");
+    harness.time = wordAt + relayPullDelayMs;
+    const again = machine.tick();
+    assert.deepEqual(
+      again.map((send) => [send.to, send.message.kind]),
+      [[a.name, "pull"]],
+    );
+    // Had the early cycle counted, nothing would be waiting for this one.
+    machine.undeliverable(a.name, (again[0] as Send).message);
+    assert.deepEqual(
+      machine.tick().map((send) => [send.to, send.message.kind]),
+      [[b.name, "pull"]],
+      "the cycle that counts failed: c pulls from b",
+    );
   });
 
   it("holds back from a partner that said it hears the origin directly, for the relay pull delay", () => {

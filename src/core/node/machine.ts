@@ -138,6 +138,22 @@ interface PartnerState {
   lastSuccessAt: number | null;
   lastFailureAt: number | null;
   lastFailure: string | null;
+  /** When the pull cycle under way began (its first request); null between cycles. */
+  cycleStartedAt: number | null;
+  /**
+   * Changes this partner passed on from others, pulled from those others instead (see
+   * `pullDirectlyInstead`): this partner is pulled after all at `dueAt`, unless each of them
+   * completes a pull cycle begun after the notification first.
+   */
+  relayWait: RelayWait | null;
+}
+
+interface RelayWait {
+  /** When the last relayed notification it stands for arrived. */
+  readonly since: number;
+  /** The partners named that have not completed a cycle begun since then. */
+  readonly waitingOn: Set<NodeId>;
+  readonly dueAt: number;
 }
 
 interface LingeringCheck {
@@ -214,7 +230,7 @@ export class NodeMachine {
       if (state.inFlight !== null && now - state.inFlight.sentAt >= this.config.pullTimeoutMs) {
         this.failed(partner, state, now, "timed out");
       }
-      if (state.inFlight === null && now >= state.dueAt && this.lingering?.partner !== partner) {
+      if (state.inFlight === null && now >= pullDueAt(state) && this.lingering?.partner !== partner) {
         out.push(this.startPull(partner, state, now));
       }
     }
@@ -257,7 +273,7 @@ export class NodeMachine {
     for (const state of this.partners.values()) {
       wake = Math.min(
         wake,
-        state.inFlight === null ? state.dueAt : state.inFlight.sentAt + this.config.pullTimeoutMs,
+        state.inFlight === null ? pullDueAt(state) : state.inFlight.sentAt + this.config.pullTimeoutMs,
       );
     }
     if (this.notifyAt !== null) wake = Math.min(wake, this.notifyAt);
@@ -368,6 +384,9 @@ export class NodeMachine {
     const id = this.nextId++;
     state.inFlight = { id, sentAt: now, kind: "pull" };
     state.againAt = null;
+    state.cycleStartedAt ??= now;
+    // This cycle brings whatever the partner passed on.
+    state.relayWait = null;
     const inbound = this.config.inbound.find((candidate) => candidate.node === partner);
     const request = this.replica.changeRequest(
       partner,
@@ -411,6 +430,8 @@ export class NodeMachine {
     state.pageEntries = this.config.pageLimits.entriesMax;
     state.consecutiveFailures = 0;
     state.lastSuccessAt = now;
+    this.cycleCompleted(from, state.cycleStartedAt ?? now);
+    state.cycleStartedAt = null;
     state.dueAt = Math.min(state.againAt ?? Number.POSITIVE_INFINITY, now + state.pullIntervalMs);
     return [];
   }
@@ -418,7 +439,12 @@ export class NodeMachine {
   private onNotify(from: NodeId, via: readonly NodeId[] | undefined, now: number): Send[] {
     const state = this.partners.get(from);
     if (state === undefined) return [];
-    const at = this.hearsDirectly(from, via) ? now + this.config.relayPullDelayMs : now;
+    const direct = via !== undefined && this.hearsDirectly(from, via);
+    if (direct && this.pullsWhole(via)) {
+      this.pullDirectlyInstead(from, state, via, now);
+      return [];
+    }
+    const at = direct ? now + this.config.relayPullDelayMs : now;
     if (state.inFlight !== null) {
       state.againAt = Math.min(state.againAt ?? at, at);
       return [];
@@ -438,6 +464,51 @@ export class NodeMachine {
     if (via === undefined || via.length === 0 || this.config.relayPullDelayMs === 0) return false;
     if (this.canaries.deferEveryRelay === true) return true;
     return via.every((node) => node !== from && this.isHeardDirectly(node));
+  }
+
+  /**
+   * Whether this node's pulls from each of `nodes` bring everything that node holds (no
+   * origins left out, as between sites): then what a relay got from them comes from them too.
+   */
+  private pullsWhole(nodes: readonly NodeId[]): boolean {
+    return nodes.every((node) => {
+      const inbound = this.config.inbound.find((candidate) => candidate.node === node);
+      return inbound !== undefined && (inbound.exclude === undefined || inbound.exclude.length === 0);
+    });
+  }
+
+  /**
+   * Answers a notification of changes `from` passed on from partners this node hears directly
+   * by pulling those partners rather than `from`: they hold the changes (they sent them), and
+   * under load `from` is usually a page ahead of this node, so a pull from it brought that page
+   * a second time. Each is pulled within the relay pull delay, should its own notification have
+   * been lost. `from` is still pulled if one of them has not completed a pull cycle begun after
+   * this notification within the relay pull delay and a pull timeout, or fails first (see
+   * `failed`): a change is never left to the periodic pull.
+   */
+  private pullDirectlyInstead(from: NodeId, state: PartnerState, via: readonly NodeId[], now: number): void {
+    const at = now + this.config.relayPullDelayMs;
+    for (const node of via) {
+      const direct = this.partners.get(node);
+      if (direct === undefined) continue;
+      if (direct.inFlight !== null) direct.againAt = Math.min(direct.againAt ?? at, at);
+      else direct.dueAt = Math.min(direct.dueAt, at);
+    }
+    if (this.canaries.skipRelayWait === true) return;
+    state.relayWait = {
+      since: now,
+      waitingOn: new Set([...(state.relayWait?.waitingOn ?? []), ...via]),
+      dueAt: at + this.config.pullTimeoutMs,
+    };
+  }
+
+  /** `node`'s pull cycle begun at `began` succeeded: relayed changes it was to bring came. */
+  private cycleCompleted(node: NodeId, began: number): void {
+    for (const state of this.partners.values()) {
+      const wait = state.relayWait;
+      if (wait === null || began < wait.since || !wait.waitingOn.delete(node)) continue;
+      if (wait.waitingOn.size === 0) state.relayWait = null;
+    }
   }
 
   private isHeardDirectly(node: NodeId): boolean {
@@ -570,12 +641,18 @@ export class NodeMachine {
   private failed(partner: NodeId, state: PartnerState, now: number, reason: string): void {
     if (state.inFlight?.kind === "lingering" && this.lingering?.partner === partner) this.lingering = null;
     state.inFlight = null;
+    state.cycleStartedAt = null;
     state.consecutiveFailures++;
     state.lastFailureAt = now;
     state.lastFailure = reason;
     const backoff = this.config.retryBackoffBaseMs * 2 ** Math.min(state.consecutiveFailures - 1, 20);
     state.dueAt = now + Math.min(backoff, this.config.retryBackoffMaxMs);
     if (state.consecutiveFailures === 1) this.pullFromRelays(partner, now);
+    // Changes passed on from `partner`, waiting for it to bring them: fetch them from the relay now.
+    for (const other of this.partners.values()) {
+      const wait = other.relayWait;
+      if (wait !== null && wait.waitingOn.has(partner)) other.relayWait = { ...wait, dueAt: now };
+    }
   }
 
   /**
@@ -698,5 +775,16 @@ function freshPartner(now: number, pullIntervalMs: number, pageEntries: number):
     lastSuccessAt: null,
     lastFailureAt: null,
     lastFailure: null,
+    cycleStartedAt: null,
+    relayWait: null,
   };
+}
+
+/**
+ * When a pull from a partner is next due: on its schedule, or earlier when changes it passed
+ * on were not brought by the partners they came from (a failing partner keeps its back-off).
+ */
+function pullDueAt(state: PartnerState): number {
+  if (state.relayWait === null || state.consecutiveFailures > 0) return state.dueAt;
+  return Math.min(state.dueAt, state.relayWait.dueAt);
 }
