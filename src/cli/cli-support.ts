@@ -1,3 +1,4 @@
+import { parseWriteConcern } from "../core/node/write-concern.ts";
 import { formatReached } from "./entry-text.ts";
 import { ProblemError, UnreachableError } from "./remote.ts";
 
@@ -105,4 +106,12 @@ export async function forEachBounded<T>(
   };
   const workers = Math.max(1, Math.min(limit, items.length));
   await Promise.all(Array.from({ length: workers }, worker));
+}
+
+/** A --write-concern value, checked here as the node would (a bad one is a usage error, exit 2). */
+export function writeConcernFlag(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  const parsed = parseWriteConcern(text);
+  if (!parsed.ok) throw new UsageError(parsed.error.message);
+  return text;
 }

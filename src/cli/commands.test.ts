@@ -3,6 +3,7 @@ import { createServer } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { LocalCluster } from "../../test/support/cluster.ts";
 import { type CliRun, plexus as runPlexus } from "../../test/support/plexus-cli.ts";
+import { formatReached } from "./entry-text.ts";
 
 /**
  * The people's commands as people run them: `bin/plexus.mjs` as a child process against two
@@ -129,16 +130,27 @@ describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
 
   it("bad input gets one clear line and a non-zero exit", async () => {
     const port = await closedPort();
-    const [badDn, badFilter, unknownFlag, unreachable, noUrl, badPair, badSession, help] = await Promise.all([
-      plexus(["get", "not a dn", "--url", e1]),
-      plexus(["search", base, "--url", e1, "--filter", "(cn=a"]),
-      plexus(["search", base, "--url", e1, "--bogus"]),
-      plexus(["get", `cn=x,${base}`, "--url", `http://${closedHost}:${port}`]),
-      plexus(["get", `cn=x,${base}`]),
-      plexus(["add", `cn=x,${base}`, "cn", "--url", e1]),
-      plexus(["get", base, "--url", e1], { PLEXUS_SESSION: "not-a-token" }),
-      plexus(["modify", "--help"]),
-    ]);
+    const [badDn, badFilter, unknownFlag, unreachable, noUrl, badPair, badSession, help, badConcern] =
+      await Promise.all([
+        plexus(["get", "not a dn", "--url", e1]),
+        plexus(["search", base, "--url", e1, "--filter", "(cn=a"]),
+        plexus(["search", base, "--url", e1, "--bogus"]),
+        plexus(["get", `cn=x,${base}`, "--url", `http://${closedHost}:${port}`]),
+        plexus(["get", `cn=x,${base}`]),
+        plexus(["add", `cn=x,${base}`, "cn", "--url", e1]),
+        plexus(["get", base, "--url", e1], { PLEXUS_SESSION: "not-a-token" }),
+        plexus(["modify", "--help"]),
+        // Checked before anything is sent: the port nothing listens on is never asked.
+        plexus([
+          "add",
+          `cn=x,${base}`,
+          "objectClass=person",
+          "--url",
+          `http://${closedHost}:${port}`,
+          "--write-concern",
+          "bogus",
+        ]),
+      ]);
     assert.equal(badDn.code, 1);
     assert.match(badDn.stderr, /^plexus: invalid-dn: /);
     assert.equal(badFilter.code, 1);
@@ -158,9 +170,29 @@ describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
     // The token from the environment reached the node, which refused it.
     assert.equal(badSession.code, 1);
     assert.match(badSession.stderr, /^plexus: invalid-request: plexus-session is not a session token/);
-    for (const run of [badDn, badFilter, unknownFlag, unreachable, noUrl, badPair, badSession])
+    assert.equal(badConcern.code, 2, badConcern.stderr);
+    assert.match(
+      badConcern.stderr,
+      /^plexus add: unknown write concern 'bogus' \(local, site, sites=N or all\)\n/,
+    );
+    for (const run of [badDn, badFilter, unknownFlag, unreachable, noUrl, badPair, badSession, badConcern])
       assert.equal(run.stdout, "");
     assert.match(ok(help).stdout, /^usage: plexus modify DN \[--add type=value\]/);
+  });
+
+  it("the node refuses an empty value and an operational attribute, naming the attribute", async () => {
+    const dn = `cn=erin,${base}`;
+    const [empty, operational, replaced] = await Promise.all([
+      plexus(["add", dn, "objectClass=person", "sn=", "--url", e1]),
+      plexus(["add", dn, "objectClass=person", "entryGUID=abc", "--url", e1]),
+      plexus(["modify", base, "--replace", "usnChanged=1", "--url", e1]),
+    ]);
+    assert.equal(empty.code, 1);
+    assert.equal(empty.stderr, "plexus: invalid-value: sn cannot have an empty value\n");
+    assert.equal(operational.code, 1);
+    assert.match(operational.stderr, /^plexus: invalid-attribute: entryGUID is an operational attribute/);
+    assert.equal(replaced.code, 1);
+    assert.match(replaced.stderr, /^plexus: invalid-attribute: usnChanged is an operational attribute/);
   });
 
   it("repl status, sync, conflicts and topology --url describe the live cluster", async () => {
@@ -223,7 +255,10 @@ describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
     // Applied on e1 but not on another node of its site: says so, and hands on the token.
     assert.equal(unmet.code, 1);
     assert.match(unmet.stderr, /^plexus: write-concern-not-met: the write is applied on this node/);
-    assert.match(unmet.stderr, /^write concern site: NOT met on e1 \(sites east\)$/m);
+    assert.match(
+      unmet.stderr,
+      /^write concern site: NOT met: reached only e1 \(sites east\); missing another node of e1's site$/m,
+    );
     assert.match(unmet.stderr, /^plexus-session: \S+$/m);
     assert.match(ok(status).stdout, /^ {4}last failure: {10}\S+ \(\S+ ago\): .+$/m);
     assert.match(status.stdout, /^ {4}consecutive failures: {2}[1-9]\d*$/m);
@@ -248,6 +283,32 @@ describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
     assert.match(
       ok(text).stdout,
       /^Unreachable \(1\):\n {2}e2: cannot reach http:\/\/127\.0\.0\.1:\d+: connection refused/m,
+    );
+  });
+});
+
+describe("write concern lines", () => {
+  it("say where a write got and, when it fell short, what was missing", () => {
+    const reached = { nodes: ["hq1", "branch2"], sites: ["branch", "hq"] };
+    assert.equal(
+      formatReached({ requested: "sites=2", met: true, ...reached }),
+      "write concern sites=2: met on hq1, branch2 (sites branch, hq)",
+    );
+    assert.equal(
+      formatReached({ requested: "sites=4", met: false, ...reached }),
+      "write concern sites=4: NOT met: reached only hq1, branch2 (sites branch, hq); missing 2 more sites",
+    );
+    assert.equal(
+      formatReached({ requested: "sites=3", met: false, ...reached }),
+      "write concern sites=3: NOT met: reached only hq1, branch2 (sites branch, hq); missing 1 more site",
+    );
+    assert.equal(
+      formatReached({ requested: "all", met: false, ...reached }),
+      "write concern all: NOT met: reached only hq1, branch2 (sites branch, hq); missing the servers not listed",
+    );
+    assert.equal(
+      formatReached({ requested: "site", met: false, nodes: ["hq1"], sites: ["hq"] }),
+      "write concern site: NOT met: reached only hq1 (sites hq); missing another node of hq1's site",
     );
   });
 });

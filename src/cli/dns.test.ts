@@ -99,6 +99,41 @@ describe("plexus dns", { timeout: 30_000 }, () => {
     }
     assert.equal((await run(["delete", "no-such-id", "--zone", "corp.test"])).code, 1, "the node refuses");
   });
+
+  it("refuses a CNAME beside other data, other data beside a CNAME, and a CNAME at the apex", async () => {
+    const zone = ["--zone", "corp.test"];
+    assert.equal((await run(["add", "www", "A", "192.0.2.80", "--id", "www-a", ...zone])).code, 0);
+    const cnameBesideA = await run(["add", "www", "CNAME", "other.example.", ...zone]);
+    assert.equal(cnameBesideA.code, 2);
+    assert.match(
+      cnameBesideA.err,
+      /^plexus dns add: www\.corp\.test already has A data \(id www-a\): a CNAME cannot share its name/,
+    );
+    assert.equal((await run(["add", "alias", "CNAME", "www", "--id", "alias", ...zone])).code, 0);
+    const besideCname = await run(["add", "Alias.corp.test.", "TXT", "hello", ...zone]);
+    assert.equal(besideCname.code, 2);
+    assert.match(
+      besideCname.err,
+      /alias\.corp\.test has a CNAME \(id alias\): no other data can share its name/,
+    );
+    assert.equal(
+      (await run(["add", "alias", "CNAME", "elsewhere.example.", ...zone])).code,
+      2,
+      "a second CNAME",
+    );
+    assert.equal(
+      (await run(["add", "alias", "CNAME", "www.corp.test.", "--id", "again", ...zone])).code,
+      0,
+      "the same",
+    );
+    assert.match(
+      (await run(["add", "@", "CNAME", "www", ...zone])).err,
+      /a CNAME cannot be at the zone apex/,
+    );
+    const listed = (await run(["list", ...zone])).out;
+    assert.doesNotMatch(listed, /other\.example|hello|elsewhere/);
+    for (const id of ["www-a", "alias", "again"]) assert.equal((await run(["delete", id, ...zone])).code, 0);
+  });
 });
 
 async function eventuallyListed(

@@ -4,8 +4,10 @@ import { escapeValue } from "../core/directory/dn.ts";
 import { derivedGuid } from "../core/directory/partition.ts";
 import {
   canonicalName,
+  type DnsRecord,
   isAtOrBelow,
   isServableName,
+  type RecordType,
   recordTypes,
   ttlSecondsMax,
 } from "../core/locator/records.ts";
@@ -29,7 +31,7 @@ import {
   reportFailures,
   UsageError,
 } from "./cli-support.ts";
-import { connect } from "./remote.ts";
+import { connect, type EntryView, type NodeApi } from "./remote.ts";
 
 /**
  * The locator's flags of `plexus start` (DNS address, zone, SRV priority and weight, record
@@ -205,11 +207,8 @@ function attribute(entry: { attributes: Record<string, string[]> }, type: string
   return key === undefined ? "" : (entry.attributes[key]?.[0] ?? "");
 }
 
-async function dnsList(args: string[], env: Environment, stdout: Output): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: dnsCommandOptions, allowPositionals: true });
-  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-  const zone = zoneFlag(values.zone);
-  const api = connect(nodeUrl(values.url, env));
+/** The zone's record entries, as the node holds them. */
+async function recordEntries(api: NodeApi, zone: string): Promise<EntryView[]> {
   const found = await api.search(
     {
       base: zoneDn(zone),
@@ -219,12 +218,20 @@ async function dnsList(args: string[], env: Environment, stdout: Output): Promis
     },
     {},
   );
+  return found.body.entries;
+}
+
+async function dnsList(args: string[], env: Environment, stdout: Output): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: dnsCommandOptions, allowPositionals: true });
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const zone = zoneFlag(values.zone);
+  const entries = await recordEntries(connect(nodeUrl(values.url, env)), zone);
   if (values.json === true) {
-    stdout.write(`${JSON.stringify(found.body.entries)}\n`);
+    stdout.write(`${JSON.stringify(entries)}\n`);
     return 0;
   }
   const now = Date.now();
-  for (const entry of found.body.entries) {
+  for (const entry of entries) {
     const refreshed = Number(attribute(entry, dnsAttributes.refreshedAt));
     const node = attribute(entry, dnsAttributes.node);
     const registered =
@@ -255,6 +262,8 @@ async function dnsAdd(args: string[], env: Environment, stdout: Output): Promise
   if (typeof checked === "string") throw new UsageError(checked);
   const id = values.id ?? `${name} ${type} ${derivedGuid(data).slice(0, 8)}`;
   const api = connect(nodeUrl(values.url, env));
+  const clash = cnameClash(checked, zone, await recordEntries(api, zone));
+  if (clash !== null) throw new UsageError(clash);
   await api.add(
     `${dnsAttributes.recordId}=${escapeValue(id)},${zoneDn(zone)}`,
     {
@@ -269,6 +278,38 @@ async function dnsAdd(args: string[], env: Environment, stdout: Output): Promise
   );
   stdout.write(`added ${id}\n`);
   return 0;
+}
+
+/**
+ * The CNAME rule the DNS server applies when it compiles the zone (zone.ts, finishZone): a CNAME
+ * is the only data at its name (RFC 1034 section 3.6.2) and never at the apex. A record that
+ * breaks it would be stored and then not served, so it is refused before it is sent; the
+ * server ignores records it cannot parse and identical copies, and so does this. Another node
+ * can still take a clashing record meanwhile: the server then drops the CNAME and logs why.
+ */
+export function cnameClash(record: DnsRecord, zone: string, entries: readonly EntryView[]): string | null {
+  if (record.type === "CNAME" && record.name === zone)
+    return `a CNAME cannot be at the zone apex ${zone}, which holds the zone's SOA and NS data`;
+  for (const entry of entries) {
+    const other = recordOf(entry, zone);
+    if (other === null || other.name !== record.name) continue;
+    if (record.type !== "CNAME" && other.type !== "CNAME") continue;
+    if (record.type === "CNAME" && other.type === "CNAME" && record.target === other.target) continue;
+    return record.type === "CNAME"
+      ? `${record.name} already has ${other.type} data (id ${attribute(entry, dnsAttributes.recordId)}): a CNAME cannot share its name with other data`
+      : `${record.name} has a CNAME (id ${attribute(entry, dnsAttributes.recordId)}): no other data can share its name`;
+  }
+  return null;
+}
+
+/** A record entry as the DNS server reads it, or null when the server would ignore it. */
+function recordOf(entry: EntryView, zone: string): DnsRecord | null {
+  const typeText = attribute(entry, dnsAttributes.type).toUpperCase();
+  const type = recordTypes.find((known): known is RecordType => known === typeText);
+  const name = resolveName(attribute(entry, dnsAttributes.name), zone);
+  if (type === undefined || name === null) return null;
+  const parsed = parseRecordData(type, attribute(entry, dnsAttributes.data), name, 0, zone);
+  return typeof parsed === "string" ? null : parsed;
 }
 
 async function dnsDelete(args: string[], env: Environment, stdout: Output): Promise<number> {

@@ -1,3 +1,4 @@
+import { parseWriteConcern } from "../core/node/write-concern.ts";
 import type { Attributes, Change, EntryView } from "./remote.ts";
 
 /**
@@ -117,9 +118,36 @@ function list(value: unknown): string {
   return Array.isArray(value) && value.length > 0 ? value.join(", ") : "none";
 }
 
-/** What a write concern reached, in one line (`write concern site: met on e1, e2 (sites east)`). */
+/**
+ * What a write concern reached, in one line: `write concern site: met on e1, e2 (sites east)`,
+ * or when it fell short, where the write is and what was missing:
+ * `write concern sites=3: NOT met: reached only e1, e2 (sites east); missing 2 more sites`.
+ */
 export function formatReached(reached: Reached): string {
-  return `write concern ${String(reached.requested)}: ${reached.met === true ? "met" : "NOT met"} on ${list(reached.nodes)} (sites ${list(reached.sites)})`;
+  const requested = String(reached.requested);
+  const where = `${list(reached.nodes)} (sites ${list(reached.sites)})`;
+  if (reached.met === true) return `write concern ${requested}: met on ${where}`;
+  return `write concern ${requested}: NOT met: reached only ${where}; missing ${missing(requested, reached)}`;
+}
+
+/** What an unmet write concern still lacked, from the concern and the nodes and sites reached. */
+function missing(requested: string, reached: Reached): string {
+  const parsed = parseWriteConcern(requested);
+  const concern = parsed.ok ? parsed.value.concern : undefined;
+  const sitesReached = Array.isArray(reached.sites) ? reached.sites.length : 0;
+  switch (concern?.kind) {
+    case "site":
+      // The answering node comes first in `nodes`.
+      return `another node of ${Array.isArray(reached.nodes) ? String(reached.nodes[0]) : "this node"}'s site`;
+    case "sites": {
+      const short = Math.max(concern.count - sitesReached, 1);
+      return `${short} more ${short === 1 ? "site" : "sites"}`;
+    }
+    case "all":
+      return "the servers not listed";
+    default:
+      return `what ${requested} asks for`;
+  }
 }
 
 /** A write's answer: `added cn=alice,… (usn 42, 1 entry)` and its write concern when one was asked. */

@@ -21,6 +21,29 @@ export const urgentAttributesDefault: readonly string[] = [
   "pwdchangedtime",
 ];
 
+/**
+ * Operational attributes: each node computes them from the entry's own row when it is read (a
+ * GUID, USNs, conflict marks). A client cannot write them: a stored copy would shadow the
+ * computed value in reads and filters (a search by the real entryGUID would miss the entry), and
+ * the USNs are each replica's own, so no single written value could be right everywhere.
+ */
+export const operationalAttributeTypes: readonly string[] = [
+  "entryGUID",
+  "entryUUID",
+  "usnCreated",
+  "usnChanged",
+  "plexusConflict",
+  "plexusPlacement",
+];
+
+const operationalTypeNorms: ReadonlySet<string> = new Set(
+  operationalAttributeTypes.map((type) => type.toLowerCase()),
+);
+
+export function isOperationalAttribute(typeNorm: string): boolean {
+  return operationalTypeNorms.has(typeNorm);
+}
+
 /** The canonical spelling of a few well-known attribute types, for output. */
 const canonicalTypes: ReadonlyMap<string, string> = new Map(
   ["objectClass", "member", "uniqueMember", "manager", "seeAlso"].map((type) => [type.toLowerCase(), type]),

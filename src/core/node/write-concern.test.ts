@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { InvocationId, NodeId, Usn } from "../ids.ts";
-import { evaluateWriteConcern, parseWriteConcern, serversToAsk, type WriteConcern } from "./write-concern.ts";
+import {
+  checkConcernAttainable,
+  evaluateWriteConcern,
+  parseWriteConcern,
+  serversToAsk,
+  type WriteConcern,
+} from "./write-concern.ts";
 
 const node = (name: string) => name as NodeId;
 const inv = "a".repeat(32) as InvocationId;
@@ -85,5 +91,25 @@ describe("write concern", () => {
       ["e2"],
     );
     assert.equal(serversToAsk({ kind: "all" }, self, servers).length, 3);
+  });
+
+  it("refuses sites=N beyond the sites that have servers, before the write", () => {
+    // servers: east (two nodes), west, north.
+    for (const count of [1, 2, 3])
+      assert.equal(checkConcernAttainable({ kind: "sites", count }, servers).ok, true);
+    const refused = checkConcernAttainable({ kind: "sites", count: 4 }, servers);
+    assert.ok(!refused.ok);
+    assert.equal(refused.error.code, "invalid-request");
+    assert.equal(
+      refused.error.message,
+      "write concern sites=4 cannot be met: the topology's servers are in 3 sites",
+    );
+    assert.equal(checkConcernAttainable({ kind: "sites", count: 4 }, []).ok, true, "topology not read yet");
+    for (const concern of [{ kind: "local" }, { kind: "site" }, { kind: "all" }] as const)
+      assert.equal(checkConcernAttainable(concern, [{ site: "east" }]).ok, true);
+    assert.equal(
+      checkConcernAttainable({ kind: "sites", count: 2 }, [{ site: "East" }, { site: "east" }]).ok,
+      false,
+    );
   });
 });

@@ -116,6 +116,26 @@ export function evaluateWriteConcern(
   return { met, nodes, sites: [...sites].sort() };
 }
 
+/**
+ * Refuses `sites=N` when the topology's servers sit in fewer than N sites: applying such a write
+ * and then waiting out its timeout only to answer "not met" would tell the client late what is
+ * known at once. Checked before the write is applied; an empty server list (the topology not
+ * read yet) refuses nothing. `site` in a site of one and `all` stay "never met" rather than
+ * refused: a joining node can still make them true within the timeout.
+ */
+export function checkConcernAttainable(
+  concern: WriteConcern,
+  servers: readonly { readonly site: string }[],
+): Result<void> {
+  if (concern.kind !== "sites" || servers.length === 0) return ok(undefined);
+  const sites = new Set(servers.map((server) => siteKey(server.site))).size;
+  if (concern.count <= sites) return ok(undefined);
+  return fail(
+    "invalid-request",
+    `write concern sites=${concern.count} cannot be met: the topology's servers are in ${sites} ${sites === 1 ? "site" : "sites"}`,
+  );
+}
+
 /** The servers whose progress can matter for `concern` (never this node itself). */
 export function serversToAsk<T extends { readonly node: NodeId; readonly site: string }>(
   concern: WriteConcern,

@@ -2,6 +2,7 @@ import { isAttributeType, normalizeDn, parseDn } from "../directory/dn.ts";
 import {
   entryBytesMax,
   isLinkAttribute,
+  isOperationalAttribute,
   type Schema,
   utf8Length,
   valueBytesMax,
@@ -58,6 +59,43 @@ export function keyedValues(schema: Schema, type: string, values: unknown): Resu
   }
   if (bytes > entryBytesMax) return fail("limit-exceeded", `values of ${type} exceed ${entryBytesMax} bytes`);
   return ok(out);
+}
+
+/** A client cannot write an attribute the node computes (operationalAttributeTypes in schema.ts). */
+export function refuseOperational(type: string): Result<void> {
+  if (!isOperationalAttribute(type.toLowerCase())) return ok(undefined);
+  return fail(
+    "invalid-attribute",
+    `${type} is an operational attribute: the node computes it and clients cannot write it`,
+  );
+}
+
+/**
+ * LDAP's string syntaxes have no empty value (RFC 4517: a Directory String holds at least one
+ * character), and an empty DN-valued one would name the root DN: a client cannot store one.
+ */
+export function refuseEmptyValue(type: string, values: readonly { readonly value: string }[]): Result<void> {
+  if (!values.some((value) => value.value === "")) return ok(undefined);
+  return fail("invalid-value", `${type} cannot have an empty value`);
+}
+
+/**
+ * What a client's modification may do beyond LDAP's rules: store no empty value and write no
+ * operational attribute. Removing stays allowed where there is something to remove, so that
+ * values stored before these checks existed (they replicate as they are) can be cleaned up.
+ */
+export function checkClientChange(
+  type: string,
+  working: WorkingAttribute,
+  operation: ModificationOperation,
+  values: readonly KeyedValue[],
+): Result<void> {
+  const removes = operation === "delete" || (operation === "replace" && values.length === 0);
+  if (!(removes && working.current.length > 0)) {
+    const operational = refuseOperational(type);
+    if (!operational.ok) return operational;
+  }
+  return operation === "delete" ? ok(undefined) : refuseEmptyValue(type, values);
 }
 
 /**

@@ -163,7 +163,11 @@ export function resolveParsedDn(store: Store, dn: Dn): Result<EntryRow> {
   if (current === undefined) {
     const partition = findPartition(store, dn);
     if (partition === undefined)
-      return fail("no-such-entry", `no partition holds ${formatDn(dn)}`, { matchedDn: "" });
+      return fail(
+        "no-such-entry",
+        dn.rdns.length === 0 ? "the empty DN names no entry" : `no partition holds ${formatDn(dn)}`,
+        { matchedDn: "" },
+      );
     row = partition.root;
     current = row.guid;
     level = dn.rdns.length - partition.depth;

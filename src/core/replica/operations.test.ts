@@ -11,6 +11,7 @@ import { ManualClock, SeededRandom } from "../../sim/ports.ts";
 import { SqliteStore } from "../../store/sqlite-store.ts";
 import { dumpStore } from "../../store/store-contract.ts";
 import { lostAndFoundGuid, partitionRootGuid } from "../directory/partition.ts";
+import { operationalAttributeTypes } from "../directory/schema.ts";
 import { type Guid, nodeId, type Usn } from "../ids.ts";
 import type { Result } from "../result.ts";
 import { unwrap } from "../result.ts";
@@ -46,7 +47,7 @@ function codeOf(result: Result<unknown>): string {
   return result.ok ? "ok" : result.error.code;
 }
 
-function errorOf(result: Result<unknown>): { code: string; matchedDn?: string } {
+function errorOf(result: Result<unknown>): { code: string; message: string; matchedDn?: string } {
   if (result.ok) assert.fail(`expected a failure, got ${JSON.stringify(result.value)}`);
   return result.error;
 }
@@ -579,6 +580,131 @@ describe("modify", () => {
       assert.equal(outcome.entries, 0);
       assert.deepEqual(dumpStore(a.store), before);
     });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe("what a client cannot write", () => {
+  const dn = `cn=Alice,${base}`;
+
+  function alice(): TestReplica {
+    const a = single();
+    add(a, dn, { description: ["one"] });
+    return a;
+  }
+
+  /** Stores values the way a node did before these checks: straight into the store. */
+  function storeLegacy(a: TestReplica, attribute: string, stored: string[]): void {
+    const guid = unwrap(a.replica.get(dn)).guid;
+    const model = a.store.getItem(guid, "description", "");
+    assert.ok(model !== undefined);
+    a.store.putItem({
+      ...model,
+      attribute: attribute.toLowerCase(),
+      value: { kind: "values", type: attribute, values: stored },
+    });
+  }
+
+  it("refuses operational attributes in add, modify add, delete and replace, and in a new RDN", () => {
+    const a = alice();
+    for (const type of [
+      "entryGUID",
+      "ENTRYUUID",
+      "usnCreated",
+      "usnChanged",
+      "plexusConflict",
+      "plexusPlacement",
+    ]) {
+      failsUnchanged(a, "invalid-attribute", () =>
+        a.replica.writeOne({
+          op: "add",
+          dn: `cn=x,${base}`,
+          attributes: { objectClass: ["x"], [type]: ["abc"] },
+        }),
+      );
+      for (const operation of ["add", "delete", "replace"] as const) {
+        failsUnchanged(a, "invalid-attribute", () =>
+          modify(a, dn, { operation, attribute: type, values: ["abc"] }),
+        );
+        failsUnchanged(a, "invalid-attribute", () =>
+          modify(a, dn, { operation, attribute: type, values: [] }),
+        );
+      }
+    }
+    failsUnchanged(a, "invalid-attribute", () =>
+      a.replica.writeOne({ op: "add", dn: `usnChanged=7,${base}`, attributes: { objectClass: ["x"] } }),
+    );
+    failsUnchanged(a, "invalid-attribute", () =>
+      a.replica.writeOne({ op: "modifyDn", dn, newRdn: "entryGUID=abc" }),
+    );
+    const refused = errorOf(modify(a, dn, { operation: "replace", attribute: "entryGUID", values: ["abc"] }));
+    assert.equal(refused.code, "invalid-attribute");
+    assert.match(refused.message, /^entryGUID is an operational attribute: the node computes it/);
+  });
+
+  it("the computed entryGUID stays what reads and filters see", () => {
+    const a = alice();
+    const guid = unwrap(a.replica.get(dn)).guid;
+    modify(a, dn, { operation: "add", attribute: "entryGUID", values: ["abc"] });
+    assert.equal(values(a, dn, "entryGUID"), undefined);
+    assert.deepEqual(unwrap(a.replica.get(dn, ["+"])).attributes.entryGUID, [guid]);
+    assert.deepEqual(dns(a, base, "sub", `(entryGUID=${guid})`), [dn]);
+    // Every attribute a read computes is one a client is refused (read.ts keeps its own list).
+    for (const type of Object.keys(unwrap(a.replica.get(dn, ["+"])).attributes))
+      assert.ok(operationalAttributeTypes.includes(type), type);
+  });
+
+  it("refuses an empty value in add, modify add and replace, and in an RDN, naming the attribute", () => {
+    const a = alice();
+    failsUnchanged(a, "invalid-value", () =>
+      a.replica.writeOne({ op: "add", dn: `cn=x,${base}`, attributes: { objectClass: ["x"], sn: [""] } }),
+    );
+    failsUnchanged(a, "invalid-value", () =>
+      a.replica.writeOne({
+        op: "add",
+        dn: `cn=x,${base}`,
+        attributes: { objectClass: ["x"], sn: ["a", ""] },
+      }),
+    );
+    failsUnchanged(a, "invalid-value", () =>
+      a.replica.writeOne({ op: "add", dn: `cn=,${base}`, attributes: { objectClass: ["x"] } }),
+    );
+    failsUnchanged(a, "invalid-value", () =>
+      a.replica.writeOne({ op: "add", dn: `cn=g,${base}`, attributes: { objectClass: ["x"], member: [""] } }),
+    );
+    for (const operation of ["add", "replace"] as const) {
+      const refused = errorOf(modify(a, dn, { operation, attribute: "sn", values: [""] }));
+      assert.equal(refused.message, "sn cannot have an empty value");
+      failsUnchanged(a, "invalid-value", () => modify(a, dn, { operation, attribute: "sn", values: [""] }));
+    }
+    failsUnchanged(a, "invalid-value", () => a.replica.writeOne({ op: "modifyDn", dn, newRdn: "sn=" }));
+  });
+
+  it("can still remove empty values and operational attributes stored before these checks", () => {
+    const a = alice();
+    storeLegacy(a, "sn", ["", "Smith"]);
+    storeLegacy(a, "entryGUID", ["abc"]);
+    unwrap(modify(a, dn, { operation: "delete", attribute: "sn", values: [""] }));
+    assert.deepEqual(values(a, dn, "sn"), ["Smith"]);
+    unwrap(modify(a, dn, { operation: "delete", attribute: "entryGUID", values: [] }));
+    assert.equal(values(a, dn, "entryGUID"), undefined);
+    failsUnchanged(a, "invalid-attribute", () =>
+      modify(a, dn, { operation: "delete", attribute: "entryGUID", values: [] }),
+    );
+    storeLegacy(a, "usnChanged", ["1"]);
+    unwrap(modify(a, dn, { operation: "replace", attribute: "usnChanged", values: [] }));
+    assert.equal(values(a, dn, "usnChanged"), undefined);
+  });
+
+  it("replicated changes are applied as they come, empty values and operational attributes too", () => {
+    const [a, b] = pair();
+    add(a, dn, { description: ["one"] });
+    storeLegacy(a, "sn", [""]);
+    storeLegacy(a, "entryGUID", ["abc"]);
+    pull(b.replica, a.replica);
+    assert.deepEqual(values(b, dn, "sn"), [""]);
+    assert.deepEqual(values(b, dn, "entryGUID"), ["abc"]);
   });
 });
 

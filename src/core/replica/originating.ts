@@ -36,9 +36,12 @@ import {
   attributeBytes,
   attributeChanged,
   attributeTypeOf,
+  checkClientChange,
   keyedValues,
   loadAttribute,
   type Modification,
+  refuseEmptyValue,
+  refuseOperational,
   valueKey,
   type WorkingAttribute,
 } from "./attributes.ts";
@@ -118,11 +121,12 @@ function addEntry(ctx: ReplicaContext, dnText: string, attributes: unknown): Res
     // A partition root has no parent entry, yet it exists.
     if (resolveParsedDn(ctx.store, dn.value).ok)
       return fail("entry-exists", `${formatDn(dn.value)} already exists`);
-    return fail(
-      "no-such-parent",
-      `the parent ${formatDn(parentDn)} does not exist`,
-      parentMatched(parent.error.matchedDn),
-    );
+    // A one-RDN DN that is no partition: its "parent" is the root, which holds no entries.
+    const why =
+      parentDn.rdns.length === 0
+        ? `${formatDn(dn.value)} has no parent entry: a DN must be under a partition such as dc=example,dc=com`
+        : `the parent ${formatDn(parentDn)} does not exist`;
+    return fail("no-such-parent", why, parentMatched(parent.error.matchedDn));
   }
   if (ctx.store.findByName(parent.value.guid, normalizeRdn(rdn)).length > 0) {
     return fail("entry-exists", `${formatDn(dn.value)} already exists`);
@@ -177,9 +181,13 @@ function attributesForAdd(ctx: ReplicaContext, input: unknown, rdn: Rdn): Result
     const type = attributeTypeOf(rawType);
     if (!type.ok) return type;
     if (byType.has(type.value.typeNorm)) return fail("invalid-attribute", `${rawType} is given twice`);
+    const operational = refuseOperational(rawType);
+    if (!operational.ok) return operational;
     const values = keyedValues(ctx.schema, rawType, rawValues);
     if (!values.ok) return values;
     if (values.value.length === 0) return fail("invalid-value", `${rawType} needs at least one value`);
+    const empty = refuseEmptyValue(rawType, values.value);
+    if (!empty.ok) return empty;
     byType.set(type.value.typeNorm, newAttribute(ctx, rawType, values.value));
   }
   const objectClass = byType.get("objectclass");
@@ -212,12 +220,21 @@ function newAttribute(
   };
 }
 
+/** Whether an RDN's AVA may name an entry that a client writes (its value goes into the entry). */
+function checkNamingAva(ctx: ReplicaContext, ava: Ava): Result<void> {
+  if (isLinkAttribute(ctx.schema, ava.typeNorm)) {
+    return fail("invalid-dn", `the link-valued attribute ${ava.type} cannot name an entry`);
+  }
+  const operational = refuseOperational(ava.type);
+  if (!operational.ok) return operational;
+  return refuseEmptyValue(ava.type, [ava]);
+}
+
 /** LDAP keeps the RDN's values in the entry: add each one that is missing. */
 function addNamingValues(ctx: ReplicaContext, byType: Map<string, WorkingAttribute>, rdn: Rdn): Result<void> {
   for (const ava of rdn.avas) {
-    if (isLinkAttribute(ctx.schema, ava.typeNorm)) {
-      return fail("invalid-dn", `the link-valued attribute ${ava.type} cannot name an entry`);
-    }
+    const naming = checkNamingAva(ctx, ava);
+    if (!naming.ok) return naming;
     const key = valueKey(ctx.schema, ava.typeNorm, ava.value);
     if (!key.ok) return key;
     const attribute = byType.get(ava.typeNorm) ?? newAttribute(ctx, ava.type, []);
@@ -384,6 +401,8 @@ function planOne(
   if (!values.ok) return values;
   const attribute =
     working.get(type.value.typeNorm) ?? loadAttribute(ctx.store, ctx.schema, row.guid, type.value.type);
+  const allowed = checkClientChange(type.value.type, attribute, change.operation, values.value);
+  if (!allowed.ok) return allowed;
   working.set(type.value.typeNorm, attribute);
   return applyModification(attribute, change.operation, values.value);
 }
@@ -699,9 +718,8 @@ function namingChanges(
   const changes: Modification[] = [];
   const newKeys = new Set<string>();
   for (const ava of newRdn.avas) {
-    if (isLinkAttribute(ctx.schema, ava.typeNorm)) {
-      return fail("invalid-dn", `the link-valued attribute ${ava.type} cannot name an entry`);
-    }
+    const naming = checkNamingAva(ctx, ava);
+    if (!naming.ok) return naming;
     newKeys.add(`${ava.typeNorm}=${ava.valueNorm}`);
     const present = loadAttribute(ctx.store, ctx.schema, row.guid, ava.type).current;
     const same = present.find((value) => value.key === ava.valueNorm);

@@ -1,5 +1,5 @@
 import { type Filter, matchesFilter, parseFilter } from "../directory/filter.ts";
-import { canonicalType } from "../directory/schema.ts";
+import { canonicalType, operationalAttributeTypes } from "../directory/schema.ts";
 import type { Guid, Usn } from "../ids.ts";
 import { fail, ok, type Result } from "../result.ts";
 import type { ChildCursor, EntryRow, Store } from "../store.ts";
@@ -36,15 +36,8 @@ export const searchSizeLimitMax = 100_000;
 export const searchScanMax = 2_000_000;
 const childrenPageSize = 500;
 
-/** Operational attributes, returned when asked for by name or with `+`. */
-const operationalAttributes = [
-  "entryGUID",
-  "entryUUID",
-  "usnCreated",
-  "usnChanged",
-  "plexusConflict",
-  "plexusPlacement",
-];
+/** Operational attributes (computed, never stored), returned when asked for by name or with `+`. */
+const operationalAttributes = operationalAttributeTypes;
 
 export function getEntry(store: Store, dn: string, attributes?: readonly string[]): Result<EntryView> {
   const row = resolveDn(store, dn);
