@@ -340,11 +340,23 @@ describe("a cluster of node processes", { timeout: 90_000 }, () => {
     const impossible = await http("POST", `${node}/v1/entries`, person("durable-nowhere"), {
       "plexus-write-concern": "sites=3; timeout=300",
     });
-    assert.equal(impossible.status, 504, JSON.stringify(impossible.body));
-    const problemBody = impossible.body as { code: string; writeConcern: { met: boolean; sites: string[] } };
+    assert.equal(impossible.status, 400, JSON.stringify(impossible.body));
+    assert.match((impossible.body as { detail: string }).detail, /servers are in 2 sites/);
+    assert.equal(
+      await holds(node, `cn=durable-nowhere,${base}`),
+      false,
+      "a concern no topology meets writes nothing",
+    );
+    // Every server within a millisecond: not met in time, and the answer says what was reached.
+    const unmet = await http("POST", `${node}/v1/entries`, person("durable-late"), {
+      "plexus-write-concern": "all; timeout=1",
+    });
+    assert.equal(unmet.status, 504, JSON.stringify(unmet.body));
+    const problemBody = unmet.body as { code: string; writeConcern: { met: boolean; nodes: string[] } };
     assert.equal(problemBody.code, "write-concern-not-met");
     assert.equal(problemBody.writeConcern.met, false);
-    assert.ok(await holds(node, `cn=durable-nowhere,${base}`), "the write stays applied locally");
+    assert.ok(problemBody.writeConcern.nodes.includes("e1"), "it reached the node that took it");
+    assert.ok(await holds(node, `cn=durable-late,${base}`), "the write stays applied locally");
     const bad = await http("POST", `${node}/v1/entries`, person("never"), { "plexus-write-concern": "most" });
     assert.equal(bad.status, 400);
     assert.equal(await holds(node, `cn=never,${base}`), false, "a bad concern writes nothing");

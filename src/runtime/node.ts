@@ -20,7 +20,7 @@ import {
   partnerPlan,
 } from "../core/node/partners.ts";
 import { checkRegistration, type Registration, registrationWrites } from "../core/node/registration.ts";
-import type { WriteConcernRequest } from "../core/node/write-concern.ts";
+import { checkConcernAttainable, type WriteConcernRequest } from "../core/node/write-concern.ts";
 import type { WriteOutcome, WriteRequest } from "../core/replica/originating.ts";
 import type { ConflictView, EntryView, SearchRequest, SearchResult } from "../core/replica/read.ts";
 import { Replica } from "../core/replica/replica.ts";
@@ -46,6 +46,7 @@ import {
 } from "../edge/http/api.ts";
 import type { LocatorView } from "../edge/http/locate.ts";
 import { registerReplicateRoute } from "../edge/http/replicate.ts";
+import { httpServerOptions } from "../edge/http/server.ts";
 import { type LocateUdp, startLocateUdp } from "../edge/locate/udp.ts";
 import { type DataDirectory, databaseFileName, openDataDirectory } from "../store/data-directory.ts";
 import type { ClusterSecret } from "./auth.ts";
@@ -203,6 +204,8 @@ export class PlexusNode implements DirectoryService {
       bodyLimit: clientBodyBytesMax,
       frameworkErrors,
       return503OnClosing: false,
+      // DN-sized paths and request heads, and problem documents for what Node's parser refuses.
+      ...httpServerOptions,
     });
     registerProblemHandlers(this.app, (error) =>
       options.log.log("error", "request-failed", { error: errorText(error) }),
@@ -856,6 +859,12 @@ export class PlexusNode implements DirectoryService {
   }
 
   async write(request: WriteRequest, concern: WriteConcernRequest): Promise<Result<WriteReceipt>> {
+    // A concern no server of the topology can meet is refused before the write, not timed out after it.
+    const attainable = checkConcernAttainable(concern.concern, this.topology?.servers ?? []);
+    if (!attainable.ok) {
+      this.metrics.clientWrite(request.op, attainable.error.code);
+      return attainable;
+    }
     const { result, invocation } = await this.commit(request).catch((error: unknown) => {
       this.metrics.clientWrite(request.op, "failed");
       throw error;

@@ -1,4 +1,6 @@
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { createHash } from "node:crypto";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from "fastify";
+import { isAttributeType, parseDn } from "../../core/directory/dn.ts";
 import type { Guid, InvocationId, Usn } from "../../core/ids.ts";
 import {
   type ConcernOutcome,
@@ -63,13 +65,32 @@ export interface WriteReceipt {
 export const clientBodyBytesMax = 8 * 1024 * 1024;
 /** How long a request carrying a session token waits for this node to catch up with it. */
 export const sessionWaitMs = 2_000;
-const sessionTokenLengthMax = 8_192;
+export const sessionTokenLengthMax = 8_192;
 export const sessionHeader = "plexus-session";
 export const writeConcernHeader = "plexus-write-concern";
 export const conflictsLimitDefault = 100;
 export const conflictsLimitMax = 1000;
 export const searchPageSizeMax = 1000;
 const retryAfterSeconds = 1;
+/** Characters of a search cursor: base64url of `{ offset, search }`, far below this. */
+const cursorLengthMax = 200;
+/** Hex digits of the search fingerprint a cursor carries: enough to tell searches apart, not a secret. */
+const searchFingerprintHexDigits = 16;
+/** Names `attributes` may hold besides attribute types (read.ts): all user, all operational, none. */
+const attributeSelectors: readonly string[] = ["*", "+", "1.1"];
+
+/**
+ * Query parameters each /v1 route takes, by `METHOD url` as registered; a route not listed
+ * takes none. Anything else is refused before the handler runs (docs/api.md, Conventions),
+ * so that a misspelt option never goes unnoticed.
+ */
+const queryParameters: Readonly<Record<string, readonly string[]>> = {
+  "GET /v1/entries/:dn": ["attributes"],
+  "DELETE /v1/entries/:dn": ["subtree"],
+  "GET /v1/conflicts": ["after", "limit"],
+  "GET /v1/watch": ["after"],
+  "GET /v1/locate": ["address"],
+};
 
 type Fields = Record<string, unknown>;
 
@@ -105,7 +126,53 @@ function attributeList(query: Fields): readonly string[] | undefined | Problem {
   const raw = query.attributes;
   if (raw === undefined) return undefined;
   if (typeof raw !== "string") return problem("invalid-request", "attributes must be given once");
-  return raw === "" ? [] : raw.split(",").map((name) => name.trim());
+  const names = raw === "" ? [] : raw.split(",").map((name) => name.trim());
+  return checkAttributeSelection(names) ?? names;
+}
+
+/**
+ * The problem with an attribute selection, if any: each name an attribute type or a selector.
+ * The core would select nothing for a name no entry can hold; a create refuses the same name.
+ */
+function checkAttributeSelection(names: readonly unknown[]): Problem | undefined {
+  const wrong = names.find(
+    (name) => typeof name !== "string" || !(attributeSelectors.includes(name) || isAttributeType(name)),
+  );
+  if (wrong === undefined) return undefined;
+  return problem(
+    "invalid-request",
+    `attributes: ${JSON.stringify(wrong)} is not an attribute type (nor *, + or 1.1)`,
+  );
+}
+
+/** True for a DN that parses to the empty DN (the core then names nothing in its messages). */
+function isEmptyDn(text: string): boolean {
+  const dn = parseDn(text);
+  return dn.ok && dn.value.rdns.length === 0;
+}
+
+/**
+ * What the edge refuses in a write before the core sees it: an empty DN in the path, or an
+ * empty new parent, for which the core's messages would name an empty DN.
+ */
+export function checkWriteNames(request: WriteRequest): Problem | undefined {
+  if (request.op !== "add" && isEmptyDn(request.dn)) return emptyDnProblem();
+  if (request.op === "modifyDn" && request.newParent !== undefined && isEmptyDn(request.newParent))
+    return problem(
+      "no-such-parent",
+      "newParent is the empty DN: an entry must stay under a partition such as dc=example,dc=com",
+      { matchedDn: "" },
+    );
+  return undefined;
+}
+
+/** An empty DN where an entry is named (a path, a batch operation's dn). */
+function emptyDnProblem(): Problem {
+  return problem(
+    "no-such-entry",
+    "the DN is empty, so it names no entry: name one such as cn=alice,dc=example,dc=com",
+    { matchedDn: "" },
+  );
 }
 
 export function outcomeBody(outcome: WriteOutcome): Fields {
@@ -142,22 +209,42 @@ export function header(request: FastifyRequest, name: string): string | undefine
   return value;
 }
 
-/** Offset cursors: pages of one search asked again; not a snapshot (see docs/api.md). */
-function encodeCursor(offset: number): string {
-  return Buffer.from(JSON.stringify({ offset }), "utf8").toString("base64url");
+/**
+ * Offset cursors: pages of one search asked again; not a snapshot (see docs/api.md). A cursor
+ * carries a fingerprint of the search it pages (base, scope, filter, attributes): an offset
+ * into another search would silently skip entries, so such a cursor is refused.
+ */
+function encodeCursor(offset: number, search: string): string {
+  return Buffer.from(JSON.stringify({ offset, search }), "utf8").toString("base64url");
 }
 
-function decodeCursor(cursor: unknown): number | Problem {
+/** The fingerprint of what a search selects; equal fields as sent give an equal fingerprint. */
+function searchFingerprint(body: Fields): string {
+  const selected = [body.base, body.scope, body.filter, body.attributes];
+  return createHash("sha256")
+    .update(JSON.stringify(selected) ?? "")
+    .digest("hex")
+    .slice(0, searchFingerprintHexDigits);
+}
+
+function decodeCursor(cursor: unknown, search: string): number | Problem {
   if (cursor === undefined) return 0;
-  if (typeof cursor !== "string" || cursor.length > 200) return problem("invalid-request", "bad cursor");
+  const bad = problem("invalid-request", "bad cursor: pass nextCursor from the previous page unchanged");
+  if (typeof cursor !== "string" || cursor.length > cursorLengthMax) return bad;
+  let parsed: unknown;
   try {
-    const parsed: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
-    if (isRecord(parsed) && Number.isSafeInteger(parsed.offset) && (parsed.offset as number) >= 0)
-      return parsed.offset as number;
+    parsed = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
   } catch {
-    // Falls through to the problem below: a cursor this node did not make.
+    // Not JSON: a cursor this node did not make.
+    return bad;
   }
-  return problem("invalid-request", "bad cursor");
+  if (!isRecord(parsed) || !Number.isSafeInteger(parsed.offset) || (parsed.offset as number) < 0) return bad;
+  if (parsed.search !== search)
+    return problem(
+      "invalid-request",
+      "the cursor belongs to another search: page with the same base, scope, filter and attributes",
+    );
+  return parsed.offset as number;
 }
 
 export function registerClientApi(app: FastifyInstance, service: DirectoryService): void {
@@ -165,6 +252,7 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
   app.removeContentTypeParser("text/plain");
   // What each request's session token says, and what its write adds to it.
   const sessions: Sessions = new WeakMap();
+  registerQueryCheck(app);
   registerSessionHooks(app, service, sessions);
   const write = writer(service, sessions);
   registerEntryWrites(app, write);
@@ -179,6 +267,24 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
   registerLocateRoute(app, () => service.locator?.() ?? null);
 
   registerWatchRoute(app, service);
+}
+
+/**
+ * Refuses a query parameter the route does not take (the `queryParameters` table), before any
+ * wait for a session: a malformed request is answered at once.
+ */
+function registerQueryCheck(app: FastifyInstance): void {
+  app.addHook("onRequest", (request, reply, done) => {
+    const url = request.routeOptions.url;
+    if (url === undefined || !url.startsWith("/v1/")) return done();
+    // HEAD is GET without a body: it takes GET's parameters.
+    const method = request.method === "HEAD" ? "GET" : request.method;
+    const allowed = queryParameters[`${method} ${url}`] ?? [];
+    const unknown = Object.keys(request.query as Fields).find((key) => !allowed.includes(key));
+    if (unknown === undefined) return done();
+    const list = allowed.length === 0 ? "this route takes none" : `allowed: ${allowed.join(", ")}`;
+    void sendProblem(reply, problem("invalid-request", `unknown parameter '${unknown}' (${list})`));
+  });
 }
 
 /** Per request, the session token it sent, merged with what its writes add. */
@@ -240,6 +346,8 @@ function writer(service: DirectoryService, sessions: Sessions): Write {
     if (isProblem(concernHeader)) return sendProblem(reply, concernHeader);
     const concern = parseWriteConcern(concernHeader);
     if (!concern.ok) return sendProblem(reply, problemOf(concern.error));
+    const named = checkWriteNames(request);
+    if (named !== undefined) return sendProblem(reply, named);
     const result = await service.write(request, concern.value);
     if (!result.ok) return sendProblem(reply, problemOf(result.error));
     const { outcome, invocation } = result.value;
@@ -294,9 +402,6 @@ function registerEntryWrites(app: FastifyInstance, write: Write): void {
   });
 
   app.delete<{ Params: { dn: string }; Querystring: Fields }>("/v1/entries/:dn", async (request, reply) => {
-    const unknown = Object.keys(request.query).find((key) => key !== "subtree");
-    if (unknown !== undefined)
-      return sendProblem(reply, problem("invalid-request", `unknown parameter '${unknown}'`));
     const subtree = request.query.subtree;
     if (subtree !== undefined && subtree !== "true" && subtree !== "false")
       return sendProblem(reply, problem("invalid-request", "subtree must be true or false"));
@@ -324,55 +429,68 @@ function registerEntryWrites(app: FastifyInstance, write: Write): void {
 
 function registerEntryReads(app: FastifyInstance, service: DirectoryService): void {
   app.get<{ Params: { dn: string }; Querystring: Fields }>("/v1/entries/:dn", async (request, reply) => {
-    const unknown = Object.keys(request.query).find((key) => key !== "attributes");
-    if (unknown !== undefined)
-      return sendProblem(reply, problem("invalid-request", `unknown parameter '${unknown}'`));
     const attributes = attributeList(request.query);
     if (isProblem(attributes)) return sendProblem(reply, attributes);
+    if (isEmptyDn(request.params.dn)) return sendProblem(reply, emptyDnProblem());
     return sendResult(reply, service.get(request.params.dn, attributes));
   });
 }
 
+/** A search request as the edge checked it: where its page starts, how long it is, what it is. */
+interface SearchPage {
+  readonly body: Fields;
+  readonly offset: number;
+  readonly page: number;
+  readonly sizeLimit: number;
+  readonly fingerprint: string;
+}
+
+const emptyBaseDetail = "the base DN is empty: search under a partition such as dc=example,dc=com";
+const searchFields = ["base", "scope", "filter", "attributes", "sizeLimit", "pageSize", "cursor"];
+
+/** The body of POST /v1/search checked: its fields, limits, attribute names and cursor. */
+function checkSearch(raw: unknown): SearchPage | Problem {
+  const body = checkBody(raw, searchFields);
+  if (isProblem(body)) return body;
+  if (typeof body.base === "string" && isEmptyDn(body.base))
+    return problem("no-such-entry", emptyBaseDetail, { matchedDn: "" });
+  if (Array.isArray(body.attributes)) {
+    const wrong = checkAttributeSelection(body.attributes);
+    if (wrong !== undefined) return wrong;
+  }
+  const sizeLimit = body.sizeLimit ?? searchSizeLimitDefault;
+  const pageSize = body.pageSize ?? sizeLimit;
+  if (
+    !Number.isSafeInteger(sizeLimit) ||
+    (sizeLimit as number) < 1 ||
+    (sizeLimit as number) > searchSizeLimitMax
+  )
+    return problem("invalid-request", `sizeLimit must be an integer 1..${searchSizeLimitMax}`);
+  if (!Number.isSafeInteger(pageSize) || (pageSize as number) < 1)
+    return problem("invalid-request", "pageSize must be a positive integer");
+  const fingerprint = searchFingerprint(body);
+  const offset = decodeCursor(body.cursor, fingerprint);
+  if (isProblem(offset)) return offset;
+  const page = Math.min(pageSize as number, searchPageSizeMax, sizeLimit as number);
+  return { body, offset, page, sizeLimit: sizeLimit as number, fingerprint };
+}
+
 function registerSearchRoute(app: FastifyInstance, service: DirectoryService): void {
   app.post("/v1/search", async (request, reply) => {
-    const body = checkBody(request.body, [
-      "base",
-      "scope",
-      "filter",
-      "attributes",
-      "sizeLimit",
-      "pageSize",
-      "cursor",
-    ]);
-    if (isProblem(body)) return sendProblem(reply, body);
-    const offset = decodeCursor(body.cursor);
-    if (isProblem(offset)) return sendProblem(reply, offset);
-    const sizeLimit = body.sizeLimit ?? searchSizeLimitDefault;
-    const pageSize = body.pageSize ?? sizeLimit;
-    if (
-      !Number.isSafeInteger(sizeLimit) ||
-      (sizeLimit as number) < 1 ||
-      (sizeLimit as number) > searchSizeLimitMax
-    )
-      return sendProblem(
-        reply,
-        problem("invalid-request", `sizeLimit must be an integer 1..${searchSizeLimitMax}`),
-      );
-    if (!Number.isSafeInteger(pageSize) || (pageSize as number) < 1)
-      return sendProblem(reply, problem("invalid-request", "pageSize must be a positive integer"));
-    const page = Math.min(pageSize as number, searchPageSizeMax, sizeLimit as number);
+    const checked = checkSearch(request.body);
+    if (isProblem(checked)) return sendProblem(reply, checked);
+    const { body, offset, page, sizeLimit, fingerprint } = checked;
+    if (offset >= sizeLimit) return reply.send({ entries: [], truncated: false, nextCursor: null });
     // One more than the page tells whether another page follows.
-    const asked = Math.min(offset + page + 1, sizeLimit as number);
-    if (offset >= (sizeLimit as number))
-      return reply.send({ entries: [], truncated: false, nextCursor: null });
-    const result = service.search({ ...(body as object), sizeLimit: asked } as SearchRequest);
+    const asked = Math.min(offset + page + 1, sizeLimit);
+    const result = service.search({ ...body, sizeLimit: asked } as unknown as SearchRequest);
     if (!result.ok) return sendProblem(reply, problemOf(result.error));
     const entries = result.value.entries.slice(offset, offset + page);
     const more = result.value.entries.length > offset + page;
     return reply.send({
       entries,
       truncated: result.value.truncated && !more,
-      nextCursor: more ? encodeCursor(offset + page) : null,
+      nextCursor: more ? encodeCursor(offset + page, fingerprint) : null,
     });
   });
 }
@@ -380,9 +498,6 @@ function registerSearchRoute(app: FastifyInstance, service: DirectoryService): v
 function registerConflictsRoute(app: FastifyInstance, service: DirectoryService): void {
   app.get<{ Querystring: Fields }>("/v1/conflicts", async (request, reply) => {
     const { after, limit } = request.query;
-    const unknown = Object.keys(request.query).find((key) => key !== "after" && key !== "limit");
-    if (unknown !== undefined)
-      return sendProblem(reply, problem("invalid-request", `unknown parameter '${unknown}'`));
     if (after !== undefined && (typeof after !== "string" || !/^[0-9a-f]{32}$/.test(after)))
       return sendProblem(reply, problem("invalid-request", "after must be a GUID (32 hex digits)"));
     const count = limit === undefined ? conflictsLimitDefault : Number(limit);
@@ -401,6 +516,42 @@ function registerConflictsRoute(app: FastifyInstance, service: DirectoryService)
   });
 }
 
+/** Every route's path as a pattern, to tell a path with no route from a method a path does not take. */
+interface RouteTable {
+  /** The methods some route takes for this path (as sent, still percent-encoded), sorted; empty for none. */
+  methodsFor(path: string): string[];
+}
+
+/**
+ * Collects each route as it is registered (fastify's router answers only "no route", without
+ * telling whether the path exists). Must run before the routes are registered.
+ */
+function routeTable(app: FastifyInstance): RouteTable {
+  const routes: { pattern: RegExp; methods: readonly string[] }[] = [];
+  app.addHook("onRoute", (route: RouteOptions) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    routes.push({ pattern: pathPattern(route.url), methods });
+  });
+  return {
+    methodsFor(path) {
+      const methods = new Set(
+        routes.filter((route) => route.pattern.test(path)).flatMap((route) => route.methods),
+      );
+      return [...methods].sort();
+    },
+  };
+}
+
+/** `/v1/entries/:dn/rename` as a regular expression: a parameter is one segment, maybe empty. */
+function pathPattern(url: string): RegExp {
+  const segments = url.split("/").map((segment) => {
+    if (segment.startsWith(":")) return "[^/]*";
+    if (segment === "*") return ".*";
+    return segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  });
+  return new RegExp(`^${segments.join("/")}$`);
+}
+
 /**
  * Requests fastify refuses before routing (a URL that does not decode, a bad content-type
  * header): problem documents too. Passed as fastify's `frameworkErrors` option.
@@ -417,8 +568,17 @@ export function registerProblemHandlers(
   app: FastifyInstance,
   onInternalError: (error: unknown) => void,
 ): void {
+  const routes = routeTable(app);
   app.setNotFoundHandler((request, reply) => {
-    void sendProblem(reply, problem("not-found", `no route ${request.method} ${request.url.split("?")[0]}`));
+    const path = request.url.split("?")[0] ?? "";
+    const allowed = routes.methodsFor(path);
+    if (allowed.length === 0)
+      return void sendProblem(reply, problem("not-found", `no route ${request.method} ${path}`));
+    void reply.header("allow", allowed.join(", "));
+    void sendProblem(
+      reply,
+      problem("method-not-allowed", `${path} takes ${allowed.join(", ")}, not ${request.method}`),
+    );
   });
   app.setErrorHandler((error: FastifyError, _request, reply) => {
     const status = error.statusCode ?? 500;

@@ -8,6 +8,7 @@ import type { WriteRequest } from "../../core/replica/originating.ts";
 import type { UtdVector } from "../../core/replication/utd.ts";
 import {
   checkBody,
+  checkWriteNames,
   type DirectoryService,
   header,
   isProblem,
@@ -95,6 +96,8 @@ async function applyOne(
   request: WriteRequest,
   concern: WriteConcernRequest,
 ): Promise<{ result: OperationResult; token: UtdVector }> {
+  const named = checkWriteNames(request);
+  if (named !== undefined) return { result: named, token: {} };
   const written = await service.write(request, concern);
   if (!written.ok) return { result: problemOf(written.error), token: {} };
   const { outcome, invocation } = written.value;

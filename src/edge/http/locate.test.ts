@@ -55,13 +55,20 @@ describe("GET /v1/locate", { timeout: 30_000 }, () => {
       (body.closestSites as { site: string }[]).map((site) => site.site),
       ["east", "north"],
     );
-    const nowhere = await get("?address=not-an-address");
+    const nowhere = await get("?address=10.9.9.9");
     assert.equal(nowhere.status, 200);
     assert.equal(nowhere.body.clientSite, null);
   });
 
-  it("refuses unknown parameters and oversized addresses with a problem document", async () => {
-    for (const query of ["?site=east", `?address=${"1".repeat(100)}`, "?address=1&address=2"]) {
+  it("refuses unknown parameters and anything but one IP address with a problem document", async () => {
+    for (const query of [
+      "?site=east",
+      `?address=${"1".repeat(100)}`,
+      "?address=1&address=2",
+      "?address=notanip",
+      "?address=10.1.2.300",
+      "?address=10.1.0.0%2F16",
+    ]) {
       const { status, body } = await get(query);
       assert.equal(status, 400, query);
       assert.equal(body.code, "invalid-request");

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { NodeId } from "../../core/ids.ts";
 import { locate } from "../../core/locator/ping.ts";
+import { parseAddress } from "../../core/topology/address.ts";
 import type { SiteName, TopologyConfig } from "../../core/topology/model.ts";
 import { type Problem, problem } from "./problems.ts";
 
@@ -24,14 +25,18 @@ function send(reply: FastifyReply, value: Problem): FastifyReply {
   return reply.code(value.status).header("content-type", "application/problem+json").send(value);
 }
 
+/** One IP address, as the core's subnet matching reads it; anything else would place the client nowhere. */
+function isAddress(given: unknown): given is string {
+  if (typeof given !== "string" || given.length > addressLengthMax) return false;
+  return parseAddress(given) !== null;
+}
+
 export function registerLocateRoute(app: FastifyInstance, source: LocatorSource): void {
   app.get<{ Querystring: Record<string, unknown> }>("/v1/locate", async (request, reply) => {
-    const unknown = Object.keys(request.query).find((key) => key !== "address");
-    if (unknown !== undefined)
-      return send(reply, problem("invalid-request", `unknown parameter '${unknown}' (allowed: address)`));
+    // Unknown parameters are refused by the client API's query check (api.ts) before this runs.
     const given = request.query.address;
-    if (given !== undefined && (typeof given !== "string" || given.length > addressLengthMax))
-      return send(reply, problem("invalid-request", "address must be one IP address"));
+    if (given !== undefined && !isAddress(given))
+      return send(reply, problem("invalid-request", "address must be one IPv4 or IPv6 address"));
     const view = source();
     if (view === null) return send(reply, problem("not-ready", "this node has no topology yet"));
     const address = given ?? request.socket.remoteAddress ?? "";

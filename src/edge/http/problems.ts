@@ -8,7 +8,9 @@ import type { ErrorCode, PlexusError } from "../../core/result.ts";
 export type HttpOnlyCode =
   | "not-found"
   | "method-not-allowed"
+  | "request-timeout"
   | "payload-too-large"
+  | "headers-too-large"
   | "unsupported-media-type"
   | "not-ready"
   | "session-behind"
@@ -42,7 +44,9 @@ export const problemStatus: Readonly<Record<ProblemCode, number>> = {
   quarantined: 503,
   "not-found": 404,
   "method-not-allowed": 405,
+  "request-timeout": 408,
   "payload-too-large": 413,
+  "headers-too-large": 431,
   "unsupported-media-type": 415,
   "not-ready": 503,
   "session-behind": 503,
