@@ -1,14 +1,18 @@
 import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { UsageError } from "./cli-support.ts";
 
 /**
  * Where an interrupted `plexus import` stands, in a small JSON file (by default next to the
  * input, `FILE.import-progress`). It is rewritten (atomically: a temporary file renamed over
  * it) before each batch is sent and after its results are in, and removed when the import
  * ends. Records are counted in file order, bad ones included, so that a rerun skips exactly
- * the ones already handled.
+ * the ones already handled — in the same directory only: the checkpoint names it (`target`).
  */
 export interface Checkpoint {
-  readonly format: 1;
+  /** 2 since the checkpoint names its target; a format-1 one cannot be resumed safely. */
+  readonly format: typeof checkpointFormat;
+  /** The directory the records went into (see `ImportTarget`): a rerun elsewhere must not skip them. */
+  readonly target: string;
   /** The input file as it was: a file changed since cannot be resumed. */
   readonly size: number;
   readonly mtimeMs: number;
@@ -31,6 +35,8 @@ export interface ImportCounts {
   skipped: number;
   failed: number;
 }
+
+export const checkpointFormat = 2;
 
 export function zeroCounts(): ImportCounts {
   return { added: 0, modified: 0, deleted: 0, skipped: 0, failed: 0 };
@@ -61,14 +67,23 @@ export function readCheckpoint(path: string): Checkpoint | null {
   try {
     parsed = JSON.parse(readFileSync(path, "utf8"));
   } catch {
-    throw new Error(`${path} is not an import checkpoint (remove it, or give --restart)`);
+    throw new UsageError(`${path} is not an import checkpoint (remove it, or give --restart)`);
   }
   const value = parsed as Record<string, unknown>;
+  if (value.format === 1)
+    throw new UsageError(
+      `${path} was written by an earlier plexus import, which did not record the directory it imported into; give --restart to start over`,
+    );
   const numbers = ["size", "mtimeMs", "done", "line", "applying"].every(
     (key) => Number.isSafeInteger(value[key]) && (value[key] as number) >= 0,
   );
-  if (value.format !== 1 || !numbers || !isCounts(value.counts))
-    throw new Error(`${path} is not an import checkpoint (remove it, or give --restart)`);
+  if (
+    value.format !== checkpointFormat ||
+    !numbers ||
+    !isCounts(value.counts) ||
+    typeof value.target !== "string"
+  )
+    throw new UsageError(`${path} is not an import checkpoint (remove it, or give --restart)`);
   return parsed as Checkpoint;
 }
 

@@ -1,6 +1,8 @@
+import { topologyContainers } from "../core/topology/entries.ts";
 import { type Environment, nodeUrl, UsageError } from "./cli-support.ts";
 import {
   checkBaseUrl,
+  type NodeApi,
   ProblemError,
   sessionHeaderName,
   UnreachableError,
@@ -121,4 +123,27 @@ export async function searchPage(
     searchPageRequestTimeoutMs,
   );
   return { page: answer.body, session: answer.session };
+}
+
+/**
+ * The entry whose GUID names a cluster: the founding node creates the topology's sites
+ * container with a random GUID, and every node that joins replicates it, so all nodes of one
+ * cluster answer the same GUID and another cluster a different one. (A partition root will not
+ * do: its GUID is derived from the partition's name, the same in every cluster.)
+ */
+const clusterMarkerDn = topologyContainers.sites;
+
+/**
+ * Which directory the node at `api` serves, for an import checkpoint: `cluster GUID`, the same
+ * on every node of the cluster, or `url URL` when the node has no sites container to read.
+ * Throws remote.ts's exceptions when the node does not answer or refuses otherwise.
+ */
+export async function directoryTargetOf(api: NodeApi): Promise<string> {
+  try {
+    const answer = await api.get(clusterMarkerDn, ["1.1"], {});
+    return `cluster ${answer.body.guid}`;
+  } catch (error) {
+    if (error instanceof ProblemError && error.code === "no-such-entry") return `url ${api.url}`;
+    throw error;
+  }
 }

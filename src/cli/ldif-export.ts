@@ -1,8 +1,8 @@
 import { createWriteStream, renameSync, rmSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { formatRecord, ldifHeader } from "../edge/ldif/write.ts";
+import { formatRecord, ldifHeader, unwritableAttribute } from "../edge/ldif/write.ts";
 import { type Environment, exitProblem, type Output, reportFailures, UsageError } from "./cli-support.ts";
-import { baseUrlOf, searchPage, sessionOf } from "./ldif-client.ts";
+import { baseUrlOf, type SearchPage, searchPage, sessionOf } from "./ldif-client.ts";
 
 /**
  * `plexus export`: the entries of a subtree as LDIF content records, read page by page through
@@ -69,37 +69,74 @@ interface ExportRequest {
   readonly attributes: readonly string[] | undefined;
 }
 
-/** Streams the subtree into `sink`; resolves with the number of entries and whether it was cut short. */
+export interface ExportResult {
+  /** Entries written. */
+  readonly entries: number;
+  /** More entries matched than one export holds. */
+  readonly truncated: boolean;
+  /** Entries left out because LDIF cannot hold one of their attributes (each reported). */
+  readonly unwritable: number;
+}
+
+function pageOf(
+  url: string,
+  request: ExportRequest,
+  cursor: string | null,
+  session: string | undefined,
+): Promise<SearchPage> {
+  const body = {
+    base: request.base,
+    scope: request.scope,
+    filter: request.filter,
+    ...(request.attributes === undefined ? {} : { attributes: request.attributes }),
+    sizeLimit: exportEntriesMax,
+    pageSize: exportPageSize,
+    ...(cursor === null ? {} : { cursor }),
+  };
+  return searchPage(url, body, session).then((answer) => answer.page);
+}
+
+/** Writes a page's entries; returns how many LDIF could not hold (each reported on `stderr`). */
+async function writeEntries(page: SearchPage, sink: Sink, stderr: Output): Promise<number> {
+  let unwritable = 0;
+  for (const entry of page.entries) {
+    const reserved = unwritableAttribute(entry.attributes);
+    if (reserved === null) {
+      await sink.write(formatRecord({ kind: "content", dn: entry.dn, attributes: entry.attributes }));
+      continue;
+    }
+    unwritable++;
+    stderr.write(
+      `plexus export: ${entry.dn}: left out: its attribute '${reserved}' cannot be written in LDIF, where '${reserved}:' is part of the record's syntax (rename the attribute, or export around the entry with --filter)\n`,
+    );
+  }
+  return unwritable;
+}
+
+/**
+ * Streams the subtree into `sink`. The first page is in before anything is written, so that a
+ * node that cannot be reached, a base that does not exist or a bad filter leave no output at
+ * all. An entry LDIF cannot hold is reported on `stderr` and left out.
+ */
 export async function exportLdif(
   url: string,
   request: ExportRequest,
   session: string | undefined,
   sink: Sink,
-): Promise<{ entries: number; truncated: boolean }> {
+  stderr: Output,
+): Promise<ExportResult> {
+  let page = await pageOf(url, request, null, session);
   await sink.write(`${ldifHeader}\n`);
-  let cursor: string | null = null;
   let entries = 0;
-  for (let page = 0; page < exportPagesMax; page++) {
-    const answer = await searchPage(
-      url,
-      {
-        base: request.base,
-        scope: request.scope,
-        filter: request.filter,
-        ...(request.attributes === undefined ? {} : { attributes: request.attributes }),
-        sizeLimit: exportEntriesMax,
-        pageSize: exportPageSize,
-        ...(cursor === null ? {} : { cursor }),
-      },
-      session,
-    );
-    for (const entry of answer.page.entries)
-      await sink.write(formatRecord({ kind: "content", dn: entry.dn, attributes: entry.attributes }));
-    entries += answer.page.entries.length;
-    cursor = answer.page.nextCursor;
-    if (cursor === null) return { entries, truncated: answer.page.truncated };
+  let unwritable = 0;
+  for (let pages = 1; pages <= exportPagesMax; pages++) {
+    const left = await writeEntries(page, sink, stderr);
+    unwritable += left;
+    entries += page.entries.length - left;
+    if (page.nextCursor === null) return { entries, truncated: page.truncated, unwritable };
+    if (pages < exportPagesMax) page = await pageOf(url, request, page.nextCursor, session);
   }
-  return { entries, truncated: true };
+  return { entries, truncated: true, unwritable };
 }
 
 export async function exportCommand(
@@ -140,17 +177,21 @@ export async function exportCommand(
     const session = sessionOf(values.session, env);
     const started = performance.now();
     const sink = sinkOf(values.output, stdout);
-    let result: { entries: number; truncated: boolean };
+    let result: ExportResult;
     try {
-      result = await exportLdif(url, request, session, sink);
-      await sink.finish(!result.truncated);
+      result = await exportLdif(url, request, session, sink, stderr);
+      await sink.finish(!result.truncated && result.unwritable === 0);
     } catch (error) {
       sink.abandon();
       throw error;
     }
     const seconds = (performance.now() - started) / 1000;
     stderr.write(`exported ${result.entries} entries in ${seconds.toFixed(1)} s\n`);
-    if (!result.truncated) return 0;
+    if (result.unwritable > 0)
+      stderr.write(
+        `plexus export: ${result.unwritable} entries left out (above)${values.output === undefined ? "" : `; the rest is in ${values.output}.partial`}\n`,
+      );
+    if (!result.truncated) return result.unwritable > 0 ? exitProblem : 0;
     stderr.write(
       `plexus export: more than ${exportEntriesMax} entries match under ${request.base}: the output stops there${values.output === undefined ? "" : ` (left in ${values.output}.partial)`}; export smaller subtrees (--base)\n`,
     );

@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from "node:fs";
+import { closeSync, openSync, readFileSync, type Stats, statSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -12,8 +12,10 @@ import {
   type Output,
   reportFailures,
   UsageError,
+  writeConcernFlag,
 } from "./cli-support.ts";
 import {
+  checkpointFormat,
   defaultCheckpointPath,
   fileIdentity,
   type ImportCounts,
@@ -25,6 +27,7 @@ import {
 import {
   type BatchOperationResult,
   baseUrlOf,
+  directoryTargetOf,
   postBatch,
   sessionOf,
   type WriteOptions,
@@ -47,8 +50,9 @@ Sends the records of an LDIF file (RFC 2849; docs/ldif.md) to the node, N per re
 modify, delete, modrdn and moddn records change them. A bad record is reported as
 FILE:LINE: reason and the import goes on (exit code 1 at the end). An entry that exists
 with the same content is skipped, so a file can be imported again.
-Resumable: --resume-file (default FILE.import-progress) records how far the import got; run
-the same command again after Ctrl-C or a crash to continue; --restart starts over.
+Resumable: --resume-file (default FILE.import-progress) records how far the import got and
+into which cluster; run the same command again after Ctrl-C or a crash to continue (against
+any node of that cluster; another one is refused); --restart starts over.
 ':<' values are read from file:// URLs (absolute paths, at most 4 MiB).
   --url URL               the node (default: $PLEXUS_URL)
   --zone ZONE [--dns-server HOST:PORT]...
@@ -219,6 +223,8 @@ class Importer {
    */
   private maybeAppliedBelow = 0;
   private processedThisRun = 0;
+  /** The directory this run writes into (directoryTargetOf), recorded in every checkpoint. */
+  private target = "";
   stopRequested = false;
 
   constructor(
@@ -232,6 +238,7 @@ class Importer {
 
   async run(): Promise<ImportSummary> {
     const started = performance.now();
+    this.target = await this.withRetries(() => directoryTargetOf(this.api));
     const resumed = this.resume();
     let batch: Pending[] = [];
     let batchBytes = 0;
@@ -239,6 +246,8 @@ class Importer {
     // One batch in flight while the next is read: the node commits as the file is parsed.
     let inFlight: Promise<void> = Promise.resolve();
     for await (const item of readLdifFile(this.options.file, { readUrl: readFileUrl }, this.progress.read)) {
+      // A fatal error (an unsupported version) comes before any record: nothing is sent yet.
+      if (item.kind === "error" && item.fatal === true) this.refuseFile(item.line, item.message);
       const current = index++;
       if (current < this.done) continue;
       const pending = pendingOf(current, item);
@@ -283,15 +292,28 @@ class Importer {
       throw new UsageError(
         `${this.options.file} has changed since the import recorded in ${this.options.checkpointPath}; give --restart to start over`,
       );
+    // Its records are in that directory, not necessarily in this one: skipping them here would
+    // count them as imported while they are missing.
+    if (checkpoint.target !== this.target)
+      throw new UsageError(
+        `${this.options.checkpointPath} records an import into another directory (${checkpoint.target}), not the one at ${this.options.url} (${this.target}); give --restart to import the whole file there, or --resume-file F to keep that checkpoint`,
+      );
     this.done = checkpoint.done;
     this.line = checkpoint.line;
     this.maybeAppliedBelow = checkpoint.applying;
     this.counts = { ...checkpoint.counts };
     this.countsDone = { ...checkpoint.counts };
-    this.progress.log(
-      `${this.options.file}: resuming after record ${this.done} (the one starting at line ${this.line})\n`,
-    );
+    // A run stopped before its first batch was answered has done nothing to speak of.
+    if (this.done > 0)
+      this.progress.log(
+        `${this.options.file}: resuming after record ${this.done} (the one starting at line ${this.line})\n`,
+      );
     return this.done;
+  }
+
+  private refuseFile(line: number, reason: string): never {
+    this.progress.stop();
+    throw new UsageError(`${this.options.file}:${line}: ${reason}; nothing was imported`);
   }
 
   private fail(line: number, reason: string): void {
@@ -301,7 +323,8 @@ class Importer {
 
   private checkpoint(applying: number): void {
     writeCheckpoint(this.options.checkpointPath, {
-      format: 1,
+      format: checkpointFormat,
+      target: this.target,
       ...this.identity,
       done: this.done,
       line: this.line,
@@ -333,19 +356,30 @@ class Importer {
   }
 
   private async post(sendable: readonly Sendable[], end: number): Promise<BatchOperationResult[]> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const answer = await postBatch(
+    const answer = await this.withRetries(
+      () =>
+        postBatch(
           this.options.url,
           sendable.map((pending) => pending.operation),
           { ...this.options.write, session: this.session },
-        );
-        if (answer.session !== null) this.session = answer.session;
-        return answer.results;
+        ),
+      // The node may have applied the batch and failed to answer: a resend finds some done.
+      () => {
+        this.maybeAppliedBelow = Math.max(this.maybeAppliedBelow, end);
+      },
+    );
+    if (answer.session !== null) this.session = answer.session;
+    return answer.results;
+  }
+
+  /** Runs `request` until it succeeds, fails for good, or has been tried batchAttemptsMax times. */
+  private async withRetries<T>(request: () => Promise<T>, onUnanswered: () => void = () => {}): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await request();
       } catch (error) {
         if (!retryable(error) || attempt >= batchAttemptsMax) throw error;
-        // The node may have applied the batch and failed to answer: a resend finds some done.
-        if (error instanceof UnreachableError) this.maybeAppliedBelow = Math.max(this.maybeAppliedBelow, end);
+        if (error instanceof UnreachableError) onUnanswered();
         this.progress.log(`${this.options.file}: ${(error as Error).message}; retrying\n`);
         await sleep(retryDelayBaseMs * 2 ** (attempt - 1));
       }
@@ -380,6 +414,24 @@ function formatSummary(summary: ImportSummary): string {
   );
 }
 
+/**
+ * The input's identity for the checkpoint, once it is known to be a readable regular file: a
+ * directory (or a device) would otherwise fail later, while reading, as an uncaught error.
+ */
+function inputIdentity(given: string, file: string): Identity {
+  let stat: Stats;
+  try {
+    stat = statSync(file);
+    // Opened once here so that an unreadable file is a usage error too, not a failed read.
+    if (stat.isFile()) closeSync(openSync(file, "r"));
+  } catch (error) {
+    throw new UsageError(`cannot read ${given}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+  if (stat.isDirectory()) throw new UsageError(`${given} is a directory: give an LDIF file`);
+  if (!stat.isFile()) throw new UsageError(`${given} is not a regular file: give an LDIF file`);
+  return fileIdentity(file);
+}
+
 /** `plexus import`: exit 0 when every record is in, 1 when any failed, 130 when interrupted. */
 export async function importCommand(
   args: readonly string[],
@@ -410,12 +462,7 @@ export async function importCommand(
     const [given, ...extra] = positionals;
     if (given === undefined || extra.length > 0) throw new UsageError("give exactly one LDIF file");
     const file = isAbsolute(given) ? given : resolve(given);
-    let identity: Identity;
-    try {
-      identity = fileIdentity(file);
-    } catch (error) {
-      throw new UsageError(`cannot read ${given}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-    }
+    const identity = inputIdentity(given, file);
     const url = baseUrlOf(values.url, env);
     const options: ImportOptions = {
       file,
@@ -425,7 +472,7 @@ export async function importCommand(
       restart: values.restart === true,
       write: {
         session: sessionOf(values.session, env),
-        writeConcern: values["write-concern"],
+        writeConcern: writeConcernFlag(values["write-concern"]),
         timeoutMs: integerFlag(values.timeout, "--timeout", 1, writeConcernTimeoutMsMax),
       },
     };

@@ -1,4 +1,5 @@
 import { dnParent, formatDn, parseDn } from "../core/directory/dn.ts";
+import { normalizeValue } from "../core/directory/values.ts";
 import type { LdifAttributes, LdifModification, LdifRecord } from "../edge/ldif/record.ts";
 import { type NodeApi, ProblemError } from "./remote.ts";
 
@@ -26,6 +27,24 @@ function sameValues(a: readonly string[], b: readonly string[]): boolean {
   const left = [...new Set(a)].sort();
   const right = [...new Set(b)].sort();
   return left.length === right.length && left.every((value, index) => value === right[index]);
+}
+
+/**
+ * A create's attributes as the node stores them: it adds each value of the DN's RDN that the
+ * attributes lack (LDAP keeps the naming values in the entry), comparing values as it does
+ * (normalizeValue). Without this, a record that leaves out its RDN attribute would never
+ * match the entry it created.
+ */
+export function withNamingValues(dn: string, attributes: Values): Map<string, string[]> {
+  const result = new Map([...attributes].map(([type, values]) => [type, [...values]]));
+  const parsed = parseDn(dn);
+  const rdn = parsed.ok ? parsed.value.rdns[0] : undefined;
+  for (const ava of rdn?.avas ?? []) {
+    const values = result.get(ava.typeNorm) ?? [];
+    if (!values.some((value) => normalizeValue(value) === ava.valueNorm)) values.push(ava.value);
+    result.set(ava.typeNorm, values);
+  }
+  return result;
 }
 
 export function sameAttributes(a: Values, b: Values): boolean {
@@ -91,7 +110,9 @@ export async function alreadyApplied(
     case "add": {
       if (code !== "entry-exists") return false;
       const existing = await entryAttributes(api, record.dn, session);
-      return existing !== null && sameAttributes(existing, byType(record.attributes));
+      return (
+        existing !== null && sameAttributes(existing, withNamingValues(record.dn, byType(record.attributes)))
+      );
     }
     case "delete":
       return maybeApplied && code === "no-such-entry";

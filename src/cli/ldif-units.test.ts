@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { pathToFileURL } from "node:url";
-import { operationOf, readFileUrl } from "./ldif-import.ts";
-import { applyChanges, sameAttributes } from "./ldif-replay.ts";
+import { importCommand, operationOf, readFileUrl } from "./ldif-import.ts";
+import { applyChanges, sameAttributes, withNamingValues } from "./ldif-replay.ts";
 
 /** The pieces of `plexus import` that need no node: record to operation, replay checks, `:<` files. */
 describe("LDIF import pieces", () => {
@@ -60,6 +60,42 @@ describe("LDIF import pieces", () => {
     assert.equal(same([{ operation: "delete", attribute: "mail", values: ["a@x"] }]), false);
     assert.equal(same([{ operation: "replace", attribute: "mail", values: ["b@x", "a@x"] }]), true);
     assert.equal(same([{ operation: "replace", attribute: "cn", values: [] }]), false);
+  });
+
+  it("counts the values the node adds from the RDN as part of a create", () => {
+    const attributes = new Map([["objectclass", ["person"]]]);
+    assert.deepEqual(
+      withNamingValues("cn=Idem1+sn=X,ou=people,dc=example,dc=com", attributes),
+      new Map([
+        ["objectclass", ["person"]],
+        ["cn", ["Idem1"]],
+        ["sn", ["X"]],
+      ]),
+    );
+    // A value equal to the RDN's as the node compares values is kept, none added.
+    assert.deepEqual(
+      withNamingValues("cn=idem  one,dc=x", new Map([["cn", ["IDEM one", "other"]]])),
+      new Map([["cn", ["IDEM one", "other"]]]),
+    );
+    assert.deepEqual(attributes, new Map([["objectclass", ["person"]]]), "the input is left as it was");
+  });
+
+  it("refuses a directory as its input file with a usage error", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "plexus-ldif-dir-"));
+    try {
+      let stderr = "";
+      const code = await importCommand(
+        [directory, "--url", "http://127.0.0.1:1"],
+        { write: () => {} },
+        { write: (text: string) => (stderr += text) },
+        {},
+      );
+      assert.equal(code, 2, stderr);
+      assert.match(stderr, /^plexus import: .* is a directory: give an LDIF file\n/);
+      assert.doesNotMatch(stderr, /EISDIR|\n\s+at /);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 
   it("reads :< values from file:// URLs only", () => {

@@ -7,7 +7,7 @@ import fc from "fast-check";
 import { logicalLineCharsMax, parseLdif } from "./parse.ts";
 import { readLdifFile } from "./read-file.ts";
 import { isSafeString, type LdifItem, type LdifRecord } from "./record.ts";
-import { attrValueLine, fold, foldColumns, formatLdif } from "./write.ts";
+import { attrValueLine, fold, foldColumns, formatLdif, formatRecord, unwritableAttribute } from "./write.ts";
 
 function records(items: LdifItem[]): LdifRecord[] {
   return items.map((item) => {
@@ -165,6 +165,10 @@ describe("LDIF parser", () => {
       parseLdif("version: 2\ndn: cn=a\n").map((item) => item.kind),
       ["error"],
     );
+    // The whole file is refused: one fatal error, none of the records after it.
+    assert.deepEqual(parseLdif("# old\nversion: 2\n\ndn: cn=a\ncn: a\n\ndn: cn=b\ncn: b\n"), [
+      { kind: "error", line: 2, message: "unsupported LDIF version '2' (only 1)", fatal: true },
+    ]);
     const items = parseLdif("dn: cn=a\nphoto:< file:///tmp/x\n", {
       readUrl: (url) => (url === "file:///tmp/x" ? new TextEncoder().encode("hello") : { error: "no" }),
     });
@@ -179,6 +183,15 @@ describe("LDIF writer", () => {
     for (const unsafe of [" lead", ":colon", "<angle", "trail ", "a\u0000b", "a\nb", "a\rb", "é"]) {
       assert.equal(isSafeString(unsafe), false, JSON.stringify(unsafe));
       assert.match(attrValueLine("cn", unsafe), /^cn:: [A-Za-z0-9+/=]+$/);
+    }
+  });
+
+  it("refuses to write an attribute LDIF takes for the record's syntax", () => {
+    assert.equal(unwritableAttribute({ cn: ["a"], "dn;x": ["b"] }), null);
+    for (const type of ["dn", "changeType", "CONTROL"]) {
+      const attributes = { cn: ["a"], [type]: ["b"] };
+      assert.equal(unwritableAttribute(attributes), type);
+      assert.throws(() => formatRecord({ kind: "content", dn: "cn=a", attributes }), /cannot be written/);
     }
   });
 

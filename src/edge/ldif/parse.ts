@@ -4,7 +4,8 @@ import type { LdifAttributes, LdifItem, LdifModification, LdifRecord, ModifyOper
  * An incremental LDIF parser (RFC 2849): fed one physical line at a time (without its line
  * ending), it yields each record once the blank line after it (or the end) arrives, with the
  * line the record starts on. A bad record becomes an error item naming the offending line and
- * the parser carries on with the next record, so one typo does not lose a file.
+ * the parser carries on with the next record, so one typo does not lose a file. An LDIF
+ * version other than 1 is the exception: it refuses the whole file (one fatal error item).
  *
  * Lenient where tools commonly are: UTF-8 in plain values (the RFC asks for base64 beyond
  * ASCII), a missing final `-` in a modify record, content and change records in one file.
@@ -44,6 +45,9 @@ class RecordError extends Error {
   }
 }
 
+/** A file the parser cannot read at all: its records are not to be guessed at. */
+class FileError extends RecordError {}
+
 const attributeDescription = /^(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*)(?:;[A-Za-z0-9-]+)*$/;
 const base64Text = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -56,6 +60,8 @@ export class LdifParser {
   /** Why the record being read is already bad (the rest of it is skipped). */
   private broken: RecordError | null = null;
   private firstParagraph = true;
+  /** Set once a FileError is reported: every later line is ignored. */
+  private refused = false;
 
   constructor(private readonly options: ParserOptions = {}) {}
 
@@ -66,6 +72,7 @@ export class LdifParser {
 
   push(physical: string): LdifItem[] {
     this.lineNumber++;
+    if (this.refused) return [];
     const text = physical.endsWith("\r") ? physical.slice(0, -1) : physical;
     if (text === "") return this.endParagraph();
     if (this.broken !== null) return [];
@@ -89,7 +96,7 @@ export class LdifParser {
 
   /** Call once after the last line. */
   end(): LdifItem[] {
-    return this.endParagraph();
+    return this.refused ? [] : this.endParagraph();
   }
 
   private continueLine(text: string): void {
@@ -134,6 +141,10 @@ export class LdifParser {
       const start = records[0]?.line ?? 0;
       return [{ kind: "record", line: start, record: this.parseRecord(records) }];
     } catch (error) {
+      if (error instanceof FileError) {
+        this.refused = true;
+        return [{ kind: "error", line: error.line, message: error.message, fatal: true }];
+      }
       if (error instanceof RecordError) return [{ kind: "error", line: error.line, message: error.message }];
       throw error;
     }
@@ -201,7 +212,7 @@ function skipVersion(lines: LogicalLine[]): LogicalLine[] {
   const [first, ...rest] = lines;
   if (first === undefined || !/^version:/i.test(first.text)) return lines;
   const version = first.text.slice("version:".length).trim();
-  if (version !== "1") throw new RecordError(first.line, `unsupported LDIF version '${version}' (only 1)`);
+  if (version !== "1") throw new FileError(first.line, `unsupported LDIF version '${version}' (only 1)`);
   return rest;
 }
 

@@ -56,10 +56,14 @@ export type LdifRecord =
   | LdifModifyRecord
   | LdifModRdnRecord;
 
-/** What the parser yields: a record with the line it starts on, or why the record at `line` is bad. */
+/**
+ * What the parser yields: a record with the line it starts on, or why the record at `line` is
+ * bad. A `fatal` error refuses the whole file (an LDIF version other than 1): it comes before
+ * any record, and nothing follows it.
+ */
 export type LdifItem =
   | { readonly kind: "record"; readonly line: number; readonly record: LdifRecord }
-  | { readonly kind: "error"; readonly line: number; readonly message: string };
+  | { readonly kind: "error"; readonly line: number; readonly message: string; readonly fatal?: true };
 
 /**
  * RFC 2849's SAFE-STRING, a little stricter: a value that may be written after `: ` as it is.

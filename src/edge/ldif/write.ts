@@ -26,7 +26,22 @@ export function fold(line: string): string {
   return parts.join("\n");
 }
 
+/**
+ * Types an LDIF reader takes for the record's own syntax wherever they stand (a record's `dn:`,
+ * its `changetype:`, a `control:` line): an attribute of that name cannot be written so that it
+ * reads back as itself, by this parser or others.
+ */
+const reservedTypes: ReadonlySet<string> = new Set(["dn", "changetype", "control"]);
+
+/** The first attribute type of `attributes` that LDIF cannot hold (see reservedTypes), or null. */
+export function unwritableAttribute(attributes: LdifAttributes): string | null {
+  return Object.keys(attributes).find((type) => reservedTypes.has(type.toLowerCase())) ?? null;
+}
+
 function attributeLines(attributes: LdifAttributes): string[] {
+  const unwritable = unwritableAttribute(attributes);
+  // Callers check first: written, the record would read back as another record or as none.
+  if (unwritable !== null) throw new Error(`an attribute named '${unwritable}' cannot be written in LDIF`);
   const lines: string[] = [];
   for (const [type, values] of Object.entries(attributes))
     for (const value of values) lines.push(attrValueLine(type, value));
