@@ -441,7 +441,7 @@ export class NodeMachine {
     if (state === undefined) return [];
     const direct = via !== undefined && this.hearsDirectly(from, via);
     if (direct && this.pullsWhole(via)) {
-      this.pullDirectlyInstead(from, state, via, now);
+      this.pullDirectlyInstead(state, via, now);
       return [];
     }
     const at = direct ? now + this.config.relayPullDelayMs : now;
@@ -486,7 +486,7 @@ export class NodeMachine {
    * this notification within the relay pull delay and a pull timeout, or fails first (see
    * `failed`): a change is never left to the periodic pull.
    */
-  private pullDirectlyInstead(from: NodeId, state: PartnerState, via: readonly NodeId[], now: number): void {
+  private pullDirectlyInstead(state: PartnerState, via: readonly NodeId[], now: number): void {
     const at = now + this.config.relayPullDelayMs;
     for (const node of via) {
       const direct = this.partners.get(node);
@@ -651,7 +651,7 @@ export class NodeMachine {
     // Changes passed on from `partner`, waiting for it to bring them: fetch them from the relay now.
     for (const other of this.partners.values()) {
       const wait = other.relayWait;
-      if (wait !== null && wait.waitingOn.has(partner)) other.relayWait = { ...wait, dueAt: now };
+      if (wait?.waitingOn.has(partner)) other.relayWait = { ...wait, dueAt: now };
     }
   }
 
