@@ -410,6 +410,7 @@ export class PlexusNode implements DirectoryService {
     let lastReason = "no join URL";
     for (let attempt = 0; attempt < rounds && monotonicClock.now() < deadline && !this.stopped; attempt++) {
       if (attempt > 0) await sleep(joinRetryMs);
+      let unauthorized = 0;
       for (const url of urls) {
         const reply = await this.client.post(
           url,
@@ -423,8 +424,14 @@ export class PlexusNode implements DirectoryService {
           lastReason = `${url} answered without a node id`;
         } else if (!reply.ok) {
           lastReason = `${url}: ${reply.reason}`;
+          if (reply.status === 401) unauthorized++;
         }
       }
+      // Every node refused our signature: the secret is not the cluster's, and retrying cannot help.
+      if (urls.length > 0 && unauthorized === urls.length)
+        throw new Error(
+          `could not join: ${urls.length === 1 ? "the node refuses" : "every join URL refuses"} this node's requests as unsigned (HTTP 401): the cluster secret is not the one the cluster uses`,
+        );
       this.options.log.log("warn", "join-retry", { attempt, reason: lastReason });
     }
     throw new Error(`could not join: ${lastReason}`);

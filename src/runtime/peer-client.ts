@@ -31,7 +31,12 @@ export type PeerReply =
       /** The answer's size on the wire (compressed when it came gzipped), for the metrics. */
       readonly bytes: number;
     }
-  | { readonly ok: false; readonly reason: string };
+  | {
+      readonly ok: false;
+      readonly reason: string;
+      /** The HTTP status, when the partner answered (401: it refused our signature). */
+      readonly status?: number;
+    };
 
 export interface PeerClientOptions {
   readonly self: NodeId;
@@ -128,7 +133,11 @@ export class PeerClient {
         raw,
       )
     ) {
-      return { ok: false, reason: `unsigned or badly signed answer (HTTP ${response.statusCode})` };
+      return {
+        ok: false,
+        reason: `unsigned or badly signed answer (HTTP ${response.statusCode})`,
+        status: response.statusCode,
+      };
     }
     if (response.statusCode === 204) return { ok: true, status: 204, body: null, bytes: raw.length };
     const encoding = response.headers["content-encoding"];
@@ -145,7 +154,11 @@ export class PeerClient {
     if (response.statusCode >= 300) {
       const detail =
         typeof parsed === "object" && parsed !== null && "detail" in parsed ? String(parsed.detail) : "";
-      return { ok: false, reason: `HTTP ${response.statusCode} ${detail}`.trim() };
+      return {
+        ok: false,
+        reason: `HTTP ${response.statusCode} ${detail}`.trim(),
+        status: response.statusCode,
+      };
     }
     const plain = plainAnswer(parsed);
     if (!plain.ok) return { ok: false, reason: plain.error.message };
