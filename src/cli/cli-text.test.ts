@@ -285,10 +285,21 @@ describe("replication health text", () => {
           dn: "cn=alice\\0ACNF:ab12,dc=x",
           guid: "ab12",
           claimedRdn: "cn=alice",
-          claimedParent: "dc=x",
+          claimedParent: "cd34",
+          claimedParentDn: "dc=x",
+        },
+        {
+          kind: "orphan",
+          dn: "cn=bob,cn=LostAndFound,dc=x",
+          guid: "ef56",
+          claimedRdn: "cn=bob",
+          claimedParent: "9a78",
+          claimedParentDn: null,
         },
       ]),
-      "name  cn=alice\\0ACNF:ab12,dc=x\n  claimed: cn=alice under dc=x  (guid ab12)\n# 1 conflict\n",
+      "name  cn=alice\\0ACNF:ab12,dc=x\n  claimed: cn=alice under dc=x  (guid ab12)\n" +
+        "orphan  cn=bob,cn=LostAndFound,dc=x\n  claimed: cn=bob under the entry 9a78, which this node does not hold  (guid ef56)\n" +
+        "# 2 conflicts\n",
     );
   });
 

@@ -439,7 +439,15 @@ export function formatSummary(summary: Summary, unreachable: ReadonlyMap<string,
 export function formatConflicts(conflicts: readonly Record<string, unknown>[]): string {
   const items = conflicts.map(
     (item) =>
-      `${String(item.kind)}  ${String(item.dn)}\n  claimed: ${String(item.claimedRdn)} under ${String(item.claimedParent)}  (guid ${String(item.guid)})\n`,
+      `${String(item.kind)}  ${String(item.dn)}\n  claimed: ${String(item.claimedRdn)} under ${claimedParentText(item)}  (guid ${String(item.guid)})\n`,
   );
   return `${items.join("")}# ${conflicts.length} conflict${conflicts.length === 1 ? "" : "s"}\n`;
+}
+
+/** The parent a conflict's entry claims: its DN here, else its GUID, said to be missing. */
+function claimedParentText(item: Record<string, unknown>): string {
+  if (typeof item.claimedParentDn === "string") return item.claimedParentDn;
+  return item.claimedParent === null || item.claimedParent === undefined
+    ? "no parent"
+    : `the entry ${String(item.claimedParent)}, which this node does not hold`;
 }

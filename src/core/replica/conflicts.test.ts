@@ -231,6 +231,7 @@ describe("naming conflicts", () => {
       assert.ok(conflict !== undefined);
       assert.equal(conflict.kind, "name");
       assert.equal(conflict.dn, `cn=dup\\0ACNF:${conflict.guid},${base}`);
+      assert.equal(conflict.claimedParentDn, base, "the parent it claims, by DN");
       assert.deepEqual(values(replica, conflict.dn, "description"), ["a"]);
     }
   });
@@ -275,8 +276,9 @@ describe("naming conflicts", () => {
         [`cn=child,cn=LostAndFound,${base}`],
       );
       assert.deepEqual(
-        replica.replica.conflicts().map((c) => c.kind),
-        ["orphan"],
+        replica.replica.conflicts().map((c) => [c.kind, c.claimedParentDn]),
+        [["orphan", null]],
+        "its claimed parent is deleted: no DN to show",
       );
       assert.equal(replica.replica.get(`ou=x,${base}`).ok, false);
     }

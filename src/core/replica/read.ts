@@ -205,6 +205,8 @@ export interface ConflictView {
   /** The RDN the entry's writers gave it. */
   readonly claimedRdn: string;
   readonly claimedParent: Guid | null;
+  /** That parent's DN here; null when this replica holds no live entry of that GUID. */
+  readonly claimedParentDn: string | null;
   readonly usnChanged: Usn;
 }
 
@@ -215,6 +217,12 @@ export function listConflicts(store: Store, after: Guid | null, limit: number): 
     kind: row.placement === "normal" ? "name" : row.placement,
     claimedRdn: row.rdn,
     claimedParent: row.parent,
+    claimedParentDn: liveDnOf(store, row.parent),
     usnChanged: row.usnChanged,
   }));
+}
+
+function liveDnOf(store: Store, guid: Guid | null): string | null {
+  const row = guid === null ? undefined : store.getEntry(guid);
+  return row === undefined || row.deleted ? null : entryDn(store, row);
 }
