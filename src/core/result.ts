@@ -28,7 +28,9 @@ export type ErrorCode =
   | "cross-partition-move"
   | "move-into-own-subtree"
   // replication state
-  | "quarantined";
+  | "quarantined"
+  // this node's standing: its server entry is gone from the topology (decommissioned)
+  | "not-a-server";
 
 export interface PlexusError {
   readonly code: ErrorCode;

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { entryPath, eventually, http } from "../cli/local-cluster.ts";
 import type { NodeId } from "../core/ids.ts";
 import type { SiteName } from "../core/topology/model.ts";
 import { type ClusterSecret, clusterSecret } from "./auth.ts";
@@ -13,7 +14,7 @@ const base = "dc=example,dc=com";
 /** Longer than the test may run: a node that kept retrying would fail it by the test's timeout. */
 const joinTimeoutMs = 10 * 60_000;
 
-describe("joining", { timeout: 60_000 }, () => {
+describe("joining and leaving", { timeout: 120_000 }, () => {
   const directory = mkdtempSync(join(tmpdir(), "plexus-join-"));
   const nodes: PlexusNode[] = [];
 
@@ -27,7 +28,7 @@ describe("joining", { timeout: 60_000 }, () => {
       join: joinUrl === null ? [] : [joinUrl],
       secret: clusterSecret(secretText) as ClusterSecret,
       partitions: joinUrl === null ? [base] : [],
-      topology: {},
+      topology: { settings: { intraSitePullIntervalMs: 1_000, notifyDelayMs: 10 } },
       synchronous: "normal",
       pageWorker: false,
       timings: { ...runtimeTimingsDefault, joinTimeoutMs },
@@ -48,5 +49,28 @@ describe("joining", { timeout: 60_000 }, () => {
       start("j2", "some other secret, also long enough", first.url),
       /could not join: the node refuses this node's requests as unsigned \(HTTP 401\): the cluster secret is not the one the cluster uses/,
     );
+  });
+
+  it("a node whose server entry was removed takes no more writes, and still serves reads", async () => {
+    const secret = "the leaving test's secret, long enough";
+    const first = await start("l1", secret, null);
+    const second = await start("l2", secret, first.url);
+    const person = (cn: string) => ({
+      dn: `cn=${cn},${base}`,
+      attributes: { objectClass: ["person"], sn: [cn] },
+    });
+    assert.equal((await http("POST", `${second.url}/v1/entries`, person("before"))).status, 201);
+    const removed = await http("DELETE", entryPath(first.url, "cn=l2,cn=servers,cn=config"));
+    assert.equal(removed.status, 200, JSON.stringify(removed.body));
+    let refused: { status: number; body: unknown } | undefined;
+    await eventually("l2 refuses writes once it hears it was removed", async () => {
+      const answer = await http("POST", `${second.url}/v1/entries`, person(`after-${Date.now()}`));
+      refused = answer;
+      return answer.status === 503;
+    });
+    assert.equal((refused?.body as { code?: string }).code, "not-a-server");
+    assert.match((refused?.body as { detail: string }).detail, /l2 is no longer a server of the topology/);
+    assert.equal((await http("GET", entryPath(second.url, `cn=before,${base}`))).status, 200, "reads go on");
+    assert.equal((await http("POST", `${first.url}/v1/entries`, person("elsewhere"))).status, 201);
   });
 });

@@ -42,6 +42,7 @@ export const problemStatus: Readonly<Record<ProblemCode, number>> = {
   "attribute-or-value-exists": 409,
   "system-entry": 403,
   quarantined: 503,
+  "not-a-server": 503,
   "not-found": 404,
   "method-not-allowed": 405,
   "request-timeout": 408,
@@ -86,5 +87,7 @@ export function problemOf(error: PlexusError): Problem {
 
 /** Problems a client may simply retry (after the Retry-After delay). */
 export function isRetryable(code: ProblemCode): boolean {
-  return code === "quarantined" || code === "not-ready" || code === "session-behind";
+  return (
+    code === "quarantined" || code === "not-ready" || code === "session-behind" || code === "not-a-server"
+  );
 }
