@@ -91,5 +91,10 @@ describe("plexus get/add --zone", { timeout: 120_000 }, () => {
     const read = await plexus(["get", `cn=zoned,${base}`, ...located()]);
     assert.notEqual(read.code, 0);
     assert.match(read.stderr, /no Plexus server|cannot reach/);
+    // The URL the command builds for the zone is only a base: the error names the zone.
+    const unknown = await plexus(["get", `cn=zoned,${base}`, "--zone", "nosuch.zone", ...located().slice(2)]);
+    assert.equal(unknown.code, 3, unknown.stderr);
+    assert.match(unknown.stderr, /cannot reach any node of the zone nosuch\.zone: /);
+    assert.doesNotMatch(unknown.stderr, /http:\/\/nosuch\.zone/);
   });
 });

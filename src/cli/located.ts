@@ -28,7 +28,9 @@ export interface LocatorValues {
 /** The API through the locator when --zone is given; null otherwise (the caller uses --url). */
 export function locatedApi(values: LocatorValues): NodeApi | null {
   const client = locatorClient(values);
-  return client === null ? null : connect(`http://${values.zone}`, locatorFetch(client));
+  if (client === null) return null;
+  // The URL is only a base for the paths: the locator picks the node, so errors name the zone.
+  return connect(`http://${values.zone}`, locatorFetch(client), `any node of the zone ${values.zone}`);
 }
 
 /** A client of the locator zone when --zone is given (flags checked); null otherwise. */

@@ -166,7 +166,8 @@ export interface NodeApi {
  * The node at `baseUrl` (checked with checkBaseUrl). `fetcher` carries the requests: fetch,
  * or the locator client's failover (src/cli/located.ts), which answers for many nodes.
  */
-export function connect(baseUrl: string, fetcher: typeof fetch = fetch): NodeApi {
+/** `where` names the node in "cannot reach" errors (the URL unless the caller knows better). */
+export function connect(baseUrl: string, fetcher: typeof fetch = fetch, where?: string): NodeApi {
   const url = checkBaseUrl(baseUrl);
   const send = async (
     method: string,
@@ -184,7 +185,7 @@ export function connect(baseUrl: string, fetcher: typeof fetch = fetch): NodeApi
       });
       return { response, text: await response.text() };
     } catch (error) {
-      throw new UnreachableError(url, failureReason(error));
+      throw new UnreachableError(where ?? url, failureReason(error));
     }
   };
   const call = async <T>(
