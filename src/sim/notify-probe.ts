@@ -6,8 +6,8 @@ import type { World } from "./world.ts";
 
 /** Probe writes: the first brings every watermark up to date, the second is measured. */
 const probesCount = 2;
-/** Lost-link probes per seed, each from another origin (a planted bug shows in few triangles). */
-const lostLinkProbesMax = 3;
+/** Probes of each loss per seed, each from another origin (a planted bug shows in few triangles). */
+const triangleProbesMax = 3;
 /** A pull interval no probe outlasts (the liveness bound is minutes; probes take seconds). */
 const putOffIntervalMs = 10 * 60_000;
 /** Simulated time for the wakes that land on the same millisecond as an arrival. */
@@ -42,7 +42,7 @@ export function probeNotifications(world: World): void {
       return;
     }
     if (probe === probesCount) quietWindow(world);
-    const measured = measure(world, origin, hops, probe);
+    const measured = measure(world, origin, hops, String(probe));
     if (probe < probesCount || measured === undefined) continue;
     checkAnnouncedAtOnce(world, origin, measured.notified);
     const { arrivals } = measured;
@@ -65,34 +65,8 @@ export function probeNotifications(world: World): void {
  * for by as much again. A relayed notification dropped rather than held back would leave the
  * write to a periodic pull, a minute later.
  */
-export function probeLostNotification(world: World): void {
-  if (world.nodes.some((node) => !node.up || node.replica?.isQuarantined() === true)) return;
-  const origin = world.nodes[(world.params.seed + 1) % world.nodes.length] as SimNode;
-  const found = triangle(world, origin);
-  if (found === undefined) return;
-  const { target, relay } = found;
-  if (!settle(world)) {
-    world.trace.note(world.time, "lost-notification probe skipped: a partner link still fails");
-    return;
-  }
-  pullFromRelay(world, world.nodes[relay] as SimNode, world.nodes[target] as SimNode);
-  const bound = 2 * perHopBoundMs(world) + 2 * world.params.relayPullDelayMs;
-  world.dropMessage = (from, to, message) =>
-    from === origin && to.index === target && message.kind === "notify";
-  // Run until every node could have it: nodes beyond the target may hear of it through it.
-  const hops = hopsFrom(world, origin.index);
-  const everywhere = Math.max(...hops) * perHopBoundMs(world) + bound;
-  const measured = measure(world, origin, hops, probesCount + 1, everywhere);
-  world.dropMessage = null;
-  if (measured === undefined) return;
-  const arrival = measured.arrivals.get(target);
-  const node = world.nodes[target] as SimNode;
-  checkArrival(
-    world,
-    `with its notifications to ${node.id} lost, a write on ${origin.id} reached it`,
-    arrival,
-    bound,
-  );
+export function probeLostNotifications(world: World): void {
+  probeTriangles(world, "notifications", world.params.seed + 1);
 }
 
 /**
@@ -104,55 +78,64 @@ export function probeLostNotification(world: World): void {
  * and never falls back on the relay would leave the write to a periodic pull.
  */
 export function probeLostLinks(world: World): void {
+  probeTriangles(world, "link", world.params.seed + 2);
+}
+
+/** What a triangle probe loses between the origin and the target. */
+type Loss = "notifications" | "link";
+
+/** Up to triangleProbesMax probes of `loss`, from origins with a triangle, starting at `first`. */
+function probeTriangles(world: World, loss: Loss, first: number): void {
   if (world.nodes.some((node) => !node.up || node.replica?.isQuarantined() === true)) return;
   let probes = 0;
-  for (let step = 0; step < world.nodes.length && probes < lostLinkProbesMax; step++) {
-    const origin = world.nodes[(world.params.seed + 2 + step) % world.nodes.length] as SimNode;
+  for (let step = 0; step < world.nodes.length && probes < triangleProbesMax; step++) {
+    const origin = world.nodes[(first + step) % world.nodes.length] as SimNode;
     const found = triangle(world, origin);
     if (found === undefined) continue;
-    if (!probeLostLink(world, origin, found, probes)) return;
+    if (!probeTriangle(world, loss, origin, found, probes)) return;
     probes++;
   }
 }
 
-/** One lost-link probe from `origin`; false when the world did not settle for it. */
-function probeLostLink(
+/** One probe of `loss` from `origin`; false when the world did not settle for it. */
+function probeTriangle(
   world: World,
+  loss: Loss,
   origin: SimNode,
   { target, relay }: { readonly target: number; readonly relay: number },
   serial: number,
 ): boolean {
   if (!settle(world)) {
-    world.trace.note(world.time, "lost-link probe skipped: a partner link still fails");
+    world.trace.note(world.time, `lost-${loss} probe skipped: a partner link still fails`);
     return false;
   }
   const targetNode = world.nodes[target] as SimNode;
   const relayNode = world.nodes[relay] as SimNode;
-  // A periodic pull from the relay would bring the write whatever the target does on a lost
-  // link (and the simulated intervals are short): for the probe the target pulls the relay
-  // on a long interval, starting with a cycle now, so only its answer to the failure can.
+  // A periodic pull would bring the write whatever the target does about the loss (and the
+  // simulated intervals are short): for the probe the target pulls the origin and the relay on
+  // a long interval, starting with a cycle from each now, so only its answer to the loss can.
   const restore = putOffPeriodicPulls(world, targetNode, [origin, relayNode]);
   pullCycle(world, targetNode, origin);
+  // The last pull names the origin as heard directly: the relay holds back its relayed
+  // notification (a relay lease), the case a loss costs most in.
   pullFromRelay(world, relayNode, targetNode);
-  const bound = 2 * perHopBoundMs(world) + 2 * world.params.relayPullDelayMs + world.params.pullTimeoutMs;
-  const cut = (a: SimNode, b: SimNode) =>
-    (a === origin && b.index === target) || (b === origin && a.index === target);
-  world.dropMessage = (from, to) => cut(from, to);
-  const measured = measure(world, origin, hopsFrom(world, origin.index), probesCount + 2 + serial, bound);
+  const relayDelays = 2 * perHopBoundMs(world) + 2 * world.params.relayPullDelayMs;
+  const bound = loss === "link" ? relayDelays + world.params.pullTimeoutMs : relayDelays;
+  world.dropMessage =
+    loss === "link"
+      ? (from, to) => (from === origin && to === targetNode) || (from === targetNode && to === origin)
+      : (from, to, message) => from === origin && to === targetNode && message.kind === "notify";
+  const measured = measure(world, origin, hopsFrom(world, origin.index), `lost-${loss}-${serial}`, bound);
   world.dropMessage = null;
   restore();
   if (measured === undefined) return true;
   const arrival = measured.arrivals.get(target);
   world.trace.note(
     world.time,
-    `lost-link probe ${origin.id} -> ${targetNode.id} via ${relayNode.id}: arrived after ${arrival} ms, bound ${bound} ms`,
+    `lost-${loss} probe ${origin.id} -> ${targetNode.id} via ${relayNode.id}: arrived after ${arrival} ms, bound ${bound} ms`,
   );
-  checkArrival(
-    world,
-    `with its link to ${origin.id} lost, a write on ${origin.id} reached ${targetNode.id}`,
-    arrival,
-    bound,
-  );
+  const lost = loss === "link" ? `its link to ${origin.id}` : `its notifications from ${origin.id}`;
+  checkArrival(world, `with ${lost} lost, a write on ${origin.id} reached ${targetNode.id}`, arrival, bound);
   return true;
 }
 
@@ -249,10 +232,10 @@ function measure(
   world: World,
   origin: SimNode,
   hops: readonly number[],
-  serial: number,
+  name: string,
   boundMs = Math.max(...hops) * perHopBoundMs(world),
 ): Measured | undefined {
-  const dn = `cn=notification-probe-${serial},${dataPartition}`;
+  const dn = `cn=notification-probe-${name},${dataPartition}`;
   const guid = probeWrite(world, origin, dn);
   world.trace.note(world.time, `probe ${dn} on ${origin.id}: ${guid ?? "refused"}`);
   if (guid === undefined) return undefined;

@@ -3,7 +3,7 @@ import { unwrap } from "../core/result.ts";
 import { Faults } from "./faults.ts";
 import { Invariants } from "./invariants.ts";
 import type { SimNode } from "./node.ts";
-import { probeLostLinks, probeLostNotification, probeNotifications } from "./notify-probe.ts";
+import { probeLostLinks, probeLostNotifications, probeNotifications } from "./notify-probe.ts";
 import { deriveParams, type SimParams } from "./params.ts";
 import { dataPartition, Workload } from "./workload.ts";
 import { eventsPerSeedMax, type Violation, World } from "./world.ts";
@@ -70,7 +70,7 @@ export function runSeed(seed: number, options: RunOptions = {}): SeedResult {
     faults.stop();
     world.healAll();
     probeNotifications(world);
-    probeLostNotification(world);
+    probeLostNotifications(world);
     probeLostLinks(world);
     settleAfterProbes(world, invariants);
   }
