@@ -380,6 +380,17 @@ describe("a cluster of node processes", { timeout: 90_000 }, () => {
     assert.ok(behind.headers.get("retry-after") !== null);
     const garbage = await http("GET", entryPath(url("e2"), base), undefined, { "plexus-session": "%%%" });
     assert.equal(garbage.status, 400);
+    // More of e2's own instance than e2 has issued: no waiting helps, and e2 can tell at once.
+    const status = (await http("GET", `${url("e2")}/v1/status`)).body as {
+      invocationId: string;
+      usn: number;
+    };
+    const forged = Buffer.from(JSON.stringify({ [status.invocationId]: status.usn + 1_000 })).toString(
+      "base64url",
+    );
+    const impossible = await http("GET", entryPath(url("e2"), base), undefined, { "plexus-session": forged });
+    assert.equal(impossible.status, 400, JSON.stringify(impossible.body));
+    assert.match((impossible.body as { detail: string }).detail, /no node of this cluster gave it/);
   });
 
   it("no write acknowledged with write concern site is lost when its node is killed under load", async () => {

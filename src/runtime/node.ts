@@ -954,6 +954,16 @@ export class PlexusNode implements DirectoryService {
     else this.flushScheduled = false;
   }
 
+  unreachableSession(token: UtdVector): string | null {
+    const invocation = this.replica.invocationId;
+    const claimed = token[invocation];
+    if (claimed === undefined || claimed <= this.replica.usn) return null;
+    return (
+      `the session token claims USN ${claimed} of this node's instance ${invocation}, which has issued ` +
+      `only ${this.replica.usn}: no node of this cluster gave it`
+    );
+  }
+
   async catchUp(token: UtdVector, waitMs: number): Promise<boolean> {
     if (utdCoversVector(this.replica.utd(), token)) return true;
     // Behind the client: pull from every partner now, as if each had just notified us.

@@ -31,6 +31,11 @@ export interface DirectoryService {
   write(request: WriteRequest, concern: WriteConcernRequest): Promise<Result<WriteReceipt>>;
   /** Resolves true once this node's UTD covers `token`, false when `waitMs` passed first. */
   catchUp(token: UtdVector, waitMs: number): Promise<boolean>;
+  /**
+   * Why no waiting can make this node cover `token` (it claims more of this node's own
+   * instance than the node has issued), or null: that much it can tell without waiting.
+   */
+  unreachableSession(token: UtdVector): string | null;
   get(dn: string, attributes: readonly string[] | undefined): Result<EntryView>;
   search(request: SearchRequest): Result<SearchResult>;
   conflicts(after: Guid | null, limit: number): Result<ConflictView[]>;
@@ -314,6 +319,8 @@ function registerSessionHooks(app: FastifyInstance, service: DirectoryService, s
     if (isProblem(text)) return void sendProblem(reply, text);
     const token = decodeSession(text);
     if (isProblem(token)) return void sendProblem(reply, token);
+    const impossible = service.unreachableSession(token);
+    if (impossible !== null) return void sendProblem(reply, problem("invalid-request", impossible));
     sessions.set(request, token);
     service.catchUp(token, sessionWaitMs).then((caughtUp) => {
       if (caughtUp) return done();
