@@ -49,8 +49,19 @@ describe("a node's connections", () => {
     const stale = new Set([towardBonn]);
     const bonn = connectionsOf(config, node("bon1"), stale, new Set(["frankfurt"]));
     assert.deepEqual(
-      bonn.inbound.map((connection) => connection.node),
-      [other],
+      bonn.inbound.map((connection) => [connection.node, connection.kind]),
+      [
+        [other, "inter"],
+        [towardBonn, "probe"],
+      ],
+      "bonn pulls from the other bridgehead and keeps probing the stale one: were it dropped, its " +
+        "failures would be forgotten, it would be fresh again and chosen again",
+    );
+    const recovered = connectionsOf(config, node("bon1"), new Set(), new Set(["frankfurt"]));
+    assert.deepEqual(
+      recovered.inbound.map((connection) => [connection.node, connection.kind]),
+      [[towardBonn, "inter"]],
+      "once a probe succeeds it is no longer stale: the bridgehead again, and no probe",
     );
     const survivor = connectionsOf(config, other, stale, everyNeighbour);
     assert.ok(

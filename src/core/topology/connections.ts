@@ -9,7 +9,8 @@ import { type ScheduleWindow, type SiteName, siteKey, type TopologyConfig } from
  *
  * - intra: its intra-site partners (ring with shortcuts), pulled every intraSitePullIntervalMs
  *   and notified after each commit;
- * - probe: stale intra-site servers, still tried so that they rejoin when they recover;
+ * - probe: stale intra-site servers, and stale servers a neighbour site's bridgehead duty passed
+ *   over, still tried so that they rejoin when they recover;
  * - inter: when this node is its site's bridgehead toward a neighbouring site that is the next
  *   hop toward some origin site, that neighbour's bridgehead toward this site — pulled on the
  *   cheapest link's interval and schedule, compressed if the link says so, notified if it says so.
@@ -93,8 +94,45 @@ export function connectionsOf(
       compress: link.compress,
       schedule: link.schedule,
     });
+    // Tried like a stale intra-site server (every intra-site interval), to notice its return.
+    for (const passed of staleBridgeheadsBefore(serversOf(neighbour), siteKey(me.site), stale, theirs)) {
+      inbound.push({
+        node: passed,
+        site: neighbour,
+        kind: "probe",
+        pullIntervalMs: intraInterval,
+        notify: false,
+        compress: link.compress,
+        schedule: null,
+      });
+    }
   }
   const note =
     inbound.length === 0 ? `${self} has no partner: it is alone in ${me.site} and no bridgehead duty` : null;
   return { site: me.site, inbound, note };
+}
+
+/**
+ * The stale servers of a neighbouring site that would be its bridgehead toward us before
+ * `chosen`, in order. This node keeps probing them: a server it stops pulling from loses the
+ * failures that made it stale (the node's stale set is read off its partners), so dropping it
+ * would make it fresh again at the next plan, chosen again, and failing again — the plan
+ * flipping every few seconds with nobody carrying the neighbour's changes; and once it
+ * recovers, a probe's success makes it the bridgehead again.
+ */
+function staleBridgeheadsBefore(
+  servers: readonly NodeId[],
+  key: string,
+  stale: ReadonlySet<NodeId>,
+  chosen: NodeId,
+): NodeId[] {
+  const passed: NodeId[] = [];
+  const skipped = new Set<NodeId>();
+  for (let preferred = bridgehead(servers, key, skipped); preferred !== undefined && preferred !== chosen; ) {
+    if (!stale.has(preferred)) break;
+    passed.push(preferred);
+    skipped.add(preferred);
+    preferred = bridgehead(servers, key, skipped);
+  }
+  return passed;
 }
