@@ -872,7 +872,11 @@ export class PlexusNode implements DirectoryService {
       return standing;
     }
     // A concern no server of the topology can meet is refused before the write, not timed out after it.
-    const attainable = checkConcernAttainable(concern.concern, this.topology?.servers ?? []);
+    const attainable = checkConcernAttainable(
+      concern.concern,
+      { node: this.options.node, site: this.options.site },
+      this.topology?.servers ?? [],
+    );
     if (!attainable.ok) {
       this.metrics.clientWrite(request.op, attainable.error.code);
       return attainable;

@@ -96,20 +96,63 @@ describe("write concern", () => {
   it("refuses sites=N beyond the sites that have servers, before the write", () => {
     // servers: east (two nodes), west, north.
     for (const count of [1, 2, 3])
-      assert.equal(checkConcernAttainable({ kind: "sites", count }, servers).ok, true);
-    const refused = checkConcernAttainable({ kind: "sites", count: 4 }, servers);
+      assert.equal(checkConcernAttainable({ kind: "sites", count }, self, servers).ok, true);
+    const refused = checkConcernAttainable({ kind: "sites", count: 4 }, self, servers);
     assert.ok(!refused.ok);
     assert.equal(refused.error.code, "invalid-request");
     assert.equal(
       refused.error.message,
       "write concern sites=4 cannot be met: the topology's servers are in 3 sites",
     );
-    assert.equal(checkConcernAttainable({ kind: "sites", count: 4 }, []).ok, true, "topology not read yet");
-    for (const concern of [{ kind: "local" }, { kind: "site" }, { kind: "all" }] as const)
-      assert.equal(checkConcernAttainable(concern, [{ site: "east" }]).ok, true);
     assert.equal(
-      checkConcernAttainable({ kind: "sites", count: 2 }, [{ site: "East" }, { site: "east" }]).ok,
+      checkConcernAttainable({ kind: "sites", count: 4 }, self, []).ok,
+      true,
+      "topology not read yet",
+    );
+    assert.equal(
+      checkConcernAttainable({ kind: "sites", count: 2 }, self, [
+        { node: node("e1"), site: "East" },
+        { node: node("e2"), site: "east" },
+      ]).ok,
       false,
     );
+  });
+
+  it("refuses site when no other server is in this node's site, before the write", () => {
+    const west = { node: node("w1"), site: "west" };
+    assert.equal(checkConcernAttainable({ kind: "site" }, self, servers).ok, true, "e2 is in east");
+    const refused = checkConcernAttainable({ kind: "site" }, west, servers);
+    assert.ok(!refused.ok);
+    assert.equal(refused.error.code, "invalid-request");
+    assert.equal(
+      refused.error.message,
+      "write concern site cannot be met: no other server of the topology is in site west",
+    );
+    const alone = [{ node: node("e1"), site: "east" }];
+    assert.equal(checkConcernAttainable({ kind: "site" }, self, alone).ok, false, "the only server");
+    assert.equal(
+      checkConcernAttainable({ kind: "site" }, self, [{ node: node("e1"), site: "east" }, west]).ok,
+      false,
+      "a server in another site does not count",
+    );
+    assert.equal(
+      checkConcernAttainable({ kind: "site" }, { node: node("e1"), site: "EAST" }, servers).ok,
+      true,
+      "site names compare as site keys",
+    );
+    assert.equal(checkConcernAttainable({ kind: "site" }, self, []).ok, true, "topology not read yet");
+  });
+
+  it("never refuses local or all, and all on the only server is met at once", () => {
+    const alone = [{ node: node("e1"), site: "east" }];
+    for (const concern of [{ kind: "local" }, { kind: "all" }] as const) {
+      assert.equal(checkConcernAttainable(concern, self, alone).ok, true, concern.kind);
+      assert.equal(checkConcernAttainable(concern, self, servers).ok, true, concern.kind);
+    }
+    assert.deepEqual(evaluateWriteConcern({ kind: "all" }, write, self, alone, []), {
+      met: true,
+      nodes: ["e1"],
+      sites: ["east"],
+    });
   });
 });

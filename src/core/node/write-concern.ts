@@ -77,7 +77,9 @@ export interface ConcernOutcome {
 /**
  * Whether the write (`invocation`, `usn`) made on `self` meets `concern`, given what the other
  * servers reported. `servers` is the topology's server list (with this node); a concern the
- * topology cannot meet at all (`site` in a site of one) is simply never met.
+ * topology cannot meet at all (`site` in a site of one) is simply never met here, and refused
+ * before the write by `checkConcernAttainable`. `all` counts the listed servers, this node
+ * among them: on the only server it is met at once.
  */
 export function evaluateWriteConcern(
   concern: WriteConcern,
@@ -117,22 +119,49 @@ export function evaluateWriteConcern(
 }
 
 /**
- * Refuses `sites=N` when the topology's servers sit in fewer than N sites: applying such a write
- * and then waiting out its timeout only to answer "not met" would tell the client late what is
- * known at once. Checked before the write is applied; an empty server list (the topology not
- * read yet) refuses nothing. `site` in a site of one and `all` stay "never met" rather than
- * refused: a joining node can still make them true within the timeout.
+ * Refuses a concern the topology's servers cannot meet, before the write is applied: applying
+ * it and then waiting out its timeout only to answer "not met" would tell the client late what
+ * is known at once. `sites=N` is refused when the servers sit in fewer than N sites, `site` when
+ * no server but `self` is in `self`'s site (as with `sites=N`, a node that joins later does not
+ * count: the client hears now, and can ask again once it has joined). `all` is never refused:
+ * it counts the servers there are, so on a node that is the only server it is met at once.
+ * An empty server list (the topology not read yet) refuses nothing.
  */
 export function checkConcernAttainable(
   concern: WriteConcern,
-  servers: readonly { readonly site: string }[],
+  self: { readonly node: NodeId; readonly site: string },
+  servers: readonly { readonly node: NodeId; readonly site: string }[],
 ): Result<void> {
-  if (concern.kind !== "sites" || servers.length === 0) return ok(undefined);
-  const sites = new Set(servers.map((server) => siteKey(server.site))).size;
-  if (concern.count <= sites) return ok(undefined);
+  switch (concern.kind) {
+    case "local":
+    case "all":
+      return ok(undefined);
+    case "site":
+      return servers.length === 0 ? ok(undefined) : checkSiteAttainable(self, servers);
+    case "sites":
+      return servers.length === 0 ? ok(undefined) : checkSitesAttainable(concern.count, servers);
+  }
+}
+
+function checkSiteAttainable(
+  self: { readonly node: NodeId; readonly site: string },
+  servers: readonly { readonly node: NodeId; readonly site: string }[],
+): Result<void> {
+  const site = siteKey(self.site);
+  if (servers.some((server) => server.node !== self.node && siteKey(server.site) === site))
+    return ok(undefined);
   return fail(
     "invalid-request",
-    `write concern sites=${concern.count} cannot be met: the topology's servers are in ${sites} ${sites === 1 ? "site" : "sites"}`,
+    `write concern site cannot be met: no other server of the topology is in site ${self.site}`,
+  );
+}
+
+function checkSitesAttainable(count: number, servers: readonly { readonly site: string }[]): Result<void> {
+  const sites = new Set(servers.map((server) => siteKey(server.site))).size;
+  if (count <= sites) return ok(undefined);
+  return fail(
+    "invalid-request",
+    `write concern sites=${count} cannot be met: the topology's servers are in ${sites} ${sites === 1 ? "site" : "sites"}`,
   );
 }
 

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { type DirectoryService, sendProblem } from "./api.ts";
-import { problem } from "./problems.ts";
+import { type Problem, problem } from "./problems.ts";
 
 /**
  * GET /v1/watch: changes as server-sent events from a position (docs/api.md). Each event is an
@@ -19,6 +19,37 @@ const watchBatchesPerPumpMax = 1_000_000;
 
 type Fields = Record<string, unknown>;
 
+/** Digits of a position: 15 keeps every one an exact JavaScript number. */
+const positionPattern = /^[0-9]{1,15}$/;
+
+/**
+ * Where a watch starts: after `Last-Event-ID` when sent, else after `?after`, else now (`usn`,
+ * this node's USN). The header wins because a browser's EventSource reconnects with the URL it
+ * was opened with plus the header: preferring `?after` would replay from there on every
+ * reconnect. An empty header counts as absent (an EventSource sends none until it has an id).
+ * Unknown parameters were refused by the client API's query check (api.ts) before this runs.
+ */
+function startPosition(after: unknown, lastEventId: unknown, usn: number): number | Problem {
+  const header = lastEventId === "" ? undefined : lastEventId;
+  for (const given of [after, header])
+    if (given !== undefined && (typeof given !== "string" || !positionPattern.test(given)))
+      return problem("invalid-request", "after (or Last-Event-ID) must be a USN");
+  const given = header ?? after;
+  if (given === undefined) return usn;
+  const position = Number(given);
+  // A position beyond this node's USN was never handed out here: it comes from another node
+  // (positions are per node) or from before this node was restored from a backup. Waiting for
+  // the USN to pass it would skip, unseen, every change until then. Equal is fine: USNs only
+  // grow, so a position read from this node is never beyond what position() says afterwards.
+  if (position > usn)
+    return problem(
+      "invalid-request",
+      `${header === undefined ? "after" : "Last-Event-ID"} ${position} is beyond this node's USN, which is only ${usn}: ` +
+        "positions are per node; start again from a position this node gave (or none, for from now)",
+    );
+  return position;
+}
+
 export function registerWatchRoute(app: FastifyInstance, service: DirectoryService): void {
   let watchers = 0;
   const streams = new Set<NodeJS.WritableStream & { end(): unknown }>();
@@ -27,17 +58,15 @@ export function registerWatchRoute(app: FastifyInstance, service: DirectoryServi
     for (const stream of streams) stream.end();
   });
   app.get<{ Querystring: Fields }>("/v1/watch", async (request, reply) => {
-    // Unknown parameters are refused by the client API's query check (api.ts) before this runs.
-    const given = request.query.after ?? request.headers["last-event-id"];
-    if (given !== undefined && (typeof given !== "string" || !/^[0-9]{1,15}$/.test(given)))
-      return sendProblem(reply, problem("invalid-request", "after (or Last-Event-ID) must be a USN"));
+    const start = startPosition(request.query.after, request.headers["last-event-id"], service.position());
+    if (typeof start !== "number") return sendProblem(reply, start);
     if (watchers >= watchersMax)
       return sendProblem(
         reply,
         problem("not-ready", `this node already serves ${watchersMax} watch streams`),
       );
     watchers++;
-    let position = given === undefined ? service.position() : Number(given);
+    let position = start;
     const raw = reply.raw;
     reply.hijack();
     raw.writeHead(200, {

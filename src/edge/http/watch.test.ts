@@ -1,0 +1,146 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { type InProcessNode, startInProcessNode } from "../../../test/support/in-process-node.ts";
+
+/**
+ * Where GET /v1/watch starts, on a node in this process: `Last-Event-ID` over `?after` (a
+ * browser's EventSource reconnects with its first URL plus the header), and no position this
+ * node never reached.
+ */
+const base = "dc=example,dc=com";
+const requestTimeoutMs = 10_000;
+/** Writes made before the tests, so that the node's USN has room below it. */
+const writesBefore = 3;
+
+interface Opened {
+  readonly status: number;
+  readonly type: string;
+  /** The position the stream starts after (from its first comment line), for a 200. */
+  readonly start: number | null;
+  /** USNs of the events that arrived with the first chunks, for a 200. */
+  readonly usns: readonly number[];
+  /** The problem document, for an error. */
+  readonly body: Record<string, unknown> | null;
+}
+
+describe("GET /v1/watch's start position", { timeout: 60_000 }, () => {
+  let node: InProcessNode;
+
+  before(async () => {
+    node = await startInProcessNode("watch", "east");
+    for (let index = 0; index < writesBefore; index++) {
+      const created = await fetch(`${node.url}/v1/entries`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          dn: `cn=watch-${index},${base}`,
+          attributes: { objectClass: ["person"], cn: [`watch-${index}`], sn: ["watch"] },
+        }),
+        signal: AbortSignal.timeout(requestTimeoutMs),
+      });
+      assert.equal(created.status, 201, await created.text());
+    }
+  });
+
+  after(async () => {
+    await node.close();
+  });
+
+  const usnNow = async (): Promise<number> => {
+    const response = await fetch(`${node.url}/v1/status`, { signal: AbortSignal.timeout(requestTimeoutMs) });
+    return ((await response.json()) as { usn: number }).usn;
+  };
+
+  /**
+   * Opens a stream, reads until its first comment line and every event up to `usnUntil` (the
+   * node is idle: nothing more will come), then closes it.
+   */
+  const open = async (query: string, headers: Record<string, string>, usnUntil = 0): Promise<Opened> => {
+    const abort = new AbortController();
+    const response = await fetch(`${node.url}/v1/watch${query}`, {
+      headers,
+      signal: AbortSignal.any([abort.signal, AbortSignal.timeout(requestTimeoutMs)]),
+    });
+    const type = response.headers.get("content-type") ?? "";
+    if (!type.startsWith("text/event-stream"))
+      return {
+        status: response.status,
+        type,
+        start: null,
+        usns: [],
+        body: (await response.json()) as Record<string, unknown>,
+      };
+    const reader = response.body?.getReader();
+    assert.ok(reader !== undefined);
+    let text = "";
+    let start: number | null = null;
+    const usns: number[] = [];
+    try {
+      while (start === null || (usns.at(-1) ?? start) < usnUntil) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        text += Buffer.from(chunk.value).toString("utf8");
+        const blocks = text.split("\n\n");
+        text = blocks.pop() ?? "";
+        for (const block of blocks) {
+          const comment = /^: watching changes after USN ([0-9]+)$/m.exec(block)?.[1];
+          if (comment !== undefined) start = Number(comment);
+          const id = /^id: ([0-9]+)$/m.exec(block)?.[1];
+          if (id !== undefined) usns.push(Number(id));
+        }
+      }
+    } finally {
+      abort.abort();
+    }
+    return { status: response.status, type, start, usns, body: null };
+  };
+
+  it("starts after Last-Event-ID when ?after is given too (an EventSource reconnecting)", async () => {
+    const usn = await usnNow();
+    const resumed = await open("?after=0", { "last-event-id": String(usn - 1) }, usn);
+    assert.equal(resumed.status, 200);
+    assert.equal(resumed.start, usn - 1, "the header wins over ?after");
+    assert.deepEqual(resumed.usns, [usn], "only what came after the header's position");
+    const first = await open("?after=0", {}, usn);
+    assert.equal(first.start, 0, "?after alone still counts");
+    assert.ok(first.usns.length >= writesBefore, "from 0: everything");
+    assert.equal((await open("", { "last-event-id": "1" })).start, 1, "the header alone");
+    assert.equal((await open("", {})).start, usn, "neither: from now");
+  });
+
+  it("takes an empty Last-Event-ID as none, and refuses a malformed position in either", async () => {
+    assert.equal((await open("?after=1", { "last-event-id": "" })).start, 1);
+    for (const [query, headers] of [
+      ["?after=1", { "last-event-id": "x" }],
+      ["?after=-1", { "last-event-id": "1" }],
+      ["", { "last-event-id": "1.5" }],
+    ] as const) {
+      const refused = await open(query, headers);
+      assert.equal(refused.status, 400, `${query} ${JSON.stringify(headers)}`);
+      assert.match(refused.type, /^application\/problem\+json/);
+      assert.equal(refused.body?.code, "invalid-request");
+    }
+  });
+
+  it("refuses a position beyond this node's USN, from ?after or Last-Event-ID; its USN itself is fine", async () => {
+    const usn = await usnNow();
+    const fromQuery = await open(`?after=${usn + 1}`, {});
+    assert.equal(fromQuery.status, 400);
+    assert.match(fromQuery.type, /^application\/problem\+json/);
+    assert.equal(fromQuery.body?.code, "invalid-request");
+    assert.match(
+      String(fromQuery.body?.detail),
+      new RegExp(`^after ${usn + 1} is beyond this node's USN, which is only ${usn}: positions are per node`),
+    );
+    const fromHeader = await open("?after=0", { "last-event-id": "99999999" });
+    assert.equal(fromHeader.status, 400);
+    assert.equal(fromHeader.body?.code, "invalid-request");
+    assert.match(
+      String(fromHeader.body?.detail),
+      /^Last-Event-ID 99999999 is beyond this node's USN, which is only [0-9]+/,
+    );
+    const atUsn = await open(`?after=${usn}`, { "last-event-id": String(usn) });
+    assert.equal(atUsn.status, 200, "a position equal to the USN: nothing missed, nothing to wait for");
+    assert.equal(atUsn.start, usn);
+  });
+});
