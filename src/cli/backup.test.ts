@@ -1,9 +1,15 @@
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { entryPath, eventually, http, LocalCluster } from "../../test/support/cluster.ts";
 import { plexus } from "../../test/support/plexus-cli.ts";
+import { nodeId } from "../core/ids.ts";
+import { Replica } from "../core/replica/replica.ts";
+import { ManualClock, SeededRandom } from "../sim/ports.ts";
+import { lockDataDirectory, openDataDirectory } from "../store/data-directory.ts";
+import { backupCommand } from "./backup.ts";
 
 /**
  * Backup and restore with real node processes: n1 and n2 in one site. A backup of n1 is
@@ -88,8 +94,8 @@ describe("plexus backup and restore", { timeout: 120_000 }, () => {
     writeFileSync(junk, "not a database at all");
     const bad = await plexus(["restore", "--data", join(cluster.directory, "elsewhere"), "--from", junk]);
     assert.equal(bad.code, 1);
-    assert.match(bad.stderr, /plexus restore: /);
-    assert.ok(!existsSync(join(cluster.directory, "elsewhere", "plexus.db")));
+    assert.match(bad.stderr, /plexus restore: .*junk\.db is not a Plexus backup \(not a SQLite database\)/);
+    assert.ok(!existsSync(join(cluster.directory, "elsewhere")), "nothing is created for a junk backup");
 
     const n2Backup = join(cluster.directory, "n2.backup");
     assert.equal(
@@ -104,5 +110,93 @@ describe("plexus backup and restore", { timeout: 120_000 }, () => {
     const usage = await plexus(["backup", "--data", "x"]);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /--output FILE is required/);
+  });
+});
+
+/** `plexus backup` or `plexus restore` in this process: its exit code and what it printed. */
+function run(
+  command: "backup" | "restore",
+  args: readonly string[],
+): { code: number; stdout: string; stderr: string } {
+  let stdout = "";
+  let stderr = "";
+  const code = backupCommand(
+    command,
+    args,
+    { write: (text: string) => (stdout += text) },
+    { write: (text: string) => (stderr += text) },
+  );
+  return { code, stdout, stderr };
+}
+
+describe("plexus backup and restore: files and directories", () => {
+  let root = "";
+  let backup = "";
+
+  before(() => {
+    root = mkdtempSync(join(tmpdir(), "plexus-backup-"));
+    const data = join(root, "n1");
+    const opened = openDataDirectory(data);
+    Replica.create(
+      opened.store,
+      { clock: new ManualClock(1_790_000_000_000), random: new SeededRandom(1) },
+      nodeId("n1"),
+    );
+    opened.close();
+    backup = join(root, "n1.bak");
+    const taken = run("backup", ["--data", data, "--output", backup]);
+    assert.equal(taken.code, 0, taken.stderr);
+  });
+
+  after(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it("restores into a data directory that does not exist yet, creating it as plexus start would", () => {
+    const target = join(root, "new", "deeper");
+    const restored = run("restore", ["--data", target, "--from", backup]);
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.ok(statSync(join(target, "plexus.db")).isFile());
+    assert.deepEqual(readdirSync(target), ["plexus.db"], "the restore's lock is gone");
+    const opened = openDataDirectory(target);
+    assert.equal(opened.restored, true);
+    opened.close();
+  });
+
+  it("a backup into a directory that does not exist says so, and creates nothing", () => {
+    const missing = join(root, "nonexistent");
+    const refused = run("backup", ["--data", join(root, "n1"), "--output", join(missing, "x.bak")]);
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stderr, `plexus backup: missing: the directory ${missing} does not exist\n`);
+    assert.ok(!existsSync(missing));
+  });
+
+  it("a junk file is not a Plexus backup, and the target is left alone", () => {
+    const junk = join(root, "junk.bak");
+    writeFileSync(junk, "not a database at all, and long enough to fill a SQLite header: ".repeat(4));
+    const target = join(root, "untouched");
+    const refused = run("restore", ["--data", target, "--from", junk]);
+    assert.equal(refused.code, 1);
+    assert.equal(
+      refused.stderr,
+      `plexus restore: not-a-plexus-database: ${junk} is not a Plexus backup (not a SQLite database)\n`,
+    );
+    assert.ok(!existsSync(target));
+  });
+
+  it("a restore is refused while the data directory is held, naming the process", () => {
+    const target = join(root, "held");
+    const lock = lockDataDirectory(target, "plexus start");
+    try {
+      const refused = run("restore", ["--data", target, "--from", backup]);
+      assert.equal(refused.code, 1);
+      assert.match(
+        refused.stderr,
+        new RegExp(`node-running: the data directory ${target} is in use by process ${process.pid} `),
+      );
+      assert.deepEqual(readdirSync(target), ["plexus.lock"]);
+    } finally {
+      lock.release();
+    }
   });
 });

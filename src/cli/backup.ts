@@ -8,9 +8,10 @@ import { BackupError, backupDatabase, restoreDatabase } from "../store/backup.ts
 export const backupUsage = `usage: plexus backup --data DIR --output FILE
        plexus restore --data DIR --from FILE
 
-  backup   writes a consistent copy of the node's database in DIR to FILE (a new file);
-           the node may keep running
-  restore  puts the copy FILE in place of the database in DIR; the node must be stopped.
+  backup   writes a consistent copy of the node's database in DIR to FILE (a new file, in
+           a directory that exists); the node may keep running
+  restore  puts the copy FILE in place of the database in DIR (created if missing); the node
+           must be stopped.
            The database it replaces is kept beside it (plexus.db.replaced-<time>). On its
            next start the node sees a restored copy, takes a new invocation id, and pulls
            what the copy lacks from its partners

@@ -1,8 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
-import { databaseFileName } from "./data-directory.ts";
+import {
+  DataDirectoryInUseError,
+  type DirectoryLock,
+  databaseFileName,
+  lockDataDirectory,
+} from "./data-directory.ts";
 import { isReadableSchemaVersion, sqliteSchemaVersion } from "./sqlite-store.ts";
 
 /**
@@ -13,18 +18,21 @@ import { isReadableSchemaVersion, sqliteSchemaVersion } from "./sqlite-store.ts"
  * restore puts such a copy in place of a stopped node's database: the token then differs from
  * the directory's marker, so the node opens it as a restored copy and takes a new invocation id
  * before it writes anything (data-directory.ts). Partners send back whatever the copy lacks.
+ * A restore holds the data directory's lock, the one a running node holds, so it is refused
+ * while a node runs and a node cannot start in the middle of it.
  */
 export class BackupError extends Error {
   constructor(
     readonly code: "not-a-plexus-database" | "node-running" | "exists" | "wrong-node" | "missing",
     message: string,
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
-/** How long restore waits for the node's lock before concluding the node is running. */
-const lockProbeTimeoutMs = 0;
+/** What describe() checks, for its refusals: the node's own database, or a backup of one. */
+type Role = "database" | "backup";
 
 export interface BackupInfo {
   readonly node: string;
@@ -37,9 +45,13 @@ export function backupDatabase(directory: string, output: string): BackupInfo {
   const source = join(directory, databaseFileName);
   if (!existsSync(source)) throw new BackupError("missing", `${source} does not exist`);
   if (existsSync(output)) throw new BackupError("exists", `${output} already exists; choose a new file`);
+  // SQLite would only say "unable to open database" (it does not create directories either).
+  const outputDirectory = dirname(resolve(output));
+  if (!existsSync(outputDirectory))
+    throw new BackupError("missing", `the directory ${outputDirectory} does not exist`);
   const db = new Database(source, { readonly: true, fileMustExist: true });
   try {
-    describe(db, source);
+    describe(db, source, "database");
     db.prepare("VACUUM INTO ?").run(output);
   } finally {
     db.close();
@@ -48,7 +60,7 @@ export function backupDatabase(directory: string, output: string): BackupInfo {
   let info: Omit<BackupInfo, "bytes">;
   try {
     copy.prepare("UPDATE instance SET token = ? WHERE id = 1").run(`backup-${randomUUID()}`);
-    info = describe(copy, output);
+    info = describe(copy, output, "backup");
   } finally {
     copy.close();
   }
@@ -62,24 +74,54 @@ export interface RestoreInfo extends BackupInfo {
 }
 
 /**
- * Puts `backup` in place of the database in `directory`. Refuses while a process holds the
- * database, when the backup is not a Plexus database of this build's schema, or when it
- * belongs to another node than the one whose directory it is. The old database (and its WAL,
- * which must not be replayed onto the copy) is moved aside, not deleted.
+ * Puts `backup` in place of the database in `directory`, creating the directory if it is
+ * missing (as `plexus start` does). Refuses while a node runs on the directory, when the
+ * backup is not a Plexus database of this build's schema, or when it belongs to another node
+ * than the one whose directory it is; the backup is checked before the directory is touched.
+ * The old database (and its WAL, which must not be replayed onto the copy) is moved aside,
+ * not deleted.
  */
 export function restoreDatabase(directory: string, backup: string, now: Date): RestoreInfo {
   if (!existsSync(backup)) throw new BackupError("missing", `${backup} does not exist`);
+  if (!statSync(backup).isFile()) throw new BackupError("missing", `${backup} is not a file`);
   const incoming = new Database(backup, { readonly: true, fileMustExist: true });
   let info: Omit<BackupInfo, "bytes">;
   try {
-    info = describe(incoming, backup);
+    info = describe(incoming, backup, "backup");
   } finally {
     incoming.close();
   }
+  const lock = lockForRestore(directory);
+  try {
+    const replacedBy = replaceDatabase(directory, backup, info, now);
+    return { ...info, bytes: statSync(join(directory, databaseFileName)).size, replacedBy };
+  } finally {
+    lock.release();
+  }
+}
+
+function lockForRestore(directory: string): DirectoryLock {
+  try {
+    return lockDataDirectory(directory, "plexus restore");
+  } catch (error) {
+    if (error instanceof DataDirectoryInUseError)
+      throw new BackupError("node-running", `${error.message}: stop it before restoring`, { cause: error });
+    throw error;
+  }
+}
+
+/** Moves the current database aside (if any) and puts a copy of `backup` in its place. */
+function replaceDatabase(
+  directory: string,
+  backup: string,
+  info: Omit<BackupInfo, "bytes">,
+  now: Date,
+): string | null {
   const target = join(directory, databaseFileName);
   let replacedBy: string | null = null;
   if (existsSync(target)) {
-    const current = openExclusively(target);
+    // No node has it open (the lock says so), so this connection is the only one.
+    const current = new Database(target, { fileMustExist: true });
     try {
       const owner = current.prepare<[], { node_id: string }>("SELECT node_id FROM meta WHERE id = 1").get();
       if (owner !== undefined && owner.node_id !== info.node)
@@ -107,17 +149,17 @@ export function restoreDatabase(directory: string, backup: string, now: Date): R
   syncFile(staging);
   renameSync(staging, target);
   syncFile(directory);
-  return { ...info, bytes: statSync(target).size, replacedBy };
+  return replacedBy;
 }
 
 /** Checks that `db` is a Plexus database this build reads, and says whose it is. */
-function describe(db: Database.Database, path: string): Omit<BackupInfo, "bytes"> {
-  const version = Number(db.pragma("user_version", { simple: true }));
-  const tables = new Set(
-    db.prepare<[], string>("SELECT name FROM sqlite_schema WHERE type = 'table'").pluck().all(),
-  );
+function describe(db: Database.Database, path: string, role: Role): Omit<BackupInfo, "bytes"> {
+  const { version, tables } = readSchema(db, path, role);
   if (!tables.has("meta") || !tables.has("instance"))
-    throw new BackupError("not-a-plexus-database", `${path} is not a Plexus database`);
+    throw new BackupError(
+      "not-a-plexus-database",
+      `${path} is not a Plexus ${role} (a SQLite database without Plexus's tables)`,
+    );
   // An older version this build upgrades is accepted: the node upgrades it when it opens it.
   if (!isReadableSchemaVersion(version))
     throw new BackupError(
@@ -131,21 +173,27 @@ function describe(db: Database.Database, path: string): Omit<BackupInfo, "bytes"
   return { node: meta.node_id, usn: meta.usn };
 }
 
-/**
- * Opens the database with an exclusive lock: in WAL mode a second connection cannot take it
- * while the node has the database open, which is how a restore under a running node is refused.
- */
-function openExclusively(path: string): Database.Database {
-  const db = new Database(path, { fileMustExist: true, timeout: lockProbeTimeoutMs });
+/** The schema version and table names; SQLite reads the file's header only on this first query. */
+function readSchema(
+  db: Database.Database,
+  path: string,
+  role: Role,
+): { version: number; tables: Set<string> } {
   try {
-    db.pragma("locking_mode = EXCLUSIVE");
-    db.exec("BEGIN EXCLUSIVE");
-    db.exec("COMMIT");
-    return db;
+    const version = Number(db.pragma("user_version", { simple: true }));
+    const tables = new Set(
+      db.prepare<[], string>("SELECT name FROM sqlite_schema WHERE type = 'table'").pluck().all(),
+    );
+    return { version, tables };
   } catch (error) {
-    db.close();
-    if ((error as { code?: string }).code?.startsWith("SQLITE_BUSY") === true)
-      throw new BackupError("node-running", `${path} is in use: stop the node before restoring`);
+    if ((error as { code?: string }).code === "SQLITE_NOTADB")
+      throw new BackupError(
+        "not-a-plexus-database",
+        `${path} is not a Plexus ${role} (not a SQLite database)`,
+        {
+          cause: error,
+        },
+      );
     throw error;
   }
 }

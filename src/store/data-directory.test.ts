@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -7,7 +9,14 @@ import { nodeId } from "../core/ids.ts";
 import { Replica } from "../core/replica/replica.ts";
 import { unwrap } from "../core/result.ts";
 import { ManualClock, SeededRandom } from "../sim/ports.ts";
-import { databaseFileName, markerFileName, openDataDirectory } from "./data-directory.ts";
+import {
+  DataDirectoryInUseError,
+  databaseFileName,
+  lockDataDirectory,
+  lockFileName,
+  markerFileName,
+  openDataDirectory,
+} from "./data-directory.ts";
 import { SqliteStore } from "./sqlite-store.ts";
 import { dumpStore } from "./store-contract.ts";
 
@@ -133,6 +142,160 @@ describe("reopening a replica", () => {
       // The instance token is renewed by design; everything else is exactly as it was.
       assert.deepEqual(after, before);
       again.close();
+    });
+  });
+});
+
+/** How long a child process may take to open the directory (it loads tsx first). */
+const childOpenTimeoutMs = 30_000;
+const dataDirectoryModule = new URL("./data-directory.ts", import.meta.url).pathname;
+
+/** A node process stand-in: another process that opens the directory and holds it until killed. */
+async function holdInChild(directory: string): Promise<ChildProcess> {
+  const script = `import { openDataDirectory } from ${JSON.stringify(dataDirectoryModule)};
+openDataDirectory(process.argv[1]);
+console.log("open");
+setInterval(() => {}, 60_000);`;
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script, directory], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), childOpenTimeoutMs);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.once("data", () => resolve());
+      child.once("exit", (code, signal) =>
+        reject(new Error(`the child exited (${code ?? signal}) before opening ${directory}`)),
+      );
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+  return child;
+}
+
+async function kill(child: ChildProcess): Promise<void> {
+  const exited = once(child, "exit");
+  child.kill("SIGKILL");
+  await exited;
+}
+
+function isInUseBy(directory: string, pid: number | undefined): (error: unknown) => boolean {
+  return (error) => {
+    assert.ok(error instanceof DataDirectoryInUseError, String(error));
+    assert.equal(error.holder.pid, pid);
+    assert.ok(
+      error.message.includes(`the data directory ${directory} is in use by process ${pid}`),
+      error.message,
+    );
+    return true;
+  };
+}
+
+/** How long a child's state may take to show in /proc, and how often it is looked at. */
+const childStateTimeoutMs = 5_000;
+const childStatePollMs = 10;
+
+async function eventuallyTrue(check: () => boolean): Promise<void> {
+  const deadline = Date.now() + childStateTimeoutMs;
+  while (!check()) {
+    assert.ok(Date.now() < deadline, "the child never reached the state the test needs");
+    await new Promise((resolve) => setTimeout(resolve, childStatePollMs));
+  }
+}
+
+/** The PID of a process that has exited (the kernel may hand it out again, but not this soon). */
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ["-e", ""], { stdio: "ignore" });
+  await once(child, "exit");
+  assert.ok(child.pid !== undefined);
+  return child.pid;
+}
+
+describe("data directory lock", () => {
+  it("a second open from another process is refused at once, naming the PID, and touches nothing", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "plexus-datadir-"));
+    let child: ChildProcess | undefined;
+    try {
+      child = await holdInChild(directory);
+      const marker = readFileSync(join(directory, markerFileName), "utf8");
+      assert.throws(() => openDataDirectory(directory), isInUseBy(directory, child.pid));
+      assert.equal(readFileSync(join(directory, markerFileName), "utf8"), marker);
+      // SIGKILL leaves the lock file behind; the next open takes it over, no cleanup needed.
+      await kill(child);
+      assert.ok(existsSync(join(directory, lockFileName)));
+      const opened = openDataDirectory(directory);
+      opened.close();
+    } finally {
+      if (child !== undefined && child.exitCode === null && child.signalCode === null) await kill(child);
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it("a second open in the same process is refused; close releases the lock", () => {
+    withDirectory((directory) => {
+      const first = openDataDirectory(directory);
+      assert.throws(() => openDataDirectory(directory), isInUseBy(directory, process.pid));
+      first.close();
+      assert.ok(!existsSync(join(directory, lockFileName)));
+      openDataDirectory(directory).close();
+    });
+  });
+
+  it("a lock left by a dead process, or a garbled one, is taken over", async () => {
+    const pid = await deadPid();
+    withDirectory((directory) => {
+      const lockPath = join(directory, lockFileName);
+      writeFileSync(lockPath, `${JSON.stringify({ pid, startTime: null, purpose: "plexus start" })}\n`);
+      openDataDirectory(directory).close();
+      writeFileSync(lockPath, "");
+      openDataDirectory(directory).close();
+      assert.ok(!existsSync(lockPath));
+    });
+  });
+
+  it("a lock naming a live PID with another start time (a reused PID) is taken over", (context) => {
+    if (!existsSync(`/proc/${process.pid}/stat`)) {
+      context.skip("no /proc: the PID alone decides");
+      return;
+    }
+    withDirectory((directory) => {
+      const reused = { pid: process.pid, startTime: "1", purpose: "plexus start" };
+      writeFileSync(join(directory, lockFileName), `${JSON.stringify(reused)}\n`);
+      openDataDirectory(directory).close();
+    });
+  });
+
+  it("a lock held by a zombie (exited, never reaped) is taken over", async (context) => {
+    if (!existsSync(`/proc/${process.pid}/stat`)) {
+      context.skip("no /proc: a zombie cannot be told from a live process");
+      return;
+    }
+    // `sleep` takes over the shell's PID and never reaps the shell's exited child.
+    const parent = spawn("sh", ["-c", "true & echo $!; exec sleep 30"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    try {
+      const [chunk] = (await once(parent.stdout, "data")) as [Buffer];
+      const pid = Number(chunk.toString().trim());
+      const statPath = `/proc/${pid}/stat`;
+      await eventuallyTrue(() => readFileSync(statPath, "utf8").split(") ")[1]?.startsWith("Z") === true);
+      const startTime = readFileSync(statPath, "utf8").split(") ")[1]?.split(" ")[19] ?? null;
+      withDirectory((directory) => {
+        const zombie = { pid, startTime, purpose: "plexus start" };
+        writeFileSync(join(directory, lockFileName), `${JSON.stringify(zombie)}\n`);
+        openDataDirectory(directory).close();
+      });
+    } finally {
+      await kill(parent);
+    }
+  });
+
+  it("a restore holding the directory keeps a node from opening it", () => {
+    withDirectory((directory) => {
+      const lock = lockDataDirectory(directory, "plexus restore");
+      assert.throws(() => openDataDirectory(directory), /in use by process \d+ \(plexus restore\)/);
+      lock.release();
+      openDataDirectory(directory).close();
     });
   });
 });

@@ -3,10 +3,13 @@ import {
   closeSync,
   existsSync,
   fsyncSync,
+  linkSync,
   mkdirSync,
   openSync,
   readFileSync,
   renameSync,
+  rmSync,
+  writeFileSync,
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
@@ -23,6 +26,8 @@ import { SqliteStore } from "./sqlite-store.ts";
  */
 export const databaseFileName = "plexus.db";
 export const markerFileName = "plexus.instance";
+/** Names the process that has the directory open; see DirectoryLock. */
+export const lockFileName = "plexus.lock";
 
 export class DataDirectory {
   constructor(
@@ -32,6 +37,7 @@ export class DataDirectory {
     readonly restored: boolean,
     /** Why `restored` is true, for the log. */
     readonly reason: string | undefined,
+    private readonly lock: DirectoryLock,
   ) {}
 
   /** A consistent backup file of the database, marked so that restoring it is recognised. */
@@ -44,8 +50,15 @@ export class DataDirectory {
    * node ran (however it was made) no longer matches the marker the next open reads.
    */
   close(): void {
-    stampInstance(this.directory, this.store);
-    this.store.close();
+    try {
+      stampInstance(this.directory, this.store);
+    } finally {
+      try {
+        this.store.close();
+      } finally {
+        this.lock.release();
+      }
+    }
   }
 }
 
@@ -53,17 +66,27 @@ export interface DataDirectoryOptions {
   readonly synchronous?: "full" | "normal";
 }
 
+/**
+ * Opens (creating it if missing) the data directory for a running node, which holds it
+ * exclusively until close(): a second opener, in this process or another, gets a
+ * DataDirectoryInUseError before it reads or writes anything.
+ */
 export function openDataDirectory(directory: string, options: DataDirectoryOptions = {}): DataDirectory {
-  mkdirSync(directory, { recursive: true });
-  const markerPath = join(directory, markerFileName);
-  const marker = existsSync(markerPath) ? readFileSync(markerPath, "utf8").trim() : undefined;
-  const store = SqliteStore.open({ path: join(directory, databaseFileName), ...options });
+  const lock = lockDataDirectory(directory, "plexus start");
   try {
-    const reason = restoreReason(store, marker);
-    stampInstance(directory, store);
-    return new DataDirectory(directory, store, reason !== undefined, reason);
+    const markerPath = join(directory, markerFileName);
+    const marker = existsSync(markerPath) ? readFileSync(markerPath, "utf8").trim() : undefined;
+    const store = SqliteStore.open({ path: join(directory, databaseFileName), ...options });
+    try {
+      const reason = restoreReason(store, marker);
+      stampInstance(directory, store);
+      return new DataDirectory(directory, store, reason !== undefined, reason, lock);
+    } catch (error) {
+      store.close();
+      throw error;
+    }
   } catch (error) {
-    store.close();
+    lock.release();
     throw error;
   }
 }
@@ -101,5 +124,187 @@ function writeFileDurably(directory: string, name: string, content: string): voi
     fsyncSync(directoryFd);
   } finally {
     closeSync(directoryFd);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the lock: one process at a time
+
+/**
+ * Who holds a data directory: the lock file's content. The PID alone could name an unrelated
+ * process that reused it after the holder died (a container restarting its only process gets
+ * the same PID every time), so on Linux the holder's start time from /proc/PID/stat is kept too;
+ * elsewhere it is null and the PID alone decides.
+ */
+export interface LockHolder {
+  readonly pid: number;
+  /** Field 22 of /proc/PID/stat (clock ticks after boot), or null where /proc is missing. */
+  readonly startTime: string | null;
+  /** What took the lock, for the refusal: "plexus start", "plexus restore". */
+  readonly purpose: string;
+}
+
+/** A data directory another live process holds: refused before anything in it is touched. */
+export class DataDirectoryInUseError extends Error {
+  readonly code = "data-directory-in-use";
+  constructor(
+    readonly directory: string,
+    readonly holder: LockHolder,
+  ) {
+    super(
+      `the data directory ${directory} is in use by process ${holder.pid} ` +
+        `(${holder.purpose === "plexus start" ? "another plexus start?" : holder.purpose})`,
+    );
+  }
+}
+
+/**
+ * How often the opener tries to create the lock file. Two tries suffice (the second after
+ * taking over a stale lock) unless other processes keep taking and freeing it in between.
+ */
+const lockAttemptsMax = 5;
+
+/** A held data directory lock; release() is idempotent. */
+export class DirectoryLock {
+  private released = false;
+  constructor(
+    readonly path: string,
+    private readonly content: string,
+  ) {}
+
+  /** Removes the lock file, unless it is no longer ours (then there is nothing to give back). */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    if (readLockFile(this.path) === this.content) rmSync(this.path, { force: true });
+  }
+}
+
+/**
+ * Takes the data directory for this process, creating the directory if it is missing.
+ *
+ * The lock is a file naming the holder (LockHolder), made whole beside it and then hard-linked
+ * into place, which fails if the name exists: no reader ever sees a half-written lock. The
+ * operating system frees nothing when a process dies, so a lock whose holder is gone (its PID
+ * is not alive, or is alive with another start time) is stale and taken over: a SIGKILLed node
+ * restarts without cleanup. PIDs are per host: a directory shared between hosts is not covered.
+ */
+export function lockDataDirectory(directory: string, purpose: string): DirectoryLock {
+  mkdirSync(directory, { recursive: true });
+  const path = join(directory, lockFileName);
+  const content = `${JSON.stringify(currentHolder(purpose))}\n`;
+  for (let attempt = 0; attempt < lockAttemptsMax; attempt++) {
+    if (tryCreateLockFile(path, content)) return new DirectoryLock(path, content);
+    const existing = readLockFile(path);
+    if (existing === undefined) continue; // freed in the meantime
+    const holder = parseHolder(existing);
+    if (holder !== undefined && isAlive(holder)) throw new DataDirectoryInUseError(directory, holder);
+    takeOverStaleLock(directory, path, existing);
+  }
+  throw new Error(`could not lock the data directory ${directory}: its lock file ${path} keeps changing`);
+}
+
+function currentHolder(purpose: string): LockHolder {
+  return { pid: process.pid, startTime: processStartTime(process.pid), purpose };
+}
+
+/** Links a complete lock file into place; false if one is there already. */
+function tryCreateLockFile(path: string, content: string): boolean {
+  const temporary = `${path}.${process.pid}.tmp`;
+  writeFileSync(temporary, content);
+  try {
+    linkSync(temporary, path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw error;
+  } finally {
+    rmSync(temporary, { force: true });
+  }
+}
+
+function readLockFile(path: string): string | undefined {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+}
+
+/** The holder in a lock file, or undefined if it names none (then the lock counts as stale). */
+function parseHolder(content: string): LockHolder | undefined {
+  try {
+    const value = JSON.parse(content) as Partial<LockHolder>;
+    // A PID of 0 or less would make process.kill(pid, 0) probe a process group.
+    if (typeof value.pid !== "number" || !Number.isSafeInteger(value.pid) || value.pid <= 0) return undefined;
+    const startTime = typeof value.startTime === "string" ? value.startTime : null;
+    const purpose = typeof value.purpose === "string" ? value.purpose : "unknown";
+    return { pid: value.pid, startTime, purpose };
+  } catch {
+    return undefined; // not JSON: written by nothing this code does, so not a live holder's
+  }
+}
+
+/**
+ * The holder's process exists (signal 0 probes without signalling), is the same process (its
+ * start time, where known, matches) and has not exited.
+ */
+function isAlive(holder: LockHolder): boolean {
+  try {
+    process.kill(holder.pid, 0);
+  } catch (error) {
+    // EPERM: it exists but belongs to another user; only ESRCH says it is gone.
+    if ((error as NodeJS.ErrnoException).code === "ESRCH") return false;
+  }
+  const stat = readProcessStat(holder.pid);
+  if (stat === null) return true; // no /proc: the PID alone decides
+  // A zombie has exited and closed its files; it lingers only until its parent reaps it, which
+  // a container's first process may never do.
+  if (stat.state === "Z" || stat.state === "X") return false;
+  return holder.startTime === null || stat.startTime === holder.startTime;
+}
+
+function processStartTime(pid: number): string | null {
+  return readProcessStat(pid)?.startTime ?? null;
+}
+
+/** Fields 3 (state) and 22 (start time) of /proc/PID/stat, or null where there is none. */
+function readProcessStat(pid: number): { state: string; startTime: string } | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return null; // no /proc (not Linux), or the process just went
+  }
+  // Field 2, the command name in parentheses, may itself hold spaces and ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const state = fields[0];
+  const startTime = fields[19]; // fields[0] is field 3, so field 22 is fields[19]
+  return state === undefined || startTime === undefined ? null : { state, startTime };
+}
+
+/**
+ * Removes a stale lock, unless another process replaced it since it was read: the lock is
+ * moved aside under a name of this process's own and checked there, so that of two processes
+ * taking over the same stale lock at once, the later one cannot delete the earlier one's
+ * fresh lock; it puts it back instead.
+ */
+function takeOverStaleLock(directory: string, path: string, stale: string): void {
+  const aside = join(directory, `${lockFileName}.stale-${process.pid}`);
+  try {
+    renameSync(path, aside);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return; // another process took it over first
+    throw error;
+  }
+  try {
+    if (readLockFile(aside) !== stale) linkSync(aside, path);
+  } catch (error) {
+    // EEXIST: a third process locked the directory in between and its lock stands, while the
+    // one moved aside is lost: three processes racing over one stale lock, left unhandled.
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  } finally {
+    rmSync(aside, { force: true });
   }
 }
