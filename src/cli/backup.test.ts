@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -110,6 +110,30 @@ describe("plexus backup and restore", { timeout: 120_000 }, () => {
     const usage = await plexus(["backup", "--data", "x"]);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /--output FILE is required/);
+  });
+
+  it("a copy restored into a new directory starts as that node: registered anew, not created afresh", async () => {
+    await cluster.start("n1", "hq");
+    const n2 = cluster.node("n2");
+    const backup = join(cluster.directory, "n2-moved.backup");
+    assert.equal((await plexus(["backup", "--data", n2.dataDirectory, "--output", backup])).code, 0);
+    await cluster.stop("n2");
+    renameSync(n2.dataDirectory, `${n2.dataDirectory}.old`);
+    const restored = await plexus(["restore", "--data", n2.dataDirectory, "--from", backup]);
+    assert.equal(restored.code, 0, restored.stderr);
+    await cluster.start("n2", "hq");
+    assert.match(n2.log, /restored-copy/);
+    assert.doesNotMatch(n2.log, /directory-created/, "a node's replica is not a new directory");
+    const port = new URL(n2.url).port;
+    await eventually("n1 learning n2's new port", async () => {
+      const answer = await http("GET", entryPath(url("n1"), "cn=n2,cn=servers,cn=config"));
+      return (
+        (answer.body as { attributes?: { plexusHttpPort?: string[] } }).attributes?.plexusHttpPort?.[0] ===
+        port
+      );
+    });
+    assert.equal((await http("POST", `${url("n2")}/v1/entries`, person("from-moved-n2"))).status, 201);
+    await eventually("n1 receiving the restored n2's write", () => holds(url("n1"), "from-moved-n2"));
   });
 });
 

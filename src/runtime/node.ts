@@ -262,7 +262,9 @@ export class PlexusNode implements DirectoryService {
       address: options.host,
       httpPort: port,
     };
-    const synced = existsSync(join(options.dataDirectory, syncedMarkerFileName));
+    // A restored copy in a new directory has no marker, yet it is a node's replica, not a new
+    // directory to create: it is set up, and only its registration (address, port) is renewed.
+    const synced = existsSync(join(options.dataDirectory, syncedMarkerFileName)) || this.data.restored;
     // Pages are built on this thread until the worker is ready (it loads in a fraction of a second).
     if (options.pageWorker)
       this.pageBuilder = PageBuilder.start(join(options.dataDirectory, databaseFileName), options.log);
@@ -275,6 +277,7 @@ export class PlexusNode implements DirectoryService {
       this.markSynced();
     } else {
       await this.refreshRegistration(registration);
+      if (this.data.restored) this.markSynced();
     }
     this.isReady = true;
     this.refreshTopology(true);
