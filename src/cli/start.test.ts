@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -53,7 +53,7 @@ describe("plexus start options", () => {
       logFormat: "pretty",
     });
     const options = startOptions(["--config", config, "--port", "7002"], {});
-    assert.equal(options.dataDirectory, "from-file");
+    assert.equal(options.dataDirectory, join(directory, "from-file"), "relative to the config file");
     assert.equal(options.host, "127.0.0.2");
     assert.equal(options.port, 7002);
     assert.deepEqual(options.join, ["http://127.0.0.1:7001"]);
@@ -62,6 +62,35 @@ describe("plexus start options", () => {
     assert.equal(options.pageWorker, false);
     assert.equal(options.logFormat, "pretty");
     assert.equal(Buffer.from(options.secret).toString(), secret, "trimmed");
+  });
+
+  it("reads a config file's relative paths from its own directory, absolute ones as they are", () => {
+    const nested = join(directory, "etc");
+    mkdirSync(nested, { recursive: true });
+    writeFileSync(join(directory, "cluster.secret"), `${secret}\n`);
+    writeFileSync(join(nested, "topology.json"), JSON.stringify({ sites: [{ name: "hq" }] }));
+    const config = join(nested, "plexus.json");
+    writeFileSync(
+      config,
+      JSON.stringify({
+        data: "../var/n1",
+        node: "n1",
+        site: "hq",
+        secretFile: "../cluster.secret",
+        topology: "topology.json",
+      }),
+    );
+    const options = startOptions(["--config", config], {});
+    assert.equal(options.dataDirectory, join(directory, "var", "n1"));
+    assert.equal(Buffer.from(options.secret).toString(), secret);
+    assert.deepEqual(options.topology, { sites: [{ name: "hq" }] });
+    const absolute = file("absolute.json", { data: "/srv/plexus/n1", node: "n1", site: "hq" });
+    assert.equal(startOptions(["--config", absolute], env).dataDirectory, "/srv/plexus/n1");
+    assert.equal(
+      startOptions(["--config", absolute, "--data", "relative-flag"], env).dataDirectory,
+      "relative-flag",
+      "a flag is taken from where plexus start runs, as flags are",
+    );
   });
 
   it("refuses each bad input with a sentence that names it", () => {

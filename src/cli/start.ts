@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { isNodeId, type NodeId } from "../core/ids.ts";
 import { isSiteName, type SiteName } from "../core/topology/model.ts";
@@ -53,7 +54,8 @@ ${dnsStartUsage}  --config FILE       JSON with any of: data, node, site, host, 
                       retryBackoffBaseMs, retryBackoffMaxMs, topologyRefreshMs,
                       initialSyncTimeoutMs, joinTimeoutMs),
                       and the DNS settings: ${dnsConfigKeys.slice(0, 5).join(", ")},
-                      ${dnsConfigKeys.slice(5).join(", ")}
+                      ${dnsConfigKeys.slice(5).join(", ")}; its relative paths (data,
+                      secretFile, topology) are read from the file's own directory
 `;
 
 const configBytesMax = 16 * 1024 * 1024;
@@ -148,10 +150,11 @@ export function startOptions(
   env: NodeJS.ProcessEnv,
 ): NodeOptions & { logLevel: LogLevel; logFormat: LogFormat } {
   const values = parseStartFlags(args);
-  const file: Raw = values.config === undefined ? {} : (readJson(values.config, "config file") as Raw);
-  if (!isRecord(file)) throw new Error("the config file must hold a JSON object");
-  const unknown = Object.keys(file).find((key) => !configKeys.includes(key));
+  const raw: Raw = values.config === undefined ? {} : (readJson(values.config, "config file") as Raw);
+  if (!isRecord(raw)) throw new Error("the config file must hold a JSON object");
+  const unknown = Object.keys(raw).find((key) => !configKeys.includes(key));
   if (unknown !== undefined) throw new Error(`unknown config field ${unknown}`);
+  const file = values.config === undefined ? raw : withPathsFrom(dirname(resolve(values.config)), raw);
   const where = placeOptions(values, file);
   const join = joinUrls(values, file);
   const partitions = values.partition ?? stringList(file.partitions, "partitions");
@@ -167,6 +170,22 @@ export function startOptions(
     ...dnsOption(dnsStartOptions(values, file, where.host)),
     ...logOptions(values, file),
   };
+}
+
+/** The config file's fields that name files or directories. */
+const configPathKeys = ["data", "secretFile", "topology"] as const;
+
+/**
+ * The config file's relative paths, read from the file's own directory (as a config file's
+ * paths usually are) rather than from wherever `plexus start` happens to run.
+ */
+function withPathsFrom(directory: string, file: Raw): Raw {
+  const out: Raw = { ...file };
+  for (const key of configPathKeys) {
+    const value = file[key];
+    if (typeof value === "string" && value !== "" && !isAbsolute(value)) out[key] = join(directory, value);
+  }
+  return out;
 }
 
 /** Where the node keeps its data, what it is called, and where it listens. */
