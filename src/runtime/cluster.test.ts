@@ -205,6 +205,12 @@ describe("a cluster of node processes", { timeout: 90_000 }, () => {
     assert.equal(replayed.status, 401, "the very same signed request, sent again within the window");
     assert.match(cluster.node("e1").log, /peer-request-refused.*replayed request/);
     assert.match(cluster.node("e1").log, /peer-request-refused.*bad signature/);
+    // Signed, but no message: refused and logged, not silently dropped.
+    for (const junk of ["[]", "null", JSON.stringify({ kind: "boom" })]) {
+      const answer = await http("POST", target, junk, signed(Date.now(), secret, junk));
+      assert.equal(answer.status, 400, junk);
+    }
+    assert.match(cluster.node("e1").log, /peer-message-refused/);
   });
 
   it("answers malformed client requests with 4xx problems and changes nothing", async () => {

@@ -11,7 +11,7 @@ import {
   type PullAdmission,
   type Send,
 } from "../core/node/machine.ts";
-import type { PeerMessage } from "../core/node/messages.ts";
+import { checkPeerMessage, type PeerMessage } from "../core/node/messages.ts";
 import {
   minuteOfWeek,
   openPlan,
@@ -769,12 +769,23 @@ export class PlexusNode implements DirectoryService {
 
   private peerHandler() {
     return {
-      message: (from: NodeId, body: unknown, reads: AnswerEncodings): PeerAnswer | Promise<PeerAnswer> => {
+      message: (
+        from: NodeId,
+        body: unknown,
+        reads: AnswerEncodings,
+      ): PeerAnswer | { status: 400; detail: string } | Promise<PeerAnswer> => {
         if (this.stopped) return { status: 204 };
         const builder = this.pageBuilder;
         if (builder?.available === true) {
           const admission = this.guard("admit-pull", () => this.machine.admitPull(from, body), undefined);
           if (admission !== undefined) return this.answerPull(admission, builder, reads);
+        }
+        // The machine drops a malformed message unseen; from a node holding the secret it is a
+        // bug or another version, which its sender and this node's log should both hear of.
+        const checked = checkPeerMessage(body);
+        if (!checked.ok) {
+          this.options.log.log("warn", "peer-message-refused", { from, reason: checked.error.message });
+          return { status: 400, detail: checked.error.message };
         }
         const sends = this.guard("receive", () => this.machine.receive(from, body), []);
         const isAnswer = (send: Send): boolean =>

@@ -37,7 +37,11 @@ export interface PeerHandler {
    * A PeerMessage from `from` (untrusted content); the answer goes back on the same exchange.
    * `reads`: what the caller reads besides plain JSON, for an answer given as `json`.
    */
-  message(from: NodeId, body: unknown, reads: AnswerEncodings): PeerAnswer | Promise<PeerAnswer>;
+  message(
+    from: NodeId,
+    body: unknown,
+    reads: AnswerEncodings,
+  ): PeerAnswer | { status: 400; detail: string } | Promise<PeerAnswer>;
   /** A node asks to be registered (or to have its address updated) in the config partition. */
   join(from: NodeId, body: unknown): Promise<PeerAnswer | { status: 400 | 503; detail: string }>;
   /** This node's UTD report, for write concern and status. */
