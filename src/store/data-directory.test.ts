@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -191,6 +199,49 @@ function isInUseBy(directory: string, pid: number | undefined): (error: unknown)
   };
 }
 
+/** Shells tried for a zombie: one that reaps its child before it execs gives none. */
+const zombieAttemptsMax = 3;
+
+/**
+ * A process that exited and was never reaped, and its parent (to kill afterwards). The shell
+ * starts `true` in the background and at once execs `sleep`, which never waits for children:
+ * with no command in between, the shell has no moment to reap it (printing `$!` first gave it
+ * one, and a CI run lost the zombie that way). The zombie is found as the child of the sleep.
+ */
+async function makeZombie(): Promise<{ pid: number; startTime: string | null; parent: ChildProcess }> {
+  for (let attempt = 1; ; attempt++) {
+    const parent = spawn("sh", ["-c", "true & exec sleep 30"], { stdio: "ignore" });
+    let found: { pid: number; startTime: string | null } | undefined;
+    try {
+      await eventuallyTrue(() => {
+        found = zombieChildOf(parent.pid ?? -1);
+        return found !== undefined;
+      });
+    } catch (error) {
+      await kill(parent);
+      if (attempt >= zombieAttemptsMax) throw error;
+      continue;
+    }
+    if (found !== undefined) return { ...found, parent };
+  }
+}
+
+/** The exited, unreaped child of `parentPid`, read off /proc. */
+function zombieChildOf(parentPid: number): { pid: number; startTime: string | null } | undefined {
+  for (const name of readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    let fields: string[];
+    try {
+      fields = readFileSync(`/proc/${name}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (fields[0] === "Z" && Number(fields[1]) === parentPid)
+      return { pid: Number(name), startTime: fields[19] ?? null };
+  }
+  return undefined;
+}
+
 /** How long a child's state may take to show in /proc, and how often it is looked at. */
 const childStateTimeoutMs = 5_000;
 const childStatePollMs = 10;
@@ -270,23 +321,15 @@ describe("data directory lock", () => {
       context.skip("no /proc: a zombie cannot be told from a live process");
       return;
     }
-    // `sleep` takes over the shell's PID and never reaps the shell's exited child.
-    const parent = spawn("sh", ["-c", "true & echo $!; exec sleep 30"], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    const zombie = await makeZombie();
     try {
-      const [chunk] = (await once(parent.stdout, "data")) as [Buffer];
-      const pid = Number(chunk.toString().trim());
-      const statPath = `/proc/${pid}/stat`;
-      await eventuallyTrue(() => readFileSync(statPath, "utf8").split(") ")[1]?.startsWith("Z") === true);
-      const startTime = readFileSync(statPath, "utf8").split(") ")[1]?.split(" ")[19] ?? null;
       withDirectory((directory) => {
-        const zombie = { pid, startTime, purpose: "plexus start" };
-        writeFileSync(join(directory, lockFileName), `${JSON.stringify(zombie)}\n`);
+        const holder = { pid: zombie.pid, startTime: zombie.startTime, purpose: "plexus start" };
+        writeFileSync(join(directory, lockFileName), `${JSON.stringify(holder)}\n`);
         openDataDirectory(directory).close();
       });
     } finally {
-      await kill(parent);
+      await kill(zombie.parent);
     }
   });
 
