@@ -1,46 +1,32 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { type InProcessNode, startInProcessNode } from "../../test/support/in-process-node.ts";
 import { entryPath, eventually, http } from "../cli/local-cluster.ts";
-import type { NodeId } from "../core/ids.ts";
-import type { SiteName } from "../core/topology/model.ts";
 import { type ClusterSecret, clusterSecret } from "./auth.ts";
-import { silentLogger } from "./log.ts";
-import { PlexusNode, runtimeTimingsDefault } from "./node.ts";
+import { runtimeTimingsDefault } from "./node.ts";
 
 const base = "dc=example,dc=com";
 /** Longer than the test may run: a node that kept retrying would fail it by the test's timeout. */
 const joinTimeoutMs = 10 * 60_000;
 
 describe("joining and leaving", { timeout: 120_000 }, () => {
-  const directory = mkdtempSync(join(tmpdir(), "plexus-join-"));
-  const nodes: PlexusNode[] = [];
+  const nodes: InProcessNode[] = [];
 
-  const start = async (name: string, secretText: string, joinUrl: string | null): Promise<PlexusNode> => {
-    const node = await PlexusNode.start({
-      dataDirectory: join(directory, name),
-      node: name as NodeId,
-      site: "east" as SiteName,
-      host: "127.0.0.1",
-      port: 0,
+  const start = async (name: string, secretText: string, joinUrl: string | null): Promise<InProcessNode> => {
+    const node = await startInProcessNode(name, "east", {
       join: joinUrl === null ? [] : [joinUrl],
       secret: clusterSecret(secretText) as ClusterSecret,
       partitions: joinUrl === null ? [base] : [],
       topology: { settings: { intraSitePullIntervalMs: 1_000, notifyDelayMs: 10 } },
-      synchronous: "normal",
       pageWorker: false,
       timings: { ...runtimeTimingsDefault, joinTimeoutMs },
-      log: silentLogger,
     });
     nodes.push(node);
     return node;
   };
 
   after(async () => {
-    for (const node of nodes) await node.stop();
-    rmSync(directory, { recursive: true, force: true });
+    for (const node of nodes) await node.close();
   });
 
   it("gives up at once, saying why, when the cluster refuses this node's secret", async () => {
