@@ -19,7 +19,12 @@ import {
   type PlannedConnection,
   partnerPlan,
 } from "../core/node/partners.ts";
-import { checkRegistration, type Registration, registrationWrites } from "../core/node/registration.ts";
+import {
+  checkRegistration,
+  checkServerStanding,
+  type Registration,
+  registrationWrites,
+} from "../core/node/registration.ts";
 import { checkConcernAttainable, type WriteConcernRequest } from "../core/node/write-concern.ts";
 import type { WriteOutcome, WriteRequest } from "../core/replica/originating.ts";
 import type { ConflictView, EntryView, SearchRequest, SearchResult } from "../core/replica/read.ts";
@@ -880,7 +885,7 @@ export class PlexusNode implements DirectoryService {
   }
 
   async write(request: WriteRequest, concern: WriteConcernRequest): Promise<Result<WriteReceipt>> {
-    const standing = this.serverStanding();
+    const standing = checkServerStanding(this.topology?.servers ?? [], this.options.node);
     if (!standing.ok) {
       this.metrics.clientWrite(request.op, standing.error.code);
       return standing;
@@ -911,22 +916,6 @@ export class PlexusNode implements DirectoryService {
     );
     this.metrics.clientWrite(request.op, outcome.met ? "ok" : "concern-not-met");
     return ok({ outcome: result.value, invocation, concern: outcome });
-  }
-
-  /**
-   * A node whose server entry left the topology (an operator decommissioned it) has no
-   * partners and nobody pulls from it: a write it took would replicate nowhere, so it takes
-   * none (a retryable 503: clients go to another node). Reads are still served.
-   */
-  private serverStanding(): Result<void> {
-    const servers = this.topology?.servers ?? [];
-    if (servers.length === 0 || servers.some((server) => server.node === this.options.node))
-      return ok(undefined);
-    return fail(
-      "not-a-server",
-      `${this.options.node} is no longer a server of the topology (its entry under cn=servers,cn=config is gone): ` +
-        "it takes no writes, which would replicate nowhere; write elsewhere, and add the entry back on another node or stop this one",
-    );
   }
 
   /** Queues a write for the next group commit: concurrent writes share one transaction and fsync. */

@@ -6,7 +6,7 @@ import type { NodeId } from "../ids.ts";
 import { unwrap } from "../result.ts";
 import { readTopology, topologyWrites } from "../topology/entries.ts";
 import { checkTopology, type SiteName, type TopologyConfig } from "../topology/model.ts";
-import { checkRegistration, registrationWrites } from "./registration.ts";
+import { checkRegistration, checkServerStanding, registrationWrites } from "./registration.ts";
 
 function seeded(): ReturnType<typeof makeReplica> {
   const test = makeReplica("n1", 7);
@@ -76,5 +76,15 @@ describe("registration", () => {
       [["east-west", ["east", "west"]]],
     );
     assert.equal(config.servers.find((server) => server.node === "w1")?.addresses[0], "::1");
+  });
+
+  it("refuses writes on a node whose server entry left the topology, and nothing before it is read", () => {
+    const servers = [{ node: "a1" as NodeId }, { node: "a2" as NodeId }];
+    assert.ok(checkServerStanding(servers, "a1" as NodeId).ok);
+    assert.ok(checkServerStanding([], "a3" as NodeId).ok, "no topology read yet");
+    const gone = checkServerStanding(servers, "a3" as NodeId);
+    assert.ok(!gone.ok);
+    assert.equal(gone.error.code, "not-a-server");
+    assert.match(gone.error.message, /^a3 is no longer a server of the topology/);
   });
 });

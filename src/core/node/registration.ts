@@ -101,3 +101,22 @@ export function registrationWrites(
   }
   return writes;
 }
+
+/**
+ * Whether `self` may take client writes under a topology with these servers: not once its
+ * server entry is gone (an operator decommissioned it). It then has no partners and nobody
+ * pulls from it, so a write it took would replicate nowhere. An empty server list (the
+ * topology not read yet) refuses nothing.
+ */
+export function checkServerStanding(
+  servers: readonly { readonly node: NodeId }[],
+  self: NodeId,
+): Result<void> {
+  if (servers.length === 0 || servers.some((server) => server.node === self)) return ok(undefined);
+  return fail(
+    "not-a-server",
+    `${self} is no longer a server of the topology (its entry under cn=servers,cn=config is gone): ` +
+      "it takes no writes, which would replicate nowhere; write elsewhere, and stop this node " +
+      "(to bring it back, join it afresh with an empty data directory)",
+  );
+}
