@@ -175,13 +175,18 @@ function putOffPeriodicPulls(world: World, node: SimNode, partners: readonly Sim
 function pullCycle(world: World, node: SimNode, partner: SimNode): void {
   const machine = node.machine;
   if (machine === null) return;
+  world.step(node, () => machine.receive(partner.id, { kind: "notify" }));
+  runUntilPage(world, (from, to, page) => from === partner && to === node && !page.more);
+}
+
+/** Runs, a millisecond at a time, until a delivered page matches `wanted`, at most a hop's bound. */
+function runUntilPage(world: World, wanted: (from: SimNode, to: SimNode, page: ChangePage) => boolean): void {
   let done = false;
   const previous = world.onPageDelivered;
   world.onPageDelivered = (from, to, page) => {
     previous?.(from, to, page);
-    if (from === partner && to === node && !(page as ChangePage).more) done = true;
+    if (wanted(from, to, page as ChangePage)) done = true;
   };
-  world.step(node, () => machine.receive(partner.id, { kind: "notify" }));
   const deadline = world.time + perHopBoundMs(world);
   for (let time = world.time + 1; !done && time <= deadline; time++) if (!world.runUntil(time)) break;
   world.onPageDelivered = previous;
@@ -272,16 +277,10 @@ function measure(
 function pullFromRelay(world: World, relay: SimNode, target: SimNode): void {
   const guid = probeWrite(world, relay, `cn=relay-lease-probe,${dataPartition}`);
   if (guid === undefined) return;
-  let pulled = false;
-  const previous = world.onPageDelivered;
-  world.onPageDelivered = (from, to, page) => {
-    previous?.(from, to, page);
-    if (from === relay && to === target && (page as ChangePage).entries.some((entry) => entry.guid === guid))
-      pulled = true;
-  };
-  const deadline = world.time + perHopBoundMs(world);
-  for (let time = world.time + 1; !pulled && time <= deadline; time++) if (!world.runUntil(time)) break;
-  world.onPageDelivered = previous;
+  runUntilPage(
+    world,
+    (from, to, page) => from === relay && to === target && page.entries.some((entry) => entry.guid === guid),
+  );
 }
 
 /** Adds `dn` on `node` (recorded like any acknowledged write); its GUID, or undefined if refused. */
