@@ -44,6 +44,12 @@ export interface Canaries {
    * the window is a page build's few milliseconds in a triangle that lost a notification.
    */
   readonly clearHeldAfterAdmission?: boolean;
+  /**
+   * Stop pulling from a neighbour site's stale bridgehead once duty passed over it: its failures
+   * go with it, it is fresh at the next plan, and the plan flips back and forth (core/topology/
+   * connections.ts). Caught by the site simulator, whose nodes derive their stale sets.
+   */
+  readonly dropStaleBridgeheads?: boolean;
 }
 
 export type CanaryName = keyof Canaries;
@@ -68,7 +74,11 @@ export const canaryNames: readonly CanaryName[] = [
 export const filterCanaryNames: readonly CanaryName[] = ["mergeFilteredUtd", "keepWatermarkOnRefilter"];
 
 /** Canaries the site-replication simulator (sim/sites.ts) must catch. */
-export const siteCanaryNames: readonly CanaryName[] = [...filterCanaryNames, "ignoreOriginFilter"];
+export const siteCanaryNames: readonly CanaryName[] = [
+  ...filterCanaryNames,
+  "ignoreOriginFilter",
+  "dropStaleBridgeheads",
+];
 
 export const noCanaries: Canaries = Object.freeze({});
 

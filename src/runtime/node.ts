@@ -18,6 +18,7 @@ import {
   type PartnerPlan,
   type PlannedConnection,
   partnerPlan,
+  stalePartners,
 } from "../core/node/partners.ts";
 import {
   checkRegistration,
@@ -640,12 +641,7 @@ export class PlexusNode implements DirectoryService {
   /** Partners that failed staleAfterFailures pulls in a row: the ring closes around them. */
   private staleSet(): Set<NodeId> {
     const threshold = this.topology?.settings.staleAfterFailures ?? settingsDefaults.staleAfterFailures;
-    return new Set(
-      this.machine
-        .partnerStatus()
-        .filter((status) => status.consecutiveFailures >= threshold)
-        .map((status) => status.partner),
-    );
+    return stalePartners(this.machine.partnerStatus(), threshold);
   }
 
   /**

@@ -30,6 +30,7 @@ function describe(result: SiteSimResult): string {
     `${p.linkFailures} link faults, ${p.bridgeheadCrashes} bridgehead crashes: ${result.changes} changes, ` +
     `steady transfers per change ≤ ${result.steadyTransfersMax} (bound ${p.sites - 1}), ` +
     `${result.faultExtraTransfers} extra transfers during re-convergence, ` +
+    `stale set changed ≤ ${result.staleChangesMax} times per node in 10 min, ` +
     `${(result.simulatedMs / 60_000).toFixed(0)} simulated min, ${(result.wallMs / 1000).toFixed(1)} s: ` +
     `${result.violations.length === 0 ? "ok" : "VIOLATION"}`
   );
@@ -72,6 +73,7 @@ function main(): void {
       steadyTransfers: sum((r) => r.steadyTransfers),
       faultChanges: sum((r) => r.faultChanges),
       faultExtraTransfers: sum((r) => r.faultExtraTransfers),
+      staleChangesMax: Math.max(0, ...results.map((r) => r.staleChangesMax)),
       wallMs,
     },
   );

@@ -1,6 +1,7 @@
 import type { Canaries } from "../core/canaries.ts";
 import type { InvocationId, NodeId, Usn } from "../core/ids.ts";
 import { type NodeConfig, nodeConfigDefaults } from "../core/node/machine.ts";
+import { stalePartners } from "../core/node/partners.ts";
 import type { WriteRequest } from "../core/replica/originating.ts";
 import type { ChangePage } from "../core/replication/page.ts";
 import { utdCovers } from "../core/replication/utd.ts";
@@ -62,6 +63,8 @@ export interface SiteSimResult {
   /** Transfers beyond (sites − 1) of the changes written while faults were active. */
   readonly faultExtraTransfers: number;
   readonly faultChanges: number;
+  /** The most times one node's stale set changed within staleWindowMs (plan-flapping's measure). */
+  readonly staleChangesMax: number;
   readonly simulatedMs: number;
   readonly events: number;
   readonly wallMs: number;
@@ -77,6 +80,13 @@ const intraPullIntervalMs = 5 * minute;
 const largeSiteServers = { min: 8, max: 16 } as const;
 /** Every change reaches every live server of its site within this many intra-site hops. */
 const intraDiameterMax = 3;
+/**
+ * A node's stale set changes when a partner fails or comes back, and when a reroute drops a
+ * failing partner: a few times per fault. More changes than this within staleWindowMs is a
+ * plan flipping back and forth (a partner dropped, fresh again, chosen again, failing again).
+ */
+const staleChangesPerWindowMax = 12;
+const staleWindowMs = 10 * minute;
 
 export function deriveSiteSimParams(seed: number, sitesMax = 150): SiteSimParams {
   const random = new SeededRandom(seed ^ 0x517e5);
@@ -137,10 +147,32 @@ function buildTopology(params: SiteSimParams, random: SeededRandom): TopologyCon
   };
 }
 
+interface DerivedStale {
+  readonly key: string;
+  readonly set: ReadonlySet<NodeId>;
+}
+
+const noneStale: DerivedStale = { key: "", set: new Set() };
+
 class SiteWorld extends World {
-  /** Links down (by index in the topology) and servers known to be stale, as routers see them. */
+  /** Links down (by index in the topology), as routers see them once they noticed. */
   readonly downLinks = new Set<number>();
+  /**
+   * Servers that are down, once detectionDelayMs passed: only the intra-site diameter check reads
+   * it. Each node plans with the stale set it derives from its own pulls, as the runtime does
+   * (staleOf): a node that dropped a partner forgets its failures, which is where plans can flip.
+   */
   readonly stale = new Set<NodeId>();
+  private readonly staleOf = new Map<NodeId, DerivedStale>();
+  /** When each node's stale set changed, within the last staleWindowMs. */
+  private readonly staleChanges = new Map<NodeId, number[]>();
+  private readonly flapping = new Set<NodeId>();
+  staleChangesMax = 0;
+  /** Each node's connections for its own stale set, and every node's with none stale (outbound). */
+  private readonly ownPlans = new Map<NodeId, { readonly key: string; readonly connections: Connections }>();
+  private freshPlans: Map<NodeId, Connections> | null = null;
+  /** Each site's next-hop sites under the current routes. */
+  private readonly hopCache = new Map<string, Set<string>>();
   private routes: SiteRoutes;
   private view: TopologyConfig;
   /** Every invocation each node has had: its old changes still carry them. */
@@ -179,6 +211,9 @@ class SiteWorld extends World {
     };
     this.routes = new SiteRoutes(this.view);
     this.planned = null;
+    this.freshPlans = null;
+    this.ownPlans.clear();
+    this.hopCache.clear();
     this.checkIntraDiameter();
     for (const node of this.nodes) {
       if (node.machine === null) continue;
@@ -232,22 +267,73 @@ class SiteWorld extends World {
     this.originSites = null;
   }
 
-  /** Every node's connections under the current view, computed once per change of it. */
+  /** Every node's connections under the current view with the down servers stale (diameter check). */
   private connections(): Map<NodeId, Connections> {
-    if (this.planned !== null) return this.planned;
-    const hops = new Map<string, Set<string>>();
+    this.planned ??= this.plansWith(this.stale);
+    return this.planned;
+  }
+
+  private plansWith(stale: ReadonlySet<NodeId>): Map<NodeId, Connections> {
     const planned = new Map<NodeId, Connections>();
     for (const node of this.nodes) {
-      const site = this.siteOf(node);
-      let siteHops = hops.get(site);
-      if (siteHops === undefined) {
-        siteHops = this.routes.hopsFrom(site);
-        hops.set(site, siteHops);
-      }
-      planned.set(node.id, connectionsOf(this.view, node.id, this.stale, siteHops));
+      planned.set(node.id, connectionsOf(this.view, node.id, stale, this.hopsOf(node), this.canaries));
     }
-    this.planned = planned;
     return planned;
+  }
+
+  private hopsOf(node: SimNode): Set<string> {
+    const site = this.siteOf(node);
+    let hops = this.hopCache.get(site);
+    if (hops === undefined) {
+      hops = this.routes.hopsFrom(site);
+      this.hopCache.set(site, hops);
+    }
+    return hops;
+  }
+
+  /** A node's own connections: under the current view, with the stale set it derived. */
+  private ownConnections(node: SimNode): Connections {
+    const stale = this.staleOf.get(node.id) ?? noneStale;
+    const cached = this.ownPlans.get(node.id);
+    if (cached !== undefined && cached.key === stale.key) return cached.connections;
+    const connections = connectionsOf(this.view, node.id, stale.set, this.hopsOf(node), this.canaries);
+    this.ownPlans.set(node.id, { key: stale.key, connections });
+    return connections;
+  }
+
+  /**
+   * After every step, as the runtime on every wake (node.ts refreshStale): the node's stale set
+   * from its partners' consecutive failures; when it changed, the node's new plan.
+   */
+  protected override afterStep(node: SimNode): void {
+    const machine = node.machine;
+    if (machine === null) return;
+    const set = stalePartners(machine.partnerStatus(), this.topology.settings.staleAfterFailures);
+    const key = [...set].sort().join(",");
+    if (key === (this.staleOf.get(node.id) ?? noneStale).key) return;
+    this.staleOf.set(node.id, { key, set });
+    this.noteStaleChange(node);
+    machine.reconfigure(this.config(node));
+  }
+
+  /** A restarted node has no failures to remember: it plans with nothing stale. */
+  override restart(node: SimNode, restored: boolean): void {
+    this.staleOf.delete(node.id);
+    super.restart(node, restored);
+  }
+
+  private noteStaleChange(node: SimNode): void {
+    const recent = (this.staleChanges.get(node.id) ?? []).filter((at) => at > this.time - staleWindowMs);
+    recent.push(this.time);
+    this.staleChanges.set(node.id, recent);
+    this.staleChangesMax = Math.max(this.staleChangesMax, recent.length);
+    this.stats.invariantChecks++;
+    if (recent.length <= staleChangesPerWindowMax || this.flapping.has(node.id)) return;
+    this.flapping.add(node.id);
+    this.violate(
+      "plan-flapping",
+      `${node.id}'s stale set changed ${recent.length} times within ${staleWindowMs / minute} minutes (at most ${staleChangesPerWindowMax}): now {${(this.staleOf.get(node.id) ?? noneStale).key}}`,
+    );
   }
 
   /** Where each known invocation originated: this site's sites, by server. */
@@ -261,13 +347,16 @@ class SiteWorld extends World {
 
   override config(node: SimNode): NodeConfig {
     const mySite = this.siteOf(node);
-    const planned = this.connections();
+    // Whom to notify, as partnerPlan says: the nodes that would pull from this one with nothing
+    // stale (a node cannot know what the others consider stale).
+    this.freshPlans ??= this.plansWith(new Set());
+    const fresh = this.freshPlans;
     const origins = this.origins();
     const toward = (origin: string): string | undefined => this.nextHop(mySite, origin as SiteName);
     const outbound = this.nodes
-      .filter((other) => planned.get(other.id)?.inbound.some((c) => c.node === node.id && c.notify) === true)
+      .filter((other) => fresh.get(other.id)?.inbound.some((c) => c.node === node.id && c.notify) === true)
       .map((other) => other.id);
-    const mine = planned.get(node.id) as Connections;
+    const mine = this.ownConnections(node);
     return {
       ...nodeConfigDefaults,
       inbound: mine.inbound.map((connection) => ({
@@ -322,6 +411,7 @@ export function runSiteSim(params: SiteSimParams, options: SiteSimOptions = {}):
     steadyTransfersMax: run.steadyTransfersMax,
     faultExtraTransfers: run.faultExtra(faultChanges),
     faultChanges: faultChanges.length,
+    staleChangesMax: world.staleChangesMax,
     simulatedMs: world.time,
     events: world.stats.events,
     wallMs: now() - started,

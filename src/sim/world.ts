@@ -190,8 +190,12 @@ export class World {
       return;
     }
     for (const send of sends) this.send(node, send);
+    this.afterStep(node);
     this.scheduleWake(node);
   }
+
+  /** Runs after every step of an up node: a driver's own duties after a machine step (none here). */
+  protected afterStep(_node: SimNode): void {}
 
   scheduleWake(node: SimNode): void {
     const machine = node.machine;

@@ -2,6 +2,7 @@ import type { InvocationId, NodeId } from "../ids.ts";
 import { type Connection, connectionsOf } from "../topology/connections.ts";
 import { minutesPerWeek, scheduleOpen, siteKey, type TopologyConfig } from "../topology/model.ts";
 import { originExclusions, originSitesOf, SiteRoutes } from "../topology/origins.ts";
+import type { PartnerStatus } from "./machine.ts";
 
 /** An inbound connection with its origin filter (reverse-path pulling; none inside a site). */
 export interface PlannedConnection extends Connection {
@@ -77,6 +78,19 @@ export function partnerPlan(config: TopologyConfig, self: NodeId, stale: Readonl
     note: mine === null ? `${self} is not a server of the topology` : mine.note,
     unreachableSites: me === undefined ? [] : routes.unreachableFrom(me.site),
   };
+}
+
+/**
+ * The partners a node knows to be stale: those whose last `staleAfterFailures` pulls in a row
+ * failed. A node learns it from its own pulls only (no one announces a server dead), and the
+ * plan it computes with it closes the ring around them and passes bridgehead duty on.
+ */
+export function stalePartners(statuses: readonly PartnerStatus[], staleAfterFailures: number): Set<NodeId> {
+  return new Set(
+    statuses
+      .filter((status) => status.consecutiveFailures >= staleAfterFailures)
+      .map((status) => status.partner),
+  );
 }
 
 const msPerMinute = 60_000;

@@ -72,6 +72,22 @@ describe("a node's connections", () => {
     );
   });
 
+  it("keeps probing a neighbour site whose every server is stale", () => {
+    const frankfurt = ["fra1", "fra2"].map(node);
+    const bonn = connectionsOf(config, node("bon1"), new Set(frankfurt), new Set(["frankfurt"]));
+    const preferred = bridgehead(frankfurt, "bonn") as NodeId;
+    assert.deepEqual(
+      bonn.inbound.map((connection) => [connection.node, connection.kind]),
+      [
+        [preferred, "probe"],
+        [frankfurt.find((server) => server !== preferred), "probe"],
+      ],
+      "with no live server to pull from, bonn still tries them all: were they dropped, their failures " +
+        "would be forgotten, the preferred one fresh and chosen again, failing again (the plan flipping)",
+    );
+    assert.equal(bonn.note, null);
+  });
+
   it("says why a node has no connections", () => {
     assert.match(connectionsOf(config, node("ghost"), new Set(), everyNeighbour).note ?? "", /not a server/);
     assert.match(connectionsOf(config, node("bon1"), new Set(), new Set()).note ?? "", /no partner/);

@@ -1,3 +1,4 @@
+import { type Canaries, noCanaries } from "../canaries.ts";
 import type { NodeId } from "../ids.ts";
 import { compileServedGraph } from "./graph.ts";
 import { bridgehead, intraSitePartners } from "./intra.ts";
@@ -42,6 +43,7 @@ export function connectionsOf(
   self: NodeId,
   stale: ReadonlySet<NodeId>,
   nextHopSites: ReadonlySet<string>,
+  canaries: Canaries = noCanaries,
 ): Connections {
   const me = config.servers.find((server) => server.node === self);
   if (me === undefined) return { site: null, inbound: [], note: `${self} is not a server of the topology` };
@@ -81,21 +83,26 @@ export function connectionsOf(
     const neighbour = graph.names[graph.targets[at] as number] as SiteName;
     if (!wanted.has(siteKey(neighbour))) continue;
     if (bridgehead(serversOf(me.site), siteKey(neighbour), stale) !== self) continue;
-    const theirs = bridgehead(serversOf(neighbour), siteKey(me.site), stale);
-    if (theirs === undefined) continue;
     const link = config.links[graph.links[at] as number];
     if (link === undefined) continue;
-    inbound.push({
-      node: theirs,
-      site: siteOf(theirs),
-      kind: "inter",
-      pullIntervalMs: link.intervalMinutes * msPerMinute,
-      notify: link.notify,
-      compress: link.compress,
-      schedule: link.schedule,
-    });
+    const theirs = bridgehead(serversOf(neighbour), siteKey(me.site), stale);
+    if (theirs !== undefined) {
+      inbound.push({
+        node: theirs,
+        site: siteOf(theirs),
+        kind: "inter",
+        pullIntervalMs: link.intervalMinutes * msPerMinute,
+        notify: link.notify,
+        compress: link.compress,
+        schedule: link.schedule,
+      });
+    }
     // Tried like a stale intra-site server (every intra-site interval), to notice its return.
-    for (const passed of staleBridgeheadsBefore(serversOf(neighbour), siteKey(me.site), stale, theirs)) {
+    const passedOver =
+      canaries.dropStaleBridgeheads === true
+        ? []
+        : staleBridgeheadsBefore(serversOf(neighbour), siteKey(me.site), stale, theirs);
+    for (const passed of passedOver) {
       inbound.push({
         node: passed,
         site: neighbour,
@@ -114,17 +121,18 @@ export function connectionsOf(
 
 /**
  * The stale servers of a neighbouring site that would be its bridgehead toward us before
- * `chosen`, in order. This node keeps probing them: a server it stops pulling from loses the
- * failures that made it stale (the node's stale set is read off its partners), so dropping it
- * would make it fresh again at the next plan, chosen again, and failing again — the plan
- * flipping every few seconds with nobody carrying the neighbour's changes; and once it
- * recovers, a probe's success makes it the bridgehead again.
+ * `chosen` (every server of the site when all are stale: `chosen` undefined), in order. This
+ * node keeps probing them: a server it stops pulling from loses the failures that made it
+ * stale (the node's stale set is read off its partners), so dropping it would make it fresh
+ * again at the next plan, chosen again, and failing again — the plan flipping every few
+ * seconds, with nobody carrying the neighbour's changes while another server could; and once
+ * it recovers, a probe's success makes it the bridgehead again.
  */
 function staleBridgeheadsBefore(
   servers: readonly NodeId[],
   key: string,
   stale: ReadonlySet<NodeId>,
-  chosen: NodeId,
+  chosen: NodeId | undefined,
 ): NodeId[] {
   const passed: NodeId[] = [];
   const skipped = new Set<NodeId>();
