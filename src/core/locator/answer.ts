@@ -70,6 +70,9 @@ export function answerQuestion(set: ZoneSet, question: Question, health: Health 
   if (unimplementedTypes.has(qtype))
     return { rcode: "NOTIMP", authoritative: false, answers: [], authority: [], additional: [] };
   const answers: DnsRecord[] = [];
+  // A chain that comes back to a name stops there: each record once (RFC 2181 section 5), and
+  // the asker sees the loop in the answer.
+  const visited = new Set<string>([name]);
   let zone: Zone = first;
   for (let hop = 0; hop <= cnameChainMax; hop++) {
     const records = zone.names.get(name);
@@ -100,9 +103,10 @@ export function answerQuestion(set: ZoneSet, question: Question, health: Health 
     answers.push(cname);
     const next = zoneOf(set, cname.target);
     // A target outside the served zones is the asker's to resolve: this server does not recurse.
-    if (next === undefined) break;
+    if (next === undefined || visited.has(canonicalName(cname.target))) break;
     zone = next;
-    name = cname.target;
+    name = canonicalName(cname.target);
+    visited.add(name);
   }
   return { rcode: "NOERROR", authoritative: true, answers, authority: [], additional: [] };
 }
