@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type InProcessNode, startInProcessNode } from "../../test/support/in-process-node.ts";
 import { locatorSettingsDefault } from "../core/locator/registration.ts";
-import { dnsCommand, dnsStartOptions, parseHostPort } from "./dns.ts";
+import { dnsCommand, dnsStartOptions, dnsStartUsage, parseHostPort } from "./dns.ts";
 
 /** `plexus start`'s DNS flags, and `plexus dns list | add | delete` against a node in this process. */
 describe("plexus start DNS flags", () => {
@@ -11,6 +11,15 @@ describe("plexus start DNS flags", () => {
     assert.equal(options?.host, "127.0.0.1");
     assert.equal(options?.port, 0);
     assert.deepEqual(options?.settings, locatorSettingsDefault);
+  });
+
+  it("the scavenging age defaults to twice a refresh age that exceeds its default, as --help says", () => {
+    const options = dnsStartOptions({ "dns-refresh-seconds": "4000" }, {}, "127.0.0.1");
+    assert.equal(options?.settings.scavengeAfterMs, 8_000_000);
+    assert.match(
+      dnsStartUsage.replace(/\s+/g, " "),
+      /default 3600, or twice --dns-refresh-seconds when that is more/,
+    );
   });
 
   it("flags win over the config file; off turns DNS off", () => {

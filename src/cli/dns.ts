@@ -69,8 +69,9 @@ export const dnsStartUsage = `  --dns HOST:PORT     the locator's authoritative 
   --dns-weight N      SRV weight of this node's records, 0-65535 (default ${locatorSettingsDefault.weight})
   --dns-ttl S         TTL of this node's records in seconds (default ${locatorSettingsDefault.ttlSeconds})
   --dns-refresh-seconds S   rewrite this node's records' timestamp when older (default ${locatorSettingsDefault.refreshMs / 1000})
-  --dns-scavenge-seconds S  delete other nodes' records not refreshed for this long
-                      (default ${locatorSettingsDefault.scavengeAfterMs / 1000}; more than the refresh age)
+  --dns-scavenge-seconds S  delete other nodes' records not refreshed for this long, more
+                      than the refresh age (default ${locatorSettingsDefault.scavengeAfterMs / 1000}, or twice --dns-refresh-seconds
+                      when that is more)
   --dns-rate N        DNS queries a second per source address, burst twice that
                       (default ${dnsQueriesPerSecondPerSourceDefault}); 0: no limit
 `;

@@ -12,11 +12,11 @@ import { locatorSettingsDefault } from "../core/locator/registration.ts";
 import { dnsAttributes, dnsClasses, zoneDn } from "../core/locator/zone.ts";
 import type { WriteRequest } from "../core/replica/originating.ts";
 import type { EntryView } from "../core/replica/read.ts";
-import { ok } from "../core/result.ts";
+import { fail, ok } from "../core/result.ts";
 import { checkTopology, type SiteName, type TopologyConfig } from "../core/topology/model.ts";
 import { type ClusterSecret, clusterSecret } from "./auth.ts";
 import { type LocatorHost, type LocatorOptions, NodeLocator } from "./locator.ts";
-import { silentLogger } from "./log.ts";
+import { type Logger, silentLogger } from "./log.ts";
 import { PlexusNode, runtimeTimingsDefault } from "./node.ts";
 
 /**
@@ -239,6 +239,77 @@ describe("the locator's zone view", { timeout: 30_000 }, () => {
       const resolver = new dns.Resolver({ timeout: 1_000, tries: 1 });
       resolver.setServers([locator.address]);
       assert.deepEqual(await resolver.resolve4(`n1.${zone}`), ["127.0.0.1"]);
+    } finally {
+      await locator.close();
+    }
+  });
+
+  it("keeps answering from the last zones when reading the replica fails, and says when a read was cut short", async () => {
+    const entries: EntryView[] = [
+      {
+        dn: zoneDn(zone),
+        guid: "zone" as never,
+        attributes: { objectClass: ["top", dnsClasses.zone], dc: [zone] },
+      },
+      {
+        dn: `cn=www,${zoneDn(zone)}`,
+        guid: "www" as never,
+        attributes: {
+          objectClass: ["top", dnsClasses.record],
+          cn: ["www"],
+          [dnsAttributes.name]: ["www"],
+          [dnsAttributes.type]: ["A"],
+          [dnsAttributes.data]: ["192.0.2.80"],
+        },
+      },
+    ];
+    let usn = 1;
+    let reading: "ok" | "failing" | "truncated" = "ok";
+    const logged: string[] = [];
+    const log: Logger = { log: (_level, event) => void logged.push(event) };
+    const host: LocatorHost = {
+      search: () =>
+        reading === "failing"
+          ? fail("limit-exceeded", "too many entries scanned")
+          : ok({ entries: [...entries], truncated: reading === "truncated" }),
+      usn: () => usn,
+      // No topology: no registration pass writes anything, the view is all this test drives.
+      topology: () => null,
+      partners: () => [],
+      unreachableAfterFailures: () => 3,
+      write: async () => ok({}),
+      log,
+    };
+    const locator = await NodeLocator.start(host, dnsOptions, {
+      node: "n1" as NodeId,
+      site: "hq" as SiteName,
+      address: "127.0.0.1",
+      httpPort: 8080,
+      ldapPort: null,
+    });
+    const resolver = new dns.Resolver({ timeout: 1_000, tries: 1 });
+    resolver.setServers([locator.address]);
+    const settle = () => new Promise((resolve) => setTimeout(resolve, 150));
+    try {
+      assert.deepEqual(await resolver.resolve4(`www.${zone}`), ["192.0.2.80"]);
+      reading = "failing";
+      usn++;
+      await settle();
+      assert.deepEqual(
+        await resolver.resolve4(`www.${zone}`),
+        ["192.0.2.80"],
+        "a failed read is no reason to answer REFUSED for the whole zone",
+      );
+      assert.ok(logged.includes("dns-zone-read-failed"), logged.join(", "));
+      reading = "truncated";
+      usn++;
+      await settle();
+      assert.deepEqual(await resolver.resolve4(`www.${zone}`), ["192.0.2.80"]);
+      const status = locator.status() as { problems: string[] };
+      assert.ok(
+        status.problems.some((problem) => problem.includes("left out")),
+        JSON.stringify(status.problems),
+      );
     } finally {
       await locator.close();
     }

@@ -74,6 +74,7 @@ export class NodeLocator implements ZoneSource {
   private passedTopology: TopologyConfig | null = null;
   private closed = false;
   private lastProblems = "";
+  private lastReadFailure = "";
   private registered = { writes: 0, scavenged: 0, lastPassAt: null as string | null };
 
   private constructor(
@@ -137,7 +138,27 @@ export class NodeLocator implements ZoneSource {
       filter: dnsEntriesFilter,
       sizeLimit: dnsEntriesMax,
     });
-    this.compiled = compileZones(found.ok ? found.value.entries : []);
+    // No dns partition (yet): no zones. Any other failure keeps the last zones read, which is
+    // better than answering REFUSED for all of them; the next view tries again.
+    if (!found.ok && found.error.code !== "no-such-entry") {
+      this.compiledUsn = Number.NaN;
+      if (found.error.message !== this.lastReadFailure)
+        this.host.log.log("warn", "dns-zone-read-failed", { error: found.error.message });
+      this.lastReadFailure = found.error.message;
+      return;
+    }
+    this.lastReadFailure = "";
+    const compiled = compileZones(found.ok ? found.value.entries : []);
+    this.compiled =
+      found.ok && found.value.truncated
+        ? {
+            ...compiled,
+            problems: [
+              `the dns partition holds more than ${dnsEntriesMax} zone and record entries: the rest are left out`,
+              ...compiled.problems,
+            ],
+          }
+        : compiled;
     this.publish();
     const problems = this.compiled.problems.join("\n");
     if (problems !== this.lastProblems && this.compiled.problems.length > 0)

@@ -19,6 +19,8 @@ export const udpPayloadBytesMax = 1_232;
 /** Largest response over TCP: what the 2-byte length prefix can frame. */
 export const tcpResponseBytesMax = 65_535;
 export const headerBytes = 12;
+/** QTYPE and QCLASS after a question's name. */
+const questionFixedBytes = 4;
 
 const rcodeNumbers: Readonly<Record<Rcode, number>> = {
   NOERROR: 0,
@@ -92,10 +94,70 @@ function txtStrings(text: string): Buffer[] {
   return strings.length === 0 ? [Buffer.alloc(0)] : strings;
 }
 
+/**
+ * The labels of the first question's name as sent, and the bytes of the whole question; null
+ * when the name uses a compression pointer (before the first question there is only the
+ * header to point at) or runs past the message.
+ */
+function wireQuestion(message: Buffer): { labels: Buffer[]; bytes: Buffer } | null {
+  const labels: Buffer[] = [];
+  let offset = headerBytes;
+  // Each pass consumes at least one byte of the message, so the loop ends.
+  for (;;) {
+    const length = message[offset];
+    if (length === undefined || (length & 0xc0) !== 0) return null;
+    offset++;
+    if (length === 0) break;
+    labels.push(message.subarray(offset, offset + length));
+    offset += length;
+  }
+  const end = offset + questionFixedBytes;
+  return end > message.length ? null : { labels, bytes: message.subarray(headerBytes, end) };
+}
+
+/**
+ * Whether a zone could hold a name with this label: printable ASCII other than the dot, as the
+ * zones' names are (isServableName). dns-packet reads labels as text joined by dots, so a label
+ * holding a dot, or bytes that are not UTF-8, would read as other labels or other bytes.
+ */
+function isHoldableLabel(label: Buffer): boolean {
+  for (const byte of label) if (byte < 0x21 || byte > 0x7e || byte === 0x2e) return false;
+  return true;
+}
+
+/** A label no zone holds (a space, which isServableName refuses): names below it do not exist. */
+const unholdableLabel = " ";
+
+/**
+ * The name to look up for a question whose labels are `labels`: the decoded text when every
+ * label could be in a zone; otherwise the part after the last label that could not, below a
+ * label no zone holds, so that the answer is NXDOMAIN in a served zone and REFUSED outside.
+ */
+function lookupName(decoded: string, labels: readonly Buffer[]): string {
+  let last = -1;
+  for (const [index, label] of labels.entries()) if (!isHoldableLabel(label)) last = index;
+  if (last < 0) return decoded;
+  return [unholdableLabel, ...labels.slice(last + 1).map((label) => label.toString("latin1"))].join(".");
+}
+
+/** dns-packet names the types it does not know UNKNOWN_<n>; the core reads RFC 3597's TYPE<n>. */
+const typeNamesByNumber: Readonly<Record<string, string>> = { "253": "MAILA", "254": "MAILB" };
+function coreTypeName(type: string): string {
+  const number = /^UNKNOWN_([0-9]+)$/.exec(type)?.[1];
+  if (number === undefined) return type;
+  return typeNamesByNumber[number] ?? `TYPE${number}`;
+}
+
 interface Reply {
   readonly id: number;
   readonly rd: boolean;
   readonly question: dnsPacket.Question;
+  /**
+   * The question as sent, when one of its labels is not one a zone could hold: dns-packet's
+   * text for it (a label holding a dot, bytes that are not UTF-8) would encode back as other
+   * labels or bytes, and resolvers match the question byte for byte.
+   */
+  readonly questionBytes: Buffer | null;
   readonly answer: Answer;
   /** The OPT record to send back, when the query had one. */
   readonly opt: dnsPacket.Answer | null;
@@ -111,11 +173,11 @@ function encodeReply(
     (sections.truncated ? dnsPacket.TRUNCATED_RESPONSE : 0) |
     (reply.rd ? dnsPacket.RECURSION_DESIRED : 0) |
     rcodeNumbers[answer.rcode];
-  return dnsPacket.encode({
+  const encoded = dnsPacket.encode({
     type: "response",
     id: reply.id,
     flags,
-    questions: [reply.question],
+    questions: [reply.questionBytes === null ? reply.question : placeholderQuestion],
     answers: sections.answers ? answer.answers.map(wireRecord) : [],
     authorities: sections.answers ? answer.authority.map(wireRecord) : [],
     additionals: [
@@ -123,7 +185,20 @@ function encodeReply(
       ...(reply.opt === null ? [] : [reply.opt]),
     ],
   });
+  if (reply.questionBytes === null) return encoded;
+  // dns-packet compresses no names, so nothing after the question points into it.
+  const placeholderEnd = headerBytes + placeholderQuestionBytes;
+  return Buffer.concat([
+    encoded.subarray(0, headerBytes),
+    reply.questionBytes,
+    encoded.subarray(placeholderEnd),
+  ]);
 }
+
+/** Encoded in place of a question that is then replaced by the bytes sent: the root, A, IN. */
+const placeholderQuestion: dnsPacket.Question = { name: ".", type: "A", class: "IN" };
+/** The root name (one byte) and QTYPE, QCLASS. */
+const placeholderQuestionBytes = 1 + 4;
 
 /**
  * Encodes within `limitBytes`: glue is dropped first (it is optional, no TC), then, if the
@@ -155,9 +230,18 @@ export function respond(
     return headerOnly(header.id, header.opcode, header.rd, rcodeNumbers.FORMERR);
   }
   const question = packet.questions?.[0];
+  const sent = wireQuestion(message);
   const opts = (packet.additionals ?? []).filter((record) => record.type === "OPT");
-  if (packet.questions?.length !== 1 || question === undefined || opts.length > 1)
+  // RFC 6891 section 6.1.2: the OPT record's owner is the root; at most one OPT record.
+  if (
+    packet.questions?.length !== 1 ||
+    question === undefined ||
+    sent === null ||
+    opts.length > 1 ||
+    opts.some((record) => record.name !== ".")
+  )
     return headerOnly(header.id, header.opcode, header.rd, rcodeNumbers.FORMERR);
+  const name = lookupName(question.name, sent.labels);
   const clientOpt = opts[0] as
     | (dnsPacket.Answer & { udpPayloadSize: number; ednsVersion: number })
     | undefined;
@@ -178,7 +262,7 @@ export function respond(
     ? { rcode: "NOERROR", authoritative: false, answers: [], authority: [], additional: [] }
     : answerQuestion(
         zones,
-        { name: question.name, type: question.type, class: question.class ?? "IN" },
+        { name, type: coreTypeName(question.type), class: question.class ?? "IN" },
         health,
       );
   const limit =
@@ -188,9 +272,11 @@ export function respond(
         ? udpPayloadBytesClassic
         : Math.min(udpPayloadBytesMax, Math.max(udpPayloadBytesClassic, clientOpt.udpPayloadSize));
   try {
-    return fit({ id: header.id, rd: header.rd, question, answer, opt }, limit);
+    const questionBytes = name === question.name ? null : sent.bytes;
+    return fit({ id: header.id, rd: header.rd, question, questionBytes, answer, opt }, limit);
   } catch {
-    // A question dns-packet decoded but cannot encode again (a name with odd labels).
+    // Something dns-packet cannot encode again. Not expected since questions with odd labels
+    // go back as the bytes sent (above), but it must cost one answer, not the server.
     return headerOnly(header.id, header.opcode, header.rd, rcodeNumbers.FORMERR);
   }
 }

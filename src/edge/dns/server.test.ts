@@ -164,6 +164,34 @@ describe("DNS server with real clients", { timeout: 60_000 }, () => {
     assert.equal(second.answers?.[0]?.type, "AAAA");
   });
 
+  it("a TCP connection that completes no query within the idle timeout is closed, trickle or not", async () => {
+    const idleMs = 300;
+    const strict = await startDnsServer({
+      host: "127.0.0.1",
+      port: 0,
+      source: fixedZoneSource(zone),
+      tcpIdleTimeoutMs: idleMs,
+    });
+    const socket = connect(strict.port, "127.0.0.1");
+    socket.on("error", () => {});
+    // A frame announcing 65,535 bytes, fed one byte at a time well inside the idle time: it
+    // never completes, so the connection must not be held for it (one source could otherwise
+    // keep every one of tcpConnectionsMax slots).
+    const trickle = setInterval(() => socket.write(Buffer.from([0xff])), idleMs / 4);
+    const startedAt = Date.now();
+    try {
+      const closedAfterMs = await new Promise<number>((resolve) => {
+        socket.on("close", () => resolve(Date.now() - startedAt));
+        setTimeout(() => resolve(Number.POSITIVE_INFINITY), idleMs * 8);
+      });
+      assert.ok(closedAfterMs < idleMs * 4, `closed after ${closedAfterMs} ms`);
+    } finally {
+      clearInterval(trickle);
+      socket.destroy();
+      await strict.close();
+    }
+  });
+
   it("malformed packets are ignored or get FORMERR; the server answers afterwards", async () => {
     assert.equal(
       await udpQuery(server.port, Buffer.from([1, 2, 3])),
@@ -220,6 +248,72 @@ describe("respond (packets in, packets out)", () => {
       | { udpPayloadSize: number }
       | undefined;
     assert.equal(opt?.udpPayloadSize, udpPayloadBytesMax, "OPT in the answer says what this server takes");
+  });
+
+  /** A query written byte by byte: `labels` as sent on the wire, then QTYPE, QCLASS and an optional OPT. */
+  function wireQuery(labels: readonly Buffer[], qtype = 1, opt: Buffer | null = null): Buffer {
+    const header = Buffer.from([0, 9, 0, 0, 0, 1, 0, 0, 0, 0, 0, opt === null ? 0 : 1]);
+    const name = Buffer.concat([
+      ...labels.flatMap((label) => [Buffer.from([label.length]), label]),
+      Buffer.from([0]),
+    ]);
+    const tail = Buffer.alloc(4);
+    tail.writeUInt16BE(qtype, 0);
+    tail.writeUInt16BE(1, 2);
+    return Buffer.concat([header, name, tail, ...(opt === null ? [] : [opt])]);
+  }
+  const health = { unhealthy: new Set<string>() };
+  const labelsOf = (...labels: (string | number[])[]): Buffer[] => labels.map((label) => Buffer.from(label));
+
+  it("a label holding a dot or bytes that are not text is that label, not several, and is echoed as sent", () => {
+    // One label "n1.plexus.test" is a name in the root zone, not n1 in plexus.test: this server
+    // holds no such name. Read as text, it would be answered with n1's address and a rewritten question.
+    for (const [labels, rcode] of [
+      [labelsOf("n1.plexus.test"), "REFUSED"],
+      [labelsOf("n1.plexus", "test"), "REFUSED"],
+      [labelsOf("a.b", "plexus", "test"), "NXDOMAIN"],
+      [labelsOf([0xff, 0xfe], "plexus", "test"), "NXDOMAIN"],
+      [labelsOf(".", "plexus", "test"), "NXDOMAIN"],
+      [labelsOf("n1", "plexus\n", "test"), "REFUSED"],
+    ] as const) {
+      const message = wireQuery(labels);
+      const reply = respond(message, "udp", zone, health);
+      assert.ok(reply !== null);
+      const decoded = dnsPacket.decode(reply);
+      assert.equal(rcodeOf(reply), rcode, JSON.stringify(labels.map(String)));
+      assert.equal(decoded.answers?.length, 0);
+      assert.deepEqual(
+        reply.subarray(12, message.length),
+        message.subarray(12),
+        "the question comes back byte for byte (resolvers match it)",
+      );
+      if (rcode === "NXDOMAIN") {
+        assert.ok(decoded.flag_aa);
+        assert.equal(decoded.authorities?.[0]?.type, "SOA");
+      }
+    }
+    const plain = respond(wireQuery(labelsOf("N1", "Plexus", "test")), "udp", zone, health);
+    assert.ok(plain !== null);
+    assert.equal(dnsPacket.decode(plain).answers?.[0]?.type, "A", "ordinary names, any case, still answer");
+  });
+
+  it("MAILA and MAILB get NOTIMP; an OPT record not owned by the root is FORMERR (RFC 6891)", () => {
+    for (const qtype of [253, 254]) {
+      const reply = respond(wireQuery(labelsOf("n1", "plexus", "test"), qtype), "udp", zone, health);
+      assert.ok(reply !== null);
+      assert.equal(rcodeOf(reply), "NOTIMP", `qtype ${qtype}`);
+    }
+    const unknown = respond(wireQuery(labelsOf("n1", "plexus", "test"), 65_280), "udp", zone, health);
+    assert.ok(unknown !== null);
+    assert.equal(rcodeOf(unknown), "NOERROR", "an unknown type at an existing name is NODATA");
+    const rootOpt = Buffer.from([0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0]);
+    const namedOpt = Buffer.from([1, 0x78, 0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0]);
+    const good = respond(wireQuery(labelsOf("n1", "plexus", "test"), 1, rootOpt), "udp", zone, health);
+    assert.ok(good !== null);
+    assert.equal(rcodeOf(good), "NOERROR");
+    const bad = respond(wireQuery(labelsOf("n1", "plexus", "test"), 1, namedOpt), "udp", zone, health);
+    assert.ok(bad !== null);
+    assert.equal(rcodeOf(bad), "FORMERR");
   });
 
   it("drops a source over its rate", async () => {

@@ -195,9 +195,14 @@ class UdpTcpDnsServer implements DnsServer {
     let pending: Buffer = Buffer.alloc(0);
     let answered = 0;
     socket.setNoDelay(true);
-    socket.setTimeout(this.options.tcpIdleTimeoutMs ?? tcpIdleTimeoutMsDefault, () => socket.destroy());
+    // Restarted by complete queries only, not by any byte (socket.setTimeout): a client that
+    // trickles a frame it never finishes would otherwise hold its slot for ever.
+    const idle = setTimeout(() => socket.destroy(), this.options.tcpIdleTimeoutMs ?? tcpIdleTimeoutMsDefault);
     socket.on("error", () => socket.destroy());
-    socket.on("close", () => this.connections.delete(socket));
+    socket.on("close", () => {
+      clearTimeout(idle);
+      this.connections.delete(socket);
+    });
     socket.on("data", (chunk: Buffer) => {
       if (answered >= tcpQueriesPerConnectionMax) return;
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
@@ -208,6 +213,7 @@ class UdpTcpDnsServer implements DnsServer {
         const message = pending.subarray(2, 2 + length);
         pending = pending.subarray(2 + length);
         answered++;
+        idle.refresh();
         const response = this.guarded(() => this.answer(message, "tcp", source));
         if (response !== null) {
           const prefix = Buffer.alloc(2);

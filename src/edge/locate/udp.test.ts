@@ -76,6 +76,17 @@ describe("the UDP ping", { timeout: 20_000 }, () => {
     assert.equal((await exchange([Buffer.from(JSON.stringify({ v: 1, id: 3 }))]))[0]?.id, 3);
   });
 
+  it("ignores an address that is not one IP address, as GET /v1/locate refuses it", async () => {
+    // A name, a zone index or a prefix would otherwise place the client by whatever part of it
+    // the subnet matcher reads, where the HTTP route answers 400.
+    const notAddresses = ["not-an-ip", "10.1.1.1%eth0", "10.1.1.1/8", "010.001.001.001", ""];
+    for (const address of notAddresses)
+      assert.equal(parsePing(Buffer.from(JSON.stringify({ v: 1, id: 1, address }))), null, address);
+    const datagrams = notAddresses.map((address) => Buffer.from(JSON.stringify({ v: 1, id: 1, address })));
+    assert.deepEqual(await exchange(datagrams), []);
+    assert.equal(parsePing(Buffer.from(JSON.stringify({ v: 1, id: 2, address: "::ffff:10.1.1.1" })))?.id, 2);
+  });
+
   it("drops a source over its rate", async () => {
     const many = Array.from({ length: 200 }, (_, id) => Buffer.from(JSON.stringify({ v: 1, id })));
     const answers = await exchange(many, 500);

@@ -1,5 +1,6 @@
 import { createSocket, type Socket } from "node:dgram";
 import { locate } from "../../core/locator/ping.ts";
+import { parseAddress } from "../../core/topology/address.ts";
 import { RateLimiter } from "../dns/rate-limit.ts";
 import type { LocatorSource } from "../http/locate.ts";
 
@@ -46,7 +47,14 @@ export function parsePing(datagram: Buffer): PingRequest | null {
     return null;
   if (Object.keys(fields).some((key) => key !== "v" && key !== "id" && key !== "address")) return null;
   if (fields.address === undefined) return { id: fields.id as number };
-  if (typeof fields.address !== "string" || fields.address.length > addressLengthMax) return null;
+  // One IP address, as GET /v1/locate demands: anything else (a name, "%zone", a prefix) would
+  // place the client by whatever part of it the subnet matcher reads, or nowhere.
+  if (
+    typeof fields.address !== "string" ||
+    fields.address.length > addressLengthMax ||
+    parseAddress(fields.address) === null
+  )
+    return null;
   return { id: fields.id as number, address: fields.address };
 }
 
