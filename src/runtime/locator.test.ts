@@ -201,7 +201,7 @@ describe("the locator in two nodes", { timeout: 90_000 }, () => {
 describe("the locator's zone view", { timeout: 30_000 }, () => {
   it("answers what a registration pass compiled, even when no query came in between", async () => {
     const entries: EntryView[] = [];
-    let usn = 0;
+    let dnsChanges = 0;
     let writes = 0;
     const checked = checkTopology({
       sites: [{ name: "hq" }],
@@ -210,7 +210,7 @@ describe("the locator's zone view", { timeout: 30_000 }, () => {
     assert.ok(checked.ok);
     const host: LocatorHost = {
       search: () => ok({ entries: [...entries], truncated: false }),
-      usn: () => usn,
+      dnsChanges: () => dnsChanges,
       // A new object each time, as a node's topology is after every re-read: every check passes.
       topology: (): TopologyConfig => ({ ...(checked.value as TopologyConfig) }),
       partners: () => [],
@@ -219,7 +219,7 @@ describe("the locator's zone view", { timeout: 30_000 }, () => {
         writes++;
         if (request.op === "add") {
           entries.push({ dn: request.dn, guid: request.dn as never, attributes: request.attributes });
-          usn++;
+          dnsChanges++;
         }
         return ok({});
       },
@@ -263,7 +263,7 @@ describe("the locator's zone view", { timeout: 30_000 }, () => {
         },
       },
     ];
-    let usn = 1;
+    let dnsChanges = 1;
     let reading: "ok" | "failing" | "truncated" = "ok";
     const logged: string[] = [];
     const log: Logger = { log: (_level, event) => void logged.push(event) };
@@ -272,7 +272,7 @@ describe("the locator's zone view", { timeout: 30_000 }, () => {
         reading === "failing"
           ? fail("limit-exceeded", "too many entries scanned")
           : ok({ entries: [...entries], truncated: reading === "truncated" }),
-      usn: () => usn,
+      dnsChanges: () => dnsChanges,
       // No topology: no registration pass writes anything, the view is all this test drives.
       topology: () => null,
       partners: () => [],
@@ -293,7 +293,7 @@ describe("the locator's zone view", { timeout: 30_000 }, () => {
     try {
       assert.deepEqual(await resolver.resolve4(`www.${zone}`), ["192.0.2.80"]);
       reading = "failing";
-      usn++;
+      dnsChanges++;
       await settle();
       assert.deepEqual(
         await resolver.resolve4(`www.${zone}`),
@@ -302,7 +302,7 @@ describe("the locator's zone view", { timeout: 30_000 }, () => {
       );
       assert.ok(logged.includes("dns-zone-read-failed"), logged.join(", "));
       reading = "truncated";
-      usn++;
+      dnsChanges++;
       await settle();
       assert.deepEqual(await resolver.resolve4(`www.${zone}`), ["192.0.2.80"]);
       const status = locator.status() as { problems: string[] };

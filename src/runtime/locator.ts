@@ -37,8 +37,12 @@ export interface LocatorOptions {
 /** What the locator needs from its node. */
 export interface LocatorHost {
   search(request: SearchRequest): Result<SearchResult>;
-  /** The replica's USN: the zones are compiled again when it moves. */
-  usn(): number;
+  /**
+   * Changes committed to the dns partition (Replica.changesIn): the zones are compiled again
+   * when it moves. Not the replica's USN, which every data write moves: under write load the
+   * zones would be read again, and the answer cache dropped, every zoneRecompileMs.
+   */
+  dnsChanges(): number;
   topology(): TopologyConfig | null;
   partners(): readonly { readonly partner: NodeId; readonly consecutiveFailures: number }[];
   /** Consecutive failed pulls after which a partner counts as unreachable. */
@@ -61,7 +65,7 @@ const topologyCheckMs = 1_000;
 
 export class NodeLocator implements ZoneSource {
   private compiled: CompiledZones = compileZones([]);
-  private compiledUsn = Number.NaN;
+  private compiledChanges = Number.NaN;
   private compiledAt = Number.NEGATIVE_INFINITY;
   private health: Health = { unhealthy: new Set() };
   private healthKey = "";
@@ -109,7 +113,8 @@ export class NodeLocator implements ZoneSource {
 
   view(): ZoneView {
     const now = monotonicClock.now();
-    if (this.host.usn() !== this.compiledUsn && now - this.compiledAt >= zoneRecompileMs) this.recompile(now);
+    if (this.host.dnsChanges() !== this.compiledChanges && now - this.compiledAt >= zoneRecompileMs)
+      this.recompile(now);
     if (now - this.healthAt >= healthRefreshMs) {
       this.healthAt = now;
       const health = healthOf(this.host.partners(), this.host.unreachableAfterFailures());
@@ -130,7 +135,7 @@ export class NodeLocator implements ZoneSource {
   }
 
   private recompile(now: number): void {
-    this.compiledUsn = this.host.usn();
+    this.compiledChanges = this.host.dnsChanges();
     this.compiledAt = now;
     const found = this.host.search({
       base: dnsPartition,
@@ -141,7 +146,7 @@ export class NodeLocator implements ZoneSource {
     // No dns partition (yet): no zones. Any other failure keeps the last zones read, which is
     // better than answering REFUSED for all of them; the next view tries again.
     if (!found.ok && found.error.code !== "no-such-entry") {
-      this.compiledUsn = Number.NaN;
+      this.compiledChanges = Number.NaN;
       if (found.error.message !== this.lastReadFailure)
         this.host.log.log("warn", "dns-zone-read-failed", { error: found.error.message });
       this.lastReadFailure = found.error.message;
@@ -253,6 +258,6 @@ export class NodeLocator implements ZoneSource {
       scavenged: this.registered.scavenged + stale.length,
       lastPassAt: new Date(nowMs).toISOString(),
     };
-    if (all.length > 0) this.compiledUsn = Number.NaN;
+    if (all.length > 0) this.compiledChanges = Number.NaN;
   }
 }

@@ -341,7 +341,7 @@ export class PlexusNode implements DirectoryService {
     this.dnsLocator = await NodeLocator.start(
       {
         search: (request) => this.replica.search(request),
-        usn: () => this.replica.usn,
+        dnsChanges: () => this.replica.changesIn(dnsPartition),
         topology: () => this.topology,
         partners: () => this.machine.partnerStatus(),
         unreachableAfterFailures: () =>

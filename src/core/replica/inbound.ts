@@ -33,6 +33,8 @@ export interface ApplyOutcome {
   readonly cycleComplete: boolean;
   /** The page changed something urgent here (replication/urgent.ts): pass it on at once. */
   readonly urgent: boolean;
+  /** The partitions (normalised DNs) of the entries this page changed here. */
+  readonly partitionsChanged: readonly string[];
 }
 
 /**
@@ -44,22 +46,32 @@ export function applyPage(ctx: ReplicaContext, page: ChangePage): ApplyOutcome {
   let entriesChanged = 0;
   let itemsApplied = 0;
   const naming: NamingChange[] = [];
+  const partitionsChanged = new Set<string>();
   for (const change of page.entries) {
     const applied = applyEntryChange(ctx, change, naming);
-    if (applied > 0) entriesChanged++;
+    if (applied > 0) {
+      entriesChanged++;
+      partitionsChanged.add(change.partition);
+    }
     itemsApplied += applied;
   }
   // Once per page: placement and conflicts are derived from the replicated state alone, and
   // nothing above reads them but each entry's previous group, which refreshNaming is given.
   if (naming.length > 0) refreshNaming(ctx.store, naming);
   const urgent = entriesChanged > 0 && isUrgentPage(page);
-  return { entriesChanged, itemsApplied, urgent, ...advanceWatermark(ctx, page) };
+  return {
+    entriesChanged,
+    itemsApplied,
+    urgent,
+    partitionsChanged: [...partitionsChanged],
+    ...advanceWatermark(ctx, page),
+  };
 }
 
 function advanceWatermark(
   ctx: ReplicaContext,
   page: ChangePage,
-): Omit<ApplyOutcome, "entriesChanged" | "itemsApplied" | "urgent"> {
+): Omit<ApplyOutcome, "entriesChanged" | "itemsApplied" | "urgent" | "partitionsChanged"> {
   const stored = ctx.store.readWatermark(page.source) ?? initialWatermark;
   // Made for another instance of this replica (it was restored after asking): the items the
   // page leaves out are those that instance had, not necessarily this one's.

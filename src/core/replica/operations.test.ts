@@ -727,7 +727,7 @@ describe("delete", () => {
     const usn = a.replica.usn;
     const guid = unwrap(a.replica.get(`cn=outside,${base}`)).guid;
     const outcome = unwrap(a.replica.writeOne({ op: "delete", dn: `CN=Outside,${base}` }));
-    assert.deepEqual(outcome, { guid, dn: `cn=outside,${base}`, usn: usn + 1, entries: 1 });
+    assert.deepEqual(outcome, { guid, dn: `cn=outside,${base}`, usn: usn + 1, entries: 1, partition: base });
     assert.equal(codeOf(a.replica.get(`cn=outside,${base}`)), "no-such-entry");
     assert.deepEqual(dns(a, base, "sub", "(cn=outside)"), []);
     assert.equal(a.replica.counts().tombstones, counts.tombstones + 1);
@@ -817,7 +817,13 @@ describe("modifyDn", () => {
     const outcome = unwrap(
       a.replica.writeOne({ op: "modifyDn", dn: `cn=alice,ou=people,${base}`, newRdn: "cn=Alicia" }),
     );
-    assert.deepEqual(outcome, { guid, dn: `cn=Alicia,ou=people,${base}`, usn: usn + 1, entries: 1 });
+    assert.deepEqual(outcome, {
+      guid,
+      dn: `cn=Alicia,ou=people,${base}`,
+      usn: usn + 1,
+      entries: 1,
+      partition: base,
+    });
     assert.deepEqual(values(a, `cn=alicia,ou=people,${base}`, "cn"), ["Alicia"]);
     assert.equal(codeOf(a.replica.get(`cn=alice,ou=people,${base}`)), "no-such-entry");
     assert.equal(
@@ -1286,5 +1292,40 @@ describe("batch", () => {
     const before = dumpStore(a.store);
     assert.deepEqual(a.replica.write([]), []);
     assert.deepEqual(dumpStore(a.store), before);
+  });
+});
+
+describe("changes counted per partition", () => {
+  it("moves a partition's count with its own writes and applied pages only", () => {
+    const [a, b] = pair();
+    const dns = "cn=dns";
+    unwrap(a.replica.createPartition(dns));
+    pull(b.replica, a.replica);
+    const dnsOnA = a.replica.changesIn(dns);
+    const dnsOnB = b.replica.changesIn(dns);
+    const dataOnB = b.replica.changesIn(base);
+    assert.ok(dnsOnB > 0, "the partition's creation, applied from a page, counts");
+
+    const add = (replica: Replica, dn: string) =>
+      unwrap(replica.writeOne({ op: "add", dn, attributes: { objectClass: ["top", "organizationalUnit"] } }));
+    for (let index = 0; index < 5; index++) add(a.replica, `ou=data${index},${base}`);
+    pull(b.replica, a.replica);
+    assert.equal(a.replica.changesIn(dns), dnsOnA, "data writes leave the dns partition's count");
+    assert.equal(b.replica.changesIn(dns), dnsOnB, "and so do their pages");
+    assert.ok(b.replica.changesIn(base) > dataOnB);
+
+    add(a.replica, `ou=zone,${dns}`);
+    assert.equal(a.replica.changesIn(dns), dnsOnA + 1);
+    pull(b.replica, a.replica);
+    assert.equal(b.replica.changesIn(dns), dnsOnB + 1);
+
+    // A page of what the destination already has changes nothing there, and counts nothing.
+    const again = a.replica.getChanges({ ...b.replica.changeRequest(a.replica.nodeId), utd: {} });
+    unwrap(b.replica.applyChanges(unwrap(again)));
+    assert.equal(b.replica.changesIn(dns), dnsOnB + 1);
+
+    // A write that fails, or changes nothing, counts nothing.
+    assert.equal(codeOf(a.replica.writeOne({ op: "delete", dn: `ou=absent,${dns}` })), "no-such-entry");
+    assert.equal(a.replica.changesIn(dns), dnsOnA + 1);
   });
 });

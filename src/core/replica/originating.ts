@@ -76,6 +76,8 @@ export interface WriteOutcome {
   readonly usn: Usn;
   /** Entries written: 0 when the write changed nothing, more than 1 for a subtree delete. */
   readonly entries: number;
+  /** The partition (normalised DN) the entry is in. */
+  readonly partition: string;
 }
 
 /**
@@ -142,7 +144,7 @@ function addEntry(ctx: ReplicaContext, dnText: string, attributes: unknown): Res
     parent: parent.value.guid,
     attributes: working.value,
   });
-  return ok({ guid, dn: formatDn(dn.value), usn, entries: 1 });
+  return ok({ guid, dn: formatDn(dn.value), usn, entries: 1, partition: parent.value.partition });
 }
 
 /**
@@ -359,12 +361,18 @@ function modifyEntry(
   // The DN the client named the entry by (it resolved to this entry, so it is its DN).
   const dn = formatDn(parsed.value);
   if (!plan.value.some(attributeChanged)) {
-    return ok({ guid: row.value.guid, dn, usn: row.value.usnChanged, entries: 0 });
+    return ok({
+      guid: row.value.guid,
+      dn,
+      usn: row.value.usnChanged,
+      entries: 0,
+      partition: row.value.partition,
+    });
   }
   const usn = ctx.nextUsn();
   for (const attribute of plan.value) writeAttribute(ctx, row.value.guid, attribute, usn);
   ctx.store.setUsnChanged(row.value.guid, usn);
-  return ok({ guid: row.value.guid, dn, usn, entries: 1 });
+  return ok({ guid: row.value.guid, dn, usn, entries: 1, partition: row.value.partition });
 }
 
 /** Applies modifications to working copies and checks the entry they would leave. */
@@ -511,14 +519,14 @@ function deleteEntry(ctx: ReplicaContext, dnText: string, subtree: boolean): Res
   if (!subtree) {
     if (ctx.store.hasChildren(row.value.guid)) return fail("not-leaf", `${dn} has children`);
     const usn = tombstone(ctx, row.value);
-    return ok({ guid: row.value.guid, dn, usn, entries: 1 });
+    return ok({ guid: row.value.guid, dn, usn, entries: 1, partition: row.value.partition });
   }
   const doomed = collectSubtree(ctx, row.value);
   if (!doomed.ok) return doomed;
   let usn = row.value.usnChanged;
   // Children first, so that no entry is orphaned on its way out.
   for (const entry of doomed.value.reverse()) usn = tombstone(ctx, entry);
-  return ok({ guid: row.value.guid, dn, usn, entries: doomed.value.length });
+  return ok({ guid: row.value.guid, dn, usn, entries: doomed.value.length, partition: row.value.partition });
 }
 
 /** The subtree in breadth-first order, root first; bounded by subtreeDeleteEntriesMax. */
@@ -611,6 +619,7 @@ function modifyDn(
       dn: entryDn(ctx.store, row.value),
       usn: row.value.usnChanged,
       entries: 0,
+      partition: row.value.partition,
     });
   }
   const fits = subtreeFitsUnder(ctx, row.value, `${rdn},${entryDn(ctx.store, parent.value)}`);
@@ -633,7 +642,13 @@ function modifyDn(
   ]);
   const moved = ctx.store.getEntry(row.value.guid);
   assert(moved !== undefined, "renamed entry vanished");
-  return ok({ guid: row.value.guid, dn: entryDn(ctx.store, moved), usn, entries: 1 });
+  return ok({
+    guid: row.value.guid,
+    dn: entryDn(ctx.store, moved),
+    usn,
+    entries: 1,
+    partition: moved.partition,
+  });
 }
 
 function targetParent(ctx: ReplicaContext, row: EntryRow, newParent: string | undefined): Result<EntryRow> {

@@ -77,6 +77,10 @@ export const writeBatchMax = 10_000;
  * store transaction, so a crash leaves either all of its effects or none.
  */
 export class Replica {
+  /** changesIn's counts: by partition, and those of no one partition. */
+  private readonly partitionChanges = new Map<string, number>();
+  private unplacedChanges = 0;
+
   private constructor(private readonly ctx: ReplicaContext) {}
 
   /** Initialises an empty store as a new replica with a fresh invocation id. */
@@ -124,6 +128,20 @@ export class Replica {
   }
 
   /**
+   * Entry changes committed here in `partition` (normalised DN) since this replica was opened,
+   * plus those whose partition is not told (a lingering-object check's removals): a reader of
+   * one partition (the DNS locator compiles its zones from the dns partition) reads it again
+   * when this moved, not at every change of the directory as `usn` would have it.
+   */
+  changesIn(partition: string): number {
+    return (this.partitionChanges.get(partition) ?? 0) + this.unplacedChanges;
+  }
+
+  private countChange(partition: string): void {
+    this.partitionChanges.set(partition, (this.partitionChanges.get(partition) ?? 0) + 1);
+  }
+
+  /**
    * The USN of the newest change made here (not applied from elsewhere) under the current
    * invocation id, 0 before the first: applied changes take USNs too, so `usn` runs ahead of it,
    * and a partner that lacks none of this replica's own changes has at least this in its UTD.
@@ -155,12 +173,15 @@ export class Replica {
         ),
       );
     }
-    return this.ctx.transact(() =>
+    const results = this.ctx.transact(() =>
       requests.map((request) => {
         const checked = checkWriteRequest(request);
         return checked.ok ? originate(this.ctx, checked.value) : checked;
       }),
     );
+    for (const result of results)
+      if (result.ok && result.value.entries > 0) this.countChange(result.value.partition);
+    return results;
   }
 
   writeOne(request: WriteRequest): Result<WriteOutcome> {
@@ -169,7 +190,9 @@ export class Replica {
   }
 
   createPartition(dn: string): Result<{ partition: string; usn: Usn }> {
-    return this.ctx.transact(() => createPartition(this.ctx, dn));
+    const created = this.ctx.transact(() => createPartition(this.ctx, dn));
+    if (created.ok) this.countChange(created.value.partition);
+    return created;
   }
 
   get(dn: string, attributes?: readonly string[]): Result<EntryView> {
@@ -271,7 +294,7 @@ export class Replica {
     if (!checked.ok) return checked;
     if (checked.value.source === this.ctx.meta.nodeId)
       return fail("invalid-page", "a page from this replica itself");
-    return this.ctx.transact(() => {
+    const applied = this.ctx.transact(() => {
       this.detectRollback(checked.value.utd, checked.value.source);
       // Before this page's UTD is merged: afterwards the UTD would cover what was never received.
       if (checkPurgeHorizon(this.ctx, checked.value.purgeHorizon, checked.value.source)) {
@@ -279,6 +302,8 @@ export class Replica {
       }
       return ok(applyPage(this.ctx, checked.value));
     });
+    if (applied.ok) for (const partition of applied.value.partitionsChanged) this.countChange(partition);
+    return applied;
   }
 
   /** Records another replica's UTD (relayed or reported) for tombstone purge decisions. */
@@ -364,6 +389,7 @@ export class Replica {
     if (!checked.ok) return checked;
     const { utd, settles, ...rest } = checked.value;
     const removed = this.ctx.transact(() => applyLingeringAnswer(this.ctx, candidates, rest, utd));
+    this.unplacedChanges++;
     return ok({ removed, settles });
   }
 
