@@ -4,7 +4,15 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import dnsPacket from "dns-packet";
-import { type Attempt, createClient, dnsResolver, NoServerError, ProblemError } from "./client.ts";
+import {
+  type Attempt,
+  connectionsPerServerMax,
+  createClient,
+  dnsResolver,
+  NoServerError,
+  OutcomeUnknownError,
+  ProblemError,
+} from "./client.ts";
 
 /**
  * The client shell against stand-ins on loopback: small HTTP servers that answer like nodes
@@ -140,6 +148,7 @@ describe("the client against stand-in nodes and DNS", { timeout: 60_000 }, () =>
       assert.equal(answer.body.node, "a1");
       assert.deepEqual(client.location, {
         clientSite: "a",
+        nodeSite: null, // the stand-ins do not say theirs
         closestSites: [{ site: "b", cost: 10 }],
         via: "http",
       });
@@ -290,5 +299,247 @@ describe("the client against stand-in nodes and DNS", { timeout: 60_000 }, () =>
     assert.throws(() => createClient({}), /either a zone/);
     assert.throws(() => createClient({ zone: "x", urls: ["http://127.0.0.1:1"] }), /either a zone/);
     assert.throws(() => createClient({ zone: "bad zone!" }), /not a DNS zone/);
+  });
+});
+
+/** A stand-in node whose answer to each request is up to the test; it counts what it got. */
+interface Scripted {
+  readonly url: string;
+  readonly requests: string[];
+  /** Sockets open at the same time, at most. */
+  maxOpen: number;
+  close(): Promise<void>;
+}
+
+type Behaviour = (
+  request: import("node:http").IncomingMessage,
+  response: import("node:http").ServerResponse,
+) => void;
+
+async function scripted(behaviour: Behaviour): Promise<Scripted> {
+  let open = 0;
+  const server = createServer((request, response) => {
+    let body = "";
+    request.on("data", (chunk: Buffer) => {
+      body += chunk.toString("utf8");
+    });
+    request.on("end", () => {
+      node.requests.push(`${request.method} ${request.url} ${body}`);
+      behaviour(request, response);
+    });
+  });
+  server.on("connection", (socket) => {
+    open++;
+    node.maxOpen = Math.max(node.maxOpen, open);
+    socket.on("close", () => open--);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const node: Scripted = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests: [],
+    maxOpen: 0,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+  return node;
+}
+
+const answerJson =
+  (status: number, body: unknown, delayMs = 0): Behaviour =>
+  (_request, response) => {
+    setTimeout(() => {
+      response.writeHead(status, { "content-type": "application/json" });
+      response.end(JSON.stringify(body));
+    }, delayMs);
+  };
+
+const entry = { objectClass: ["person"], cn: ["x"], sn: ["x"] };
+
+describe("writes are sent again only where they cannot have been applied", { timeout: 30_000 }, () => {
+  it("does not send a create to another server after the first one got it and broke the connection", async () => {
+    // The node received the create (it may have committed it) and died before answering.
+    const crashed = await scripted((request) => request.socket.destroy());
+    const next = await scripted(answerJson(201, { dn: "cn=x" }));
+    const client = createClient({ urls: [crashed.url, next.url] });
+    try {
+      await assert.rejects(client.add("cn=x,dc=example,dc=com", entry), (error: unknown) => {
+        assert.ok(error instanceof OutcomeUnknownError, String(error));
+        assert.equal(error.url, crashed.url);
+        assert.match(error.message, /may have been applied/);
+        return true;
+      });
+      assert.equal(crashed.requests.length, 1);
+      assert.deepEqual(next.requests, [], "the create went to one server only");
+    } finally {
+      await client.close();
+      await crashed.close();
+      await next.close();
+    }
+  });
+
+  it("does not send a delete again after the first server did not answer in time", async () => {
+    const slow = await scripted(answerJson(200, { dn: "cn=x" }, 1_000));
+    const next = await scripted(answerJson(404, { code: "no-such-entry", status: 404 }));
+    const client = createClient({ urls: [slow.url, next.url], requestTimeoutMs: 200 });
+    try {
+      await assert.rejects(client.delete("cn=x,dc=example,dc=com"), OutcomeUnknownError);
+      assert.deepEqual(next.requests, []);
+    } finally {
+      await client.close();
+      await slow.close();
+      await next.close();
+    }
+  });
+
+  it("still fails a write over from a refused connection and a 503 problem, and a read from anything", async () => {
+    const dead = await scripted(answerJson(200, {}));
+    const deadUrl = dead.url;
+    await dead.close();
+    const notReady = await scripted(answerJson(503, { code: "not-ready", status: 503 }));
+    const crashed = await scripted((request) => request.socket.destroy());
+    const next = await scripted(answerJson(201, { dn: "cn=x" }));
+    const client = createClient({ urls: [deadUrl, notReady.url, next.url] });
+    const reads = createClient({ urls: [crashed.url, next.url] });
+    try {
+      const written = await client.add("cn=x,dc=example,dc=com", entry);
+      assert.equal(written.url, next.url);
+      assert.deepEqual(
+        written.failed.map((attempt) => attempt.failure),
+        ["connection refused", "503 not-ready"],
+      );
+      const read = await reads.get("cn=x,dc=example,dc=com");
+      assert.equal(read.url, next.url);
+      const searched = await reads.search({ base: "dc=example,dc=com" });
+      assert.equal(searched.url, next.url, "a search is a read, though it is a POST");
+    } finally {
+      await client.close();
+      await reads.close();
+      await notReady.close();
+      await crashed.close();
+      await next.close();
+    }
+  });
+});
+
+describe("the client in no subnet's site", { timeout: 30_000 }, () => {
+  it("starts from the answering node's site, from which the closest sites are counted", async () => {
+    // No subnet holds the client's address: the ping's closest sites are counted from the
+    // answering node's site (docs/api.md), so that site is nearer than any of them.
+    const located = { clientSite: null, nodeSite: "b", closestSites: [{ site: "a", cost: 10, servers: 1 }] };
+    const b1 = await scripted(answerJson(200, located));
+    const a1 = await scripted(answerJson(200, located));
+    const port = (url: string) => Number(new URL(url).port);
+    const client = createClient({
+      zone: "test.zone",
+      ping: "http",
+      random: () => 0,
+      resolver: {
+        srv: async (name) =>
+          name === "_plexus._tcp.test.zone"
+            ? [
+                { target: "127.0.0.1", port: port(b1.url), priority: 0, weight: 0 },
+                { target: "127.0.0.1", port: port(a1.url), priority: 0, weight: 0 },
+              ]
+            : name === "_plexus._tcp.b._sites.test.zone"
+              ? [{ target: "127.0.0.1", port: port(b1.url), priority: 0, weight: 0 }]
+              : name === "_plexus._tcp.a._sites.test.zone"
+                ? [{ target: "127.0.0.1", port: port(a1.url), priority: 0, weight: 0 }]
+                : [],
+        addresses: async () => [],
+      },
+    });
+    try {
+      const order = (await client.candidates()).map((candidate) => [candidate.url, candidate.tier]);
+      assert.deepEqual(order, [
+        [b1.url, { kind: "closest", site: "b", cost: 0 }],
+        [a1.url, { kind: "closest", site: "a", cost: 10 }],
+      ]);
+      assert.equal(client.location?.nodeSite, "b");
+    } finally {
+      await client.close();
+      await b1.close();
+      await a1.close();
+    }
+  });
+});
+
+describe("looking the records up again", { timeout: 30_000 }, () => {
+  it("does not make requests wait for DNS once it has records: a slow or dead DNS costs no latency", async () => {
+    const node = await scripted(answerJson(200, { node: "n" }));
+    let now = 0;
+    let dnsDown = false;
+    const never = new Promise<never>(() => {});
+    const client = createClient({
+      zone: "test.zone",
+      site: "a",
+      now: () => now,
+      recordsRefreshMs: 1_000,
+      requestTimeoutMs: 500,
+      resolver: {
+        srv: async (name) => {
+          if (dnsDown) return never; // a DNS server that never answers
+          return name === "_plexus._tcp.test.zone"
+            ? [{ target: "127.0.0.1", port: Number(new URL(node.url).port), priority: 0, weight: 0 }]
+            : [];
+        },
+        addresses: async () => [],
+      },
+    });
+    try {
+      await client.get("cn=x");
+      dnsDown = true;
+      now = 5_000;
+      const started = performance.now();
+      const answer = await client.get<{ node: string }>("cn=x");
+      assert.equal(answer.body.node, "n");
+      assert.ok(performance.now() - started < 400, "answered from the records it had");
+    } finally {
+      await client.close();
+      await node.close();
+    }
+  });
+});
+
+describe("options and limits", { timeout: 30_000 }, () => {
+  it("refuses a URL that is not one when the client is created", () => {
+    assert.throws(() => createClient({ urls: ["not a url"] }), /not an http\(s\) URL/);
+    assert.throws(() => createClient({ urls: ["ftp://127.0.0.1:1"] }), /not an http\(s\) URL/);
+  });
+
+  it("gives a write concern sent through request() its timeout, whatever the header's case", async () => {
+    const slow = await scripted(answerJson(201, { dn: "cn=x" }, 400));
+    const client = createClient({ urls: [slow.url], requestTimeoutMs: 200 });
+    try {
+      const answer = await client.request(
+        "POST",
+        "/v1/entries",
+        { dn: "cn=x", attributes: entry },
+        {
+          "Plexus-Write-Concern": "site; timeout=1000",
+        },
+      );
+      assert.equal(answer.status, 201);
+    } finally {
+      await client.close();
+      await slow.close();
+    }
+  });
+
+  it("opens a bounded number of connections to one server, however many requests run at once", async () => {
+    const node = await scripted(answerJson(200, { node: "n" }, 20));
+    const client = createClient({ urls: [node.url] });
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: connectionsPerServerMax * 3 }, () => client.get("cn=x")),
+      );
+      assert.equal(answers.length, connectionsPerServerMax * 3);
+      assert.ok(answers.every((answer) => answer.failed.length === 0));
+      assert.ok(node.maxOpen <= connectionsPerServerMax, `${node.maxOpen} connections at once`);
+    } finally {
+      await client.close();
+      await node.close();
+    }
   });
 });

@@ -38,10 +38,34 @@ const dnsTries = 2;
 export const pingUdpTimeoutMsDefault = 300;
 /** Headroom over a write concern's own timeout, for the node to answer after it gave up. */
 const concernHeadroomMs = 2_000;
+/** A write concern's timeout when it gives none (docs/api.md). */
+const concernTimeoutMsDefault = 5_000;
 /** Answers larger than this are refused (a search page is at most 1,000 entries). */
 const answerBytesMax = 64 * 1024 * 1024;
 /** Statuses that say "try another server": not ready, quarantined, behind the session. */
 const failoverStatus = 503;
+/**
+ * Connection errors raised before a request was sent: the server cannot have applied it, so
+ * even a write goes on to the next server. Anything else (reset, closed, no answer in time)
+ * may come after the server got the request.
+ */
+const notSentCodes = new Set([
+  "ECONNREFUSED",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EADDRNOTAVAIL",
+]);
+/** POST routes that only read, so that they fail over like a GET. */
+const readOnlyPosts = new Set(["/v1/search"]);
+/**
+ * Connections the client opens to one server at most; further requests wait for one of them.
+ * Thousands of requests at once would otherwise each open a connection, overflow the server's
+ * accept queue (511 on Node) and fail as connect timeouts, putting a healthy server in back-off.
+ */
+export const connectionsPerServerMax = 128;
 
 export interface SrvResolver {
   /** The SRV records at `name`; empty when the name or the type does not exist. */
@@ -128,6 +152,30 @@ export class NoServerError extends Error {
   }
 }
 
+/**
+ * A write (anything but a read) reached a server, which then broke the connection, did not
+ * answer in time or answered something that is not an answer: it may have been applied there.
+ * It is not sent to another server, where it could be applied a second time (a create then
+ * makes a naming conflict) or refused for having been applied (a delete's `no-such-entry`).
+ */
+export class OutcomeUnknownError extends Error {
+  constructor(
+    /** The request, `METHOD /path`. */
+    readonly request: string,
+    /** The server the write went to. */
+    readonly url: string,
+    readonly tier: Tier,
+    /** Why its outcome is unknown. */
+    readonly reason: string,
+    /** The servers tried before it (which cannot have applied it), and why each was left. */
+    readonly attempts: readonly Attempt[],
+  ) {
+    super(
+      `${request} may have been applied on ${url} (${describeTier(tier)}): ${reason}; not sent to another server (read to know whether it was applied)`,
+    );
+  }
+}
+
 export function describeTier(tier: Tier): string {
   switch (tier.kind) {
     case "site":
@@ -143,6 +191,11 @@ export function describeTier(tier: Tier): string {
 
 export interface Located {
   readonly clientSite: string | null;
+  /**
+   * The answering node's site. When no subnet holds the client's address, the closest sites
+   * are counted from it, and the client starts from it (as a closest site of cost 0).
+   */
+  readonly nodeSite: string | null;
   readonly closestSites: readonly { readonly site: string; readonly cost: number }[];
   /** How the ping was answered. */
   readonly via: "udp" | "http";
@@ -209,7 +262,11 @@ export class PlexusClient {
     if (options.zone !== undefined && !/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/i.test(options.zone))
       throw new Error(`'${options.zone}' is not a DNS zone name`);
     this.book = new FailureBook(options.backoff ?? backoffDefault);
+    // Fixed URLs are checked here, so that a bad one is refused by createClient, not by a request.
+    if (options.urls !== undefined && options.urls.length > 0)
+      this.records = { tiers: [options.urls.map((url) => urlCandidate(url))], at: 0 };
     this.agent = new Agent({
+      connections: connectionsPerServerMax,
       connect: { timeout: options.connectTimeoutMs ?? connectTimeoutMsDefault },
       ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
     });
@@ -252,6 +309,7 @@ export class PlexusClient {
     if (order.length === 0) throw new NoServerError([], this.emptyReason());
     const failed: Attempt[] = [];
     const timeoutMs = this.timeoutFor(headers);
+    const read = isRead(method, path);
     for (const candidate of order) {
       const outcome = await this.attempt(candidate, method, path, body, headers, timeoutMs);
       if (outcome.kind === "answer") {
@@ -268,8 +326,17 @@ export class PlexusClient {
       }
       if (outcome.backoff) this.book.fail(candidate.key, this.now(), outcome.reason);
       const attempt = { url: candidate.url, tier: candidate.tier, failure: outcome.reason };
-      failed.push(attempt);
       this.options.onAttempt?.(attempt);
+      // A write the server may have applied is not sent again elsewhere (OutcomeUnknownError).
+      if (!read && outcome.maybeApplied)
+        throw new OutcomeUnknownError(
+          `${method.toUpperCase()} ${path}`,
+          candidate.url,
+          candidate.tier,
+          outcome.reason,
+          failed,
+        );
+      failed.push(attempt);
     }
     throw new NoServerError(failed, "");
   }
@@ -337,10 +404,13 @@ export class PlexusClient {
 
   private timeoutFor(headers: Record<string, string>): number {
     const base = this.options.requestTimeoutMs ?? requestTimeoutMsDefault;
-    const concern = headers["plexus-write-concern"];
+    // HTTP header names are case-insensitive, and request() passes the caller's as given.
+    const concern = Object.entries(headers).find(
+      ([name]) => name.toLowerCase() === "plexus-write-concern",
+    )?.[1];
     if (concern === undefined || /^\s*local\b/i.test(concern)) return base;
     const given = /timeout=([0-9]{1,6})/i.exec(concern);
-    const concernMs = given === null ? 5_000 : Number(given[1]);
+    const concernMs = given === null ? concernTimeoutMsDefault : Number(given[1]);
     return Math.max(base, concernMs + concernHeadroomMs);
   }
 
@@ -359,7 +429,8 @@ export class PlexusClient {
     headers: Record<string, string>,
     timeoutMs: number,
   ): Promise<
-    { kind: "answer"; status: number; body: unknown } | { kind: "failed"; reason: string; backoff: boolean }
+    | { kind: "answer"; status: number; body: unknown }
+    | { kind: "failed"; reason: string; backoff: boolean; maybeApplied: boolean }
   > {
     const sent: Record<string, string> = { ...headers };
     if (this.sessionToken !== null && path !== "/v1/locate" && !path.startsWith("/v1/locate?"))
@@ -377,7 +448,12 @@ export class PlexusClient {
       const length = Number(response.headers["content-length"] ?? 0);
       if (length > answerBytesMax) {
         response.body.destroy();
-        return { kind: "failed", reason: `answer of ${length} bytes is too large`, backoff: false };
+        return {
+          kind: "failed",
+          reason: `answer of ${length} bytes is too large`,
+          backoff: false,
+          maybeApplied: true,
+        };
       }
       const text = await response.body.text();
       const token = response.headers["plexus-session"];
@@ -390,40 +466,61 @@ export class PlexusClient {
           kind: "failed",
           reason: `HTTP ${response.statusCode} with a body that is not JSON`,
           backoff: true,
+          maybeApplied: true,
         };
       }
       if (response.statusCode === failoverStatus) {
         const problem: Record<string, unknown> = isRecord(parsed) ? parsed : {};
         const code = typeof problem.code === "string" ? problem.code : "unavailable";
-        // A node behind the session is healthy: the next request may find it caught up.
-        return { kind: "failed", reason: `503 ${code}`, backoff: code !== "session-behind" };
+        // A node behind the session is healthy: the next request may find it caught up. A 503
+        // problem changes nothing (docs/api.md), so even a write goes on to the next server.
+        return {
+          kind: "failed",
+          reason: `503 ${code}`,
+          backoff: code !== "session-behind",
+          maybeApplied: false,
+        };
       }
       return { kind: "answer", status: response.statusCode, body: parsed };
     } catch (error) {
-      return { kind: "failed", reason: failureReason(error), backoff: true };
+      const code = (error as { code?: unknown }).code;
+      return {
+        kind: "failed",
+        reason: failureReason(error),
+        backoff: true,
+        maybeApplied: !(typeof code === "string" && notSentCodes.has(code)),
+      };
     }
   }
 
   /** The records in use; looked up again when older than recordsRefreshMs (old ones serve on a failed lookup). */
   private async currentRecords(): Promise<Records> {
-    const urls = this.options.urls;
-    if (urls !== undefined && urls.length > 0) {
-      this.records ??= { tiers: [urls.map((url) => urlCandidate(url))], at: this.now() };
-      return this.records;
-    }
+    if (this.options.zone === undefined) return this.records as Records;
     const age = this.records === null ? Number.POSITIVE_INFINITY : this.now() - this.records.at;
     if (age < (this.options.recordsRefreshMs ?? recordsRefreshMsDefault) && this.records !== null)
       return this.records;
-    this.refreshing ??= this.lookUp().finally(() => {
-      this.refreshing = null;
-    });
+    this.refreshing ??= this.lookUp()
+      .then((records) => {
+        this.records = records;
+        return records;
+      })
+      .finally(() => {
+        this.refreshing = null;
+      });
+    // Records that name servers serve while the new ones are looked up: a DNS server that is
+    // slow or gone (its site died) would otherwise hold every request for its timeouts.
+    const held = this.records;
+    if (held?.tiers.some((tier) => tier.length > 0)) {
+      this.refreshing.catch(() => {}); // a failed refresh keeps the old records
+      return held;
+    }
     try {
-      this.records = await this.refreshing;
+      return await this.refreshing;
     } catch (error) {
       if (this.records === null)
         throw new NoServerError([], `looking up the zone's SRV records failed: ${(error as Error).message}`);
+      return this.records;
     }
-    return this.records;
   }
 
   private async lookUp(): Promise<Records> {
@@ -432,8 +529,15 @@ export class PlexusClient {
     const site = this.options.site ?? (await this.ping(generic));
     const tiers: Candidate[][] = [];
     if (site !== null) tiers.push(await this.resolveTier(siteSrvName(zone, site), { kind: "site", site }));
+    // In no subnet's site, the closest sites are counted from the answering node's: it comes first.
+    const nodeSite =
+      site === null && this.options.site === undefined ? (this.located?.nodeSite ?? null) : null;
+    const nearest = [
+      ...(nodeSite === null ? [] : [{ site: nodeSite, cost: 0 }]),
+      ...(this.located?.closestSites ?? []),
+    ];
     const closest = await Promise.all(
-      (this.located?.closestSites ?? []).map((near) =>
+      nearest.map((near) =>
         this.resolveTier(siteSrvName(zone, near.site), {
           kind: "closest",
           site: near.site,
@@ -547,10 +651,18 @@ function entryPath(dn: string): string {
 }
 
 function urlCandidate(text: string): Candidate {
-  const url = new URL(text);
-  if (url.protocol !== "http:" && url.protocol !== "https:")
+  const url = URL.canParse(text) ? new URL(text) : null;
+  if (url === null || (url.protocol !== "http:" && url.protocol !== "https:"))
     throw new Error(`'${text}' is not an http(s) URL`);
   return { key: url.host, url: url.href.replace(/\/+$/, ""), tier: { kind: "urls" } };
+}
+
+/** Whether a request only reads: it may be sent to another server whatever happened to it. */
+function isRead(method: string, path: string): boolean {
+  const upper = method.toUpperCase();
+  if (upper === "GET" || upper === "HEAD" || upper === "OPTIONS") return true;
+  const query = path.indexOf("?");
+  return upper === "POST" && readOnlyPosts.has(query < 0 ? path : path.slice(0, query));
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -564,7 +676,8 @@ function checkLocated(body: unknown, via: Located["via"]): Located | null {
     .filter(isRecord)
     .filter((near) => typeof near.site === "string" && typeof near.cost === "number")
     .map((near) => ({ site: near.site as string, cost: near.cost as number }));
-  return { clientSite: body.clientSite, closestSites, via };
+  const nodeSite = typeof body.nodeSite === "string" ? body.nodeSite : null;
+  return { clientSite: body.clientSite, nodeSite, closestSites, via };
 }
 
 function failureReason(error: unknown): string {
