@@ -234,6 +234,28 @@ describe("the client against stand-in nodes and DNS", { timeout: 60_000 }, () =>
     }
   });
 
+  it("says how to stop waiting for a session no server catches up with, and forgetSession does", async () => {
+    node("c1").mode = "session-behind";
+    const client = createClient({ urls: [`http://127.0.0.1:${node("c1").port}`], session: "held" });
+    try {
+      await assert.rejects(client.get("cn=x"), (error: Error) => {
+        assert.ok(error instanceof NoServerError);
+        assert.match(error.message, /503 session-behind.*client\.forgetSession\(\)/);
+        return true;
+      });
+      assert.equal(node("c1").sessions.at(-1), "held");
+      client.forgetSession();
+      assert.equal(client.session, null);
+      node("c1").mode = "ok";
+      const answer = await client.get<{ node: string }>("cn=x");
+      assert.equal(answer.body.node, "c1");
+      assert.equal(node("c1").sessions.at(-1), null, "the request went without the forgotten token");
+    } finally {
+      node("c1").mode = "ok";
+      await client.close();
+    }
+  });
+
   it("returns problem answers as ProblemError without failing over", async () => {
     const client = createClient({
       urls: [`http://127.0.0.1:${node("c1").port}`, `http://127.0.0.1:${node("b1").port}`],

@@ -144,13 +144,21 @@ export class NoServerError extends Error {
     const tried = attempts.map(
       (attempt) => `${attempt.url} (${describeTier(attempt.tier)}): ${attempt.failure}`,
     );
+    const behind = attempts.length > 0 && attempts.every((attempt) => attempt.failure === sessionBehind);
     super(
       attempts.length === 0
         ? `no Plexus server to try: ${why}`
-        : `no Plexus server answered (${attempts.length} tried): ${tried.join("; ")}`,
+        : `no Plexus server answered (${attempts.length} tried): ${tried.join("; ")}${
+            behind
+              ? " (every one lacks writes this client's session token holds: should the servers that took them be gone for good, client.forgetSession() stops waiting for them)"
+              : ""
+          }`,
     );
   }
 }
+
+/** The failure of a server that has not caught up with the session token (a healthy one). */
+const sessionBehind = "503 session-behind";
 
 /**
  * A write (anything but a read) reached a server, which then broke the connection, did not
@@ -279,6 +287,16 @@ export class PlexusClient {
   /** The token that carries what this client has written (hand it to another client to share). */
   get session(): string | null {
     return this.sessionToken;
+  }
+
+  /**
+   * Drops the session token: later requests no longer wait for the writes it holds. For when
+   * the servers that took them are gone for good (a site lost with writes acknowledged at
+   * concern `local`): every other server answers `503 session-behind` until those writes
+   * reach it, which then never happens. Reads may then miss them; writes go on.
+   */
+  forgetSession(): void {
+    this.sessionToken = null;
   }
 
   /** What the last ping said (null before the first, or with fixed URLs). */
