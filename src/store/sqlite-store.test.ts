@@ -249,6 +249,19 @@ describe("SqliteStore on SQLite", () => {
     });
   });
 
+  it("names a file that is not a database, and what to do, instead of SQLite's bare message", () => {
+    withTempFile((file) => {
+      fs.writeFileSync(file, `not a database${"\u0000".repeat(200)}`);
+      assert.throws(
+        () => SqliteStore.open({ path: file }),
+        (error: Error & { code?: unknown }) =>
+          error.code === "store-unreadable" &&
+          error.message.startsWith(`${file} cannot be read as a Plexus store`) &&
+          error.message.includes("plexus restore"),
+      );
+    });
+  });
+
   it("throws on a duplicate usnChanged and rolls the transaction back", () => {
     withStore({ path: ":memory:" }, (store) => {
       store.putEntry(entryOf(1, { usnChanged: 10 as Usn }));

@@ -40,7 +40,7 @@ export interface SqliteStoreOptions {
   readonly snapshot?: Uint8Array;
 }
 
-export type SqliteStoreErrorCode = "store-version" | "store-closed" | "store-options";
+export type SqliteStoreErrorCode = "store-version" | "store-closed" | "store-options" | "store-unreadable";
 
 export class SqliteStoreError extends Error {
   readonly code: SqliteStoreErrorCode;
@@ -650,7 +650,7 @@ export class SqliteStore implements Store {
       return new SqliteStore(db);
     } catch (error) {
       db.close();
-      throw error;
+      throw unreadableStore(options.path, error);
     }
   }
 
@@ -1256,6 +1256,23 @@ function openDatabase(options: SqliteStoreOptions): Database.Database {
   const image = Buffer.from(options.snapshot);
   markRollbackJournal(image);
   return new Database(image);
+}
+
+/** SQLite's codes for a file that is not a database, or one whose pages are damaged. */
+const unreadableCodes: ReadonlySet<string> = new Set(["SQLITE_NOTADB", "SQLITE_CORRUPT"]);
+
+/**
+ * A file SQLite cannot read as a database (SQLite finds out at the first statement, not at
+ * open) named, with what to do about it; any other error as it is.
+ */
+function unreadableStore(path: string, error: unknown): unknown {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== "string" || !unreadableCodes.has(code)) return error;
+  return new SqliteStoreError(
+    "store-unreadable",
+    `${path} cannot be read as a Plexus store (SQLite: ${(error as Error).message}): restore the data directory from a backup (plexus restore), or move the file away to start with no data (the node then syncs from the others, or founds a new directory)`,
+    { cause: error },
+  );
 }
 
 /** A WAL-mode image cannot be opened in memory; bytes 18 and 19 of the header say which it is. */
