@@ -45,6 +45,10 @@ describe("plexus start DNS flags", () => {
       [{ "dns-refresh-seconds": "100", "dns-scavenge-seconds": "50" }, /more than --dns-refresh-seconds/],
     ] as const)
       assert.throws(() => dnsStartOptions(values, {}, "127.0.0.1"), message);
+    // With DNS off too: a wrong setting is not kept for the day it is turned on.
+    assert.throws(() => dnsStartOptions({ dns: "off", zone: "bad..zone" }, {}, "127.0.0.1"), /--zone/);
+    assert.throws(() => dnsStartOptions({ dns: "off" }, { dnsTtl: -5 }, "127.0.0.1"), /dns-ttl/);
+    assert.equal(dnsStartOptions({ dns: "off" }, { zone: "corp.test", dnsTtl: 30 }, "127.0.0.1"), undefined);
     assert.equal(parseHostPort("[::1]:53")?.port, 53);
     assert.equal(parseHostPort("::1:53"), null);
   });

@@ -103,10 +103,17 @@ export function parseHostPort(text: string): { host: string; port: number } | nu
 /** The locator options from flags (which win) and config file fields; undefined when DNS is off. */
 export function dnsStartOptions(values: Values, file: Raw, host: string): LocatorOptions | undefined {
   const address = values.dns ?? file.dns ?? `${host.includes(":") ? `[${host}]` : host}:0`;
-  if (address === "off") return undefined;
-  const bound = typeof address === "string" ? parseHostPort(address) : null;
+  const off = address === "off";
+  const bound = off ? { host, port: 0 } : typeof address === "string" ? parseHostPort(address) : null;
   if (bound === null)
     throw new Error("--dns must be HOST:PORT (an IP address; port 0 picks a free one) or off");
+  // The other settings are checked with DNS off too: a config file keeps them while --dns off
+  // turns the server off for a while, and a wrong one should not wait until it is turned on.
+  const options = locatorOptions(values, file, bound);
+  return off ? undefined : options;
+}
+
+function locatorOptions(values: Values, file: Raw, bound: { host: string; port: number }): LocatorOptions {
   const zoneText = values.zone ?? file.zone ?? locatorSettingsDefault.zone;
   const zone = typeof zoneText === "string" ? canonicalName(zoneText) : "";
   if (zone === "" || !isServableName(zone) || !/^[a-z0-9._-]+$/.test(zone))
