@@ -1,6 +1,6 @@
 import { parseWriteConcern } from "../core/node/write-concern.ts";
 import { formatReached } from "./entry-text.ts";
-import { ProblemError, UnreachableError } from "./remote.ts";
+import { BadUrlError, ProblemError, UnreachableError } from "./remote.ts";
 
 /**
  * What the commands that talk to a node share: where the node is, and how a failure ends the
@@ -43,9 +43,9 @@ export function integerFlag(
   return value;
 }
 
-/** A bad command line: ours, or node:util parseArgs' (unknown option, missing value, …). */
+/** A bad command line: ours, a node URL that is none, or node:util parseArgs' (unknown option, …). */
 function isUsageError(error: unknown): error is Error {
-  if (error instanceof UsageError) return true;
+  if (error instanceof UsageError || error instanceof BadUrlError) return true;
   const code = (error as { code?: unknown }).code;
   return typeof code === "string" && code.startsWith("ERR_PARSE_ARGS");
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { NodeId } from "../core/ids.ts";
 import { checkReplicateBody } from "../edge/http/replicate.ts";
-import { forEachBounded, nodeUrl, UsageError } from "./cli-support.ts";
+import { forEachBounded, nodeUrl, reportFailures, UsageError } from "./cli-support.ts";
 import {
   firstRdn,
   formatEntries,
@@ -12,7 +12,7 @@ import {
   parseAttributes,
   parseChanges,
 } from "./entry-text.ts";
-import { checkBaseUrl } from "./remote.ts";
+import { checkBaseUrl, connect } from "./remote.ts";
 import { configSearcher } from "./repl.ts";
 import {
   formatConflicts,
@@ -104,6 +104,28 @@ describe("entry command text", () => {
     assert.equal(checkBaseUrl("http://127.0.0.1:8080/"), "http://127.0.0.1:8080");
     assert.throws(() => checkBaseUrl("ftp://127.0.0.1:8080"), /not an http/);
     assert.throws(() => checkBaseUrl("nonsense"), /not a URL/);
+    // A path would be prefixed to every request (/v1/v1/status answers "no route").
+    assert.throws(() => checkBaseUrl("http://127.0.0.1:8080/v1"), /without a path/);
+    assert.throws(() => checkBaseUrl("http://127.0.0.1:8080/v1/status"), /without a path/);
+  });
+
+  it("reports a bad node URL as bad usage (exit 2), whichever command connects with it", async () => {
+    // Commands that call connect() without wrapping its error (plexus dns) must still get a
+    // sentence and exit code 2 from reportFailures, not a stack trace.
+    for (const url of ["nonsense", "http://127.0.0.1:8080/v1"]) {
+      let stderr = "";
+      const code = await reportFailures(
+        "test",
+        "usage: plexus test",
+        { write: (t: string) => (stderr += t) },
+        () =>
+          connect(url)
+            .status()
+            .then(() => 0),
+      );
+      assert.equal(code, 2, url);
+      assert.match(stderr, /^plexus test: '.*' (is not a URL|must be the node's address)/, url);
+    }
   });
 });
 
@@ -213,6 +235,23 @@ describe("replication health text", () => {
       ],
     );
     assert.match(formatReplStatus(self, lags, new Map(), now), /\? +bbbb +4 +7 +3 +30s ago +28s\n/);
+  });
+
+  it("measures time behind against the origin's own newest change when its partners lack it too", () => {
+    // A site cut off from hq: e1 and its partner e2 both hold hq1's changes up to USN 60 (made
+    // 250 s ago); hq1 has made three more since, the newest 5 s ago. Against e2 alone, e1
+    // would look 0 s behind while 3 changes behind.
+    const e1 = status("e1", "aaaa", 70, { aaaa: 70, hhhh: 60 }, [partner("e2")], 70);
+    const e2 = status("e2", "bbbb", 71, { aaaa: 70, bbbb: 71, hhhh: 60 }, [partner("e1")], 71);
+    const hq1 = status("hq1", "hhhh", 63, { hhhh: 63 }, [], 63);
+    const ages = new Map([
+      ["e1", new Map([["hhhh", 250_000]])],
+      ["e2", new Map([["hhhh", 250_000]])],
+      ["hq1", new Map([["hhhh", 5_000]])],
+    ]);
+    const lags = originLags(e1, new Map([["e2", e2]]), new Map(), ages, [hq1]);
+    const hq = lags.find((lag) => lag.invocation === "hhhh");
+    assert.deepEqual([hq?.behind, hq?.timeBehindMs], [3, 245_000]);
   });
 
   it("counts as behind only the changes an origin made, not the USNs it took to apply others'", () => {

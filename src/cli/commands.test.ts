@@ -221,7 +221,7 @@ describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
     );
     assert.deepEqual(parsed.origins.map((origin) => origin.node).sort(), ["e1", "e2"]);
     assert.equal(ok(sync).stdout, sync.stdout.match(/^e2: pulled, done at \S+\n$/)?.[0]);
-    assert.deepEqual(JSON.parse(ok(conflicts).stdout), { conflicts: [] });
+    assert.deepEqual(JSON.parse(ok(conflicts).stdout), { conflicts: [], more: false });
     assert.match(ok(topologyText).stdout, /^Sites \(1\)\n {2}east {2}peer {2}servers: e1, e2$/m);
     assert.match(ok(help).stdout, /plexus repl summary/);
     assert.match(ok(summary).stdout, /^e1 +\S+ +0 \/ 1 +0 +0/m);

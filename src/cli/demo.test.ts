@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { readdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -33,6 +34,20 @@ function alive(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === "EPERM";
   }
+}
+
+/** The pids of the processes whose command line names `text` (Linux: /proc/PID/cmdline). */
+async function processesNaming(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    try {
+      if ((await readFile(`/proc/${entry}/cmdline`, "utf8")).includes(text)) pids.push(Number(entry));
+    } catch {
+      // Gone since the listing.
+    }
+  }
+  return pids;
 }
 
 /** Starts the demo (or npm running it) with its own TMPDIR, collecting its stderr. */
@@ -90,6 +105,31 @@ describe("plexus demo", { timeout: 120_000 }, () => {
     assert.equal(result.stdout, "");
     assert.match(result.stderr, /plexus demo: Unknown option '--bogus'/);
     assert.match(result.stderr, /usage: plexus demo/);
+  });
+
+  it("a node that cannot start: exit 1 with its error, the nodes started stopped, the data removed", () => {
+    // PLEXUS_NODE_ARGS reaches every node's node(1): an option it refuses makes hq1 fail at once.
+    const temp = mkdtempSync(join(tmpdir(), "plexus-demo-fail-test-"));
+    try {
+      const result = spawnSync(process.execPath, ["--import", "tsx", main, "demo"], {
+        cwd: root,
+        encoding: "utf8",
+        env: { ...process.env, TMPDIR: temp, PLEXUS_NODE_ARGS: "--no-such-node-option" },
+        timeout: readyTimeoutMs,
+      });
+      assert.equal(result.status, 1, result.stderr);
+      assert.match(
+        result.stderr,
+        /^plexus demo: node hq1 failed to start: hq1 exited with \d+ before serving/m,
+      );
+      assert.match(result.stderr, /^plexus demo: the demo could not start; stopping 1 node$/m);
+      assert.deepEqual(
+        readdirSync(temp).filter((name) => name.startsWith("plexus-")),
+        [],
+      );
+    } finally {
+      rmSync(temp, { recursive: true, force: true });
+    }
   });
 
   it("--json: every node serves the sample data; SIGINT stops every node and removes the data", async () => {
@@ -164,6 +204,78 @@ describe("plexus demo", { timeout: 120_000 }, () => {
       // Only on failure is anything left: the demo and the node processes it reported.
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
       for (const pid of pids) if (alive(pid)) process.kill(pid, "SIGKILL");
+      rmSync(temp, { recursive: true, force: true });
+    }
+  });
+
+  it("SIGHUP (its terminal closed) stops every node and removes the data, as Ctrl-C does", async () => {
+    // The nodes run in their own process groups, so a closed terminal's hang-up reaches only
+    // the demo: were it to die of it, its six nodes would run on with nobody to stop them.
+    const temp = mkdtempSync(join(tmpdir(), "plexus-demo-hup-test-"));
+    const { child, stderr } = spawnDemo(process.execPath, ["--import", "tsx", main, "demo", "--json"], temp);
+    let pids: number[] = [];
+    try {
+      const lines = await readyLines(child, stderr);
+      pids = lines.slice(0, -1).map((line) => (JSON.parse(line) as NodeLine).pid);
+      assert.equal(pids.length, demoNodes.length, lines.join("\n"));
+      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+      child.kill("SIGHUP");
+      const code = await Promise.race([
+        exited,
+        new Promise<"timeout">((resolve) =>
+          setTimeout(() => resolve("timeout"), stopTimeoutMs + 5_000).unref(),
+        ),
+      ]);
+      assert.equal(code, 0, stderr());
+      for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still alive`);
+      assert.deepEqual(
+        readdirSync(temp).filter((name) => name.startsWith("plexus-")),
+        [],
+      );
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      for (const pid of pids) if (alive(pid)) process.kill(pid, "SIGKILL");
+      rmSync(temp, { recursive: true, force: true });
+    }
+  });
+
+  it("a closed output (npm start | head -1) stops every node and removes the data, no crash", async () => {
+    // Its reader gone, the demo's next write fails (EPIPE): uncaught, that error would end the
+    // demo and leave every node it started running. Its nodes are found by their command lines,
+    // which name the demo's directory (the pids are printed only after the write that fails).
+    const temp = mkdtempSync(join(tmpdir(), "plexus-demo-pipe-test-"));
+    const { child, stderr } = spawnDemo(process.execPath, ["--import", "tsx", main, "demo"], temp);
+    let directory: string | undefined;
+    try {
+      directory = await new Promise<string>((resolve, reject) => {
+        let out = "";
+        child.stdout?.setEncoding("utf8");
+        child.stdout?.on("data", (chunk: string) => {
+          out += chunk;
+          const found = /^plexus demo: starting \d+ nodes in (\S+)$/m.exec(out)?.[1];
+          if (found !== undefined) resolve(found);
+        });
+        child.once("exit", (code) => reject(new Error(`demo exited with ${code}:\n${stderr()}`)));
+      });
+      child.stdout?.destroy();
+      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+      const code = await Promise.race([
+        exited,
+        new Promise<"timeout">((resolve) =>
+          setTimeout(() => resolve("timeout"), readyTimeoutMs + stopTimeoutMs).unref(),
+        ),
+      ]);
+      assert.notEqual(code, "timeout", stderr());
+      assert.doesNotMatch(stderr(), /Unhandled 'error' event/);
+      assert.deepEqual(await processesNaming(directory), [], "every node stopped");
+      assert.deepEqual(
+        readdirSync(temp).filter((name) => name.startsWith("plexus-")),
+        [],
+      );
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      if (directory !== undefined)
+        for (const pid of await processesNaming(directory)) if (alive(pid)) process.kill(pid, "SIGKILL");
       rmSync(temp, { recursive: true, force: true });
     }
   });

@@ -5,9 +5,10 @@ import { type ClusterNode, entryPath, eventually, http, LocalCluster, locatorOf 
  * `plexus demo` (what `npm start` runs): a local cluster of three sites with two nodes each,
  * every node its own `plexus start` process on a free loopback port, data in a fresh temporary
  * directory. Writes sample data through the HTTP API on nodes of three sites, waits until every
- * node holds all of it, prints the nodes and commands to try, and runs until SIGINT or SIGTERM,
- * which stop every node it started (SIGTERM, then SIGKILL after a bounded wait) and remove the
- * directory unless --keep. It is a client of the nodes: it only spawns them and calls their API.
+ * node holds all of it, prints the nodes and commands to try, and runs until SIGINT, SIGTERM or
+ * SIGHUP, which stop every node it started (SIGTERM, then SIGKILL after a bounded wait) and
+ * remove the directory unless --keep. It is a client of the nodes: it only spawns them and calls
+ * their API.
  */
 export const demoUsage = `usage: plexus demo [--json] [--keep] [--logs]
 
@@ -15,8 +16,9 @@ Starts a local Plexus cluster: sites hq (hub), east and branch (a branch office)
 each (hq1, hq2, east1, east2, branch1, branch2), each node its own 'plexus start' process on a
 free 127.0.0.1 port, data in a new temporary directory. Writes sample users and a group under
 dc=example,dc=com, waits until every node has them, prints each node's name, site, URL and
-DNS server (each node serves the locator zone and registers its SRV records) and commands to try, then runs until Ctrl-C (SIGINT) or SIGTERM, which stop every node and
-remove the temporary directory.
+DNS server (each node serves the locator zone and registers its SRV records) and commands to
+try, then runs until Ctrl-C (SIGINT), SIGTERM or SIGHUP (its terminal closed), which stop every
+node and remove the temporary directory (so does a closed output: its reader gone).
 
   --json   print only one JSON line per node, {"node","site","url","pid","dns","zone"} (dns:
            the node's DNS server for the locator zone, HOST:PORT), then {"ready":true}
@@ -103,6 +105,8 @@ export const demoSample: readonly Sample[] = [
 
 interface Output {
   write(text: string): unknown;
+  /** A stream's events (process.stdout and stderr have them; a test's collector need not). */
+  on?(event: "error", listener: (error: Error) => void): unknown;
 }
 
 class DemoError extends Error {}
@@ -218,7 +222,15 @@ function digLine({ dns, zone }: { dns: string | null; zone: string | null }): st
   return `  dig @${dns.slice(0, at)} -p ${dns.slice(at + 1)} _plexus._tcp.hq._sites.${zone} SRV +noall +answer +additional\n`;
 }
 
-/** Runs the demo until SIGINT or SIGTERM. Resolves with the exit code. */
+/**
+ * The signals that stop the demo and its nodes. SIGHUP too: the nodes run in their own process
+ * groups (so that Ctrl-C reaches only the demo), so when the terminal closes only the demo hears
+ * of it, and dying of it would leave every node running with nobody to stop it. (Node resets
+ * an inherited SIG_IGN at start-up, so under nohup the demo died of SIGHUP all the same.)
+ */
+const stopSignals: readonly NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/** Runs the demo until SIGINT, SIGTERM or SIGHUP. Resolves with the exit code. */
 export async function demoCommand(args: readonly string[], stdout: Output, stderr: Output): Promise<number> {
   const flags = parseDemoArgs(args, stdout, stderr);
   if (typeof flags === "number") return flags;
@@ -231,13 +243,20 @@ export async function demoCommand(args: readonly string[], stdout: Output, stder
     signalled(signal);
     void demo.stop(`${signal} received`, 0);
   };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  // A write to a pipe whose reader has gone (`npm start | head -1`) fails with EPIPE; uncaught,
+  // that error would end the demo and leave its nodes running. Stop them instead, as SIGPIPE
+  // would stop a program that wrote there; later writes to the dead pipe fail the same way, up
+  // to the last ones of stop(): so the listener stays for as long as the process runs.
+  const onOutputError = (): void => {
+    signalled("output closed");
+    void demo.stop("its output was closed", 1);
+  };
+  for (const signal of stopSignals) process.on(signal, onSignal);
+  for (const out of [stdout, stderr]) out.on?.("error", onOutputError);
   try {
     return await demo.run(interrupted);
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    for (const signal of stopSignals) process.off(signal, onSignal);
   }
 }
 
@@ -324,7 +343,9 @@ class DemoRun {
     if (this.stopped !== null) return this.stopped;
     this.stopping = true;
     const { cluster, stderr } = this;
-    if (!this.flags.json) stderr.write(`plexus demo: ${reason}; stopping ${cluster.nodes.size} nodes\n`);
+    const count = cluster.nodes.size;
+    if (!this.flags.json)
+      stderr.write(`plexus demo: ${reason}; stopping ${count} node${count === 1 ? "" : "s"}\n`);
     this.stopped = cluster.stopAll().then((killed) => {
       if (killed.length > 0)
         stderr.write(`plexus demo: killed ${killed.join(", ")} (did not stop after SIGTERM)\n`);

@@ -32,10 +32,11 @@ Commands:
                           to resume after Ctrl-C or a crash (docs/ldif.md)
   plexus export [--url URL] [--base DN] [--filter F] [--scope S] [--output FILE] ...
                           a subtree as LDIF, parents before children (docs/ldif.md)
-  plexus topology --config FILE | --url URL [--site NAME]
+  plexus topology --config FILE | --url URL | --zone ZONE [--site NAME]
                           print sites, links, bridgeheads, connections and routes of a
-                          topology file (see examples/topology.json), or with --url the
-                          live topology a node reads from its cn=config
+                          topology file (see examples/topology.json), or with --url (or
+                          --zone: a node the locator picks) the live topology a node reads
+                          from its cn=config
 
 Against a node (--url URL or $PLEXUS_URL; --json for JSON; 'plexus COMMAND --help'):
   plexus get DN [--attributes a,b]

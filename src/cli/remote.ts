@@ -97,17 +97,29 @@ function failureReason(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/**
+ * A node URL a person gave that cannot be one: a mistake in the command line, which
+ * reportFailures (cli-support.ts) reports as bad usage, whichever command connected with it.
+ */
+export class BadUrlError extends Error {}
+
 /** Checks a base URL given by a person: http(s), no path beyond `/`. Returns it without a trailing slash. */
 export function checkBaseUrl(text: string): string {
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new Error(`'${text}' is not a URL (expected e.g. http://127.0.0.1:8080)`);
+    throw new BadUrlError(`'${text}' is not a URL (expected e.g. http://127.0.0.1:8080)`);
   }
   if (url.protocol !== "http:" && url.protocol !== "https:")
-    throw new Error(`'${text}' is not an http:// or https:// URL`);
-  if (url.search !== "" || url.hash !== "") throw new Error(`'${text}' must not carry a query or fragment`);
+    throw new BadUrlError(`'${text}' is not an http:// or https:// URL`);
+  if (url.search !== "" || url.hash !== "")
+    throw new BadUrlError(`'${text}' must not carry a query or fragment`);
+  // Every request's path (/v1/…, /metrics) goes after it: `…/v1` would ask for /v1/v1/status.
+  if (url.pathname !== "/")
+    throw new BadUrlError(
+      `'${text}' must be the node's address only, without a path (e.g. http://127.0.0.1:8080)`,
+    );
   return url.href.replace(/\/+$/, "");
 }
 

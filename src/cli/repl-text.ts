@@ -137,13 +137,16 @@ export interface OriginLag {
   /** How long ago the newest change from this origin held here was made (null: not known). */
   readonly newestAgeMs: number | null;
   /**
-   * How much older that change is than the newest one a partner holds (0 when not behind;
-   * null when the ages are not known): the lag in time, as repadmin shows it.
+   * How much older that change is than the newest one a partner, or the origin itself, holds
+   * (0 when not behind; null when the ages are not known): the lag in time, as repadmin shows it.
    */
   readonly timeBehindMs: number | null;
 }
 
-/** Per node (this one and its partners), per origin: the newest change's age, from GET /metrics. */
+/**
+ * Per node (this one, its partners, the origins asked), per origin: the newest change's age,
+ * from GET /metrics.
+ */
 export type OriginAges = ReadonlyMap<string, ReadonlyMap<string, number>>;
 
 const originAgeMetric = "plexus_origin_last_change_age_seconds";
@@ -164,18 +167,24 @@ export function parseOriginAges(metrics: string): Map<string, number> {
   return ages;
 }
 
+/**
+ * How much older this node's newest change from `invocation` is than the youngest any other
+ * node asked holds: its partners, and the origin itself (its own age: since its last write).
+ * The origin counts because when a whole site is cut off, the partners lack the same changes
+ * and would make a node BEHIND by several changes look 0 s behind.
+ */
 function timeBehind(
+  self: string,
   invocation: string,
   here: number | null,
   behind: number,
-  partners: ReadonlyMap<string, StatusView | null>,
   ages: OriginAges,
 ): number | null {
   if (behind === 0) return 0;
   if (here === null) return null;
   let youngest: number | null = null;
-  for (const node of partners.keys()) {
-    const age = ages.get(node)?.get(invocation);
+  for (const [node, held] of ages) {
+    const age = node === self ? undefined : held.get(invocation);
     if (age !== undefined) youngest = Math.min(youngest ?? age, age);
   }
   return youngest === null ? null : Math.max(0, here - youngest);
@@ -229,7 +238,7 @@ export function originLags(
       partners: seen,
       behind,
       newestAgeMs,
-      timeBehindMs: timeBehind(invocation, newestAgeMs, behind, partners, ages),
+      timeBehindMs: timeBehind(self.node, invocation, newestAgeMs, behind, ages),
     };
   });
   // By origin name, then id: a restored server's older ids sit next to its current one.
@@ -280,8 +289,8 @@ export function formatReplStatus(
     "",
     "Origins: the originating USN this node has, against its partners (BEHIND: the origin's newest",
     "change minus here, or the most a partner has when the origin did not answer); the age of the",
-    "newest change held here, and how much older it is than a partner's newest (TIME BEHIND; ages",
-    "from /metrics, '?' when not known)",
+    "newest change held here, and how much older it is than the newest a partner or the origin",
+    "holds (TIME BEHIND; ages from /metrics, '?' when not known)",
   );
   const rows: string[][] = [
     ["ORIGIN", "INVOCATION", "HERE", ...partnerNames, "BEHIND", "NEWEST HERE", "TIME BEHIND"],
@@ -435,13 +444,21 @@ export function formatSummary(summary: Summary, unreachable: ReadonlyMap<string,
   return parts.join("\n");
 }
 
-/** `plexus conflicts` as text: one item per conflict, then the count. */
-export function formatConflicts(conflicts: readonly Record<string, unknown>[]): string {
+/**
+ * `plexus conflicts` as text: one item per conflict, then the count; `cutAt` the --limit the
+ * list stopped at while more remain (null: these are all).
+ */
+export function formatConflicts(
+  conflicts: readonly Record<string, unknown>[],
+  cutAt: number | null = null,
+): string {
   const items = conflicts.map(
     (item) =>
       `${String(item.kind)}  ${String(item.dn)}\n  claimed: ${String(item.claimedRdn)} under ${claimedParentText(item)}  (guid ${String(item.guid)})\n`,
   );
-  return `${items.join("")}# ${conflicts.length} conflict${conflicts.length === 1 ? "" : "s"}\n`;
+  const count = `${conflicts.length} conflict${conflicts.length === 1 ? "" : "s"}`;
+  const more = cutAt === null ? "" : ` shown; more remain beyond --limit ${cutAt}`;
+  return `${items.join("")}# ${count}${more}\n`;
 }
 
 /** The parent a conflict's entry claims: its DN here, else its GUID, said to be missing. */

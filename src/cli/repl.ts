@@ -71,8 +71,8 @@ const replUsage = `usage: plexus repl status [NODE] [--url URL] [--json]
   status    this node's inbound partners (last success, last failure and its reason,
             consecutive failures) and, per origin, the originating USN it has against
             what each partner has and the origin's newest change (BEHIND), the age of the
-            newest change it holds and how much older that is than a partner's newest
-            (like repadmin /showrepl); NODE: that
+            newest change it holds and how much older that is than the newest a partner or
+            the origin holds (like repadmin /showrepl); NODE: that
             server instead of the --url node, found in the topology the --url node holds
   summary   every server of the topology (read from cn=config): the largest delta since a
             successful pull and the failing connections, per source and per destination,
@@ -86,7 +86,7 @@ const conflictsUsage = `usage: plexus conflicts [--url URL] [--limit N] [--json]
 
 Lists the entries that need an operator's eye (GET /v1/conflicts): naming-conflict losers
 (cn=...\\0ACNF:<guid>), orphans under LostAndFound, move-cycle breakers; at most --limit
-(default ${conflictsShownDefault}).
+(default ${conflictsShownDefault}), and says when more remain (--json: "more": true).
 ${urlHelp}`;
 
 const urlOptions = {
@@ -237,6 +237,9 @@ async function replStatus(node: NodeApi, json: boolean, stdout: Output): Promise
     // Names then come from the statuses alone (current invocation ids only).
   }
   const origins = await readOrigins(self, statuses, config);
+  // An origin's own newest change is the measure of time behind when the partners lack it too.
+  for (const [origin, held] of await readAges(new Map(origins.map((status) => [status.node, status.url]))))
+    ages.set(origin, held);
   const names = originNames([self, ...statuses.values()], config?.servers ?? []);
   const lags = originLags(self, statuses, names, ages, origins);
   if (json) {
@@ -358,10 +361,15 @@ export function conflictsCommand(
       after = typeof body.next === "string" ? body.next : null;
       if (after === null) break;
     }
+    // A full last page leaves a `next` even when nothing follows: ask for one more to know
+    // whether the list stops at --limit, so that the first N are not taken for all there are.
+    const more =
+      after !== null &&
+      (((await node.conflicts(after, 1, {})).body.conflicts as unknown[] | undefined) ?? []).length > 0;
     if (values.json === true) {
-      stdout.write(`${JSON.stringify({ conflicts })}\n`);
+      stdout.write(`${JSON.stringify({ conflicts, more })}\n`);
     } else {
-      stdout.write(formatConflicts(conflicts));
+      stdout.write(formatConflicts(conflicts, more ? limit : null));
     }
     return 0;
   });

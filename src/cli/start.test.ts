@@ -123,6 +123,39 @@ describe("plexus start options", () => {
         /^pageWorker must be true or false$/,
       ],
       [[...minimal, "--colour"], env, /Unknown option '--colour'/],
+      // First-node options on a joining node would be ignored without a word.
+      [
+        [...minimal, "--join", "http://127.0.0.1:1", "--partition", "dc=new,dc=com"],
+        env,
+        /^--partition and --topology are for the first node only/,
+      ],
+      [
+        [...minimal, "--join", "http://127.0.0.1:1", "--topology", file("joiner-topology.json", {})],
+        env,
+        /^--partition and --topology are for the first node only/,
+      ],
+      // A file that cannot be read is named with the option that gave it, not as a bare ENOENT.
+      [
+        [...minimal, "--config", join(directory, "missing.json")],
+        env,
+        /^cannot read the config file .*missing\.json: no such file$/,
+      ],
+      [[...minimal, "--config", directory], env, /^cannot read the config file .*: it is a directory$/],
+      [
+        [...minimal, "--secret-file", join(directory, "missing.secret")],
+        env,
+        /^cannot read the secret file .*missing\.secret: no such file$/,
+      ],
+      [
+        [...minimal, "--topology", join(directory, "missing-topology.json")],
+        env,
+        /^cannot read the topology file .*missing-topology\.json: no such file$/,
+      ],
+      [
+        [...minimal, "--config", file("config-missing-secret.json", { secretFile: "nowhere.secret" })],
+        {},
+        /^cannot read the secret file .*nowhere\.secret: no such file$/,
+      ],
     ];
     for (const [args, environment, message] of cases)
       assert.throws(() => startOptions(args, environment), { message }, args.join(" "));

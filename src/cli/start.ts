@@ -36,11 +36,11 @@ export const startUsage = `usage: plexus start [--config FILE] --data DIR --node
   --join URL          a node of the directory to join through (repeatable); none for the
                       first node of a new directory
   --secret-file FILE  the cluster secret (at least 16 bytes); or PLEXUS_CLUSTER_SECRET
-  --partition DN      first node only: a data partition to create (repeatable;
-                      default dc=example,dc=com)
-  --topology FILE     first node only: initial sites, links, subnets and settings (JSON as
-                      in examples/two-sites.json; servers listed there are ignored: each node
-                      registers itself)
+  --partition DN      first node only (refused with --join): a data partition to create
+                      (repeatable; default dc=example,dc=com)
+  --topology FILE     first node only (refused with --join): initial sites, links, subnets
+                      and settings (JSON as in examples/two-sites.json; servers listed there
+                      are ignored: each node registers itself)
   --synchronous MODE  SQLite durability: full (default, fsync per commit) or normal
   --page-worker MODE  on (default): build the pages partners pull on a worker thread, with
                       its own read-only connection, so that serving them does not take the
@@ -68,8 +68,30 @@ interface Output {
 
 type Raw = Record<string, unknown>;
 
+/** Node's error codes for a file that cannot be read, as the sentence an operator acts on. */
+const unreadableReasons: Readonly<Record<string, string>> = {
+  ENOENT: "no such file",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EISDIR: "it is a directory",
+  ENOTDIR: "a part of the path is not a directory",
+};
+
+/**
+ * The file at `path`, or an Error naming what it was for ("the secret file …"): a bare
+ * "ENOENT: no such file or directory, open 'x'" does not say which of three files is missing.
+ */
+function readNamed(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    const { code, message } = error as NodeJS.ErrnoException;
+    throw new Error(`cannot read ${what} ${path}: ${(code && unreadableReasons[code]) ?? message}`);
+  }
+}
+
 function readJson(path: string, what: string): unknown {
-  const text = readFileSync(path);
+  const text = readNamed(path, `the ${what}`);
   if (text.length > configBytesMax) throw new Error(`${what} ${path} is larger than ${configBytesMax} bytes`);
   try {
     return JSON.parse(text.toString("utf8"));
@@ -157,6 +179,13 @@ export function startOptions(
   const file = values.config === undefined ? raw : withPathsFrom(dirname(resolve(values.config)), raw);
   const where = placeOptions(values, file);
   const join = joinUrls(values, file);
+  // A joining node takes the directory's partitions and topology: these flags would be ignored
+  // without a word. The config file's fields are let be: one file may serve every node.
+  if (join.length > 0 && (values.partition !== undefined || values.topology !== undefined))
+    throw new Error(
+      "--partition and --topology are for the first node only (no --join): a joining node takes " +
+        "the directory's partitions and topology",
+    );
   const partitions = values.partition ?? stringList(file.partitions, "partitions");
   return {
     ...where,
@@ -227,7 +256,9 @@ function joinUrls(values: StartFlags, file: Raw): string[] {
 function secretOf(values: StartFlags, file: Raw, env: NodeJS.ProcessEnv): ClusterSecret {
   const secretFile = values["secret-file"] ?? file.secretFile;
   const secretText =
-    typeof secretFile === "string" ? readFileSync(secretFile, "utf8") : env.PLEXUS_CLUSTER_SECRET;
+    typeof secretFile === "string"
+      ? readNamed(secretFile, "the secret file").toString("utf8")
+      : env.PLEXUS_CLUSTER_SECRET;
   if (secretText === undefined)
     throw new Error("a cluster secret is required: --secret-file or PLEXUS_CLUSTER_SECRET");
   const secret = clusterSecret(secretText);
