@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -185,6 +194,18 @@ describe("plexus backup and restore: files and directories", () => {
     const opened = openDataDirectory(target);
     assert.equal(opened.restored, true);
     opened.close();
+  });
+
+  it("refuses a data directory's own database as the backup, and leaves it in place", () => {
+    const data = join(root, "own");
+    assert.equal(run("restore", ["--data", data, "--from", backup]).code, 0);
+    const own = join(data, "plexus.db");
+    const before = readFileSync(own);
+    const refused = run("restore", ["--data", data, "--from", own]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /same-file: .*own database, not a backup/);
+    assert.deepEqual(readdirSync(data), ["plexus.db"], "nothing moved aside, nothing staged");
+    assert.deepEqual(readFileSync(own), before);
   });
 
   it("a backup into a directory that does not exist says so, and creates nothing", () => {

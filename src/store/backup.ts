@@ -1,5 +1,14 @@
 import { randomUUID } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import {
@@ -23,7 +32,13 @@ import { isReadableSchemaVersion, sqliteSchemaVersion } from "./sqlite-store.ts"
  */
 export class BackupError extends Error {
   constructor(
-    readonly code: "not-a-plexus-database" | "node-running" | "exists" | "wrong-node" | "missing",
+    readonly code:
+      | "not-a-plexus-database"
+      | "node-running"
+      | "exists"
+      | "wrong-node"
+      | "missing"
+      | "same-file",
     message: string,
     options?: ErrorOptions,
   ) {
@@ -110,7 +125,11 @@ function lockForRestore(directory: string): DirectoryLock {
   }
 }
 
-/** Moves the current database aside (if any) and puts a copy of `backup` in its place. */
+/**
+ * Puts a copy of `backup` in place of the current database (if any), which is moved aside. The
+ * copy is made first: should it fail (the backup unreadable, the disk full), the current
+ * database is still where it was.
+ */
 function replaceDatabase(
   directory: string,
   backup: string,
@@ -118,7 +137,37 @@ function replaceDatabase(
   now: Date,
 ): string | null {
   const target = join(directory, databaseFileName);
+  if (existsSync(target) && realpathSync(target) === realpathSync(backup))
+    throw new BackupError(
+      "same-file",
+      `${backup} is this data directory's own database, not a backup: restore from a file plexus backup wrote`,
+    );
+  checkOwner(directory, backup, info);
+  const staging = `${target}.restoring`;
+  rmSync(staging, { force: true });
+  const copy = new Database(backup, { readonly: true, fileMustExist: true });
+  try {
+    copy.prepare("VACUUM INTO ?").run(staging);
+  } finally {
+    copy.close();
+  }
+  syncFile(staging);
   let replacedBy: string | null = null;
+  if (existsSync(target)) {
+    replacedBy = `${target}.replaced-${now.toISOString().replaceAll(":", "-")}`;
+    renameSync(target, replacedBy);
+    for (const suffix of ["-wal", "-shm"]) {
+      if (existsSync(target + suffix)) renameSync(target + suffix, replacedBy + suffix);
+    }
+  }
+  renameSync(staging, target);
+  syncFile(directory);
+  return replacedBy;
+}
+
+/** A backup of another node is not restored over this one's database. */
+function checkOwner(directory: string, backup: string, info: Omit<BackupInfo, "bytes">): void {
+  const target = join(directory, databaseFileName);
   if (existsSync(target)) {
     // No node has it open (the lock says so), so this connection is the only one.
     const current = new Database(target, { fileMustExist: true });
@@ -132,24 +181,7 @@ function replaceDatabase(
     } finally {
       current.close();
     }
-    replacedBy = `${target}.replaced-${now.toISOString().replaceAll(":", "-")}`;
-    renameSync(target, replacedBy);
-    for (const suffix of ["-wal", "-shm"]) {
-      if (existsSync(target + suffix)) renameSync(target + suffix, replacedBy + suffix);
-    }
   }
-  const staging = `${target}.restoring`;
-  rmSync(staging, { force: true });
-  const copy = new Database(backup, { readonly: true, fileMustExist: true });
-  try {
-    copy.prepare("VACUUM INTO ?").run(staging);
-  } finally {
-    copy.close();
-  }
-  syncFile(staging);
-  renameSync(staging, target);
-  syncFile(directory);
-  return replacedBy;
 }
 
 /** Checks that `db` is a Plexus database this build reads, and says whose it is. */
