@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { type InProcessNode, startInProcessNode } from "../../test/support/in-process-node.ts";
 import { entryPath, eventually, http } from "../cli/local-cluster.ts";
 import { type ClusterSecret, clusterSecret } from "./auth.ts";
-import { runtimeTimingsDefault } from "./node.ts";
+import { runtimeTimingsDefault, syncedMarkerFileName } from "./node.ts";
 
 const base = "dc=example,dc=com";
 /** Longer than the test may run: a node that kept retrying would fail it by the test's timeout. */
@@ -12,8 +15,14 @@ const joinTimeoutMs = 10 * 60_000;
 describe("joining and leaving", { timeout: 120_000 }, () => {
   const nodes: InProcessNode[] = [];
 
-  const start = async (name: string, secretText: string, joinUrl: string | null): Promise<InProcessNode> => {
+  const start = async (
+    name: string,
+    secretText: string,
+    joinUrl: string | null,
+    dataDirectory?: string,
+  ): Promise<InProcessNode> => {
     const node = await startInProcessNode(name, "east", {
+      ...(dataDirectory === undefined ? {} : { dataDirectory }),
       join: joinUrl === null ? [] : [joinUrl],
       secret: clusterSecret(secretText) as ClusterSecret,
       partitions: joinUrl === null ? [base] : [],
@@ -25,8 +34,28 @@ describe("joining and leaving", { timeout: 120_000 }, () => {
     return node;
   };
 
+  const directories: string[] = [];
+
   after(async () => {
     for (const node of nodes) await node.close();
+    for (const directory of directories) rmSync(directory, { recursive: true, force: true });
+  });
+
+  it("a data directory whose database was lost joins afresh, though its marker says it synced", async () => {
+    const secret = "the lost database test's secret, long enough";
+    const first = await start("m1", secret, null);
+    const directory = mkdtempSync(join(tmpdir(), "plexus-m2-"));
+    directories.push(directory);
+    const second = await start("m2", secret, first.url, directory);
+    assert.ok(existsSync(join(directory, syncedMarkerFileName)));
+    await second.node.stop();
+    for (const suffix of ["", "-wal", "-shm"]) rmSync(join(directory, `plexus.db${suffix}`), { force: true });
+    const person = { dn: `cn=written-meanwhile,${base}`, attributes: { objectClass: ["person"], sn: ["x"] } };
+    assert.equal((await http("POST", `${first.url}/v1/entries`, person)).status, 201);
+    const again = await start("m2", secret, first.url, directory);
+    // Served at once after start: the join's initial sync brought the partition and the entry.
+    const read = await http("GET", entryPath(again.url, person.dn));
+    assert.equal(read.status, 200, JSON.stringify(read.body));
   });
 
   it("gives up at once, saying why, when the cluster refuses this node's secret", async () => {

@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fsyncSync, openSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, openSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import Fastify, { type FastifyInstance } from "fastify";
 import { configPartition, dnsPartition } from "../core/directory/partition.ts";
@@ -117,6 +117,20 @@ const joinRetryMs = 500;
 /** The file that says this data directory finished its initial sync (or created the directory). */
 export const syncedMarkerFileName = "plexus.synced";
 
+/**
+ * A data directory whose database holds no replica has not synced, whatever its marker says:
+ * its database was lost or moved away (store.ts's advice for an unreadable one). Left there, the
+ * marker would have the node serve an empty replica as if synced, join and all skipped.
+ */
+function forgetSynced(options: NodeOptions): void {
+  const marker = join(options.dataDirectory, syncedMarkerFileName);
+  if (!existsSync(marker)) return;
+  options.log.log("warn", "synced-marker-stale", {
+    detail: "the data directory's database holds no replica: it joins (or creates the directory) afresh",
+  });
+  rmSync(marker);
+}
+
 export interface NodeOptions {
   readonly dataDirectory: string;
   readonly node: NodeId;
@@ -232,6 +246,7 @@ export class PlexusNode implements DirectoryService {
       if (meta !== undefined && meta.nodeId !== options.node)
         throw new Error(`the data directory belongs to node ${meta.nodeId}, not ${options.node}`);
       if (data.restored) options.log.log("warn", "restored-copy", { reason: data.reason ?? "" });
+      if (meta === undefined) forgetSynced(options);
       replica =
         meta === undefined
           ? Replica.create(data.store, { clock: systemClock, random: cryptoRandom }, options.node)
