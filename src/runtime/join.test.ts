@@ -41,6 +41,31 @@ describe("joining and leaving", { timeout: 120_000 }, () => {
     for (const directory of directories) rmSync(directory, { recursive: true, force: true });
   });
 
+  it("a partner that refuses this node's signature is shown failing with HTTP 401, not as unreachable", async () => {
+    const secret = "the refused signature test's secret, long enough";
+    const first = await start("s1", secret, null);
+    const directory = mkdtempSync(join(tmpdir(), "plexus-s2-"));
+    directories.push(directory);
+    const second = await start("s2", secret, first.url, directory);
+    await second.node.stop();
+    // The same node on the same port, restarted with another secret: s1's pulls from it are
+    // refused as unsigned.
+    nodes.push(
+      await startInProcessNode("s2", "east", {
+        dataDirectory: directory,
+        port: Number(new URL(second.url).port),
+        secret: clusterSecret("another secret altogether, long enough") as ClusterSecret,
+        pageWorker: false,
+      }),
+    );
+    await eventually("s1 shows why its pulls from s2 fail", async () => {
+      const status = await http("GET", `${first.url}/v1/status`);
+      const partners = (status.body as { partners: { node: string; lastFailure: string | null }[] }).partners;
+      const failure = partners.find((partner) => partner.node === "s2")?.lastFailure ?? "";
+      return /HTTP 401.*another cluster secret/.test(failure);
+    });
+  });
+
   it("a data directory whose database was lost joins afresh, though its marker says it synced", async () => {
     const secret = "the lost database test's secret, long enough";
     const first = await start("m1", secret, null);

@@ -131,6 +131,19 @@ function forgetSynced(options: NodeOptions): void {
   rmSync(marker);
 }
 
+/**
+ * Why an exchange with a partner failed, as its last failure in GET /v1/status and repl status:
+ * the transport's reason, and what a 401 means (the partner refuses this node's signature).
+ */
+function exchangeFailure(
+  reply: { ok: true; status: number } | { ok: false; reason: string; status?: number },
+): string {
+  const reason = reply.ok ? `HTTP ${reply.status}: no answer to use` : reply.reason;
+  return !reply.ok && reply.status === 401
+    ? `${reason}: the partner refuses this node's requests as unsigned (another cluster secret?)`
+    : reason;
+}
+
 export interface NodeOptions {
   readonly dataDirectory: string;
   readonly node: NodeId;
@@ -724,7 +737,7 @@ export class PlexusNode implements DirectoryService {
       switch (message.kind) {
         case "pull":
         case "lingering-check":
-          if (url === undefined) this.machine.undeliverable(send.to, message);
+          if (url === undefined) this.machine.undeliverable(send.to, message, "no address known for it");
           else void this.exchange(send.to, url, message);
           break;
         case "notify":
@@ -752,12 +765,9 @@ export class PlexusNode implements DirectoryService {
     if (this.stopped) return;
     if (!reply.ok || reply.status !== 200) {
       this.metrics.exchangeFailed(to, message.kind);
-      this.options.log.log("debug", "exchange-failed", {
-        to,
-        kind: message.kind,
-        reason: reply.ok ? `HTTP ${reply.status}` : reply.reason,
-      });
-      this.machine.undeliverable(to, message);
+      const reason = exchangeFailure(reply);
+      this.options.log.log("debug", "exchange-failed", { to, kind: message.kind, reason });
+      this.machine.undeliverable(to, message, reason);
     } else {
       const before = this.metrics.beforeApply(to, message.kind);
       const sends = this.guard("receive", () => this.machine.receive(to, reply.body), []);

@@ -323,11 +323,14 @@ export class NodeMachine {
     }
   }
 
-  /** The transport could not deliver `message` to `to` (connection refused, no route). */
-  undeliverable(to: NodeId, message: PeerMessage): void {
+  /**
+   * The transport could not deliver `message` to `to`, or got no answer it could use: `reason`
+   * says why (connection refused, HTTP 401 …), as the partner's last failure.
+   */
+  undeliverable(to: NodeId, message: PeerMessage, reason = "unreachable"): void {
     const state = this.partners.get(to);
     if (state === undefined || !("id" in message) || state.inFlight?.id !== message.id) return;
-    this.failed(to, state, this.clock.now(), "unreachable");
+    this.failed(to, state, this.clock.now(), reason);
   }
 
   /** Client writes, in one transaction; partners are notified after the batching delay. */
