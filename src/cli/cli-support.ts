@@ -1,3 +1,4 @@
+import { OutcomeUnknownError } from "../client/client.ts";
 import { parseWriteConcern } from "../core/node/write-concern.ts";
 import { formatReached } from "./entry-text.ts";
 import { BadUrlError, ProblemError, UnreachableError } from "./remote.ts";
@@ -5,11 +6,13 @@ import { BadUrlError, ProblemError, UnreachableError } from "./remote.ts";
 /**
  * What the commands that talk to a node share: where the node is, and how a failure ends the
  * command. Exit codes: 0 done, 1 the node refused (a problem document), 2 bad usage (nothing
- * was sent), 3 no node answered.
+ * was sent), 3 no node answered, 4 a write went to a node that then stopped answering (--zone:
+ * the client library does not send it to another, where it could be applied twice).
  */
 export const exitProblem = 1;
 export const exitUsage = 2;
 export const exitUnreachable = 3;
+export const exitOutcomeUnknown = 4;
 
 export interface Output {
   write(text: string): unknown;
@@ -81,6 +84,10 @@ export async function reportFailures(
     if (error instanceof UnreachableError) {
       stderr.write(`plexus: unreachable: ${error.message}\n`);
       return exitUnreachable;
+    }
+    if (error instanceof OutcomeUnknownError) {
+      stderr.write(`plexus: outcome unknown: ${error.message}\n`);
+      return exitOutcomeUnknown;
     }
     throw error;
   }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { OutcomeUnknownError } from "../client/client.ts";
 import type { NodeId } from "../core/ids.ts";
 import { checkReplicateBody } from "../edge/http/replicate.ts";
 import { forEachBounded, nodeUrl, reportFailures, UsageError } from "./cli-support.ts";
@@ -126,6 +127,27 @@ describe("entry command text", () => {
       assert.equal(code, 2, url);
       assert.match(stderr, /^plexus test: '.*' (is not a URL|must be the node's address)/, url);
     }
+  });
+
+  it("reports a write whose outcome is unknown (--zone) apart from an unreachable node: exit 4", async () => {
+    let stderr = "";
+    const unknown = new OutcomeUnknownError(
+      "POST /v1/entries",
+      "http://127.0.0.1:9",
+      { kind: "generic" },
+      "the connection was reset",
+      [],
+    );
+    // As a --zone command's fetch through the client library raises it.
+    const api = connect("http://zone.test", async () => Promise.reject(unknown), "any node of the zone");
+    const code = await reportFailures("add", "usage", { write: (t: string) => (stderr += t) }, () =>
+      api.status().then(() => 0),
+    );
+    assert.equal(code, 4);
+    assert.match(
+      stderr,
+      /^plexus: outcome unknown: POST \/v1\/entries may have been applied on http:\/\/127\.0\.0\.1:9/,
+    );
   });
 });
 

@@ -50,7 +50,8 @@ Against a node (--url URL or $PLEXUS_URL; --json for JSON; 'plexus COMMAND --hel
                           (plexus-session: TOKEN) and every command takes --session TOKEN
                           (or $PLEXUS_SESSION) to read its writes on any node. Exit codes:
                           1 the node refused (plexus: <code>: <detail>), 2 bad usage,
-                          3 no answer
+                          3 no answer, 4 a write's outcome unknown (--zone: the node it went
+                          to stopped answering; read to know whether it was applied)
   plexus repl status [NODE]
                           one node's inbound partners (last success, last failure and its
                           reason, consecutive failures) and per origin what it has against

@@ -5,8 +5,10 @@
  *
  * Failures are two kinds of exception, both meant to end the command with a clear line:
  * `ProblemError` (the node answered with a problem document; `code` is its stable code) and
- * `UnreachableError` (no answer: connection refused, DNS, timeout).
+ * `UnreachableError` (no answer: connection refused, DNS, timeout); through the client library
+ * (--zone), also its `OutcomeUnknownError` (a write that may have been applied).
  */
+import { OutcomeUnknownError } from "../client/client.ts";
 
 /** A request that gets no answer within this long fails (write concern waits add their timeout). */
 export const requestTimeoutMs = 10_000;
@@ -197,6 +199,8 @@ export function connect(baseUrl: string, fetcher: typeof fetch = fetch, where?: 
       });
       return { response, text: await response.text() };
     } catch (error) {
+      // Through the client library (--zone): a write it did not send on to another node.
+      if (error instanceof OutcomeUnknownError) throw error;
       throw new UnreachableError(where ?? url, failureReason(error));
     }
   };
