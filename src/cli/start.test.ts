@@ -123,6 +123,7 @@ describe("plexus start options", () => {
         /^pageWorker must be true or false$/,
       ],
       [[...minimal, "--colour"], env, /Unknown option '--colour'/],
+      [[...minimal, "--partition", "notadn"], env, /^--partition notadn is not a DN \(missing '='/],
       // First-node options on a joining node would be ignored without a word.
       [
         [...minimal, "--join", "http://127.0.0.1:1", "--partition", "dc=new,dc=com"],

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { parseDn } from "../core/directory/dn.ts";
 import { isNodeId, type NodeId } from "../core/ids.ts";
 import { isSiteName, type SiteName } from "../core/topology/model.ts";
 import { type ClusterSecret, clusterSecret } from "../runtime/auth.ts";
@@ -187,6 +188,15 @@ export function startOptions(
         "the directory's partitions and topology",
     );
   const partitions = values.partition ?? stringList(file.partitions, "partitions");
+  // Checked before anything is created: the node would otherwise make its data directory and
+  // database, and only then fail on the name.
+  for (const partition of partitions) {
+    const parsed = parseDn(partition);
+    if (!parsed.ok || parsed.value.rdns.length === 0)
+      throw new Error(
+        `--partition ${partition} is not a DN (${parsed.ok ? "it is empty" : parsed.error.message})`,
+      );
+  }
   return {
     ...where,
     join,
