@@ -525,6 +525,31 @@ describe("looking the records up again", { timeout: 30_000 }, () => {
 });
 
 describe("options and limits", { timeout: 30_000 }, () => {
+  it("stops reading a chunked answer that runs past the size limit", async () => {
+    const chunk = Buffer.alloc(1024 * 1024, "a");
+    let written = 0;
+    const flood = await scripted((_request, response) => {
+      response.writeHead(200, { "content-type": "application/json" }); // no content-length: chunked
+      const more = (): void => {
+        // Bounded: a little past the client's limit, unless the client hangs up first.
+        while (written < 80 && !response.destroyed) {
+          written++;
+          if (!response.write(chunk)) return void response.once("drain", more);
+        }
+        response.end();
+      };
+      more();
+    });
+    const client = createClient({ urls: [flood.url], requestTimeoutMs: 20_000 });
+    try {
+      await assert.rejects(client.get("cn=x"), /answer of more than 67108864 bytes is too large/);
+      assert.ok(written < 80, `the client hung up before the end (${written} MiB written)`);
+    } finally {
+      await client.close();
+      await flood.close();
+    }
+  });
+
   it("refuses a URL that is not one when the client is created", () => {
     assert.throws(() => createClient({ urls: ["not a url"] }), /not an http\(s\) URL/);
     assert.throws(() => createClient({ urls: ["ftp://127.0.0.1:1"] }), /not an http\(s\) URL/);

@@ -157,6 +157,18 @@ export class NoServerError extends Error {
   }
 }
 
+/** A body's text, or null once it runs past `bytesMax` (the rest is not read). */
+async function boundedText(body: AsyncIterable<Uint8Array>, bytesMax: number): Promise<string | null> {
+  const chunks: Uint8Array[] = [];
+  let bytes = 0;
+  for await (const chunk of body) {
+    bytes += chunk.byteLength;
+    if (bytes > bytesMax) return null;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
 /** The failure of a server that has not caught up with the session token (a healthy one). */
 const sessionBehind = "503 session-behind";
 
@@ -464,16 +476,17 @@ export class PlexusClient {
         signal: AbortSignal.timeout(timeoutMs),
       });
       const length = Number(response.headers["content-length"] ?? 0);
-      if (length > answerBytesMax) {
+      // Said up front, or found while reading a chunked answer: either way no more is read.
+      const text = length > answerBytesMax ? null : await boundedText(response.body, answerBytesMax);
+      if (text === null) {
         response.body.destroy();
         return {
           kind: "failed",
-          reason: `answer of ${length} bytes is too large`,
+          reason: `answer of more than ${answerBytesMax} bytes is too large`,
           backoff: false,
           maybeApplied: true,
         };
       }
-      const text = await response.body.text();
       const token = response.headers["plexus-session"];
       if (typeof token === "string") this.sessionToken = mergeSession(this.sessionToken, token);
       let parsed: unknown = text;
