@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { startOptions } from "../cli/start.ts";
-import { createLogger, isLogFormat, isLogLevel, type LogFormat, type LogLevel } from "./log.ts";
+import {
+  createLogger,
+  isLogFormat,
+  isLogLevel,
+  type LogFormat,
+  type LogLevel,
+  logStringCharsMax,
+} from "./log.ts";
 
 /** The node's pino logger: one JSON object per line with level, time, node, site and event. */
 function capture(
@@ -71,6 +78,33 @@ describe("the node's log", () => {
     assert.equal(lines.length, 1);
     const line = lines[0] ?? "";
     assert.match(line, /^\[\d\d:\d\d:\d\d\.\d{3}\] WARN: hq1 sites-unreachable \{"sites":\["branch"\]\}\n$/);
+  });
+
+  it("keeps an error field on the event's one readable line in the pretty format", () => {
+    // pino-pretty moves `err` and `error` to lines of their own by default: the events that
+    // matter most (write-failed, dns-registration-failed, …) would span two lines.
+    const { lines, log } = capture("info", "pretty");
+    log.log("error", "write-failed", { writes: 3, error: "disk full" });
+    log.log("warn", "x", { err: "y" });
+    assert.deepEqual(
+      lines.map((line) => line.replace(/^\[\d\d:\d\d:\d\d\.\d{3}\] /, "")),
+      ['ERROR: hq1 write-failed {"writes":3,"error":"disk full"}\n', 'WARN: hq1 x {"err":"y"}\n'],
+    );
+  });
+
+  it("cuts a long text field, so that a request's header cannot make a line as long as itself", () => {
+    for (const format of ["json", "pretty"] as const) {
+      const { lines, log } = capture("info", format);
+      // About what a request's head may hold (src/edge/http/server.ts, requestHeadBytesMax).
+      const claimed = "x".repeat(90_000);
+      log.log("warn", "peer-request-refused", { claimed, reason: "unsigned request", inbound: [claimed] });
+      assert.equal(lines.length, 1);
+      const line = lines[0] ?? "";
+      assert.ok(line.length < 3 * logStringCharsMax, `a line of ${line.length} characters`);
+      assert.ok(line.includes("x".repeat(logStringCharsMax)), "the field's beginning is kept");
+      assert.ok(line.includes(`${claimed.length - logStringCharsMax} more characters`));
+      assert.match(line, /unsigned request/);
+    }
   });
 
   it("takes its level and format from plexus start's flags or config, and refuses others", () => {

@@ -32,6 +32,14 @@ export interface LoggerOptions {
   readonly output: LogOutput;
 }
 
+/**
+ * The longest text written as it is in a field (or in a list in a field). A longer one keeps
+ * its beginning and says how much more there was: some fields come from outside (a refused
+ * request's claimed sender is a header, and a request's head may be about 100 KB; an error may
+ * quote its input), and one unauthenticated request must not write a line as long as itself.
+ */
+export const logStringCharsMax = 1_024;
+
 /** Keys pino and the base own; a field of the same name would be a duplicate key in the JSON. */
 const reservedKeys = new Set(["level", "time", "event", "msg"]);
 
@@ -58,10 +66,16 @@ export function createLogger(options: LoggerOptions): Logger {
       const record: Record<string, unknown> = { event };
       // A field named like a base field (a peer's `node`) is kept, under a name of its own.
       for (const [key, value] of Object.entries(fields))
-        record[reserved.has(key) ? `field_${key}` : key] = value;
+        record[reserved.has(key) ? `field_${key}` : key] = bounded(value);
       logger[level](record);
     },
   };
+}
+
+function bounded(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(bounded);
+  if (typeof value !== "string" || value.length <= logStringCharsMax) return value;
+  return `${value.slice(0, logStringCharsMax)}… (${value.length - logStringCharsMax} more characters)`;
 }
 
 /** One readable line per event: time, level, node, event, then the fields. */
@@ -69,6 +83,9 @@ function prettyOutput(output: LogOutput): DestinationStream {
   const prettify = prettyFactory({
     colorize: false,
     singleLine: true,
+    // By default pino-pretty writes `err` and `error` fields on lines of their own, after the
+    // event's line; here they are plain text like any other field.
+    errorLikeObjectKeys: [],
     translateTime: "SYS:HH:MM:ss.l",
     ignore: "pid,hostname,node,site,event",
     messageFormat: "{node} {event}",

@@ -3,10 +3,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { NodeId } from "../core/ids.ts";
-import type { SiteName } from "../core/topology/model.ts";
+import { Gauge } from "prom-client";
+import type { InvocationId, NodeId } from "../core/ids.ts";
+import { linkIntervalMinutesDefault, type SiteName } from "../core/topology/model.ts";
 import { type ClusterSecret, clusterSecret } from "./auth.ts";
 import { silentLogger } from "./log.ts";
+import { type MetricsSource, NodeMetrics } from "./metrics.ts";
 import { PlexusNode, runtimeTimingsDefault } from "./node.ts";
 
 /**
@@ -34,14 +36,27 @@ const sampleLine = new RegExp(
 const typeLine = new RegExp(`^# TYPE (${metricName}) (counter|gauge|histogram|summary|untyped)$`);
 const helpLine = new RegExp(`^# HELP (${metricName}) .*$`);
 
-/** Parses the text exposition format strictly enough to fail on anything malformed. */
+/**
+ * Parses the text exposition format strictly enough to fail on anything malformed: every
+ * sample declared by one TYPE and one HELP line, values as the format writes them (`NaN`,
+ * `+Inf`, `-Inf`), and no series twice.
+ */
 function parseExposition(text: string): Sample[] {
   const types = new Map<string, string>();
+  const helps = new Set<string>();
+  const series = new Set<string>();
   const samples: Sample[] = [];
   for (const line of text.split("\n")) {
-    if (line === "" || helpLine.test(line)) continue;
+    if (line === "") continue;
+    const help = helpLine.exec(line);
+    if (help !== null) {
+      assert.ok(!helps.has(help[1] as string), `a second HELP line for ${help[1]}`);
+      helps.add(help[1] as string);
+      continue;
+    }
     const type = typeLine.exec(line);
     if (type !== null) {
+      assert.ok(!types.has(type[1] as string), `a second TYPE line for ${type[1]}`);
       types.set(type[1] as string, type[2] as string);
       continue;
     }
@@ -50,9 +65,13 @@ function parseExposition(text: string): Sample[] {
     const name = sample[1] as string;
     const family = types.has(name) ? name : name.replace(/_(bucket|sum|count|total)$/, "");
     assert.ok(types.has(family) || types.has(name), `sample ${name} has no TYPE line`);
+    assert.ok(helps.has(family) || helps.has(name), `sample ${name} has no HELP line`);
     const labels: Record<string, string> = {};
     for (const pair of (sample[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g))
       labels[pair[1] as string] = pair[2] as string;
+    const key = `${name}${JSON.stringify(Object.entries(labels).sort())}`;
+    assert.ok(!series.has(key), `series ${key} twice`);
+    series.add(key);
     samples.push({ name, labels, value: Number(sample[3]) });
   }
   return samples;
@@ -191,5 +210,72 @@ describe("GET /metrics", { timeout: 60_000 }, () => {
   it("rejects the exposition parser's own counter-examples", () => {
     assert.throws(() => parseExposition("plexus_x 1\n"), /no TYPE line/);
     assert.throws(() => parseExposition("# TYPE plexus_x gauge\nplexus_x{a=1} 1\n"), /not a sample/);
+    assert.throws(
+      () => parseExposition("# HELP plexus_x x\n# TYPE plexus_x gauge\nplexus_x Nan\n"),
+      /not a sample/,
+    );
+    assert.throws(() => parseExposition("# TYPE plexus_x gauge\nplexus_x 1\n"), /no HELP line/);
+    assert.throws(
+      () =>
+        parseExposition('# HELP plexus_x x\n# TYPE plexus_x gauge\nplexus_x{a="1"} 1\nplexus_x{a="1"} 2\n'),
+      /twice/,
+    );
+  });
+});
+
+/** NodeMetrics on its own, fed what node.ts feeds it. */
+describe("NodeMetrics", () => {
+  const origin = "0123456789abcdef0123456789abcdef" as InvocationId;
+  const source: MetricsSource = {
+    usn: () => 0,
+    invocation: () => "fedcba9876543210fedcba9876543210" as InvocationId,
+    utd: () => ({}),
+    ready: () => true,
+    partners: () => [],
+    queues: () => ({ writes: 0, writeConcernWaits: 0, peerRequestsInFlight: 0, peerRequestsWaiting: 0 }),
+    servers: () => [],
+  };
+
+  /** A pull answered with one page holding one change `delayMs` old, applied now. */
+  const applyPageOfAge = (metrics: NodeMetrics, delayMs: number): void => {
+    const partner = "hq1" as NodeId;
+    const page = { entries: [{ items: [{ stamp: { invocation: origin, time: Date.now() - delayMs } }] }] };
+    metrics.answerApplied(metrics.beforeApply(partner, "pull"), {
+      ok: true,
+      status: 200,
+      body: { kind: "page", page },
+      bytes: 100,
+    });
+  };
+
+  it("puts inter-site delays (a link's interval per hop, a closed schedule) in finite buckets", async () => {
+    // With the defaults (15-minute interval, no notification across sites) a change waits up
+    // to a whole interval at each site boundary; a scheduled link holds it for hours.
+    const interval = linkIntervalMinutesDefault * 60_000;
+    for (const delayMs of [interval, 2 * interval, 3_600_000, 12 * 3_600_000]) {
+      const metrics = new NodeMetrics({ node: "m1", site: "east" }, source);
+      applyPageOfAge(metrics, delayMs);
+      const buckets = find(parseExposition(await metrics.text()), "plexus_replication_delay_seconds_bucket")
+        .filter((bucket) => bucket.value === 1)
+        .map((bucket) => (bucket.labels.le === "+Inf" ? Number.POSITIVE_INFINITY : Number(bucket.labels.le)));
+      const smallest = Math.min(...buckets);
+      assert.ok(Number.isFinite(smallest), `a ${delayMs / 1_000} s delay is beyond the last finite bucket`);
+      assert.ok(
+        smallest <= (2 * delayMs) / 1_000,
+        `a ${delayMs / 1_000} s delay lands in the ${smallest} s bucket`,
+      );
+    }
+  });
+
+  it("writes a value that is not a number as NaN, as the exposition format spells it", async () => {
+    // prom-client writes `Nan`, e.g. for nodejs_eventloop_lag_mean_seconds scraped twice
+    // within the event-loop monitor's resolution.
+    const metrics = new NodeMetrics({ node: "m1", site: "east" }, source);
+    new Gauge({ name: "plexus_test_nan", help: "not a number", registers: [metrics.registry] }).set(
+      Number.NaN,
+    );
+    const text = await metrics.text();
+    assert.match(text, /^plexus_test_nan\{node="m1",site="east"\} NaN$/m);
+    parseExposition(text);
   });
 });

@@ -21,7 +21,15 @@ export const originsTrackedMax = 1_024;
 
 const batchSizeBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 const commitSecondsBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
-const delaySecondsBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+/**
+ * Inside a site a change takes milliseconds; across sites it waits, at each site boundary, up
+ * to the link's interval (15 minutes by default, and no notification) or for a scheduled link's
+ * next open window, hours away: the buckets reach a day so that quantiles are not clamped.
+ */
+const delaySecondsBuckets = [
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900, 1_800, 3_600, 7_200,
+  21_600, 43_200, 86_400,
+];
 
 export interface QueueSizes {
   readonly writes: number;
@@ -194,7 +202,10 @@ export class NodeMetrics {
   }
 
   async text(): Promise<string> {
-    return await this.registry.metrics();
+    // prom-client writes a NaN value as `Nan` (nodejs_eventloop_lag_mean_seconds when scraped
+    // twice within the event-loop monitor's resolution); the format spells it `NaN`, and strict
+    // parsers refuse anything else.
+    return (await this.registry.metrics()).replace(/ Nan$/gm, " NaN");
   }
 
   private lastFailureOf(partner: NodeId): number | null {
