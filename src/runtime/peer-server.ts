@@ -48,6 +48,38 @@ export interface PeerHandler {
   utd(from: NodeId): PeerAnswer;
 }
 
+/** Refused peer requests logged per window at most; the others are counted, and the count logged. */
+export const refusedLogsPerWindowMax = 20;
+export const refusedLogWindowMs = 10_000;
+
+/**
+ * Logs of refused requests, bounded: anyone who can reach the port can send unsigned requests
+ * as fast as it likes, and each would otherwise write a log line. The first
+ * refusedLogsPerWindowMax of each window are logged; the next line logged says how many were not.
+ */
+export class RefusalLog {
+  private windowStart = Number.NEGATIVE_INFINITY;
+  private logged = 0;
+  private suppressed = 0;
+
+  constructor(private readonly log: Logger) {}
+
+  refused(fields: Record<string, unknown>, nowMs: number): void {
+    if (nowMs - this.windowStart >= refusedLogWindowMs) {
+      this.windowStart = nowMs;
+      this.logged = 0;
+    }
+    if (this.logged >= refusedLogsPerWindowMax) {
+      this.suppressed++;
+      return;
+    }
+    this.logged++;
+    const unlogged = this.suppressed;
+    this.suppressed = 0;
+    this.log.log("warn", "peer-request-refused", unlogged > 0 ? { ...fields, unlogged } : fields);
+  }
+}
+
 export function registerPeerRoutes(
   app: FastifyInstance,
   secret: ClusterSecret,
@@ -55,6 +87,7 @@ export function registerPeerRoutes(
   log: Logger,
 ): void {
   const replays = new ReplayGuard();
+  const refusals = new RefusalLog(log);
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser(
@@ -77,12 +110,15 @@ export function registerPeerRoutes(
         if (verified.ok && !replays.accept(verified.signature, verified.timestampMs, now))
           verified = { ok: false, reason: "replayed request (this signature was already accepted)" };
         if (!verified.ok) {
-          log.log("warn", "peer-request-refused", {
-            path,
-            remote: request.ip,
-            claimed: String(request.headers[peerHeaders.node] ?? ""),
-            reason: verified.reason,
-          });
+          refusals.refused(
+            {
+              path,
+              remote: request.ip,
+              claimed: String(request.headers[peerHeaders.node] ?? ""),
+              reason: verified.reason,
+            },
+            now,
+          );
           return sendProblem(reply, 401, "unauthorized", verified.reason);
         }
         let parsed: unknown;
