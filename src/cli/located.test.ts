@@ -84,6 +84,18 @@ describe("plexus get/add --zone", { timeout: 120_000 }, () => {
     const both = await plexus(["get", `cn=x,${base}`, "--zone", zone, "--url", "http://127.0.0.1:1"]);
     assert.equal(both.code, 2);
     assert.match(both.stderr, /not both/);
+    // A topology file needs no node: refused before any DNS lookup (this server answers nothing).
+    const file = await plexus([
+      "topology",
+      "--zone",
+      zone,
+      "--dns-server",
+      "127.0.0.1:9",
+      "--config",
+      "examples/topology.json",
+    ]);
+    assert.equal(file.code, 2);
+    assert.match(file.stderr, /give --config or --zone, not both/);
   });
 
   it("says which servers it tried when none answers", async () => {

@@ -59,7 +59,9 @@ function locatorClient(values: LocatorValues): ReturnType<typeof createClient> |
  */
 export async function zoneToUrl(args: readonly string[]): Promise<string[]> {
   const rest: string[] = [];
-  const values: { url?: string; zone?: string; "dns-server": string[] } = { "dns-server": [] };
+  const values: { url?: string; zone?: string; config?: boolean; "dns-server": string[] } = {
+    "dns-server": [],
+  };
   for (let index = 0; index < args.length; index++) {
     const arg = args[index] as string;
     const [flag, inline] =
@@ -67,6 +69,8 @@ export async function zoneToUrl(args: readonly string[]): Promise<string[]> {
     if (flag !== "--zone" && flag !== "--dns-server") {
       rest.push(arg);
       if (flag === "--url") values.url = inline ?? args[index + 1] ?? "";
+      // topology --config reads a file: no node to find, and no lookup before saying so.
+      if (flag === "--config") values.config = true;
       continue;
     }
     const value = inline ?? args[++index];
@@ -74,6 +78,8 @@ export async function zoneToUrl(args: readonly string[]): Promise<string[]> {
     if (flag === "--zone") values.zone = value;
     else values["dns-server"].push(value);
   }
+  if (values.config === true && values.zone !== undefined)
+    throw new UsageError("give --config or --zone, not both");
   const client = locatorClient(values);
   if (client === null) return [...args];
   try {

@@ -56,7 +56,9 @@ describe("plexus topology", () => {
       assert.match(run(["--config", broken]).err, /link l: no such site: b/);
       assert.equal(run(["--config", notJson]).code, 1);
       assert.match(run(["--config", join(dir, "missing.json")]).err, /cannot read/);
-      assert.match(run(["--config", example, "--site", "rome"]).err, /no site named rome/);
+      const rome = run(["--config", example, "--site", "rome"]);
+      assert.match(rome.err, /no site named rome/);
+      assert.equal(rome.code, 2, "a site the topology lacks is bad usage, as with --url");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

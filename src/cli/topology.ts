@@ -77,8 +77,9 @@ export function topologyCommand(
     values.site !== undefined &&
     !config.value.sites.some((site) => site.name.toLowerCase() === values.site?.toLowerCase())
   ) {
-    stderr.write(`plexus topology: no site named ${values.site} in ${values.config}\n`);
-    return 1;
+    // A wrong argument, as with --url (repl.ts): bad usage.
+    stderr.write(`plexus topology: no site named ${values.site} in ${values.config}\n${usage}\n`);
+    return 2;
   }
   stdout.write(renderTopology(config.value, values.site === undefined ? {} : { site: values.site }));
   return 0;
