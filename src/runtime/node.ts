@@ -14,6 +14,7 @@ import {
 import { checkPeerMessage, type PeerMessage } from "../core/node/messages.ts";
 import {
   minuteOfWeek,
+  minutesToScheduleChange,
   openPlan,
   type PartnerPlan,
   type PlannedConnection,
@@ -103,6 +104,9 @@ export const groupCommitBatchMax = 512;
 export const writeQueueMax = 10_000;
 /** setTimeout's own ceiling is about 24.8 days; the machine is ticked at least this often. */
 const timerMaxMs = 60_000;
+const msPerMinute = 60_000;
+/** A wake for a link schedule's minute comes this long after it starts, never just before. */
+const scheduleWakeSlackMs = 5;
 const syncPollMs = 20;
 /** How long a stopping node lets requests under way finish before it closes their connections. */
 const drainTimeoutMs = 5_000;
@@ -192,7 +196,17 @@ export class PlexusNode implements DirectoryService {
   private connections = new Map<NodeId, PlannedConnection>();
   private plan: PartnerPlan = { inbound: [], outbound: [], replicaSet: [], note: null, unreachableSites: [] };
   private planKey = "";
-  private planCache: { config: TopologyConfig; key: string; plan: PartnerPlan } | null = null;
+  /** The last partners line logged (logPartners). */
+  private partnersLogged = "";
+  /** `scheduleChangeAt`: when (monotonic) a link schedule of the plan next opens or closes. */
+  private planCache: {
+    config: TopologyConfig;
+    key: string;
+    plan: PartnerPlan;
+    scheduleChangeAt: number;
+  } | null = null;
+  /** The last wake (monotonic): the next one comes timerMaxMs later at the latest. */
+  private wokeAt = monotonicClock.now();
   private topology: TopologyConfig | null = null;
   private topologyProblems: readonly string[] = [];
   /** The machine's urgentChangeCount when the topology was last read. */
@@ -595,17 +609,30 @@ export class PlexusNode implements DirectoryService {
     this.connections = new Map(plan.inbound.map((connection) => [connection.node, connection]));
     this.machine.reconfigure(config);
     this.dispatch(dropped.map((node) => ({ to: node, message: { kind: "notify" } })));
-    this.options.log.log("info", "partners", {
-      inbound: config.inbound.map((partner) => partner.node),
-      outbound: plan.outbound,
-      note: plan.note,
-    });
+    this.logPartners(plan);
     if (plan.unreachableSites.length > 0) {
       this.options.log.log("warn", "sites-unreachable", {
         sites: plan.unreachableSites,
         why: "no link up toward them, or the valley-free policy forbids every path: their changes cannot reach this site",
       });
     }
+  }
+
+  /**
+   * Logs whom this node pulls from (and as what: a stale partner becomes a `probe`) and whom it
+   * notifies, when that changed: a new plan that differs only in what the log does not show
+   * (a partner's address, an origin filter) would repeat the same line.
+   */
+  private logPartners(plan: PartnerPlan): void {
+    const fields = {
+      inbound: plan.inbound.map((connection) => `${connection.node} (${connection.kind})`),
+      outbound: plan.outbound,
+      note: plan.note,
+    };
+    const line = JSON.stringify(fields);
+    if (line === this.partnersLogged) return;
+    this.partnersLogged = line;
+    this.options.log.log("info", "partners", fields);
   }
 
   /**
@@ -690,11 +717,17 @@ export class PlexusNode implements DirectoryService {
   /** The plan for the topology, stale set and minute; computed again only when one of them changed. */
   private currentPlan(config: TopologyConfig): PartnerPlan {
     const stale = this.staleSet();
-    const minute = minuteOfWeek(Date.now());
+    const wall = Date.now();
+    const minute = minuteOfWeek(wall);
     const key = `${[...stale].sort().join(",")}@${minute}`;
     if (this.planCache?.config !== config || this.planCache.key !== key) {
-      const plan = openPlan(partnerPlan(config, this.options.node, stale), minute);
-      this.planCache = { config, key, plan };
+      const whole = partnerPlan(config, this.options.node, stale);
+      const minutes = minutesToScheduleChange(whole.inbound, minute);
+      const scheduleChangeAt =
+        minutes === null
+          ? Number.POSITIVE_INFINITY
+          : monotonicClock.now() + minutes * msPerMinute - (wall % msPerMinute) + scheduleWakeSlackMs;
+      this.planCache = { config, key, plan: openPlan(whole, minute), scheduleChangeAt };
     }
     return this.planCache.plan;
   }
@@ -704,6 +737,7 @@ export class PlexusNode implements DirectoryService {
 
   private wake(): void {
     if (this.stopped) return;
+    this.wokeAt = monotonicClock.now();
     this.dispatch(this.guard("tick", () => this.machine.tick(), []));
     this.refreshTopology();
     this.schedule();
@@ -716,6 +750,13 @@ export class PlexusNode implements DirectoryService {
     let wake = this.machine.nextWakeAt();
     if (this.topologyMayHaveChanged() && this.bootstrap === null)
       wake = Math.min(wake, this.topologyReadAt + this.options.timings.topologyRefreshMs);
+    // Both absolute: a timer set again and again by commits and peer requests must not put off
+    // the minute's wake (stale partners, schedules) for ever, as a relative cap did.
+    wake = Math.min(
+      wake,
+      this.wokeAt + timerMaxMs,
+      this.planCache?.scheduleChangeAt ?? Number.POSITIVE_INFINITY,
+    );
     const delay = Math.max(0, Math.min(wake - monotonicClock.now(), timerMaxMs));
     this.timer = setTimeout(() => this.wake(), Math.ceil(delay));
   }

@@ -27,6 +27,17 @@ describe("replication along the topology (site simulator)", () => {
     });
   }
 
+  // Link faults that leave sites without a route toward others: their origins are then left
+  // out of every inter-site pull (reverse-path pulling; no neighbour is transit for a site it
+  // has no route to), and given back, pulled again from zero, once the link heals. These seeds
+  // transfer differently with that rule than without it, so they exercise it.
+  for (const seed of [8, 20, 30]) {
+    it(`seed ${seed} (up to 25 sites; faults cut routes) keeps every invariant`, () => {
+      const result = runSiteSim(deriveSiteSimParams(seed, 25));
+      assert.deepEqual(result.violations, []);
+    });
+  }
+
   for (const canary of siteCanaryNames) {
     it(`catches the planted defect ${canary}`, () => {
       let caught = 0;

@@ -353,6 +353,7 @@ class SiteWorld extends World {
     const fresh = this.freshPlans;
     const origins = this.origins();
     const toward = (origin: string): string | undefined => this.nextHop(mySite, origin as SiteName);
+    const noRoute = new Set(this.routes.unreachableFrom(mySite));
     const outbound = this.nodes
       .filter((other) => fresh.get(other.id)?.inbound.some((c) => c.node === node.id && c.notify) === true)
       .map((other) => other.id);
@@ -362,7 +363,7 @@ class SiteWorld extends World {
       inbound: mine.inbound.map((connection) => ({
         node: connection.node,
         pullIntervalMs: connection.pullIntervalMs,
-        exclude: originExclusions(connection, mySite, toward, origins),
+        exclude: originExclusions(connection, mySite, toward, origins, noRoute),
       })),
       outbound,
       replicaSet: this.replicaSet,

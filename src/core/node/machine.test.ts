@@ -202,6 +202,38 @@ describe("node state machine", () => {
     assert.equal(harness.machine(b.name).partnerStatus()[0]?.lastFailure, "unreachable");
   });
 
+  it("reconfigure with a shorter interval pulls on the new interval, not the old one", () => {
+    const { a, b } = pair();
+    const config = (pullIntervalMs: number): NodeConfig => ({
+      ...nodeConfigDefaults,
+      inbound: [{ node: a.name, pullIntervalMs }],
+      outbound: [],
+      replicaSet: [a.name, b.name],
+    });
+    let time = 0;
+    const minute = 60_000;
+    const machine = new NodeMachine(b.replica, { now: () => time }, config(15 * minute));
+    const [pull] = machine.tick();
+    assert.ok(pull !== undefined && pull.message.kind === "pull");
+    const page = a.replica.getChanges(pull.message.request);
+    assert.ok(page.ok);
+    machine.receive(a.name, { kind: "page", id: pull.message.id, page: page.value });
+    assert.equal(machine.nextWakeAt(), 15 * minute, "the next pull a whole interval after the cycle");
+    time = 10_000;
+    // An operator sets the link's interval from 15 minutes to 1.
+    machine.reconfigure(config(minute));
+    assert.equal(machine.nextWakeAt(), minute, "one new interval after the last cycle");
+    machine.reconfigure(config(30 * minute));
+    assert.equal(machine.nextWakeAt(), minute, "a longer one waits for the pull already due");
+    time = 2 * minute;
+    machine.reconfigure(config(minute));
+    assert.deepEqual(
+      machine.tick().map((send) => send.to),
+      [a.name],
+      "a pull the new interval made overdue goes at once",
+    );
+  });
+
   it("reconfigure keeps a staying partner's failures and in-flight pull, and pulls a new one at once", () => {
     const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
     assert.ok(a !== undefined && b !== undefined && c !== undefined);

@@ -361,7 +361,7 @@ export class NodeMachine {
         partner.node,
         kept === undefined
           ? freshPartner(now, partner.pullIntervalMs, config.pageLimits.entriesMax)
-          : { ...kept, pullIntervalMs: partner.pullIntervalMs },
+          : { ...kept, pullIntervalMs: partner.pullIntervalMs, dueAt: sooner(kept, partner.pullIntervalMs) },
       );
     }
     this.partners.clear();
@@ -781,6 +781,17 @@ function freshPartner(now: number, pullIntervalMs: number, pageEntries: number):
     cycleStartedAt: null,
     relayWait: null,
   };
+}
+
+/**
+ * When a kept partner's next pull is due under a new interval: a shorter one (a link's interval
+ * lowered) counts from the last completed cycle, as if it had always applied, rather than
+ * waiting out the rest of the old one (up to a whole 15-minute interval for a link set to 1
+ * minute); a longer one keeps the pull already due. A failing partner keeps its back-off.
+ */
+function sooner(state: PartnerState, pullIntervalMs: number): number {
+  if (state.consecutiveFailures > 0 || state.lastSuccessAt === null) return state.dueAt;
+  return Math.min(state.dueAt, state.lastSuccessAt + pullIntervalMs);
 }
 
 /**

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import type { InvocationId, NodeId } from "../ids.ts";
 import { unwrap } from "../result.ts";
 import { checkTopology, type TopologyConfig } from "../topology/model.ts";
-import { minuteOfWeek, nextHopSites, openPlan, partnerPlan } from "./partners.ts";
+import { minuteOfWeek, minutesToScheduleChange, nextHopSites, openPlan, partnerPlan } from "./partners.ts";
 
 const server = (node: string, site: string, port: number) => ({
   node,
@@ -96,6 +96,44 @@ describe("partner plan", () => {
     assert.deepEqual(partnerPlan(config, "e1" as NodeId, new Set()).unreachableSites, []);
   });
 
+  it("a hub pulls nothing from a branch that the other hub originated: the branch is no transit", () => {
+    const invocation = (n: number) => n.toString(16).padStart(32, "0") as InvocationId;
+    const tiered = unwrap(
+      checkTopology({
+        sites: [
+          { name: "h1", tier: "hub" },
+          { name: "b", tier: "branch" },
+          { name: "h2", tier: "hub" },
+        ],
+        links: [
+          { name: "h1-b", sites: ["h1", "b"], cost: 1 },
+          { name: "b-h2", sites: ["b", "h2"], cost: 1 },
+        ],
+        servers: [
+          { ...server("x1", "h1", 7001), invocations: [invocation(1)] },
+          { ...server("x2", "b", 7002), invocations: [invocation(2)] },
+          { ...server("x3", "h2", 7003), invocations: [invocation(3)] },
+        ],
+      }),
+    ) as TopologyConfig;
+    const fromBranch = (node: string) =>
+      partnerPlan(tiered, node as NodeId, new Set()).inbound.find((connection) => connection.node === "x2")
+        ?.exclude;
+    // h2 has no route from h1 (policy): its changes must not come through b, which it reports
+    // as "their changes cannot reach this site".
+    assert.deepEqual(fromBranch("x1"), [invocation(1), invocation(3)]);
+    assert.deepEqual(fromBranch("x3"), [invocation(1), invocation(3)]);
+    const branch = partnerPlan(tiered, "x2" as NodeId, new Set()).inbound;
+    assert.deepEqual(
+      branch.map((connection) => [connection.node, connection.exclude]),
+      [
+        ["x1", [invocation(2), invocation(3)]],
+        ["x3", [invocation(1), invocation(2)]],
+      ],
+      "the branch takes each hub's changes from that hub",
+    );
+  });
+
   it("every node's outbound list is exactly the notified inbound lists that name it", () => {
     const plans = new Map(nodes.map((node) => [node, partnerPlan(config, node, new Set())]));
     for (const source of nodes) {
@@ -161,5 +199,20 @@ describe("partner plan", () => {
         plan.inbound.filter((connection) => connection.kind === "intra"),
       );
     }
+  });
+
+  it("says when a link schedule next opens or closes, so the node wakes right then", () => {
+    const scheduled = unwrap(
+      checkTopology({
+        ...config,
+        links: config.links.map((link) => ({ ...link, schedule: [{ fromMinute: 60, toMinute: 120 }] })),
+      }),
+    ) as TopologyConfig;
+    const inbound = partnerPlan(scheduled, "m1" as NodeId, new Set()).inbound;
+    assert.equal(minutesToScheduleChange(inbound, 30), 30, "opens at 01:00");
+    assert.equal(minutesToScheduleChange(inbound, 60), 60, "open from this minute: closes at 02:00");
+    assert.equal(minutesToScheduleChange(inbound, 119), 1);
+    assert.equal(minutesToScheduleChange(inbound, 120), 7 * 24 * 60 - 60, "opens again next Monday");
+    assert.equal(minutesToScheduleChange(partnerPlan(config, "m1" as NodeId, new Set()).inbound, 30), null);
   });
 });

@@ -64,19 +64,21 @@ export function partnerPlan(config: TopologyConfig, self: NodeId, stale: Readonl
     }
   }
   const origins = originSitesOf(config);
+  const unreachableSites = me === undefined ? [] : routes.unreachableFrom(me.site);
+  const noRoute = new Set(unreachableSites);
   const inbound = (mine?.inbound ?? []).map((connection) => ({
     ...connection,
     exclude:
       me === undefined
         ? []
-        : originExclusions(connection, me.site, (origin) => routes.toward(me.site, origin), origins),
+        : originExclusions(connection, me.site, (origin) => routes.toward(me.site, origin), origins, noRoute),
   }));
   return {
     inbound,
     outbound,
     replicaSet: config.servers.map((server) => server.node),
     note: mine === null ? `${self} is not a server of the topology` : mine.note,
-    unreachableSites: me === undefined ? [] : routes.unreachableFrom(me.site),
+    unreachableSites,
   };
 }
 
@@ -111,4 +113,27 @@ export function minuteOfWeek(epochMs: number): number {
 export function openPlan(plan: PartnerPlan, minute: number): PartnerPlan {
   const inbound = plan.inbound.filter((connection) => scheduleOpen(connection, minute));
   return inbound.length === plan.inbound.length ? plan : { ...plan, inbound };
+}
+
+/**
+ * How many minutes after `minute` a link schedule of `inbound` next opens or closes (a minute
+ * boundary at which `openPlan` may change); null when no connection has a schedule. The node
+ * server wakes then, so that a window that opens is pulled at once and one that closes stops
+ * the pulls at once, rather than at its next pull or once-a-minute wake, which other events
+ * keep putting off.
+ */
+export function minutesToScheduleChange(inbound: readonly Connection[], minute: number): number | null {
+  const now = ((minute % minutesPerWeek) + minutesPerWeek) % minutesPerWeek;
+  let next: number | null = null;
+  for (const connection of inbound) {
+    for (const window of connection.schedule ?? []) {
+      for (const boundary of [window.fromMinute, window.toMinute]) {
+        // A boundary at this very minute has passed already; it comes back a week later.
+        const ahead =
+          (((boundary - now) % minutesPerWeek) + minutesPerWeek) % minutesPerWeek || minutesPerWeek;
+        if (next === null || ahead < next) next = ahead;
+      }
+    }
+  }
+  return next;
 }

@@ -90,6 +90,58 @@ describe("a node's connections", () => {
 
   it("says why a node has no connections", () => {
     assert.match(connectionsOf(config, node("ghost"), new Set(), everyNeighbour).note ?? "", /not a server/);
-    assert.match(connectionsOf(config, node("bon1"), new Set(), new Set()).note ?? "", /no partner/);
+    // The only server of the directory: nobody to pull from, anywhere.
+    const alone = { ...config, servers: config.servers.filter((server) => server.node === "bon1") };
+    assert.match(connectionsOf(alone, node("bon1"), new Set(), new Set()).note ?? "", /no partner/);
+  });
+
+  it("a site with no route to any served site pulls from one server elsewhere, to learn the topology", () => {
+    // south's only link goes to north, which has no server yet in this node's view (it joined
+    // before north's servers did): without a source elsewhere it would never hear of them.
+    const chain = unwrap(
+      checkTopology({
+        sites: [{ name: "east" }, { name: "north" }, { name: "south" }],
+        links: [
+          { name: "east-north", sites: ["east", "north"], cost: 10 },
+          { name: "north-south", sites: ["north", "south"], cost: 10 },
+        ],
+        servers: ["e1", "e2", "s1", "s2"].map((name, index) => ({
+          node: name,
+          site: name.startsWith("e") ? "east" : "south",
+          addresses: ["127.0.0.1"],
+          httpPort: 7001 + index,
+        })),
+      }),
+    ) as TopologyConfig;
+    const none = new Set<NodeId>();
+    const sources = (self: string, stale: ReadonlySet<NodeId>) =>
+      connectionsOf(chain, node(self), stale, new Set())
+        .inbound.filter((connection) => connection.site === "east")
+        .map((connection) => [connection.node, connection.kind, connection.compress]);
+    const southDuty = [node("s1"), node("s2")].filter((self) => sources(self, none).length > 0);
+    assert.equal(southDuty.length, 1, "one server of south pulls from elsewhere");
+    const duty = southDuty[0] as NodeId;
+    const chosen = bridgehead([node("e1"), node("e2")], "south") as NodeId;
+    const other = chosen === "e1" ? node("e2") : node("e1");
+    assert.deepEqual(sources(duty, none), [[chosen, "probe", true]]);
+    assert.deepEqual(
+      sources(duty, new Set([chosen])),
+      [
+        [other, "probe", true],
+        [chosen, "probe", true],
+      ],
+      "the next server takes over; the stale one is still probed",
+    );
+    const southPeer = duty === "s1" ? "s2" : "s1";
+    assert.deepEqual(
+      sources(southPeer, new Set([duty])),
+      [[chosen, "probe", true]],
+      "duty moves with staleness",
+    );
+    const routed = connectionsOf(chain, duty, none, new Set(["north"]));
+    assert.ok(
+      routed.inbound.every((connection) => connection.site === "south"),
+      "with a route (north served), nothing is pulled from elsewhere",
+    );
   });
 });

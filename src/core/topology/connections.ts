@@ -11,7 +11,9 @@ import { type ScheduleWindow, type SiteName, siteKey, type TopologyConfig } from
  * - intra: its intra-site partners (ring with shortcuts), pulled every intraSitePullIntervalMs
  *   and notified after each commit;
  * - probe: stale intra-site servers, and stale servers a neighbour site's bridgehead duty passed
- *   over, still tried so that they rejoin when they recover;
+ *   over, still tried so that they rejoin when they recover; and for a site with no route to any
+ *   other served site, one server elsewhere, pulled unfiltered so that the site learns the
+ *   topology that gives it a route (isolatedSiteSources);
  * - inter: when this node is its site's bridgehead toward a neighbouring site that is the next
  *   hop toward some origin site, that neighbour's bridgehead toward this site — pulled on the
  *   cheapest link's interval and schedule, compressed if the link says so, notified if it says so.
@@ -114,9 +116,54 @@ export function connectionsOf(
       });
     }
   }
+  if (wanted.size === 0) inbound.push(...isolatedSiteSources(config, me.site, self, stale));
   const note =
     inbound.length === 0 ? `${self} has no partner: it is alone in ${me.site} and no bridgehead duty` : null;
   return { site: me.site, inbound, note };
+}
+
+/**
+ * The bridgehead purpose of a site with no route to any other served site; not a DNS label, so
+ * no site name can take it.
+ */
+const isolatedPurpose = "(no route)";
+
+/**
+ * Where a site with no route to any other served site pulls from: one server elsewhere (its
+ * site's bridgehead for that purpose pulls from it, unfiltered, every intra-site interval), and
+ * the stale ones passed over before it. A node's view of the topology comes only through
+ * pulls: one that saw no server yet in its neighbouring sites (it joined before them, or a link
+ * was removed and added again) would otherwise pull from no one across a site boundary, and
+ * never learn of the servers or links that give it a route — its site cut off for good, though
+ * its neighbours pull from it. Once the route is in its replica it pulls along it instead.
+ */
+function isolatedSiteSources(
+  config: TopologyConfig,
+  mySite: SiteName,
+  self: NodeId,
+  stale: ReadonlySet<NodeId>,
+): Connection[] {
+  const inSite = (site: string): boolean => siteKey(site) === siteKey(mySite);
+  const mine = config.servers.filter((server) => inSite(server.site)).map((server) => server.node);
+  if (bridgehead(mine, isolatedPurpose, stale) !== self) return [];
+  const elsewhere = config.servers.filter((server) => !inSite(server.site));
+  const nodes = elsewhere.map((server) => server.node);
+  const chosen = bridgehead(nodes, siteKey(mySite), stale);
+  const siteOf = (node: NodeId): SiteName =>
+    elsewhere.find((server) => server.node === node)?.site as SiteName;
+  const source = (node: NodeId): Connection => ({
+    node,
+    site: siteOf(node),
+    kind: "probe",
+    pullIntervalMs: config.settings.intraSitePullIntervalMs,
+    notify: false,
+    compress: true,
+    schedule: null,
+  });
+  return [
+    ...(chosen === undefined ? [] : [source(chosen)]),
+    ...staleBridgeheadsBefore(nodes, siteKey(mySite), stale, chosen).map(source),
+  ];
 }
 
 /**

@@ -64,6 +64,21 @@ describe("reverse-path origin filters", () => {
     assert.deepEqual(originExclusions({ kind: "probe", site: "b" as SiteName }, "b", toward, origins), []);
   });
 
+  it("origins of a site it knows but has no route toward (policy, no link up) are left out", () => {
+    for (const site of ["a", "c"]) {
+      assert.ok(
+        originExclusions(
+          { kind: "inter", site: site as SiteName },
+          "b",
+          toward,
+          origins,
+          new Set(["E"]),
+        ).includes(id(6)),
+        `from ${site}: e is reached through no neighbour, so none may pass it on`,
+      );
+    }
+  });
+
   it("servers name the sites of their invocations", () => {
     const servers = [
       { node: "n1", site: "a", addresses: [], httpPort: 1, invocations: [id(1)] },

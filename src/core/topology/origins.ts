@@ -8,10 +8,12 @@ import { routesTo } from "./reference.ts";
  * Reverse-path pulling (docs/topology.md): a site pulls the changes that originated in site X
  * from its next hop toward X, and from no other neighbour. A bridgehead does that by telling
  * each inter-site partner which origins to leave out (ChangeRequest.from.excluded): the
- * invocations of its own site (they arrive inside the site) and those of every site whose next
- * hop is another neighbour. Origins it cannot place — an invocation not yet in the config, a
- * site with no route — are left in, so that a change is never stranded by a filter; the UTD
- * keeps the extra copies cheap.
+ * invocations of its own site (they arrive inside the site), those of every site whose next
+ * hop is another neighbour, and those of every site it has no route toward (`noRoute`: the
+ * valley-free policy, or no link up): pulled through a neighbour anyway, they would make that
+ * neighbour the transit the policy forbids — a branch between two hubs. Origins it cannot place
+ * — an invocation not yet in the config, a site outside the routes — are left in, so that a
+ * change is never stranded by a filter; the UTD keeps the extra copies cheap.
  */
 export interface OriginSite {
   /** The site whose server holds (or held) these invocations. */
@@ -41,15 +43,18 @@ export function originExclusions(
   mySite: string,
   nextHopToward: (originSite: string) => string | undefined,
   origins: readonly OriginSite[],
+  noRoute: ReadonlySet<string> = new Set(),
 ): InvocationId[] {
   if (connection.kind !== "inter") return [];
   const mine = siteKey(mySite);
   const partnerSite = siteKey(connection.site);
+  const unroutable = new Set([...noRoute].map(siteKey));
   const excluded: InvocationId[] = [];
   for (const origin of origins) {
     const site = siteKey(origin.site);
     const hop = site === mine ? undefined : nextHopToward(origin.site);
-    const elsewhere = site === mine || (hop !== undefined && siteKey(hop) !== partnerSite);
+    const elsewhere =
+      site === mine || unroutable.has(site) || (hop !== undefined && siteKey(hop) !== partnerSite);
     if (elsewhere) excluded.push(...origin.invocations);
   }
   return excluded.sort();
