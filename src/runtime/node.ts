@@ -213,7 +213,9 @@ export class PlexusNode implements DirectoryService {
   private topologyReadAtChanges = -1;
   private topologyReadAt = Number.NEGATIVE_INFINITY;
   /** While a joining node syncs from the node that admitted it, that node is its only partner. */
-  private bootstrap: { readonly node: NodeId; readonly url: string } | null = null;
+  /** The node the initial sync pulls from; compressed when it is in another site, as a link would be. */
+  private bootstrap: { readonly node: NodeId; readonly url: string; readonly compress: boolean } | null =
+    null;
   private timer: NodeJS.Timeout | null = null;
   private readonly writeQueue: QueuedWrite[] = [];
   private flushScheduled = false;
@@ -456,7 +458,7 @@ export class PlexusNode implements DirectoryService {
     registration: Registration,
     urls: readonly string[] = this.options.join,
     rounds = Number.POSITIVE_INFINITY,
-  ): Promise<{ node: NodeId; url: string }> {
+  ): Promise<{ node: NodeId; url: string; site: string | null }> {
     const deadline = monotonicClock.now() + this.options.timings.joinTimeoutMs;
     let lastReason = "no join URL";
     for (let attempt = 0; attempt < rounds && monotonicClock.now() < deadline && !this.stopped; attempt++) {
@@ -470,8 +472,9 @@ export class PlexusNode implements DirectoryService {
           this.options.timings.pullTimeoutMs,
         );
         if (reply.ok && typeof reply.body === "object" && reply.body !== null) {
-          const admitter = (reply.body as Record<string, unknown>).node;
-          if (isNodeId(admitter)) return { node: admitter, url };
+          const { node: admitter, site } = reply.body as Record<string, unknown>;
+          if (isNodeId(admitter))
+            return { node: admitter, url, site: typeof site === "string" ? site : null };
           lastReason = `${url} answered without a node id`;
         } else if (!reply.ok) {
           lastReason = `${url}: ${reply.reason}`;
@@ -501,7 +504,10 @@ export class PlexusNode implements DirectoryService {
       url: admitter.url,
       syncFromUsn: from.objectUsn,
     });
-    this.bootstrap = admitter;
+    // The whole directory crosses here once: gzipped when it crosses a site boundary (the
+    // admitter says its site), as every inter-site pull is.
+    const acrossSites = admitter.site !== null && siteKey(admitter.site) !== siteKey(this.options.site);
+    this.bootstrap = { node: admitter.node, url: admitter.url, compress: acrossSites };
     this.urls.set(admitter.node, admitter.url);
     this.planKey = "";
     this.applyPlan(
@@ -795,7 +801,8 @@ export class PlexusNode implements DirectoryService {
   }
 
   private async exchange(to: NodeId, url: string, message: PeerMessage): Promise<void> {
-    const compress = this.connections.get(to)?.compress ?? false;
+    const compress =
+      this.connections.get(to)?.compress ?? (this.bootstrap?.node === to && this.bootstrap.compress);
     const reply = await this.client.post(
       url,
       peerPaths.messages,
