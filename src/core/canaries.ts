@@ -50,6 +50,12 @@ export interface Canaries {
    * connections.ts). Caught by the site simulator, whose nodes derive their stale sets.
    */
   readonly dropStaleBridgeheads?: boolean;
+  /**
+   * Leave in the origin filter the sites a node has no route to: their changes then come
+   * through whichever neighbour has them, a branch between two hubs included (origins.ts).
+   * Caught by the site simulator's valley-free check.
+   */
+  readonly keepUnroutableOrigins?: boolean;
 }
 
 export type CanaryName = keyof Canaries;
@@ -78,6 +84,7 @@ export const siteCanaryNames: readonly CanaryName[] = [
   ...filterCanaryNames,
   "ignoreOriginFilter",
   "dropStaleBridgeheads",
+  "keepUnroutableOrigins",
 ];
 
 export const noCanaries: Canaries = Object.freeze({});

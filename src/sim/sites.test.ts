@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { siteCanaryNames } from "../core/canaries.ts";
+import { settingsDefaults, type TopologyConfig } from "../core/topology/model.ts";
 import { deriveSiteSimParams, runSiteSim } from "./sites.ts";
 
 /**
@@ -38,7 +39,47 @@ describe("replication along the topology (site simulator)", () => {
     });
   }
 
-  for (const canary of siteCanaryNames) {
+  it("a branch between two hubs carries nothing between them (valley-free), and leaving unroutable origins in is caught", () => {
+    // hubA - hubB, and hubA - br - hubB: while the hubs' own link is down, br may not pass one
+    // hub's changes to the other (neither has a route to the other then), until it heals.
+    const server = (node: string, site: string) => ({ node, site, addresses: [], httpPort: 0 });
+    const link = (name: string, a: string, b: string) => ({
+      name,
+      sites: [a, b],
+      cost: 10,
+      intervalMinutes: 5,
+      schedule: null,
+      notify: true,
+      compress: true,
+    });
+    const topology = {
+      sites: [
+        { name: "hubA", tier: "hub" },
+        { name: "br", tier: "branch" },
+        { name: "hubB", tier: "hub" },
+      ],
+      links: [link("a-b", "hubA", "hubB"), link("a-br", "hubA", "br"), link("br-b", "br", "hubB")],
+      subnets: [],
+      servers: [server("n0", "hubA"), server("n1", "br"), server("n2", "br"), server("n3", "hubB")],
+      settings: { ...settingsDefaults, intraSitePullIntervalMs: 5 * 60_000 },
+    } as unknown as TopologyConfig;
+    const params = {
+      // Seed 5's faults take the hubs' link down while hubA writes (so do 4's and 10's).
+      ...deriveSiteSimParams(5, 20),
+      sites: 3,
+      servers: [1, 2, 1],
+      linkFailures: 4,
+      bridgeheadCrashes: 0,
+    };
+    assert.deepEqual(runSiteSim(params, { topology }).violations, []);
+    const planted = runSiteSim(params, { topology, canaries: { keepUnroutableOrigins: true } }).violations;
+    assert.ok(
+      planted.some((violation) => violation.invariant === "valley-free"),
+      JSON.stringify(planted.slice(0, 3)),
+    );
+  });
+
+  for (const canary of siteCanaryNames.filter((name) => name !== "keepUnroutableOrigins")) {
     it(`catches the planted defect ${canary}`, () => {
       let caught = 0;
       for (let seed = 1; seed <= canarySeedsMax && caught === 0; seed++) {

@@ -363,7 +363,7 @@ class SiteWorld extends World {
       inbound: mine.inbound.map((connection) => ({
         node: connection.node,
         pullIntervalMs: connection.pullIntervalMs,
-        exclude: originExclusions(connection, mySite, toward, origins, noRoute),
+        exclude: originExclusions(connection, mySite, toward, origins, noRoute, this.canaries),
       })),
       outbound,
       replicaSet: this.replicaSet,
@@ -383,10 +383,15 @@ interface Tracked {
   readonly usn: Usn;
   readonly site: SiteName;
   transfers: number;
+  /** Per site, the sites whose pages brought it there (valley-free check). */
+  readonly cameFrom: Map<SiteName, Set<SiteName>>;
+  transitReported: boolean;
 }
 
 export interface SiteSimOptions {
   readonly canaries?: Canaries;
+  /** A topology of the test's own instead of the one derived from the seed (servers named n0…). */
+  readonly topology?: TopologyConfig;
   /** Wall clock for the summary only; never read by the simulation. */
   readonly now?: () => number;
 }
@@ -395,7 +400,8 @@ export function runSiteSim(params: SiteSimParams, options: SiteSimOptions = {}):
   const now = options.now ?? Date.now;
   const started = now();
   const random = new SeededRandom(params.seed);
-  const world = new SiteWorld(buildTopology(params, random), params.seed, options.canaries ?? {});
+  const topology = options.topology ?? buildTopology(params, random);
+  const world = new SiteWorld(topology, params.seed, options.canaries ?? {});
   const run = new SiteRun(world, random);
   run.start();
   run.steadyPhase(params.steadyBatches, params.changesPerBatch);
@@ -437,7 +443,9 @@ class SiteRun {
 
   /** Inter-site pages carry each change at most once per boundary in steady state. */
   private countTransfers(from: SimNode, to: SimNode, page: ChangePage): void {
-    if (this.world.siteOf(from) === this.world.siteOf(to)) return;
+    const fromSite = this.world.siteOf(from);
+    const toSite = this.world.siteOf(to);
+    if (fromSite === toSite) return;
     const carried = new Set<Tracked>();
     for (const entry of page.entries) {
       for (const item of entry.items) {
@@ -445,7 +453,37 @@ class SiteRun {
         if (tracked !== undefined) carried.add(tracked);
       }
     }
-    for (const tracked of carried) tracked.transfers++;
+    for (const tracked of carried) {
+      tracked.transfers++;
+      this.checkValleyFree(tracked, fromSite, toSite);
+    }
+  }
+
+  /**
+   * Valley-free (policy.ts): a branch never carries a change between two non-branch sites. A
+   * branch that passes a change on to a hub or peer must have got it from a branch (or made
+   * it): every site it got it from being a non-branch one is branch transit. Counted over every
+   * page delivered to the branch, applied or not, so that a page it dropped cannot make a
+   * lawful path look like transit.
+   */
+  private checkValleyFree(tracked: Tracked, fromSite: SiteName, toSite: SiteName): void {
+    const sources = tracked.cameFrom.get(toSite) ?? new Set<SiteName>();
+    sources.add(fromSite);
+    tracked.cameFrom.set(toSite, sources);
+    if (fromSite === tracked.site || this.isBranch(toSite) || !this.isBranch(fromSite)) return;
+    const gotFrom = [...(tracked.cameFrom.get(fromSite) ?? [])];
+    this.world.stats.invariantChecks++;
+    if (gotFrom.length === 0 || gotFrom.some((site) => this.isBranch(site)) || tracked.transitReported)
+      return;
+    tracked.transitReported = true;
+    this.world.violate(
+      "valley-free",
+      `change ${tracked.invocation.slice(0, 8)}:${tracked.usn} from ${tracked.site} went through the branch ${fromSite} from ${gotFrom.join(", ")} to ${toSite}: a branch is never transit between two non-branch sites`,
+    );
+  }
+
+  private isBranch(site: SiteName): boolean {
+    return this.world.topology.sites.find((candidate) => candidate.name === site)?.tier === "branch";
   }
 
   start(): void {
@@ -595,11 +633,13 @@ class SiteRun {
     if (outcome === undefined || !outcome.ok) return undefined;
     recordWrite(this.world, node, request.op, outcome.value.guid, outcome.value.usn);
     const replica = node.replica as NonNullable<SimNode["replica"]>;
-    const change = {
+    const change: Tracked = {
       invocation: replica.invocationId,
       usn: outcome.value.usn,
       site: this.world.siteOf(node),
       transfers: 0,
+      cameFrom: new Map(),
+      transitReported: false,
     };
     this.tracked.push(change);
     this.byStamp.set(`${change.invocation}:${change.usn}`, change);

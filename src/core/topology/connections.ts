@@ -29,6 +29,11 @@ export interface Connection {
   readonly compress: boolean;
   /** Open windows of the link (inter only); null = always open. */
   readonly schedule: readonly ScheduleWindow[] | null;
+  /**
+   * Pulled with no origin filter: a site with no route pulling from elsewhere to learn the
+   * topology (isolatedSiteSources). Every other connection to another site is filtered.
+   */
+  readonly unfiltered?: true;
 }
 
 export interface Connections {
@@ -159,6 +164,7 @@ function isolatedSiteSources(
     notify: false,
     compress: true,
     schedule: null,
+    unfiltered: true,
   });
   return [
     ...(chosen === undefined ? [] : [source(chosen)]),

@@ -1,3 +1,4 @@
+import { type Canaries, noCanaries } from "../canaries.ts";
 import type { InvocationId } from "../ids.ts";
 import type { Connection } from "./connections.ts";
 import { compileServedGraph, type SiteGraph, siteIndex } from "./graph.ts";
@@ -37,18 +38,24 @@ export function nextHopTable(graph: SiteGraph): NextHopTable {
   return { graph, hop: (from, to) => (from === to ? -1 : (toward[to * count + from] as number)) };
 }
 
-/** The origins an inbound connection leaves out; none for intra-site partners. */
+/**
+ * The origins an inbound connection leaves out: none inside the site, none for an unfiltered
+ * one (isolatedSiteSources); a probe of a neighbour's stale bridgehead is filtered like the
+ * connection it stands in for, since the pull that finds it back brings pages too (unfiltered,
+ * it made a branch transit between two hubs in the site simulator).
+ */
 export function originExclusions(
-  connection: Pick<Connection, "kind" | "site">,
+  connection: Pick<Connection, "kind" | "site" | "unfiltered">,
   mySite: string,
   nextHopToward: (originSite: string) => string | undefined,
   origins: readonly OriginSite[],
   noRoute: ReadonlySet<string> = new Set(),
+  canaries: Canaries = noCanaries,
 ): InvocationId[] {
-  if (connection.kind !== "inter") return [];
   const mine = siteKey(mySite);
   const partnerSite = siteKey(connection.site);
-  const unroutable = new Set([...noRoute].map(siteKey));
+  if (connection.kind === "intra" || connection.unfiltered === true || partnerSite === mine) return [];
+  const unroutable = new Set(canaries.keepUnroutableOrigins === true ? [] : [...noRoute].map(siteKey));
   const excluded: InvocationId[] = [];
   for (const origin of origins) {
     const site = siteKey(origin.site);
