@@ -10,7 +10,7 @@ import fc from "fast-check";
 import { compileZones } from "../../core/locator/zone.ts";
 import { zoneWith } from "../../core/locator/zone-fixture.ts";
 import { respond, udpPayloadBytesMax } from "./packets.ts";
-import { type DnsServer, fixedZoneSource, startDnsServer } from "./server.ts";
+import { type DnsServer, fixedZoneSource, startDnsServer, tcpConnectionsPerSourceMax } from "./server.ts";
 
 /**
  * The DNS server against real clients: dig (Debian dnsutils, installed by .ci/run) and Node's
@@ -189,6 +189,38 @@ describe("DNS server with real clients", { timeout: 60_000 }, () => {
       clearInterval(trickle);
       socket.destroy();
       await strict.close();
+    }
+  });
+
+  it("one source address holds at most tcpConnectionsPerSourceMax TCP connections; another still gets in", async () => {
+    const open = (localAddress: string) =>
+      new Promise<{ socket: ReturnType<typeof connect>; closedAtOnce: boolean }>((resolve) => {
+        const socket = connect({ port: server.port, host: "127.0.0.1", localAddress });
+        socket.on("error", () => {});
+        // A refused connection is accepted by the kernel, then closed by the server at once.
+        socket.on("connect", () => {
+          const timer = setTimeout(() => resolve({ socket, closedAtOnce: false }), 300);
+          socket.once("close", () => {
+            clearTimeout(timer);
+            resolve({ socket, closedAtOnce: true });
+          });
+        });
+      });
+    const held = [];
+    try {
+      for (let index = 0; index < tcpConnectionsPerSourceMax; index++) held.push(await open("127.0.0.1"));
+      assert.ok(
+        held.every((connection) => !connection.closedAtOnce),
+        "up to the limit they stay open",
+      );
+      const over = await open("127.0.0.1");
+      held.push(over);
+      assert.ok(over.closedAtOnce, "one more from the same address is closed at once");
+      const other = await open("127.0.0.2");
+      held.push(other);
+      assert.ok(!other.closedAtOnce, "another address still gets a connection");
+    } finally {
+      for (const connection of held) connection.socket.destroy();
     }
   });
 

@@ -56,6 +56,11 @@ export interface DnsServer {
 /** A TCP connection that sends no complete query for this long is closed (RFC 7766 suggests seconds). */
 export const tcpIdleTimeoutMsDefault = 10_000;
 export const tcpConnectionsMax = 256;
+/**
+ * TCP connections one source address holds at most, so that one client cannot take every slot
+ * for the idle time (RFC 7766 section 6.2.2 leaves the limit to the server).
+ */
+export const tcpConnectionsPerSourceMax = 32;
 /** Queries answered on one TCP connection before it is closed; the client opens another. */
 export const tcpQueriesPerConnectionMax = 10_000;
 /**
@@ -98,6 +103,8 @@ class UdpTcpDnsServer implements DnsServer {
   };
   private readonly limiter: RateLimiter;
   private readonly connections = new Set<TcpSocket>();
+  /** Open TCP connections per source address (tcpConnectionsPerSourceMax). */
+  private readonly perSource = new Map<string, number>();
   private closing: Promise<void> | null = null;
 
   constructor(
@@ -186,12 +193,18 @@ class UdpTcpDnsServer implements DnsServer {
   }
 
   private onConnection(socket: TcpSocket): void {
-    if (this.connections.size >= tcpConnectionsMax || this.closing !== null) {
+    const source = socket.remoteAddress ?? "";
+    const held = this.perSource.get(source) ?? 0;
+    if (
+      this.connections.size >= tcpConnectionsMax ||
+      held >= tcpConnectionsPerSourceMax ||
+      this.closing !== null
+    ) {
       socket.destroy();
       return;
     }
     this.connections.add(socket);
-    const source = socket.remoteAddress ?? "";
+    this.perSource.set(source, held + 1);
     let pending: Buffer = Buffer.alloc(0);
     let answered = 0;
     socket.setNoDelay(true);
@@ -202,6 +215,9 @@ class UdpTcpDnsServer implements DnsServer {
     socket.on("close", () => {
       clearTimeout(idle);
       this.connections.delete(socket);
+      const left = (this.perSource.get(source) ?? 1) - 1;
+      if (left > 0) this.perSource.set(source, left);
+      else this.perSource.delete(source);
     });
     socket.on("data", (chunk: Buffer) => {
       if (answered >= tcpQueriesPerConnectionMax) return;
