@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { configPartition } from "../core/directory/partition.ts";
+import type { NodeId } from "../core/ids.ts";
 import type { EntryView as CoreEntryView, SearchRequest, SearchResult } from "../core/replica/read.ts";
 import { ok, type Result } from "../core/result.ts";
 import { readTopology } from "../core/topology/entries.ts";
@@ -383,10 +384,23 @@ export function liveTopologyCommand(
   stderr: Output,
 ): Promise<number> {
   return reportFailures("topology", "usage: plexus topology --url URL [--site NAME]", stderr, async () => {
-    const { config, problems } = await liveTopology(api(url, {}));
+    const node = api(url, {});
+    const { config, problems } = await liveTopology(node);
     if (site !== undefined && !config.sites.some((known) => known.name.toLowerCase() === site.toLowerCase()))
       throw new UsageError(`no site named ${site} in the topology of ${url}`);
-    stdout.write(renderTopology(config, site === undefined ? {} : { site }));
+    // Bridgeheads and rings as this node has them: without the servers it found stale, they
+    // would be the configured ones, a failed-over bridgehead shown as if it still held the duty.
+    const status = await statusOf(node);
+    const stale = new Set(
+      status.partners
+        .filter((partner) => partner.consecutiveFailures >= config.settings.staleAfterFailures)
+        .map((partner) => partner.node as NodeId),
+    );
+    if (stale.size > 0)
+      stdout.write(
+        `As ${status.node} sees it: stale (failed ${config.settings.staleAfterFailures}+ pulls in a row): ${[...stale].join(", ")}\n\n`,
+      );
+    stdout.write(renderTopology(config, { ...(site === undefined ? {} : { site }), stale }));
     for (const problem of problems) stderr.write(`plexus topology: left out: ${problem}\n`);
     return 0;
   });
