@@ -726,7 +726,11 @@ export class PlexusNode implements DirectoryService {
     const wall = Date.now();
     const minute = minuteOfWeek(wall);
     const key = `${[...stale].sort().join(",")}@${minute}`;
-    if (this.planCache?.config !== config || this.planCache.key !== key) {
+    // The schedule's wake time passing while the wall clock's minute has not (the wall clock
+    // was set back) also asks for a new one: a wake time left in the past would make every
+    // timer fire at once, over and over, until the wall clock caught up.
+    const wakePassed = (this.planCache?.scheduleChangeAt ?? Number.POSITIVE_INFINITY) <= monotonicClock.now();
+    if (this.planCache?.config !== config || this.planCache.key !== key || wakePassed) {
       const whole = partnerPlan(config, this.options.node, stale);
       const minutes = minutesToScheduleChange(whole.inbound, minute);
       const scheduleChangeAt =
