@@ -264,7 +264,12 @@ describe("LDIF round trip (property)", () => {
         assert.deepEqual(records(items), plain(written));
         for (const item of items) assert.match(text.split("\n")[item.line - 1] ?? "", /^dn:/);
       }),
-      { numRuns: 300 },
+      {
+        numRuns: 300,
+        // Found by a random run: a value starting with U+FEFF lost it when parsed back (the
+        // UTF-8 decoder took it for a byte order mark).
+        examples: [[[{ kind: "content", dn: "\uFEFF\u0000", attributes: {} }]]],
+      },
     );
   });
 
