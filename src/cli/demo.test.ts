@@ -51,6 +51,25 @@ async function processesNaming(text: string): Promise<number[]> {
 }
 
 /** Starts the demo (or npm running it) with its own TMPDIR, collecting its stderr. */
+/** The demo directories (plexus-…) left in `temp`. */
+function demoDirectoriesIn(temp: string): string[] {
+  return readdirSync(temp).filter((name) => name.startsWith("plexus-"));
+}
+
+/** Sends `signal` (none: only waits) and the child's exit code, or "timeout" after `boundMs`. */
+function exitCodeOf(
+  child: ChildProcess,
+  signal: NodeJS.Signals | null,
+  boundMs: number,
+): Promise<number | null | "timeout"> {
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  if (signal !== null) child.kill(signal);
+  return Promise.race([
+    exited,
+    new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), boundMs).unref()),
+  ]);
+}
+
 function spawnDemo(
   command: string,
   args: readonly string[],
@@ -123,10 +142,7 @@ describe("plexus demo", { timeout: 120_000 }, () => {
         /^plexus demo: node hq1 failed to start: hq1 exited with \d+ before serving/m,
       );
       assert.match(result.stderr, /^plexus demo: the demo could not start; stopping 1 node$/m);
-      assert.deepEqual(
-        readdirSync(temp).filter((name) => name.startsWith("plexus-")),
-        [],
-      );
+      assert.deepEqual(demoDirectoriesIn(temp), []);
     } finally {
       rmSync(temp, { recursive: true, force: true });
     }
@@ -157,8 +173,7 @@ describe("plexus demo", { timeout: 120_000 }, () => {
       }
       assert.equal(new Set(pids).size, pids.length);
       // tsx keeps its cache (tsx-N) in TMPDIR too.
-      const demoDirectories = (): string[] => readdirSync(temp).filter((name) => name.startsWith("plexus-"));
-      assert.equal(demoDirectories().length, 1, readdirSync(temp).join(", "));
+      assert.equal(demoDirectoriesIn(temp).length, 1, readdirSync(temp).join(", "));
 
       const group = demoSample.find((sample) => sample.dn.startsWith("cn=engineers,"));
       const dave = demoSample.find((sample) => sample.dn.startsWith("uid=dave,"));
@@ -189,17 +204,10 @@ describe("plexus demo", { timeout: 120_000 }, () => {
         );
       }
 
-      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-      child.kill("SIGINT");
-      const code = await Promise.race([
-        exited,
-        new Promise<"timeout">((resolve) =>
-          setTimeout(() => resolve("timeout"), stopTimeoutMs + 5_000).unref(),
-        ),
-      ]);
+      const code = await exitCodeOf(child, "SIGINT", stopTimeoutMs + 5_000);
       assert.equal(code, 0, stderr());
       for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still alive`);
-      assert.deepEqual(demoDirectories(), []);
+      assert.deepEqual(demoDirectoriesIn(temp), []);
     } finally {
       // Only on failure is anything left: the demo and the node processes it reported.
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
@@ -218,20 +226,10 @@ describe("plexus demo", { timeout: 120_000 }, () => {
       const lines = await readyLines(child, stderr);
       pids = lines.slice(0, -1).map((line) => (JSON.parse(line) as NodeLine).pid);
       assert.equal(pids.length, demoNodes.length, lines.join("\n"));
-      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-      child.kill("SIGHUP");
-      const code = await Promise.race([
-        exited,
-        new Promise<"timeout">((resolve) =>
-          setTimeout(() => resolve("timeout"), stopTimeoutMs + 5_000).unref(),
-        ),
-      ]);
+      const code = await exitCodeOf(child, "SIGHUP", stopTimeoutMs + 5_000);
       assert.equal(code, 0, stderr());
       for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still alive`);
-      assert.deepEqual(
-        readdirSync(temp).filter((name) => name.startsWith("plexus-")),
-        [],
-      );
+      assert.deepEqual(demoDirectoriesIn(temp), []);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
       for (const pid of pids) if (alive(pid)) process.kill(pid, "SIGKILL");
@@ -258,20 +256,11 @@ describe("plexus demo", { timeout: 120_000 }, () => {
         child.once("exit", (code) => reject(new Error(`demo exited with ${code}:\n${stderr()}`)));
       });
       child.stdout?.destroy();
-      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-      const code = await Promise.race([
-        exited,
-        new Promise<"timeout">((resolve) =>
-          setTimeout(() => resolve("timeout"), readyTimeoutMs + stopTimeoutMs).unref(),
-        ),
-      ]);
+      const code = await exitCodeOf(child, null, readyTimeoutMs + stopTimeoutMs);
       assert.notEqual(code, "timeout", stderr());
       assert.doesNotMatch(stderr(), /Unhandled 'error' event/);
       assert.deepEqual(await processesNaming(directory), [], "every node stopped");
-      assert.deepEqual(
-        readdirSync(temp).filter((name) => name.startsWith("plexus-")),
-        [],
-      );
+      assert.deepEqual(demoDirectoriesIn(temp), []);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
       if (directory !== undefined)
@@ -305,7 +294,7 @@ describe("plexus demo", { timeout: 120_000 }, () => {
       );
       await eventually(
         "the demo's data directory removed",
-        async () => readdirSync(temp).filter((name) => name.startsWith("plexus-")).length === 0,
+        async () => demoDirectoriesIn(temp).length === 0,
         5_000,
       );
     } finally {

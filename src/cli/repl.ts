@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { configPartition } from "../core/directory/partition.ts";
 import type { NodeId } from "../core/ids.ts";
+import { stalePartners } from "../core/node/partners.ts";
 import type { EntryView as CoreEntryView, SearchRequest, SearchResult } from "../core/replica/read.ts";
 import { ok, type Result } from "../core/result.ts";
 import { readTopology } from "../core/topology/entries.ts";
@@ -391,10 +392,12 @@ export function liveTopologyCommand(
     // Bridgeheads and rings as this node has them: without the servers it found stale, they
     // would be the configured ones, a failed-over bridgehead shown as if it still held the duty.
     const status = await statusOf(node);
-    const stale = new Set(
-      status.partners
-        .filter((partner) => partner.consecutiveFailures >= config.settings.staleAfterFailures)
-        .map((partner) => partner.node as NodeId),
+    const stale = stalePartners(
+      status.partners.map((partner) => ({
+        partner: partner.node as NodeId,
+        consecutiveFailures: partner.consecutiveFailures,
+      })),
+      config.settings.staleAfterFailures,
     );
     if (stale.size > 0)
       stdout.write(

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { entryPath, eventually, http, LocalCluster } from "../../test/support/cluster.ts";
+import { sseBlocks } from "../../test/support/sse.ts";
 import { type ClusterSecret, newNonce, replayWindowMs, signRequest } from "./auth.ts";
 import { peerPaths } from "./peer-client.ts";
 
@@ -445,18 +446,11 @@ describe("a cluster of node processes", { timeout: 90_000 }, () => {
     const reader = response.body?.getReader();
     assert.ok(reader !== undefined);
     const seen: { guid: string; dn: string | null; deleted: boolean; usn: number }[] = [];
-    let text = "";
     try {
-      while (!seen.some((event) => event.guid === guid && event.deleted)) {
-        const chunk = await reader.read();
-        if (chunk.done) break;
-        text += Buffer.from(chunk.value).toString("utf8");
-        const blocks = text.split("\n\n");
-        text = blocks.pop() ?? "";
-        for (const block of blocks) {
-          const data = /^data: (.*)$/m.exec(block)?.[1];
-          if (data !== undefined) seen.push(JSON.parse(data));
-        }
+      for await (const block of sseBlocks(reader)) {
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (data !== undefined) seen.push(JSON.parse(data));
+        if (seen.some((event) => event.guid === guid && event.deleted)) break;
       }
     } finally {
       clearTimeout(timer);

@@ -62,7 +62,7 @@ import { type LocatorOptions, NodeLocator } from "./locator.ts";
 import { errorText, type Logger } from "./log.ts";
 import { type MetricsSource, NodeMetrics, type QueueSizes, registerMetricsRoute } from "./metrics.ts";
 import { builtPage, PageBuilder } from "./page-builder.ts";
-import { PeerClient, peerPaths } from "./peer-client.ts";
+import { PeerClient, type PeerReply, peerPaths } from "./peer-client.ts";
 import { type AnswerEncodings, type PeerAnswer, registerPeerRoutes } from "./peer-server.ts";
 import { cryptoRandom, monotonicClock, systemClock, wallTimeOf } from "./ports.ts";
 import { type PullResult, replicateNow } from "./replicate-now.ts";
@@ -139,9 +139,7 @@ function forgetSynced(options: NodeOptions): void {
  * Why an exchange with a partner failed, as its last failure in GET /v1/status and repl status:
  * the transport's reason, and what a 401 means (the partner refuses this node's signature).
  */
-function exchangeFailure(
-  reply: { ok: true; status: number } | { ok: false; reason: string; status?: number },
-): string {
+function exchangeFailure(reply: PeerReply): string {
   const reason = reply.ok ? `HTTP ${reply.status}: no answer to use` : reply.reason;
   return !reply.ok && reply.status === 401
     ? `${reason}: the partner refuses this node's requests as unsigned (another cluster secret?)`

@@ -179,13 +179,17 @@ describe("partner plan", () => {
     assert.equal(minuteOfWeek(Date.UTC(1970, 0, 1, 1, 0)), 3 * 24 * 60 + 60, "the epoch was a Thursday");
   });
 
-  it("leaves out inter-site connections while their link's schedule is closed", () => {
-    const scheduled = unwrap(
+  /** The test topology with every link open Mondays 01:00-02:00 only. */
+  const openMondayOneToTwo = (): TopologyConfig =>
+    unwrap(
       checkTopology({
         ...config,
         links: config.links.map((link) => ({ ...link, schedule: [{ fromMinute: 60, toMinute: 120 }] })),
       }),
     ) as TopologyConfig;
+
+  it("leaves out inter-site connections while their link's schedule is closed", () => {
+    const scheduled = openMondayOneToTwo();
     const middle = scheduled.servers.filter((entry) => entry.site === "middle").map((entry) => entry.node);
     const plans = middle.map((node) => partnerPlan(scheduled, node, new Set()));
     const inter = (plan: ReturnType<typeof openPlan>) =>
@@ -202,12 +206,7 @@ describe("partner plan", () => {
   });
 
   it("says when a link schedule next opens or closes, so the node wakes right then", () => {
-    const scheduled = unwrap(
-      checkTopology({
-        ...config,
-        links: config.links.map((link) => ({ ...link, schedule: [{ fromMinute: 60, toMinute: 120 }] })),
-      }),
-    ) as TopologyConfig;
+    const scheduled = openMondayOneToTwo();
     const inbound = partnerPlan(scheduled, "m1" as NodeId, new Set()).inbound;
     assert.equal(minutesToScheduleChange(inbound, 30), 30, "opens at 01:00");
     assert.equal(minutesToScheduleChange(inbound, 60), 60, "open from this minute: closes at 02:00");

@@ -87,7 +87,10 @@ export function partnerPlan(config: TopologyConfig, self: NodeId, stale: Readonl
  * failed. A node learns it from its own pulls only (no one announces a server dead), and the
  * plan it computes with it closes the ring around them and passes bridgehead duty on.
  */
-export function stalePartners(statuses: readonly PartnerStatus[], staleAfterFailures: number): Set<NodeId> {
+export function stalePartners(
+  statuses: readonly Pick<PartnerStatus, "partner" | "consecutiveFailures">[],
+  staleAfterFailures: number,
+): Set<NodeId> {
   return new Set(
     statuses
       .filter((status) => status.consecutiveFailures >= staleAfterFailures)

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type InProcessNode, startInProcessNode } from "../../../test/support/in-process-node.ts";
+import { sseBlocks } from "../../../test/support/sse.ts";
 
 /**
  * Where GET /v1/watch starts, on a node in this process: `Last-Event-ID` over `?after` (a
@@ -72,22 +73,15 @@ describe("GET /v1/watch's start position", { timeout: 60_000 }, () => {
       };
     const reader = response.body?.getReader();
     assert.ok(reader !== undefined);
-    let text = "";
     let start: number | null = null;
     const usns: number[] = [];
     try {
-      while (start === null || (usns.at(-1) ?? start) < usnUntil) {
-        const chunk = await reader.read();
-        if (chunk.done) break;
-        text += Buffer.from(chunk.value).toString("utf8");
-        const blocks = text.split("\n\n");
-        text = blocks.pop() ?? "";
-        for (const block of blocks) {
-          const comment = /^: watching changes after USN ([0-9]+)$/m.exec(block)?.[1];
-          if (comment !== undefined) start = Number(comment);
-          const id = /^id: ([0-9]+)$/m.exec(block)?.[1];
-          if (id !== undefined) usns.push(Number(id));
-        }
+      for await (const block of sseBlocks(reader)) {
+        const comment = /^: watching changes after USN ([0-9]+)$/m.exec(block)?.[1];
+        if (comment !== undefined) start = Number(comment);
+        const id = /^id: ([0-9]+)$/m.exec(block)?.[1];
+        if (id !== undefined) usns.push(Number(id));
+        if (start !== null && (usns.at(-1) ?? start) >= usnUntil) break;
       }
     } finally {
       abort.abort();
