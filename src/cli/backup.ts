@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { BackupError, backupDatabase, restoreDatabase } from "../store/backup.ts";
+import { usageErrorText } from "./cli-support.ts";
 
 /**
  * `plexus backup` and `plexus restore`: a consistent copy of a node's database, taken while the
@@ -49,7 +50,7 @@ export function backupCommand(
   try {
     parsed = options(args, command === "backup" ? "output" : "from");
   } catch (error) {
-    stderr.write(`plexus ${command}: ${(error as Error).message}\n${backupUsage}`);
+    stderr.write(usageErrorText(command, (error as Error).message, backupUsage));
     return 2;
   }
   try {

@@ -46,6 +46,19 @@ export function integerFlag(
   return value;
 }
 
+/**
+ * What a bad command line prints: the error, then the usage's synopsis (its first paragraph),
+ * and where the rest is. A full page of options after every typo would bury the one line that
+ * says what was wrong.
+ */
+export function usageErrorText(command: string, message: string, usage: string): string {
+  const trimmed = usage.trimEnd();
+  const blank = trimmed.search(/\n[ \t]*\n/);
+  const synopsis = blank === -1 ? trimmed : trimmed.slice(0, blank);
+  const more = blank === -1 ? "" : `(plexus ${command} --help for every option)\n`;
+  return `plexus ${command}: ${message}\n${synopsis}\n${more}`;
+}
+
 /** A bad command line: ours, a node URL that is none, or node:util parseArgs' (unknown option, …). */
 function isUsageError(error: unknown): error is Error {
   if (error instanceof UsageError || error instanceof BadUrlError) return true;
@@ -67,7 +80,7 @@ export async function reportFailures(
     return await body();
   } catch (error) {
     if (isUsageError(error)) {
-      stderr.write(`plexus ${command}: ${(error as Error).message}\n${usage}\n`);
+      stderr.write(usageErrorText(command, (error as Error).message, usage));
       return exitUsage;
     }
     if (error instanceof ProblemError) {

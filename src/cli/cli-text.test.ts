@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { OutcomeUnknownError } from "../client/client.ts";
 import type { NodeId } from "../core/ids.ts";
 import { checkReplicateBody } from "../edge/http/replicate.ts";
-import { forEachBounded, nodeUrl, reportFailures, UsageError } from "./cli-support.ts";
+import { forEachBounded, nodeUrl, reportFailures, UsageError, usageErrorText } from "./cli-support.ts";
 import {
   firstRdn,
   formatEntries,
@@ -27,6 +27,7 @@ import {
   type StatusView,
   summarize,
 } from "./repl-text.ts";
+import { startCommand } from "./start.ts";
 
 /** The CLI's parsing and formatting, without a node: what people type and what they read. */
 describe("entry command text", () => {
@@ -108,6 +109,27 @@ describe("entry command text", () => {
     // A path would be prefixed to every request (/v1/v1/status answers "no route").
     assert.throws(() => checkBaseUrl("http://127.0.0.1:8080/v1"), /without a path/);
     assert.throws(() => checkBaseUrl("http://127.0.0.1:8080/v1/status"), /without a path/);
+  });
+
+  it("follows a usage error with the synopsis and a pointer to --help, not every option", async () => {
+    const usage = "usage: plexus x A\n          [--b]\n\n  --b   what b does\n  --c   what c does\n";
+    assert.equal(
+      usageErrorText("x", "bad thing", usage),
+      "plexus x: bad thing\nusage: plexus x A\n          [--b]\n(plexus x --help for every option)\n",
+    );
+    // A usage of one paragraph is printed whole, with nothing to point to.
+    assert.equal(usageErrorText("y", "bad", "usage: plexus y\n"), "plexus y: bad\nusage: plexus y\n");
+    // plexus start's usage is a page long: a mistake in its flags shows the error first and last.
+    let stderr = "";
+    const code = await startCommand(
+      ["--port", "nope"],
+      { write: () => true },
+      { write: (t: string) => (stderr += t) },
+    );
+    assert.equal(code, 2);
+    assert.match(stderr, /^plexus start: --data is required\n/);
+    assert.match(stderr, /\(plexus start --help for every option\)\n$/);
+    assert.doesNotMatch(stderr, /--secret-file FILE {2}the cluster secret/);
   });
 
   it("reports a bad node URL as bad usage (exit 2), whichever command connects with it", async () => {

@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { usageErrorText } from "./cli-support.ts";
 import { type ClusterNode, entryPath, eventually, http, LocalCluster, locatorOf } from "./local-cluster.ts";
 
 /**
@@ -282,7 +283,7 @@ function parseDemoArgs(args: readonly string[], stdout: Output, stderr: Output):
       allowPositionals: false,
     }));
   } catch (error) {
-    stderr.write(`plexus demo: ${(error as Error).message}\n${demoUsage}`);
+    stderr.write(usageErrorText("demo", (error as Error).message, demoUsage));
     return 2;
   }
   if (values.help === true) {

@@ -30,6 +30,7 @@ import {
   type Output,
   reportFailures,
   UsageError,
+  usageErrorText,
 } from "./cli-support.ts";
 import { connect, type EntryView, type NodeApi } from "./remote.ts";
 
@@ -353,7 +354,7 @@ export function dnsCommand(
   };
   const runner = runners[sub];
   if (runner === undefined) {
-    stderr.write(`plexus dns: unknown subcommand '${sub}'\n${dnsUsage}`);
+    stderr.write(usageErrorText("dns", `unknown subcommand '${sub}'`, dnsUsage));
     return Promise.resolve(exitUsage);
   }
   return reportFailures(`dns ${sub}`, dnsUsage, stderr, () => runner(rest, env, stdout));

@@ -15,6 +15,7 @@ import {
   silentLogger,
 } from "../runtime/log.ts";
 import { type NodeOptions, PlexusNode, type RuntimeTimings, runtimeTimingsDefault } from "../runtime/node.ts";
+import { usageErrorText } from "./cli-support.ts";
 import { dnsConfigKeys, dnsStartFlags, dnsStartOptions, dnsStartUsage } from "./dns.ts";
 
 /**
@@ -315,7 +316,7 @@ export async function startCommand(args: readonly string[], stdout: Output, stde
   try {
     options = startOptions(args, process.env);
   } catch (error) {
-    stderr.write(`plexus start: ${(error as Error).message}\n${startUsage}`);
+    stderr.write(usageErrorText("start", (error as Error).message, startUsage));
     return 2;
   }
   const log = createLogger({
