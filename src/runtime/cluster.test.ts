@@ -210,6 +210,19 @@ describe("a cluster of node processes", { timeout: 90_000 }, () => {
     for (const junk of ["[]", "null", JSON.stringify({ kind: "boom" })]) {
       const answer = await http("POST", target, junk, signed(Date.now(), secret, junk));
       assert.equal(answer.status, 400, junk);
+      // A problem document, as the client API answers (type, title, status, code, detail).
+      assert.equal(answer.contentType, "application/problem+json", junk);
+      assert.deepEqual(
+        { ...(answer.body as Record<string, unknown>), detail: "…" },
+        {
+          type: "urn:plexus:problem:invalid-request",
+          title: "invalid-request",
+          status: 400,
+          code: "invalid-request",
+          detail: "…",
+        },
+        junk,
+      );
     }
     assert.match(cluster.node("e1").log, /peer-message-refused/);
   });

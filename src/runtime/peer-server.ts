@@ -125,10 +125,8 @@ export function registerPeerRoutes(
         try {
           parsed = raw.length === 0 ? null : JSON.parse(raw.toString("utf8"));
         } catch (error) {
-          return sendSigned(reply, request, secret, verified.signature, 400, {
-            code: "invalid-request",
-            detail: `body is not JSON: ${errorText(error)}`,
-          });
+          const problem = problemDocument(400, "invalid-request", `body is not JSON: ${errorText(error)}`);
+          return sendSigned(reply, request, secret, verified.signature, 400, problem);
         }
         const reads: AnswerEncodings = {
           compactPages: request.headers[pageEncodingHeader] === compactPageEncoding,
@@ -146,10 +144,9 @@ export function registerPeerRoutes(
           const body = reads.compactPages ? compactAnswer(answer.body) : answer.body;
           return sendSigned(reply, request, secret, verified.signature, 200, body);
         }
-        return sendSigned(reply, request, secret, verified.signature, answer.status, {
-          code: answer.status === 400 ? "invalid-request" : "not-ready",
-          detail: answer.detail,
-        });
+        const code = answer.status === 400 ? "invalid-request" : "not-ready";
+        const problem = problemDocument(answer.status, code, answer.detail);
+        return sendSigned(reply, request, secret, verified.signature, answer.status, problem);
       });
     };
     route(peerPaths.messages, async (from, body, reads) => handler.message(from, body, reads));
@@ -189,7 +186,8 @@ function sendPayload(
   payload: Buffer,
 ): FastifyReply {
   void reply.header(peerHeaders.signature, signResponse(secret, status, requestSignature, payload));
-  if (status !== 204) void reply.header("content-type", "application/json");
+  if (status !== 204)
+    void reply.header("content-type", status >= 400 ? "application/problem+json" : "application/json");
   return reply.code(status).send(payload);
 }
 
@@ -202,9 +200,14 @@ function bufferOf(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/** An error answer, signed or not, as the client API's problem documents (RFC 9457) are. */
+function problemDocument(status: number, code: string, detail: string): Record<string, unknown> {
+  return { type: `urn:plexus:problem:${code}`, title: code, status, code, detail };
+}
+
 function sendProblem(reply: FastifyReply, status: number, code: string, detail: string): FastifyReply {
   return reply
     .code(status)
     .header("content-type", "application/problem+json")
-    .send(JSON.stringify({ type: `urn:plexus:problem:${code}`, title: code, status, code, detail }));
+    .send(JSON.stringify(problemDocument(status, code, detail)));
 }
