@@ -8,7 +8,7 @@ import type { InvocationId, NodeId } from "../core/ids.ts";
 import { linkIntervalMinutesDefault, type SiteName } from "../core/topology/model.ts";
 import { type ClusterSecret, clusterSecret } from "./auth.ts";
 import { silentLogger } from "./log.ts";
-import { type MetricsSource, NodeMetrics } from "./metrics.ts";
+import { conflictsCountedMax, type MetricsSource, NodeMetrics } from "./metrics.ts";
 import { PlexusNode, runtimeTimingsDefault } from "./node.ts";
 
 /**
@@ -198,6 +198,15 @@ describe("GET /metrics", { timeout: 60_000 }, () => {
     assert.ok(find(read, "plexus_origin_replication_delay_seconds", { origin_node: "m1" }).length >= 1);
     assert.ok(total(read, "plexus_replication_delay_seconds_count") >= 1);
     for (const sample of read) assert.equal(sample.labels.node, "m2");
+    // What each node holds: every write, on both; no conflict was made.
+    for (const samples of [w, read]) {
+      assert.ok(
+        total(samples, "plexus_entries", { state: "live" }) >= writesMade + 1,
+        "the writes and the root",
+      );
+      assert.equal(find(samples, "plexus_entries", { state: "tombstone" }).length, 1);
+      assert.equal(total(samples, "plexus_naming_conflicts"), 0);
+    }
   });
 
   it("answers without authentication and leaks no secret", async () => {
@@ -234,7 +243,26 @@ describe("NodeMetrics", () => {
     partners: () => [],
     queues: () => ({ writes: 0, writeConcernWaits: 0, peerRequestsInFlight: 0, peerRequestsWaiting: 0 }),
     servers: () => [],
+    entries: () => ({ live: 0, tombstones: 0 }),
+    conflicts: () => 0,
   };
+
+  it("shows the entries held and the naming conflicts, counted up to conflictsCountedMax", async () => {
+    const asked: number[] = [];
+    const counting: MetricsSource = {
+      ...source,
+      entries: () => ({ live: 7, tombstones: 2 }),
+      conflicts: (max) => {
+        asked.push(max);
+        return 3;
+      },
+    };
+    const samples = parseExposition(await new NodeMetrics({ node: "m1", site: "east" }, counting).text());
+    assert.equal(total(samples, "plexus_entries", { state: "live" }), 7);
+    assert.equal(total(samples, "plexus_entries", { state: "tombstone" }), 2);
+    assert.equal(total(samples, "plexus_naming_conflicts"), 3);
+    assert.deepEqual(asked, [conflictsCountedMax], "counted once per scrape, bounded");
+  });
 
   /** A pull answered with one page holding one change `delayMs` old, applied now. */
   const applyPageOfAge = (metrics: NodeMetrics, delayMs: number): void => {

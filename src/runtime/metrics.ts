@@ -48,7 +48,17 @@ export interface MetricsSource {
   queues(): QueueSizes;
   /** The servers of the topology with the invocation ids they published, to name origins. */
   servers(): readonly { readonly node: NodeId; readonly invocations?: readonly InvocationId[] }[];
+  /** Live entries and tombstones held (the store's running totals: no scan). */
+  entries(): { readonly live: number; readonly tombstones: number };
+  /** Live entries with a naming conflict or out of their place, counted up to `max`. */
+  conflicts(max: number): number;
 }
+
+/**
+ * plexus_naming_conflicts counts up to this many (each one is read to be counted); beyond, it
+ * shows this. An alert wants "more than none"; the list is `plexus conflicts`.
+ */
+export const conflictsCountedMax = 1_000;
 
 /** How a pull ended: a page applied, refused by the source, not applied here, or no answer. */
 export type PullOutcome = "ok" | "refused" | "rejected" | "error";
@@ -282,6 +292,22 @@ export class NodeMetrics {
     );
     gauge("plexus_usn", "This node's highest update sequence number.", [], (metric) =>
       metric.set(this.source.usn()),
+    );
+    gauge(
+      "plexus_entries",
+      "Entries held here: live, and tombstones of deleted ones.",
+      ["state"],
+      (metric) => {
+        const { live, tombstones } = this.source.entries();
+        metric.set({ state: "live" }, live);
+        metric.set({ state: "tombstone" }, tombstones);
+      },
+    );
+    gauge(
+      "plexus_naming_conflicts",
+      `Live entries with a naming conflict or out of their place (plexus conflicts), counted up to ${conflictsCountedMax}.`,
+      [],
+      (metric) => metric.set(this.source.conflicts(conflictsCountedMax)),
     );
     this.registerPartnerGauges(gauge);
     this.registerOriginGauges(gauge);

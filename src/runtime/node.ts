@@ -1188,6 +1188,11 @@ export class PlexusNode implements DirectoryService {
       partners: () => this.machine.partnerStatus(),
       queues: () => this.queues(),
       servers: () => this.topology?.servers ?? [],
+      entries: () => {
+        const counts = this.replica.counts();
+        return { live: counts.entries, tombstones: counts.tombstones };
+      },
+      conflicts: (max) => this.replica.conflicts(null, max).length,
     };
   }
 }
