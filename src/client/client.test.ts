@@ -524,6 +524,58 @@ describe("looking the records up again", { timeout: 30_000 }, () => {
   });
 });
 
+describe("a call the caller aborts", { timeout: 30_000 }, () => {
+  it("stops at once, tries no other server and blames none", async () => {
+    const slow = await scripted(answerJson(200, { dn: "cn=x" }, 2_000));
+    const next = await scripted(answerJson(200, { dn: "cn=x" }));
+    const client = createClient({ urls: [slow.url, next.url], requestTimeoutMs: 10_000 });
+    try {
+      const controller = new AbortController();
+      const started = performance.now();
+      setTimeout(() => controller.abort(new Error("the user went away")), 100);
+      await assert.rejects(
+        client.get("cn=x", undefined, { signal: controller.signal }),
+        /the user went away/,
+      );
+      assert.ok(performance.now() - started < 1_500, "not after the slow server's answer");
+      assert.deepEqual(next.requests, [], "no failover after the caller gave up");
+      // The slow server is not in back-off for it: the next call starts with it again.
+      assert.equal((await client.candidates())[0]?.url, slow.url);
+      // An already aborted signal sends nothing.
+      await assert.rejects(
+        client.add("cn=y,dc=example,dc=com", entry, undefined, {
+          signal: AbortSignal.abort(new Error("no")),
+        }),
+        /no/,
+      );
+      assert.equal(slow.requests.length, 1);
+    } finally {
+      await client.close();
+      await slow.close();
+      await next.close();
+    }
+  });
+
+  it("renames through POST /v1/entries/{dn}/rename", async () => {
+    const node = await scripted(answerJson(200, { dn: "cn=b,ou=p,dc=example,dc=com" }));
+    const client = createClient({ urls: [node.url] });
+    try {
+      const answer = await client.rename(
+        "cn=a,dc=example,dc=com",
+        { newRdn: "cn=b", newParent: "ou=p,dc=example,dc=com" },
+        "site",
+      );
+      assert.equal(answer.status, 200);
+      assert.deepEqual(node.requests, [
+        `POST /v1/entries/${encodeURIComponent("cn=a,dc=example,dc=com")}/rename {"newRdn":"cn=b","newParent":"ou=p,dc=example,dc=com"}`,
+      ]);
+    } finally {
+      await client.close();
+      await node.close();
+    }
+  });
+});
+
 describe("options and limits", { timeout: 30_000 }, () => {
   it("stops reading a chunked answer that runs past the size limit", async () => {
     const chunk = Buffer.alloc(1024 * 1024, "a");

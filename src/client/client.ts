@@ -172,6 +172,25 @@ async function boundedText(body: AsyncIterable<Uint8Array>, bytesMax: number): P
 /** The failure of a server that has not caught up with the session token (a healthy one). */
 const sessionBehind = "503 session-behind";
 
+/** Where `rename` takes an entry: a new RDN, and optionally a new parent (docs/api.md). */
+export interface RenameTarget {
+  readonly newRdn: string;
+  /** The new parent's DN; absent: the entry stays under its parent. */
+  readonly newParent?: string;
+  /** Remove the old RDN's value from the entry (default true). */
+  readonly deleteOldRdn?: boolean;
+}
+
+/** Per call: what the caller can add to one request (and its failovers). */
+export interface CallOptions {
+  /**
+   * Aborts the request and its failovers: the call rejects with the signal's reason and tries
+   * no other server. A write aborted after it was sent may have been applied (as with
+   * OutcomeUnknownError: read to know).
+   */
+  readonly signal?: AbortSignal;
+}
+
 /**
  * A write (anything but a read) reached a server, which then broke the connection, did not
  * answer in time or answered something that is not an answer: it may have been applied there.
@@ -333,15 +352,20 @@ export class PlexusClient {
     path: string,
     body?: unknown,
     headers: Record<string, string> = {},
+    options: CallOptions = {},
   ): Promise<ClientAnswer<T>> {
+    options.signal?.throwIfAborted();
     const records = await this.currentRecords();
+    options.signal?.throwIfAborted();
     const order = plan(records.tiers, this.book, this.now());
     if (order.length === 0) throw new NoServerError([], this.emptyReason());
     const failed: Attempt[] = [];
     const timeoutMs = this.timeoutFor(headers);
     const read = isRead(method, path);
     for (const candidate of order) {
-      const outcome = await this.attempt(candidate, method, path, body, headers, timeoutMs);
+      const outcome = await this.attempt(candidate, method, path, body, headers, timeoutMs, options.signal);
+      // The caller gave up: no other server is tried, and this one is not blamed.
+      options.signal?.throwIfAborted();
       if (outcome.kind === "answer") {
         this.book.succeed(candidate.key);
         const attempt = { url: candidate.url, tier: candidate.tier, failure: null, status: outcome.status };
@@ -377,8 +401,9 @@ export class PlexusClient {
     path: string,
     body?: unknown,
     headers: Record<string, string> = {},
+    options: CallOptions = {},
   ): Promise<ClientAnswer<T>> {
-    const answer = await this.request<T>(method, path, body, headers);
+    const answer = await this.request<T>(method, path, body, headers, options);
     if (answer.status >= 400) {
       const problem: Record<string, unknown> = isRecord(answer.body) ? answer.body : {};
       const code = typeof problem.code === "string" ? problem.code : `http-${answer.status}`;
@@ -387,34 +412,63 @@ export class PlexusClient {
     return answer;
   }
 
-  get<T = Record<string, unknown>>(dn: string, attributes?: readonly string[]): Promise<ClientAnswer<T>> {
+  get<T = Record<string, unknown>>(
+    dn: string,
+    attributes?: readonly string[],
+    options: CallOptions = {},
+  ): Promise<ClientAnswer<T>> {
     const query = attributes === undefined ? "" : `?attributes=${encodeURIComponent(attributes.join(","))}`;
-    return this.call<T>("GET", `${entryPath(dn)}${query}`);
+    return this.call<T>("GET", `${entryPath(dn)}${query}`, undefined, {}, options);
   }
 
-  add(dn: string, attributes: Record<string, string[]>, writeConcern?: string): Promise<ClientAnswer> {
-    return this.call("POST", "/v1/entries", { dn, attributes }, this.concernHeader(writeConcern));
+  add(
+    dn: string,
+    attributes: Record<string, string[]>,
+    writeConcern?: string,
+    options: CallOptions = {},
+  ): Promise<ClientAnswer> {
+    return this.call("POST", "/v1/entries", { dn, attributes }, this.concernHeader(writeConcern), options);
   }
 
-  modify(dn: string, changes: readonly Change[], writeConcern?: string): Promise<ClientAnswer> {
-    return this.call("PATCH", entryPath(dn), { changes }, this.concernHeader(writeConcern));
+  modify(
+    dn: string,
+    changes: readonly Change[],
+    writeConcern?: string,
+    options: CallOptions = {},
+  ): Promise<ClientAnswer> {
+    return this.call("PATCH", entryPath(dn), { changes }, this.concernHeader(writeConcern), options);
   }
 
-  delete(dn: string, options: { subtree?: boolean; writeConcern?: string } = {}): Promise<ClientAnswer> {
+  delete(
+    dn: string,
+    options: { subtree?: boolean; writeConcern?: string } & CallOptions = {},
+  ): Promise<ClientAnswer> {
     const query = options.subtree === true ? "?subtree=true" : "";
     return this.call(
       "DELETE",
       `${entryPath(dn)}${query}`,
       undefined,
       this.concernHeader(options.writeConcern),
+      options,
     );
+  }
+
+  /** Renames the entry and/or moves it under `to.newParent` (POST /v1/entries/{dn}/rename). */
+  rename(
+    dn: string,
+    to: RenameTarget,
+    writeConcern?: string,
+    options: CallOptions = {},
+  ): Promise<ClientAnswer> {
+    return this.call("POST", `${entryPath(dn)}/rename`, to, this.concernHeader(writeConcern), options);
   }
 
   /** One page of a search (`cursor` from the previous page's nextCursor). */
   search<T = { entries: Record<string, unknown>[]; truncated: boolean; nextCursor: string | null }>(
     request: Record<string, unknown>,
+    options: CallOptions = {},
   ): Promise<ClientAnswer<T>> {
-    return this.call<T>("POST", "/v1/search", request);
+    return this.call<T>("POST", "/v1/search", request, {}, options);
   }
 
   /** Forgets resolved records and the ping's answer: the next request looks them up again. */
@@ -458,6 +512,7 @@ export class PlexusClient {
     body: unknown,
     headers: Record<string, string>,
     timeoutMs: number,
+    signal: AbortSignal | undefined,
   ): Promise<
     | { kind: "answer"; status: number; body: unknown }
     | { kind: "failed"; reason: string; backoff: boolean; maybeApplied: boolean }
@@ -473,7 +528,10 @@ export class PlexusClient {
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         dispatcher: this.agent,
         reset: this.options.keepAlive === false,
-        signal: AbortSignal.timeout(timeoutMs),
+        signal:
+          signal === undefined
+            ? AbortSignal.timeout(timeoutMs)
+            : AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
       });
       const length = Number(response.headers["content-length"] ?? 0);
       // Said up front, or found while reading a chunked answer: either way no more is read.
@@ -596,7 +654,8 @@ export class PlexusClient {
         this.located = overUdp;
         return overUdp.clientSite;
       }
-      const outcome = await this.attempt(candidate, "GET", `/v1/locate${query}`, undefined, {}, timeoutMs);
+      const path = `/v1/locate${query}`;
+      const outcome = await this.attempt(candidate, "GET", path, undefined, {}, timeoutMs, undefined);
       if (outcome.kind === "failed") {
         if (outcome.backoff) this.book.fail(candidate.key, this.now(), outcome.reason);
         continue;

@@ -5,6 +5,7 @@
  */
 export {
   type Attempt,
+  type CallOptions,
   type Change,
   type ClientAnswer,
   type ClientOptions,
@@ -17,6 +18,7 @@ export {
   OutcomeUnknownError,
   PlexusClient,
   ProblemError,
+  type RenameTarget,
   recordsRefreshMsDefault,
   requestTimeoutMsDefault,
   type SrvResolver,
