@@ -245,6 +245,7 @@ describe("NodeMetrics", () => {
     servers: () => [],
     entries: () => ({ live: 0, tombstones: 0 }),
     conflicts: () => 0,
+    rejectedPages: () => 0,
   };
 
   it("shows the entries held and the naming conflicts, counted up to conflictsCountedMax", async () => {
@@ -262,6 +263,22 @@ describe("NodeMetrics", () => {
     assert.equal(total(samples, "plexus_entries", { state: "tombstone" }), 2);
     assert.equal(total(samples, "plexus_naming_conflicts"), 3);
     assert.deepEqual(asked, [conflictsCountedMax], "counted once per scrape, bounded");
+  });
+
+  it("counts a page the machine did not apply as rejected, even when it came late", async () => {
+    let rejected = 0;
+    const metrics = new NodeMetrics(
+      { node: "m1", site: "east" },
+      { ...source, rejectedPages: () => rejected },
+    );
+    const partner = "hq1" as NodeId;
+    const before = metrics.beforeApply(partner, "pull");
+    rejected++; // the machine refused the page; the partner's last failure stays (a late page)
+    metrics.answerApplied(before, { ok: true, status: 200, body: { kind: "page", page: {} }, bytes: 10 });
+    const samples = parseExposition(await metrics.text());
+    assert.equal(total(samples, "plexus_pulls_total", { partner, outcome: "rejected" }), 1);
+    assert.equal(total(samples, "plexus_pulls_total", { partner, outcome: "ok" }), 0);
+    assert.equal(total(samples, "plexus_pages_applied_total", { partner }), 0);
   });
 
   /** A pull answered with one page holding one change `delayMs` old, applied now. */

@@ -48,6 +48,8 @@ export interface MetricsSource {
   queues(): QueueSizes;
   /** The servers of the topology with the invocation ids they published, to name origins. */
   servers(): readonly { readonly node: NodeId; readonly invocations?: readonly InvocationId[] }[];
+  /** Pages the machine did not apply so far (NodeMachine.rejectedPageCount). */
+  rejectedPages(): number;
   /** Live entries and tombstones held (the store's running totals: no scan). */
   entries(): { readonly live: number; readonly tombstones: number };
   /** Live entries with a naming conflict or out of their place, counted up to `max`. */
@@ -70,6 +72,8 @@ export interface BeforeApply {
   readonly usn: number;
   /** The partner's last failure time then: the machine sets a new one when it rejects the answer. */
   readonly lastFailureAt: number | null;
+  /** The machine's count of rejected pages then: it moves for a late page it did not apply too. */
+  readonly rejectedPages: number;
   readonly startedMs: number;
 }
 
@@ -185,6 +189,7 @@ export class NodeMetrics {
       kind,
       usn: this.source.usn(),
       lastFailureAt: this.lastFailureOf(partner),
+      rejectedPages: this.source.rejectedPages(),
       startedMs: performance.now(),
     };
   }
@@ -199,7 +204,10 @@ export class NodeMetrics {
       this.pulls.inc({ partner, outcome: "refused" });
       return;
     }
-    if (body?.kind !== "page" || this.lastFailureOf(partner) !== before.lastFailureAt) {
+    const rejected =
+      this.lastFailureOf(partner) !== before.lastFailureAt ||
+      this.source.rejectedPages() !== before.rejectedPages;
+    if (body?.kind !== "page" || rejected) {
       this.pulls.inc({ partner, outcome: "rejected" });
       return;
     }

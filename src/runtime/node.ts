@@ -1193,6 +1193,7 @@ export class PlexusNode implements DirectoryService {
         return { live: counts.entries, tombstones: counts.tombstones };
       },
       conflicts: (max) => this.replica.conflicts(null, max).length,
+      rejectedPages: () => this.machine.rejectedPageCount,
     };
   }
 }

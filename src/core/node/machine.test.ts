@@ -234,6 +234,42 @@ describe("node state machine", () => {
     );
   });
 
+  it("counts every page it does not apply, a late one too, but fails the partner only for its pull's own", () => {
+    const { a, b } = pair();
+    let time = 0;
+    const machine = new NodeMachine(
+      b.replica,
+      { now: () => time },
+      {
+        ...nodeConfigDefaults,
+        inbound: [{ node: a.name, pullIntervalMs: 5_000 }],
+        outbound: [],
+        replicaSet: [a.name, b.name],
+      },
+    );
+    const [pull] = machine.tick();
+    assert.ok(pull !== undefined && pull.message.kind === "pull");
+    const page = a.replica.getChanges(pull.message.request);
+    assert.ok(page.ok);
+    const broken = { ...page.value, entries: "not a list" };
+    // The pull timed out; its page arrives afterwards, and does not pass the checks.
+    machine.undeliverable(a.name, pull.message);
+    time = 100;
+    machine.receive(a.name, { kind: "page", id: pull.message.id, page: broken });
+    assert.equal(machine.rejectedPageCount, 1, "the late page was not applied");
+    assert.equal(
+      machine.partnerStatus()[0]?.consecutiveFailures,
+      1,
+      "its pull had failed already: not twice",
+    );
+    time = 10_000;
+    const [again] = machine.tick();
+    assert.ok(again !== undefined && again.message.kind === "pull");
+    machine.receive(a.name, { kind: "page", id: again.message.id, page: broken });
+    assert.equal(machine.rejectedPageCount, 2);
+    assert.equal(machine.partnerStatus()[0]?.consecutiveFailures, 2, "the pull's own page failed it");
+  });
+
   it("reconfigure keeps a staying partner's failures and in-flight pull, and pulls a new one at once", () => {
     const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
     assert.ok(a !== undefined && b !== undefined && c !== undefined);

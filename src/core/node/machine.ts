@@ -203,6 +203,7 @@ export class NodeMachine {
   >();
   private purgeAt: number;
   private urgentChanges = 0;
+  private pagesRejected = 0;
   private lingering: LingeringCheck | null = null;
   private lastLingeringReference: NodeId | null = null;
 
@@ -265,6 +266,15 @@ export class NodeMachine {
    */
   get urgentChangeCount(): number {
     return this.urgentChanges;
+  }
+
+  /**
+   * How many pages this replica did not apply (checks failed), the pull's own answer or a late
+   * one alike: only the former counts as a failure of the partner, so the count says what a
+   * late page came to.
+   */
+  get rejectedPageCount(): number {
+    return this.pagesRejected;
   }
 
   /** The Monotonic time by which `tick` must run again. */
@@ -418,6 +428,7 @@ export class NodeMachine {
     const answered = state.inFlight?.id === id && state.inFlight.kind === "pull";
     const outcome = this.replica.applyChanges(page);
     if (!outcome.ok) {
+      this.pagesRejected++;
       if (answered) this.failed(from, state, now, `${outcome.error.code}: ${outcome.error.message}`);
       return [];
     }
