@@ -61,6 +61,33 @@ describe("writes waiting for their write concern", () => {
     assert.ok(performance.now() - started < 1_000);
   });
 
+  it("asks each server on its own: one that does not answer delays no other's reports", async () => {
+    // w1 is cut off: its report requests hang until their own timeout. e2 applies the write a
+    // little after it was committed, so its first report does not cover it yet.
+    const applied = new Map([["e2", 0]]);
+    const asked: string[] = [];
+    const waiter = new ConcernWaiter(async (server): Promise<UtdVector | null> => {
+      asked.push(server.node);
+      if (server.node === "w1") return new Promise((resolve) => setTimeout(() => resolve(null), 2_000));
+      return { [inv]: (applied.get(server.node) ?? 0) as Usn };
+    }, 5);
+    try {
+      const write = { invocation: inv, usn: 7 as Usn };
+      const started = performance.now();
+      const all = waiter.wait({ concern: { kind: "all" }, timeoutMs: 400 }, write, self, servers);
+      const site = waiter.wait({ concern: { kind: "site" }, timeoutMs: 5_000 }, write, self, servers);
+      setTimeout(() => applied.set("e2", 7), 30);
+      const siteOutcome = await site;
+      assert.equal(siteOutcome.met, true);
+      assert.ok(performance.now() - started < 1_000, "the site concern did not wait for w1's timeout");
+      // `all` cannot be met, but its answer names every node that has the write.
+      assert.deepEqual(await all, { met: false, nodes: ["e1", "e2"], sites: ["east"] });
+      assert.equal(asked.filter((node) => node === "w1").length, 1, "one request at a time to w1");
+    } finally {
+      waiter.close();
+    }
+  });
+
   it("answers a local concern at once and every waiter when closed", async () => {
     const { waiter, asked } = scripted(new Map());
     const local = await waiter.wait(

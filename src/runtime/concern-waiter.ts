@@ -10,11 +10,15 @@ import { type UtdVector, utdGet } from "../core/replication/utd.ts";
 import { monotonicClock } from "./ports.ts";
 
 /**
- * Writes waiting for their write concern share one polling loop: each round asks every server
- * that some waiting write still needs for its UTD (one signed report per server, however many
- * writes wait on it), lets the core decide for each write whether the reports meet its concern,
- * and answers the writes that are met. A write also gets its answer at its deadline, whatever a
- * slow server is doing. Only reports asked for after a write was committed count for it.
+ * Writes waiting for their write concern share their reports: every server that some waiting
+ * write still needs is asked for its UTD, at most one request to it at a time however many
+ * writes wait on it, and again pollMs after each answer while it is still needed. Each answer
+ * lets the core decide at once, for every waiting write, whether the reports meet its concern,
+ * and the writes that are met are answered. Servers are asked each on their own: a server that
+ * does not answer (a site cut off) delays nothing but its own next report, so a write whose
+ * concern the others can meet is answered when they do. A write also gets its answer at its
+ * deadline, whatever a slow server is doing. Only reports asked for after a write was committed
+ * count for it.
  */
 export interface Server {
   readonly node: NodeId;
@@ -41,7 +45,10 @@ export const concernWaitersMax = 10_000;
 export class ConcernWaiter {
   private readonly waiters = new Set<Waiter>();
   private readonly reports = new Map<NodeId, Report>();
-  private polling = false;
+  /** Servers with a report request under way (one each at most). */
+  private readonly asking = new Set<NodeId>();
+  /** Servers waiting out pollMs before they are asked again. */
+  private readonly resting = new Map<NodeId, NodeJS.Timeout>();
   private closed = false;
 
   constructor(
@@ -74,7 +81,7 @@ export class ConcernWaiter {
         timer: setTimeout(() => this.finish(waiter), request.timeoutMs),
       };
       this.waiters.add(waiter);
-      void this.poll();
+      this.askNeeded();
     });
   }
 
@@ -82,6 +89,8 @@ export class ConcernWaiter {
   close(): void {
     this.closed = true;
     for (const waiter of [...this.waiters]) this.finish(waiter);
+    for (const timer of this.resting.values()) clearTimeout(timer);
+    this.resting.clear();
   }
 
   private outcome(waiter: Waiter): ConcernOutcome {
@@ -112,25 +121,36 @@ export class ConcernWaiter {
     return [...wanted.values()];
   }
 
-  private async poll(): Promise<void> {
-    if (this.polling) return;
-    this.polling = true;
-    try {
-      // Bounded: every waiter leaves by its deadline, and then the loop ends.
-      while (this.waiters.size > 0 && !this.closed) {
-        const askedAt = monotonicClock.now();
-        await Promise.all(
-          this.needed().map(async (server) => {
-            const utd = await this.ask(server);
-            if (utd !== null)
-              this.reports.set(server.node, { node: server.node, site: server.site, utd, askedAt });
-          }),
-        );
-        for (const waiter of [...this.waiters]) if (this.outcome(waiter).met) this.finish(waiter);
-        if (this.waiters.size > 0) await new Promise((resolve) => setTimeout(resolve, this.pollMs));
-      }
-    } finally {
-      this.polling = false;
+  /** Asks every server a waiting write still needs, unless it is being asked or resting. */
+  private askNeeded(): void {
+    if (this.closed) return;
+    for (const server of this.needed()) {
+      if (this.asking.has(server.node) || this.resting.has(server.node)) continue;
+      this.asking.add(server.node);
+      void this.askOnce(server);
     }
+  }
+
+  /**
+   * One report from `server`; then every waiting write is decided again, and the server rests
+   * pollMs before it may be asked again. Bounded: every waiter leaves by its deadline, after
+   * which no server is needed and nothing more is asked.
+   */
+  private async askOnce(server: Server): Promise<void> {
+    const askedAt = monotonicClock.now();
+    try {
+      const utd = await this.ask(server);
+      if (utd !== null) this.reports.set(server.node, { node: server.node, site: server.site, utd, askedAt });
+    } finally {
+      this.asking.delete(server.node);
+    }
+    for (const waiter of [...this.waiters]) if (this.outcome(waiter).met) this.finish(waiter);
+    if (this.closed || this.waiters.size === 0) return;
+    const timer = setTimeout(() => {
+      this.resting.delete(server.node);
+      this.askNeeded();
+    }, this.pollMs);
+    this.resting.set(server.node, timer);
+    this.askNeeded();
   }
 }
