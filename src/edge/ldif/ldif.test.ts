@@ -311,4 +311,54 @@ describe("LDIF file reader", () => {
       rmSync(directory, { recursive: true, force: true });
     }
   });
+
+  it("decodes UTF-8 once folded lines are joined, and refuses a line that is not UTF-8", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "plexus-ldif-test-"));
+    try {
+      const path = join(directory, "bytes.ldif");
+      const eAcute = Buffer.from("é", "utf8");
+      // A tool folding by bytes splits "é" after its first byte; ISO-8859-1 "é" is one byte, not UTF-8.
+      writeFileSync(
+        path,
+        Buffer.concat([
+          Buffer.from("dn: cn=a\ncn: caf"),
+          eAcute.subarray(0, 1),
+          Buffer.from("\n "),
+          eAcute.subarray(1),
+          Buffer.from("\n\ndn: cn=b\ncn: caf\xe9\n", "latin1"),
+          Buffer.from("\ndn: cn=c\ncn: c\n"),
+        ]),
+      );
+      const items: LdifItem[] = [];
+      for await (const item of readLdifFile(path)) items.push(item);
+      assert.deepEqual(items, [
+        { kind: "record", line: 1, record: { kind: "content", dn: "cn=a", attributes: { cn: ["café"] } } },
+        { kind: "error", line: 6, message: "the line is not UTF-8 text (an LDIF file is UTF-8)" },
+        { kind: "record", line: 8, record: { kind: "content", dn: "cn=c", attributes: { cn: ["c"] } } },
+      ]);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it("takes a byte order mark at the start of the file for none", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "plexus-ldif-test-"));
+    try {
+      const path = join(directory, "bom.ldif");
+      const text = "\uFEFFdn: cn=a\r\ncn: a\r\n\r\ndn: cn=b\r\ncn:: 77u/Yg==\r\n";
+      writeFileSync(path, text);
+      const expected = [
+        { kind: "content", dn: "cn=a", attributes: { cn: ["a"] } },
+        // Only the file's first bytes: a U+FEFF inside a value stays.
+        { kind: "content", dn: "cn=b", attributes: { cn: ["\uFEFFb"] } },
+      ];
+      const items: LdifItem[] = [];
+      for await (const item of readLdifFile(path)) items.push(item);
+      assert.deepEqual(records(items), expected);
+      assert.deepEqual(records(parseLdif(text)), expected);
+      assert.deepEqual(records(parseLdif(`\uFEFFversion: 1\n\n${text.slice(1)}`)), expected);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
 });

@@ -11,7 +11,10 @@ import type { LdifAttributes, LdifItem, LdifModification, LdifRecord, ModifyOper
  * ASCII), a missing final `-` in a modify record, content and change records in one file.
  */
 
-/** One logical line (folded lines joined) at most; a longer one makes its record bad. */
+/**
+ * One logical line (folded lines joined) at most, in characters (in bytes when the parser is
+ * fed bytes, as the file reader does); a longer one makes its record bad.
+ */
 export const logicalLineCharsMax = 16 * 1024 * 1024;
 /** Logical lines in one record at most. */
 export const recordLinesMax = 100_000;
@@ -22,6 +25,12 @@ export type UrlReader = (url: string) => Uint8Array | { readonly error: string }
 export interface ParserOptions {
   /** Without one, `:<` values are refused. */
   readonly readUrl?: UrlReader;
+  /**
+   * Each line pushed holds bytes, one per character (a Buffer read as `latin1`), to be decoded
+   * as UTF-8 once its folded lines are joined: a fold may split a character, and bytes that are
+   * not UTF-8 make the record bad rather than turn into U+FFFD. The file reader feeds bytes.
+   */
+  readonly byteLines?: boolean;
 }
 
 interface LogicalLine {
@@ -52,6 +61,8 @@ const attributeDescription = /^(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*)(?:;
 const base64Text = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 // ignoreBOM keeps a leading U+FEFF: it is part of a base64 value, not a byte order mark to drop.
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+/** A byte order mark at the start of a file (Windows editors write one): not part of the first line. */
+const byteOrderMark = { text: "\uFEFF", bytes: "\xEF\xBB\xBF" } as const;
 
 export class LdifParser {
   private lineNumber = 0;
@@ -74,7 +85,7 @@ export class LdifParser {
   push(physical: string): LdifItem[] {
     this.lineNumber++;
     if (this.refused) return [];
-    const text = physical.endsWith("\r") ? physical.slice(0, -1) : physical;
+    const text = this.withoutByteOrderMark(physical.endsWith("\r") ? physical.slice(0, -1) : physical);
     if (text === "") return this.endParagraph();
     if (this.broken !== null) return [];
     if (text.startsWith(" ")) {
@@ -86,13 +97,19 @@ export class LdifParser {
       this.finishLine();
       this.inComment = false;
       this.current = { line: this.lineNumber, text };
-      if (text.length > logicalLineCharsMax)
-        this.broken = new RecordError(
-          this.lineNumber,
-          `a line longer than ${logicalLineCharsMax} characters`,
-        );
+      if (text.length > logicalLineCharsMax) this.broken = this.tooLong(this.lineNumber);
     }
     return [];
+  }
+
+  private tooLong(line: number): RecordError {
+    const unit = this.options.byteLines === true ? "bytes" : "characters";
+    return new RecordError(line, `a line longer than ${logicalLineCharsMax} ${unit}`);
+  }
+
+  private withoutByteOrderMark(text: string): string {
+    const mark = this.options.byteLines === true ? byteOrderMark.bytes : byteOrderMark.text;
+    return this.lineNumber === 1 && text.startsWith(mark) ? text.slice(mark.length) : text;
   }
 
   /** Call once after the last line. */
@@ -105,21 +122,30 @@ export class LdifParser {
     if (this.current === null) {
       this.broken = new RecordError(this.lineNumber, "a continuation line with no line to continue");
     } else if (this.current.text.length + text.length > logicalLineCharsMax) {
-      this.broken = new RecordError(
-        this.current.line,
-        `a line longer than ${logicalLineCharsMax} characters`,
-      );
+      this.broken = this.tooLong(this.current.line);
     } else {
       this.current.text += text.slice(1);
     }
   }
 
   private finishLine(): void {
-    if (this.current === null) return;
-    if (this.lines.length >= recordLinesMax)
-      this.broken = new RecordError(this.current.line, `a record of more than ${recordLinesMax} lines`);
-    else this.lines.push(this.current);
+    const line = this.current;
     this.current = null;
+    if (line === null || this.broken !== null) return;
+    if (this.options.byteLines === true) this.decodeLine(line);
+    if (this.broken !== null) return;
+    if (this.lines.length >= recordLinesMax)
+      this.broken = new RecordError(line.line, `a record of more than ${recordLinesMax} lines`);
+    else this.lines.push(line);
+  }
+
+  /** A line fed as bytes, as text; bytes that are not UTF-8 make the record bad. */
+  private decodeLine(line: LogicalLine): void {
+    try {
+      line.text = utf8.decode(Buffer.from(line.text, "latin1"));
+    } catch {
+      this.broken = new RecordError(line.line, "the line is not UTF-8 text (an LDIF file is UTF-8)");
+    }
   }
 
   private endParagraph(): LdifItem[] {

@@ -1,5 +1,4 @@
 import { createReadStream } from "node:fs";
-import { StringDecoder } from "node:string_decoder";
 import { LdifParser, logicalLineCharsMax, type ParserOptions } from "./parse.ts";
 import type { LdifItem } from "./record.ts";
 
@@ -14,8 +13,8 @@ const chunkBytes = 256 * 1024;
 
 /**
  * The items of an LDIF file, read as a stream in chunks and split into lines here (LF or
- * CRLF; the parser drops a trailing CR): memory holds a chunk and the record being read,
- * never the file. `progress.bytesRead` follows the read as it goes.
+ * CRLF; the parser drops a trailing CR and decodes UTF-8): memory holds a chunk and the record
+ * being read, never the file. `progress.bytesRead` follows the read as it goes.
  */
 export async function* readLdifFile(
   path: string,
@@ -23,16 +22,16 @@ export async function* readLdifFile(
   progress: ReadProgress = { bytesRead: 0 },
 ): AsyncGenerator<LdifItem> {
   const input = createReadStream(path, { highWaterMark: chunkBytes });
-  // A multi-byte character split between chunks is joined before it is decoded.
-  const decoder = new StringDecoder("utf8");
-  const parser = new LdifParser(options);
+  // Lines go to the parser as bytes (one character each): it decodes UTF-8 once folded lines
+  // are joined, so a character split by a chunk boundary or by a fold comes out whole.
+  const parser = new LdifParser({ ...options, byteLines: true });
   let partial = "";
   /** Inside a physical line too long to keep: its start went to the parser, the rest is dropped. */
   let skipping = false;
   try {
     for await (const chunk of input) {
       progress.bytesRead = input.bytesRead;
-      const lines = (partial + decoder.write(chunk as Buffer)).split("\n");
+      const lines = (partial + (chunk as Buffer).toString("latin1")).split("\n");
       partial = lines.pop() ?? "";
       if (skipping && lines.length > 0) {
         lines.shift();
@@ -48,8 +47,7 @@ export async function* readLdifFile(
       if (skipping) partial = "";
       yield* items;
     }
-    const rest = partial + decoder.end();
-    if (rest !== "") yield* parser.push(rest);
+    if (partial !== "") yield* parser.push(partial);
     yield* parser.end();
   } finally {
     input.destroy();
