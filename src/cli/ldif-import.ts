@@ -1,10 +1,8 @@
-import { closeSync, openSync, readFileSync, type Stats, statSync } from "node:fs";
+import { closeSync, openSync, type Stats, statSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import type { UrlReader } from "../edge/ldif/parse.ts";
 import { readLdifFile } from "../edge/ldif/read-file.ts";
-import type { LdifItem, LdifRecord } from "../edge/ldif/record.ts";
+import type { LdifItem, LdifModification, LdifRecord } from "../edge/ldif/record.ts";
 import {
   type Environment,
   exitProblem,
@@ -32,8 +30,10 @@ import {
   sessionOf,
   type WriteOptions,
 } from "./ldif-client.ts";
+import { BatchConflicts, laterChanges } from "./ldif-conflicts.ts";
 import { ImportProgress } from "./ldif-progress.ts";
 import { alreadyApplied } from "./ldif-replay.ts";
+import { fileUrlReader } from "./ldif-url.ts";
 import { connect, type NodeApi, ProblemError, UnreachableError } from "./remote.ts";
 
 /**
@@ -53,7 +53,8 @@ with the same content is skipped, so a file can be imported again.
 Resumable: --resume-file (default FILE.import-progress) records how far the import got and
 into which cluster; run the same command again after Ctrl-C or a crash to continue (against
 any node of that cluster; another one is refused); --restart starts over.
-':<' values are read from file:// URLs (absolute paths, at most 4 MiB).
+':<' values are read from file:// URLs: regular files in FILE's directory or below it,
+at most 4 MiB.
   --url URL               the node (default: $PLEXUS_URL)
   --zone ZONE [--dns-server HOST:PORT]...
                           instead of --url: the node the locator picks (own site first;
@@ -71,8 +72,6 @@ export const importBatchMax = 1_000;
 const batchBytesMax = 4 * 1024 * 1024;
 /** One record's operation larger than this cannot be sent at all. */
 const operationBytesMax = 7 * 1024 * 1024;
-/** A `:<` file at most. */
-const urlFileBytesMax = 4 * 1024 * 1024;
 /** Attempts of a batch the node did not answer or answered 503 (not ready, session behind). */
 const batchAttemptsMax = 6;
 const retryDelayBaseMs = 250;
@@ -165,24 +164,6 @@ function countOf(record: LdifRecord): keyof ImportCounts {
   return record.kind === "modify" || record.kind === "modrdn" ? "modified" : "added";
 }
 
-/** `:<` values: local files only, by absolute file:// URL, bounded. */
-export const readFileUrl: UrlReader = (url) => {
-  if (!url.startsWith("file://")) return { error: `only file:// URLs are read, not '${url}'` };
-  let path: string;
-  try {
-    path = fileURLToPath(url);
-  } catch (error) {
-    return { error: `bad file URL '${url}': ${(error as Error).message}` };
-  }
-  try {
-    if (statSync(path).size > urlFileBytesMax)
-      return { error: `${path} is larger than ${urlFileBytesMax} bytes` };
-    return readFileSync(path);
-  } catch (error) {
-    return { error: `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}` };
-  }
-};
-
 const sleep = (ms: number): Promise<void> => new Promise((done) => setTimeout(done, ms));
 
 function retryable(error: unknown): boolean {
@@ -242,16 +223,26 @@ class Importer {
     const resumed = this.resume();
     let batch: Pending[] = [];
     let batchBytes = 0;
+    // Records that must not share a batch go in the next one, so any batch can be sent again.
+    const conflicts = new BatchConflicts();
     let index = 0;
     // One batch in flight while the next is read: the node commits as the file is parsed.
     let inFlight: Promise<void> = Promise.resolve();
-    for await (const item of readLdifFile(this.options.file, { readUrl: readFileUrl }, this.progress.read)) {
+    for await (const item of readLdifFile(
+      this.options.file,
+      { readUrl: fileUrlReader(this.options.file) },
+      this.progress.read,
+    )) {
       // A fatal error (an unsupported version) comes before any record: nothing is sent yet.
       if (item.kind === "error" && item.fatal === true) this.refuseFile(item.line, item.message);
       const current = index++;
       if (current < this.done) continue;
       const pending = pendingOf(current, item);
-      if (batch.length >= this.options.batch || batchBytes + pending.bytes > batchBytesMax) {
+      if (
+        batch.length >= this.options.batch ||
+        batchBytes + pending.bytes > batchBytesMax ||
+        (pending.record !== null && conflicts.conflicts(pending.record))
+      ) {
         await inFlight;
         if (this.stopRequested) break;
         inFlight = this.send(batch);
@@ -259,9 +250,11 @@ class Importer {
         inFlight.catch(() => {});
         batch = [];
         batchBytes = 0;
+        conflicts.clear();
       }
       batch.push(pending);
       batchBytes += pending.bytes;
+      if (pending.record !== null) conflicts.add(pending.record);
     }
     await inFlight;
     if (!this.stopRequested) await this.send(batch);
@@ -342,10 +335,15 @@ class Importer {
     // Written before sending: a crash from here on leaves these records "maybe applied".
     this.checkpoint(Math.max(this.maybeAppliedBelow, last.index + 1));
     const results = sendable.length === 0 ? [] : await this.post(sendable, last.index + 1);
+    const later = laterChanges(sendable.map((pending) => pending.record));
     await mapLimited(
-      sendable.map((pending, position) => ({ pending, result: results[position] })),
+      sendable.map((pending, position) => ({
+        pending,
+        result: results[position],
+        later: later.get(position),
+      })),
       replayChecksInFlightMax,
-      ({ pending, result }) => this.settle(pending, result),
+      ({ pending, result, later }) => this.settle(pending, result, later),
     );
     this.done = last.index + 1;
     this.line = last.line;
@@ -386,7 +384,11 @@ class Importer {
     }
   }
 
-  private async settle(pending: Sendable, result: BatchOperationResult | undefined): Promise<void> {
+  private async settle(
+    pending: Sendable,
+    result: BatchOperationResult | undefined,
+    laterChanges: readonly LdifModification[] = [],
+  ): Promise<void> {
     if (result === undefined) throw new Error("the node's answer holds fewer results than operations");
     if (result.status < 300) {
       this.counts[countOf(pending.record)]++;
@@ -394,7 +396,7 @@ class Importer {
     }
     const code = result.code ?? `http-${result.status}`;
     const maybeApplied = pending.index < this.maybeAppliedBelow;
-    if (await alreadyApplied(this.api, pending.record, code, maybeApplied, this.session)) {
+    if (await alreadyApplied(this.api, pending.record, code, maybeApplied, this.session, laterChanges)) {
       this.counts.skipped++;
       return;
     }

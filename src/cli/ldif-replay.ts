@@ -104,15 +104,17 @@ export async function alreadyApplied(
   code: string,
   maybeApplied: boolean,
   session: string | undefined,
+  laterChanges: readonly LdifModification[] = [],
 ): Promise<boolean> {
   switch (record.kind) {
     case "content":
     case "add": {
       if (code !== "entry-exists") return false;
       const existing = await entryAttributes(api, record.dn, session);
-      return (
-        existing !== null && sameAttributes(existing, withNamingValues(record.dn, byType(record.attributes)))
-      );
+      const created = withNamingValues(record.dn, byType(record.attributes));
+      // Applied with its batch, the create's entry also has the batch's later modifies of it.
+      const expected = maybeApplied ? applyChanges(created, laterChanges) : created;
+      return existing !== null && sameAttributes(existing, expected);
     }
     case "delete":
       return maybeApplied && code === "no-such-entry";

@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { pathToFileURL } from "node:url";
-import { importCommand, operationOf, readFileUrl } from "./ldif-import.ts";
+import { importCommand, operationOf } from "./ldif-import.ts";
 import { applyChanges, sameAttributes, withNamingValues } from "./ldif-replay.ts";
+import { fileUrlReader, urlFileBytesMax } from "./ldif-url.ts";
 
 /** The pieces of `plexus import` that need no node: record to operation, replay checks, `:<` files. */
 describe("LDIF import pieces", () => {
@@ -98,22 +100,31 @@ describe("LDIF import pieces", () => {
     }
   });
 
-  it("reads :< values from file:// URLs only", () => {
+  it("reads :< values from regular files in the LDIF file's directory only, bounded", () => {
     const directory = mkdtempSync(join(tmpdir(), "plexus-ldif-url-"));
+    const elsewhere = mkdtempSync(join(tmpdir(), "plexus-ldif-elsewhere-"));
     try {
-      const path = join(directory, "value.txt");
-      writeFileSync(path, "from a file");
-      assert.equal(
-        Buffer.from(readFileUrl(pathToFileURL(path).href) as Uint8Array).toString(),
-        "from a file",
-      );
-      assert.match((readFileUrl("http://example.com/x") as { error: string }).error, /only file:\/\//);
-      assert.match(
-        (readFileUrl(pathToFileURL(join(directory, "none")).href) as { error: string }).error,
-        /ENOENT/,
-      );
+      mkdirSync(join(directory, "values"));
+      const inside = join(directory, "values", "value.txt");
+      writeFileSync(inside, "from a file");
+      const secret = join(elsewhere, "secret");
+      writeFileSync(secret, "not for the directory");
+      symlinkSync(secret, join(directory, "link"));
+      execFileSync("mkfifo", [join(directory, "fifo")]);
+      writeFileSync(join(directory, "big"), Buffer.alloc(urlFileBytesMax + 1));
+      const read = fileUrlReader(join(directory, "import.ldif"));
+      const url = (path: string): string => pathToFileURL(path).href;
+      const error = (value: string): string => (read(value) as { error: string }).error ?? "";
+      assert.equal(Buffer.from(read(url(inside)) as Uint8Array).toString(), "from a file");
+      assert.match(error("http://example.com/x"), /only file:\/\//);
+      assert.match(error(url(join(directory, "none"))), /ENOENT/);
+      for (const outside of [secret, join(directory, "link"), "/proc/self/environ", "/dev/zero"])
+        assert.match(error(url(outside)), /the LDIF file's directory/, outside);
+      assert.match(error(url(join(directory, "fifo"))), /not a regular file/);
+      assert.match(error(url(join(directory, "big"))), /larger than 4194304 bytes/);
     } finally {
       rmSync(directory, { recursive: true, force: true });
+      rmSync(elsewhere, { recursive: true, force: true });
     }
   });
 });
