@@ -59,6 +59,11 @@ at most 4 MiB.
   --zone ZONE [--dns-server HOST:PORT]...
                           instead of --url: the node the locator picks (own site first;
                           docs/client.md)
+  --batch N               records per request, 1..1000 (default 500); a record that renames
+                          or deletes what an earlier one of its batch names starts a new one
+  --resume-file F         where the import records how far it got (default
+                          FILE.import-progress); removed when the import ends
+  --restart               start from the first record again, whatever the resume file says
   --write-concern LEVEL   local (default), site, sites=N or all, for every record
   --timeout MS            how long the write concern may take (1..60000)
   --session TOKEN         a session token (default: $PLEXUS_SESSION); the final one is
