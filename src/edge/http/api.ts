@@ -83,6 +83,16 @@ const cursorLengthMax = 200;
 const searchFingerprintHexDigits = 16;
 /** Names `attributes` may hold besides attribute types (read.ts): all user, all operational, none. */
 const attributeSelectors: readonly string[] = ["*", "+", "1.1"];
+/**
+ * Nesting levels of objects and lists a /v1 body may have. The deepest body a route takes (a
+ * batch's modify: body, operations, operation, changes, change, values) has 6; much deeper
+ * ones only ran recursive code (JSON.stringify, the core's messages) out of stack: a 500.
+ */
+export const bodyDepthMax = 16;
+/** A UTF-16 code unit of a surrogate pair standing alone: in `u` mode a whole pair is one code point, not matched. */
+const loneSurrogate = /\p{Surrogate}/u;
+/** Digits of a count in a query parameter: `Number()` would also take "1e2", "0x10" and " 10". */
+const countPattern = /^[0-9]{1,7}$/;
 
 /**
  * Query parameters each /v1 route takes, by `METHOD url` as registered; a route not listed
@@ -110,6 +120,41 @@ export function checkBody(body: unknown, allowed: readonly string[]): Fields | P
   if (unknown !== undefined)
     return problem("invalid-request", `unknown field '${unknown}' (allowed: ${allowed.join(", ")})`);
   return body;
+}
+
+/**
+ * The problem with a parsed /v1 body as a whole, if any: nested deeper than `bodyDepthMax`, or
+ * a string (a value or a key) that is not well-formed Unicode. JSON's `\ud800` escapes can
+ * name a lone surrogate, which UTF-8 — and so the store — cannot hold: such a DN or value
+ * would be stored as something other than what was sent. Iterative, as the body may be deep.
+ */
+export function checkBodyText(body: unknown): Problem | undefined {
+  const pending: { readonly value: unknown; readonly depth: number }[] = [{ value: body, depth: 1 }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const { value, depth } = next;
+    if (typeof value === "string") {
+      if (loneSurrogate.test(value)) return illFormedText();
+      continue;
+    }
+    if (typeof value !== "object" || value === null) continue;
+    if (depth > bodyDepthMax)
+      return problem(
+        "invalid-request",
+        `the body nests objects and lists deeper than ${bodyDepthMax} levels`,
+      );
+    for (const [key, item] of Object.entries(value)) {
+      if (loneSurrogate.test(key)) return illFormedText();
+      pending.push({ value: item, depth: depth + 1 });
+    }
+  }
+  return undefined;
+}
+
+function illFormedText(): Problem {
+  return problem(
+    "invalid-request",
+    "the body holds a string with a lone surrogate (such as \\ud800): not well-formed Unicode, which no DN or value can hold",
+  );
 }
 
 export function isProblem(value: unknown): value is Problem {
@@ -258,6 +303,8 @@ export function registerClientApi(app: FastifyInstance, service: DirectoryServic
   // What each request's session token says, and what its write adds to it.
   const sessions: Sessions = new WeakMap();
   registerQueryCheck(app);
+  registerEncodingCheck(app);
+  registerBodyCheck(app);
   registerSessionHooks(app, service, sessions);
   const write = writer(service, sessions);
   registerEntryWrites(app, write);
@@ -289,6 +336,39 @@ function registerQueryCheck(app: FastifyInstance): void {
     if (unknown === undefined) return done();
     const list = allowed.length === 0 ? "this route takes none" : `allowed: ${allowed.join(", ")}`;
     void sendProblem(reply, problem("invalid-request", `unknown parameter '${unknown}' (${list})`));
+  });
+}
+
+/**
+ * Refuses a /v1 body sent with a content coding (gzip, …) with 415: the node reads bodies as
+ * they come, so a gzipped one would fail as "not valid JSON", and a plain one labelled gzip
+ * would be read as if the label were not there (RFC 9110 §15.5.16).
+ */
+function registerEncodingCheck(app: FastifyInstance): void {
+  app.addHook("onRequest", (request, reply, done) => {
+    const coding = request.headers["content-encoding"];
+    if (coding === undefined || coding.trim().toLowerCase() === "identity" || !request.url.startsWith("/v1/"))
+      return done();
+    // Only a body has a coding: a GET that names one anyway is served.
+    const hasBody =
+      request.headers["transfer-encoding"] !== undefined ||
+      (request.headers["content-length"] ?? "0") !== "0";
+    if (!hasBody) return done();
+    void reply.header("accept-encoding", "identity");
+    void sendProblem(
+      reply,
+      problem("unsupported-media-type", `content-encoding ${coding} is not taken: send the body as it is`),
+    );
+  });
+}
+
+/** Refuses a /v1 body too deep or not well-formed Unicode (`checkBodyText`) before any route reads it. */
+function registerBodyCheck(app: FastifyInstance): void {
+  app.addHook("preValidation", (request, reply, done) => {
+    if (request.body === undefined || !request.url.startsWith("/v1/")) return done();
+    const wrong = checkBodyText(request.body);
+    if (wrong === undefined) return done();
+    void sendProblem(reply, wrong);
   });
 }
 
@@ -409,6 +489,12 @@ function registerEntryWrites(app: FastifyInstance, write: Write): void {
   });
 
   app.delete<{ Params: { dn: string }; Querystring: Fields }>("/v1/entries/:dn", async (request, reply) => {
+    // The route takes no body: `{"subtree":true}` there would otherwise delete a leaf only.
+    if (request.body !== undefined && !(isRecord(request.body) && Object.keys(request.body).length === 0))
+      return sendProblem(
+        reply,
+        problem("invalid-request", "a delete takes no body: for a subtree, pass ?subtree=true"),
+      );
     const subtree = request.query.subtree;
     if (subtree !== undefined && subtree !== "true" && subtree !== "false")
       return sendProblem(reply, problem("invalid-request", "subtree must be true or false"));
@@ -507,7 +593,12 @@ function registerConflictsRoute(app: FastifyInstance, service: DirectoryService)
     const { after, limit } = request.query;
     if (after !== undefined && (typeof after !== "string" || !/^[0-9a-f]{32}$/.test(after)))
       return sendProblem(reply, problem("invalid-request", "after must be a GUID (32 hex digits)"));
-    const count = limit === undefined ? conflictsLimitDefault : Number(limit);
+    const count =
+      limit === undefined
+        ? conflictsLimitDefault
+        : typeof limit === "string" && countPattern.test(limit)
+          ? Number(limit)
+          : Number.NaN;
     if (!Number.isSafeInteger(count) || count < 1 || count > conflictsLimitMax)
       return sendProblem(
         reply,
