@@ -30,6 +30,15 @@ const requestHeadOtherBytesMax = 16 * 1024;
  */
 export const requestHeadBytesMax = dnPathSegmentLengthMax + sessionTokenLengthMax + requestHeadOtherBytesMax;
 
+/**
+ * Milliseconds a client has to send a whole request, head and body. Fastify's default, 0, let
+ * a client that sent fewer body bytes than its Content-Length hold its connection (and the
+ * request's memory) for ever; beyond this it gets `408 request-timeout`. Generous: an 8 MiB
+ * body (`clientBodyBytesMax`) needs only 70 KB/s. Node checks every
+ * `connectionsCheckingInterval` (30 s by default), so the answer comes up to that much later.
+ */
+export const requestReceiveMsMax = 120_000;
+
 /** The problem for an error Node's HTTP parser met before fastify had a request. */
 function connectionProblemCode(errorCode: string): ProblemCode {
   if (errorCode === "HPE_HEADER_OVERFLOW") return "headers-too-large";
@@ -69,5 +78,6 @@ export function clientErrorHandler(error: Error & { code?: string }, socket: Soc
 export const httpServerOptions = {
   routerOptions: { maxParamLength: dnPathSegmentLengthMax },
   http: { maxHeaderSize: requestHeadBytesMax },
+  requestTimeout: requestReceiveMsMax,
   clientErrorHandler,
 } satisfies Partial<FastifyHttpOptions<Server>>;
