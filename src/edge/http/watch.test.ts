@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import Fastify from "fastify";
 import { type InProcessNode, startInProcessNode } from "../../../test/support/in-process-node.ts";
 import { sseBlocks } from "../../../test/support/sse.ts";
+import type { InvocationId, Usn } from "../../core/ids.ts";
+import { type DirectoryService, encodeSession, registerClientApi, sessionHeader } from "./api.ts";
 
 /**
  * Where GET /v1/watch starts, on a node in this process: `Last-Event-ID` over `?after` (a
@@ -12,6 +16,8 @@ const base = "dc=example,dc=com";
 const requestTimeoutMs = 10_000;
 /** Writes made before the tests, so that the node's USN has room below it. */
 const writesBefore = 3;
+/** A HEAD has no stream to wait for: its headers come at once (a hung HEAD fails the test). */
+const headTimeoutMs = 2_000;
 
 interface Opened {
   readonly status: number;
@@ -116,6 +122,20 @@ describe("GET /v1/watch's start position", { timeout: 60_000 }, () => {
     }
   });
 
+  it("answers HEAD with a stream's headers at once, and checks its position as GET does", async () => {
+    const head = await fetch(`${node.url}/v1/watch?after=0`, {
+      method: "HEAD",
+      signal: AbortSignal.timeout(headTimeoutMs),
+    });
+    assert.equal(head.status, 200);
+    assert.match(head.headers.get("content-type") ?? "", /^text\/event-stream/);
+    const beyond = await fetch(`${node.url}/v1/watch?after=99999999`, {
+      method: "HEAD",
+      signal: AbortSignal.timeout(headTimeoutMs),
+    });
+    assert.equal(beyond.status, 400);
+  });
+
   it("refuses a position beyond this node's USN, from ?after or Last-Event-ID; its USN itself is fine", async () => {
     const usn = await usnNow();
     const fromQuery = await open(`?after=${usn + 1}`, {});
@@ -136,5 +156,64 @@ describe("GET /v1/watch's start position", { timeout: 60_000 }, () => {
     const atUsn = await open(`?after=${usn}`, { "last-event-id": String(usn) });
     assert.equal(atUsn.status, 200, "a position equal to the USN: nothing missed, nothing to wait for");
     assert.equal(atUsn.start, usn);
+  });
+});
+
+/** How long the stub node below takes to catch up with a session token. */
+const catchUpMs = 300;
+
+/**
+ * A directory whose catch-up with any session token takes `catchUpMs`, and which counts the
+ * change listeners its watch streams hold: enough of a node for the watch route alone.
+ */
+function slowCatchUpDirectory(): { service: DirectoryService; listeners: () => number } {
+  let listeners = 0;
+  const unused = (): never => {
+    throw new Error("not used by a watch");
+  };
+  const service: DirectoryService = {
+    ready: () => true,
+    write: unused,
+    catchUp: async () => {
+      await sleep(catchUpMs);
+      return true;
+    },
+    unreachableSession: () => null,
+    get: unused,
+    search: unused,
+    conflicts: unused,
+    status: () => ({}),
+    position: () => 0,
+    changesSince: () => [],
+    onChange: () => {
+      listeners++;
+      return () => {
+        listeners--;
+      };
+    },
+  };
+  return { service, listeners: () => listeners };
+}
+
+describe("a watch whose client leaves while its session is waited for", { timeout: 30_000 }, () => {
+  it("opens no stream, so it holds no listener and no slot", async () => {
+    const { service, listeners } = slowCatchUpDirectory();
+    const app = Fastify();
+    registerClientApi(app, service);
+    await app.listen({ host: "127.0.0.1", port: 0 });
+    try {
+      const address = app.server.address();
+      assert.ok(address !== null && typeof address === "object");
+      const token = encodeSession({ ["ab".repeat(16) as InvocationId]: 1 as Usn });
+      const gone = fetch(`http://127.0.0.1:${address.port}/v1/watch`, {
+        headers: { [sessionHeader]: token },
+        signal: AbortSignal.timeout(catchUpMs / 3),
+      });
+      await assert.rejects(gone);
+      await sleep(catchUpMs * 2);
+      assert.equal(listeners(), 0, "a stream was opened for a client already gone");
+    } finally {
+      await app.close();
+    }
   });
 });

@@ -19,6 +19,14 @@ const watchBatchesPerPumpMax = 1_000_000;
 
 type Fields = Record<string, unknown>;
 
+const streamHeaders = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache",
+  // A stream is never followed by another request on its connection; closing it with the
+  // stream lets a stopping node drain instead of waiting for a keep-alive timeout.
+  connection: "close",
+};
+
 /** Digits of a position: 15 keeps every one an exact JavaScript number. */
 const positionPattern = /^[0-9]{1,15}$/;
 
@@ -60,22 +68,22 @@ export function registerWatchRoute(app: FastifyInstance, service: DirectoryServi
   app.get<{ Querystring: Fields }>("/v1/watch", async (request, reply) => {
     const start = startPosition(request.query.after, request.headers["last-event-id"], service.position());
     if (typeof start !== "number") return sendProblem(reply, start);
+    // HEAD gets a stream's headers and no stream: Node sends no body for HEAD, so the headers of
+    // a stream that never ends would never go out either, and the request would hold a slot.
+    if (request.method === "HEAD") return reply.code(200).headers(streamHeaders).send();
     if (watchers >= watchersMax)
       return sendProblem(
         reply,
         problem("not-ready", `this node already serves ${watchersMax} watch streams`),
       );
+    const raw = reply.raw;
+    // A client gone while its session token was waited for: its response's "close" has passed,
+    // so a stream opened now would never be closed, and hold a slot and a listener for ever.
+    if (raw.destroyed) return reply.hijack();
     watchers++;
     let position = start;
-    const raw = reply.raw;
     reply.hijack();
-    raw.writeHead(200, {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache",
-      // A stream is never followed by another request on its connection; closing it with the
-      // stream lets a stopping node drain instead of waiting for a keep-alive timeout.
-      connection: "close",
-    });
+    raw.writeHead(200, streamHeaders);
     // Sent at once, so that the client has its headers before the first change.
     raw.write(`: watching changes after USN ${position}\n\n`);
     streams.add(raw);
