@@ -7,7 +7,7 @@ import { baseUrlOf, type SearchPage, searchPage, sessionOf } from "./ldif-client
 /**
  * `plexus export`: the entries of a subtree as LDIF content records, read page by page through
  * POST /v1/search and written as they come (an export never holds the subtree in memory). The
- * node's search walks the tree breadth first, so every entry comes after its parent and the
+ * node's search walks the tree depth first, an entry before its children, so every entry comes after its parent and the
  * file imports cleanly into an empty directory.
  */
 export const exportUsage = `usage: plexus export [--url URL] [--base DN] [--scope base|one|sub] [--filter F]

@@ -144,7 +144,7 @@ export function configSearcher(entries: readonly EntryView[]): {
           (objectClass === undefined || classes.some((name) => name.toLowerCase() === objectClass))
         );
       });
-      return ok({ entries: found as unknown as CoreEntryView[], truncated: false });
+      return ok({ entries: found as unknown as CoreEntryView[], truncated: false, next: null });
     },
   };
 }

@@ -209,7 +209,7 @@ describe("the locator's zone view", { timeout: 30_000 }, () => {
     });
     assert.ok(checked.ok);
     const host: LocatorHost = {
-      search: () => ok({ entries: [...entries], truncated: false }),
+      search: () => ok({ entries: [...entries], truncated: false, next: null }),
       dnsChanges: () => dnsChanges,
       // A new object each time, as a node's topology is after every re-read: every check passes.
       topology: (): TopologyConfig => ({ ...(checked.value as TopologyConfig) }),
@@ -271,7 +271,7 @@ describe("the locator's zone view", { timeout: 30_000 }, () => {
       search: () =>
         reading === "failing"
           ? fail("limit-exceeded", "too many entries scanned")
-          : ok({ entries: [...entries], truncated: reading === "truncated" }),
+          : ok({ entries: [...entries], truncated: reading === "truncated", next: null }),
       dnsChanges: () => dnsChanges,
       // No topology: no registration pass writes anything, the view is all this test drives.
       topology: () => null,

@@ -17,7 +17,7 @@ import type { Result } from "../result.ts";
 import { unwrap } from "../result.ts";
 import type { Modification } from "./attributes.ts";
 import type { WriteOutcome, WriteRequest } from "./originating.ts";
-import { searchSizeLimitMax } from "./read.ts";
+import { type SearchPosition, searchSizeLimitMax } from "./read.ts";
 import { Replica, writeBatchMax } from "./replica.ts";
 
 /**
@@ -1182,6 +1182,73 @@ describe("search", () => {
     assert.equal(exact.truncated, false);
     const max = unwrap(a.replica.search({ base: people, sizeLimit: searchSizeLimitMax }));
     assert.equal(max.truncated, false);
+  });
+
+  it("pages through a search after its last position: the same entries once each, parents first", () => {
+    const a = single();
+    // More children under one parent than the walk reads from the store at a time (500).
+    add(a, `ou=wide,${base}`, { objectClass: ["organizationalUnit"], ou: ["wide"] });
+    for (let index = 0; index < 1_100; index++) add(a, `cn=w${index},ou=wide,${base}`, { cn: [`w${index}`] });
+    add(a, `ou=deep,${base}`, { objectClass: ["organizationalUnit"], ou: ["deep"] });
+    let parent = `ou=deep,${base}`;
+    for (let level = 0; level < 6; level++) {
+      for (let index = 0; index < 3; index++)
+        add(a, `cn=d${level}-${index},${parent}`, { cn: [`d${level}-${index}`] });
+      parent = `cn=d${level}-1,${parent}`;
+    }
+    for (const scope of ["sub", "one"] as const) {
+      const whole = unwrap(a.replica.search({ base, scope, sizeLimit: searchSizeLimitMax })).entries.map(
+        (entry) => entry.dn,
+      );
+      for (const pageSize of [1, 7, 500]) {
+        const paged: string[] = [];
+        let after: SearchPosition | undefined;
+        for (let pages = 0; pages < 2_000; pages++) {
+          const page = unwrap(
+            a.replica.search({ base, scope, sizeLimit: pageSize, ...(after === undefined ? {} : { after }) }),
+          );
+          paged.push(...page.entries.map((entry) => entry.dn));
+          assert.equal(page.truncated, page.next !== null);
+          if (page.next === null) break;
+          after = page.next;
+        }
+        assert.deepEqual(paged, whole, `${scope}, pages of ${pageSize}`);
+      }
+      const seen = new Set<string>();
+      for (const dn of whole) {
+        const parentDn = dn.slice(dn.indexOf(",") + 1);
+        if (dn !== base && scope === "sub") assert.ok(seen.has(parentDn), `${dn} after its parent`);
+        seen.add(dn);
+      }
+    }
+  });
+
+  it("goes on past an entry of its position that went away or moved between two pages", () => {
+    const a = single();
+    add(a, `ou=x,${base}`, { objectClass: ["organizationalUnit"], ou: ["x"] });
+    for (const name of ["a", "b", "c"]) add(a, `cn=${name},ou=x,${base}`, { cn: [name] });
+    add(a, `ou=y,${base}`, { objectClass: ["organizationalUnit"], ou: ["y"] });
+    const first = unwrap(a.replica.search({ base: `ou=x,${base}`, sizeLimit: 2 }));
+    assert.deepEqual(
+      first.entries.map((entry) => entry.dn),
+      [`ou=x,${base}`, `cn=a,ou=x,${base}`],
+    );
+    unwrap(a.replica.writeOne({ op: "delete", dn: `cn=a,ou=x,${base}` }));
+    const rest = unwrap(a.replica.search({ base: `ou=x,${base}`, after: first.next ?? [] }));
+    assert.deepEqual(
+      rest.entries.map((entry) => entry.dn),
+      [`cn=b,ou=x,${base}`, `cn=c,ou=x,${base}`],
+    );
+    // A position the search could not have made is refused, and nothing else is read.
+    for (const after of [
+      [{ rdnNorm: "cn=a" }],
+      [{ rdnNorm: "cn=a", guid: "nope" }],
+      "x",
+      [{ rdnNorm: 1, guid: "0".repeat(32) }],
+    ])
+      failsUnchanged(a, "invalid-request", () =>
+        a.replica.search({ base, after } as unknown as Parameters<typeof a.replica.search>[0]),
+      );
   });
 
   it("fails invalid-request for a size limit of 0, above the maximum, or not an integer, or a bad scope", () => {

@@ -22,12 +22,25 @@ export interface SearchRequest {
   /** Attribute types to return; empty or `*` = all user attributes, `+` = operational, `1.1` = none. */
   readonly attributes?: readonly string[];
   readonly sizeLimit?: number;
+  /** Continue after this entry (a page's `next`): the search as asked, from there on. */
+  readonly after?: SearchPosition;
 }
+
+/**
+ * Where a search stopped, as a key path: the (rdnNorm, guid) key of the last entry it returned
+ * and of each of that entry's ancestors below the base, outermost first (empty: the base
+ * itself). The walk is depth first, children in key order, so the path alone says what comes
+ * next, and a page costs what it returns, however deep into the result it starts. Not a
+ * snapshot: entries changed between two pages may be missed or seen twice.
+ */
+export type SearchPosition = readonly ChildCursor[];
 
 export interface SearchResult {
   readonly entries: readonly EntryView[];
   /** The size limit cut the result short. */
   readonly truncated: boolean;
+  /** When truncated: the position of the last entry returned, to continue after it. */
+  readonly next: SearchPosition | null;
 }
 
 export const searchSizeLimitDefault = 1000;
@@ -59,53 +72,107 @@ export function search(store: Store, request: SearchRequest): Result<SearchResul
   const wanted = selection(request.attributes);
   const entries: EntryView[] = [];
   let truncated = false;
-  walk(store, base.value, entryDn(store, base.value), scope, (row, dn) => {
+  let next: SearchPosition | null = null;
+  let lastPosition: SearchPosition = [];
+  walk(store, base.value, entryDn(store, base.value), scope, request.after, (row, dn, position) => {
     const view = matching(store, row, dn, filter.value, wanted);
     if (view === undefined) return true;
     if (entries.length === sizeLimit) {
       truncated = true;
+      next = lastPosition;
       return false;
     }
     entries.push(view);
+    lastPosition = position();
     return true;
   });
-  return ok({ entries, truncated });
+  return ok({ entries, truncated, next });
 }
 
-/** Visits the base and, by scope, its children or its whole subtree; stops when visit says so. */
+/** A parent whose children the walk is going through, in key order. */
+interface Frame {
+  readonly guid: Guid;
+  readonly dn: string;
+  /** The last child visited (null before the first): where its next page of children starts. */
+  after: ChildCursor | null;
+  buffered: EntryRow[];
+  /** The store had no children after the buffered ones. */
+  exhausted: boolean;
+}
+
+function frameOf(guid: Guid, dn: string, after: ChildCursor | null): Frame {
+  return { guid, dn, after, buffered: [], exhausted: false };
+}
+
+/**
+ * Visits the base and, by scope, its children or its whole subtree, depth first (an entry
+ * before its children, children in key order), from the start or after `after`; stops when
+ * visit says so. `position` gives the visited entry's key path (SearchPosition).
+ */
 function walk(
   store: Store,
   base: EntryRow,
   baseDn: string,
   scope: SearchScope,
-  visit: (row: EntryRow, dn: string) => boolean,
+  after: SearchPosition | undefined,
+  visit: (row: EntryRow, dn: string, position: () => SearchPosition) => boolean,
 ): void {
-  if (scope !== "one" && !visit(base, baseDn)) return;
+  const resuming = after !== undefined;
+  if (!resuming && scope !== "one" && !visit(base, baseDn, () => [])) return;
   if (scope === "base") return;
-  const queue: Array<{ guid: Guid; dn: string }> = [{ guid: base.guid, dn: baseDn }];
+  const stack = resuming
+    ? resumedStack(store, base, baseDn, scope, after)
+    : [frameOf(base.guid, baseDn, null)];
+  const position = (): SearchPosition => stack.map((frame) => frame.after as ChildCursor);
   let scanned = 0;
-  for (let index = 0; index < queue.length; index++) {
-    const parent = queue[index];
-    if (parent === undefined) break;
-    let cursor: ChildCursor | null = null;
-    for (;;) {
-      const page = store.listChildren(parent.guid, cursor, childrenPageSize);
-      for (const child of page) {
-        if (++scanned > searchScanMax) return;
-        const dn = `${effectiveRdn(child)},${parent.dn}`;
-        if (!visit(child, dn)) return;
-        if (scope === "sub") queue.push({ guid: child.guid, dn });
-      }
-      const last = page.at(-1);
-      if (last === undefined || page.length < childrenPageSize) break;
-      cursor = { rdnNorm: last.rdnNorm, guid: last.guid };
+  while (stack.length > 0) {
+    const frame = stack[stack.length - 1] as Frame;
+    const child = nextChild(store, frame);
+    if (child === undefined) {
+      stack.pop();
+      continue;
     }
-    // Free what has been visited: the queue holds only the frontier's DNs.
-    if (index > 4096) {
-      queue.splice(0, index + 1);
-      index = -1;
-    }
+    frame.after = { rdnNorm: child.rdnNorm, guid: child.guid };
+    if (++scanned > searchScanMax) return;
+    const dn = `${effectiveRdn(child)},${frame.dn}`;
+    if (!visit(child, dn, position)) return;
+    if (scope === "sub") stack.push(frameOf(child.guid, dn, null));
   }
+}
+
+/** The frame's next child, reading the store a page of children at a time. */
+function nextChild(store: Store, frame: Frame): EntryRow | undefined {
+  if (frame.buffered.length === 0 && !frame.exhausted) {
+    frame.buffered = store.listChildren(frame.guid, frame.after, childrenPageSize).reverse();
+    frame.exhausted = frame.buffered.length < childrenPageSize;
+  }
+  return frame.buffered.pop();
+}
+
+/**
+ * The walk's stack where `after` left it: down the key path from the base, as far as each
+ * entry on it is still a live child of the one above. The last entry's own children come next
+ * (scope sub); an entry on the path that moved or went away is passed over, and its siblings
+ * after it follow.
+ */
+function resumedStack(
+  store: Store,
+  base: EntryRow,
+  baseDn: string,
+  scope: SearchScope,
+  after: SearchPosition,
+): Frame[] {
+  const stack = [frameOf(base.guid, baseDn, after[0] ?? null)];
+  if (scope !== "sub") return stack;
+  for (let depth = 0; depth < after.length; depth++) {
+    const parent = stack[stack.length - 1] as Frame;
+    const key = after[depth] as ChildCursor;
+    const row = store.getEntry(key.guid);
+    if (row === undefined || row.deleted || row.parentEff !== parent.guid || row.rdnNorm !== key.rdnNorm)
+      break;
+    stack.push(frameOf(row.guid, `${effectiveRdn(row)},${parent.dn}`, after[depth + 1] ?? null));
+  }
+  return stack;
 }
 
 interface Selection {

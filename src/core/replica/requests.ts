@@ -1,3 +1,5 @@
+import { dnLengthMax } from "../directory/dn.ts";
+import { isGuid } from "../ids.ts";
 import { fail, ok, type Result } from "../result.ts";
 import type { WriteRequest } from "./originating.ts";
 import type { SearchRequest } from "./read.ts";
@@ -81,5 +83,23 @@ export function checkSearchRequest(input: unknown): Result<SearchRequest> {
     return bad("sizeLimit must be a number");
   const attributes = checkAttributeList(input.attributes);
   if (!attributes.ok) return attributes;
+  if (input.after !== undefined && !isSearchPosition(input.after))
+    return bad("after must be the position a page of this search ended at (its next)");
   return ok(input as unknown as SearchRequest);
+}
+
+/**
+ * A key path (SearchPosition) as a search could have made it: no deeper than a DN can be (a
+ * one-character RDN and its comma per level), each key an RDN no longer than a DN and a GUID.
+ */
+function isSearchPosition(value: unknown): boolean {
+  if (!Array.isArray(value) || value.length > dnLengthMax / 2) return false;
+  return value.every(
+    (key) =>
+      isRecord(key) &&
+      typeof key.rdnNorm === "string" &&
+      key.rdnNorm.length <= dnLengthMax &&
+      isGuid(key.guid) &&
+      Object.keys(key).length === 2,
+  );
 }

@@ -9,7 +9,13 @@ import {
   type WriteConcernRequest,
 } from "../../core/node/write-concern.ts";
 import type { WriteOutcome, WriteRequest } from "../../core/replica/originating.ts";
-import type { ConflictView, EntryView, SearchRequest, SearchResult } from "../../core/replica/read.ts";
+import type {
+  ConflictView,
+  EntryView,
+  SearchPosition,
+  SearchRequest,
+  SearchResult,
+} from "../../core/replica/read.ts";
 import { searchSizeLimitDefault, searchSizeLimitMax } from "../../core/replica/read.ts";
 import { type UtdVector, utdMerge } from "../../core/replication/utd.ts";
 import { validateUtd } from "../../core/replication/validate.ts";
@@ -77,8 +83,12 @@ export const conflictsLimitDefault = 100;
 export const conflictsLimitMax = 1000;
 export const searchPageSizeMax = 1000;
 const retryAfterSeconds = 1;
-/** Characters of a search cursor: base64url of `{ offset, search }`, far below this. */
-const cursorLengthMax = 200;
+/**
+ * Characters of a search cursor: base64url of `{ returned, position, search }`. A position is a
+ * key path as deep as the last entry's DN, with one GUID per level (read.ts SearchPosition):
+ * a DN of dnLengthMax characters in one-character RDNs is the worst case, far below this.
+ */
+const cursorLengthMax = 1024 * 1024;
 /** Hex digits of the search fingerprint a cursor carries: enough to tell searches apart, not a secret. */
 const searchFingerprintHexDigits = 16;
 /** Names `attributes` may hold besides attribute types (read.ts): all user, all operational, none. */
@@ -260,12 +270,20 @@ export function header(request: FastifyRequest, name: string): string | undefine
 }
 
 /**
- * Offset cursors: pages of one search asked again; not a snapshot (see docs/api.md). A cursor
- * carries a fingerprint of the search it pages (base, scope, filter, attributes): an offset
- * into another search would silently skip entries, so such a cursor is refused.
+ * Search cursors: where the previous page ended (the core's SearchPosition, the key path of its
+ * last entry) and how many entries the search has returned so far (for its sizeLimit). The
+ * next page starts right there, so a page costs what it returns however far into the result
+ * it is; not a snapshot (see docs/api.md). A cursor carries a fingerprint of the search it
+ * pages (base, scope, filter, attributes): a position in another search would silently skip
+ * entries, so such a cursor is refused.
  */
-function encodeCursor(offset: number, search: string): string {
-  return Buffer.from(JSON.stringify({ offset, search }), "utf8").toString("base64url");
+interface Cursor {
+  readonly returned: number;
+  readonly position: SearchPosition;
+}
+
+function encodeCursor(cursor: Cursor, search: string): string {
+  return Buffer.from(JSON.stringify({ ...cursor, search }), "utf8").toString("base64url");
 }
 
 /** The fingerprint of what a search selects; equal fields as sent give an equal fingerprint. */
@@ -277,8 +295,9 @@ function searchFingerprint(body: Fields): string {
     .slice(0, searchFingerprintHexDigits);
 }
 
-function decodeCursor(cursor: unknown, search: string): number | Problem {
-  if (cursor === undefined) return 0;
+/** The cursor sent, null for a first page. Its position is checked by the core (checkSearchRequest). */
+function decodeCursor(cursor: unknown, search: string): Cursor | null | Problem {
+  if (cursor === undefined) return null;
   const bad = problem("invalid-request", "bad cursor: pass nextCursor from the previous page unchanged");
   if (typeof cursor !== "string" || cursor.length > cursorLengthMax) return bad;
   let parsed: unknown;
@@ -288,13 +307,15 @@ function decodeCursor(cursor: unknown, search: string): number | Problem {
     // Not JSON: a cursor this node did not make.
     return bad;
   }
-  if (!isRecord(parsed) || !Number.isSafeInteger(parsed.offset) || (parsed.offset as number) < 0) return bad;
+  if (!isRecord(parsed) || !Number.isSafeInteger(parsed.returned) || (parsed.returned as number) < 0)
+    return bad;
+  if (!Array.isArray(parsed.position)) return bad;
   if (parsed.search !== search)
     return problem(
       "invalid-request",
       "the cursor belongs to another search: page with the same base, scope, filter and attributes",
     );
-  return parsed.offset as number;
+  return { returned: parsed.returned as number, position: parsed.position as SearchPosition };
 }
 
 export function registerClientApi(app: FastifyInstance, service: DirectoryService): void {
@@ -532,7 +553,7 @@ function registerEntryReads(app: FastifyInstance, service: DirectoryService): vo
 /** A search request as the edge checked it: where its page starts, how long it is, what it is. */
 interface SearchPage {
   readonly body: Fields;
-  readonly offset: number;
+  readonly cursor: Cursor | null;
   readonly page: number;
   readonly sizeLimit: number;
   readonly fingerprint: string;
@@ -562,28 +583,37 @@ function checkSearch(raw: unknown): SearchPage | Problem {
   if (!Number.isSafeInteger(pageSize) || (pageSize as number) < 1)
     return problem("invalid-request", "pageSize must be a positive integer");
   const fingerprint = searchFingerprint(body);
-  const offset = decodeCursor(body.cursor, fingerprint);
-  if (isProblem(offset)) return offset;
+  const cursor = decodeCursor(body.cursor, fingerprint);
+  if (isProblem(cursor)) return cursor;
   const page = Math.min(pageSize as number, searchPageSizeMax, sizeLimit as number);
-  return { body, offset, page, sizeLimit: sizeLimit as number, fingerprint };
+  return { body, cursor, page, sizeLimit: sizeLimit as number, fingerprint };
 }
 
 function registerSearchRoute(app: FastifyInstance, service: DirectoryService): void {
   app.post("/v1/search", async (request, reply) => {
     const checked = checkSearch(request.body);
     if (isProblem(checked)) return sendProblem(reply, checked);
-    const { body, offset, page, sizeLimit, fingerprint } = checked;
-    if (offset >= sizeLimit) return reply.send({ entries: [], truncated: false, nextCursor: null });
-    // One more than the page tells whether another page follows.
-    const asked = Math.min(offset + page + 1, sizeLimit);
-    const result = service.search({ ...body, sizeLimit: asked } as unknown as SearchRequest);
+    const { body, cursor, page, sizeLimit, fingerprint } = checked;
+    const returned = cursor?.returned ?? 0;
+    if (returned >= sizeLimit) return reply.send({ entries: [], truncated: false, nextCursor: null });
+    const { base, scope, filter, attributes } = body;
+    const result = service.search({
+      base,
+      scope,
+      filter,
+      attributes,
+      // The core says whether a match follows the page's last entry (truncated) and where it was.
+      sizeLimit: Math.min(page, sizeLimit - returned),
+      ...(cursor === null ? {} : { after: cursor.position }),
+    } as unknown as SearchRequest);
     if (!result.ok) return sendProblem(reply, problemOf(result.error));
-    const entries = result.value.entries.slice(offset, offset + page);
-    const more = result.value.entries.length > offset + page;
+    const { entries, truncated, next } = result.value;
+    const total = returned + entries.length;
+    const position = truncated && total < sizeLimit ? next : null;
     return reply.send({
       entries,
-      truncated: result.value.truncated && !more,
-      nextCursor: more ? encodeCursor(offset + page, fingerprint) : null,
+      truncated: truncated && position === null,
+      nextCursor: position === null ? null : encodeCursor({ returned: total, position }, fingerprint),
     });
   });
 }
