@@ -955,6 +955,15 @@ export class PlexusNode implements DirectoryService {
     return this.isReady && !this.draining && !this.stopped;
   }
 
+  concernAttainable(concern: WriteConcernRequest): Result<true> {
+    const attainable = checkConcernAttainable(
+      concern.concern,
+      { node: this.options.node, site: this.options.site },
+      this.topology?.servers ?? [],
+    );
+    return attainable.ok ? ok(true) : attainable;
+  }
+
   async write(request: WriteRequest, concern: WriteConcernRequest): Promise<Result<WriteReceipt>> {
     const standing = checkServerStanding(this.topology?.servers ?? [], this.options.node);
     if (!standing.ok) {
@@ -962,11 +971,7 @@ export class PlexusNode implements DirectoryService {
       return standing;
     }
     // A concern no server of the topology can meet is refused before the write, not timed out after it.
-    const attainable = checkConcernAttainable(
-      concern.concern,
-      { node: this.options.node, site: this.options.site },
-      this.topology?.servers ?? [],
-    );
+    const attainable = this.concernAttainable(concern);
     if (!attainable.ok) {
       this.metrics.clientWrite(request.op, attainable.error.code);
       return attainable;

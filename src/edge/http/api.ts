@@ -35,6 +35,11 @@ export interface DirectoryService {
   ready(): boolean;
   /** Commits the write, then waits (bounded) until it meets the write concern. */
   write(request: WriteRequest, concern: WriteConcernRequest): Promise<Result<WriteReceipt>>;
+  /**
+   * Whether the topology's servers could ever meet `concern` (a write asking for one they
+   * cannot is refused before it is written); `write` checks it too.
+   */
+  concernAttainable(concern: WriteConcernRequest): Result<true>;
   /** Resolves true once this node's UTD covers `token`, false when `waitMs` passed first. */
   catchUp(token: UtdVector, waitMs: number): Promise<boolean>;
   /**

@@ -115,6 +115,19 @@ describe("POST /v1/batch", { timeout: 60_000 }, () => {
     assert.equal(await exists(`ou=never,${base}`), false);
   });
 
+  it("refuses a write concern the servers could never meet as a whole, as a single write is", async () => {
+    // This node is the only server of its topology: no other node shares its site.
+    const dn = `cn=never,${base}`;
+    const create = { op: "create", dn, attributes: { objectClass: ["person"], cn: ["never"], sn: ["n"] } };
+    for (const concern of ["site", "sites=2"]) {
+      const answer = await post("/v1/batch", { operations: [create] }, { "plexus-write-concern": concern });
+      assert.equal(answer.status, 400, `${concern}: ${JSON.stringify(answer.body)}`);
+      assert.equal(answer.body.code, "invalid-request");
+      assert.equal(answer.body.results, undefined, "one problem for the request, not one per operation");
+    }
+    assert.equal(await exists(dn), false);
+  });
+
   it("answers random operations with results, never a 500", async () => {
     const operation = fc.oneof(
       fc.jsonValue({ maxDepth: 2 }),

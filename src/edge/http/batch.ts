@@ -143,6 +143,9 @@ export function registerBatchRoute(
     if (isProblem(concernHeader)) return sendProblem(reply, concernHeader);
     const concern = parseWriteConcern(concernHeader);
     if (!concern.ok) return sendProblem(reply, problemOf(concern.error));
+    // As for a single write: a concern the servers could never meet refuses the whole request.
+    const attainable = service.concernAttainable(concern.value);
+    if (!attainable.ok) return sendProblem(reply, problemOf(attainable.error));
     // Every write is queued before any is awaited: in order, into the same group commits.
     const pending = operations.map((operation) => {
       const write = batchWriteRequest(operation);

@@ -174,6 +174,7 @@ function slowCatchUpDirectory(): { service: DirectoryService; listeners: () => n
   const service: DirectoryService = {
     ready: () => true,
     write: unused,
+    concernAttainable: unused,
     catchUp: async () => {
       await sleep(catchUpMs);
       return true;
