@@ -1,5 +1,6 @@
 import { createWriteStream, renameSync, rmSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { pagedSearchEntriesMax } from "../core/replica/read.ts";
 import { formatRecord, ldifHeader, unwritableAttribute } from "../edge/ldif/write.ts";
 import { type Environment, exitProblem, type Output, reportFailures, UsageError } from "./cli-support.ts";
 import { baseUrlOf, type SearchPage, searchPage, sessionOf } from "./ldif-client.ts";
@@ -15,8 +16,7 @@ export const exportUsage = `usage: plexus export [--url URL] [--base DN] [--scop
 Writes the entries under --base (default dc=example,dc=com) that match the RFC 4515 filter
 (default (objectClass=*)) as LDIF (RFC 2849; docs/ldif.md), parents before children, user
 attributes only unless --attributes says otherwise, to --output FILE (written to FILE.partial,
-renamed when complete) or stdout. At most 100,000 entries: a larger subtree is exported in
-parts (--base). With a filter, entries whose parents do not match come without them.
+renamed when complete) or stdout. With a filter, entries whose parents do not match come without them.
   --url URL               the node (default: $PLEXUS_URL)
   --zone ZONE [--dns-server HOST:PORT]...
                           instead of --url: the node the locator picks (own site first;
@@ -27,7 +27,7 @@ parts (--base). With a filter, entries whose parents do not match come without t
 export const exportBaseDefault = "dc=example,dc=com";
 /** Entries per search page (the API's ceiling) and per export (its sizeLimit ceiling). */
 const exportPageSize = 1_000;
-const exportEntriesMax = 100_000;
+const exportEntriesMax = pagedSearchEntriesMax;
 /** Pages at most: the entries ceiling over the page size, plus the last short one. */
 const exportPagesMax = exportEntriesMax / exportPageSize + 1;
 

@@ -45,6 +45,12 @@ export interface SearchResult {
 
 export const searchSizeLimitDefault = 1000;
 export const searchSizeLimitMax = 100_000;
+/**
+ * Entries a paged search (the client API's sizeLimit) may return over all its pages: each page
+ * is a search of its own from where the last one ended (`after`), at most searchSizeLimitMax
+ * entries, so this bounds the client's loop, not what a node holds at once.
+ */
+export const pagedSearchEntriesMax = 10_000_000;
 /** Entries one search may examine, matched or not. */
 export const searchScanMax = 2_000_000;
 const childrenPageSize = 500;

@@ -16,7 +16,7 @@ import type {
   SearchRequest,
   SearchResult,
 } from "../../core/replica/read.ts";
-import { searchSizeLimitDefault, searchSizeLimitMax } from "../../core/replica/read.ts";
+import { pagedSearchEntriesMax, searchSizeLimitDefault } from "../../core/replica/read.ts";
 import { type UtdVector, utdMerge } from "../../core/replication/utd.ts";
 import { validateUtd } from "../../core/replication/validate.ts";
 import type { Result } from "../../core/result.ts";
@@ -582,9 +582,9 @@ function checkSearch(raw: unknown): SearchPage | Problem {
   if (
     !Number.isSafeInteger(sizeLimit) ||
     (sizeLimit as number) < 1 ||
-    (sizeLimit as number) > searchSizeLimitMax
+    (sizeLimit as number) > pagedSearchEntriesMax
   )
-    return problem("invalid-request", `sizeLimit must be an integer 1..${searchSizeLimitMax}`);
+    return problem("invalid-request", `sizeLimit must be an integer 1..${pagedSearchEntriesMax}`);
   if (!Number.isSafeInteger(pageSize) || (pageSize as number) < 1)
     return problem("invalid-request", "pageSize must be a positive integer");
   const fingerprint = searchFingerprint(body);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type InProcessNode, startInProcessNode } from "../../../test/support/in-process-node.ts";
+import { pagedSearchEntriesMax, searchSizeLimitMax } from "../../core/replica/read.ts";
 
 /**
  * Paged searches (POST /v1/search with pageSize and cursors) on a node in this process: every
@@ -119,6 +120,15 @@ describe("paged searches", { timeout: 60_000 }, () => {
     // p1, p10–p19, p100–p119: 31 entries, exactly the limit.
     assert.equal(exact.dns.length, 31);
     assert.equal(exact.last.truncated, false);
+  });
+
+  it("takes a sizeLimit beyond one search's (a page is a search of its own), up to pagedSearchEntriesMax", async () => {
+    const large = await post("/v1/search", { base, sizeLimit: searchSizeLimitMax + 1, pageSize: 10 });
+    assert.equal(large.status, 200, JSON.stringify(large.body));
+    assert.equal((large.body as unknown as Page).entries.length, 10);
+    const over = await post("/v1/search", { base, sizeLimit: pagedSearchEntriesMax + 1 });
+    assert.equal(over.status, 400);
+    assert.match(String(over.body.detail), /sizeLimit must be an integer 1\.\.10000000/);
   });
 
   it("refuses a cursor that is not one this search made, whatever it holds", async () => {
