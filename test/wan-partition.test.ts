@@ -4,7 +4,13 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { type AgentAnswer, NetAgent, NetLab, netnsUnavailable } from "./support/netns.ts";
+import {
+  type AgentAnswer,
+  type ClientCallAnswer,
+  NetAgent,
+  NetLab,
+  netnsUnavailable,
+} from "./support/netns.ts";
 
 /**
  * A real network between two sites, cut the way WANs break: frames dropped in silence at the
@@ -18,7 +24,15 @@ import { type AgentAnswer, NetAgent, NetLab, netnsUnavailable } from "./support/
 const root = new URL("..", import.meta.url).pathname;
 const unavailable = netnsUnavailable();
 const base = "dc=example,dc=com";
-const addresses = { hq: ["10.251.1.1", "10.251.1.2"], branch: ["10.251.2.1"] } as const;
+const addresses = {
+  hq: ["10.251.1.1", "10.251.1.2"],
+  branch: ["10.251.2.1"],
+  // A client in the branch's subnet, behind its own switch port.
+  "branch-client": ["10.251.2.50"],
+} as const;
+const zone = "plexus.test";
+/** The branch client is back on its own site's server within this once the server is. */
+const returnTimeoutMs = 60_000;
 const nodeStartTimeoutMs = 30_000;
 /** Writes each side takes during the cut (bounded: the test's run time). */
 const hqWrites = 60;
@@ -70,8 +84,6 @@ describe("a WAN cut between two sites", { skip: unavailable ?? false, timeout: 2
       "0",
       "--secret-file",
       join(directory, "secret"),
-      "--dns",
-      "off",
       "--log-level",
       "warn",
       ...(joinUrl === undefined ? ["--topology", join(directory, "topology.json")] : ["--join", joinUrl]),
@@ -118,8 +130,8 @@ describe("a WAN cut between two sites", { skip: unavailable ?? false, timeout: 2
         ],
       }),
     );
-    lab = new NetLab({ hq: addresses.hq, branch: addresses.branch }, 16);
-    for (const site of ["hq", "branch"]) {
+    lab = new NetLab(addresses, 16);
+    for (const site of Object.keys(addresses)) {
       const child = lab.spawn(
         site,
         process.execPath,
@@ -259,6 +271,66 @@ describe("a WAN cut between two sites", { skip: unavailable ?? false, timeout: 2
       `# WAN cut: ${hqWrites} concurrent site-concern writes at hq: p50 ${median(hqMs)} ms, max ${hqMs.at(-1)?.toFixed(0)} ms ` +
         `(link up: p50 ${median(uncutMs)} ms, max ${uncutMs.at(-1)?.toFixed(0)} ms); ` +
         `converged ${(convergedMs / 1000).toFixed(1)} s after the link came back\n`,
+    );
+  });
+  it("moves a branch client to hq when its own server goes silent, and back once it answers", async () => {
+    const dnsOf = async (at: RunningNode): Promise<string> => {
+      const status = await agent(at.site).request("GET", `${at.url}/v1/status`);
+      return (status.body as { dns: { address: string } }).dns.address;
+    };
+    const options = { zone, dnsServers: [await dnsOf(node("br1")), await dnsOf(node("hq1"))] };
+    const client = agent("branch-client");
+    const person = (cn: string): Record<string, string[]> => ({
+      objectClass: ["person"],
+      cn: [cn],
+      sn: ["c"],
+    });
+    const add = (cn: string) => client.clientCall(options, "add", `cn=${cn},${base}`, person(cn));
+    const home = await add("client-home");
+    assert.deepEqual(
+      [home.status, home.url, home.tier],
+      [201, node("br1").url, "site"],
+      JSON.stringify(home),
+    );
+    await eventually("hq holding the client's write", 30_000, async () =>
+      (await heldNames(node("hq1"), "client-home")).has("client-home"),
+    );
+
+    // br1 drops off the network: nothing it sends or is sent arrives, and nothing says so.
+    lab.cut("branch", "hq");
+    lab.cut("branch", "branch-client");
+    const hqUrls = [node("hq1").url, node("hq2").url];
+    // A read first: the client's kept connection to br1 takes the request and nothing comes
+    // back, so it fails over once the request times out. (A write there would not move on:
+    // br1 may have got it — OutcomeUnknownError — and the client never writes it twice.)
+    const moved = await client.clientCall(options, "get", `cn=client-home,${base}`);
+    assert.equal(moved.status, 200);
+    assert.ok(hqUrls.includes(moved.url), JSON.stringify(moved));
+    assert.equal(moved.tier, "closest", "the next-closest site, not any server");
+    assert.deepEqual(
+      moved.failed.map((attempt) => attempt.url),
+      [node("br1").url],
+      "br1 tried first",
+    );
+    // Writes now go to hq at once: br1 is in back-off.
+    const after: number[] = [];
+    for (let index = 0; index < 10; index++) {
+      const answer = await add(`client-after-${index}`);
+      assert.equal(answer.failed.length, 0, JSON.stringify(answer));
+      assert.ok(hqUrls.includes(answer.url), JSON.stringify(answer));
+      after.push(answer.ms);
+    }
+    lab.heal();
+    let back: ClientCallAnswer | undefined;
+    const backMs = await eventually("the client back on br1", returnTimeoutMs, async () => {
+      back = await add(`client-back-${Math.round(performance.now())}`);
+      return back.url === node("br1").url;
+    });
+    assert.equal(back?.tier, "site");
+    process.stdout.write(
+      `# branch server silent: the first read moved to hq in ${moved.ms.toFixed(0)} ms ` +
+        `(${moved.failed[0]?.failure}), the next 10 writes took at most ${Math.max(...after).toFixed(0)} ms; ` +
+        `back on br1 ${(backMs / 1000).toFixed(1)} s after it answered again\n`,
     );
   });
 });

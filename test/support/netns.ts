@@ -186,6 +186,18 @@ interface AgentReply {
   readonly body?: unknown;
   readonly ms?: number;
   readonly error?: string;
+  readonly url?: string;
+  readonly tier?: string;
+  readonly failed?: readonly { readonly url: string; readonly failure: string }[];
+}
+
+/** A call of the client library the agent made: who answered, from which tier, who failed first. */
+export interface ClientCallAnswer {
+  readonly status: number;
+  readonly url: string;
+  readonly tier: string;
+  readonly failed: readonly { readonly url: string; readonly failure: string }[];
+  readonly ms: number;
 }
 
 /**
@@ -225,6 +237,34 @@ export class NetAgent {
         else resolve({ status: reply.status ?? 0, body: reply.body, ms: reply.ms ?? 0 });
       });
       this.child.stdin?.write(`${JSON.stringify({ id, method, url, body, headers, timeoutMs })}\n`);
+    });
+  }
+
+  /**
+   * A call of the client library (src/client) from inside the namespace, by a client that
+   * finds its servers in `zone` through `dnsServers` and is kept for the next calls.
+   */
+  clientCall(
+    client: { zone: string; dnsServers: readonly string[] },
+    call: "add" | "get",
+    dn: string,
+    attributes?: Record<string, string[]>,
+  ): Promise<ClientCallAnswer> {
+    this.seq++;
+    const id = this.seq;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, (reply) => {
+        if (reply.error !== undefined) reject(new Error(`client ${call} ${dn}: ${reply.error}`));
+        else
+          resolve({
+            status: reply.status ?? 0,
+            url: reply.url ?? "",
+            tier: reply.tier ?? "",
+            failed: reply.failed ?? [],
+            ms: reply.ms ?? 0,
+          });
+      });
+      this.child.stdin?.write(`${JSON.stringify({ id, client, call, dn, attributes })}\n`);
     });
   }
 
