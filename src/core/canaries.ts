@@ -56,6 +56,13 @@ export interface Canaries {
    * Caught by the site simulator's valley-free check.
    */
   readonly keepUnroutableOrigins?: boolean;
+  /**
+   * Give a site with no route to any other served site no source elsewhere (connections.ts
+   * isolatedSiteSources): a node that joined before any server of its neighbouring sites pulls
+   * from no one across its site's boundary and never learns of the servers that give it a route.
+   * Caught by the site simulator, whose nodes learn the topology by replication.
+   */
+  readonly dropIsolatedSiteSources?: boolean;
 }
 
 export type CanaryName = keyof Canaries;
@@ -85,6 +92,7 @@ export const siteCanaryNames: readonly CanaryName[] = [
   "ignoreOriginFilter",
   "dropStaleBridgeheads",
   "keepUnroutableOrigins",
+  "dropIsolatedSiteSources",
 ];
 
 export const noCanaries: Canaries = Object.freeze({});

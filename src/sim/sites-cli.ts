@@ -1,5 +1,6 @@
 /**
- * `npm run sim:sites -- --seeds N [--from S] [--sites-max K] [--canary NAME]`, or `--seed S`:
+ * `npm run sim:sites -- --seeds N [--from S] [--sites-max K] [--canary NAME] [--growth routed|early|any]`, or
+ * `--seed S`:
  * replication along the topology (sites.ts) over many seeds. Prints one line per seed, a
  * summary, and last one JSON line. Exits 1 on any violation (or, with --canary, when the
  * planted defect went undetected), 2 on bad arguments.
@@ -13,9 +14,11 @@ import {
   parseOptions,
   seedChoice,
 } from "./cli-args.ts";
+import { type GrowthOrder, growthOrders } from "./growth.ts";
 import { deriveSiteSimParams, runSiteSim, type SiteSimResult } from "./sites.ts";
 
-const usage = "usage: npm run sim:sites -- (--seeds N [--from S] | --seed S) [--sites-max K] [--canary NAME]";
+const usage =
+  "usage: npm run sim:sites -- (--seeds N [--from S] | --seed S) [--sites-max K] [--canary NAME] [--growth routed|early|any]";
 const seedsMax = 100_000;
 const sitesRange = { min: 2, max: 1_000 } as const;
 const sitesMaxDefault = 150;
@@ -31,29 +34,38 @@ function describe(result: SiteSimResult): string {
     `steady transfers per change ≤ ${result.steadyTransfersMax} (bound ${p.sites - 1}), ` +
     `${result.faultExtraTransfers} extra transfers during re-convergence, ` +
     `stale set changed ≤ ${result.staleChangesMax} times per node in 10 min, ` +
+    `${result.isolatedNodes} nodes planned with no route from their site, ` +
+    `views complete ${result.viewsCompleteMs === null ? "never" : `${(result.viewsCompleteMs / 60_000).toFixed(0)} min`} after the last join, ` +
     `${(result.simulatedMs / 60_000).toFixed(0)} simulated min, ${(result.wallMs / 1000).toFixed(1)} s: ` +
     `${result.violations.length === 0 ? "ok" : "VIOLATION"}`
   );
 }
 
+function growthChoice(value: string | undefined): GrowthOrder {
+  if (value === undefined) return "routed";
+  const found = growthOrders.find((order) => order === value);
+  return found ?? fail(`--growth must be one of ${growthOrders.join(", ")}`);
+}
+
 function main(): void {
-  const values = parseOptions(fail, ["seeds", "from", "seed", "sites-max", "canary"]);
+  const values = parseOptions(fail, ["seeds", "from", "seed", "sites-max", "canary", "growth"]);
   const { seeds } = seedChoice(values, fail, seedsMax);
   const sitesMax =
     integer(values["sites-max"], "--sites-max", sitesRange.min, sitesRange.max) ?? sitesMaxDefault;
   const canary = canaryChoice(values.canary, siteCanaryNames, fail);
+  const growth = growthChoice(values.growth);
   const started = Date.now();
   const results: SiteSimResult[] = [];
   for (const seed of seeds) {
     const canaries = canary === null ? {} : { [canary]: true };
-    const result = runSiteSim(deriveSiteSimParams(seed, sitesMax), { canaries });
+    const result = runSiteSim(deriveSiteSimParams(seed, sitesMax, growth), { canaries });
     results.push(result);
     process.stdout.write(`${describe(result)}\n`);
     for (const violation of result.violations.slice(0, 10))
       process.stdout.write(`  ${violation.invariant} at ${violation.time} ms: ${violation.message}\n`);
     if (result.violations.length > 0)
       process.stdout.write(
-        `  replay: npm run sim:sites -- --seed ${seed} --sites-max ${sitesMax}${canary === null ? "" : ` --canary ${canary}`}\n`,
+        `  replay: npm run sim:sites -- --seed ${seed} --sites-max ${sitesMax}${canary === null ? "" : ` --canary ${canary}`}${growth === "routed" ? "" : ` --growth ${growth}`}\n`,
       );
   }
   const violating = results.filter((result) => result.violations.length > 0).length;

@@ -1,4 +1,5 @@
 import type { Canaries } from "../core/canaries.ts";
+import { configPartition } from "../core/directory/partition.ts";
 import type { InvocationId, NodeId, Usn } from "../core/ids.ts";
 import { type NodeConfig, nodeConfigDefaults } from "../core/node/machine.ts";
 import { stalePartners } from "../core/node/partners.ts";
@@ -7,6 +8,7 @@ import type { ChangePage } from "../core/replication/page.ts";
 import { utdCovers } from "../core/replication/utd.ts";
 import { unwrap } from "../core/result.ts";
 import { type Connections, connectionsOf } from "../core/topology/connections.ts";
+import { type EntryWrite, invocationWrite, readTopology, topologyWrites } from "../core/topology/entries.ts";
 import { graphDiameter } from "../core/topology/intra.ts";
 import {
   type ServerConfig,
@@ -19,7 +21,9 @@ import {
   tiers,
 } from "../core/topology/model.ts";
 import { type OriginSite, originExclusions, SiteRoutes } from "../core/topology/origins.ts";
+import { type GrowthOrder, joinWaves } from "./growth.ts";
 import { Invariants } from "./invariants.ts";
+import { type ConfigWrite, LearnedTopology } from "./learned-topology.ts";
 import type { SimNode } from "./node.ts";
 import { scenarioParams } from "./params.ts";
 import { SeededRandom } from "./ports.ts";
@@ -49,6 +53,8 @@ export interface SiteSimParams {
   readonly changesPerBatch: number;
   readonly linkFailures: number;
   readonly bridgeheadCrashes: number;
+  /** The order servers join in (growth.ts): "routed" unless asked otherwise. */
+  readonly growth: GrowthOrder;
 }
 
 export interface SiteSimResult {
@@ -65,6 +71,10 @@ export interface SiteSimResult {
   readonly faultChanges: number;
   /** The most times one node's stale set changed within staleWindowMs (plan-flapping's measure). */
   readonly staleChangesMax: number;
+  /** Nodes that planned at some point with no route from their site (isolatedSiteSources). */
+  readonly isolatedNodes: number;
+  /** Simulated ms from the last join until every node held the whole topology; null if never. */
+  readonly viewsCompleteMs: number | null;
   readonly simulatedMs: number;
   readonly events: number;
   readonly wallMs: number;
@@ -74,6 +84,9 @@ const minute = 60_000;
 /** How long a phase may take to deliver a batch everywhere before it counts as a violation. */
 const deliveryBoundMs = 12 * 60 * minute;
 const deliveryCheckMs = 10_000;
+/** Servers join over this span after the first created the directory, the last wave at its end. */
+const joinSpanMs = 60 * minute;
+const growthSalt = 0x6e0e7;
 /** Failures are noticed (routes withdrawn, bridgeheads declared stale) after this long. */
 const detectionDelayMs = 30_000;
 const intraPullIntervalMs = 5 * minute;
@@ -88,7 +101,11 @@ const intraDiameterMax = 3;
 const staleChangesPerWindowMax = 12;
 const staleWindowMs = 10 * minute;
 
-export function deriveSiteSimParams(seed: number, sitesMax = 150): SiteSimParams {
+export function deriveSiteSimParams(
+  seed: number,
+  sitesMax = 150,
+  growth: GrowthOrder = "routed",
+): SiteSimParams {
   const random = new SeededRandom(seed ^ 0x517e5);
   const sites = random.int(Math.min(20, sitesMax), sitesMax);
   return {
@@ -103,6 +120,7 @@ export function deriveSiteSimParams(seed: number, sitesMax = 150): SiteSimParams
     changesPerBatch: random.int(3, 8),
     linkFailures: random.int(1, 6),
     bridgeheadCrashes: random.int(1, 4),
+    growth,
   };
 }
 
@@ -154,6 +172,76 @@ interface DerivedStale {
 
 const noneStale: DerivedStale = { key: "", set: new Set() };
 
+/**
+ * One topology some node holds (the servers it learned of, the links up): its routes, and the
+ * connections each server would compute from it, computed once however many nodes hold it.
+ */
+class HeldTopology {
+  readonly routes: SiteRoutes;
+  private readonly hops = new Map<string, Set<string>>();
+  private readonly unreachable = new Map<string, Set<string>>();
+  private readonly fresh = new Map<NodeId, Connections>();
+
+  constructor(
+    readonly config: TopologyConfig,
+    private readonly linkedSites: ReadonlyMap<string, ReadonlySet<string>>,
+    private readonly canaries: Canaries,
+  ) {
+    this.routes = new SiteRoutes(config);
+  }
+
+  hopsFrom(site: SiteName): Set<string> {
+    let hops = this.hops.get(siteKey(site));
+    if (hops === undefined) {
+      hops = this.routes.hopsFrom(site);
+      this.hops.set(siteKey(site), hops);
+    }
+    return hops;
+  }
+
+  unreachableFrom(site: SiteName): Set<string> {
+    let sites = this.unreachable.get(siteKey(site));
+    if (sites === undefined) {
+      sites = new Set(this.routes.unreachableFrom(site));
+      this.unreachable.set(siteKey(site), sites);
+    }
+    return sites;
+  }
+
+  connections(node: NodeId, site: SiteName, stale: ReadonlySet<NodeId>): Connections {
+    return connectionsOf(this.config, node, stale, this.hopsFrom(site), this.canaries);
+  }
+
+  /**
+   * Whom `self` notifies, as partnerPlan says: the servers that would pull from it, wanting
+   * notifications, with nothing stale (it cannot know what the others consider stale). Only a
+   * server of its own site, of a site a link joins to its own, or of a site with no route (which
+   * pulls from a server anywhere) can name it, so only those are computed.
+   */
+  outboundOf(self: NodeId, site: SiteName): NodeId[] {
+    const mine = siteKey(site);
+    const none: ReadonlySet<NodeId> = new Set();
+    const outbound: NodeId[] = [];
+    for (const server of this.config.servers) {
+      if (server.node === self) continue;
+      const theirs = siteKey(server.site);
+      const candidate =
+        theirs === mine ||
+        this.linkedSites.get(theirs)?.has(mine) === true ||
+        this.hopsFrom(server.site).size === 0;
+      if (!candidate) continue;
+      let connections = this.fresh.get(server.node);
+      if (connections === undefined) {
+        connections = this.connections(server.node, server.site, none);
+        this.fresh.set(server.node, connections);
+      }
+      if (connections.inbound.some((connection) => connection.node === self && connection.notify))
+        outbound.push(server.node);
+    }
+    return outbound;
+  }
+}
+
 class SiteWorld extends World {
   /** Links down (by index in the topology), as routers see them once they noticed. */
   readonly downLinks = new Set<number>();
@@ -168,17 +256,32 @@ class SiteWorld extends World {
   private readonly staleChanges = new Map<NodeId, number[]>();
   private readonly flapping = new Set<NodeId>();
   staleChangesMax = 0;
-  /** Each node's connections for its own stale set, and every node's with none stale (outbound). */
+  /** The config writes made so far, in order: what nodes learn the topology from. */
+  private readonly configLog: ConfigWrite[] = [];
+  /** What each created node learned of the topology (its replica's config partition). */
+  private readonly learned = new Map<NodeId, LearnedTopology>();
+  /** Nodes in their initial sync, with the node that admitted them (their one source). */
+  private readonly syncing = new Map<NodeId, NodeId>();
+  /** Created nodes whose invocation id is not on their server object yet. */
+  private readonly unpublished = new Set<NodeId>();
+  /** The topologies nodes hold, by the servers they know (links as the routers see them). */
+  private readonly held = new Map<string, HeldTopology>();
+  /** Each node's own connections, for the topology it holds and the stale set it derived. */
   private readonly ownPlans = new Map<NodeId, { readonly key: string; readonly connections: Connections }>();
-  private freshPlans: Map<NodeId, Connections> | null = null;
-  /** Each site's next-hop sites under the current routes. */
-  private readonly hopCache = new Map<string, Set<string>>();
+  /** Nodes that planned at some point with no route from their site: pulling from elsewhere. */
+  readonly isolated = new Set<NodeId>();
+  /** Per site, the sites a link joins it to (whether up or not). */
+  private readonly linkedSites = new Map<string, Set<string>>();
+  private readonly serverSite: ReadonlyMap<NodeId, SiteName>;
+  /**
+   * The whole current topology (every server, the links up) and its routes: the oracle the
+   * invariants judge by (who must receive what, the intra-site diameter), never what a node
+   * plans with.
+   */
   private routes: SiteRoutes;
   private view: TopologyConfig;
-  /** Every invocation each node has had: its old changes still carry them. */
-  private readonly invocations = new Map<NodeId, Set<InvocationId>>();
+  private readonly hopCache = new Map<string, Set<string>>();
   private planned: Map<NodeId, Connections> | null = null;
-  private originSites: OriginSite[] | null = null;
 
   constructor(
     readonly topology: TopologyConfig,
@@ -201,7 +304,204 @@ class SiteWorld extends World {
     );
     this.view = topology;
     this.routes = new SiteRoutes(topology);
+    this.serverSite = new Map(topology.servers.map((server) => [server.node, server.site]));
+    for (const link of topology.links) {
+      for (const a of link.sites) {
+        const linked = this.linkedSites.get(siteKey(a)) ?? new Set<string>();
+        this.linkedSites.set(siteKey(a), linked);
+        for (const b of link.sites) if (siteKey(b) !== siteKey(a)) linked.add(siteKey(b));
+      }
+    }
   }
+
+  // -------------------------------------------------------------------------------------------
+  // servers joining, and what each learns of the topology
+
+  /**
+   * The first server creates the directory, as `plexus` does with a topology file: the config
+   * partition with every site, link and the settings, its own server object (with its
+   * invocation id), and the data partition.
+   */
+  createDirectory(creator: SimNode): void {
+    creator.create(this.config(creator), this.canaries, this.params.tombstoneLifetimeMs);
+    this.learned.set(creator.id, new LearnedTopology([]));
+    this.step(creator, () => {
+      const machine = creator.machine as NonNullable<SimNode["machine"]>;
+      const replica = creator.replica as NonNullable<SimNode["replica"]>;
+      for (const partition of [configPartition, dataPartition]) unwrap(replica.createPartition(partition));
+      const server = { ...this.serverOf(creator.id), invocations: [replica.invocationId] };
+      const writes = topologyWrites({ ...this.topology, servers: [server] });
+      machine.write(writes).forEach((result, index) => {
+        const write = writes[index] as EntryWrite;
+        if (isServerObject(write)) {
+          this.record(creator, result, "the directory's creation", {
+            server: creator.id,
+            effect: { kind: "create", invocations: server.invocations },
+          });
+        } else if (!result.ok) {
+          this.violate("config-write", `${creator.id} could not write ${write.dn}: ${result.error.message}`);
+        }
+      });
+      return [];
+    });
+  }
+
+  /**
+   * A server joins as in the runtime (joinAndSync): the node that admits it writes its server
+   * object, and it pulls everything from that node, unfiltered, before it plans from the
+   * topology it then holds; then it publishes its invocation id on its server object.
+   */
+  join(joiner: SimNode, admitter: SimNode): void {
+    const machine = admitter.machine;
+    if (machine === null) return;
+    this.step(admitter, () => {
+      const writes = topologyWrites({ ...this.topology, servers: [this.serverOf(joiner.id)] });
+      const write = writes.find(isServerObject) as EntryWrite;
+      const [result] = machine.write([write]);
+      if (result !== undefined)
+        this.record(admitter, result, `${joiner.id}'s admission`, {
+          server: joiner.id,
+          effect: { kind: "create", invocations: [] },
+        });
+      return [];
+    });
+    this.syncing.set(joiner.id, admitter.id);
+    this.learned.set(joiner.id, new LearnedTopology(this.configLog.map((_, index) => index)));
+    joiner.create(this.config(joiner), this.canaries, this.params.tombstoneLifetimeMs);
+    this.scheduleWake(joiner);
+  }
+
+  /** Nodes that may admit a joiner: up, with their initial sync done. */
+  admitters(): SimNode[] {
+    return this.nodes.filter((node) => node.up && !this.syncing.has(node.id));
+  }
+
+  /** A server object as registration writes it (the simulator has no HTTP, but the object needs a port). */
+  private serverOf(node: NodeId): ServerConfig {
+    const server = this.topology.servers.find((candidate) => candidate.node === node) as ServerConfig;
+    return { ...server, httpPort: server.httpPort === 0 ? registeredHttpPort : server.httpPort };
+  }
+
+  /** A config write made on `node`: every node learns of it once its UTD covers it. */
+  private record(
+    node: SimNode,
+    result: ReturnType<NonNullable<SimNode["machine"]>["write"]>[number],
+    what: string,
+    write: Pick<ConfigWrite, "server" | "effect">,
+  ): void {
+    if (!result.ok) {
+      this.violate("config-write", `${node.id} could not write ${what}: ${result.error.message}`);
+      return;
+    }
+    const invocation = (node.replica as NonNullable<SimNode["replica"]>).invocationId;
+    const site = this.siteOf(node);
+    const index = this.configLog.push({ ...write, invocation, site, usn: result.value.usn }) - 1;
+    for (const learned of this.learned.values()) learned.expect(index);
+  }
+
+  /** As the runtime's publishInvocation: the node's invocation id onto its server object. */
+  private publishInvocation(node: SimNode): void {
+    const machine = node.machine;
+    const replica = node.replica;
+    if (machine === null || replica === null) return; // it publishes when it restarts
+    const learned = this.learnedOf(node);
+    const write = invocationWrite(learned.config(this.topology), node.id, replica.invocationId);
+    if (write === null) {
+      if (learned.invocationsOf(node.id).includes(replica.invocationId)) this.unpublished.delete(node.id);
+      return;
+    }
+    const [change] = write.changes;
+    this.step(node, () => {
+      const [result] = machine.write([write]);
+      if (result === undefined) return [];
+      this.record(node, result, "its invocation id", {
+        server: node.id,
+        effect: {
+          kind: change?.operation === "replace" ? "replace-invocations" : "add-invocation",
+          invocation: replica.invocationId,
+        },
+      });
+      if (result.ok) this.unpublished.delete(node.id);
+      return [];
+    });
+  }
+
+  private learnedOf(node: SimNode): LearnedTopology {
+    const learned = this.learned.get(node.id);
+    if (learned === undefined) throw new Error(`${node.id} has not joined`);
+    return learned;
+  }
+
+  /**
+   * Every node joined, synced, published, and holding every config write made in its own site
+   * or a site it has a route to (on the whole topology): a site with no route to another takes
+   * none of its changes, config writes included.
+   */
+  viewsComplete(): boolean {
+    if (this.syncing.size > 0 || this.unpublished.size > 0) return false;
+    return this.nodes.every((node) => node.up && this.missingWrites(node).length === 0);
+  }
+
+  /** The config writes a node should hold and does not (all of them if it never joined). */
+  private missingWrites(node: SimNode): ConfigWrite[] {
+    const learned = this.learned.get(node.id);
+    if (learned === undefined) return [...this.configLog];
+    const site = this.siteOf(node);
+    return learned
+      .missingOf(this.configLog)
+      .filter(
+        (write) =>
+          siteKey(write.site) === siteKey(site) || this.nextHop(site, write.site as SiteName) !== undefined,
+      );
+  }
+
+  /** The nodes still missing config writes, for a violation: their site, and its routes as they see them. */
+  incompleteViews(): string {
+    const lacking = this.nodes.filter((node) => this.missingWrites(node).length > 0);
+    const shown = lacking.slice(0, incompleteShownMax).map((node) => {
+      const learned = this.learned.get(node.id);
+      if (learned === undefined) return `${node.id} never joined`;
+      const site = this.siteOf(node);
+      const routed = this.heldBy(learned).hopsFrom(site).size > 0;
+      return (
+        `${node.id} in ${site} knows ${learned.servers.size} of ${this.topology.servers.length} servers, ` +
+        `${this.missingWrites(node).length} config writes missing${this.syncing.has(node.id) ? ", still in its initial sync" : ""}` +
+        ` (its site ${routed ? "has a route" : "has no route"} in its view)`
+      );
+    });
+    const more = lacking.length > shown.length ? `; ${lacking.length - shown.length} more` : "";
+    const unpublished = this.unpublished.size > 0 ? `; unpublished: ${[...this.unpublished].join(", ")}` : "";
+    return `${shown.join("; ")}${more}${unpublished}`;
+  }
+
+  /**
+   * The model against the replicas: what each node learned is exactly the topology its config
+   * partition holds (readTopology, as the runtime reads it).
+   */
+  checkViewsAgainstReplicas(): void {
+    for (const node of this.nodes) {
+      const replica = node.replica;
+      const learned = this.learned.get(node.id);
+      if (replica === null || learned === undefined) continue;
+      const read = readTopology(replica).config;
+      const modeled = learned.config(this.topology);
+      this.stats.invariantChecks++;
+      const summary = (config: TopologyConfig): string =>
+        `${config.sites.length} sites, ${config.links.length} links, servers ${config.servers
+          .map((server) => `${server.node}@${siteKey(server.site)}[${(server.invocations ?? []).join("+")}]`)
+          .sort()
+          .join(" ")}`;
+      if (summary(read) !== summary(modeled)) {
+        this.violate(
+          "view-model",
+          `${node.id}'s config partition holds ${summary(read).slice(0, 300)}, the model says ${summary(modeled).slice(0, 300)}`,
+        );
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // planning
 
   /** Recomputes what the routers would converge to, and gives every node its new partners. */
   reroute(): void {
@@ -211,7 +511,7 @@ class SiteWorld extends World {
     };
     this.routes = new SiteRoutes(this.view);
     this.planned = null;
-    this.freshPlans = null;
+    this.held.clear();
     this.ownPlans.clear();
     this.hopCache.clear();
     this.checkIntraDiameter();
@@ -250,6 +550,7 @@ class SiteWorld extends World {
     }
   }
 
+  /** The next hop on the whole topology's routes (the oracle: who must receive a change). */
   nextHop(from: SiteName, to: SiteName): SiteName | undefined {
     return this.routes.toward(from, to) as SiteName | undefined;
   }
@@ -258,27 +559,16 @@ class SiteWorld extends World {
     return this.topology.servers[node.index]?.site as SiteName;
   }
 
-  noteInvocation(node: SimNode): void {
-    const invocation = node.replica?.invocationId;
-    if (invocation === undefined) return;
-    const known = this.invocations.get(node.id) ?? new Set();
-    known.add(invocation);
-    this.invocations.set(node.id, known);
-    this.originSites = null;
-  }
-
-  /** Every node's connections under the current view with the down servers stale (diameter check). */
+  /** Every node's connections under the whole topology with the down servers stale (diameter check). */
   private connections(): Map<NodeId, Connections> {
-    this.planned ??= this.plansWith(this.stale);
-    return this.planned;
-  }
-
-  private plansWith(stale: ReadonlySet<NodeId>): Map<NodeId, Connections> {
-    const planned = new Map<NodeId, Connections>();
-    for (const node of this.nodes) {
-      planned.set(node.id, connectionsOf(this.view, node.id, stale, this.hopsOf(node), this.canaries));
+    if (this.planned === null) {
+      const planned = new Map<NodeId, Connections>();
+      for (const node of this.nodes) {
+        planned.set(node.id, connectionsOf(this.view, node.id, this.stale, this.hopsOf(node), this.canaries));
+      }
+      this.planned = planned;
     }
-    return planned;
+    return this.planned;
   }
 
   private hopsOf(node: SimNode): Set<string> {
@@ -291,35 +581,69 @@ class SiteWorld extends World {
     return hops;
   }
 
-  /** A node's own connections: under the current view, with the stale set it derived. */
-  private ownConnections(node: SimNode): Connections {
+  /** The topology `learned` holds, with the links as the routers see them. */
+  private heldBy(learned: LearnedTopology): HeldTopology {
+    const key = learned.key(this.topology.servers);
+    let held = this.held.get(key);
+    if (held === undefined) {
+      const servers = this.topology.servers.filter((server) => learned.servers.has(server.node));
+      held = new HeldTopology({ ...this.view, servers }, this.linkedSites, this.canaries);
+      this.held.set(key, held);
+    }
+    return held;
+  }
+
+  /** A node's own connections: under the topology it holds, with the stale set it derived. */
+  private ownConnections(node: SimNode, held: HeldTopology, heldKey: string): Connections {
     const stale = this.staleOf.get(node.id) ?? noneStale;
+    const key = `${heldKey}/${stale.key}`;
     const cached = this.ownPlans.get(node.id);
-    if (cached !== undefined && cached.key === stale.key) return cached.connections;
-    const connections = connectionsOf(this.view, node.id, stale.set, this.hopsOf(node), this.canaries);
-    this.ownPlans.set(node.id, { key: stale.key, connections });
+    if (cached !== undefined && cached.key === key) return cached.connections;
+    const connections = held.connections(node.id, this.siteOf(node), stale.set);
+    this.ownPlans.set(node.id, { key, connections });
+    if (connections.inbound.some((connection) => connection.unfiltered === true)) this.isolated.add(node.id);
     return connections;
   }
 
   /**
-   * After every step, as the runtime on every wake (node.ts refreshStale): the node's stale set
-   * from its partners' consecutive failures; when it changed, the node's new plan.
+   * After every step, as the runtime on every wake (node.ts refreshTopology, refreshStale): a
+   * syncing node whose initial sync is done starts planning; otherwise the config writes its
+   * replica now holds, and its stale set from its partners' consecutive failures; when either
+   * changed, the node's new plan.
    */
   protected override afterStep(node: SimNode): void {
     const machine = node.machine;
-    if (machine === null) return;
+    const replica = node.replica;
+    if (machine === null || replica === null) return;
+    const learned = this.learnedOf(node);
+    const admitter = this.syncing.get(node.id);
+    if (admitter !== undefined) {
+      const sync = machine.partnerStatus().find((status) => status.partner === admitter);
+      if (sync?.lastSuccessAt === null || sync?.lastSuccessAt === undefined) return;
+      this.syncing.delete(node.id);
+      learned.learn(replica.utd(), this.configLog);
+      machine.reconfigure(this.config(node));
+      this.unpublished.add(node.id);
+      this.at(this.time, `${node.id} publishes its invocation id`, () => this.publishInvocation(node));
+      return;
+    }
+    const learnedMore = !learned.complete && learned.learn(replica.utd(), this.configLog);
     const set = stalePartners(machine.partnerStatus(), this.topology.settings.staleAfterFailures);
     const key = [...set].sort().join(",");
-    if (key === (this.staleOf.get(node.id) ?? noneStale).key) return;
-    this.staleOf.set(node.id, { key, set });
-    this.noteStaleChange(node);
-    machine.reconfigure(this.config(node));
+    const staleChanged = key !== (this.staleOf.get(node.id) ?? noneStale).key;
+    if (staleChanged) {
+      this.staleOf.set(node.id, { key, set });
+      this.noteStaleChange(node);
+    }
+    if (learnedMore || staleChanged) machine.reconfigure(this.config(node));
   }
 
   /** A restarted node has no failures to remember: it plans with nothing stale. */
   override restart(node: SimNode, restored: boolean): void {
     this.staleOf.delete(node.id);
     super.restart(node, restored);
+    // A restored database takes a new invocation id, which the node publishes.
+    this.at(this.time, `${node.id} publishes its invocation id`, () => this.publishInvocation(node));
   }
 
   private noteStaleChange(node: SimNode): void {
@@ -336,37 +660,9 @@ class SiteWorld extends World {
     );
   }
 
-  /** Where each known invocation originated: this site's sites, by server. */
-  private origins(): OriginSite[] {
-    this.originSites ??= this.nodes.map((other) => ({
-      site: this.siteOf(other),
-      invocations: [...(this.invocations.get(other.id) ?? [])],
-    }));
-    return this.originSites;
-  }
-
   override config(node: SimNode): NodeConfig {
-    const mySite = this.siteOf(node);
-    // Whom to notify, as partnerPlan says: the nodes that would pull from this one with nothing
-    // stale (a node cannot know what the others consider stale).
-    this.freshPlans ??= this.plansWith(new Set());
-    const fresh = this.freshPlans;
-    const origins = this.origins();
-    const toward = (origin: string): string | undefined => this.nextHop(mySite, origin as SiteName);
-    const noRoute = new Set(this.routes.unreachableFrom(mySite));
-    const outbound = this.nodes
-      .filter((other) => fresh.get(other.id)?.inbound.some((c) => c.node === node.id && c.notify) === true)
-      .map((other) => other.id);
-    const mine = this.ownConnections(node);
-    return {
+    const timings = {
       ...nodeConfigDefaults,
-      inbound: mine.inbound.map((connection) => ({
-        node: connection.node,
-        pullIntervalMs: connection.pullIntervalMs,
-        exclude: originExclusions(connection, mySite, toward, origins, noRoute, this.canaries),
-      })),
-      outbound,
-      replicaSet: this.replicaSet,
       pullTimeoutMs: 5_000,
       notifyDelayMs: 20,
       retryBackoffBaseMs: 1_000,
@@ -374,7 +670,48 @@ class SiteWorld extends World {
       purgeIntervalMs: this.params.purgeIntervalMs,
       pageLimits: { entriesMax: 100, bytesMax: 256 * 1024 },
     };
+    const admitter = this.syncing.get(node.id);
+    // The initial sync: everything from the admitter, unfiltered (node.ts joinAndSync).
+    if (admitter !== undefined) {
+      return {
+        ...timings,
+        inbound: [{ node: admitter, pullIntervalMs: this.topology.settings.intraSitePullIntervalMs }],
+        outbound: [],
+        replicaSet: [node.id, admitter],
+      };
+    }
+    const learned = this.learned.get(node.id) ?? new LearnedTopology([]);
+    const heldKey = learned.key(this.topology.servers);
+    const held = this.heldBy(learned);
+    const mySite = this.siteOf(node);
+    // Where each invocation comes from, as far as this node's server objects say.
+    const origins: OriginSite[] = [...learned.servers].map((server) => ({
+      site: this.serverSite.get(server) as SiteName,
+      invocations: learned.invocationsOf(server),
+    }));
+    const toward = (origin: string): string | undefined => held.routes.toward(mySite, origin);
+    const noRoute = held.unreachableFrom(mySite);
+    const mine = this.ownConnections(node, held, heldKey);
+    return {
+      ...timings,
+      inbound: mine.inbound.map((connection) => ({
+        node: connection.node,
+        pullIntervalMs: connection.pullIntervalMs,
+        exclude: originExclusions(connection, mySite, toward, origins, noRoute, this.canaries),
+      })),
+      outbound: held.outboundOf(node.id, mySite),
+      replicaSet: held.config.servers.map((server) => server.node),
+    };
   }
+}
+
+/** The port a server object says when the topology gave none (checkServer wants one). */
+const registeredHttpPort = 8080;
+/** At most this many nodes are named in a topology-view violation. */
+const incompleteShownMax = 5;
+
+function isServerObject(write: EntryWrite): boolean {
+  return write.attributes.objectClass?.includes("plexusServer") === true;
 }
 
 /** One written change: its stamp, where it was written, and its inter-site transfers. */
@@ -402,7 +739,7 @@ export function runSiteSim(params: SiteSimParams, options: SiteSimOptions = {}):
   const random = new SeededRandom(params.seed);
   const topology = options.topology ?? buildTopology(params, random);
   const world = new SiteWorld(topology, params.seed, options.canaries ?? {});
-  const run = new SiteRun(world, random);
+  const run = new SiteRun(world, random, params.growth);
   run.start();
   run.steadyPhase(params.steadyBatches, params.changesPerBatch);
   const faultChanges = run.faultPhase(params);
@@ -419,6 +756,8 @@ export function runSiteSim(params: SiteSimParams, options: SiteSimOptions = {}):
     faultExtraTransfers: run.faultExtra(faultChanges),
     faultChanges: faultChanges.length,
     staleChangesMax: world.staleChangesMax,
+    isolatedNodes: world.isolated.size,
+    viewsCompleteMs: run.viewsCompleteMs,
     simulatedMs: world.time,
     events: world.stats.events,
     wallMs: now() - started,
@@ -432,10 +771,13 @@ class SiteRun {
   private entries = 0;
   steadyTransfers = 0;
   steadyTransfersMax = 0;
+  /** Simulated time from the last join until every node held the whole topology. */
+  viewsCompleteMs: number | null = null;
 
   constructor(
     private readonly world: SiteWorld,
     private readonly random: SeededRandom,
+    private readonly growth: GrowthOrder,
   ) {
     this.invariants = new Invariants(world);
     world.onPageDelivered = (from, to, page) => this.countTransfers(from, to, page as ChangePage);
@@ -486,16 +828,54 @@ class SiteRun {
     return this.world.topology.sites.find((candidate) => candidate.name === site)?.tier === "branch";
   }
 
+  /**
+   * Growth: one server creates the directory (every site and link, none of the other servers),
+   * the others join in waves over joinSpanMs in the growth order (growth.ts), each admitted by the creator
+   * (one join URL, as src/runtime/isolated-site.test.ts) or, in any order, by a random server
+   * already synced, and plan from what replication brought them. A site whose servers join before any
+   * of a neighbouring site's has no route then: only its pulls from elsewhere (connections.ts
+   * isolatedSiteSources) bring the servers that give it one. Every node must come to hold the
+   * whole topology (topology-view), then the partition everywhere.
+   */
   start(): void {
     const world = this.world;
-    for (const node of world.nodes) {
-      node.create(world.config(node), world.canaries, world.params.tombstoneLifetimeMs);
-      world.noteInvocation(node);
-    }
-    const first = world.nodes[0] as SimNode;
-    unwrap((first.replica as NonNullable<SimNode["replica"]>).createPartition(dataPartition));
+    const byId = new Map(world.nodes.map((node) => [node.id, node]));
+    // A stream of its own, so that growth leaves the seed's faults and writes as they were.
+    const growthRandom = new SeededRandom(this.world.params.seed ^ growthSalt);
+    const waves = joinWaves(world.topology, this.growth, growthRandom).map((wave) =>
+      wave.map((id) => byId.get(id) as SimNode),
+    );
+    const creator = waves[0]?.[0];
+    if (creator === undefined) return;
+    world.createDirectory(creator);
+    waves.slice(1).forEach((wave, k) => {
+      world.at(((k + 1) * joinSpanMs) / (waves.length - 1), `wave ${k + 1} joins`, () => {
+        for (const joiner of wave) {
+          world.join(joiner, this.growth === "any" ? growthRandom.pick(world.admitters()) : creator);
+        }
+      });
+    });
+    world.runUntil(joinSpanMs);
+    this.awaitViews();
     world.reroute();
     this.awaitDelivery([], "the partition");
+  }
+
+  /** Runs until every node holds every config write made (its topology view is complete). */
+  private awaitViews(): void {
+    const world = this.world;
+    const deadline = world.time + deliveryBoundMs;
+    while (!world.viewsComplete()) {
+      if (world.time >= deadline || !world.runUntil(world.time + deliveryCheckMs)) {
+        world.violate(
+          "topology-view",
+          `not every node learned the topology within ${deliveryBoundMs / minute} simulated minutes of the last join: ${world.incompleteViews()}`,
+        );
+        return;
+      }
+    }
+    this.viewsCompleteMs = world.time - joinSpanMs;
+    world.checkViewsAgainstReplicas();
   }
 
   /** Writes batches of changes with no fault active; each must obey the transfer bound. */

@@ -121,7 +121,8 @@ export function connectionsOf(
       });
     }
   }
-  if (wanted.size === 0) inbound.push(...isolatedSiteSources(config, me.site, self, stale));
+  if (wanted.size === 0 && canaries.dropIsolatedSiteSources !== true)
+    inbound.push(...isolatedSiteSources(config, me.site, self, stale));
   const note =
     inbound.length === 0 ? `${self} has no partner: it is alone in ${me.site} and no bridgehead duty` : null;
   return { site: me.site, inbound, note };
