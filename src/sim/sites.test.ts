@@ -94,6 +94,16 @@ describe("replication along the topology (site simulator)", () => {
     assert.notEqual(result.viewsCompleteMs, null);
   });
 
+  it("routeless sites that joined early learn the topology, not waiting on one another", () => {
+    // Seed 4, up to 40 sites, the early sites joining before their neighbours (growth.ts
+    // "early"): each routeless site used to pull from one server elsewhere picked by hashing,
+    // and three of them picked one another and learned nothing more (n26, n31, n35 knew 4 of 53
+    // servers for good). Each now pulls from a server of every other group of linked sites.
+    const result = runSiteSim(deriveSiteSimParams(4, 40, "early"));
+    assert.deepEqual(result.violations, []);
+    assert.ok(result.isolatedNodes > 0, "no node planned with no route from its site");
+  });
+
   it("catches the planted defect dropIsolatedSiteSources: the early site never learns the topology", () => {
     const planted = runSiteSim(isolatedParams, { canaries: { dropIsolatedSiteSources: true } }).violations;
     assert.ok(

@@ -5,7 +5,7 @@ import type { NodeId } from "../ids.ts";
 import { unwrap } from "../result.ts";
 import { connectionsOf } from "./connections.ts";
 import { bridgehead } from "./intra.ts";
-import { checkTopology, type TopologyConfig } from "./model.ts";
+import { checkTopology, type SiteName, type TopologyConfig } from "./model.ts";
 
 const config = unwrap(
   checkTopology(
@@ -138,10 +138,69 @@ describe("a node's connections", () => {
       [[chosen, "probe", true]],
       "duty moves with staleness",
     );
-    const routed = connectionsOf(chain, duty, none, new Set(["north"]));
+    // Once north's server is in the view, the links join the sites: nothing from elsewhere.
+    const joined = {
+      ...chain,
+      servers: [
+        ...chain.servers,
+        { node: node("n1"), site: "north" as SiteName, addresses: ["127.0.0.1"], httpPort: 7009 },
+      ],
+    };
+    const routed = connectionsOf(joined, duty, none, new Set());
     assert.ok(
       routed.inbound.every((connection) => connection.site === "south"),
-      "with a route (north served), nothing is pulled from elsewhere",
+      "with north served, nothing is pulled from elsewhere",
+    );
+  });
+
+  it("a routeless site pulls from a server of each group of linked sites, so routeless sites never wait on each other", () => {
+    // Servers joined before the sites between them had one: w-x are linked to each other only;
+    // y and hq are alone.
+    const groups = unwrap(
+      checkTopology({
+        sites: ["hq", "mid", "w", "x", "y"].map((name) => ({ name })),
+        links: [
+          { name: "hq-mid", sites: ["hq", "mid"], cost: 10 },
+          { name: "mid-w", sites: ["mid", "w"], cost: 10 },
+          { name: "w-x", sites: ["w", "x"], cost: 10 },
+          { name: "mid-y", sites: ["mid", "y"], cost: 10 },
+        ],
+        servers: [
+          ["hq1", "hq"],
+          ["w1", "w"],
+          ["x1", "x"],
+          ["y1", "y"],
+        ].map(([name, site], index) => ({
+          node: name,
+          site,
+          addresses: ["127.0.0.1"],
+          httpPort: 7101 + index,
+        })),
+      }),
+    ) as TopologyConfig;
+    const elsewhere = (self: string, routes: readonly string[] = []): string[] =>
+      connectionsOf(groups, node(self), new Set(), new Set(routes))
+        .inbound.filter((connection) => connection.unfiltered === true)
+        .map((connection) => connection.node)
+        .sort();
+    const wOrX = (site: string): string => bridgehead([node("w1"), node("x1")], site) as string;
+    assert.deepEqual(elsewhere("y1"), ["hq1", wOrX("y")].sort(), "y: one of each other group, hq among them");
+    assert.deepEqual(elsewhere("hq1"), [wOrX("hq"), "y1"].sort());
+    // w and x route to each other: they pull from no one outside (not covered, see the code).
+    assert.deepEqual(elsewhere("w1", ["x"]), []);
+    const connected = {
+      ...groups,
+      servers: [
+        ...groups.servers,
+        { node: node("m1"), site: "mid" as SiteName, addresses: ["127.0.0.1"], httpPort: 7109 },
+      ],
+    };
+    assert.deepEqual(
+      connectionsOf(connected, node("y1"), new Set(), new Set(["mid"])).inbound.filter(
+        (c) => c.unfiltered === true,
+      ),
+      [],
+      "once mid is served, y has a route and pulls along it",
     );
   });
 });

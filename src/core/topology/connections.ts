@@ -1,6 +1,6 @@
 import { type Canaries, noCanaries } from "../canaries.ts";
 import type { NodeId } from "../ids.ts";
-import { compileServedGraph } from "./graph.ts";
+import { compileServedGraph, type SiteGraph, siteIndex } from "./graph.ts";
 import { bridgehead, intraSitePartners } from "./intra.ts";
 import { type ScheduleWindow, type SiteName, siteKey, type TopologyConfig } from "./model.ts";
 
@@ -12,8 +12,8 @@ import { type ScheduleWindow, type SiteName, siteKey, type TopologyConfig } from
  *   and notified after each commit;
  * - probe: stale intra-site servers, and stale servers a neighbour site's bridgehead duty passed
  *   over, still tried so that they rejoin when they recover; and for a site with no route to any
- *   other served site, one server elsewhere, pulled unfiltered so that the site learns the
- *   topology that gives it a route (isolatedSiteSources);
+ *   other served site, one server of each group of linked sites elsewhere, pulled unfiltered so
+ *   that the site learns the topology that gives it a route (isolatedSiteSources);
  * - inter: when this node is its site's bridgehead toward a neighbouring site that is the next
  *   hop toward some origin site, that neighbour's bridgehead toward this site — pulled on the
  *   cheapest link's interval and schedule, compressed if the link says so, notified if it says so.
@@ -122,41 +122,55 @@ export function connectionsOf(
     }
   }
   if (wanted.size === 0 && canaries.dropIsolatedSiteSources !== true)
-    inbound.push(...isolatedSiteSources(config, me.site, self, stale));
+    inbound.push(...isolatedSiteSources(config, graph, mine, self, stale));
   const note =
     inbound.length === 0 ? `${self} has no partner: it is alone in ${me.site} and no bridgehead duty` : null;
   return { site: me.site, inbound, note };
 }
 
 /**
- * The bridgehead purpose of a site with no route to any other served site; not a DNS label, so
- * no site name can take it.
+ * The bridgehead purpose of a site cut off from some served sites; not a DNS label, so no site
+ * name can take it.
  */
 const isolatedPurpose = "(no route)";
 
 /**
- * Where a site with no route to any other served site pulls from: one server elsewhere (its
- * site's bridgehead for that purpose pulls from it, unfiltered, every intra-site interval), and
- * the stale ones passed over before it. A node's view of the topology comes only through
- * pulls: one that saw no server yet in its neighbouring sites (it joined before them, or a link
- * was removed and added again) would otherwise pull from no one across a site boundary, and
- * never learn of the servers or links that give it a route — its site cut off for good, though
- * its neighbours pull from it. Once the route is in its replica it pulls along it instead.
+ * Where a site with no route to any other served site pulls from: one server of each group of
+ * linked sites elsewhere (its site's bridgehead for that purpose pulls from them, unfiltered,
+ * every intra-site interval), and the stale ones passed over before each. A node's view of the
+ * topology comes only through pulls: one that saw no server yet in its neighbouring sites (it
+ * joined before them, or a link was removed and added again) would otherwise pull from no one
+ * across its site's boundary, and never learn of the servers or links that give it a route —
+ * south, joined while north had no server yet, stayed without a partner for good, though north
+ * pulled its changes. Once the route is in its replica it pulls along it instead.
+ *
+ * From each group, not from one server anywhere: a server joins through any node, so the news
+ * of it may be in any group, and two routeless sites that picked each other pulled from no one
+ * else and never learned more (the site simulator, --growth early, seeds 4–6).
+ *
+ * Not covered: a group of two or more sites linked to each other but to no other served site
+ * (they joined before the sites between them and the rest) has routes, so it pulls from no one
+ * outside; pulling unfiltered from outside there made branches carry other sites' changes to
+ * hubs before their views were complete (the simulator's valley-free check, seed 13).
  */
 function isolatedSiteSources(
   config: TopologyConfig,
-  mySite: SiteName,
+  graph: SiteGraph,
+  mine: number,
   self: NodeId,
   stale: ReadonlySet<NodeId>,
 ): Connection[] {
+  if (mine < 0) return [];
+  const groupOf = linkedGroups(graph);
+  const group = (site: string): number => groupOf[siteIndex(graph, site) ?? -1] ?? -1;
+  const myGroup = groupOf[mine] as number;
+  const beyond = config.servers.filter((server) => group(server.site) !== myGroup);
+  if (beyond.length === 0) return [];
+  const mySite = graph.names[mine] as SiteName;
   const inSite = (site: string): boolean => siteKey(site) === siteKey(mySite);
-  const mine = config.servers.filter((server) => inSite(server.site)).map((server) => server.node);
-  if (bridgehead(mine, isolatedPurpose, stale) !== self) return [];
-  const elsewhere = config.servers.filter((server) => !inSite(server.site));
-  const nodes = elsewhere.map((server) => server.node);
-  const chosen = bridgehead(nodes, siteKey(mySite), stale);
-  const siteOf = (node: NodeId): SiteName =>
-    elsewhere.find((server) => server.node === node)?.site as SiteName;
+  const mySiteServers = config.servers.filter((server) => inSite(server.site)).map((server) => server.node);
+  if (bridgehead(mySiteServers, isolatedPurpose, stale) !== self) return [];
+  const siteOf = (node: NodeId): SiteName => beyond.find((server) => server.node === node)?.site as SiteName;
   const source = (node: NodeId): Connection => ({
     node,
     site: siteOf(node),
@@ -167,10 +181,35 @@ function isolatedSiteSources(
     schedule: null,
     unfiltered: true,
   });
-  return [
-    ...(chosen === undefined ? [] : [source(chosen)]),
-    ...staleBridgeheadsBefore(nodes, siteKey(mySite), stale, chosen).map(source),
-  ];
+  const sources: Connection[] = [];
+  for (const target of new Set(beyond.map((server) => group(server.site)))) {
+    const nodes = beyond.filter((server) => group(server.site) === target).map((server) => server.node);
+    const chosen = bridgehead(nodes, siteKey(mySite), stale);
+    if (chosen !== undefined) sources.push(source(chosen));
+    sources.push(...staleBridgeheadsBefore(nodes, siteKey(mySite), stale, chosen).map(source));
+  }
+  return sources;
+}
+
+/** For each site of the graph, the number of its group of linked sites (connected component). */
+function linkedGroups(graph: SiteGraph): Int32Array {
+  const groups = new Int32Array(graph.names.length).fill(-1);
+  let count = 0;
+  for (let start = 0; start < graph.names.length; start++) {
+    if (groups[start] !== -1) continue;
+    const pending = [start];
+    groups[start] = count;
+    for (let site = pending.pop(); site !== undefined; site = pending.pop()) {
+      for (let at = graph.offsets[site] as number; at < (graph.offsets[site + 1] as number); at++) {
+        const next = graph.targets[at] as number;
+        if (groups[next] !== -1) continue;
+        groups[next] = count;
+        pending.push(next);
+      }
+    }
+    count++;
+  }
+  return groups;
 }
 
 /**
