@@ -9,6 +9,8 @@
  *   (b) the same on a node with two intra-site partners replicating (3 nodes, one site), as a
  *       ratio to (a); then c64 alternately on the node alone and on the site, a few rounds
  *       seconds apart (replicationTaxRatio = the median of with partners / alone over them);
+ *       beside it, one replicated entry's cost to serve and to apply, and the bare-SQL floor
+ *       of storing its rows, measured in this process on one thread (bench/apply-cost.ts);
  *   (c) single-write replication lag inside the site: a write on node 1, its arrival on the
  *       watch streams (GET /v1/watch) of nodes 2 and 3, from the acknowledgement; beside it, the
  *       same delay on node 1's own watch stream (what the stream itself adds; negative when the
@@ -23,7 +25,7 @@
  * removed at the end and on Ctrl-C. The last line of stdout is one JSON object.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
@@ -31,6 +33,7 @@ import Database from "better-sqlite3";
 import { Pool } from "undici";
 import { LocalCluster } from "../src/cli/local-cluster.ts";
 import { settingsDefaults } from "../src/core/topology/model.ts";
+import { type ApplyCost, measureApplyCost } from "./apply-cost.ts";
 import { startBareHttp } from "./bare-http.ts";
 import {
   type LoadBounds,
@@ -113,6 +116,8 @@ const bulkWallMs = 120_000;
 const sqliteBaselineCommits = 500;
 const sqliteBaselineWallMs = 5_000;
 const statusReads = 5_000;
+/** Entries of the per-entry serve / apply / floor measurement (bench/apply-cost.ts). */
+const applyCostEntries = 10_000;
 /** Requests of the bare-HTTP baseline (bench/bare-http.ts), at c64. */
 const bareHttpRequests = 20_000;
 const siteReadyAttemptsMax = 6;
@@ -445,6 +450,7 @@ async function main(): Promise<number> {
     rmSync(scratch, { recursive: true, force: true });
   }
   log(`baseline: SQLite single-row commits with synchronous=FULL on this disk: ${Math.round(sqliteRate)}/s`);
+  const applyCost = measureApplyCost(applyCostEntries);
 
   const clusters = new Set<LocalCluster>();
   const stopAll = async (): Promise<void> => {
@@ -520,6 +526,7 @@ async function main(): Promise<number> {
       bulk,
       peers,
       loadAtStart,
+      applyCost,
     });
     return 0;
   } finally {
@@ -541,10 +548,37 @@ interface Figures {
   readonly bulk: Bulk;
   readonly peers: PeerResults;
   readonly loadAtStart: string;
+  readonly applyCost: ApplyCost;
 }
 
 function ratio(a: number, b: number): number {
   return round(a / b, 2);
+}
+
+/**
+ * The per-entry costs of bench/apply-cost.ts, and what they add up to: with partners, each
+ * write costs the site's cores at least what it costs the writer alone, plus the client, plus
+ * per partner a page served and applied. Derived from figures of this run, not measured.
+ */
+function logApplyCost(figures: Figures, alone: Level | undefined): void {
+  const cost = figures.applyCost;
+  log(
+    `per replicated entry, on one thread of this process (${formatNumber(cost.entries)} entries, ${cost.pages} pages): ` +
+      `served ${cost.serveUsPerEntry.toFixed(1)} µs, applied ${cost.applyUsPerEntry.toFixed(1)} µs (synchronous=FULL); ` +
+      `the same rows stored by bare SQL statements, no Plexus code: ${cost.floorUsPerEntry.toFixed(1)} µs ` +
+      `(the schema's floor; the apply is x${ratio(cost.applyUsPerEntry, cost.floorUsPerEntry)} of it)`,
+  );
+  if (alone === undefined || alone.cpuMsPerWrite === null) return;
+  const cores = availableParallelism();
+  const perWriteUs =
+    (alone.cpuMsPerWrite + alone.clientCpuMsPerRequest) * 1000 +
+    2 * (cost.serveUsPerEntry + cost.applyUsPerEntry);
+  const capPerSec = (cores * 1_000_000) / perWriteUs;
+  log(
+    `  derived: a write with 2 partners needs >= ${Math.round(perWriteUs)} µs of CPU (writer and client as alone at c64, ` +
+      `plus 2 x (served + applied)); ${cores} cores cap that at ${formatNumber(Math.round(capPerSec))} w/s, ` +
+      `x${ratio(capPerSec, alone.writesPerSec)} of alone at c64`,
+  );
 }
 
 function report(figures: Figures): void {
@@ -600,6 +634,7 @@ function report(figures: Figures): void {
     `replication tax, c64 alone then with partners, interleaved: ${rounds}; ` +
       `replicationTaxRatio (median) x${round(median(figures.taxRounds.map((taxRound) => taxRound.ratio)), 2)}`,
   );
+  logApplyCost(figures, single.get(64));
   log(
     `\nreplication lag inside the site (ack on n1 -> event on n2/n3's watch): p50 ${lag.p50Ms.toFixed(1)} ms, ` +
       `p99 ${lag.p99Ms.toFixed(1)} ms over ${lag.samples} arrivals${lag.lost > 0 ? `, ${lag.lost} lost` : ""}`,
@@ -638,6 +673,9 @@ function report(figures: Figures): void {
     sqliteFullCommitsPerSec: Math.round(figures.sqliteRate),
     statusReadsPerSecC64: Math.round(figures.status.writesPerSec),
     bareHttpPerSecC64: Math.round(figures.bareHttp.writesPerSec),
+    serveUsPerEntry: round(figures.applyCost.serveUsPerEntry, 1),
+    applyUsPerEntry: round(figures.applyCost.applyUsPerEntry, 1),
+    applyFloorUsPerEntry: round(figures.applyCost.floorUsPerEntry, 1),
   };
   log("");
   if (peers.skipped !== null) log(`peers skipped: ${peers.skipped}`);
