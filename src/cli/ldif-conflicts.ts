@@ -1,4 +1,12 @@
-import { type Dn, dnChild, dnParent, normalizeDn, parseDn, parseRdn } from "../core/directory/dn.ts";
+import {
+  type Dn,
+  dnChild,
+  dnParent,
+  normalizeDn,
+  normalizeRdn,
+  parseDn,
+  parseRdn,
+} from "../core/directory/dn.ts";
 import type { LdifModification, LdifRecord } from "../edge/ldif/record.ts";
 
 /**
@@ -25,22 +33,44 @@ import type { LdifModification, LdifRecord } from "../edge/ldif/record.ts";
 export class BatchConflicts {
   /** Every name a record of the batch names (normalized DNs). */
   private readonly named = new Set<string>();
-  /** Names of the batch's creates, modifies and renames, and every DN above them. */
-  private readonly atOrAbove = new Set<string>();
+  /**
+   * The names of the batch's creates, modifies and renames, whose DNs and every DN above them
+   * a later rename or delete may not touch. Their keys (atOrAbove) are worked out only once the
+   * batch meets a rename or a delete: a batch of creates (an export's file) never needs them.
+   */
+  private readonly kept: NormalizedName[] = [];
+  private atOrAbove: Set<string> | null = null;
 
-  /** True when `record` must go in the next batch (see above). */
-  conflicts(record: LdifRecord): boolean {
+  /**
+   * True when `record` must go in the next batch (see above); else it is taken into this one.
+   * One call per record: its names are parsed and normalized once.
+   */
+  admit(record: LdifRecord): boolean {
     const names = namesOf(record);
     if (names === null) return false;
+    if (this.conflicts(record, names)) return true;
+    this.add(record, names);
+    return false;
+  }
+
+  clear(): void {
+    this.named.clear();
+    this.kept.length = 0;
+    this.atOrAbove = null;
+  }
+
+  private conflicts(record: LdifRecord, names: readonly NormalizedName[]): boolean {
     switch (record.kind) {
       case "content":
       case "add":
-        return names.some((name) => this.named.has(normalizeDn(name)));
+        return names.some((name) => this.named.has(name.key));
       case "modify":
         return false;
       case "delete":
-      case "modrdn":
-        return names.some((name) => this.atOrAbove.has(normalizeDn(name)));
+      case "modrdn": {
+        const above = this.keysAtOrAbove();
+        return names.some((name) => above.has(name.key));
+      }
       default: {
         const never: never = record;
         throw new Error(`unknown record ${JSON.stringify(never)}`);
@@ -48,26 +78,45 @@ export class BatchConflicts {
     }
   }
 
-  add(record: LdifRecord): void {
-    const names = namesOf(record);
-    if (names === null) return;
+  private add(record: LdifRecord, names: readonly NormalizedName[]): void {
     for (const name of names) {
-      this.named.add(normalizeDn(name));
-      if (record.kind !== "delete") for (const above of selfAndAncestors(name)) this.atOrAbove.add(above);
+      this.named.add(name.key);
+      if (record.kind === "delete") continue;
+      this.kept.push(name);
+      if (this.atOrAbove !== null) addSelfAndAbove(this.atOrAbove, name);
     }
   }
 
-  clear(): void {
-    this.named.clear();
-    this.atOrAbove.clear();
+  private keysAtOrAbove(): Set<string> {
+    if (this.atOrAbove === null) {
+      this.atOrAbove = new Set();
+      for (const name of this.kept) addSelfAndAbove(this.atOrAbove, name);
+    }
+    return this.atOrAbove;
   }
 }
 
+/** The keys of `name` and of every DN above it: the RDNs' keys from each depth on (normalizeDn's form). */
+function addSelfAndAbove(keys: Set<string>, name: NormalizedName): void {
+  for (let depth = 0; depth < name.rdnKeys.length; depth++) keys.add(name.rdnKeys.slice(depth).join(","));
+}
+
+/** A DN's key (normalizeDn) and its RDNs' keys, from the entry up. */
+interface NormalizedName {
+  readonly key: string;
+  readonly rdnKeys: readonly string[];
+}
+
+function normalizedName(dn: Dn): NormalizedName {
+  const rdnKeys = dn.rdns.map(normalizeRdn);
+  return { key: rdnKeys.join(","), rdnKeys };
+}
+
 /** The DNs a record names (a rename: old and new); null when one does not parse (the node refuses it). */
-function namesOf(record: LdifRecord): Dn[] | null {
+function namesOf(record: LdifRecord): NormalizedName[] | null {
   const dn = parseDn(record.dn);
   if (!dn.ok) return null;
-  if (record.kind !== "modrdn") return [dn.value];
+  if (record.kind !== "modrdn") return [normalizedName(dn.value)];
   const rdn = parseRdn(record.newRdn);
   const superior =
     record.newSuperior === undefined
@@ -76,14 +125,7 @@ function namesOf(record: LdifRecord): Dn[] | null {
         : null
       : parseDn(record.newSuperior);
   if (!rdn.ok || superior === null || !superior.ok) return null;
-  return [dn.value, dnChild(rdn.value, superior.value)];
-}
-
-/** Normalized keys of `dn` and of every DN above it, the root excluded. */
-function selfAndAncestors(dn: Dn): string[] {
-  const keys: string[] = [];
-  for (let depth = 0; depth < dn.rdns.length; depth++) keys.push(normalizeDn({ rdns: dn.rdns.slice(depth) }));
-  return keys;
+  return [normalizedName(dn.value), normalizedName(dnChild(rdn.value, superior.value))];
 }
 
 /**
@@ -91,6 +133,8 @@ function selfAndAncestors(dn: Dn): string[] {
  * create finds its entry with them applied. Keyed by the create's position in `records`.
  */
 export function laterChanges(records: readonly LdifRecord[]): Map<number, LdifModification[]> {
+  // A batch of creates only (an export's file) has none: no name is parsed again for it.
+  if (!records.some((record) => record.kind === "modify")) return new Map();
   const creates = new Map<string, number>();
   const changes = new Map<number, LdifModification[]>();
   for (const [position, record] of records.entries()) {

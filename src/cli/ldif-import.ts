@@ -243,10 +243,11 @@ class Importer {
       const current = index++;
       if (current < this.done) continue;
       const pending = pendingOf(current, item);
+      // A record admitted here joins this batch's names; one that is not starts the next batch.
       if (
         batch.length >= this.options.batch ||
         batchBytes + pending.bytes > batchBytesMax ||
-        (pending.record !== null && conflicts.conflicts(pending.record))
+        (pending.record !== null && conflicts.admit(pending.record))
       ) {
         await inFlight;
         if (this.stopRequested) break;
@@ -256,10 +257,10 @@ class Importer {
         batch = [];
         batchBytes = 0;
         conflicts.clear();
+        if (pending.record !== null) conflicts.admit(pending.record);
       }
       batch.push(pending);
       batchBytes += pending.bytes;
-      if (pending.record !== null) conflicts.add(pending.record);
     }
     await inFlight;
     if (!this.stopRequested) await this.send(batch);

@@ -90,12 +90,12 @@ function batchesOf(records: readonly LdifRecord[]): Array<[number, number]> {
   const batches: Array<[number, number]> = [];
   let start = 0;
   for (const [index, record] of records.entries()) {
-    if (conflicts.conflicts(record)) {
+    if (conflicts.admit(record)) {
       batches.push([start, index]);
       start = index;
       conflicts.clear();
+      conflicts.admit(record);
     }
-    conflicts.add(record);
   }
   batches.push([start, records.length]);
   return batches;
