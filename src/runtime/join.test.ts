@@ -91,6 +91,30 @@ describe("joining and leaving", { timeout: 120_000 }, () => {
     );
   });
 
+  it("refuses at once a joiner whose name a running server has, and leaves that server's entry alone", async () => {
+    const secret = "the name test's secret, long enough";
+    const first = await start("t1", secret, null);
+    const second = await start("t2", secret, first.url);
+    const entryOf = async (): Promise<unknown> =>
+      (await http("GET", `${entryPath(first.url, "cn=t2,cn=servers,cn=config")}?attributes=plexusHttpPort`))
+        .body;
+    const before = await entryOf();
+    // Another machine's operator types t2 for its new node: a fresh data directory, another port.
+    const directory = mkdtempSync(join(tmpdir(), "plexus-impostor-"));
+    directories.push(directory);
+    const started = performance.now();
+    await assert.rejects(
+      start("t2", secret, first.url, directory),
+      /could not join: .*the node name t2 is taken: a server of that name answers at http:\/\/127\.0\.0\.1:\d+; give this node another --node/,
+    );
+    assert.ok(performance.now() - started < 30_000, "refused at once, not after the join retries");
+    assert.deepEqual(await entryOf(), before, "t2's entry still names the running t2");
+    // Once that server is gone, the name is free to move: its own node, restarted elsewhere.
+    await second.close();
+    await start("t2", secret, first.url, directory);
+    assert.notDeepEqual(await entryOf(), before, "the entry now names the new port");
+  });
+
   it("a node whose server entry was removed takes no more writes, and still serves reads", async () => {
     const secret = "the leaving test's secret, long enough";
     const first = await start("l1", secret, null);

@@ -115,6 +115,8 @@ const drainReapMs = 50;
 const catchUpPollMs = 10;
 /** How often a write waiting for its concern asks the other servers again. */
 const concernPollMs = 10;
+/** How long a join waits for the server already holding the joiner's name to say it is alive. */
+const nameProbeTimeoutMs = 2_000;
 /** One UTD report may take this long; a server that does not answer in time is asked again. */
 const utdReportTimeoutMs = 1_000;
 const joinRetryMs = 500;
@@ -462,6 +464,7 @@ export class PlexusNode implements DirectoryService {
     for (let attempt = 0; attempt < rounds && monotonicClock.now() < deadline && !this.stopped; attempt++) {
       if (attempt > 0) await sleep(joinRetryMs);
       let unauthorized = 0;
+      let refused = 0;
       for (const url of urls) {
         const reply = await this.client.post(
           url,
@@ -477,8 +480,11 @@ export class PlexusNode implements DirectoryService {
         } else if (!reply.ok) {
           lastReason = `${url}: ${reply.reason}`;
           if (reply.status === 401) unauthorized++;
+          if (reply.status === 400) refused++;
         }
       }
+      // Every node refused the registration itself (a name taken, …): asking again cannot help.
+      if (urls.length > 0 && refused === urls.length) throw new Error(`could not join: ${lastReason}`);
       // Every node refused our signature: the secret is not the cluster's, and retrying cannot help.
       if (urls.length > 0 && unauthorized === urls.length)
         throw new Error(
@@ -932,6 +938,11 @@ export class PlexusNode implements DirectoryService {
     if (checked.value.node === this.options.node)
       return { status: 400, detail: "that is this node's own name" };
     const config = readTopology(this.replica).config;
+    const taken = await this.nameTakenBy(config, checked.value);
+    if (taken !== null) {
+      this.options.log.log("warn", "join-refused", { joiner: from, reason: taken });
+      return { status: 400, detail: taken };
+    }
     const writes = registrationWrites(config, checked.value, this.options.site);
     const results = (await Promise.all(writes.map((write) => this.commit(write)))).map(
       ({ result }) => result,
@@ -946,6 +957,26 @@ export class PlexusNode implements DirectoryService {
     this.refreshTopology(true);
     this.schedule();
     return { status: 200, body: { node: this.options.node, site: this.options.site } };
+  }
+
+  /**
+   * Why `registration` may not take its name, or null. A server entry of that name at another
+   * address whose node answers as that name belongs to a running server: registering over it
+   * would move the entry here, and nobody would pull from that server again (a typo in --node
+   * silently cut a live node off). The same address, or no answer there, is the node itself
+   * restarted or moved, as before.
+   */
+  private async nameTakenBy(config: TopologyConfig, registration: Registration): Promise<string | null> {
+    const existing = config.servers.find((server) => server.node === registration.node);
+    if (existing === undefined) return null;
+    if (existing.httpPort === registration.httpPort && existing.addresses.includes(registration.address))
+      return null;
+    for (const address of existing.addresses) {
+      const url = urlOf(address, existing.httpPort);
+      if (await answersAs(url, registration.node))
+        return `the node name ${registration.node} is taken: a server of that name answers at ${url}; give this node another --node, or stop that server first (its entry then moves here)`;
+    }
+    return null;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1200,6 +1231,17 @@ export class PlexusNode implements DirectoryService {
       conflicts: (max) => this.replica.conflicts(null, max).length,
       rejectedPages: () => this.machine.rejectedPageCount,
     };
+  }
+}
+
+/** Whether the node at `url` answers GET /v1/status as `node`, within nameProbeTimeoutMs. */
+async function answersAs(url: string, node: NodeId): Promise<boolean> {
+  try {
+    const response = await fetch(`${url}/v1/status`, { signal: AbortSignal.timeout(nameProbeTimeoutMs) });
+    const body = (await response.json()) as { node?: unknown };
+    return response.ok && body.node === node;
+  } catch {
+    return false;
   }
 }
 
