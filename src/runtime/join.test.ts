@@ -6,6 +6,7 @@ import { after, describe, it } from "node:test";
 import { type InProcessNode, startInProcessNode } from "../../test/support/in-process-node.ts";
 import { entryPath, eventually, http } from "../cli/local-cluster.ts";
 import { type ClusterSecret, clusterSecret } from "./auth.ts";
+import type { Logger } from "./log.ts";
 import { runtimeTimingsDefault, syncedMarkerFileName } from "./node.ts";
 
 const base = "dc=example,dc=com";
@@ -20,9 +21,11 @@ describe("joining and leaving", { timeout: 120_000 }, () => {
     secretText: string,
     joinUrl: string | null,
     dataDirectory?: string,
+    log?: Logger,
   ): Promise<InProcessNode> => {
     const node = await startInProcessNode(name, "east", {
       ...(dataDirectory === undefined ? {} : { dataDirectory }),
+      ...(log === undefined ? {} : { log }),
       join: joinUrl === null ? [] : [joinUrl],
       secret: clusterSecret(secretText) as ClusterSecret,
       partitions: joinUrl === null ? [base] : [],
@@ -43,7 +46,13 @@ describe("joining and leaving", { timeout: 120_000 }, () => {
 
   it("a partner that refuses this node's signature is shown failing with HTTP 401, not as unreachable", async () => {
     const secret = "the refused signature test's secret, long enough";
-    const first = await start("s1", secret, null);
+    const warnings: string[] = [];
+    const log: Logger = {
+      log: (level, event, fields) => {
+        if (level === "warn") warnings.push(`${event} ${JSON.stringify(fields ?? {})}`);
+      },
+    };
+    const first = await start("s1", secret, null, undefined, log);
     const directory = mkdtempSync(join(tmpdir(), "plexus-s2-"));
     directories.push(directory);
     const second = await start("s2", secret, first.url, directory);
@@ -64,6 +73,13 @@ describe("joining and leaving", { timeout: 120_000 }, () => {
       const failure = partners.find((partner) => partner.node === "s2")?.lastFailure ?? "";
       return /HTTP 401.*another cluster secret/.test(failure);
     });
+    // Said in s1's log at warn level (the default level shows it), once: not per failed pull.
+    await eventually("s1 warns that s2 refuses its signature", async () =>
+      warnings.some((line) => line.startsWith("partner-refuses-signature")),
+    );
+    const said = warnings.filter((line) => line.startsWith("partner-refuses-signature"));
+    assert.equal(said.length, 1, said.join("\n"));
+    assert.match(said[0] ?? "", /"partner":"s2".*--secret-file/);
   });
 
   it("a data directory whose database was lost joins afresh, though its marker says it synced", async () => {

@@ -117,6 +117,8 @@ const catchUpPollMs = 10;
 const concernPollMs = 10;
 /** How long a join waits for the server already holding the joiner's name to say it is alive. */
 const nameProbeTimeoutMs = 2_000;
+/** A partner refusing this node's signature is logged again after this (ms). */
+const refusedSignatureWarnMs = 10 * 60_000;
 /** One UTD report may take this long; a server that does not answer in time is asked again. */
 const utdReportTimeoutMs = 1_000;
 const joinRetryMs = 500;
@@ -224,6 +226,8 @@ export class PlexusNode implements DirectoryService {
   private publishing: InvocationId | null = null;
   private readonly changeListeners = new Set<() => void>();
   private readonly concerns = new ConcernWaiter((server) => this.utdOf(server), concernPollMs);
+  /** When each partner's refusal of this node's signature was last logged (warnRefusedSignature). */
+  private readonly signatureWarnedAt = new Map<NodeId, number>();
   private announcedUsn = -1;
   private stopped = false;
   /** Builds the pages of pulls off this thread (page-builder.ts); null until started, or when off. */
@@ -823,6 +827,7 @@ export class PlexusNode implements DirectoryService {
       this.metrics.exchangeFailed(to, message.kind);
       const reason = exchangeFailure(reply);
       this.options.log.log("debug", "exchange-failed", { to, kind: message.kind, reason });
+      if (!reply.ok && reply.status === 401) this.warnRefusedSignature(to, reason);
       this.machine.undeliverable(to, message, reason);
     } else {
       const before = this.metrics.beforeApply(to, message.kind);
@@ -924,6 +929,22 @@ export class PlexusNode implements DirectoryService {
     this.metrics.pageServed(ticket.from, fromWorker === undefined ? "node" : "worker");
     this.schedule();
     return { status: 200, json: built.body, gzipped: built.gzipped };
+  }
+
+  /**
+   * A partner refusing this node's signature is a configuration error (another cluster secret),
+   * not a failing network: said at warn level, at most once per partner and refusedSignatureWarnMs.
+   */
+  private warnRefusedSignature(partner: NodeId, reason: string): void {
+    const now = monotonicClock.now();
+    const last = this.signatureWarnedAt.get(partner);
+    if (last !== undefined && now - last < refusedSignatureWarnMs) return;
+    this.signatureWarnedAt.set(partner, now);
+    this.options.log.log("warn", "partner-refuses-signature", {
+      partner,
+      reason,
+      hint: "is this node's --secret-file the cluster's secret?",
+    });
   }
 
   /** Admits a joining node: registers it (or updates its address) in the config partition. */
