@@ -104,6 +104,8 @@ describe("plexus start options", () => {
       [[...minimal, "--port=-1"], env, /^--port must be 0\.\.65535$/],
       [[...minimal, "--join", "nope"], env, /^--join nope is not a URL$/],
       [[...minimal, "--join", "https://127.0.0.1:1"], env, /only http:\/\/ URLs are supported$/],
+      [[...minimal, "--join", "http://127.0.0.1:1/plexus"], env, /without a path \(http:\/\/HOST:PORT\)$/],
+      [[...minimal, "--join", "http://127.0.0.1:1?x=1"], env, /without a path/],
       [minimal, {}, /^a cluster secret is required/],
       [minimal, { PLEXUS_CLUSTER_SECRET: "short" }, /^the cluster secret must hold at least \d+ bytes$/],
       [[...minimal, "--synchronous", "off"], env, /^--synchronous must be full or normal$/],

@@ -260,6 +260,9 @@ function joinUrls(values: StartFlags, file: Raw): string[] {
       throw new Error(`--join ${url} is not a URL`);
     }
     if (parsed.protocol !== "http:") throw new Error(`--join ${url}: only http:// URLs are supported`);
+    // A path would be dropped without a word (the node's routes are at its root).
+    if (parsed.pathname !== "/" || parsed.search !== "" || parsed.hash !== "")
+      throw new Error(`--join ${url}: give the node's address without a path (http://HOST:PORT)`);
   }
   return join;
 }
