@@ -200,7 +200,7 @@ async function readAges(urls: ReadonlyMap<string, string | null>): Promise<Map<s
  */
 async function readOrigins(
   self: StatusView,
-  partners: ReadonlyMap<string, StatusView | null>,
+  partners: ReadonlySet<string>,
   config: TopologyConfig | undefined,
 ): Promise<StatusView[]> {
   if (config === undefined) return [];
@@ -227,18 +227,20 @@ async function nodeNamed(node: NodeApi, name: string | undefined): Promise<NodeA
 
 async function replStatus(node: NodeApi, json: boolean, stdout: Output): Promise<number> {
   const self = await statusOf(node);
-  const partnerUrls = new Map(self.partners.map((partner) => [partner.node, partner.url]));
-  const [{ statuses, unreachable }, ages] = await Promise.all([
-    readStatuses(partnerUrls),
-    readAges(new Map([[self.node, node.url], ...partnerUrls])),
-  ]);
   let config: TopologyConfig | undefined;
   try {
     config = (await liveTopology(node)).config;
   } catch {
     // Names then come from the statuses alone (current invocation ids only).
   }
-  const origins = await readOrigins(self, statuses, config);
+  const partnerUrls = new Map(self.partners.map((partner) => [partner.node, partner.url]));
+  // The partners and the other origins are asked at once: each server that does not answer
+  // costs its timeout once, not once per round (two partners down took 10.7 s, asked in turn).
+  const [{ statuses, unreachable }, ages, origins] = await Promise.all([
+    readStatuses(partnerUrls),
+    readAges(new Map([[self.node, node.url], ...partnerUrls])),
+    readOrigins(self, new Set(partnerUrls.keys()), config),
+  ]);
   // An origin's own newest change is the measure of time behind when the partners lack it too.
   for (const [origin, held] of await readAges(new Map(origins.map((status) => [status.node, status.url]))))
     ages.set(origin, held);
