@@ -131,6 +131,30 @@ describe("joining and leaving", { timeout: 120_000 }, () => {
     assert.notDeepEqual(await entryOf(), before, "the entry now names the new port");
   });
 
+  it("a joiner whose site the topology lacks is told, at warn level, that its site was created", async () => {
+    const secret = "the site test's secret, long enough";
+    const first = await start("w1", secret, null);
+    const warnings: string[] = [];
+    const log: Logger = {
+      log: (level, event, fields) => {
+        if (level === "warn") warnings.push(`${event} ${JSON.stringify(fields ?? {})}`);
+      },
+    };
+    const typo = await startInProcessNode("w2", "eastt", {
+      join: [first.url],
+      secret: clusterSecret(secret) as ClusterSecret,
+      partitions: [],
+      pageWorker: false,
+      timings: { ...runtimeTimingsDefault, joinTimeoutMs },
+      log,
+    });
+    nodes.push(typo);
+    assert.ok(
+      warnings.some((line) => /^site-created \{"site":"eastt","by":"w1".*misspelt/.test(line)),
+      warnings.join("\n"),
+    );
+  });
+
   it("a node whose server entry was removed takes no more writes, and still serves reads", async () => {
     const secret = "the leaving test's secret, long enough";
     const first = await start("l1", secret, null);

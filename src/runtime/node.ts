@@ -462,7 +462,7 @@ export class PlexusNode implements DirectoryService {
     registration: Registration,
     urls: readonly string[] = this.options.join,
     rounds = Number.POSITIVE_INFINITY,
-  ): Promise<{ node: NodeId; url: string; site: string | null }> {
+  ): Promise<{ node: NodeId; url: string; site: string | null; siteCreated: boolean }> {
     const deadline = monotonicClock.now() + this.options.timings.joinTimeoutMs;
     let lastReason = "no join URL";
     for (let attempt = 0; attempt < rounds && monotonicClock.now() < deadline && !this.stopped; attempt++) {
@@ -477,9 +477,14 @@ export class PlexusNode implements DirectoryService {
           this.options.timings.pullTimeoutMs,
         );
         if (reply.ok && typeof reply.body === "object" && reply.body !== null) {
-          const { node: admitter, site } = reply.body as Record<string, unknown>;
+          const { node: admitter, site, siteCreated } = reply.body as Record<string, unknown>;
           if (isNodeId(admitter))
-            return { node: admitter, url, site: typeof site === "string" ? site : null };
+            return {
+              node: admitter,
+              url,
+              site: typeof site === "string" ? site : null,
+              siteCreated: siteCreated === true,
+            };
           lastReason = `${url} answered without a node id`;
         } else if (!reply.ok) {
           lastReason = `${url}: ${reply.reason}`;
@@ -505,6 +510,12 @@ export class PlexusNode implements DirectoryService {
    */
   private async joinAndSync(registration: Registration): Promise<void> {
     const admitter = await this.admit(registration);
+    if (admitter.siteCreated)
+      this.options.log.log("warn", "site-created", {
+        site: registration.site,
+        by: admitter.node,
+        hint: "the topology had no such site: the admitting node created it, with a link to its own site; if --site is misspelt, stop this node and see docs/operations.md",
+      });
     // A restart during the initial sync resumes from the watermark its last page committed.
     const from = this.replica.changeRequest(admitter.node).from;
     this.options.log.log("info", "joined", {
@@ -965,19 +976,21 @@ export class PlexusNode implements DirectoryService {
       return { status: 400, detail: taken };
     }
     const writes = registrationWrites(config, checked.value, this.options.site);
+    const siteCreated = !config.sites.some((site) => siteKey(site.name) === siteKey(checked.value.site));
     const results = (await Promise.all(writes.map((write) => this.commit(write)))).map(
       ({ result }) => result,
     );
     const failed = results.find((result) => !result.ok);
     if (failed !== undefined && !failed.ok) return { status: 400, detail: failed.error.message };
-    this.options.log.log("info", "admitted", {
+    this.options.log.log(siteCreated ? "warn" : "info", "admitted", {
       joiner: from,
       joinerSite: checked.value.site,
       writes: writes.length,
+      ...(siteCreated ? { siteCreated: true } : {}),
     });
     this.refreshTopology(true);
     this.schedule();
-    return { status: 200, body: { node: this.options.node, site: this.options.site } };
+    return { status: 200, body: { node: this.options.node, site: this.options.site, siteCreated } };
   }
 
   /**
