@@ -301,8 +301,9 @@ describe("a WAN cut between two sites", { skip: unavailable ?? false, timeout: 2
     lab.cut("branch", "branch-client");
     const hqUrls = [node("hq1").url, node("hq2").url];
     // A read first: the client's kept connection to br1 takes the request and nothing comes
-    // back, so it fails over once the request times out. (A write there would not move on:
-    // br1 may have got it — OutcomeUnknownError — and the client never writes it twice.)
+    // back, so the read is asked of the next server after hedgeReadsAfterMs (500 ms) and br1
+    // is set aside. (A write there would not move on: br1 may have got it —
+    // OutcomeUnknownError — and the client never writes it twice.)
     const moved = await client.clientCall(options, "get", `cn=client-home,${base}`);
     assert.equal(moved.status, 200);
     assert.ok(hqUrls.includes(moved.url), JSON.stringify(moved));

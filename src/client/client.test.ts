@@ -524,6 +524,48 @@ describe("looking the records up again", { timeout: 30_000 }, () => {
   });
 });
 
+describe("reads asked of the next server when the first is slow", { timeout: 30_000 }, () => {
+  it("takes the first answer, sets the slow server aside until it answers, and never sends a write twice", async () => {
+    const slow = await scripted(answerJson(200, { dn: "cn=x", from: "slow" }, 1_500));
+    const fast = await scripted(answerJson(200, { dn: "cn=x", from: "fast" }));
+    const client = createClient({ urls: [slow.url, fast.url], hedgeReadsAfterMs: 100 });
+    const patient = createClient({ urls: [slow.url, fast.url], hedgeReadsAfterMs: null });
+    try {
+      const started = performance.now();
+      const read = await client.get("cn=x");
+      assert.equal(read.url, fast.url);
+      assert.ok(performance.now() - started < 1_000, "answered by the second server, not after the first");
+      assert.deepEqual(
+        read.failed.map((attempt) => [attempt.url, attempt.failure]),
+        [[slow.url, "no answer within 100 ms (the read went on to the next server)"]],
+      );
+      // Outrun: set aside at once, so that the next request (a write, say) does not wait on it…
+      assert.equal((await client.candidates())[0]?.url, fast.url);
+      // …and taken back once its own answer arrives: it was only slow.
+      const back = performance.now();
+      while ((await client.candidates())[0]?.url !== slow.url) {
+        assert.ok(performance.now() - back < 5_000, "the slow server's late answer lifted its back-off");
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const searched = await client.search({ base: "dc=example,dc=com" });
+      assert.equal(searched.url, fast.url, "a search is a read");
+      await new Promise((resolve) => setTimeout(resolve, 1_600)); // the search's late answer
+      const fastRequests = fast.requests.length;
+      // A write waits for the server it went to: it is never sent to a second one at once.
+      const written = await client.add("cn=y,dc=example,dc=com", entry);
+      assert.equal(written.url, slow.url);
+      assert.equal(fast.requests.length, fastRequests, "the write went to one server only");
+      // hedgeReadsAfterMs null: a read waits for its server, as before.
+      assert.equal((await patient.get("cn=x")).url, slow.url);
+    } finally {
+      await client.close();
+      await patient.close();
+      await slow.close();
+      await fast.close();
+    }
+  });
+});
+
 describe("a call the caller aborts", { timeout: 30_000 }, () => {
   it("stops at once, tries no other server and blames none", async () => {
     const slow = await scripted(answerJson(200, { dn: "cn=x" }, 2_000));

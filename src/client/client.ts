@@ -58,6 +58,11 @@ const notSentCodes = new Set([
   "ENETUNREACH",
   "EADDRNOTAVAIL",
 ]);
+/**
+ * A read waits this long for its server before the next one is asked too: far above a healthy
+ * node's answer (milliseconds), far below requestTimeoutMs.
+ */
+export const hedgeReadsAfterMsDefault = 500;
 /** POST routes that only read, so that they fail over like a GET. */
 const readOnlyPosts = new Set(["/v1/search"]);
 /**
@@ -92,6 +97,12 @@ export interface ClientOptions {
   /** Keep connections open between requests (default true); a one-shot command turns it off so it can exit at once. */
   readonly keepAlive?: boolean;
   readonly requestTimeoutMs?: number;
+  /**
+   * A read with no answer after this long is asked of the next server too, and the first answer
+   * wins (default hedgeReadsAfterMsDefault; null: never). A server gone silent on a kept
+   * connection then costs a read this, not requestTimeoutMs. Writes are never sent twice.
+   */
+  readonly hedgeReadsAfterMs?: number | null;
   readonly connectTimeoutMs?: number;
   readonly recordsRefreshMs?: number;
   readonly backoff?: BackoffPolicy;
@@ -362,25 +373,23 @@ export class PlexusClient {
     const failed: Attempt[] = [];
     const timeoutMs = this.timeoutFor(headers);
     const read = isRead(method, path);
+    const hedgeAfterMs =
+      this.options.hedgeReadsAfterMs === undefined
+        ? hedgeReadsAfterMsDefault
+        : this.options.hedgeReadsAfterMs;
+    if (read && hedgeAfterMs !== null)
+      return this.hedgedRead<T>(
+        order,
+        { method, path, body, headers, timeoutMs },
+        hedgeAfterMs,
+        options.signal,
+      );
     for (const candidate of order) {
       const outcome = await this.attempt(candidate, method, path, body, headers, timeoutMs, options.signal);
       // The caller gave up: no other server is tried, and this one is not blamed.
       options.signal?.throwIfAborted();
-      if (outcome.kind === "answer") {
-        this.book.succeed(candidate.key);
-        const attempt = { url: candidate.url, tier: candidate.tier, failure: null, status: outcome.status };
-        this.options.onAttempt?.(attempt);
-        return {
-          status: outcome.status,
-          body: outcome.body as T,
-          url: candidate.url,
-          tier: candidate.tier,
-          failed,
-        };
-      }
-      if (outcome.backoff) this.book.fail(candidate.key, this.now(), outcome.reason);
-      const attempt = { url: candidate.url, tier: candidate.tier, failure: outcome.reason };
-      this.options.onAttempt?.(attempt);
+      if (outcome.kind === "answer") return this.answered<T>(candidate, outcome, failed);
+      this.noteFailure(candidate, outcome, failed);
       // A write the server may have applied is not sent again elsewhere (OutcomeUnknownError).
       if (!read && outcome.maybeApplied)
         throw new OutcomeUnknownError(
@@ -388,11 +397,148 @@ export class PlexusClient {
           candidate.url,
           candidate.tier,
           outcome.reason,
-          failed,
+          failed.slice(0, -1),
         );
-      failed.push(attempt);
     }
     throw new NoServerError(failed, "");
+  }
+
+  /**
+   * A read, server after server as `request` does, but one that has no answer after
+   * `hedgeAfterMs` is asked of the next server as well, and the first answer wins. A server
+   * outrun that way goes into back-off at once (a silent one would otherwise take the next
+   * write, and hold it for requestTimeoutMs), and comes out of it when its own answer arrives
+   * after all (it was only slow): its request goes on in the background until then. Requests
+   * started after the winner are cancelled. A failure asks the next server at once.
+   */
+  private async hedgedRead<T>(
+    order: readonly Candidate[],
+    ask: { method: string; path: string; body: unknown; headers: Record<string, string>; timeoutMs: number },
+    hedgeAfterMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<ClientAnswer<T>> {
+    const failed: Attempt[] = [];
+    const running = new Map<number, { readonly cancel: AbortController; readonly done: Promise<number> }>();
+    const outcomes = new Map<number, Awaited<ReturnType<PlexusClient["attempt"]>>>();
+    let next = 0;
+    const start = (): void => {
+      const index = next++;
+      const candidate = order[index] as Candidate;
+      const cancel = new AbortController();
+      const both = signal === undefined ? cancel.signal : AbortSignal.any([signal, cancel.signal]);
+      const done = this.attempt(
+        candidate,
+        ask.method,
+        ask.path,
+        ask.body,
+        ask.headers,
+        ask.timeoutMs,
+        both,
+      ).then((outcome) => {
+        outcomes.set(index, outcome);
+        return index;
+      });
+      running.set(index, { cancel, done });
+    };
+    start();
+    try {
+      while (running.size > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        const hedge =
+          next < order.length
+            ? new Promise<"hedge">((resolve) => {
+                timer = setTimeout(() => resolve("hedge"), hedgeAfterMs);
+              })
+            : new Promise<never>(() => {});
+        const first = await Promise.race([...[...running.values()].map((each) => each.done), hedge]);
+        clearTimeout(timer);
+        signal?.throwIfAborted();
+        if (first === "hedge") {
+          start();
+          continue;
+        }
+        running.delete(first);
+        const outcome = outcomes.get(first);
+        const candidate = order[first] as Candidate;
+        if (outcome?.kind === "answer") {
+          this.settleOutrun(order, running, outcomes, first, hedgeAfterMs, failed);
+          return this.answered<T>(candidate, outcome, failed);
+        }
+        if (outcome !== undefined) this.noteFailure(candidate, outcome, failed);
+        if (running.size === 0 && next < order.length) start();
+      }
+    } catch (error) {
+      for (const { cancel } of running.values()) cancel.abort();
+      throw error;
+    }
+    throw new NoServerError(failed, "");
+  }
+
+  /**
+   * After the answer of request `winner`: the requests started before it were outrun (back-off
+   * now, out of it if their answer comes after all), the ones started after it are cancelled.
+   */
+  private settleOutrun(
+    order: readonly Candidate[],
+    running: ReadonlyMap<number, { readonly cancel: AbortController; readonly done: Promise<number> }>,
+    outcomes: ReadonlyMap<number, Awaited<ReturnType<PlexusClient["attempt"]>>>,
+    winner: number,
+    hedgeAfterMs: number,
+    failed: Attempt[],
+  ): void {
+    for (const [index, { cancel, done }] of running) {
+      if (index > winner) {
+        cancel.abort();
+        continue;
+      }
+      const candidate = order[index] as Candidate;
+      const reason = `no answer within ${hedgeAfterMs} ms (the read went on to the next server)`;
+      this.book.fail(candidate.key, this.now(), reason);
+      const attempt = { url: candidate.url, tier: candidate.tier, failure: reason };
+      this.options.onAttempt?.(attempt);
+      failed.push(attempt);
+      void done.then((settled) => {
+        const late = outcomes.get(settled);
+        if (late?.kind === "answer") this.book.succeed(candidate.key);
+        // No answer at all in the end: a failure of its own, on top of having been outrun.
+        else if (late?.kind === "failed" && late.backoff)
+          this.book.fail(candidate.key, this.now(), late.reason);
+      });
+    }
+  }
+
+  /** An answer from `candidate`: the server is well, and the caller learns who answered and who failed first. */
+  private answered<T>(
+    candidate: Candidate,
+    outcome: { kind: "answer"; status: number; body: unknown },
+    failed: readonly Attempt[],
+  ): ClientAnswer<T> {
+    this.book.succeed(candidate.key);
+    this.options.onAttempt?.({
+      url: candidate.url,
+      tier: candidate.tier,
+      failure: null,
+      status: outcome.status,
+    });
+    return {
+      status: outcome.status,
+      body: outcome.body as T,
+      url: candidate.url,
+      tier: candidate.tier,
+      failed,
+    };
+  }
+
+  /** A server that gave no answer: back-off when it may be down, and the attempt recorded. */
+  private noteFailure(
+    candidate: Candidate,
+    outcome: { reason: string; backoff: boolean },
+    failed: Attempt[],
+  ): void {
+    if (outcome.backoff) this.book.fail(candidate.key, this.now(), outcome.reason);
+    const attempt = { url: candidate.url, tier: candidate.tier, failure: outcome.reason };
+    this.options.onAttempt?.(attempt);
+    failed.push(attempt);
   }
 
   /** Like request, but a problem answer (4xx, 5xx) throws ProblemError. */

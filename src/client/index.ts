@@ -13,6 +13,7 @@ export {
   connectTimeoutMsDefault,
   createClient,
   dnsResolver,
+  hedgeReadsAfterMsDefault,
   type Located,
   NoServerError,
   OutcomeUnknownError,
