@@ -160,6 +160,19 @@ describe("LDIF parser", () => {
     assert.match(messages[7] ?? "", /URL values/);
   });
 
+  it("says so when a line of spaces, meant to end a record, joined two records", () => {
+    const items = parseLdif(["dn: cn=a,dc=x", "cn: a", "   ", "dn: cn=b,dc=x", "cn: b", ""].join("\n"));
+    const errors = items.filter((item) => item.kind === "error");
+    assert.equal(errors.length, 1, JSON.stringify(items));
+    assert.match(
+      (errors[0] as { message: string }).message,
+      /^'dn:' out of place .*\(line 3 holds only spaces: in LDIF that continues the line before it/,
+    );
+    // A stray 'dn:' with no such line says no more than before.
+    const plain = parseLdif(["dn: cn=a,dc=x", "dn: cn=b,dc=x", ""].join("\n"));
+    assert.doesNotMatch(JSON.stringify(plain), /holds only spaces/);
+  });
+
   it("refuses a version other than 1 and resolves :< URLs only through the given reader", () => {
     assert.deepEqual(
       parseLdif("version: 2\ndn: cn=a\n").map((item) => item.kind),

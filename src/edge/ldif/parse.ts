@@ -72,6 +72,8 @@ export class LdifParser {
   /** Why the record being read is already bad (the rest of it is skipped). */
   private broken: RecordError | null = null;
   private firstParagraph = true;
+  /** The first line of the paragraph that holds only spaces (a continuation), for a hint. */
+  private spacesOnlyLine: number | null = null;
   /** Set once a FileError is reported: every later line is ignored. */
   private refused = false;
 
@@ -119,6 +121,8 @@ export class LdifParser {
 
   private continueLine(text: string): void {
     if (this.inComment) return;
+    // Only spaces: most likely meant as the empty line between records (see endParagraph).
+    if (text.trim() === "") this.spacesOnlyLine ??= this.lineNumber;
     if (this.current === null) {
       this.broken = new RecordError(this.lineNumber, "a continuation line with no line to continue");
     } else if (this.current.text.length + text.length > logicalLineCharsMax) {
@@ -152,9 +156,11 @@ export class LdifParser {
     this.finishLine();
     const lines = this.lines;
     const broken = this.broken;
+    const spacesOnly = this.spacesOnlyLine;
     this.lines = [];
     this.broken = null;
     this.inComment = false;
+    this.spacesOnlyLine = null;
     if (broken !== null) {
       this.firstParagraph = false;
       return [{ kind: "error", line: broken.line, message: broken.message }];
@@ -172,7 +178,8 @@ export class LdifParser {
         this.refused = true;
         return [{ kind: "error", line: error.line, message: error.message, fatal: true }];
       }
-      if (error instanceof RecordError) return [{ kind: "error", line: error.line, message: error.message }];
+      if (error instanceof RecordError)
+        return [{ kind: "error", line: error.line, message: withSpacesOnlyHint(error.message, spacesOnly) }];
       throw error;
     }
   }
@@ -255,6 +262,16 @@ function textOf(bytes: Uint8Array, line: number): string {
   } catch {
     throw new RecordError(line, "the value is not UTF-8 text (Plexus holds text values only)");
   }
+}
+
+/**
+ * A second `dn:` in one record, after a line that holds only spaces: RFC 2849 reads such a line
+ * as the continuation of the line before it, so the two records became one. Say so, since the
+ * error otherwise points at the second `dn:` and the stray line is invisible.
+ */
+function withSpacesOnlyHint(message: string, spacesOnlyLine: number | null): string {
+  if (spacesOnlyLine === null || !message.startsWith("'dn:' out of place")) return message;
+  return `${message} (line ${spacesOnlyLine} holds only spaces: in LDIF that continues the line before it, it does not end the record; make it empty)`;
 }
 
 /** `type: value` lines as value lists by type; types compare case-insensitively, first spelling kept. */
