@@ -401,10 +401,15 @@ export function liveTopologyCommand(
       })),
       config.settings.staleAfterFailures,
     );
-    if (stale.size > 0)
+    if (stale.size > 0) {
+      const why = (node: string): string =>
+        status.partners.find((partner) => partner.node === node)?.lastFailure ?? "no reason recorded";
       stdout.write(
-        `As ${status.node} sees it: stale (failed ${config.settings.staleAfterFailures}+ pulls in a row): ${[...stale].join(", ")}\n\n`,
+        `As ${status.node} sees it: stale (failed ${config.settings.staleAfterFailures}+ pulls in a row): ${[...stale].join(", ")}\n` +
+          [...stale].map((node) => `  ${node}: ${why(node)}\n`).join("") +
+          "\n",
       );
+    }
     stdout.write(renderTopology(config, { ...(site === undefined ? {} : { site }), stale }));
     for (const problem of problems) stderr.write(`plexus topology: left out: ${problem}\n`);
     return 0;

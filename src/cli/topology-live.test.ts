@@ -44,7 +44,11 @@ describe("plexus topology --url", { timeout: 60_000 }, () => {
       let text = await forwarded.text();
       if (request.url?.startsWith("/v1/status")) {
         const status = JSON.parse(text) as { partners: { node: string; consecutiveFailures: number }[] };
-        status.partners = status.partners.map((partner) => ({ ...partner, consecutiveFailures: 9 }));
+        status.partners = status.partners.map((partner) => ({
+          ...partner,
+          consecutiveFailures: 9,
+          lastFailure: "connect ECONNREFUSED 127.0.0.1:9",
+        }));
         text = JSON.stringify(status);
       }
       response.writeHead(forwarded.status, { "content-type": "application/json" });
@@ -61,7 +65,10 @@ describe("plexus topology --url", { timeout: 60_000 }, () => {
       { write: (text: string) => (err += text) },
     );
     assert.equal(code, 0, err);
-    assert.match(out, /^As e1 sees it: stale \(failed 3\+ pulls in a row\): e2\n/);
+    assert.match(
+      out,
+      /^As e1 sees it: stale \(failed 3\+ pulls in a row\): e2\n {2}e2: connect ECONNREFUSED 127\.0\.0\.1:9\n\n/,
+    );
     assert.match(out, /intra-site \(1 live, diameter 0\):\n {6}e1 ↔ \(alone\)/);
   });
 });
