@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,9 +6,13 @@ import { after, before, describe, it } from "node:test";
 import {
   type AgentAnswer,
   type ClientCallAnswer,
-  NetAgent,
+  type NetAgent,
   NetLab,
+  type NetNode,
   netnsUnavailable,
+  startAgents,
+  startNetNode,
+  stopNetNodes,
 } from "./support/netns.ts";
 
 /**
@@ -44,13 +47,7 @@ function median(sorted: readonly number[]): string {
   return (sorted[Math.floor(sorted.length / 2)] ?? Number.NaN).toFixed(0);
 }
 
-interface RunningNode {
-  readonly name: string;
-  readonly site: "hq" | "branch";
-  readonly child: ChildProcess;
-  url: string;
-  log: string;
-}
+type RunningNode = NetNode;
 
 describe("a WAN cut between two sites", { skip: unavailable ?? false, timeout: 240_000 }, () => {
   let lab: NetLab;
@@ -68,52 +65,11 @@ describe("a WAN cut between two sites", { skip: unavailable ?? false, timeout: 2
     joinUrl?: string,
   ): Promise<void> => {
     const args = [
-      "--import",
-      "tsx",
-      join(root, "src/cli/main.ts"),
-      "start",
-      "--data",
-      join(directory, name),
-      "--node",
-      name,
-      "--site",
-      site,
-      "--host",
-      host,
-      "--port",
-      "0",
-      "--secret-file",
-      join(directory, "secret"),
-      "--log-level",
-      "warn",
+      ...["--data", join(directory, name), "--node", name, "--site", site, "--host", host, "--port", "0"],
+      ...["--secret-file", join(directory, "secret"), "--log-level", "warn"],
       ...(joinUrl === undefined ? ["--topology", join(directory, "topology.json")] : ["--join", joinUrl]),
     ];
-    const child = lab.spawn(site, process.execPath, args, root);
-    const running: RunningNode = { name, site, child, url: "", log: "" };
-    nodes.set(name, running);
-    child.stderr?.setEncoding("utf8");
-    child.stderr?.on("data", (chunk: string) => {
-      running.log = (running.log + chunk).slice(-64 * 1024);
-    });
-    running.url = await new Promise<string>((resolve, reject) => {
-      let out = "";
-      const timer = setTimeout(
-        () => reject(new Error(`${name} did not start:\n${running.log}`)),
-        nodeStartTimeoutMs,
-      );
-      child.stdout?.setEncoding("utf8");
-      child.stdout?.on("data", (chunk: string) => {
-        out += chunk;
-        const match = /^listening (\S+)$/m.exec(out);
-        if (match?.[1] === undefined) return;
-        clearTimeout(timer);
-        resolve(match[1]);
-      });
-      child.once("exit", (code) => {
-        clearTimeout(timer);
-        reject(new Error(`${name} exited (${code}) before serving:\n${running.log}`));
-      });
-    });
+    nodes.set(name, await startNetNode(lab, root, name, site, args, nodeStartTimeoutMs));
   };
 
   before(async () => {
@@ -131,28 +87,14 @@ describe("a WAN cut between two sites", { skip: unavailable ?? false, timeout: 2
       }),
     );
     lab = new NetLab(addresses, 16);
-    for (const site of Object.keys(addresses)) {
-      const child = lab.spawn(
-        site,
-        process.execPath,
-        ["--import", "tsx", join(root, "test/support/netns-agent.ts")],
-        root,
-      );
-      agents.set(site, new NetAgent(child));
-    }
+    for (const [site, agent] of startAgents(lab, root, Object.keys(addresses))) agents.set(site, agent);
     await startNode("hq1", "hq", addresses.hq[0]);
     await startNode("hq2", "hq", addresses.hq[1], node("hq1").url);
     await startNode("br1", "branch", addresses.branch[0], node("hq1").url);
   });
 
   after(async () => {
-    for (const running of nodes.values()) {
-      if (running.child.exitCode !== null || running.child.signalCode !== null) continue;
-      const exited = new Promise((resolve) => running.child.once("exit", resolve));
-      running.child.kill("SIGTERM");
-      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
-      if (running.child.exitCode === null && running.child.signalCode === null) running.child.kill("SIGKILL");
-    }
+    await stopNetNodes(nodes.values());
     for (const each of agents.values()) each.stop();
     lab?.destroy();
     if (directory !== undefined) rmSync(directory, { recursive: true, force: true });

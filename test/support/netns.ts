@@ -273,3 +273,87 @@ export class NetAgent {
     if (this.child.exitCode === null && this.child.pid !== undefined) this.child.kill("SIGTERM");
   }
 }
+
+/** A `plexus start` process inside a site's namespace (startNetNode). */
+export interface NetNode {
+  readonly name: string;
+  readonly site: string;
+  readonly child: ChildProcess;
+  readonly url: string;
+  /** What it logged on stderr (the last 64 KiB), for a failure's message. */
+  log: string;
+}
+
+/** How much of a node's log is kept. */
+const netNodeLogChars = 64 * 1024;
+/** A node stopped with SIGTERM is killed after this. */
+const netNodeStopMs = 10_000;
+
+/**
+ * Runs `plexus start START_ARGS` (`src/cli/main.ts` under `root`) inside the site's namespace,
+ * and resolves once it prints the URL it listens on.
+ */
+export async function startNetNode(
+  lab: NetLab,
+  root: string,
+  name: string,
+  site: string,
+  startArgs: readonly string[],
+  timeoutMs: number,
+): Promise<NetNode> {
+  const child = lab.spawn(
+    site,
+    process.execPath,
+    ["--import", "tsx", `${root}/src/cli/main.ts`, "start", ...startArgs],
+    root,
+  );
+  const node = { name, site, child, url: "", log: "" };
+  child.stderr?.setEncoding("utf8");
+  child.stderr?.on("data", (chunk: string) => {
+    node.log = (node.log + chunk).slice(-netNodeLogChars);
+  });
+  node.url = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`${name} did not start:\n${node.log}`)), timeoutMs);
+    child.stdout?.setEncoding("utf8");
+    child.stdout?.on("data", (chunk: string) => {
+      out += chunk;
+      const match = /^listening (\S+)$/m.exec(out);
+      if (match?.[1] === undefined) return;
+      clearTimeout(timer);
+      resolve(match[1]);
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${code}) before serving:\n${node.log}`));
+    });
+  });
+  return node;
+}
+
+/** Stops each node by its own PID: SIGTERM, then SIGKILL after netNodeStopMs. */
+export async function stopNetNodes(nodes: Iterable<NetNode>): Promise<void> {
+  for (const node of nodes) {
+    const { child } = node;
+    if (child.exitCode !== null || child.signalCode !== null) continue;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGTERM");
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, netNodeStopMs).unref())]);
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  }
+}
+
+/** An agent (netns-agent.ts) in each of `sites`' namespaces. */
+export function startAgents(lab: NetLab, root: string, sites: readonly string[]): Map<string, NetAgent> {
+  const agents = new Map<string, NetAgent>();
+  for (const site of sites) {
+    const child = lab.spawn(
+      site,
+      process.execPath,
+      ["--import", "tsx", `${root}/test/support/netns-agent.ts`],
+      root,
+    );
+    agents.set(site, new NetAgent(child));
+  }
+  return agents;
+}
