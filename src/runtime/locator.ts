@@ -1,18 +1,21 @@
 import { dnsPartition } from "../core/directory/partition.ts";
 import type { NodeId } from "../core/ids.ts";
 import type { Health } from "../core/locator/answer.ts";
+import type { ZoneSet } from "../core/locator/records.ts";
 import { canonicalName } from "../core/locator/records.ts";
 import {
   healthOf,
   type LocatorSettings,
+  missingOwnEntries,
   type NodeEndpoint,
   registrationWrites,
   scavenge,
+  type WantedRecord,
   wantedRecords,
 } from "../core/locator/registration.ts";
 import { type CompiledZones, compileZones, dnsEntriesFilter, dnsEntriesMax } from "../core/locator/zone.ts";
 import type { WriteRequest } from "../core/replica/originating.ts";
-import type { SearchRequest, SearchResult } from "../core/replica/read.ts";
+import type { EntryView, SearchRequest, SearchResult } from "../core/replica/read.ts";
 import type { Result } from "../core/result.ts";
 import type { TopologyConfig } from "../core/topology/model.ts";
 import { type DnsServer, startDnsServer, type ZoneSource, type ZoneView } from "../edge/dns/server.ts";
@@ -62,9 +65,15 @@ const registrationPassMaxMs = 30_000;
  * site this one covered, a server was removed) gets a pass at once, not at the next interval.
  */
 const topologyCheckMs = 1_000;
+/** A pass to write back this node's own records, gone from the replica, comes at most this often (ms). */
+const ownRecordsRewriteMs = 5_000;
 
 export class NodeLocator implements ZoneSource {
   private compiled: CompiledZones = compileZones([]);
+  /** What is answered: the compiled zones, plus this node's own records the replica lacks. */
+  private served: ZoneSet = this.compiled.set;
+  /** The replica lacks some of this node's records: the next pass runs without waiting. */
+  private ownMissing = false;
   private compiledChanges = Number.NaN;
   private compiledAt = Number.NEGATIVE_INFINITY;
   private health: Health = { unhealthy: new Set() };
@@ -87,7 +96,7 @@ export class NodeLocator implements ZoneSource {
     private readonly endpoint: NodeEndpoint,
     private server: DnsServer | null = null,
   ) {
-    this.current = { generation: 0, zones: this.compiled.set, health: this.health };
+    this.current = { generation: 0, zones: this.served, health: this.health };
   }
 
   static async start(
@@ -131,7 +140,7 @@ export class NodeLocator implements ZoneSource {
   /** What the DNS server answers from from now on; a new generation drops its cached answers. */
   private publish(): void {
     this.generation++;
-    this.current = { generation: this.generation, zones: this.compiled.set, health: this.health };
+    this.current = { generation: this.generation, zones: this.served, health: this.health };
   }
 
   private recompile(now: number): void {
@@ -153,7 +162,8 @@ export class NodeLocator implements ZoneSource {
       return;
     }
     this.lastReadFailure = "";
-    const compiled = compileZones(found.ok ? found.value.entries : []);
+    const entries = found.ok ? found.value.entries : [];
+    const compiled = compileZones(entries);
     this.compiled =
       found.ok && found.value.truncated
         ? {
@@ -164,11 +174,44 @@ export class NodeLocator implements ZoneSource {
             ],
           }
         : compiled;
+    this.served = this.withOwnRecords(entries);
     this.publish();
     const problems = this.compiled.problems.join("\n");
     if (problems !== this.lastProblems && this.compiled.problems.length > 0)
       this.host.log.log("warn", "dns-zone-problems", { problems: this.compiled.problems.slice(0, 20) });
     this.lastProblems = problems;
+  }
+
+  /**
+   * The zones to answer from: those compiled, and when the replica lacks records this node
+   * wants (deleted by other nodes' scavenging that arrived with a heal, say), the zones
+   * compiled again with them, so that this node answers for itself until its pass has
+   * written them back (ownMissing makes that pass come at once).
+   */
+  private withOwnRecords(entries: readonly EntryView[]): ZoneSet {
+    const topology = this.host.topology();
+    const { settings } = this.options;
+    const missing =
+      topology === null
+        ? []
+        : missingOwnEntries(
+            this.compiled.records,
+            this.compiled.set.zones.has(canonicalName(settings.zone)),
+            this.wanted(topology),
+            this.endpoint.node,
+            settings,
+            systemClock.now(),
+          );
+    this.ownMissing = missing.length > 0;
+    return missing.length === 0 ? this.compiled.set : compileZones([...entries, ...missing]).set;
+  }
+
+  /** This node's records as the topology and the nodes registered in the replica want them. */
+  private wanted(topology: TopologyConfig): WantedRecord[] {
+    const registered = new Set(
+      this.compiled.records.flatMap((record) => (record.node === undefined ? [] : [record.node])),
+    );
+    return wantedRecords(topology, this.endpoint, this.options.settings, (node) => registered.has(node));
   }
 
   status(): unknown {
@@ -210,7 +253,12 @@ export class NodeLocator implements ZoneSource {
     this.passing = true;
     try {
       const topology = this.host.topology();
-      const due = monotonicClock.now() - this.passedAt >= this.passIntervalMs();
+      // Compiles what replicated since the last query, which tells whether own records went.
+      this.view();
+      const since = monotonicClock.now() - this.passedAt;
+      // Own records gone: written back soon (they are answered from memory meanwhile), but not
+      // every second while the writes keep failing (each failure is a warning in the log).
+      const due = since >= this.passIntervalMs() || (this.ownMissing && since >= ownRecordsRewriteMs);
       if (topology !== null && (due || topology !== this.passedTopology)) {
         this.passedAt = monotonicClock.now();
         this.passedTopology = topology;
@@ -229,10 +277,7 @@ export class NodeLocator implements ZoneSource {
     const nowMs: number = systemClock.now();
     const { settings } = this.options;
     const zoneExists = this.compiled.set.zones.has(canonicalName(settings.zone));
-    const registered = new Set(
-      this.compiled.records.flatMap((record) => (record.node === undefined ? [] : [record.node])),
-    );
-    const wanted = wantedRecords(topology, this.endpoint, settings, (node) => registered.has(node));
+    const wanted = this.wanted(topology);
     const writes = registrationWrites(
       this.compiled.records,
       zoneExists,

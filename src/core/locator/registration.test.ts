@@ -11,6 +11,7 @@ import {
   healthOf,
   type LocatorSettings,
   locatorSettingsDefault,
+  missingOwnEntries,
   type NodeEndpoint,
   registrationWrites,
   scavenge,
@@ -145,6 +146,30 @@ describe("registration", () => {
     });
     assert.equal(srv.answers.length, 1);
     assert.equal(srv.additional.length, 1, "glue for e1.corp.test");
+  });
+
+  it("lists its own wanted records another node deleted, to answer until they are written back", () => {
+    const registered = pass([], e1, 1_000).entries;
+    const wanted = wantedRecords(config, e1, settings);
+    const held = compileZones(registered);
+    assert.deepEqual(missingOwnEntries(held.records, true, wanted, e1.node, settings, 2_000), []);
+    // Another node's scavenging removed the generic SRV record, as a heal after a long cut does.
+    const srvDn = registered.find(
+      (entry) => entry.attributes[dnsAttributes.recordId]?.[0] === "e1 SRV _plexus._tcp",
+    );
+    const left = registered.filter((entry) => entry !== srvDn);
+    const missing = missingOwnEntries(compileZones(left).records, true, wanted, e1.node, settings, 2_000);
+    assert.deepEqual(
+      missing.map((entry) => entry.dn),
+      [srvDn?.dn],
+    );
+    const answer = answerQuestion(compileZones([...left, ...missing]).set, {
+      name: "_plexus._tcp.corp.test",
+      type: "SRV",
+      class: "IN",
+    });
+    assert.equal(answer.answers.length, 1, "answered again");
+    assert.deepEqual(missingOwnEntries([], false, wanted, e1.node, settings, 2_000), [], "no zone: nothing");
   });
 
   it("changes a record whose data changed and deletes the records it no longer wants", () => {

@@ -1,6 +1,7 @@
 import { escapeValue } from "../directory/dn.ts";
-import type { NodeId } from "../ids.ts";
+import type { Guid, NodeId } from "../ids.ts";
 import type { WriteRequest } from "../replica/originating.ts";
+import type { EntryView } from "../replica/read.ts";
 import { type SiteName, siteKey, type TopologyConfig } from "../topology/model.ts";
 import type { Health } from "./answer.ts";
 import { coveringSites, sitesServedBy } from "./coverage.ts";
@@ -188,6 +189,38 @@ export function registrationWrites(
     if (record.zone !== zone || !wantedIds.has(record.id.toLowerCase()))
       writes.push({ op: "delete", dn: record.dn });
   return writes.slice(0, registrationWritesMax);
+}
+
+/**
+ * The entries of `self`'s wanted records that the replica does not hold, as its registration
+ * pass will write them: the node answers them in the meantime, so that its own answers never
+ * lack it. They go missing when other nodes' deletes arrive: after a cut longer than the
+ * scavenging age, each side scavenged the other's records, and with the heal those deletes
+ * win over the owners' refreshes, on every node. Nothing while the zone itself is missing.
+ */
+export function missingOwnEntries(
+  existing: readonly RecordEntry[],
+  zoneExists: boolean,
+  wantedList: readonly WantedRecord[],
+  self: NodeId,
+  settings: LocatorSettings,
+  nowMs: number,
+): EntryView[] {
+  if (!zoneExists) return [];
+  const zone = canonicalName(settings.zone);
+  const held = new Set(
+    existing
+      .filter((record) => record.node === self && record.zone === zone)
+      .map((record) => record.id.toLowerCase()),
+  );
+  const missing: EntryView[] = [];
+  for (const record of wantedList) {
+    if (held.has(record.id.toLowerCase())) continue;
+    const add = recordAdd(zone, record, self, settings.ttlSeconds, nowMs);
+    // Never written, so no guid: compileZones does not read it.
+    if (add.op === "add") missing.push({ dn: add.dn, guid: "" as Guid, attributes: add.attributes });
+  }
+  return missing;
 }
 
 export type ScavengeReason = "decommissioned" | "stale";
