@@ -79,7 +79,7 @@ export function measureApplyCost(entries: number): ApplyCost {
 
 const clock = { now: () => Date.now() as Millis };
 
-export function fillSource(path: string, entries: number): void {
+function fillSource(path: string, entries: number): void {
   const store = SqliteStore.open({ path, synchronous: "normal" });
   try {
     const source = Replica.create(store, { clock, random: new SeededRandom(1) }, nodeId("source"));
@@ -98,7 +98,7 @@ export function fillSource(path: string, entries: number): void {
 }
 
 /** The pages a fresh partner pulls, as the bytes the source sends (compact encoding, no gzip). */
-export function servePages(path: string): { bodies: string[]; serveUs: number } {
+function servePages(path: string): { bodies: string[]; serveUs: number } {
   const reader = SqliteStore.openReader(path);
   try {
     const bodies: string[] = [];
@@ -128,7 +128,7 @@ export function servePages(path: string): { bodies: string[]; serveUs: number } 
   }
 }
 
-export function applyPages(path: string, bodies: readonly string[]): number {
+function applyPages(path: string, bodies: readonly string[]): number {
   const store = SqliteStore.open({ path, synchronous: "full" });
   try {
     const partner = Replica.create(store, { clock, random: new SeededRandom(2) }, nodeId("partner"));
@@ -191,7 +191,7 @@ interface FloorEntry {
  * Inserts `from`'s user entries (their objects and guids rows) into a fresh store file, a page
  * per transaction, binding each row's own columns only, as the store's statements do.
  */
-export function storeRowsAgain(from: string, to: string): number {
+function storeRowsAgain(from: string, to: string): number {
   SqliteStore.open({ path: to, synchronous: "full" }).close();
   const source = new Database(from, { readonly: true });
   const floor = new Database(to);
