@@ -156,9 +156,7 @@ export function registrationWrites(
       attributes: { objectClass: ["top", dnsClasses.zone], [dnsAttributes.zoneName]: [zone] },
     });
   const mine = existing.filter((record) => record.node === self);
-  const byId = new Map(
-    mine.filter((record) => record.zone === zone).map((record) => [record.id.toLowerCase(), record]),
-  );
+  const byId = ownRecordsIn(mine, self, zone);
   const wantedIds = new Set<string>();
   for (const record of wantedList) {
     wantedIds.add(record.id.toLowerCase());
@@ -208,11 +206,7 @@ export function missingOwnEntries(
 ): EntryView[] {
   if (!zoneExists) return [];
   const zone = canonicalName(settings.zone);
-  const held = new Set(
-    existing
-      .filter((record) => record.node === self && record.zone === zone)
-      .map((record) => record.id.toLowerCase()),
-  );
+  const held = ownRecordsIn(existing, self, zone);
   const missing: EntryView[] = [];
   for (const record of wantedList) {
     if (held.has(record.id.toLowerCase())) continue;
@@ -221,6 +215,19 @@ export function missingOwnEntries(
     if (add.op === "add") missing.push({ dn: add.dn, guid: "" as Guid, attributes: add.attributes });
   }
   return missing;
+}
+
+/** `self`'s records in `zone`, by their id (case-insensitive). */
+function ownRecordsIn(
+  existing: readonly RecordEntry[],
+  self: NodeId,
+  zone: string,
+): Map<string, RecordEntry> {
+  return new Map(
+    existing
+      .filter((record) => record.node === self && record.zone === zone)
+      .map((record) => [record.id.toLowerCase(), record]),
+  );
 }
 
 export type ScavengeReason = "decommissioned" | "stale";
