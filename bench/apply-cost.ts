@@ -8,7 +8,10 @@
  *   - floor: the very rows the apply stored (each entry's row, its items, its GUID mapping),
  *     inserted again into a fresh store file by bare INSERT statements, a page per transaction
  *     with synchronous=FULL: no parsing, checks, merging or bookkeeping — what any code on
- *     this schema pays to store the entry.
+ *     this schema pays to store the entry;
+ *   - the wire's floor: the source's rows of each page read by bare SELECT statements (what
+ *     any code pays to serve them) and turned into JSON text, and the pages the partner
+ *     receives parsed by JSON.parse, with nothing else done to them.
  * With partners, every write is served and applied once per partner on the same cores as the
  * writer, so these figures say how much of the replication tax is the schema's and how much
  * is Plexus's code.
@@ -43,6 +46,10 @@ export interface ApplyCost {
   readonly serveUsPerEntry: number;
   readonly applyUsPerEntry: number;
   readonly floorUsPerEntry: number;
+  /** Bare SELECT of each page's rows at the source, JSON.stringify of them, JSON.parse of the wire pages. */
+  readonly readFloorUsPerEntry: number;
+  readonly encodeFloorUsPerEntry: number;
+  readonly parseFloorUsPerEntry: number;
 }
 
 function cpuUs(): number {
@@ -65,12 +72,19 @@ export function measureApplyCost(entries: number): ApplyCost {
     const applyUs = applyPages(destinationPath, bodies);
     storeRowsAgain(destinationPath, join(directory, "floor-warm-up.db"));
     const floorUs = storeRowsAgain(destinationPath, join(directory, "floor.db"));
+    readAndEncodeRows(sourcePath);
+    const wire = readAndEncodeRows(sourcePath);
+    parseBodies(bodies);
+    const parseUs = parseBodies(bodies);
     return {
       entries,
       pages: bodies.length,
       serveUsPerEntry: serveUs / entries,
       applyUsPerEntry: applyUs / entries,
       floorUsPerEntry: floorUs / entries,
+      readFloorUsPerEntry: wire.readUs / entries,
+      encodeFloorUsPerEntry: wire.encodeUs / entries,
+      parseFloorUsPerEntry: parseUs / entries,
     };
   } finally {
     rmSync(directory, { recursive: true, force: true });
@@ -141,6 +155,51 @@ function applyPages(path: string, bodies: readonly string[]): number {
   } finally {
     store.close();
   }
+}
+
+/**
+ * Reads the source's entries a page at a time in usnChanged order — each entry's row, then its
+ * items — by bare prepared SELECT statements, and stringifies each page's rows: the least any
+ * code pays to serve a page of these entries from this schema as JSON.
+ */
+function readAndEncodeRows(path: string): { readUs: number; encodeUs: number } {
+  const database = new Database(path, { readonly: true });
+  try {
+    const entryRows = database
+      .prepare(
+        `SELECT ${entryRowColumns.join(", ")} FROM objects INDEXED BY objects_usn_changed ` +
+          "WHERE attribute = '' AND usn_changed > ? ORDER BY usn_changed LIMIT ?",
+      )
+      .raw();
+    const itemRows = database
+      .prepare(`SELECT ${itemRowColumns.join(", ")} FROM objects WHERE id = ? AND attribute > ''`)
+      .raw();
+    const usnChangedAt = entryRowColumns.indexOf("usn_changed");
+    let readUs = 0;
+    let encodeUs = 0;
+    let after = 0;
+    for (;;) {
+      let started = cpuUs();
+      const rows = entryRows.all(after, pageEntries) as Row[];
+      const page = rows.map((row) => [row, itemRows.all(row[0])]);
+      readUs += cpuUs() - started;
+      if (rows.length === 0) break;
+      started = cpuUs();
+      JSON.stringify(page);
+      encodeUs += cpuUs() - started;
+      after = rows[rows.length - 1]?.[usnChangedAt] as number;
+    }
+    return { readUs, encodeUs };
+  } finally {
+    database.close();
+  }
+}
+
+/** JSON.parse of every page as the partner receives it, and nothing else. */
+function parseBodies(bodies: readonly string[]): number {
+  const started = cpuUs();
+  for (const body of bodies) JSON.parse(body);
+  return cpuUs() - started;
 }
 
 type Row = unknown[];

@@ -10,7 +10,9 @@
  *       ratio to (a); then c64 alternately on the node alone and on the site, a few rounds
  *       seconds apart (replicationTaxRatio = the median of with partners / alone over them);
  *       beside it, one replicated entry's cost to serve and to apply, and the bare-SQL floor
- *       of storing its rows, measured in this process on one thread (bench/apply-cost.ts);
+ *       of storing its rows and the wire's floor (bare SELECTs, JSON text out, JSON.parse in),
+ *       measured in this process on one thread (bench/apply-cost.ts); and where the writer's
+ *       event-loop thread spent each round: on a CPU, or runnable but waiting for one;
  *   (c) single-write replication lag inside the site: a write on node 1, its arrival on the
  *       watch streams (GET /v1/watch) of nodes 2 and 3, from the acknowledgement; beside it, the
  *       same delay on node 1's own watch stream (what the stream itself adds; negative when the
@@ -172,6 +174,65 @@ function pidsOf(cluster: LocalCluster): number[] {
   );
 }
 
+/** A thread's time on a CPU and waiting for one, in ns (Linux schedstat); null where not readable. */
+function schedNs(pid: number): { run: number; wait: number } | null {
+  try {
+    const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ").map(Number);
+    return run === undefined || wait === undefined ? null : { run, wait };
+  } catch {
+    return null;
+  }
+}
+
+/** The machine's CPU time so far, in USER_HZ ticks: all of it, and the idle part (idle + iowait). */
+function machineTicks(): { total: number; idle: number } | null {
+  try {
+    const fields = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "")
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
+    const total = fields.reduce((sum, value) => sum + value, 0);
+    return { total, idle: (fields[3] ?? 0) + (fields[4] ?? 0) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Where the writer's event-loop thread spent a load: on a CPU, waiting in the run queue for
+ * one, or neither (blocked: fsync, idle); and how much of the machine's CPU time went idle.
+ */
+interface Scheduling {
+  readonly writerRunShare: number;
+  readonly writerWaitShare: number;
+  readonly machineIdleShare: number;
+}
+
+async function withScheduling<T>(
+  writer: number | undefined,
+  run: () => Promise<T>,
+): Promise<[T, Scheduling | null]> {
+  const thread = writer === undefined ? null : schedNs(writer);
+  const machine = machineTicks();
+  const started = performance.now();
+  const result = await run();
+  const wallNs = (performance.now() - started) * 1e6;
+  const threadAfter = writer === undefined ? null : schedNs(writer);
+  const machineAfter = machineTicks();
+  if (thread === null || threadAfter === null || machine === null || machineAfter === null)
+    return [result, null];
+  const ticks = machineAfter.total - machine.total;
+  return [
+    result,
+    {
+      writerRunShare: (threadAfter.run - thread.run) / wallNs,
+      writerWaitShare: (threadAfter.wait - thread.wait) / wallNs,
+      machineIdleShare: ticks > 0 ? (machineAfter.idle - machine.idle) / ticks : 0,
+    },
+  ];
+}
+
 /** CPU milliseconds the processes used while `run` ran (null where not measurable). */
 async function withCpu<T>(pids: readonly number[], run: () => Promise<T>): Promise<[T, number | null]> {
   const before = pids.map(cpuMs);
@@ -214,6 +275,7 @@ interface Level extends LoadResult {
   /** CPU milliseconds per acknowledged write: the writer node's, and every node's of the site. */
   readonly cpuMsPerWrite: number | null;
   readonly siteCpuMsPerWrite: number | null;
+  readonly scheduling: Scheduling | null;
 }
 
 /** Writes at each concurrency after a warm-up, on the cluster's node n1. */
@@ -236,8 +298,8 @@ async function measureLevel(
   const url = cluster.node("n1").url;
   const writer = cluster.node("n1").process?.pid;
   const before = writer === undefined ? null : cpuMs(writer);
-  const [result, siteCpu] = await withCpu(pidsOf(cluster), () =>
-    writeLoad(url, prefix, bounds(scale, concurrency)),
+  const [[result, scheduling], siteCpu] = await withCpu(pidsOf(cluster), () =>
+    withScheduling(writer, () => writeLoad(url, prefix, bounds(scale, concurrency))),
   );
   const after = writer === undefined ? null : cpuMs(writer);
   complain(result);
@@ -247,6 +309,7 @@ async function measureLevel(
     ...result,
     cpuMsPerWrite: perWrite(before === null || after === null ? null : after - before),
     siteCpuMsPerWrite: perWrite(siteCpu),
+    scheduling,
   };
 }
 
@@ -255,6 +318,8 @@ interface TaxRound {
   readonly alone: number;
   readonly withPartners: number;
   readonly ratio: number;
+  readonly aloneScheduling: Scheduling | null;
+  readonly withPartnersScheduling: Scheduling | null;
 }
 
 /**
@@ -271,6 +336,8 @@ async function measureTaxRounds(alone: LocalCluster, site: LocalCluster, scale: 
       alone: a.writesPerSec,
       withPartners: b.writesPerSec,
       ratio: b.writesPerSec / a.writesPerSec,
+      aloneScheduling: a.scheduling,
+      withPartnersScheduling: b.scheduling,
     });
   }
   return rounds;
@@ -556,6 +623,28 @@ function ratio(a: number, b: number): number {
 }
 
 /**
+ * Why a ratio is what it is on a machine whose cores the writer shares with its partners: the
+ * share of each tax round's wall time the writer's event-loop thread spent on a CPU and waiting
+ * in the run queue for one (medians over the rounds), and how much CPU time the machine left idle.
+ */
+function logScheduling(rounds: readonly TaxRound[]): void {
+  const share = (pick: (round: TaxRound) => number | undefined): string => {
+    const values = rounds.map(pick).filter((value): value is number => value !== undefined);
+    return values.length === 0 ? "-" : `${Math.round(median(values) * 100)}%`;
+  };
+  const alone = (round: TaxRound): Scheduling | undefined => round.aloneScheduling ?? undefined;
+  const site = (round: TaxRound): Scheduling | undefined => round.withPartnersScheduling ?? undefined;
+  if (rounds.every((round) => alone(round) === undefined || site(round) === undefined)) return;
+  log(
+    `  the writer's event-loop thread, share of each round's wall time (medians): on a CPU ` +
+      `${share((round) => alone(round)?.writerRunShare)} alone, ${share((round) => site(round)?.writerRunShare)} with partners; ` +
+      `runnable but waiting for a CPU ${share((round) => alone(round)?.writerWaitShare)} alone, ` +
+      `${share((round) => site(round)?.writerWaitShare)} with partners; the machine's CPU time left idle ` +
+      `${share((round) => alone(round)?.machineIdleShare)} alone, ${share((round) => site(round)?.machineIdleShare)} with partners`,
+  );
+}
+
+/**
  * The per-entry costs of bench/apply-cost.ts, and what they add up to: with partners, each
  * write costs the site's cores at least what it costs the writer alone, plus the client, plus
  * per partner a page served and applied. Derived from figures of this run, not measured.
@@ -568,17 +657,39 @@ function logApplyCost(figures: Figures, alone: Level | undefined): void {
       `the same rows stored by bare SQL statements, no Plexus code: ${cost.floorUsPerEntry.toFixed(1)} µs ` +
       `(the schema's floor; the apply is x${ratio(cost.applyUsPerEntry, cost.floorUsPerEntry)} of it)`,
   );
+  const wireFloorUs = cost.readFloorUsPerEntry + cost.encodeFloorUsPerEntry + cost.parseFloorUsPerEntry;
+  log(
+    `  the wire's floor, no Plexus code: the rows read by bare SELECTs ${cost.readFloorUsPerEntry.toFixed(1)} µs, ` +
+      `as JSON text ${cost.encodeFloorUsPerEntry.toFixed(1)} µs, the received page parsed ${cost.parseFloorUsPerEntry.toFixed(1)} µs; ` +
+      `with the store's floor, ${(wireFloorUs + cost.floorUsPerEntry).toFixed(1)} µs per entry and partner ` +
+      `(Plexus: ${(cost.serveUsPerEntry + cost.applyUsPerEntry).toFixed(1)} µs)`,
+  );
   if (alone === undefined || alone.cpuMsPerWrite === null) return;
   const cores = availableParallelism();
-  const perWriteUs =
-    (alone.cpuMsPerWrite + alone.clientCpuMsPerRequest) * 1000 +
-    2 * (cost.serveUsPerEntry + cost.applyUsPerEntry);
-  const capPerSec = (cores * 1_000_000) / perWriteUs;
+  const writerUs = (alone.cpuMsPerWrite + alone.clientCpuMsPerRequest) * 1000;
+  const capOf = (perPartnerUs: number): { perWriteUs: number; perSec: number } => {
+    const perWriteUs = writerUs + 2 * perPartnerUs;
+    return { perWriteUs, perSec: (cores * 1_000_000) / perWriteUs };
+  };
+  const plexus = capOf(cost.serveUsPerEntry + cost.applyUsPerEntry);
+  const floor = capOf(wireFloorUs + cost.floorUsPerEntry);
   log(
-    `  derived: a write with 2 partners needs >= ${Math.round(perWriteUs)} µs of CPU (writer and client as alone at c64, ` +
-      `plus 2 x (served + applied)); ${cores} cores cap that at ${formatNumber(Math.round(capPerSec))} w/s, ` +
-      `x${ratio(capPerSec, alone.writesPerSec)} of alone at c64`,
+    `  derived: a write with 2 partners needs >= ${Math.round(plexus.perWriteUs)} µs of CPU (writer and client as alone at c64, ` +
+      `plus 2 x (served + applied)); ${cores} cores cap that at ${formatNumber(Math.round(plexus.perSec))} w/s, ` +
+      `x${ratio(plexus.perSec, alone.writesPerSec)} of alone at c64; with both partners at the floors above, ` +
+      `${Math.round(floor.perWriteUs)} µs and x${ratio(floor.perSec, alone.writesPerSec)} (upper bounds: no core is ever idle ` +
+      "and sharing them slows no thread)",
   );
+}
+
+/** [alone, with partners] of one scheduling share, rounded to hundredths; null where not measured. */
+function schedulingShares(
+  taxRound: TaxRound,
+  pick: (scheduling: Scheduling) => number,
+): [number, number] | null {
+  const { aloneScheduling, withPartnersScheduling } = taxRound;
+  if (aloneScheduling === null || withPartnersScheduling === null) return null;
+  return [round(pick(aloneScheduling), 2), round(pick(withPartnersScheduling), 2)];
 }
 
 function report(figures: Figures): void {
@@ -634,6 +745,7 @@ function report(figures: Figures): void {
     `replication tax, c64 alone then with partners, interleaved: ${rounds}; ` +
       `replicationTaxRatio (median) x${round(median(figures.taxRounds.map((taxRound) => taxRound.ratio)), 2)}`,
   );
+  logScheduling(figures.taxRounds);
   logApplyCost(figures, single.get(64));
   log(
     `\nreplication lag inside the site (ack on n1 -> event on n2/n3's watch): p50 ${lag.p50Ms.toFixed(1)} ms, ` +
@@ -662,6 +774,9 @@ function report(figures: Figures): void {
       alone: Math.round(taxRound.alone),
       withPartners: Math.round(taxRound.withPartners),
       ratio: round(taxRound.ratio, 2),
+      writerOnCpu: schedulingShares(taxRound, (scheduling) => scheduling.writerRunShare),
+      writerWaitingForCpu: schedulingShares(taxRound, (scheduling) => scheduling.writerWaitShare),
+      machineIdle: schedulingShares(taxRound, (scheduling) => scheduling.machineIdleShare),
     })),
     replicationTaxRatioLevels: ratio(rate(replicated, 64), c64),
     lagP50Ms: round(lag.p50Ms, 1),
@@ -676,6 +791,12 @@ function report(figures: Figures): void {
     serveUsPerEntry: round(figures.applyCost.serveUsPerEntry, 1),
     applyUsPerEntry: round(figures.applyCost.applyUsPerEntry, 1),
     applyFloorUsPerEntry: round(figures.applyCost.floorUsPerEntry, 1),
+    wireFloorUsPerEntry: round(
+      figures.applyCost.readFloorUsPerEntry +
+        figures.applyCost.encodeFloorUsPerEntry +
+        figures.applyCost.parseFloorUsPerEntry,
+      1,
+    ),
   };
   log("");
   if (peers.skipped !== null) log(`peers skipped: ${peers.skipped}`);
