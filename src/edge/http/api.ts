@@ -21,6 +21,7 @@ import { type UtdVector, utdMerge } from "../../core/replication/utd.ts";
 import { validateUtd } from "../../core/replication/validate.ts";
 import type { Result } from "../../core/result.ts";
 import { registerBatchRoute } from "./batch.ts";
+import { parseJsonBody } from "./json-body.ts";
 import { type LocatorView, registerLocateRoute } from "./locate.ts";
 import { isRetryable, type Problem, type ProblemCode, problem, problemOf } from "./problems.ts";
 import { registerWatchRoute } from "./watch.ts";
@@ -268,10 +269,23 @@ export function decodeSession(text: string): UtdVector | Problem {
   }
 }
 
+/**
+ * One of the API's own headers (a write concern, a session token, Last-Event-ID), or the
+ * problem when it came more than once. Node joins repeated lines of a header into one ("local,
+ * all"), as does a client or proxy (RFC 9110 §5.3), which would then be refused for what it
+ * says or read as one of them. None of these headers' values holds a comma, so a comma, like a
+ * second line, means a second value.
+ */
 export function header(request: FastifyRequest, name: string): string | undefined | Problem {
-  const value = request.headers[name];
-  if (Array.isArray(value)) return problem("invalid-request", `${name} given more than once`);
-  return value;
+  const lines = request.raw.headersDistinct[name];
+  if (lines === undefined) return undefined;
+  const values = lines.flatMap((line) => line.split(","));
+  if (values.length > 1)
+    return problem(
+      "invalid-request",
+      `${name} holds ${values.length} values (the header sent more than once, or as a list): it takes one, so send it once`,
+    );
+  return lines[0];
 }
 
 /**
@@ -326,6 +340,15 @@ function decodeCursor(cursor: unknown, search: string): Cursor | null | Problem 
 export function registerClientApi(app: FastifyInstance, service: DirectoryService): void {
   // JSON only: a text body is refused with 415 rather than read as a string.
   app.removeContentTypeParser("text/plain");
+  // JSON.parse, but a key given twice in one object, or `__proto__`, is refused (json-body.ts).
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, text, done) => {
+    try {
+      done(null, parseJsonBody(text as string));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
+  });
   // What each request's session token says, and what its write adds to it.
   const sessions: Sessions = new WeakMap();
   registerQueryCheck(app);
@@ -358,10 +381,24 @@ function registerQueryCheck(app: FastifyInstance): void {
     // HEAD is GET without a body: it takes GET's parameters.
     const method = request.method === "HEAD" ? "GET" : request.method;
     const allowed = queryParameters[`${method} ${url}`] ?? [];
-    const unknown = Object.keys(request.query as Fields).find((key) => !allowed.includes(key));
-    if (unknown === undefined) return done();
-    const list = allowed.length === 0 ? "this route takes none" : `allowed: ${allowed.join(", ")}`;
-    void sendProblem(reply, problem("invalid-request", `unknown parameter '${unknown}' (${list})`));
+    const query = request.query as Fields;
+    const unknown = Object.keys(query).find((key) => !allowed.includes(key));
+    if (unknown !== undefined) {
+      const list = allowed.length === 0 ? "this route takes none" : `allowed: ${allowed.join(", ")}`;
+      return void sendProblem(reply, problem("invalid-request", `unknown parameter '${unknown}' (${list})`));
+    }
+    // Every parameter takes one value (a list, such as attributes, is comma-separated): a
+    // repeated one would otherwise be refused for its type, or read as one of its values.
+    const repeated = Object.keys(query).find((key) => Array.isArray(query[key]));
+    if (repeated === undefined) return done();
+    const count = (query[repeated] as unknown[]).length;
+    void sendProblem(
+      reply,
+      problem(
+        "invalid-request",
+        `parameter '${repeated}' given ${count} times: it takes one value, so give it once`,
+      ),
+    );
   });
 }
 

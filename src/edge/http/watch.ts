@@ -1,5 +1,5 @@
 import type { FastifyInstance } from "fastify";
-import { type DirectoryService, sendProblem } from "./api.ts";
+import { type DirectoryService, header, isProblem, sendProblem } from "./api.ts";
 import { type Problem, problem } from "./problems.ts";
 
 /**
@@ -66,7 +66,9 @@ export function registerWatchRoute(app: FastifyInstance, service: DirectoryServi
     for (const stream of streams) stream.end();
   });
   app.get<{ Querystring: Fields }>("/v1/watch", async (request, reply) => {
-    const start = startPosition(request.query.after, request.headers["last-event-id"], service.position());
+    const lastEventId = header(request, "last-event-id");
+    if (isProblem(lastEventId)) return sendProblem(reply, lastEventId);
+    const start = startPosition(request.query.after, lastEventId, service.position());
     if (typeof start !== "number") return sendProblem(reply, start);
     // HEAD gets a stream's headers and no stream: Node sends no body for HEAD, so the headers of
     // a stream that never ends would never go out either, and the request would hold a slot.
