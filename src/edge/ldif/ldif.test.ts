@@ -160,6 +160,29 @@ describe("LDIF parser", () => {
     assert.match(messages[7] ?? "", /URL values/);
   });
 
+  it("takes spaces and tabs after a base64 value (nothing base64 can hold), not inside it", () => {
+    const text = [
+      "dn:: Y249YSxkYz14  ",
+      "cn:: QWxpY2U=  ",
+      "sn:: QWxpY2Vz\t ",
+      "description:: YWJj ",
+      "",
+      "dn: cn=b,dc=x",
+      "cn:: QWxp Y2U=",
+      "",
+    ].join("\n");
+    const items = parseLdif(text);
+    assert.deepEqual(records(items.slice(0, 1)), [
+      {
+        kind: "content",
+        dn: "cn=a,dc=x",
+        attributes: { cn: ["Alice"], sn: ["Alices"], description: ["abc"] },
+      },
+    ]);
+    assert.equal(items[1]?.kind, "error");
+    assert.match((items[1] as { message: string }).message, /not base64/);
+  });
+
   it("says so when a line of spaces, meant to end a record, joined two records", () => {
     const items = parseLdif(["dn: cn=a,dc=x", "cn: a", "   ", "dn: cn=b,dc=x", "cn: b", ""].join("\n"));
     const errors = items.filter((item) => item.kind === "error");

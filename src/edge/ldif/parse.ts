@@ -250,8 +250,17 @@ function skipVersion(lines: LogicalLine[]): LogicalLine[] {
   return rest;
 }
 
+/**
+ * A `::` value. Spaces and tabs after it are dropped: RFC 2849's BASE64-STRING has none, but
+ * they cannot be part of a base64 value, so they change nothing (an editor's leftovers);
+ * python-ldap and Perl's Net::LDAP skip them, OpenLDAP after a padded value. Inside the value,
+ * a space still makes it not base64.
+ */
 function decodeBase64(line: LogicalLine, from: number): string {
-  const text = line.text.slice(from).replace(/^ +/, "");
+  const text = line.text
+    .slice(from)
+    .replace(/^ +/, "")
+    .replace(/[ \t]+$/, "");
   if (!base64Text.test(text)) throw new RecordError(line.line, "the value after '::' is not base64");
   return textOf(Buffer.from(text, "base64"), line.line);
 }
