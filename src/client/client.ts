@@ -27,6 +27,12 @@ import {
 
 /** A request that gets no answer within this long fails over. Above the node's 2 s session wait. */
 export const requestTimeoutMsDefault = 3_000;
+/**
+ * How long one call may take over all its attempts (failovers, hedged reads, the lookup of the
+ * servers): five attempts' worth of requestTimeoutMsDefault. Without it a call that keeps
+ * failing over took up to servers × requestTimeoutMs.
+ */
+export const deadlineMsDefault = 15_000;
 /** A server that does not accept the connection within this long fails over (a dead host). */
 export const connectTimeoutMsDefault = 500;
 /** How long resolved records and the ping's answer are used before they are looked up again. */
@@ -98,6 +104,13 @@ export interface ClientOptions {
   readonly keepAlive?: boolean;
   readonly requestTimeoutMs?: number;
   /**
+   * One call ends within this long, however many servers it tries: then it throws
+   * DeadlineExceededError (a NoServerError) naming the servers tried, or OutcomeUnknownError for
+   * a write the deadline cut short after it was sent. Never less than a write's own write
+   * concern timeout plus headroom. Default deadlineMsDefault; null: no overall bound.
+   */
+  readonly deadlineMs?: number | null;
+  /**
    * A read with no answer after this long is asked of the next server too, and the first answer
    * wins (default hedgeReadsAfterMsDefault; null: never). A server gone silent on a kept
    * connection then costs a read this, not requestTimeoutMs. Writes are never sent twice.
@@ -151,21 +164,50 @@ export class NoServerError extends Error {
   constructor(
     readonly attempts: readonly Attempt[],
     why: string,
+    /** A subclass's own message. */
+    message?: string,
   ) {
-    const tried = attempts.map(
-      (attempt) => `${attempt.url} (${describeTier(attempt.tier)}): ${attempt.failure}`,
-    );
     const behind = attempts.length > 0 && attempts.every((attempt) => attempt.failure === sessionBehind);
     super(
-      attempts.length === 0
-        ? `no Plexus server to try: ${why}`
-        : `no Plexus server answered (${attempts.length} tried): ${tried.join("; ")}${
-            behind
-              ? " (every one lacks writes this client's session token holds: should the servers that took them be gone for good, client.forgetSession() stops waiting for them)"
-              : ""
-          }`,
+      message ??
+        (attempts.length === 0
+          ? `no Plexus server to try: ${why}`
+          : `no Plexus server answered (${attempts.length} tried): ${triedText(attempts)}${
+              behind
+                ? " (every one lacks writes this client's session token holds: should the servers that took them be gone for good, client.forgetSession() stops waiting for them)"
+                : ""
+            }`),
     );
   }
+}
+
+/**
+ * The call's deadline (`deadlineMs`) passed before any server answered: the servers tried and
+ * why each was left (the ones the deadline cut short say so), and how many were not tried.
+ */
+export class DeadlineExceededError extends NoServerError {
+  constructor(
+    attempts: readonly Attempt[],
+    readonly deadlineMs: number,
+    /** Candidates the call did not get to. */
+    readonly untried: number,
+  ) {
+    super(
+      attempts,
+      "",
+      `no Plexus server answered within the call's deadline of ${deadlineMs} ms (deadlineMs): ${
+        attempts.length === 0
+          ? "still looking up the servers"
+          : `${attempts.length} tried${untried > 0 ? `, ${untried} not tried` : ""}: ${triedText(attempts)}`
+      }`,
+    );
+  }
+}
+
+function triedText(attempts: readonly Attempt[]): string {
+  return attempts
+    .map((attempt) => `${attempt.url} (${describeTier(attempt.tier)}): ${attempt.failure}`)
+    .join("; ");
 }
 
 /** A body's text, or null once it runs past `bytesMax` (the rest is not read). */
@@ -366,39 +408,59 @@ export class PlexusClient {
     options: CallOptions = {},
   ): Promise<ClientAnswer<T>> {
     options.signal?.throwIfAborted();
-    const records = await this.currentRecords();
-    options.signal?.throwIfAborted();
+    const timeoutMs = this.timeoutFor(headers);
+    const deadline = this.deadlineFor(timeoutMs);
+    const expiry = new AbortController();
+    const timer = deadline === null ? undefined : setTimeout(() => expiry.abort(), deadline);
+    try {
+      return await this.requestWithin<T>({ method, path, body, headers, timeoutMs }, options.signal, {
+        ms: deadline ?? 0,
+        signal: expiry.signal,
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** `request` once its deadline is set: `deadline.signal` aborts when the call's time is up. */
+  private async requestWithin<T>(
+    ask: Ask,
+    signal: AbortSignal | undefined,
+    deadline: Deadline,
+  ): Promise<ClientAnswer<T>> {
+    const { method, path, body, headers, timeoutMs } = ask;
+    const records = await untilDeadline(this.currentRecords(), deadline);
+    signal?.throwIfAborted();
     const order = plan(records.tiers, this.book, this.now());
     if (order.length === 0) throw new NoServerError([], this.emptyReason());
     const failed: Attempt[] = [];
-    const timeoutMs = this.timeoutFor(headers);
     const read = isRead(method, path);
     const hedgeAfterMs =
       this.options.hedgeReadsAfterMs === undefined
         ? hedgeReadsAfterMsDefault
         : this.options.hedgeReadsAfterMs;
-    if (read && hedgeAfterMs !== null)
-      return this.hedgedRead<T>(
-        order,
-        { method, path, body, headers, timeoutMs },
-        hedgeAfterMs,
-        options.signal,
-      );
-    for (const candidate of order) {
-      const outcome = await this.attempt(candidate, method, path, body, headers, timeoutMs, options.signal);
+    if (read && hedgeAfterMs !== null) return this.hedgedRead<T>(order, ask, hedgeAfterMs, signal, deadline);
+    const both = signal === undefined ? deadline.signal : AbortSignal.any([signal, deadline.signal]);
+    for (const [index, candidate] of order.entries()) {
+      if (deadline.signal.aborted) throw new DeadlineExceededError(failed, deadline.ms, order.length - index);
+      const outcome = await this.attempt(candidate, method, path, body, headers, timeoutMs, both);
       // The caller gave up: no other server is tried, and this one is not blamed.
-      options.signal?.throwIfAborted();
+      signal?.throwIfAborted();
       if (outcome.kind === "answer") return this.answered<T>(candidate, outcome, failed);
-      this.noteFailure(candidate, outcome, failed);
+      // The deadline cut this attempt short: the server had less than its timeout, no back-off.
+      const cut = deadline.signal.aborted;
+      if (cut) this.noteCut(candidate, deadline, failed);
+      else this.noteFailure(candidate, outcome, failed);
       // A write the server may have applied is not sent again elsewhere (OutcomeUnknownError).
       if (!read && outcome.maybeApplied)
         throw new OutcomeUnknownError(
           `${method.toUpperCase()} ${path}`,
           candidate.url,
           candidate.tier,
-          outcome.reason,
+          cut ? deadlineReason(deadline) : outcome.reason,
           failed.slice(0, -1),
         );
+      if (cut) throw new DeadlineExceededError(failed, deadline.ms, order.length - index - 1);
     }
     throw new NoServerError(failed, "");
   }
@@ -413,19 +475,28 @@ export class PlexusClient {
    */
   private async hedgedRead<T>(
     order: readonly Candidate[],
-    ask: { method: string; path: string; body: unknown; headers: Record<string, string>; timeoutMs: number },
+    ask: Ask,
     hedgeAfterMs: number,
     signal: AbortSignal | undefined,
+    deadline: Deadline,
   ): Promise<ClientAnswer<T>> {
     const failed: Attempt[] = [];
     const running = new Map<number, { readonly cancel: AbortController; readonly done: Promise<number> }>();
     const outcomes = new Map<number, Awaited<ReturnType<PlexusClient["attempt"]>>>();
+    const expired = new Promise<"deadline">((resolve) => {
+      if (deadline.signal.aborted) resolve("deadline");
+      else deadline.signal.addEventListener("abort", () => resolve("deadline"), { once: true });
+    });
     let next = 0;
     const start = (): void => {
       const index = next++;
       const candidate = order[index] as Candidate;
       const cancel = new AbortController();
-      const both = signal === undefined ? cancel.signal : AbortSignal.any([signal, cancel.signal]);
+      const both = AbortSignal.any([
+        ...(signal === undefined ? [] : [signal]),
+        deadline.signal,
+        cancel.signal,
+      ]);
       const done = this.attempt(
         candidate,
         ask.method,
@@ -450,22 +521,35 @@ export class PlexusClient {
                 timer = setTimeout(() => resolve("hedge"), hedgeAfterMs);
               })
             : new Promise<never>(() => {});
-        const first = await Promise.race([...[...running.values()].map((each) => each.done), hedge]);
+        const first = await Promise.race([...[...running.values()].map((each) => each.done), hedge, expired]);
         clearTimeout(timer);
         signal?.throwIfAborted();
         if (first === "hedge") {
           start();
           continue;
         }
-        running.delete(first);
-        const outcome = outcomes.get(first);
-        const candidate = order[first] as Candidate;
-        if (outcome?.kind === "answer") {
-          this.settleOutrun(order, running, outcomes, first, hedgeAfterMs, failed);
-          return this.answered<T>(candidate, outcome, failed);
+        if (first !== "deadline") {
+          running.delete(first);
+          const outcome = outcomes.get(first);
+          const candidate = order[first] as Candidate;
+          if (outcome?.kind === "answer") {
+            this.settleOutrun(order, running, outcomes, first, hedgeAfterMs, failed);
+            return this.answered<T>(candidate, outcome, failed);
+          }
+          if (!deadline.signal.aborted) {
+            if (outcome !== undefined) this.noteFailure(candidate, outcome, failed);
+            if (running.size === 0 && next < order.length) start();
+            continue;
+          }
+          this.noteCut(candidate, deadline, failed);
         }
-        if (outcome !== undefined) this.noteFailure(candidate, outcome, failed);
-        if (running.size === 0 && next < order.length) start();
+        // The deadline passed: the requests still waiting are cut short (and not blamed).
+        for (const [index, { cancel }] of running) {
+          cancel.abort();
+          this.noteCut(order[index] as Candidate, deadline, failed);
+        }
+        running.clear();
+        throw new DeadlineExceededError(failed, deadline.ms, order.length - next);
       }
     } catch (error) {
       for (const { cancel } of running.values()) cancel.abort();
@@ -527,6 +611,13 @@ export class PlexusClient {
       tier: candidate.tier,
       failed,
     };
+  }
+
+  /** A request the call's deadline cut short: recorded, but no back-off (it was not given its timeout). */
+  private noteCut(candidate: Candidate, deadline: Deadline, failed: Attempt[]): void {
+    const attempt = { url: candidate.url, tier: candidate.tier, failure: deadlineReason(deadline) };
+    this.options.onAttempt?.(attempt);
+    failed.push(attempt);
   }
 
   /** A server that gave no answer: back-off when it may be down, and the attempt recorded. */
@@ -642,6 +733,12 @@ export class PlexusClient {
     const given = /timeout=([0-9]{1,6})/i.exec(concern);
     const concernMs = given === null ? concernTimeoutMsDefault : Number(given[1]);
     return Math.max(base, concernMs + concernHeadroomMs);
+  }
+
+  /** The call's deadline: deadlineMs, but never below one attempt's own timeout (a write concern's wait); null for none. */
+  private deadlineFor(timeoutMs: number): number | null {
+    const deadlineMs = this.options.deadlineMs === undefined ? deadlineMsDefault : this.options.deadlineMs;
+    return deadlineMs === null ? null : Math.max(deadlineMs, timeoutMs);
   }
 
   private emptyReason(): string {
@@ -870,6 +967,35 @@ export class PlexusClient {
     }
     return candidates;
   }
+}
+
+/** One request as a call makes it, on each server it tries. */
+interface Ask {
+  readonly method: string;
+  readonly path: string;
+  readonly body: unknown;
+  readonly headers: Record<string, string>;
+  readonly timeoutMs: number;
+}
+
+/** A call's deadline: its length, and the signal that aborts when it passes (never, without one). */
+interface Deadline {
+  readonly ms: number;
+  readonly signal: AbortSignal;
+}
+
+function deadlineReason(deadline: Deadline): string {
+  return `no answer before the call's deadline (${deadline.ms} ms)`;
+}
+
+/** `work`, or DeadlineExceededError once the deadline passes first (the work goes on, unawaited). */
+function untilDeadline<T>(work: Promise<T>, deadline: Deadline): Promise<T> {
+  if (deadline.signal.aborted) return Promise.reject(new DeadlineExceededError([], deadline.ms, 0));
+  return new Promise<T>((resolve, reject) => {
+    const expire = (): void => reject(new DeadlineExceededError([], deadline.ms, 0));
+    deadline.signal.addEventListener("abort", expire, { once: true });
+    work.then(resolve, reject).finally(() => deadline.signal.removeEventListener("abort", expire));
+  });
 }
 
 export interface Change {

@@ -12,6 +12,8 @@ export {
   connectionsPerServerMax,
   connectTimeoutMsDefault,
   createClient,
+  DeadlineExceededError,
+  deadlineMsDefault,
   dnsResolver,
   hedgeReadsAfterMsDefault,
   type Located,
