@@ -32,6 +32,20 @@ export function nodeUrl(flag: string | undefined, env: Environment): string {
   return url;
 }
 
+/**
+ * The session token: --session, else PLEXUS_SESSION. An empty one is none (so `--session ""`
+ * drops an inherited PLEXUS_SESSION, and `--session "$UNSET"` sends no empty header).
+ */
+export function sessionOf(flag: string | undefined, env: Environment): string | undefined {
+  const given = (flag ?? env.PLEXUS_SESSION)?.trim();
+  return given === "" ? undefined : given;
+}
+
+/** The `plexus-session: TOKEN` line a command prints on stderr; nothing when it has no token. */
+export function sessionLine(token: string | null | undefined): string {
+  return token === null || token === undefined || token.trim() === "" ? "" : `plexus-session: ${token}\n`;
+}
+
 /** A whole number of at least `min` and at most `max` given as a flag's text. */
 export function integerFlag(
   text: string | undefined,
@@ -90,7 +104,7 @@ export async function reportFailures(
         // read-your-writes to the next command.
         const reached = error.problem.writeConcern;
         if (typeof reached === "object" && reached !== null) stderr.write(`${formatReached(reached)}\n`);
-        if (error.session !== null) stderr.write(`plexus-session: ${error.session}\n`);
+        stderr.write(sessionLine(error.session));
       }
       return exitProblem;
     }

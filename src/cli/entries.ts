@@ -1,20 +1,23 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { writeConcernTimeoutMsMax } from "../core/node/write-concern.ts";
+import { pagedSearchEntriesMax } from "../core/replica/read.ts";
 import {
   type Environment,
   integerFlag,
   nodeUrl,
   type Output,
   reportFailures,
+  sessionLine,
+  sessionOf,
   UsageError,
   writeConcernFlag,
 } from "./cli-support.ts";
 import {
   type ChangeFlag,
   firstRdn,
-  formatEntries,
   formatEntry,
+  formatEntryCount,
   formatOutcome,
   parseAttributes,
   parseChanges,
@@ -39,15 +42,16 @@ export function isEntryCommand(name: string): name is EntryCommandName {
 
 /** A JSON attributes file larger than this is refused before it is read. */
 const attributesFileBytesMax = 8 * 1024 * 1024;
-/** The API's own ceiling (docs/api.md). */
-const searchSizeLimitMax = 100_000;
+/** The API's own ceiling for a paged search (docs/api.md). */
+const searchSizeLimitMax = pagedSearchEntriesMax;
 
 const common = `
 common options:
   --url URL               the node to ask (default: $PLEXUS_URL)
 ${locatorUsage}
   --session TOKEN         a session token from an earlier command (default: $PLEXUS_SESSION):
-                          the node answers once it has everything that session wrote
+                          the node answers once it has everything that session wrote;
+                          an empty one is none
   --json                  print the node's JSON answer, with "session" added`;
 const writeCommon = `
   --write-concern LEVEL   local (default), site, sites=N or all: answer once the write has
@@ -74,8 +78,10 @@ Renames and/or moves an entry (at least one of --new-rdn, --new-parent). --keep-
 the old RDN's value in the entry.${common}${writeCommon}`,
   search: `usage: plexus search BASE [--filter F] [--scope base|one|sub] [--attributes a,b]
                      [--size-limit N] [common options]
-Prints the entries under BASE matching the RFC 4515 filter (default (objectClass=*)), scope sub
-by default, at most --size-limit entries (1..100000, default 1000), fetched page by page.${common}`,
+Prints the entries under BASE matching the RFC 4515 filter (default (objectClass=*); one item
+may come without parentheses: uid=alice), scope sub by default, at most --size-limit entries
+(1..10000000, default 1000). Pages of 1000 are fetched and printed one by one, so a large
+result is never held whole; a failure midway exits non-zero after the entries printed.${common}`,
 };
 
 const commonOptions = {
@@ -114,7 +120,7 @@ function context(
   } catch (error) {
     throw error instanceof UsageError ? error : new UsageError((error as Error).message);
   }
-  const session = values.session ?? (env.PLEXUS_SESSION === "" ? undefined : env.PLEXUS_SESSION);
+  const session = sessionOf(values.session, env);
   return {
     api,
     call: {
@@ -138,7 +144,7 @@ function printWrite(ctx: Context, verb: string, answer: Answered<Record<string, 
     ctx.stdout.write(`${JSON.stringify({ ...answer.body, session: answer.session })}\n`);
   } else {
     ctx.stdout.write(formatOutcome(verb, answer.body));
-    if (answer.session !== null) ctx.stderr.write(`plexus-session: ${answer.session}\n`);
+    ctx.stderr.write(sessionLine(answer.session));
   }
   return 0;
 }
@@ -315,7 +321,7 @@ async function search(args: string[], env: Environment, stdout: Output, stderr: 
   const sizeLimit = integerFlag(values["size-limit"], "--size-limit", 1, searchSizeLimitMax);
   const attributes = attributeNames(values.attributes);
   const ctx = context(values, {}, env, stdout, stderr);
-  const answer = await ctx.api.search(
+  const pages = ctx.api.searchPages(
     {
       base,
       ...(scope === undefined ? {} : { scope }),
@@ -325,12 +331,36 @@ async function search(args: string[], env: Environment, stdout: Output, stderr: 
     },
     ctx.call,
   );
-  stdout.write(
+  // Page by page, as formatEntries and JSON.stringify({ entries, truncated, session }) would
+  // print the whole result: up to pagedSearchEntriesMax entries are never held at once.
+  let count = 0;
+  let truncated = false;
+  let session: string | null = null;
+  if (ctx.json) await written(stdout, '{"entries":[');
+  for await (const page of pages) {
+    const text = ctx.json
+      ? page.entries.map((entry, index) => `${count + index > 0 ? "," : ""}${JSON.stringify(entry)}`).join("")
+      : page.entries.map((entry) => `${formatEntry(entry)}\n\n`).join("");
+    await written(stdout, text);
+    count += page.entries.length;
+    truncated = page.truncated;
+    session = page.session;
+  }
+  await written(
+    stdout,
     ctx.json
-      ? `${JSON.stringify({ ...answer.body, session: answer.session })}\n`
-      : formatEntries(answer.body.entries, answer.body.truncated),
+      ? `],"truncated":${truncated},"session":${JSON.stringify(session)}}\n`
+      : formatEntryCount(count, truncated),
   );
   return 0;
+}
+
+/** Writes `text`, then waits while the stream's buffer is full (a slow pipe holds the search back). */
+async function written(out: Output, text: string): Promise<void> {
+  if (text === "") return;
+  const stream = out as Output & { once?: (event: "drain", listener: () => void) => unknown };
+  if (out.write(text) === false && typeof stream.once === "function")
+    await new Promise<void>((resolve) => stream.once?.("drain", resolve));
 }
 
 function help(stdout: Output, name: EntryCommandName): number {

@@ -103,8 +103,13 @@ export function formatEntry(entry: EntryView): string {
 
 export function formatEntries(entries: readonly EntryView[], truncated: boolean): string {
   const records = entries.map((entry) => `${formatEntry(entry)}\n\n`).join("");
-  const count = `# ${entries.length} ${entries.length === 1 ? "entry" : "entries"}`;
-  return `${records}${count}${truncated ? " (truncated: the size limit was reached)" : ""}\n`;
+  return `${records}${formatEntryCount(entries.length, truncated)}`;
+}
+
+/** The line that ends a search's entries: how many, and whether the size limit cut them short. */
+export function formatEntryCount(count: number, truncated: boolean): string {
+  const counted = `# ${count} ${count === 1 ? "entry" : "entries"}`;
+  return `${counted}${truncated ? " (truncated: the size limit was reached)" : ""}\n`;
 }
 
 interface Reached {

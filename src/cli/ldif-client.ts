@@ -47,11 +47,6 @@ export function baseUrlOf(flag: string | undefined, env: Environment): string {
   }
 }
 
-/** The session token from --session or PLEXUS_SESSION. */
-export function sessionOf(flag: string | undefined, env: Environment): string | undefined {
-  return flag ?? (env.PLEXUS_SESSION === "" ? undefined : env.PLEXUS_SESSION);
-}
-
 function headersOf(options: WriteOptions): Record<string, string> {
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (options.session !== undefined) headers[sessionHeaderName] = options.session;

@@ -2,8 +2,15 @@ import { createWriteStream, renameSync, rmSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { pagedSearchEntriesMax } from "../core/replica/read.ts";
 import { formatRecord, ldifHeader, unwritableAttribute } from "../edge/ldif/write.ts";
-import { type Environment, exitProblem, type Output, reportFailures, UsageError } from "./cli-support.ts";
-import { baseUrlOf, type SearchPage, searchPage, sessionOf } from "./ldif-client.ts";
+import {
+  type Environment,
+  exitProblem,
+  type Output,
+  reportFailures,
+  sessionOf,
+  UsageError,
+} from "./cli-support.ts";
+import { baseUrlOf, type SearchPage, searchPage } from "./ldif-client.ts";
 
 /**
  * `plexus export`: the entries of a subtree as LDIF content records, read page by page through
@@ -22,7 +29,7 @@ renamed when complete) or stdout. With a filter, entries whose parents do not ma
                           instead of --url: the node the locator picks (own site first;
                           docs/client.md)
   --session TOKEN         read only once the node has what that session wrote
-                          (default: $PLEXUS_SESSION)`;
+                          (default: $PLEXUS_SESSION; an empty one is none)`;
 
 export const exportBaseDefault = "dc=example,dc=com";
 /** Entries per search page (the API's ceiling) and per export (its sizeLimit ceiling). */

@@ -9,6 +9,8 @@ import {
   integerFlag,
   type Output,
   reportFailures,
+  sessionLine,
+  sessionOf,
   UsageError,
   writeConcernFlag,
 } from "./cli-support.ts";
@@ -27,7 +29,6 @@ import {
   baseUrlOf,
   directoryTargetOf,
   postBatch,
-  sessionOf,
   type WriteOptions,
 } from "./ldif-client.ts";
 import { BatchConflicts, laterChanges } from "./ldif-conflicts.ts";
@@ -66,8 +67,9 @@ at most 4 MiB.
   --restart               start from the first record again, whatever the resume file says
   --write-concern LEVEL   local (default), site, sites=N or all, for every record
   --timeout MS            how long the write concern may take (1..60000)
-  --session TOKEN         a session token (default: $PLEXUS_SESSION); the final one is
-                          printed on stderr as 'plexus-session: TOKEN'
+  --session TOKEN         a session token (default: $PLEXUS_SESSION; an empty one is none);
+                          the final one is printed on stderr as 'plexus-session: TOKEN'
+                          (nothing when no request was answered and none was given)
   --json                  print the summary as one JSON line
 A progress bar shows on a terminal for files over 1 MiB.`;
 
@@ -497,7 +499,7 @@ export async function importCommand(
       process.removeListener("SIGINT", stop);
     }
     stdout.write(values.json === true ? `${JSON.stringify(summary)}\n` : formatSummary(summary));
-    if (summary.session !== null) stderr.write(`plexus-session: ${summary.session}\n`);
+    stderr.write(sessionLine(summary.session));
     if (summary.interrupted) {
       stderr.write(
         `${given}: interrupted; run the same command again to resume (${options.checkpointPath})\n`,

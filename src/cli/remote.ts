@@ -9,6 +9,7 @@
  * (--zone), also its `OutcomeUnknownError` (a write that may have been applied).
  */
 import { OutcomeUnknownError } from "../client/client.ts";
+import { searchSizeLimitDefault } from "../core/replica/read.ts";
 
 /** A request that gets no answer within this long fails (write concern waits add their timeout). */
 export const requestTimeoutMs = 10_000;
@@ -16,8 +17,6 @@ export const requestTimeoutMs = 10_000;
 const concernHeadroomMs = 5_000;
 /** Search pages asked per request (the API's own ceiling). */
 export const searchPageSize = 1_000;
-/** A search follows at most this many pages (100,000 entries: the API's sizeLimit ceiling). */
-const searchPagesMax = 100;
 /** How long a `repl sync` asks the node to wait for its pulls (the node's ceiling is 60 s). */
 export const replicateTimeoutMsDefault = 10_000;
 
@@ -58,6 +57,14 @@ export interface CallOptions {
 /** A node's answer: its JSON body and the session token it handed back (null when none). */
 export interface Answered<T> {
   readonly body: T;
+  readonly session: string | null;
+}
+
+/** One page of a search: its entries, whether the size limit cut the result here, the session token. */
+export interface SearchPageAnswer {
+  readonly entries: EntryView[];
+  /** On the last page: the size limit cut the result short. */
+  readonly truncated: boolean;
   readonly session: string | null;
 }
 
@@ -160,11 +167,16 @@ export interface NodeApi {
     move: { newRdn: string; newParent?: string; deleteOldRdn?: boolean },
     options: CallOptions,
   ): Promise<Answered<Record<string, unknown>>>;
-  /** Every page up to sizeLimit, in the node's order. */
+  /** Every page up to sizeLimit, in the node's order, gathered (for results known to be small). */
   search(
     request: SearchOptions,
     options: CallOptions,
   ): Promise<Answered<{ entries: EntryView[]; truncated: boolean }>>;
+  /**
+   * The pages of a search up to sizeLimit, one at a time as the node answers them (cursor
+   * paging): a caller that hands each on holds one page, however large the result.
+   */
+  searchPages(request: SearchOptions, options: CallOptions): AsyncGenerator<SearchPageAnswer>;
   conflicts(
     after: string | null,
     limit: number,
@@ -226,6 +238,30 @@ export function connect(baseUrl: string, fetcher: typeof fetch = fetch, where?: 
     }
     return { body: parsed as T, session: response.headers.get(sessionHeaderName) };
   };
+  /**
+   * Each page the node answers until its nextCursor is null. A page with a cursor is full
+   * (read.ts), so sizeLimit bounds the pages: a node that hands out cursors beyond it is not
+   * followed for ever.
+   */
+  async function* searchPages(
+    request: SearchOptions,
+    options: CallOptions,
+  ): AsyncGenerator<SearchPageAnswer> {
+    const pagesMax = Math.ceil((request.sizeLimit ?? searchSizeLimitDefault) / searchPageSize) + 1;
+    let cursor: string | null = null;
+    for (let page = 0; page < pagesMax; page++) {
+      const answer: Answered<{ entries: EntryView[]; truncated: boolean; nextCursor: string | null }> =
+        await call(
+          "POST",
+          "/v1/search",
+          { ...request, pageSize: searchPageSize, ...(cursor === null ? {} : { cursor }) },
+          writeHeaders({ session: options.session }),
+        );
+      cursor = answer.body.nextCursor;
+      yield { entries: answer.body.entries, truncated: answer.body.truncated, session: answer.session };
+      if (cursor === null) return;
+    }
+  }
   const writeTimeout = (options: CallOptions): number =>
     Math.max(requestTimeoutMs, (options.timeoutMs ?? 0) + concernHeadroomMs);
   return {
@@ -253,25 +289,16 @@ export function connect(baseUrl: string, fetcher: typeof fetch = fetch, where?: 
       call("POST", `${entryPath(dn)}/rename`, move, writeHeaders(options), writeTimeout(options)),
     search: async (request, options) => {
       const entries: EntryView[] = [];
-      let cursor: string | null = null;
       let truncated = false;
       let session: string | null = null;
-      for (let page = 0; page < searchPagesMax; page++) {
-        const answer: Answered<{ entries: EntryView[]; truncated: boolean; nextCursor: string | null }> =
-          await call(
-            "POST",
-            "/v1/search",
-            { ...request, pageSize: searchPageSize, ...(cursor === null ? {} : { cursor }) },
-            writeHeaders({ session: options.session }),
-          );
-        entries.push(...answer.body.entries);
-        truncated = answer.body.truncated;
-        session = answer.session;
-        cursor = answer.body.nextCursor;
-        if (cursor === null) break;
+      for await (const page of searchPages(request, options)) {
+        entries.push(...page.entries);
+        truncated = page.truncated;
+        session = page.session;
       }
       return { body: { entries, truncated }, session };
     },
+    searchPages,
     conflicts: (after, limit, options) =>
       call(
         "GET",
