@@ -28,8 +28,8 @@ export interface SearchRequest {
 
 /**
  * Where a search stopped, as a key path: the (rdnNorm, guid) key of the last entry it returned
- * and of each of that entry's ancestors below the base, outermost first (empty: the base
- * itself). The walk is depth first, children in key order, so the path alone says what comes
+ * (or, when the scan limit stopped it, the last one it examined) and of each of that entry's
+ * ancestors below the base, outermost first (empty: the base itself). The walk is depth first, children in key order, so the path alone says what comes
  * next, and a page costs what it returns, however deep into the result it starts. Not a
  * snapshot: entries changed between two pages may be missed or seen twice.
  */
@@ -37,9 +37,13 @@ export type SearchPosition = readonly ChildCursor[];
 
 export interface SearchResult {
   readonly entries: readonly EntryView[];
-  /** The size limit cut the result short. */
+  /**
+   * The result was cut short: by the size limit, or by the scan limit (searchScanMax entries
+   * examined, matched or not), in which case it may hold fewer entries than the size limit,
+   * even none, and more may match after `next`.
+   */
   readonly truncated: boolean;
-  /** When truncated: the position of the last entry returned, to continue after it. */
+  /** When truncated: where to continue, after the last entry returned or examined. */
   readonly next: SearchPosition | null;
 }
 
@@ -51,7 +55,10 @@ export const searchSizeLimitMax = 100_000;
  * entries, so this bounds the client's loop, not what a node holds at once.
  */
 export const pagedSearchEntriesMax = 10_000_000;
-/** Entries one search may examine, matched or not. */
+/**
+ * Entries one search may examine, matched or not: a page of a selective filter over a large
+ * subtree ends here (truncated, with where to go on), rather than holding the node's thread.
+ */
 export const searchScanMax = 2_000_000;
 const childrenPageSize = 500;
 
@@ -64,7 +71,11 @@ export function getEntry(store: Store, dn: string, attributes?: readonly string[
   return ok(viewOf(store, row.value, cachedEntryDn(store, row.value), selection(attributes)));
 }
 
-export function search(store: Store, request: SearchRequest): Result<SearchResult> {
+export function search(
+  store: Store,
+  request: SearchRequest,
+  scanMax: number = searchScanMax,
+): Result<SearchResult> {
   const sizeLimit = request.sizeLimit ?? searchSizeLimitDefault;
   if (!Number.isSafeInteger(sizeLimit) || sizeLimit < 1 || sizeLimit > searchSizeLimitMax) {
     return fail("invalid-request", `sizeLimit must be 1..${searchSizeLimitMax}`);
@@ -80,7 +91,7 @@ export function search(store: Store, request: SearchRequest): Result<SearchResul
   let truncated = false;
   let next: SearchPosition | null = null;
   let lastPosition: SearchPosition = [];
-  walk(store, base.value, entryDn(store, base.value), scope, request.after, (row, dn, position) => {
+  const visit = (row: EntryRow, dn: string, position: () => SearchPosition): boolean => {
     const view = matching(store, row, dn, filter.value, wanted);
     if (view === undefined) return true;
     if (entries.length === sizeLimit) {
@@ -91,7 +102,10 @@ export function search(store: Store, request: SearchRequest): Result<SearchResul
     entries.push(view);
     lastPosition = position();
     return true;
-  });
+  };
+  const scanStop = walk(store, base.value, entryDn(store, base.value), scope, request.after, visit, scanMax);
+  // The scan limit stopped the walk: say so, and where, or the result would look complete.
+  if (scanStop !== null) return ok({ entries, truncated: true, next: scanStop });
   return ok({ entries, truncated, next });
 }
 
@@ -113,7 +127,8 @@ function frameOf(guid: Guid, dn: string, after: ChildCursor | null): Frame {
 /**
  * Visits the base and, by scope, its children or its whole subtree, depth first (an entry
  * before its children, children in key order), from the start or after `after`; stops when
- * visit says so. `position` gives the visited entry's key path (SearchPosition).
+ * visit says so. `position` gives the visited entry's key path (SearchPosition). Returns null,
+ * or where it stopped once it had examined `scanMax` entries with more to go.
  */
 function walk(
   store: Store,
@@ -122,10 +137,11 @@ function walk(
   scope: SearchScope,
   after: SearchPosition | undefined,
   visit: (row: EntryRow, dn: string, position: () => SearchPosition) => boolean,
-): void {
+  scanMax: number,
+): SearchPosition | null {
   const resuming = after !== undefined;
-  if (!resuming && scope !== "one" && !visit(base, baseDn, () => [])) return;
-  if (scope === "base") return;
+  if (!resuming && scope !== "one" && !visit(base, baseDn, () => [])) return null;
+  if (scope === "base") return null;
   const stack = resuming
     ? resumedStack(store, base, baseDn, scope, after)
     : [frameOf(base.guid, baseDn, null)];
@@ -139,11 +155,13 @@ function walk(
       continue;
     }
     frame.after = { rdnNorm: child.rdnNorm, guid: child.guid };
-    if (++scanned > searchScanMax) return;
     const dn = `${effectiveRdn(child)},${frame.dn}`;
-    if (!visit(child, dn, position)) return;
+    if (!visit(child, dn, position)) return null;
+    // Taken before the child's own frame goes on: resuming after it starts with its children.
+    if (++scanned >= scanMax) return position();
     if (scope === "sub") stack.push(frameOf(child.guid, dn, null));
   }
+  return null;
 }
 
 /** The frame's next child, reading the store a page of children at a time. */
