@@ -150,6 +150,19 @@ describe("parseFilter: other accepted forms", () => {
     assert.deepEqual(filter("  sn=Jen*  "), { type: "substring", attribute: "sn", initial: "Jen", any: [] });
     assert.deepEqual(filter("mail=*"), { type: "present", attribute: "mail" });
   });
+
+  it("an and, or or not without its parentheses is refused with the fix", () => {
+    for (const [text, fix] of [
+      ["&(a=1)(b=2)", "write (&(a=1)(b=2))"],
+      [" |(a=1)(b=2) ", "write (|(a=1)(b=2))"],
+      ["!(a=1)", "write (!(a=1))"],
+    ]) {
+      const parsed = parseFilter(text as string);
+      assert.equal(parsed.ok, false, text);
+      assert.equal(!parsed.ok && parsed.error.code, "invalid-filter");
+      assert.match(!parsed.ok ? parsed.error.message : "", new RegExp(fix.replace(/[()|&!]/g, "\\$&")), text);
+    }
+  });
 });
 
 describe("parseFilter: rejections", () => {

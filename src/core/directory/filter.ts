@@ -86,7 +86,15 @@ export function parseFilter(text: string): Result<Filter> {
   while (end > start && whitespaceCharacter.test(text.charAt(end - 1))) end--;
   if (start === end) return invalid("empty filter", start);
   const cursor: Cursor = { text, end, offset: start, nodes: 0 };
-  const filter = peek(cursor) === "(" ? parseParenthesizedAt(cursor, 1) : parseBareItemAt(cursor);
+  const first = peek(cursor);
+  // ldapsearch takes one item without its parentheses, not an and, or or not: say how to fix it.
+  if (first === "&" || first === "|" || first === "!") {
+    return invalid(
+      `'${first}' starts a filter that needs its own parentheses: write (${text.slice(start, end)})`,
+      start,
+    );
+  }
+  const filter = first === "(" ? parseParenthesizedAt(cursor, 1) : parseBareItemAt(cursor);
   if (!filter.ok) return filter;
   if (cursor.offset < end) {
     return invalid(`unexpected '${peek(cursor)}' after the end of the filter`, cursor.offset);
