@@ -152,12 +152,13 @@ describe("parseFilter: other accepted forms", () => {
   });
 
   it("an and, or or not without its parentheses is refused with the fix", () => {
-    for (const [text, fix] of [
+    const cases: [string, string][] = [
       ["&(a=1)(b=2)", "write (&(a=1)(b=2))"],
       [" |(a=1)(b=2) ", "write (|(a=1)(b=2))"],
       ["!(a=1)", "write (!(a=1))"],
-    ]) {
-      const parsed = parseFilter(text as string);
+    ];
+    for (const [text, fix] of cases) {
+      const parsed = parseFilter(text);
       assert.equal(parsed.ok, false, text);
       assert.equal(!parsed.ok && parsed.error.code, "invalid-filter");
       assert.match(!parsed.ok ? parsed.error.message : "", new RegExp(fix.replace(/[()|&!]/g, "\\$&")), text);
