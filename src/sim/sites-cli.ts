@@ -35,6 +35,7 @@ function describe(result: SiteSimResult): string {
     `${result.faultExtraTransfers} extra transfers during re-convergence, ` +
     `stale set changed ≤ ${result.staleChangesMax} times per node in 10 min, ` +
     `${result.isolatedNodes} nodes planned with no route from their site, ` +
+    `${result.outsideNodes} with a gap in their view, ` +
     `views complete ${result.viewsCompleteMs === null ? "never" : `${(result.viewsCompleteMs / 60_000).toFixed(0)} min`} after the last join, ` +
     `${(result.simulatedMs / 60_000).toFixed(0)} simulated min, ${(result.wallMs / 1000).toFixed(1)} s: ` +
     `${result.violations.length === 0 ? "ok" : "VIOLATION"}`

@@ -104,6 +104,19 @@ describe("replication along the topology (site simulator)", () => {
     assert.ok(result.isolatedNodes > 0, "no node planned with no route from its site");
   });
 
+  it("sites linked only to each other learn the servers that joined elsewhere later, through pulls from outside their group", () => {
+    // Seed 6, up to 40 sites, servers joining in any order through any server (growth.ts
+    // "any"): s16's only server n40 was admitted by n6 (s02), itself admitted by the creator
+    // n24 (s06), so the sites around s06 routed among themselves, and the rest knew neither n6
+    // nor n40, and with routes no site was routeless: 43 of 44 nodes lacked config writes for
+    // good. Each site linked to a site with no server in its view now pulls from outside its
+    // group the origins it cannot place and those of the other groups.
+    const result = runSiteSim(deriveSiteSimParams(6, 40, "any"));
+    assert.deepEqual(result.violations, []);
+    assert.ok(result.outsideNodes > 0, "no node planned with a gap in its view: the path went unexercised");
+    assert.notEqual(result.viewsCompleteMs, null);
+  });
+
   it("catches the planted defect dropIsolatedSiteSources: the early site never learns the topology", () => {
     const planted = runSiteSim(isolatedParams, { canaries: { dropIsolatedSiteSources: true } }).violations;
     assert.ok(

@@ -73,6 +73,11 @@ export interface SiteSimResult {
   readonly staleChangesMax: number;
   /** Nodes that planned at some point with no route from their site (isolatedSiteSources). */
   readonly isolatedNodes: number;
+  /**
+   * Nodes that planned at some point with routes but a gap in their view (a linked site with no
+   * server they knew of), pulling from outside their group of linked sites (isolatedSiteSources).
+   */
+  readonly outsideNodes: number;
   /** Simulated ms from the last join until every node held the whole topology; null if never. */
   readonly viewsCompleteMs: number | null;
   readonly simulatedMs: number;
@@ -216,7 +221,8 @@ class HeldTopology {
    * Whom `self` notifies, as partnerPlan says: the servers that would pull from it, wanting
    * notifications, with nothing stale (it cannot know what the others consider stale). Only a
    * server of its own site, of a site a link joins to its own, or of a site with no route (which
-   * pulls from a server anywhere) can name it, so only those are computed.
+   * pulls from a server anywhere) can name it, so only those are computed. (A site with a gap in
+   * its view pulls from anywhere too, but never asks for notifications there.)
    */
   outboundOf(self: NodeId, site: SiteName): NodeId[] {
     const mine = siteKey(site);
@@ -270,6 +276,8 @@ class SiteWorld extends World {
   private readonly ownPlans = new Map<NodeId, { readonly key: string; readonly connections: Connections }>();
   /** Nodes that planned at some point with no route from their site: pulling from elsewhere. */
   readonly isolated = new Set<NodeId>();
+  /** Nodes that planned at some point with routes and a gap in their view: pulling from outside their group. */
+  readonly outside = new Set<NodeId>();
   /** Per site, the sites a link joins it to (whether up or not). */
   private readonly linkedSites = new Map<string, Set<string>>();
   private readonly serverSite: ReadonlyMap<NodeId, SiteName>;
@@ -602,6 +610,8 @@ class SiteWorld extends World {
     const connections = held.connections(node.id, this.siteOf(node), stale.set);
     this.ownPlans.set(node.id, { key, connections });
     if (connections.inbound.some((connection) => connection.unfiltered === true)) this.isolated.add(node.id);
+    if (connections.inbound.some((connection) => connection.onlyOrigins !== undefined))
+      this.outside.add(node.id);
     return connections;
   }
 
@@ -757,6 +767,7 @@ export function runSiteSim(params: SiteSimParams, options: SiteSimOptions = {}):
     faultChanges: faultChanges.length,
     staleChangesMax: world.staleChangesMax,
     isolatedNodes: world.isolated.size,
+    outsideNodes: world.outside.size,
     viewsCompleteMs: run.viewsCompleteMs,
     simulatedMs: world.time,
     events: world.stats.events,
@@ -834,8 +845,10 @@ class SiteRun {
    * (one join URL, as src/runtime/isolated-site.test.ts) or, in any order, by a random server
    * already synced, and plan from what replication brought them. A site whose servers join before any
    * of a neighbouring site's has no route then: only its pulls from elsewhere (connections.ts
-   * isolatedSiteSources) bring the servers that give it one. Every node must come to hold the
-   * whole topology (topology-view), then the partition everywhere.
+   * isolatedSiteSources) bring the servers that give it one; so do the pulls from outside their
+   * group of sites linked only to each other (in any order), which route among themselves while
+   * a site linked to theirs has no server in their view. Every node must come to hold the whole
+   * topology (topology-view), then the partition everywhere.
    */
   start(): void {
     const world = this.world;

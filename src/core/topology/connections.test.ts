@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import type { NodeId } from "../ids.ts";
+import type { InvocationId, NodeId } from "../ids.ts";
 import { unwrap } from "../result.ts";
 import { connectionsOf } from "./connections.ts";
 import { bridgehead } from "./intra.ts";
 import { checkTopology, type SiteName, type TopologyConfig } from "./model.ts";
+import { originExclusions, originSitesOf, SiteRoutes } from "./origins.ts";
 
 const config = unwrap(
   checkTopology(
@@ -13,6 +14,7 @@ const config = unwrap(
   ),
 ) as TopologyConfig;
 const node = (name: string) => name as NodeId;
+const id = (n: number): InvocationId => n.toString(16).padStart(32, "0") as InvocationId;
 const everyNeighbour = new Set(["paris", "frankfurt", "lyon", "bonn"]);
 
 describe("a node's connections", () => {
@@ -186,7 +188,8 @@ describe("a node's connections", () => {
     const wOrX = (site: string): string => bridgehead([node("w1"), node("x1")], site) as string;
     assert.deepEqual(elsewhere("y1"), ["hq1", wOrX("y")].sort(), "y: one of each other group, hq among them");
     assert.deepEqual(elsewhere("hq1"), [wOrX("hq"), "y1"].sort());
-    // w and x route to each other: they pull from no one outside (not covered, see the code).
+    // w and x route to each other: nothing unfiltered (the next test: w pulls from outside for
+    // what its routes cannot bring).
     assert.deepEqual(elsewhere("w1", ["x"]), []);
     const connected = {
       ...groups,
@@ -202,5 +205,84 @@ describe("a node's connections", () => {
       [],
       "once mid is served, y has a route and pulls along it",
     );
+  });
+
+  it("a site with routes, linked to a site with no server in its view, pulls from outside its group what its routes cannot bring", () => {
+    // The island: w, br and x joined before mid had a server. w and x are hubs joined only
+    // through the branch br, so w has a route to br only (x is beyond a valley), yet no site of
+    // the island is routeless; hq, elsewhere, is known (it admitted them). w is linked to mid,
+    // which has no server in this view: evidence that the view may lack servers, as it does.
+    // hq's group also holds hqb, a branch.
+    const island = unwrap(
+      checkTopology({
+        sites: [
+          { name: "hq", tier: "hub" },
+          { name: "hqb", tier: "branch" },
+          { name: "mid", tier: "hub" },
+          { name: "w", tier: "hub" },
+          { name: "br", tier: "branch" },
+          { name: "x", tier: "hub" },
+        ],
+        links: [
+          { name: "hq-mid", sites: ["hq", "mid"], cost: 10 },
+          { name: "hq-hqb", sites: ["hq", "hqb"], cost: 10 },
+          { name: "mid-w", sites: ["mid", "w"], cost: 10 },
+          { name: "w-br", sites: ["w", "br"], cost: 10 },
+          { name: "br-x", sites: ["br", "x"], cost: 10 },
+        ],
+        servers: [
+          ["hq1", "hq", id(1)],
+          ["w1", "w", id(2)],
+          ["br1", "br", id(3)],
+          ["x1", "x", id(4)],
+          ["hqb9", "hqb", id(5)],
+        ].map(([name, site, invocation], index) => ({
+          node: name,
+          site,
+          addresses: ["127.0.0.1"],
+          httpPort: 7201 + index,
+          invocations: [invocation],
+        })),
+      }),
+    ) as TopologyConfig;
+    const plan = (config: TopologyConfig, self: string) => {
+      const routes = new SiteRoutes(config);
+      const site = config.servers.find((server) => server.node === self)?.site as SiteName;
+      const connections = connectionsOf(config, node(self), new Set(), routes.hopsFrom(site));
+      return connections.inbound
+        .filter((connection) => connection.site !== site && connection.kind === "probe")
+        .map((connection) => ({
+          node: connection.node,
+          unfiltered: connection.unfiltered === true,
+          only: connection.onlyOrigins?.sites,
+          exclude: originExclusions(
+            connection,
+            site,
+            (origin) => routes.toward(site, origin),
+            originSitesOf(config),
+            new Set(routes.unreachableFrom(site)),
+          ),
+        }));
+    };
+    assert.deepEqual(new SiteRoutes(island).hopsFrom("w"), new Set(["br"]), "w routes to br, not to x");
+    assert.deepEqual(
+      plan(island, "w1"),
+      [{ node: "hq1", unfiltered: false, only: ["hq", "hqb"], exclude: [id(2), id(3), id(4)] }],
+      "w pulls from hq's group the changes of its sites and of origins it cannot place, and none of " +
+        "its own group's: not x's, which the valley-free policy keeps from it, nor br's and its own, " +
+        "which its routes bring; from hq1, not the branch hqb9 (hashing alone would pick it), as w is a hub",
+    );
+    assert.deepEqual(plan(island, "br1"), [], "br is linked to served sites only: its view shows no gap");
+    assert.deepEqual(plan(island, "x1"), []);
+    const served = {
+      ...island,
+      servers: [
+        ...island.servers,
+        { node: node("m1"), site: "mid" as SiteName, addresses: [], httpPort: 7209 },
+      ],
+    };
+    assert.deepEqual(plan(served, "w1"), [], "once mid is served in w's view, w pulls along its routes only");
+    const alone = { ...island, servers: island.servers.filter((server) => !server.node.startsWith("hq")) };
+    assert.deepEqual(plan(alone, "w1"), [], "with no server known outside its group there is no one to ask");
   });
 });

@@ -1,6 +1,6 @@
 import { type Canaries, noCanaries } from "../canaries.ts";
 import type { NodeId } from "../ids.ts";
-import { compileServedGraph, type SiteGraph, siteIndex } from "./graph.ts";
+import { compileServedGraph, type SiteGraph, siteIndex, tierCodes } from "./graph.ts";
 import { bridgehead, intraSitePartners } from "./intra.ts";
 import { type ScheduleWindow, type SiteName, siteKey, type TopologyConfig } from "./model.ts";
 
@@ -13,7 +13,10 @@ import { type ScheduleWindow, type SiteName, siteKey, type TopologyConfig } from
  * - probe: stale intra-site servers, and stale servers a neighbour site's bridgehead duty passed
  *   over, still tried so that they rejoin when they recover; and for a site with no route to any
  *   other served site, one server of each group of linked sites elsewhere, pulled unfiltered so
- *   that the site learns the topology that gives it a route (isolatedSiteSources);
+ *   that the site learns the topology that gives it a route (isolatedSiteSources); and for a
+ *   site with routes that is linked to a site with no server in its view, the same sources,
+ *   pulled for the changes of origins it cannot place and of sites outside its group only
+ *   (onlyOrigins);
  * - inter: when this node is its site's bridgehead toward a neighbouring site that is the next
  *   hop toward some origin site, that neighbour's bridgehead toward this site — pulled on the
  *   cheapest link's interval and schedule, compressed if the link says so, notified if it says so.
@@ -34,6 +37,14 @@ export interface Connection {
    * topology (isolatedSiteSources). Every other connection to another site is filtered.
    */
   readonly unfiltered?: true;
+  /**
+   * Pulled for what this node's routes cannot bring it (isolatedSiteSources, a site whose view
+   * of the topology may be incomplete): the changes of origins it cannot place and of these
+   * sites, the served sites outside its site's group of linked sites. Every other origin it
+   * knows is left out: those of its own group come along its routes, or may not come at all
+   * (the valley-free policy).
+   */
+  readonly onlyOrigins?: { readonly sites: readonly SiteName[] };
 }
 
 export interface Connections {
@@ -121,37 +132,56 @@ export function connectionsOf(
       });
     }
   }
-  if (wanted.size === 0 && canaries.dropIsolatedSiteSources !== true)
-    inbound.push(...isolatedSiteSources(config, graph, mine, self, stale));
+  if (wanted.size === 0) {
+    if (canaries.dropIsolatedSiteSources !== true)
+      inbound.push(...isolatedSiteSources(config, graph, mine, self, stale, "unfiltered"));
+  } else if (bordersUnservedSite(config, me.site)) {
+    inbound.push(...isolatedSiteSources(config, graph, mine, self, stale, "outside-origins"));
+  }
   const note =
     inbound.length === 0 ? `${self} has no partner: it is alone in ${me.site} and no bridgehead duty` : null;
   return { site: me.site, inbound, note };
 }
 
 /**
- * The bridgehead purpose of a site cut off from some served sites; not a DNS label, so no site
- * name can take it.
+ * The bridgehead purpose of a site pulling from outside its group of linked sites; not a DNS
+ * label, so no site name can take it.
  */
 const isolatedPurpose = "(no route)";
 
 /**
- * Where a site with no route to any other served site pulls from: one server of each group of
- * linked sites elsewhere (its site's bridgehead for that purpose pulls from them, unfiltered,
- * every intra-site interval), and the stale ones passed over before each. A node's view of the
- * topology comes only through pulls: one that saw no server yet in its neighbouring sites (it
- * joined before them, or a link was removed and added again) would otherwise pull from no one
- * across its site's boundary, and never learn of the servers or links that give it a route —
- * south, joined while north had no server yet, stayed without a partner for good, though north
- * pulled its changes. Once the route is in its replica it pulls along it instead.
+ * Where a site pulls from when its view of the topology may be incomplete: one server of each
+ * group of linked sites elsewhere (its site's bridgehead for that purpose pulls from them every
+ * intra-site interval), and the stale ones passed over before each. A node's view of the
+ * topology comes only through pulls, and pulls follow the view's routes: without these a site
+ * could never learn of the servers that would give it a route.
  *
- * From each group, not from one server anywhere: a server joins through any node, so the news
- * of it may be in any group, and two routeless sites that picked each other pulled from no one
- * else and never learned more (the site simulator, --growth early, seeds 4–6).
+ * - A site with no route to any other served site pulls unfiltered. One that saw no server yet
+ *   in its neighbouring sites (it joined before them, or a link was removed and added again)
+ *   pulled from no one across its site's boundary — south, joined while north had no server
+ *   yet, stayed without a partner for good, though north pulled its changes.
+ * - A site with routes that a link joins to a site with no server in its view (so its view may
+ *   lack servers) takes only what its routes cannot bring: the changes of origins it cannot
+ *   place and of the served sites outside its group (`onlyOrigins`). Sites linked only to each
+ *   other, whose servers joined before those of the sites between them and the rest, route
+ *   among themselves and are not routeless, yet never learned of the servers that joined later
+ *   elsewhere (the site simulator, --growth any: 14 of 20 seeds). Unfiltered, such a pull made a
+ *   branch carry changes of hub origins to a hub (its valley-free check); leaving out every
+ *   origin of its own group — those its routes bring, and those the valley-free policy keeps
+ *   from it — it takes none of them from outside. Origins it cannot place stay in: a new
+ *   server's own writes (its invocation id) bring its server object whole; and the origins of
+ *   the other groups, since a server object is made by the node that admitted it, which may be
+ *   known and elsewhere (seed 6 of the same run: n6, admitted by the creator in another group,
+ *   was known to no one of the rest, and nobody pulled from it).
  *
- * Not covered: a group of two or more sites linked to each other but to no other served site
- * (they joined before the sites between them and the rest) has routes, so it pulls from no one
- * outside; pulling unfiltered from outside there made branches carry other sites' changes to
- * hubs before their views were complete (the simulator's valley-free check, seed 13).
+ * From a hub or peer site, the source in each group is a server of a hub or peer site when the
+ * group has one, so that no branch carries changes between two non-branch sites this way either.
+ *
+ * Once the servers between are in its replica, its routes take over, and with no other group
+ * in its view there is no one to pull from. From each group, not from one server anywhere: a
+ * server joins through any node, so the news of it may be in any group, and two routeless sites
+ * that picked each other pulled from no one else and never learned more (--growth early, seeds
+ * 4–6).
  */
 function isolatedSiteSources(
   config: TopologyConfig,
@@ -159,6 +189,7 @@ function isolatedSiteSources(
   mine: number,
   self: NodeId,
   stale: ReadonlySet<NodeId>,
+  filter: "unfiltered" | "outside-origins",
 ): Connection[] {
   if (mine < 0) return [];
   const groupOf = linkedGroups(graph);
@@ -166,6 +197,7 @@ function isolatedSiteSources(
   const myGroup = groupOf[mine] as number;
   const beyond = config.servers.filter((server) => group(server.site) !== myGroup);
   if (beyond.length === 0) return [];
+  const outside = graph.names.filter((_, site) => groupOf[site] !== myGroup);
   const mySite = graph.names[mine] as SiteName;
   const inSite = (site: string): boolean => siteKey(site) === siteKey(mySite);
   const mySiteServers = config.servers.filter((server) => inSite(server.site)).map((server) => server.node);
@@ -179,16 +211,31 @@ function isolatedSiteSources(
     notify: false,
     compress: true,
     schedule: null,
-    unfiltered: true,
+    ...(filter === "unfiltered" ? { unfiltered: true } : { onlyOrigins: { sites: outside } }),
   });
+  const isBranch = (site: string): boolean => graph.tiers[siteIndex(graph, site) ?? -1] === tierCodes.branch;
   const sources: Connection[] = [];
   for (const target of new Set(beyond.map((server) => group(server.site)))) {
-    const nodes = beyond.filter((server) => group(server.site) === target).map((server) => server.node);
+    const members = beyond.filter((server) => group(server.site) === target);
+    // A hub or peer asks a hub or peer of the group when it has one: a branch is transit
+    // between no two of them, in these pulls either.
+    const transit = isBranch(mySite) ? [] : members.filter((server) => !isBranch(server.site));
+    const nodes = (transit.length > 0 ? transit : members).map((server) => server.node);
     const chosen = bridgehead(nodes, siteKey(mySite), stale);
     if (chosen !== undefined) sources.push(source(chosen));
     sources.push(...staleBridgeheadsBefore(nodes, siteKey(mySite), stale, chosen).map(source));
   }
   return sources;
+}
+
+/** Whether a link joins `site` to a site with no server in the topology (as this node holds it). */
+function bordersUnservedSite(config: TopologyConfig, site: SiteName): boolean {
+  const served = new Set(config.servers.map((server) => siteKey(server.site)));
+  return config.links.some(
+    (link) =>
+      link.sites.some((member) => siteKey(member) === siteKey(site)) &&
+      link.sites.some((member) => !served.has(siteKey(member))),
+  );
 }
 
 /** For each site of the graph, the number of its group of linked sites (connected component). */

@@ -79,6 +79,24 @@ describe("reverse-path origin filters", () => {
     }
   });
 
+  it("a pull from outside its group takes the origins of the sites named and those it cannot place only", () => {
+    // From b, c is the next hop toward c and e has no route: a pull from outside b's group that
+    // names e takes e's origins and unknown ones, never those of b's group, routed or not.
+    const outside = {
+      kind: "probe",
+      site: "e" as SiteName,
+      onlyOrigins: { sites: ["E" as SiteName] },
+    } as const;
+    assert.deepEqual(originExclusions(outside, "b", toward, origins, new Set(["e"])), [
+      id(1),
+      id(2),
+      id(3),
+      id(4),
+      id(5),
+    ]);
+    assert.ok(!originExclusions(outside, "b", toward, origins).includes(id(7)), "an unknown origin passes");
+  });
+
   it("servers name the sites of their invocations", () => {
     const servers = [
       { node: "n1", site: "a", addresses: [], httpPort: 1, invocations: [id(1)] },

@@ -40,12 +40,15 @@ export function nextHopTable(graph: SiteGraph): NextHopTable {
 
 /**
  * The origins an inbound connection leaves out: none inside the site, none for an unfiltered
- * one (isolatedSiteSources); a probe of a neighbour's stale bridgehead is filtered like the
- * connection it stands in for, since the pull that finds it back brings pages too (unfiltered,
- * it made a branch transit between two hubs in the site simulator).
+ * one (isolatedSiteSources), every origin it knows outside `onlyOrigins.sites` for a pull from
+ * outside its group (isolatedSiteSources: it takes the origins it cannot place and those of the
+ * other groups, none its routes bring or the valley-free policy forbids); a probe of a
+ * neighbour's stale bridgehead is filtered like the connection it stands in for, since the pull
+ * that finds it back brings pages too (unfiltered, it made a branch transit between two hubs in
+ * the site simulator).
  */
 export function originExclusions(
-  connection: Pick<Connection, "kind" | "site" | "unfiltered">,
+  connection: Pick<Connection, "kind" | "site" | "unfiltered" | "onlyOrigins">,
   mySite: string,
   nextHopToward: (originSite: string) => string | undefined,
   origins: readonly OriginSite[],
@@ -55,6 +58,14 @@ export function originExclusions(
   const mine = siteKey(mySite);
   const partnerSite = siteKey(connection.site);
   if (connection.kind === "intra" || connection.unfiltered === true || partnerSite === mine) return [];
+  const only = connection.onlyOrigins;
+  if (only !== undefined) {
+    const taken = new Set(only.sites.map(siteKey));
+    return origins
+      .filter((origin) => !taken.has(siteKey(origin.site)))
+      .flatMap((origin) => origin.invocations)
+      .sort();
+  }
   const unroutable = new Set(canaries.keepUnroutableOrigins === true ? [] : [...noRoute].map(siteKey));
   const excluded: InvocationId[] = [];
   for (const origin of origins) {
