@@ -52,6 +52,11 @@ async function processesNaming(text: string): Promise<number[]> {
 
 /** Starts the demo (or npm running it) with its own TMPDIR, collecting its stderr. */
 /** The demo directories (plexus-…) left in `temp`. */
+/** A printed command line's words, as a POSIX shell splits them (only '…' quoting is used). */
+function shellWords(line: string): string[] {
+  return [...line.matchAll(/'([^']*)'|(\S+)/g)].map((match) => match[1] ?? match[2] ?? "");
+}
+
 function demoDirectoriesIn(temp: string): string[] {
   return readdirSync(temp).filter((name) => name.startsWith("plexus-"));
 }
@@ -212,6 +217,50 @@ describe("plexus demo", { timeout: 120_000 }, () => {
       // Only on failure is anything left: the demo and the node processes it reported.
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
       for (const pid of pids) if (alive(pid)) process.kill(pid, "SIGKILL");
+      rmSync(temp, { recursive: true, force: true });
+    }
+  });
+
+  it("the Plexus commands it prints to try work as printed", async () => {
+    const temp = mkdtempSync(join(tmpdir(), "plexus-demo-try-test-"));
+    const { child, stderr } = spawnDemo(process.execPath, ["--import", "tsx", main, "demo"], temp);
+    try {
+      const text = await new Promise<string>((resolve, reject) => {
+        let out = "";
+        const timer = setTimeout(() => reject(new Error(`no command list in time:\n${out}`)), readyTimeoutMs);
+        child.stdout?.setEncoding("utf8");
+        child.stdout?.on("data", (chunk: string) => {
+          out += chunk;
+          if (out.includes("Ctrl-C stops every node.")) {
+            clearTimeout(timer);
+            resolve(out);
+          }
+        });
+        child.once("exit", (code) => reject(new Error(`demo exited with ${code}:\n${stderr()}`)));
+      });
+      const commands = text.split("\n").filter((line) => line.startsWith("  npx plexus "));
+      // What each printed command shows when it works.
+      const expected: [string, RegExp][] = [
+        ["search", /^dn: uid=alice,ou=people,dc=example,dc=com$/m],
+        ["repl status", /^Inbound partners \(1\)$/m],
+        ["repl summary", /^Source node +largest delta/m],
+        ["topology", /^Sites \(3\)$/m],
+      ];
+      assert.equal(commands.length, expected.length, text);
+      for (const [command, shows] of expected) {
+        const line = commands.find((candidate) => candidate.startsWith(`  npx plexus ${command} `));
+        assert.ok(line !== undefined, `${command} is printed:\n${text}`);
+        const args = shellWords(line.trim()).slice(2);
+        const ran = spawnSync(process.execPath, ["--import", "tsx", main, ...args], {
+          encoding: "utf8",
+          timeout: 60_000,
+        });
+        assert.equal(ran.status, 0, `${line}\n${ran.stderr}`);
+        assert.match(ran.stdout, shows, line);
+      }
+    } finally {
+      await exitCodeOf(child, "SIGINT", stopTimeoutMs + 5_000);
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
       rmSync(temp, { recursive: true, force: true });
     }
   });

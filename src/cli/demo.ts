@@ -210,6 +210,13 @@ Try:
   curl -s ${east}/v1/status
   curl -s ${east}/metrics | grep '^plexus_'
 ${digLine(locator)}
+With Plexus' own commands ('npx plexus --help' lists them all): a search as LDIF, a node's
+inbound replication (like repadmin /showrepl), every server's (like /replsummary), the topology:
+  npx plexus search ${base} --url ${branch} --filter '(objectClass=inetOrgPerson)' --attributes cn,mail
+  npx plexus repl status --url ${east}
+  npx plexus repl summary --url ${hq}
+  npx plexus topology --url ${hq}
+
 Data and node logs: ${cluster.directory} (${keep ? "kept on exit" : "removed on exit; --keep keeps it"}).
 Follow the nodes' logs: tail -f ${cluster.directory}/*.log (or run the demo with --logs).
 Ctrl-C stops every node.
