@@ -17,6 +17,11 @@ export const requestTimeoutMs = 10_000;
 const concernHeadroomMs = 5_000;
 /** Search pages asked per request (the API's own ceiling). */
 export const searchPageSize = 1_000;
+/**
+ * Pages a search follows beyond sizeLimit / searchPageSize: pages the node's scan limit ended
+ * before they were full (each after 2,000,000 entries examined).
+ */
+const sparsePagesMax = 1_000;
 /** How long a `repl sync` asks the node to wait for its pulls (the node's ceiling is 60 s). */
 export const replicateTimeoutMsDefault = 10_000;
 
@@ -239,16 +244,19 @@ export function connect(baseUrl: string, fetcher: typeof fetch = fetch, where?: 
     return { body: parsed as T, session: response.headers.get(sessionHeaderName) };
   };
   /**
-   * Each page the node answers until its nextCursor is null. A page with a cursor is full
-   * (read.ts), so sizeLimit bounds the pages: a node that hands out cursors beyond it is not
-   * followed for ever.
+   * Each page the node answers until its nextCursor is null. A page with a cursor is full,
+   * unless the node's scan limit ended it (read.ts: a selective filter over millions of
+   * entries), so sizeLimit and sparsePagesMax bound the pages: a node that hands out cursors
+   * for ever is not followed for ever, and a search cut short that way ends truncated.
    */
   async function* searchPages(
     request: SearchOptions,
     options: CallOptions,
   ): AsyncGenerator<SearchPageAnswer> {
-    const pagesMax = Math.ceil((request.sizeLimit ?? searchSizeLimitDefault) / searchPageSize) + 1;
+    const pagesMax =
+      Math.ceil((request.sizeLimit ?? searchSizeLimitDefault) / searchPageSize) + sparsePagesMax;
     let cursor: string | null = null;
+    let session: string | null = null;
     for (let page = 0; page < pagesMax; page++) {
       const answer: Answered<{ entries: EntryView[]; truncated: boolean; nextCursor: string | null }> =
         await call(
@@ -258,9 +266,11 @@ export function connect(baseUrl: string, fetcher: typeof fetch = fetch, where?: 
           writeHeaders({ session: options.session }),
         );
       cursor = answer.body.nextCursor;
-      yield { entries: answer.body.entries, truncated: answer.body.truncated, session: answer.session };
+      session = answer.session;
+      yield { entries: answer.body.entries, truncated: answer.body.truncated, session };
       if (cursor === null) return;
     }
+    yield { entries: [], truncated: true, session };
   }
   const writeTimeout = (options: CallOptions): number =>
     Math.max(requestTimeoutMs, (options.timeoutMs ?? 0) + concernHeadroomMs);

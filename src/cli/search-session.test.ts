@@ -9,7 +9,7 @@ import { sessionLine, sessionOf } from "./cli-support.ts";
 import { entryCommand } from "./entries.ts";
 import { formatEntries } from "./entry-text.ts";
 import { importCommand } from "./ldif-import.ts";
-import type { EntryView } from "./remote.ts";
+import { connect, type EntryView } from "./remote.ts";
 
 /**
  * `plexus search` over a result of several pages (printed page by page, up to the API's own
@@ -153,5 +153,25 @@ describe("plexus search pages and session tokens", { timeout: 120_000 }, () => {
     assert.equal(sessionLine(null), "");
     assert.equal(sessionLine(""), "");
     assert.equal(sessionLine("abc"), "plexus-session: abc\n");
+  });
+});
+
+describe("searchPages against a node that never stops handing out cursors", () => {
+  it("follows a bounded number of pages, then ends the result truncated", async () => {
+    let asked = 0;
+    // Every page empty with a cursor: what a scan-limited node answers over a huge subtree,
+    // or a broken one for ever.
+    const fetcher = (async () => {
+      asked++;
+      return new Response(JSON.stringify({ entries: [], truncated: false, nextCursor: `c${asked}` }), {
+        status: 200,
+        headers: { "content-type": "application/json" },
+      });
+    }) as typeof fetch;
+    const api = connect("http://127.0.0.1:9", fetcher);
+    const answer = await api.search({ base, sizeLimit: 10 }, {});
+    assert.deepEqual(answer.body.entries, []);
+    assert.equal(answer.body.truncated, true, "cut short by the page bound: truncated, not complete");
+    assert.ok(asked > 1 && asked <= 1_001, `${asked} pages asked`);
   });
 });
