@@ -7,6 +7,7 @@ import {
   renameSync,
   rmSync,
   statSync,
+  truncateSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -83,6 +84,8 @@ describe("plexus backup and restore", { timeout: 120_000 }, () => {
     await cluster.stop("n1");
     const restored = await plexus(["restore", "--data", data, "--from", backup]);
     assert.equal(restored.code, 0, restored.stderr);
+    // n1 wrote after the backup: what no partner had pulled would be only in the replaced file.
+    assert.match(restored.stderr, /note: the replaced database holds changes node n1 made after this backup/);
     assert.ok(
       readdirSync(data).some((name) => name.startsWith("plexus.db.replaced-")),
       "the replaced database is kept",
@@ -115,6 +118,34 @@ describe("plexus backup and restore", { timeout: 120_000 }, () => {
     const wrong = await plexus(["restore", "--data", cluster.node("n1").dataDirectory, "--from", n2Backup]);
     assert.equal(wrong.code, 1);
     assert.match(wrong.stderr, /wrong-node: .*backup of node n2.*belongs to node n1/);
+
+    // Another cluster's node of the same name: its config and entries would replicate into
+    // this cluster (its containers taking the names of this one's in naming conflicts).
+    const other = new LocalCluster(topology, timings);
+    try {
+      const stranger = await other.start("n1", "hq");
+      const strangerBackup = join(cluster.directory, "other-n1.backup");
+      const taken = await plexus(["backup", "--data", stranger.dataDirectory, "--output", strangerBackup]);
+      assert.equal(taken.code, 0, taken.stderr);
+      const foreign = await plexus([
+        "restore",
+        "--data",
+        cluster.node("n1").dataDirectory,
+        "--from",
+        strangerBackup,
+      ]);
+      assert.equal(foreign.code, 1, foreign.stdout);
+      assert.match(
+        foreign.stderr,
+        /wrong-cluster: .*other-n1\.backup is a backup of a node n1 of another cluster/,
+      );
+      assert.ok(
+        !readdirSync(cluster.node("n1").dataDirectory).some((name) => name.endsWith(".restoring")),
+        "nothing staged",
+      );
+    } finally {
+      await other.stopAll();
+    }
 
     const usage = await plexus(["backup", "--data", "x"]);
     assert.equal(usage.code, 2);
@@ -227,6 +258,53 @@ describe("plexus backup and restore: files and directories", () => {
       `plexus restore: not-a-plexus-database: ${junk} is not a Plexus backup (not a SQLite database)\n`,
     );
     assert.ok(!existsSync(target));
+  });
+
+  it("restores over a database that cannot be read (what a restore is for), keeping it aside", () => {
+    for (const [name, damage] of [
+      ["overwritten", (file: string) => writeFileSync(file, "garbage where the header was ".repeat(8))],
+      ["emptied", (file: string) => writeFileSync(file, "")],
+      ["truncated", (file: string) => truncateSync(file, 4_096)],
+    ] as const) {
+      const data = join(root, `damaged-${name}`);
+      assert.equal(run("restore", ["--data", data, "--from", backup]).code, 0);
+      damage(join(data, "plexus.db"));
+      const restored = run("restore", ["--data", data, "--from", backup]);
+      assert.equal(restored.code, 0, `${name}: ${restored.stderr}`);
+      assert.match(restored.stderr, /the replaced database could not be read \(.+\), so it was not checked/);
+      assert.equal(readdirSync(data).filter((file) => file.startsWith("plexus.db.replaced-")).length, 1);
+      const opened = openDataDirectory(data);
+      assert.equal(opened.restored, true);
+      opened.close();
+    }
+  });
+
+  it("a damaged backup is refused as damaged, and the target is left alone", () => {
+    const truncated = join(root, "truncated.bak");
+    writeFileSync(truncated, readFileSync(backup).subarray(0, 4_096 * 3));
+    const target = join(root, "untouched-by-damaged");
+    const refused = run("restore", ["--data", target, "--from", truncated]);
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.stderr,
+      /^plexus restore: not-a-plexus-database: .*truncated\.bak is damaged \(SQLite: .+\): restore from another backup\n$/,
+    );
+    assert.ok(!existsSync(target));
+  });
+
+  it("a backup that fails leaves no file under the backup's name", () => {
+    const data = join(root, "damaged-source");
+    assert.equal(run("restore", ["--data", data, "--from", backup]).code, 0);
+    const database = join(data, "plexus.db");
+    truncateSync(database, 4_096 * 3);
+    const output = join(root, "from-damaged.bak");
+    const failed = run("backup", ["--data", data, "--output", output]);
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, /^plexus backup: backup-failed: .*from-damaged\.bak not written: /);
+    assert.deepEqual(
+      readdirSync(root).filter((file) => file.startsWith("from-damaged")),
+      [],
+    );
   });
 
   it("a restore is refused while the data directory is held, naming the process", () => {

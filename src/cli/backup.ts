@@ -10,9 +10,11 @@ export const backupUsage = `usage: plexus backup --data DIR --output FILE
        plexus restore --data DIR --from FILE
 
   backup   writes a consistent copy of the node's database in DIR to FILE (a new file, in
-           a directory that exists); the node may keep running
+           a directory that exists; written as FILE.partial, renamed when complete); the
+           node may keep running
   restore  puts the copy FILE in place of the database in DIR (created if missing); the node
-           must be stopped.
+           must be stopped. A damaged backup, or the backup of another node or of another
+           cluster than the database in DIR, is refused.
            The database it replaces is kept beside it (plexus.db.replaced-<time>). On its
            next start the node sees a restored copy, takes a new invocation id, and pulls
            what the copy lacks from its partners
@@ -66,6 +68,14 @@ export function backupCommand(
           (info.replacedBy === null ? "" : `; the replaced database is kept as ${info.replacedBy}`) +
           "\nOn its next start the node takes a new invocation id and catches up from its partners.\n",
       );
+      if (info.replacedUnreadable !== null)
+        stderr.write(
+          `plexus restore: the replaced database could not be read (${info.replacedUnreadable}), so it was not checked that the backup is of this node and cluster; plexus start refuses it if it is of another node\n`,
+        );
+      if (info.newerInReplaced !== null)
+        stderr.write(
+          `plexus restore: note: the replaced database holds changes node ${info.node} made after this backup was taken (its newest at usn ${info.newerInReplaced.replaced}, the backup's at ${info.newerInReplaced.backup}): those its partners had not pulled before it stopped are not in the restored copy, only in ${info.replacedBy}\n`,
+        );
     }
     return 0;
   } catch (error) {

@@ -3,6 +3,7 @@ import {
   closeSync,
   existsSync,
   fsyncSync,
+  linkSync,
   openSync,
   realpathSync,
   renameSync,
@@ -11,6 +12,7 @@ import {
 } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
+import { configPartition, partitionRootGuid } from "../core/directory/partition.ts";
 import {
   DataDirectoryInUseError,
   type DirectoryLock,
@@ -37,8 +39,11 @@ export class BackupError extends Error {
       | "node-running"
       | "exists"
       | "wrong-node"
+      | "wrong-cluster"
       | "missing"
-      | "same-file",
+      | "same-file"
+      | "backup-failed"
+      | "damaged",
     message: string,
     options?: ErrorOptions,
   ) {
@@ -64,55 +69,121 @@ export function backupDatabase(directory: string, output: string): BackupInfo {
   const outputDirectory = dirname(resolve(output));
   if (!existsSync(outputDirectory))
     throw new BackupError("missing", `the directory ${outputDirectory} does not exist`);
-  const db = new Database(source, { readonly: true, fileMustExist: true });
+  if (statSync(outputDirectory).isDirectory() === false)
+    throw new BackupError("missing", `${outputDirectory} is not a directory`);
+  // The copy is made under another name and given FILE's only once complete: a failed backup (a
+  // full disk) or one killed half-way leaves no FILE that looks like a backup.
+  const partial = `${output}.partial`;
+  for (const file of [partial, `${partial}-journal`]) rmSync(file, { force: true });
   try {
-    describe(db, source, "database");
-    db.prepare("VACUUM INTO ?").run(output);
-  } finally {
-    db.close();
+    const db = new Database(source, { readonly: true, fileMustExist: true });
+    try {
+      describe(db, source, "database");
+      db.prepare("VACUUM INTO ?").run(partial);
+    } finally {
+      db.close();
+    }
+    const copy = new Database(partial);
+    let info: Omit<BackupInfo, "bytes">;
+    try {
+      copy.prepare("UPDATE instance SET token = ? WHERE id = 1").run(`backup-${randomUUID()}`);
+      info = describe(copy, output, "backup");
+    } finally {
+      copy.close();
+    }
+    syncFile(partial);
+    // A link, not a rename: it fails, rather than replace it, should FILE have appeared meanwhile.
+    linkSync(partial, output);
+    rmSync(partial);
+    syncFile(outputDirectory);
+    return { ...info, bytes: statSync(output).size };
+  } catch (error) {
+    for (const file of [partial, `${partial}-journal`]) rmSync(file, { force: true });
+    if (error instanceof BackupError) throw error;
+    throw new BackupError("backup-failed", `${output} not written: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
-  const copy = new Database(output);
-  let info: Omit<BackupInfo, "bytes">;
-  try {
-    copy.prepare("UPDATE instance SET token = ? WHERE id = 1").run(`backup-${randomUUID()}`);
-    info = describe(copy, output, "backup");
-  } finally {
-    copy.close();
-  }
-  syncFile(output);
-  return { ...info, bytes: statSync(output).size };
 }
 
 export interface RestoreInfo extends BackupInfo {
   /** Where the database that was replaced now lives (nothing is deleted), if there was one. */
   readonly replacedBy: string | null;
+  /** Why the replaced database could not be read (so whose it was is unknown), if it could not. */
+  readonly replacedUnreadable: string | null;
+  /**
+   * The replaced database held changes this node made after the backup was taken: the newest
+   * one's USN there and in the backup. Those its partners had not pulled are not in the copy.
+   */
+  readonly newerInReplaced: { readonly replaced: number; readonly backup: number } | null;
 }
 
 /**
  * Puts `backup` in place of the database in `directory`, creating the directory if it is
  * missing (as `plexus start` does). Refuses while a node runs on the directory, when the
  * backup is not a Plexus database of this build's schema, or when it belongs to another node
- * than the one whose directory it is; the backup is checked before the directory is touched.
- * The old database (and its WAL, which must not be replayed onto the copy) is moved aside,
+ * or another cluster than the database it replaces; the backup is checked before the directory
+ * is touched. A database that cannot be read (the usual reason to restore) is replaced all the
+ * same. The old database (and its WAL, which must not be replayed onto the copy) is moved aside,
  * not deleted.
  */
 export function restoreDatabase(directory: string, backup: string, now: Date): RestoreInfo {
   if (!existsSync(backup)) throw new BackupError("missing", `${backup} does not exist`);
   if (!statSync(backup).isFile()) throw new BackupError("missing", `${backup} is not a file`);
-  const incoming = new Database(backup, { readonly: true, fileMustExist: true });
-  let info: Omit<BackupInfo, "bytes">;
+  const incoming = openBackup(backup);
+  let info: Backup;
   try {
-    info = describe(incoming, backup, "backup");
+    info = readBackup(incoming, backup);
   } finally {
     incoming.close();
   }
   const lock = lockForRestore(directory);
   try {
-    const replacedBy = replaceDatabase(directory, backup, info, now);
-    return { ...info, bytes: statSync(join(directory, databaseFileName)).size, replacedBy };
+    const replaced = replaceDatabase(directory, backup, info, now);
+    const { cluster: _cluster, held: _held, ...described } = info;
+    return { ...described, ...replaced, bytes: statSync(join(directory, databaseFileName)).size };
   } finally {
     lock.release();
   }
+}
+
+/** What restore reads of a backup: whose it is, its cluster, its newest change per origin. */
+interface Backup extends Omit<BackupInfo, "bytes"> {
+  readonly cluster: readonly string[];
+  readonly held: ReadonlyMap<string, number>;
+}
+
+function openBackup(backup: string): Database.Database {
+  try {
+    return new Database(backup, { readonly: true, fileMustExist: true });
+  } catch (error) {
+    throw new BackupError(
+      "not-a-plexus-database",
+      `${backup} cannot be opened: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
+  }
+}
+
+/** A damaged backup (truncated, overwritten) says so, as what it is, not as a bare SQLite error. */
+function readBackup(db: Database.Database, backup: string): Backup {
+  try {
+    const info = describe(db, backup, "backup");
+    return { ...info, cluster: clusterOf(db), held: heldOf(db) };
+  } catch (error) {
+    if (error instanceof BackupError) throw error;
+    throw damaged(backup, error);
+  }
+}
+
+function damaged(path: string, error: unknown): BackupError {
+  return new BackupError(
+    "not-a-plexus-database",
+    `${path} is damaged (SQLite: ${(error as Error).message}): restore from another backup`,
+    { cause: error },
+  );
 }
 
 function lockForRestore(directory: string): DirectoryLock {
@@ -133,25 +204,32 @@ function lockForRestore(directory: string): DirectoryLock {
 function replaceDatabase(
   directory: string,
   backup: string,
-  info: Omit<BackupInfo, "bytes">,
+  info: Backup,
   now: Date,
-): string | null {
+): Pick<RestoreInfo, "replacedBy" | "replacedUnreadable" | "newerInReplaced"> {
   const target = join(directory, databaseFileName);
   if (existsSync(target) && realpathSync(target) === realpathSync(backup))
     throw new BackupError(
       "same-file",
       `${backup} is this data directory's own database, not a backup: restore from a file plexus backup wrote`,
     );
-  checkOwner(directory, backup, info);
+  const current = existsSync(target) ? checkOwner(directory, backup, info) : null;
   const staging = `${target}.restoring`;
   rmSync(staging, { force: true });
-  const copy = new Database(backup, { readonly: true, fileMustExist: true });
   try {
-    copy.prepare("VACUUM INTO ?").run(staging);
-  } finally {
-    copy.close();
+    const copy = new Database(backup, { readonly: true, fileMustExist: true });
+    try {
+      copy.prepare("VACUUM INTO ?").run(staging);
+    } finally {
+      copy.close();
+    }
+    syncFile(staging);
+  } catch (error) {
+    for (const file of [staging, `${staging}-journal`]) rmSync(file, { force: true });
+    const code = (error as { code?: unknown }).code;
+    if (code === "SQLITE_CORRUPT" || code === "SQLITE_NOTADB") throw damaged(backup, error);
+    throw error;
   }
-  syncFile(staging);
   let replacedBy: string | null = null;
   if (existsSync(target)) {
     replacedBy = `${target}.replaced-${now.toISOString().replaceAll(":", "-")}`;
@@ -162,26 +240,82 @@ function replaceDatabase(
   }
   renameSync(staging, target);
   syncFile(directory);
-  return replacedBy;
+  return {
+    replacedBy,
+    replacedUnreadable: current !== null && "unreadable" in current ? current.unreadable : null,
+    newerInReplaced: current !== null && "newer" in current ? current.newer : null,
+  };
 }
 
-/** A backup of another node is not restored over this one's database. */
-function checkOwner(directory: string, backup: string, info: Omit<BackupInfo, "bytes">): void {
+/**
+ * A backup of another node, or of another cluster's node of the same name, is not restored
+ * over this directory's database. One that cannot be read is no evidence either way: it is the
+ * database a restore is for. Says whether the current database holds changes of its own newer
+ * than the backup's (made after the backup was taken).
+ */
+function checkOwner(
+  directory: string,
+  backup: string,
+  info: Backup,
+): { unreadable: string } | { newer: RestoreInfo["newerInReplaced"] } {
   const target = join(directory, databaseFileName);
-  if (existsSync(target)) {
-    // No node has it open (the lock says so), so this connection is the only one.
-    const current = new Database(target, { fileMustExist: true });
-    try {
-      const owner = current.prepare<[], { node_id: string }>("SELECT node_id FROM meta WHERE id = 1").get();
-      if (owner !== undefined && owner.node_id !== info.node)
-        throw new BackupError(
-          "wrong-node",
-          `${backup} is a backup of node ${info.node}, but ${directory} belongs to node ${owner.node_id}`,
-        );
-    } finally {
-      current.close();
-    }
+  let owner: { node_id: string; invocation: string } | undefined;
+  let cluster: readonly string[];
+  let held: ReadonlyMap<string, number>;
+  // No node has it open (the lock says so), so this connection is the only one.
+  let current: Database.Database | undefined;
+  try {
+    current = new Database(target, { fileMustExist: true });
+    owner = current
+      .prepare<[], { node_id: string; invocation: string }>(
+        "SELECT node_id, invocation FROM meta WHERE id = 1",
+      )
+      .get();
+    cluster = clusterOf(current);
+    held = heldOf(current);
+  } catch (error) {
+    return { unreadable: (error as Error).message };
+  } finally {
+    current?.close();
   }
+  if (owner === undefined) return { unreadable: "it holds no replica" };
+  if (owner.node_id !== info.node)
+    throw new BackupError(
+      "wrong-node",
+      `${backup} is a backup of node ${info.node}, but ${directory} belongs to node ${owner.node_id}`,
+    );
+  if (cluster.length > 0 && info.cluster.length > 0 && !cluster.some((guid) => info.cluster.includes(guid)))
+    throw new BackupError(
+      "wrong-cluster",
+      `${backup} is a backup of a node ${info.node} of another cluster than the one ${directory} belongs to (its cn=sites,cn=config is ${info.cluster.join(", ")}, this directory's ${cluster.join(", ")}): restoring it would bring that cluster's entries and topology into this one`,
+    );
+  const here = held.get(owner.invocation) ?? 0;
+  const there = info.held.get(owner.invocation) ?? 0;
+  return { newer: here > there ? { replaced: here, backup: there } : null };
+}
+
+/**
+ * The cluster a database belongs to: the GUIDs of `cn=sites,cn=config`, which a cluster's
+ * founding node creates with a random GUID and every node replicates (a partition root's GUID
+ * will not do: it is derived from the partition's name). Two after a naming conflict, none in
+ * a replica that has not synced yet.
+ */
+function clusterOf(db: Database.Database): string[] {
+  return db
+    .prepare<[string], string>(
+      "SELECT guid FROM objects WHERE attribute = '' AND deleted = 0 AND parent = ? AND rdn_norm = 'cn=sites'",
+    )
+    .pluck()
+    .all(partitionRootGuid(configPartition));
+}
+
+/** The USN of the newest change held from each origin (invocation id). */
+function heldOf(db: Database.Database): Map<string, number> {
+  // Store version 3 has no such table (the node adds it when it upgrades the file).
+  const table = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'held'").get();
+  if (table === undefined) return new Map();
+  const rows = db.prepare<[], { invocation: string; usn: number }>("SELECT invocation, usn FROM held").all();
+  return new Map(rows.map((row) => [row.invocation, row.usn]));
 }
 
 /** Checks that `db` is a Plexus database this build reads, and says whose it is. */
