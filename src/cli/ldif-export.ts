@@ -1,4 +1,5 @@
-import { createWriteStream, renameSync, rmSync } from "node:fs";
+import { createWriteStream, existsSync, renameSync, rmSync, statSync, type WriteStream } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { pagedSearchEntriesMax } from "../core/replica/read.ts";
 import { formatRecord, ldifHeader, unwritableAttribute } from "../edge/ldif/write.ts";
@@ -45,28 +46,97 @@ interface Sink {
   abandon(): void;
 }
 
-/** stdout, or FILE.partial renamed to FILE once complete; writes wait when the stream is full. */
+/** A file the export cannot write (its directory, a full disk): said in one line, exit 1. */
+class OutputError extends Error {}
+
+/**
+ * Where the output goes: stdout, or FILE.partial renamed to FILE once complete. Writes wait
+ * while the stream is full, so an export to a slow reader (a pipe to gzip, ssh) holds a page
+ * at most, not the whole subtree; a reader that has gone (\`plexus export | head\`) ends it.
+ * FILE.partial is opened at the first write, which comes after the first page is in: a failed
+ * first page leaves no file.
+ */
 function sinkOf(output: string | undefined, stdout: Output): Sink {
-  if (output === undefined)
-    return { write: async (text) => void stdout.write(text), finish: async () => {}, abandon: () => {} };
+  if (output === undefined) return streamSink(stdout as Output & Partial<NodeJS.WritableStream>, "stdout");
   const partial = `${output}.partial`;
-  const stream = createWriteStream(partial);
-  const failed = new Promise<never>((_, reject) => stream.once("error", reject));
-  failed.catch(() => {});
+  let stream: WriteStream | undefined;
+  let failed: Promise<never> | undefined;
+  const open = (): { stream: WriteStream; failed: Promise<never> } => {
+    if (stream === undefined || failed === undefined) {
+      const opened = createWriteStream(partial);
+      stream = opened;
+      failed = new Promise<never>((_, reject) =>
+        opened.once("error", (error) => reject(new OutputError(`cannot write ${partial}: ${error.message}`))),
+      );
+      failed.catch(() => {});
+    }
+    return { stream, failed };
+  };
   return {
     write: async (text) => {
+      const { stream, failed } = open();
       if (!stream.write(text))
         await Promise.race([new Promise<void>((done) => stream.once("drain", () => done())), failed]);
     },
     finish: async (complete) => {
+      const { stream, failed } = open();
       await Promise.race([new Promise<void>((done) => stream.end(() => done())), failed]);
-      if (complete) renameSync(partial, output);
+      if (!complete) return;
+      try {
+        renameSync(partial, output);
+      } catch (error) {
+        throw new OutputError(`cannot rename ${partial} to ${output}: ${(error as Error).message}`);
+      }
     },
     abandon: () => {
-      stream.destroy();
-      rmSync(partial, { force: true });
+      if (stream === undefined) return;
+      // The file is opened asynchronously: remove it once the stream is closed, not before
+      // (a stream that failed has closed already).
+      const remove = (): void => rmSync(partial, { force: true });
+      if (stream.closed) remove();
+      else stream.once("close", remove).destroy();
     },
   };
+}
+
+/** stdout: a stream's back-pressure is obeyed, and its failure (EPIPE) ends the export. */
+function streamSink(out: Output & Partial<NodeJS.WritableStream>, name: string): Sink {
+  let failure: OutputError | undefined;
+  let failed: Promise<never> | undefined;
+  if (typeof out.once === "function") {
+    const once = out.once.bind(out);
+    failed = new Promise<never>((_, reject) =>
+      once("error", (error: Error) => {
+        failure = new OutputError(`cannot write to ${name}: ${error.message}`);
+        reject(failure);
+      }),
+    );
+    failed.catch(() => {});
+  }
+  return {
+    write: async (text) => {
+      if (failure !== undefined) throw failure;
+      const accepted = out.write(text);
+      if (accepted === false && failed !== undefined && typeof out.once === "function") {
+        const once = out.once.bind(out);
+        await Promise.race([new Promise<void>((done) => once("drain", () => done())), failed]);
+      }
+    },
+    finish: async () => {
+      if (failure !== undefined) throw failure;
+    },
+    abandon: () => {},
+  };
+}
+
+/** FILE's directory must exist and FILE must not be a directory; checked before the node is asked. */
+function checkOutput(output: string | undefined): void {
+  if (output === undefined) return;
+  const directory = dirname(resolve(output));
+  if (!existsSync(directory) || !statSync(directory).isDirectory())
+    throw new UsageError(`--output: the directory ${directory} does not exist`);
+  if (existsSync(output) && statSync(output).isDirectory())
+    throw new UsageError(`--output: ${output} is a directory; name a file`);
 }
 
 interface ExportRequest {
@@ -183,6 +253,7 @@ export async function exportCommand(
     };
     const session = sessionOf(values.session, env);
     const started = performance.now();
+    checkOutput(values.output);
     const sink = sinkOf(values.output, stdout);
     let result: ExportResult;
     try {
@@ -190,7 +261,9 @@ export async function exportCommand(
       await sink.finish(!result.truncated && result.unwritable === 0);
     } catch (error) {
       sink.abandon();
-      throw error;
+      if (!(error instanceof OutputError)) throw error;
+      stderr.write(`plexus export: ${error.message}\n`);
+      return exitProblem;
     }
     const seconds = (performance.now() - started) / 1000;
     stderr.write(`exported ${result.entries} entries in ${seconds.toFixed(1)} s\n`);
