@@ -21,6 +21,7 @@ import { baseUrlOf, type SearchPage, searchPage } from "./ldif-client.ts";
  */
 export const exportUsage = `usage: plexus export [--url URL] [--base DN] [--scope base|one|sub] [--filter F]
                       [--attributes a,b] [--output FILE] [--session TOKEN]
+
 Writes the entries under --base (default dc=example,dc=com) that match the RFC 4515 filter
 (default (objectClass=*)) as LDIF (RFC 2849; docs/ldif.md), parents before children, user
 attributes only unless --attributes says otherwise, to --output FILE (written to FILE.partial,

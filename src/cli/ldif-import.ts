@@ -46,6 +46,7 @@ import { connect, type NodeApi, ProblemError, UnreachableError } from "./remote.
  */
 export const importUsage = `usage: plexus import FILE [--url URL] [--batch N] [--resume-file F] [--restart]
                       [--write-concern LEVEL] [--timeout MS] [--session TOKEN] [--json]
+
 Sends the records of an LDIF file (RFC 2849; docs/ldif.md) to the node, N per request
 (1..1000, default 500), in file order. Content records and 'changetype: add' create entries;
 modify, delete, modrdn and moddn records change them. A bad record is reported as
