@@ -680,6 +680,14 @@ function logApplyCost(figures: Figures, alone: Level | undefined): void {
       `${Math.round(floor.perWriteUs)} µs and x${ratio(floor.perSec, alone.writesPerSec)} (upper bounds: no core is ever idle ` +
       "and sharing them slows no thread)",
   );
+  // How much of the derived cap the measured rounds reached: the idle cores and the slowdown of
+  // shared ones, which no code change removes from the partners' share of these cores.
+  const measured = median(figures.taxRounds.map((taxRound) => taxRound.ratio));
+  const reached = measured / (plexus.perSec / alone.writesPerSec);
+  log(
+    `  the measured ratio x${round(measured, 2)} is ${round(reached, 2)} of that cap; the same share of the cap at the floors ` +
+      `would be x${round(reached * (floor.perSec / alone.writesPerSec), 2)} (an estimate, not a measurement)`,
+  );
 }
 
 /** [alone, with partners] of one scheduling share, rounded to hundredths; null where not measured. */
