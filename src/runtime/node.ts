@@ -31,7 +31,7 @@ import { checkConcernAttainable, type WriteConcernRequest } from "../core/node/w
 import type { WriteOutcome, WriteRequest } from "../core/replica/originating.ts";
 import type { ConflictView, EntryView, SearchRequest, SearchResult } from "../core/replica/read.ts";
 import { Replica } from "../core/replica/replica.ts";
-import { type UtdVector, utdCoversVector } from "../core/replication/utd.ts";
+import { type UtdVector, utdCoversVector, utdGet } from "../core/replication/utd.ts";
 import { validateUtd } from "../core/replication/validate.ts";
 import { fail, ok, type Result } from "../core/result.ts";
 import { invocationWrite, readTopology, topologyWrites } from "../core/topology/entries.ts";
@@ -148,6 +148,50 @@ function exchangeFailure(reply: PeerReply): string {
   return !reply.ok && reply.status === 401
     ? `${reason}: the partner refuses this node's requests as unsigned (another cluster secret?)`
     : reason;
+}
+
+/**
+ * Why `answer`, from `partner`, cannot be the answer to `asked`, or null. The machine drops an
+ * answer that is not a message for it unseen, and keeps the exchange in flight until its
+ * timeout: a malformed answer or one to another request (a broken or hostile partner) fails
+ * the exchange at once instead, with the reason in the partner's status. A page names its
+ * source, and the machine keeps the watermark of the node it names: only `partner` may answer
+ * for itself (a page naming another partner would move that partner's watermark).
+ */
+export function answerProblem(partner: NodeId, asked: PeerMessage, answer: unknown): string | null {
+  const checked = checkPeerMessage(answer);
+  if (!checked.ok) return `malformed answer: ${checked.error.message}`;
+  const message = checked.value;
+  const expected =
+    asked.kind === "pull" ? "page" : asked.kind === "lingering-check" ? "lingering-answer" : null;
+  if (expected === null || !("id" in asked)) return null;
+  if ((message.kind !== expected && message.kind !== "refused") || message.id !== asked.id)
+    return `the answer to ${asked.kind} ${asked.id} is ${message.kind}${"id" in message ? ` ${message.id}` : ""}`;
+  if (message.kind === "page") {
+    const source: unknown = isRecord(message.page) ? message.page.source : undefined;
+    if (source !== undefined && source !== partner)
+      return `a page from ${partner} names ${String(source).slice(0, 64)} as its source`;
+  }
+  return null;
+}
+
+/**
+ * Why a message POSTed by `from` is refused before the machine sees it, or null. Answers
+ * (pages, refusals, lingering answers) travel back on the exchange that asked, never on their
+ * own; a pull names its destination, whose UTD and purge horizon the puller records: only
+ * `from` may pull for itself (a pull naming another node would stand in for its reports).
+ */
+export function postedMessageProblem(from: NodeId, body: unknown): string | null {
+  if (!isRecord(body)) return null;
+  if (body.kind === "page" || body.kind === "refused" || body.kind === "lingering-answer")
+    return `a ${body.kind} is an answer: it comes back on the exchange that asked, never on its own`;
+  if (body.kind === "pull" && isRecord(body.request) && body.request.destination !== from)
+    return `a pull from ${from} names ${String(body.request.destination).slice(0, 64)} as its destination`;
+  return null;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 export interface NodeOptions {
@@ -834,7 +878,12 @@ export class PlexusNode implements DirectoryService {
       compress,
     );
     if (this.stopped) return;
-    if (!reply.ok || reply.status !== 200) {
+    const problem = reply.ok && reply.status === 200 ? answerProblem(to, message, reply.body) : null;
+    if (problem !== null) {
+      this.metrics.exchangeFailed(to, message.kind);
+      this.options.log.log("warn", "peer-answer-refused", { from: to, kind: message.kind, reason: problem });
+      this.machine.undeliverable(to, message, problem);
+    } else if (!reply.ok || reply.status !== 200) {
       this.metrics.exchangeFailed(to, message.kind);
       const reason = exchangeFailure(reply);
       this.options.log.log("debug", "exchange-failed", { to, kind: message.kind, reason });
@@ -873,6 +922,11 @@ export class PlexusNode implements DirectoryService {
         reads: AnswerEncodings,
       ): PeerAnswer | { status: 400; detail: string } | Promise<PeerAnswer> => {
         if (this.stopped) return { status: 204 };
+        const posted = postedMessageProblem(from, body);
+        if (posted !== null) {
+          this.options.log.log("warn", "peer-message-refused", { from, reason: posted });
+          return { status: 400, detail: posted };
+        }
         const builder = this.pageBuilder;
         if (builder?.available === true) {
           const admission = this.guard("admit-pull", () => this.machine.admitPull(from, body), undefined);
@@ -1128,14 +1182,21 @@ export class PlexusNode implements DirectoryService {
     return false;
   }
 
-  /** A signed UTD report from `server`, or null when it does not answer in time. */
+  /**
+   * A signed UTD report from `server`, or null when it does not answer in time or its report
+   * cannot be true: one from another node (the address now serves another name), or one that
+   * claims more of this node's instance than this node has issued — either would count toward
+   * a write concern the server never met.
+   */
   private async utdOf(server: { node: NodeId }): Promise<UtdVector | null> {
     const url = this.urls.get(server.node);
     if (url === undefined || this.stopped) return null;
     const reply = await this.client.post(url, peerPaths.utd, null, utdReportTimeoutMs);
-    const body = reply.ok ? (reply.body as Record<string, unknown> | null) : null;
-    const utd = body === null ? null : validateUtd(body.utd, "UTD report");
-    return utd?.ok === true ? utd.value : null;
+    const body = reply.ok && isRecord(reply.body) ? reply.body : null;
+    if (body === null || body.node !== server.node) return null;
+    const utd = validateUtd(body.utd, "UTD report");
+    if (!utd.ok || utdGet(utd.value, this.replica.invocationId) > this.replica.usn) return null;
+    return utd.value;
   }
 
   /** Tells watch streams that something was committed (a client write or an applied page). */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { pathsOf, replacedAt } from "../../../test/support/json-paths.ts";
-import { makeDirectory, makeReplica, type TestReplica } from "../../../test/support/replicas.ts";
+import { makeDirectory, makeReplica, pull, type TestReplica } from "../../../test/support/replicas.ts";
 import { dumpStore } from "../../store/store-contract.ts";
 import { attributeTypeLengthMax, dnDepthMax, dnLengthMax, dnValueLengthMax } from "../directory/dn.ts";
 import { filterDepthMax, filterItemsMax, filterLengthMax } from "../directory/filter.ts";
@@ -519,6 +519,16 @@ type Mutation = readonly [string, (draft: PageDraft) => void];
 const alice = "cn=alice";
 const staff = "cn=staff";
 const gone = "cn=gone";
+const lostAndFound = "cn=LostAndFound";
+/** A deletion item, stamped after `stamp`. */
+function deletion(stamp: JsonObject): JsonObject {
+  return {
+    attribute: "@deleted",
+    key: "",
+    value: { kind: "deleted" },
+    stamp: { ...stamp, version: Number(stamp.version) + 1 },
+  };
+}
 const tooManyUtdEntries: JsonObject = {};
 for (let index = 0; index <= utdEntriesMax; index++)
   tooManyUtdEntries[index.toString(16).padStart(32, "0")] = 1;
@@ -539,6 +549,13 @@ const pageMutations: readonly Mutation[] = [
   ["highUsn is fractional", (d) => (d.page.highUsn = 1.5)],
   ["highUsn is beyond the safe integers", (d) => (d.page.highUsn = 2 ** 53)],
   ["more is a string", (d) => (d.page.more = "false")],
+  [
+    "more is claimed without highUsn above from.objectUsn",
+    (d) => {
+      d.page.more = true;
+      d.page.highUsn = d.from.objectUsn;
+    },
+  ],
   ["more is null", (d) => (d.page.more = null)],
   ["from is missing", (d) => delete d.page.from],
   ["from is a list", (d) => (d.page.from = [])],
@@ -637,6 +654,11 @@ const pageMutations: readonly Mutation[] = [
   ["a non-root guid has a null parent", (d) => (d.value(alice, "@name").parent = null)],
   ["a root has a parent", (d) => (d.value(base, "@name").parent = d.entry(alice).guid)],
   ["a root is named by another DN", (d) => (d.value(base, "@name").rdn = "dc=other,dc=com")],
+  // a partition's root and LostAndFound: no write can delete, rename or move them
+  ["a partition root is deleted", (d) => d.items(base).push(deletion(d.stamp(base, "@name")))],
+  ["a LostAndFound is deleted", (d) => d.items(lostAndFound).push(deletion(d.stamp(lostAndFound, "@name")))],
+  ["a LostAndFound is renamed", (d) => (d.value(lostAndFound, "@name").rdn = "cn=found")],
+  ["a LostAndFound is moved", (d) => (d.value(lostAndFound, "@name").parent = d.entry(alice).guid)],
   // links
   ["a link key does not match its value", (d) => (d.item(staff, "member").key = "cn=bob,dc=example,dc=com")],
   [
@@ -732,6 +754,29 @@ describe("malformed pages to applyChanges", () => {
     );
     const page = unwrap(b.replica.getChanges(c.replica.changeRequest(b.name)));
     assert.equal(codeOf(c.replica.applyChanges(page)), "ok");
+  });
+});
+
+describe("a UTD a page brings, merged", () => {
+  it("a page whose UTD would take the replica's past utdEntriesMax leaves it as it was", () => {
+    // Each page's UTD is within utdEntriesMax; its merge with this replica's was not bounded:
+    // one page naming utdEntriesMax invocations took node-b's UTD past it, and every request
+    // and page node-b sent from then on was refused by every partner ("UTD has more than
+    // 100000 entries"), for good.
+    const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
+    assert.ok(a !== undefined && b !== undefined && c !== undefined);
+    pull(b.replica, a.replica);
+    const draft = new PageDraft(unwrap(a.replica.getChanges(b.replica.changeRequest(a.name))));
+    const crowded: JsonObject = { [String(draft.page.sourceInvocation)]: draft.page.highUsn };
+    for (let index = 1; index < utdEntriesMax; index++) crowded[index.toString(16).padStart(32, "0")] = 1;
+    draft.page.utd = crowded;
+    const before = b.replica.utd();
+    unwrap(b.replica.applyChanges(draft.page));
+    assert.deepEqual(b.replica.utd(), before);
+    unwrap(b.replica.writeOne({ op: "add", dn: person, attributes: { objectClass: ["person"] } }));
+    pull(c.replica, b.replica);
+    pull(a.replica, b.replica);
+    assert.equal(codeOf(c.replica.get(person)), "ok", "node-b still replicates");
   });
 });
 

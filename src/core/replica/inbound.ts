@@ -12,7 +12,8 @@ import {
 } from "../replication/page.ts";
 import { compareStamps } from "../replication/stamp.ts";
 import { isUrgentPage } from "../replication/urgent.ts";
-import { utdGet, utdMerge } from "../replication/utd.ts";
+import { type UtdVector, utdGet, utdMerge } from "../replication/utd.ts";
+import { utdEntriesMax } from "../replication/validate.ts";
 import type { EntryRow } from "../store.ts";
 import type { ReplicaContext } from "./context.ts";
 import { type NamingChange, refreshNaming } from "./naming.ts";
@@ -156,7 +157,9 @@ function completeCycle(ctx: ReplicaContext, page: ChangePage): void {
     const others = Object.fromEntries(
       Object.entries(page.utd).filter(([invocation]) => !skipped.has(invocation)),
     );
-    ctx.setUtd(utdMerge(ctx.utd(), others));
+    // One entry is this replica's own invocation, added when the UTD is sent.
+    const merged = utdMerge(ctx.utd(), others);
+    if (withinBound(merged, utdEntriesMax - 1)) ctx.setUtd(merged);
   }
   ctx.recordPeerReport({
     node: page.source,
@@ -167,9 +170,21 @@ function completeCycle(ctx: ReplicaContext, page: ChangePage): void {
   });
   // Purges travel with the UTD, so that whoever merges this UTD learns what it can no longer get.
   if (!quarantined) {
-    ctx.setHorizon("purged", utdMerge(ctx.horizon("purged"), page.purgeHorizon));
+    const merged = utdMerge(ctx.horizon("purged"), page.purgeHorizon);
+    if (withinBound(merged, utdEntriesMax)) ctx.setHorizon("purged", merged);
   }
   ctx.updateMeta({ lastInboundSuccess: ctx.now() });
+}
+
+/**
+ * Whether a merged vector still fits the bound every node checks vectors against (validateUtd):
+ * each page's UTD and horizon are within it, but their merges with this replica's are not. A
+ * replica whose UTD grew past it would send requests and pages that every partner refuses, so
+ * it would never replicate again; a page that would take it there (only a broken or hostile
+ * source claims that many invocations) merges nothing, and the replica keeps what it had.
+ */
+function withinBound(vector: UtdVector, entriesMax: number): boolean {
+  return Object.keys(vector).length <= entriesMax;
 }
 
 /**

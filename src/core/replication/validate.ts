@@ -1,5 +1,5 @@
 import { isAttributeType, normalizeDn, parseDn, parseRdn } from "../directory/dn.ts";
-import { partitionRootGuid } from "../directory/partition.ts";
+import { lostAndFoundGuid, lostAndFoundRdn, partitionRootGuid } from "../directory/partition.ts";
 import {
   entryBytesMax,
   isLinkAttribute,
@@ -164,6 +164,10 @@ export function validatePage(value: unknown, schema: Schema): Check<ChangePage> 
   const from = validateWatermark(value.from, "page.from");
   if (!from.ok) return from;
   if (highUsn < from.value.objectUsn) return bad("page", "highUsn is below from.objectUsn");
+  // A source with more holds at least one entry past from.objectUsn and says how far it got: a
+  // page that claims more without moving would have the destination ask the same again at once.
+  if (more && highUsn === from.value.objectUsn)
+    return bad("page", "more without highUsn above from.objectUsn");
   const utd = validateUtd(value.utd, "page.utd");
   if (!utd.ok) return utd;
   const purgeHorizon = validateUtd(value.purgeHorizon, "page.purgeHorizon");
@@ -249,10 +253,19 @@ export function validateLingeringAnswer(
   return ok({ absent, tombstones: checked, utd: utd.value, settles: settles.value });
 }
 
-/** Only a partition's derived root GUID may have no parent, and it must carry the partition's DN. */
+/**
+ * Only a partition's derived root GUID may have no parent, and it must carry the partition's DN.
+ * A partition's root and its LostAndFound are never deleted, renamed or moved (no write can do
+ * it: originating.ts refuses with system-entry), so a page that does is refused: one deletion
+ * of a root took the whole partition away on every replica, for good.
+ */
 function checkRoot(guid: Guid, partition: string, items: readonly Item[], where: string): Check<void> {
-  const isRoot = guid === partitionRootGuid(partition);
+  const root = partitionRootGuid(partition);
+  const isRoot = guid === root;
+  const isLostAndFound = guid === lostAndFoundGuid(partition);
   for (const item of items) {
+    if (item.value.kind === "deleted" && (isRoot || isLostAndFound))
+      return bad(where, "a partition root or its LostAndFound is never deleted");
     if (item.value.kind !== "name") continue;
     if ((item.value.parent === null) !== isRoot) return bad(where, "only a partition root has no parent");
     if (isRoot) {
@@ -260,6 +273,8 @@ function checkRoot(guid: Guid, partition: string, items: readonly Item[], where:
       if (!dn.ok || normalizeDn(dn.value) !== partition)
         return bad(where, "a root must be named by its partition DN");
     }
+    if (isLostAndFound && (item.value.rdn !== lostAndFoundRdn || item.value.parent !== root))
+      return bad(where, `a LostAndFound is always ${lostAndFoundRdn} under its partition root`);
   }
   return ok(undefined);
 }
