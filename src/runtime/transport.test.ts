@@ -2,15 +2,16 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
+import { gzipSync } from "node:zlib";
 import Fastify, { type FastifyInstance } from "fastify";
 import { request } from "undici";
 import { makeDirectory } from "../../test/support/replicas.ts";
 import type { NodeId } from "../core/ids.ts";
 import { unwrap } from "../core/result.ts";
-import { type ClusterSecret, clusterSecret, signedHeaders } from "./auth.ts";
+import { type ClusterSecret, clusterSecret, peerHeaders, signedHeaders, signResponse } from "./auth.ts";
 import { silentLogger } from "./log.ts";
 import { compactPageEncoding, isCompactPage, pageEncodingHeader } from "./page-wire.ts";
-import { PeerClient, peerPaths } from "./peer-client.ts";
+import { PeerClient, peerPaths, peerResponseBytesMax } from "./peer-client.ts";
 import { type PeerAnswer, registerPeerRoutes } from "./peer-server.ts";
 
 /**
@@ -195,6 +196,34 @@ describe("transport between nodes", { timeout: 30_000 }, () => {
     answer = { status: 204 };
     assert.ok((await client.post(url, peerPaths.messages, { kind: "notify" }, 2_000)).ok);
     await client.close();
+  });
+
+  it("refuses a signed gzip answer that inflates past peerResponseBytesMax", async () => {
+    // Zeros past the bound, in about a thousandth of their size: a broken or hostile partner's answer.
+    const bomb = gzipSync(Buffer.alloc(peerResponseBytesMax + 32 * 1024 * 1024), { level: 9 });
+    const server = createServer((request, response) => {
+      const requestSignature = request.headers[peerHeaders.signature];
+      response.writeHead(200, {
+        "content-type": "application/json",
+        "content-encoding": "gzip",
+        [peerHeaders.signature]: signResponse(secret, 200, String(requestSignature), bomb),
+      });
+      response.end(bomb);
+    });
+    const bombUrl = await listening(server);
+    const client = new PeerClient({ self, secret, inFlightMax: 1 });
+    try {
+      const reply = await client.post(bombUrl, peerPaths.messages, { kind: "notify" }, 10_000, true);
+      assert.ok(!reply.ok, "refused");
+      assert.match(reply.reason, /larger than/i);
+      // The slot came back: the next exchange runs.
+      answer = { status: 204 };
+      assert.ok((await client.post(url, peerPaths.messages, { kind: "notify" }, 2_000)).ok);
+    } finally {
+      await client.close();
+      server.closeAllConnections();
+      server.close();
+    }
   });
 
   it("keeps at most inFlightMax requests in flight; the rest wait their turn", async () => {
