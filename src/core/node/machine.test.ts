@@ -270,6 +270,43 @@ describe("node state machine", () => {
     assert.equal(machine.partnerStatus()[0]?.consecutiveFailures, 2, "the pull's own page failed it");
   });
 
+  it("takes a page only from the source it names, and serves a pull only to its own destination", () => {
+    const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
+    assert.ok(a !== undefined && b !== undefined && c !== undefined);
+    const machine = new NodeMachine(
+      b.replica,
+      { now: () => 0 },
+      {
+        ...nodeConfigDefaults,
+        inbound: [
+          { node: a.name, pullIntervalMs: 5_000 },
+          { node: c.name, pullIntervalMs: 5_000 },
+        ],
+        outbound: [a.name, c.name],
+        replicaSet: [a.name, b.name, c.name],
+      },
+    );
+    const pulls = machine.tick();
+    const toC = pulls.find((send) => send.to === c.name);
+    assert.ok(toC !== undefined && toC.message.kind === "pull");
+    // c answers its pull with a page that a made and that names a: it would move a's watermark.
+    const page = a.replica.getChanges({ ...toC.message.request });
+    assert.ok(page.ok);
+    machine.receive(c.name, { kind: "page", id: toC.message.id, page: page.value });
+    assert.equal(machine.rejectedPageCount, 1);
+    const cStatus = machine.partnerStatus().find((status) => status.partner === c.name);
+    assert.equal(cStatus?.consecutiveFailures, 1);
+    assert.match(cStatus?.lastFailure ?? "", /names node-a as its source/);
+    // c asks for changes in a's name: refused, not served (a's UTD would be recorded from it).
+    const request = a.replica.changeRequest(b.name, {});
+    const [answer] = machine.receive(c.name, { kind: "pull", id: 7, request });
+    assert.equal(answer?.message.kind, "refused");
+    assert.match(
+      answer?.message.kind === "refused" ? answer.message.message : "",
+      /names node-a as its destination/,
+    );
+  });
+
   it("reconfigure keeps a staying partner's failures and in-flight pull, and pulls a new one at once", () => {
     const [a, b, c] = makeDirectory(["node-a", "node-b", "node-c"]);
     assert.ok(a !== undefined && b !== undefined && c !== undefined);

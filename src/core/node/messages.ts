@@ -40,7 +40,8 @@ export const notifyViaMax = 1000;
 /** Entries asked about in one lingering-object check message. */
 export const lingeringCheckBatchMax = 1000;
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+/** A JSON object (not null, not a list): what a message and its parts must be. */
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
