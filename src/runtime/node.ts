@@ -11,7 +11,12 @@ import {
   type PullAdmission,
   type Send,
 } from "../core/node/machine.ts";
-import { checkPeerMessage, type PeerMessage } from "../core/node/messages.ts";
+import {
+  checkPeerMessage,
+  type PeerMessage,
+  pageSourceProblem,
+  pullDestinationProblem,
+} from "../core/node/messages.ts";
 import {
   minuteOfWeek,
   minutesToScheduleChange,
@@ -167,11 +172,9 @@ export function answerProblem(partner: NodeId, asked: PeerMessage, answer: unkno
   if (expected === null || !("id" in asked)) return null;
   if ((message.kind !== expected && message.kind !== "refused") || message.id !== asked.id)
     return `the answer to ${asked.kind} ${asked.id} is ${message.kind}${"id" in message ? ` ${message.id}` : ""}`;
-  if (message.kind === "page") {
-    const source: unknown = isRecord(message.page) ? message.page.source : undefined;
-    if (source !== undefined && source !== partner)
-      return `a page from ${partner} names ${String(source).slice(0, 64)} as its source`;
-  }
+  // A page without a source is left to the page checks, which say what is missing.
+  if (message.kind === "page" && isRecord(message.page) && message.page.source !== undefined)
+    return pageSourceProblem(partner, message.page);
   return null;
 }
 
@@ -185,8 +188,7 @@ export function postedMessageProblem(from: NodeId, body: unknown): string | null
   if (!isRecord(body)) return null;
   if (body.kind === "page" || body.kind === "refused" || body.kind === "lingering-answer")
     return `a ${body.kind} is an answer: it comes back on the exchange that asked, never on its own`;
-  if (body.kind === "pull" && isRecord(body.request) && body.request.destination !== from)
-    return `a pull from ${from} names ${String(body.request.destination).slice(0, 64)} as its destination`;
+  if (body.kind === "pull" && isRecord(body.request)) return pullDestinationProblem(from, body.request);
   return null;
 }
 

@@ -7,7 +7,13 @@ import type { ChangePage, ChangeRequest, PageLimits } from "../replication/page.
 import { isUrgentWrite } from "../replication/urgent.ts";
 import type { UtdVector } from "../replication/utd.ts";
 import type { PlexusError, Result } from "../result.ts";
-import { checkPeerMessage, isRecord, lingeringCheckBatchMax, type PeerMessage } from "./messages.ts";
+import {
+  checkPeerMessage,
+  lingeringCheckBatchMax,
+  type PeerMessage,
+  pageSourceProblem,
+  pullDestinationProblem,
+} from "./messages.ts";
 
 /**
  * The node state machine: when to pull from which partner, what to answer, when to notify,
@@ -426,17 +432,10 @@ export class NodeMachine {
     const state = this.partners.get(from);
     if (state === undefined) return []; // only inbound partners may send pages
     const answered = state.inFlight?.id === id && state.inFlight.kind === "pull";
-    // A page moves the watermark of the source it names: only the partner itself may send it.
-    const source = isRecord(page) ? page.source : undefined;
-    if (source !== from) {
+    const stranger = pageSourceProblem(from, page);
+    if (stranger !== null) {
       this.pagesRejected++;
-      if (answered)
-        this.failed(
-          from,
-          state,
-          now,
-          `invalid-page: a page from ${from} names ${String(source).slice(0, 64)} as its source`,
-        );
+      if (answered) this.failed(from, state, now, `invalid-page: ${stranger}`);
       return [];
     }
     const outcome = this.replica.applyChanges(page);
@@ -586,15 +585,9 @@ export class NodeMachine {
   }
 
   private admit(from: NodeId, message: Extract<PeerMessage, { kind: "pull" }>, now: number): PullAdmission {
-    // A pull's UTD and purge horizon are recorded as its destination's: only it may ask for itself.
-    const destination: unknown = isRecord(message.request) ? message.request.destination : undefined;
-    if (destination !== from) {
-      const error = {
-        code: "invalid-request" as const,
-        message: `a pull from ${from} names ${String(destination).slice(0, 64)} as its destination`,
-      };
-      return { kind: "answer", message: refusal(message.id, error) };
-    }
+    const stranger = pullDestinationProblem(from, message.request);
+    if (stranger !== null)
+      return { kind: "answer", message: refusal(message.id, { code: "invalid-request", message: stranger }) };
     if (message.notify === true) this.recentPullers.set(from, now + recentPullerNotifyMs);
     // A pull without `hears` takes back whatever the puller said before.
     if (message.hears === undefined || this.config.relayPullDelayMs === 0) this.relayLeases.delete(from);

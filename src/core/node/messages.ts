@@ -40,8 +40,26 @@ export const notifyViaMax = 1000;
 /** Entries asked about in one lingering-object check message. */
 export const lingeringCheckBatchMax = 1000;
 
+/**
+ * A page moves the watermark of the source it names, and a pull has its UTD and purge horizon
+ * recorded as its destination's: only the node itself may send either. Why a page from `from`
+ * names another source, or null.
+ */
+export function pageSourceProblem(from: NodeId, page: unknown): string | null {
+  const source = isRecord(page) ? page.source : undefined;
+  return source === from ? null : `a page from ${from} names ${String(source).slice(0, 64)} as its source`;
+}
+
+/** Why a pull from `from` asks for changes in another node's name (pageSourceProblem), or null. */
+export function pullDestinationProblem(from: NodeId, request: unknown): string | null {
+  const destination = isRecord(request) ? request.destination : undefined;
+  return destination === from
+    ? null
+    : `a pull from ${from} names ${String(destination).slice(0, 64)} as its destination`;
+}
+
 /** A JSON object (not null, not a list): what a message and its parts must be. */
-export function isRecord(value: unknown): value is Record<string, unknown> {
+function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
