@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
+import { freePortRun, scriptWorkDir, stopScriptGroup } from "./peers/daemon.ts";
 
 /**
  * The peer systems of `npm run bench` (OpenLDAP 2-provider, etcd 3 members), measured in the
@@ -12,9 +12,17 @@ import { join } from "node:path";
  */
 
 export const peersHomeDefault = "/tmp/plexus-peers";
-/** A peer script that runs longer than this is killed (its own trap removes its processes). */
+/** A peer script that runs longer than this is stopped, with the daemons it started (stopScriptGroup). */
 const peerScriptTimeoutMs = 5 * 60_000;
-const portsTriesMax = 50;
+/** How long a stopped script's trap gets to stop its daemons (etcd3.sh waits up to 15 s for a member). */
+const scriptStopGraceMs = 20_000;
+/** etcd's value size, passed to etcd3.sh and to the 1-member run alike (etcd3.sh's default). */
+export const etcdValueBytes = 256;
+/**
+ * mdb's fsync per transaction, for openldap-mirror.sh (DBNOSYNC, its default 0) and the single
+ * provider alike: durable adds on both, as Plexus' writes are (synchronous=FULL).
+ */
+export const ldapDbNoSync = false;
 
 export interface PeerKnobs {
   /** Entries of OpenLDAP's serial bulk load (one ldapadd -f). */
@@ -26,15 +34,19 @@ export interface PeerKnobs {
   readonly etcdPuts: number;
 }
 
-export interface LdapFigures {
+export interface LdapAddFigures {
+  /** ldapts adds/s at the bench's concurrency, and their p99 latency. */
+  readonly addsPerSec: number;
+  readonly addsP99Ms: number;
+}
+
+export interface LdapFigures extends LdapAddFigures {
   /** Serial bulk adds per second (one connection, one ldapadd). */
   readonly bulkAddsPerSec: number;
   /** Seconds from ldapadd's return until the second provider counted every entry. */
   readonly bulkConvergeMs: number;
   readonly bulkEntries: number;
-  /** ldapts adds/s at the given concurrency, and node 2's convergence after them. */
-  readonly addsPerSec: number;
-  readonly addsP99Ms: number;
+  /** Node 2's convergence after the ldapts adds. */
   readonly addsConvergeMs: number;
 }
 
@@ -56,27 +68,11 @@ export function peersMissing(home: string): string | null {
   return null;
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once("error", () => resolve(false));
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
-  });
-}
-
-/** A base port whose `count` successors (base+1..base+count) are free on loopback now. */
-async function freePortRun(count: number): Promise<number> {
-  for (let attempt = 0; attempt < portsTriesMax; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const ports = Array.from({ length: count }, (_, index) => base + 1 + index);
-    if ((await Promise.all(ports.map(portFree))).every(Boolean)) return base;
-  }
-  throw new Error(`no run of ${count} free loopback ports found`);
-}
-
 function runScript(home: string, script: string, env: Record<string, string>): Promise<string> {
   return new Promise((resolve, reject) => {
+    // A process group of its own, so that the script and the daemons it started can be signalled together.
     const child = spawn("bash", [join(home, script)], {
+      detached: true,
       cwd: home,
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],
@@ -88,10 +84,15 @@ function runScript(home: string, script: string, env: Record<string, string>): P
     child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
       output += chunk;
     });
-    // SIGTERM lets the script's trap stop the daemons it started and remove its directory.
-    const timer = setTimeout(() => child.kill("SIGTERM"), peerScriptTimeoutMs);
+    // Past the time limit, and when the bench exits first (its signal handlers call process.exit).
+    const stop = (): void => {
+      if (child.pid !== undefined) stopScriptGroup(child.pid, scriptWorkDir(output), scriptStopGraceMs);
+    };
+    const timer = setTimeout(stop, peerScriptTimeoutMs);
+    process.once("exit", stop);
     child.once("exit", (code, signal) => {
       clearTimeout(timer);
+      process.off("exit", stop);
       if (code === 0) resolve(output);
       else
         reject(
@@ -107,9 +108,18 @@ function number(output: string, pattern: RegExp, what: string): number {
   return Number(match[1]);
 }
 
-export function parseLdap(output: string, knobs: PeerKnobs): LdapFigures {
+/** ldap-bench.mjs's `add` line at the bench's concurrency: adds/s and p99. */
+export function parseLdapAdds(output: string, knobs: PeerKnobs): LdapAddFigures {
   const addLine = output.split("\n").find((line) => line.startsWith(`add conc=${knobs.concurrency} `)) ?? "";
   return {
+    addsPerSec: number(addLine, /ops\/s=(\d+)/, "adds/s"),
+    addsP99Ms: number(addLine, /p99=([\d.]+)/, "adds p99"),
+  };
+}
+
+export function parseLdap(output: string, knobs: PeerKnobs): LdapFigures {
+  return {
+    ...parseLdapAdds(output, knobs),
     bulkAddsPerSec: number(output, /ldapadd on node1: [\d.]+s\s+=> (\d+) adds\/s/, "bulk adds/s"),
     bulkConvergeMs:
       number(
@@ -118,8 +128,6 @@ export function parseLdap(output: string, knobs: PeerKnobs): LdapFigures {
         "bulk convergence",
       ) * 1000,
     bulkEntries: knobs.ldapBulk,
-    addsPerSec: number(addLine, /ops\/s=(\d+)/, "adds/s"),
-    addsP99Ms: number(addLine, /p99=([\d.]+)/, "adds p99"),
     addsConvergeMs:
       number(output, /node2 has \d+\/\d+ entries ([\d.]+)s after the adds finished/, "adds convergence") *
       1000,
@@ -150,6 +158,7 @@ export async function runLdap(home: string, knobs: PeerKnobs): Promise<PeerRun<L
       CONCS: "1",
       N_ADD: String(knobs.ldapAdds),
       ADD_CONC: String(knobs.concurrency),
+      DBNOSYNC: ldapDbNoSync ? "1" : "0",
     });
     return { ok: true, figures: parseLdap(output, knobs), output };
   } catch (error) {
@@ -166,6 +175,7 @@ export async function runEtcd(home: string, knobs: PeerKnobs): Promise<PeerRun<E
       PPORT_BASE: String(peerBase),
       N_PUT: String(knobs.etcdPuts),
       PUT_CONC: String(knobs.concurrency),
+      VALUE_BYTES: String(etcdValueBytes),
       N_GET: "500",
     });
     return { ok: true, figures: parseEtcd(output, knobs), output };

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--skip-peers]`
+ * `npm run bench [-- --quick] [--skip-peers | --peers-only]`
  *
  * Measures real `plexus start` processes on loopback over HTTP (bench/http1.ts client), each figure
  * beside a baseline measured in the same run:
@@ -21,7 +21,9 @@
  *       acknowledgement until nodes 2 and 3 have streamed every entry (bulk10kConvergeMs);
  *   (e) when ../shared/peers is set up (PEERS_HOME, default /tmp/plexus-peers): OpenLDAP
  *       2-provider adds/s and bulk convergence, etcd 3-member puts/s, run by the peers' own
- *       scripts with small counts, as ratios against Plexus.
+ *       scripts with small counts, as ratios against Plexus; and each peer's own replication
+ *       tax: the same adds on one slapd without syncprov, the same puts on a 1-member etcd
+ *       (bench/peers/), replicated / alone beside Plexus' replicationTaxRatio.
  * The nodes run the shipped defaults (topology settings, timings). Every load is bounded in
  * count and time; only the processes this run started are stopped; the temporary data is
  * removed at the end and on Ctrl-C. The last line of stdout is one JSON object.
@@ -37,6 +39,8 @@ import { LocalCluster } from "../src/cli/local-cluster.ts";
 import { settingsDefaults } from "../src/core/topology/model.ts";
 import { type ApplyCost, measureApplyCost } from "./apply-cost.ts";
 import { startBareHttp } from "./bare-http.ts";
+import { etcdClientAvailable, runEtcdAlone } from "./peers/etcd-alone.ts";
+import { runLdapAlone } from "./peers/openldap-alone.ts";
 import {
   type LoadBounds,
   type LoadResult,
@@ -48,6 +52,7 @@ import {
 } from "./server-load.ts";
 import {
   type EtcdFigures,
+  type LdapAddFigures,
   type LdapFigures,
   type PeerKnobs,
   type PeerRun,
@@ -58,10 +63,12 @@ import {
 } from "./server-peers.ts";
 import { describeMachine, formatNumber, formatTable, loadAverage, round } from "./support.ts";
 
-const usage = `usage: npm run bench [-- --quick] [--skip-peers] [--notify-delay-ms N] [--page-worker on|off]
+const usage = `usage: npm run bench [-- --quick] [--skip-peers | --peers-only] [--notify-delay-ms N] [--page-worker on|off]
 
   --quick       smaller counts (about a minute without the peers)
   --skip-peers  do not run OpenLDAP and etcd (../shared/peers) even when set up
+  --peers-only  only the peers (e), replicated and alone, without Plexus (about 1.5 min;
+                no ratio against Plexus)
   --notify-delay-ms N
                 the site's notifyDelayMs topology setting (default: the shipped default,
                 ${settingsDefaults.notifyDelayMs} ms): the window in which a node's changes after the
@@ -452,6 +459,9 @@ interface PeerResults {
   readonly skipped: string | null;
   readonly ldap: PeerRun<LdapFigures> | null;
   readonly etcd: PeerRun<EtcdFigures> | null;
+  /** The same adds on one provider and puts on one member, for each peer's own replication tax. */
+  readonly ldapAlone: PeerRun<LdapAddFigures> | null;
+  readonly etcdAlone: PeerRun<EtcdFigures> | null;
 }
 
 /** The lines of a peer script's output that its figures are read from, and its load averages. */
@@ -464,17 +474,49 @@ function peerLines(output: string): string {
     .join("\n");
 }
 
+/**
+ * Each peer replicated (its own script), then right after the same load on a single server of
+ * it: one pair per peer, minutes from Plexus' rounds, so the machine's other load may differ.
+ */
 async function runPeers(scale: Scale, skip: boolean): Promise<PeerResults> {
-  if (skip) return { skipped: "--skip-peers", ldap: null, etcd: null };
+  const none = { ldap: null, etcd: null, ldapAlone: null, etcdAlone: null };
+  if (skip) return { skipped: "--skip-peers", ...none };
   const home = process.env.PEERS_HOME ?? peersHomeDefault;
   const missing = peersMissing(home);
-  if (missing !== null) return { skipped: missing, ldap: null, etcd: null };
+  if (missing !== null) return { skipped: missing, ...none };
   log(`\n(e) peers from ${home} (their own scripts, small counts; load ${loadText()})`);
   const ldap = await runLdap(home, scale.peers);
   log(ldap.ok ? `  OpenLDAP:\n${peerLines(ldap.output)}` : `  OpenLDAP failed: ${ldap.reason}`);
+  const ldapAlone = await runLdapAlone(home, scale.peers);
+  log(
+    ldapAlone.ok
+      ? `  OpenLDAP, 1 provider without syncprov (load ${loadText()}):\n${peerLines(ldapAlone.output)}`
+      : `  OpenLDAP, 1 provider failed: ${ldapAlone.reason}`,
+  );
   const etcd = await runEtcd(home, scale.peers);
   log(etcd.ok ? `  etcd:\n${peerLines(etcd.output)}` : `  etcd failed: ${etcd.reason}`);
-  return { skipped: null, ldap, etcd };
+  // The client the 3-member figure came from, so that only the cluster size differs.
+  const client = etcd.ok ? etcd.figures.client : etcdClientAvailable(home);
+  const etcdAlone = await runEtcdAlone(home, scale.peers, client);
+  log(
+    etcdAlone.ok
+      ? `  etcd, 1 member (load ${loadText()}):\n${peerLines(etcdAlone.output)}`
+      : `  etcd, 1 member failed: ${etcdAlone.reason}`,
+  );
+  return { skipped: null, ldap, etcd, ldapAlone, etcdAlone };
+}
+
+/** --peers-only: part (e) and its JSON fields, without Plexus. */
+async function peersOnlyRun(scale: Scale, loadAtStart: string): Promise<number> {
+  // process.exit runs the exit hooks that stop the peers' processes and remove their directories.
+  const onSignal = (): void => process.exit(130);
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const peers = await runPeers(scale, false);
+  const json: Record<string, unknown> = {};
+  reportPeers(peers, scale.peers.concurrency, json, null);
+  logJsonLine(json, loadAtStart);
+  return 0;
 }
 
 async function main(): Promise<number> {
@@ -482,6 +524,7 @@ async function main(): Promise<number> {
     options: {
       quick: { type: "boolean" },
       "skip-peers": { type: "boolean" },
+      "peers-only": { type: "boolean" },
       "notify-delay-ms": { type: "string" },
       "page-worker": { type: "string" },
       help: { type: "boolean" },
@@ -502,11 +545,17 @@ async function main(): Promise<number> {
     process.stdout.write(usage);
     return 0;
   }
+  const peersOnly = values["peers-only"] === true;
+  if (peersOnly && values["skip-peers"] === true) {
+    process.stderr.write(`--peers-only and --skip-peers exclude each other\n${usage}`);
+    return 2;
+  }
   const scale = values.quick === true ? quick : full;
   const machine = describeMachine();
   const loadAtStart = loadText();
   log(`plexus bench (server): ${machine.cpuCount} x ${machine.cpuModel}, node ${machine.node}`);
   log(`load average at start: ${loadAtStart}${values.quick === true ? "  (--quick)" : ""}`);
+  if (peersOnly) return peersOnlyRun(scale, loadAtStart);
   log(`page worker: ${pageWorkerFlag}`);
 
   const scratch = mkdtempSync(join(tmpdir(), "plexus-bench-baseline-"));
@@ -768,6 +817,7 @@ function report(figures: Figures): void {
       `(${Math.round(bulk.load.writesPerSec)}/s); on n2 and n3 ${bulk.converged ? `${Math.round(bulk.convergeMs)} ms` : "NOT all"} after the last ack`,
   );
   const c64 = rate(single, 64);
+  const replicationTaxRatio = round(median(figures.taxRounds.map((taxRound) => taxRound.ratio)), 2);
   const json: Record<string, unknown> = {
     writesPerSecC1: Math.round(rate(single, 1)),
     writesPerSecC16: Math.round(rate(single, 16)),
@@ -777,7 +827,7 @@ function report(figures: Figures): void {
     siteCpuMsPerWriteC64WithPartners: round(replicated.get(64)?.siteCpuMsPerWrite ?? Number.NaN, 3),
     clientCpuMsPerWriteC64: round(single.get(64)?.clientCpuMsPerRequest ?? Number.NaN, 3),
     writesPerSecC64WithPartners: Math.round(rate(replicated, 64)),
-    replicationTaxRatio: round(median(figures.taxRounds.map((taxRound) => taxRound.ratio)), 2),
+    replicationTaxRatio,
     replicationTaxRounds: figures.taxRounds.map((taxRound) => ({
       alone: Math.round(taxRound.alone),
       withPartners: Math.round(taxRound.withPartners),
@@ -806,45 +856,174 @@ function report(figures: Figures): void {
       1,
     ),
   };
+  reportPeers(peers, figures.scale.peers.concurrency, json, {
+    writesPerSecC64: c64,
+    bulkConvergeMs: bulk.convergeMs,
+    replicationTaxRatio,
+  });
+  logJsonLine(json, figures.loadAtStart);
+}
+
+/** The load averages, then the JSON object as the last line of stdout. */
+function logJsonLine(json: Record<string, unknown>, loadAtStart: string): void {
+  const loadAtEnd = loadText();
+  log(`load average at end: ${loadAtEnd}`);
+  json.loadAverageStart = loadAtStart;
+  json.loadAverageEnd = loadAtEnd;
+  log(JSON.stringify(json));
+}
+
+/** Plexus' figures of the same run that the peers' are set beside; null with --peers-only. */
+interface PlexusBeside {
+  readonly writesPerSecC64: number;
+  readonly bulkConvergeMs: number;
+  readonly replicationTaxRatio: number;
+}
+
+/** The peers' figures, as ratios against Plexus' when it ran, and their fields of the JSON line. */
+function reportPeers(
+  peers: PeerResults,
+  concurrency: number,
+  json: Record<string, unknown>,
+  plexus: PlexusBeside | null,
+): void {
   log("");
   if (peers.skipped !== null) log(`peers skipped: ${peers.skipped}`);
   if (peers.ldap !== null) {
     if (peers.ldap.ok) {
       const ldap = peers.ldap.figures;
+      const versusWrites =
+        plexus === null ? "" : ` (Plexus x${ratio(plexus.writesPerSecC64, ldap.addsPerSec)})`;
+      const versusConverge =
+        plexus === null
+          ? ""
+          : ` (Plexus converges x${ratio(ldap.bulkConvergeMs, plexus.bulkConvergeMs)} faster)`;
       log(
-        `OpenLDAP 2-provider: ${ldap.addsPerSec} adds/s at c${figures.scale.peers.concurrency} (Plexus x${ratio(c64, ldap.addsPerSec)}); ` +
+        `OpenLDAP 2-provider: ${ldap.addsPerSec} adds/s at c${concurrency}${versusWrites}; ` +
           `serial bulk of ${ldap.bulkEntries}: ${ldap.bulkAddsPerSec} adds/s, on node 2 ${Math.round(ldap.bulkConvergeMs)} ms ` +
-          `after the last add (Plexus converges x${ratio(ldap.bulkConvergeMs, bulk.convergeMs)} faster)`,
+          `after the last add${versusConverge}`,
       );
       Object.assign(json, {
         ldapAddsPerSecC64: ldap.addsPerSec,
+        ldapAddsConvergeMs: Math.round(ldap.addsConvergeMs),
         ldapBulkAddsPerSec: ldap.bulkAddsPerSec,
         ldapBulkConvergeMs: Math.round(ldap.bulkConvergeMs),
         ldapBulkEntries: ldap.bulkEntries,
-        writesVsLdap: ratio(c64, ldap.addsPerSec),
-        convergeVsLdap: ratio(ldap.bulkConvergeMs, bulk.convergeMs),
       });
+      if (plexus !== null)
+        Object.assign(json, {
+          writesVsLdap: ratio(plexus.writesPerSecC64, ldap.addsPerSec),
+          convergeVsLdap: ratio(ldap.bulkConvergeMs, plexus.bulkConvergeMs),
+        });
     } else log(`OpenLDAP not measured: ${peers.ldap.reason}`);
   }
   if (peers.etcd !== null) {
     if (peers.etcd.ok) {
       const etcd = peers.etcd.figures;
       log(
-        `etcd 3 members: ${etcd.putsPerSec} puts/s at c${figures.scale.peers.concurrency} (${etcd.client} client, p99 ${etcd.putsP99Ms} ms; ` +
-          `Plexus x${ratio(c64, etcd.putsPerSec)})`,
+        `etcd 3 members: ${etcd.putsPerSec} puts/s at c${concurrency} (${etcd.client} client, p99 ${etcd.putsP99Ms} ms` +
+          `${plexus === null ? "" : `; Plexus x${ratio(plexus.writesPerSecC64, etcd.putsPerSec)}`})`,
       );
-      Object.assign(json, {
-        etcdPutsPerSecC64: etcd.putsPerSec,
-        etcdClient: etcd.client,
-        writesVsEtcd: ratio(c64, etcd.putsPerSec),
-      });
+      Object.assign(json, { etcdPutsPerSecC64: etcd.putsPerSec, etcdClient: etcd.client });
+      if (plexus !== null) json.writesVsEtcd = ratio(plexus.writesPerSecC64, etcd.putsPerSec);
     } else log(`etcd not measured: ${peers.etcd.reason}`);
   }
-  const loadAtEnd = loadText();
-  log(`load average at end: ${loadAtEnd}`);
-  json.loadAverageStart = figures.loadAtStart;
-  json.loadAverageEnd = loadAtEnd;
-  log(JSON.stringify(json));
+  reportPeerTax(peers, concurrency, json, plexus);
+}
+
+/** A measured rate, or "-". */
+function shown(rate: number | null): string {
+  return rate === null ? "-" : String(rate);
+}
+
+interface TaxLine {
+  /** What is counted, and what runs alone and replicated, as printed. */
+  readonly what: string;
+  readonly aloneName: string;
+  readonly replicatedName: string;
+  readonly alone: number | null;
+  readonly replicated: number | null;
+  /** Printed after the ratio: what the replicated figure leaves out. */
+  readonly note: string;
+}
+
+/** One peer's tax line: its rate on a single server, replicated, and their ratio when both exist. */
+function logPeerTax(line: TaxLine, aloneFailed: string | null): number | null {
+  const tax = line.alone === null || line.replicated === null ? null : ratio(line.replicated, line.alone);
+  log(
+    `  ${line.what}: ${line.aloneName} ${shown(line.alone)}, ${line.replicatedName} ${shown(line.replicated)}; ` +
+      `replicated / alone x${tax ?? "-"}${line.note}`,
+  );
+  if (aloneFailed !== null) log(`    alone not measured: ${aloneFailed}`);
+  return tax;
+}
+
+function ldapTaxLine({ ldap, ldapAlone }: PeerResults): TaxLine {
+  return {
+    what: "OpenLDAP adds/s",
+    aloneName: "1 provider without syncprov",
+    replicatedName: "node 1 of 2 providers",
+    alone: ldapAlone?.ok === true ? ldapAlone.figures.addsPerSec : null,
+    replicated: ldap?.ok === true ? ldap.figures.addsPerSec : null,
+    // Node 1 acknowledges an add before node 2 has it, so node 2's share of the work may fall
+    // after the measured window: how long after, so that the ratio is not read as that work's cost.
+    note:
+      ldap?.ok === true
+        ? ` (node 2 held every add ${Math.round(ldap.figures.addsConvergeMs)} ms after the last one)`
+        : "",
+  };
+}
+
+/** The etcd client both runs used (the 1-member run takes the 3-member run's), or null. */
+function etcdClientOf({ etcd, etcdAlone }: PeerResults): EtcdFigures["client"] | null {
+  if (etcdAlone?.ok === true) return etcdAlone.figures.client;
+  return etcd?.ok === true ? etcd.figures.client : null;
+}
+
+function etcdTaxLine(peers: PeerResults): TaxLine {
+  const { etcd, etcdAlone } = peers;
+  return {
+    what: `etcd puts/s (${etcdClientOf(peers) ?? "no"} client)`,
+    aloneName: "1 member",
+    replicatedName: "3 members",
+    alone: etcdAlone?.ok === true ? etcdAlone.figures.putsPerSec : null,
+    replicated: etcd?.ok === true ? etcd.figures.putsPerSec : null,
+    // Unlike the OpenLDAP adds, the replication is inside this figure: etcd answers a put once a
+    // majority of the members has it in its log.
+    note: " (each put on 2 of the 3 members before its answer)",
+  };
+}
+
+/**
+ * Each peer's own replication tax in this run: its rate replicated (the scripts' figures above)
+ * over the same load on a single server of it (bench/peers/), beside Plexus' replicationTaxRatio.
+ */
+function reportPeerTax(
+  peers: PeerResults,
+  concurrency: number,
+  json: Record<string, unknown>,
+  plexus: PlexusBeside | null,
+): void {
+  const { ldapAlone, etcdAlone } = peers;
+  if (ldapAlone === null && etcdAlone === null) return;
+  const beside =
+    plexus === null
+      ? "Plexus not run: --peers-only"
+      : `Plexus' replicationTaxRatio x${plexus.replicationTaxRatio}`;
+  log(`replication tax at c${concurrency}, replicated / alone, in this run (${beside}):`);
+  const ldapLine = ldapTaxLine(peers);
+  const openldapTaxRatio = logPeerTax(ldapLine, ldapAlone?.ok === false ? ldapAlone.reason : null);
+  const etcdLine = etcdTaxLine(peers);
+  const etcdTaxRatio = logPeerTax(etcdLine, etcdAlone?.ok === false ? etcdAlone.reason : null);
+  const fields = {
+    ldapAddsPerSecC64Alone: ldapLine.alone,
+    openldapTaxRatio,
+    etcdPutsPerSecC64Alone: etcdLine.alone,
+    etcdTaxRatio,
+    etcdClient: etcdClientOf(peers),
+  };
+  // As for the other peer fields, a figure not measured is left out rather than null.
+  for (const [key, value] of Object.entries(fields)) if (value !== null) json[key] = value;
 }
 
 process.exitCode = await main();
