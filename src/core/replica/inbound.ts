@@ -18,6 +18,7 @@ import type { EntryRow } from "../store.ts";
 import type { ReplicaContext } from "./context.ts";
 import { type NamingChange, refreshNaming } from "./naming.ts";
 import { tombstoneFields } from "./originating.ts";
+import { evictSquatter, squats } from "./squatters.ts";
 import { isQuarantined } from "./tombstones.ts";
 
 export interface ApplyOutcome {
@@ -49,7 +50,7 @@ export function applyPage(ctx: ReplicaContext, page: ChangePage): ApplyOutcome {
   const naming: NamingChange[] = [];
   const partitionsChanged = new Set<string>();
   for (const change of page.entries) {
-    const applied = applyEntryChange(ctx, change, naming);
+    const applied = applyEntryChange(ctx, change, naming, partitionsChanged);
     if (applied > 0) {
       entriesChanged++;
       partitionsChanged.add(change.partition);
@@ -190,12 +191,24 @@ function withinBound(vector: UtdVector, entriesMax: number): boolean {
 /**
  * Merges one entry's items; returns how many items won. A change of the entry's name or
  * existence is added to `naming`: the caller refreshes naming once it has applied its changes.
+ * The partition of a squatter the change evicts (squatters.ts) is added to `partitionsChanged`.
  */
-export function applyEntryChange(ctx: ReplicaContext, change: EntryChange, naming: NamingChange[]): number {
+export function applyEntryChange(
+  ctx: ReplicaContext,
+  change: EntryChange,
+  naming: NamingChange[],
+  partitionsChanged?: Set<string>,
+): number {
   const existing = ctx.store.getEntry(change.guid);
   if (existing === undefined) return createFromChange(ctx, change, naming);
-  // A GUID names one entry forever; a change that moves it to another partition is not real.
-  if (existing.partition !== change.partition) return 0;
+  if (existing.partition !== change.partition) {
+    // A GUID names one entry forever; a change that moves it to another partition is not real,
+    // unless the GUID is derived for the change's partition: then the stored entry squats it.
+    if (!squats(existing, change.guid, change.partition)) return 0;
+    naming.push(evictSquatter(ctx, existing));
+    partitionsChanged?.add(existing.partition);
+    return createFromChange(ctx, change, naming);
+  }
   let row: EntryRow = existing;
   let usn: Usn | undefined;
   let applied = 0;

@@ -47,7 +47,8 @@ import {
 } from "./attributes.ts";
 import type { ReplicaContext } from "./context.ts";
 import { effectiveRdn, entryDn, findPartition, resolveDn, resolveParsedDn } from "./lookup.ts";
-import { refreshNaming } from "./naming.ts";
+import { type NamingChange, refreshNaming } from "./naming.ts";
+import { evictSquatter, squats } from "./squatters.ts";
 
 /** A client's write. Each one is one originating write: new stamps, one USN per entry touched. */
 export type WriteRequest =
@@ -799,6 +800,7 @@ export function createPartition(
     newAttribute(ctx, first.type, [{ value: first.value, key: first.valueNorm }]),
   ];
   const root = partitionRootGuid(partition);
+  evictSquatters(ctx, partition, [root, lostAndFoundGuid(partition)]);
   createEntry(ctx, {
     guid: root,
     fresh: false,
@@ -824,6 +826,20 @@ export function createPartition(
     attributes: lostAndFound,
   });
   return ok({ partition, usn });
+}
+
+/**
+ * Entries of other partitions that a page stored under this partition's derived GUIDs
+ * (squatters.ts): creating the entries over them would keep their other items, which replicas
+ * that hold the squatter already cover in their UTD and so would never receive.
+ */
+function evictSquatters(ctx: ReplicaContext, partition: string, guids: readonly Guid[]): void {
+  const evicted: NamingChange[] = [];
+  for (const guid of guids) {
+    const row = ctx.store.getEntry(guid);
+    if (row !== undefined && squats(row, guid, partition)) evicted.push(evictSquatter(ctx, row));
+  }
+  if (evicted.length > 0) refreshNaming(ctx.store, evicted);
 }
 
 function partitionInside(partition: string, dn: Dn): boolean {

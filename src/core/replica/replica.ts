@@ -1,7 +1,7 @@
 import { assert } from "../assert.ts";
 import { type Canaries, noCanaries } from "../canaries.ts";
 import { makeSchema, type Schema } from "../directory/schema.ts";
-import type { Guid, InvocationId, NodeId, Usn } from "../ids.ts";
+import type { Guid, InvocationId, Millis, NodeId, Usn } from "../ids.ts";
 import type { Clock, Random } from "../ports.ts";
 import {
   type ChangePage,
@@ -12,6 +12,7 @@ import {
 } from "../replication/page.ts";
 import { type UtdVector, utdGet, utdMerge, utdWith } from "../replication/utd.ts";
 import {
+  utdEntriesMax,
   validateChangeRequest,
   validateLingeringAnswer,
   validatePage,
@@ -70,6 +71,15 @@ export interface OpenOptions extends ReplicaOptions {
 
 /** Writes in one batch (one transaction), e.g. one group commit. */
 export const writeBatchMax = 10_000;
+
+/**
+ * After taking a new invocation id on a partner's claim (detectRollback), how long a claim on
+ * that new id is refused rather than obeyed. A true one needs the database to go back again, to
+ * a copy made after the first claim, within this time: a second disaster of the same node in
+ * the hour. A false one (a broken or hostile partner) then retires one id an hour at most,
+ * instead of one per message.
+ */
+export const rollbackClaimSpacingMs = 60 * 60 * 1000;
 
 /**
  * One replica of the directory over one Store: the deterministic heart of a Plexus node.
@@ -265,7 +275,8 @@ export class Replica {
       return fail("invalid-request", "a replica does not pull from itself");
     return this.ctx.transact(() => {
       const request = checked.value;
-      this.detectRollback(request.utd, request.destination);
+      const rollback = this.detectRollback(request.utd, request.destination, "invalid-request");
+      if (!rollback.ok) return rollback;
       checkPurgeHorizon(this.ctx, request.purgeHorizon, request.destination);
       // The freshest view of the destination's UTD for purge decisions: a destination restored
       // from a backup shows its regressed UTD here before it ever completes a pull from us.
@@ -294,8 +305,9 @@ export class Replica {
     if (!checked.ok) return checked;
     if (checked.value.source === this.ctx.meta.nodeId)
       return fail("invalid-page", "a page from this replica itself");
-    const applied = this.ctx.transact(() => {
-      this.detectRollback(checked.value.utd, checked.value.source);
+    const applied = this.ctx.transact((): Result<ApplyOutcome> => {
+      const rollback = this.detectRollback(checked.value.utd, checked.value.source, "invalid-page");
+      if (!rollback.ok) return rollback;
       // Before this page's UTD is merged: afterwards the UTD would cover what was never received.
       if (checkPurgeHorizon(this.ctx, checked.value.purgeHorizon, checked.value.source)) {
         this.lingeringReferenceHint = checked.value.source;
@@ -311,7 +323,8 @@ export class Replica {
     const checked = validateUtd(utd, "peer UTD");
     if (!checked.ok) return checked;
     return this.ctx.transact(() => {
-      this.detectRollback(checked.value, node);
+      const rollback = this.detectRollback(checked.value, node, "invalid-page");
+      if (!rollback.ok) return rollback;
       this.ctx.recordPeerReport({
         node,
         invocation,
@@ -327,25 +340,74 @@ export class Replica {
    * Rollback safety: a partner that has seen more of our current invocation's USNs than we
    * have means this database is an older copy of itself. Take a new invocation id at once so
    * that no USN we hand out from now on can collide with one the partner already holds.
+   *
+   * Unless the current invocation id was itself taken on such a claim less than
+   * rollbackClaimSpacingMs ago, in this process: then the message is refused with `code`.
+   * Partners learn a new invocation id only from this replica, at USNs it has reached, so a
+   * claim beyond them is true only if the database went back again since; a broken or hostile
+   * partner that echoes every new id back above our USN otherwise made us take one more per
+   * message, and each retired id stays in every replica's UTD for good (until the UTDs passed
+   * utdEntriesMax and every partner refused them). The claims of other partners on the ids
+   * retired before cost nothing: only the current id is compared.
    */
-  private detectRollback(utd: UtdVector, partner: NodeId): void {
-    const seen = utdGet(utd, this.ctx.meta.invocation);
-    if (seen <= this.ctx.meta.usn) return;
+  private detectRollback(
+    utd: UtdVector,
+    partner: NodeId,
+    code: "invalid-page" | "invalid-request",
+  ): Result<void> {
+    const { invocation, usn } = this.ctx.meta;
+    const seen = utdGet(utd, invocation);
+    if (seen <= usn) return ok(undefined);
+    const now = this.ctx.now();
+    const sinceTaken = this.sinceTakenOnClaim(now);
+    if (sinceTaken !== null) {
+      return fail(
+        code,
+        `${partner} claims USN ${seen} of invocation ${invocation}, which this replica took ${sinceTaken} ms ago on another partner's claim and has used only up to USN ${usn}; it takes no other id on a claim for ${rollbackClaimSpacingMs} ms`,
+      );
+    }
     this.ctx.event(
       "rollback-detected",
-      `${partner} has seen USN ${seen} of invocation ${this.ctx.meta.invocation}, this replica only ${this.ctx.meta.usn}`,
+      `${partner} has seen USN ${seen} of invocation ${invocation}, this replica only ${usn}`,
     );
     this.takeNewInvocationId(`USN rollback detected by ${partner}`);
+    if (this.ctx.meta.invocation !== invocation)
+      this.claimTaken = { invocation: this.ctx.meta.invocation, at: now };
+    return ok(undefined);
   }
 
-  /** Starts a new database instance identity; the old one's changes stay known up to our USN. */
+  /**
+   * The invocation id this process last took on a partner's claim, and when (in memory only: a
+   * restore of the whole data directory restarts the process, which then obeys the next claim).
+   */
+  private claimTaken: { readonly invocation: InvocationId; readonly at: Millis } | null = null;
+
+  /**
+   * Milliseconds since the current invocation id was taken on a claim, if that was less than
+   * rollbackClaimSpacingMs ago; otherwise null. A clock set back since cannot tell: null.
+   */
+  private sinceTakenOnClaim(now: Millis): number | null {
+    const taken = this.claimTaken;
+    if (taken === null || taken.invocation !== this.ctx.meta.invocation) return null;
+    const since = now - taken.at;
+    return since >= 0 && since < rollbackClaimSpacingMs ? since : null;
+  }
+
+  /**
+   * Starts a new database instance identity; the old one's changes stay known up to our USN,
+   * unless recording it would take the UTD past the bound every partner checks UTDs against
+   * (one entry is kept for the new id, added when the UTD is sent): a replica whose UTD grew
+   * past it would never replicate again, while one that does not record the old id only gets
+   * the old id's changes it has sent once more.
+   */
   takeNewInvocationId(reason: string): void {
     if (this.ctx.canaries.reuseUsnAfterRestore === true) return;
     this.ctx.transact(() => {
       const old = this.ctx.meta.invocation;
       const stored = this.ctx.utd();
       const known = Math.max(utdGet(stored, old), this.ctx.meta.usn) as Usn;
-      this.ctx.setUtd(utdWith(stored, old, known));
+      const retired = utdWith(stored, old, known);
+      if (Object.keys(retired).length < utdEntriesMax) this.ctx.setUtd(retired);
       this.ctx.updateMeta({ invocation: this.ctx.newInvocationId() });
       this.ctx.event("invocation-changed", `${old} -> ${this.ctx.meta.invocation}: ${reason}`);
     });
