@@ -63,6 +63,18 @@ export interface Canaries {
    * Caught by the site simulator, whose nodes learn the topology by replication.
    */
   readonly dropIsolatedSiteSources?: boolean;
+  /**
+   * Leave a node's own invocations out of its inter-site pulls like the rest of its site's
+   * (origins.ts): a server restored alone in its site never gets back, from the sites it passed
+   * them to, its changes newer than its backup. Caught by the site simulator's restores.
+   */
+  readonly leaveOutOwnOrigins?: boolean;
+  /**
+   * Of the links joining one pair of sites, route over the first listed, not the cheapest
+   * (graph.ts): a cheaper link added beside an existing one goes unused. Caught by the site
+   * simulator's least-cost-path check once an operator adds one.
+   */
+  readonly keepFirstParallelLink?: boolean;
 }
 
 export type CanaryName = keyof Canaries;
@@ -93,6 +105,9 @@ export const siteCanaryNames: readonly CanaryName[] = [
   "dropStaleBridgeheads",
   "keepUnroutableOrigins",
   "dropIsolatedSiteSources",
+  "leaveOutOwnOrigins",
+  "keepFirstParallelLink",
+  "reuseUsnAfterRestore",
 ];
 
 export const noCanaries: Canaries = Object.freeze({});

@@ -1,8 +1,9 @@
 /**
- * `npm run sim:sites -- --seeds N [--from S] [--sites-max K] [--canary NAME] [--growth routed|early|any]`, or
- * `--seed S`:
+ * `npm run sim:sites -- --seeds N [--from S] [--sites-max K] [--canary NAME] [--growth routed|early|any]
+ * [--operations on|off]`, or `--seed S`:
  * replication along the topology (sites.ts) over many seeds. Prints one line per seed, a
- * summary, and last one JSON line. Exits 1 on any violation (or, with --canary, when the
+ * summary, and last one JSON line. `--operations off` leaves out the operations phase (links
+ * added and removed, servers restored from backups: site-operations.ts). Exits 1 on any violation (or, with --canary, when the
  * planted defect went undetected), 2 on bad arguments.
  */
 import { siteCanaryNames } from "../core/canaries.ts";
@@ -18,7 +19,7 @@ import { type GrowthOrder, growthOrders } from "./growth.ts";
 import { deriveSiteSimParams, runSiteSim, type SiteSimResult } from "./sites.ts";
 
 const usage =
-  "usage: npm run sim:sites -- (--seeds N [--from S] | --seed S) [--sites-max K] [--canary NAME] [--growth routed|early|any]";
+  "usage: npm run sim:sites -- (--seeds N [--from S] | --seed S) [--sites-max K] [--canary NAME] [--growth routed|early|any] [--operations on|off]";
 const seedsMax = 100_000;
 const sitesRange = { min: 2, max: 1_000 } as const;
 const sitesMaxDefault = 150;
@@ -37,6 +38,9 @@ function describe(result: SiteSimResult): string {
     `${result.isolatedNodes} nodes planned with no route from their site, ` +
     `${result.outsideNodes} with a gap in their view, ` +
     `views complete ${result.viewsCompleteMs === null ? "never" : `${(result.viewsCompleteMs / 60_000).toFixed(0)} min`} after the last join, ` +
+    (p.operations === null
+      ? ""
+      : `${result.linkOperations} link operations, ${result.restores} restores (${result.lostToRestores} writes lost with them), `) +
     `${(result.simulatedMs / 60_000).toFixed(0)} simulated min, ${(result.wallMs / 1000).toFixed(1)} s: ` +
     `${result.violations.length === 0 ? "ok" : "VIOLATION"}`
   );
@@ -48,25 +52,31 @@ function growthChoice(value: string | undefined): GrowthOrder {
   return found ?? fail(`--growth must be one of ${growthOrders.join(", ")}`);
 }
 
+function operationsChoice(value: string | undefined): boolean {
+  if (value === undefined || value === "on") return true;
+  return value === "off" ? false : fail("--operations must be on or off");
+}
+
 function main(): void {
-  const values = parseOptions(fail, ["seeds", "from", "seed", "sites-max", "canary", "growth"]);
+  const values = parseOptions(fail, ["seeds", "from", "seed", "sites-max", "canary", "growth", "operations"]);
   const { seeds } = seedChoice(values, fail, seedsMax);
   const sitesMax =
     integer(values["sites-max"], "--sites-max", sitesRange.min, sitesRange.max) ?? sitesMaxDefault;
   const canary = canaryChoice(values.canary, siteCanaryNames, fail);
   const growth = growthChoice(values.growth);
+  const operations = operationsChoice(values.operations);
   const started = Date.now();
   const results: SiteSimResult[] = [];
   for (const seed of seeds) {
     const canaries = canary === null ? {} : { [canary]: true };
-    const result = runSiteSim(deriveSiteSimParams(seed, sitesMax, growth), { canaries });
+    const result = runSiteSim(deriveSiteSimParams(seed, sitesMax, growth, operations), { canaries });
     results.push(result);
     process.stdout.write(`${describe(result)}\n`);
     for (const violation of result.violations.slice(0, 10))
       process.stdout.write(`  ${violation.invariant} at ${violation.time} ms: ${violation.message}\n`);
     if (result.violations.length > 0)
       process.stdout.write(
-        `  replay: npm run sim:sites -- --seed ${seed} --sites-max ${sitesMax}${canary === null ? "" : ` --canary ${canary}`}${growth === "routed" ? "" : ` --growth ${growth}`}\n`,
+        `  replay: npm run sim:sites -- --seed ${seed} --sites-max ${sitesMax}${canary === null ? "" : ` --canary ${canary}`}${growth === "routed" ? "" : ` --growth ${growth}`}${operations ? "" : " --operations off"}\n`,
       );
   }
   const violating = results.filter((result) => result.violations.length > 0).length;
@@ -87,6 +97,9 @@ function main(): void {
       faultChanges: sum((r) => r.faultChanges),
       faultExtraTransfers: sum((r) => r.faultExtraTransfers),
       staleChangesMax: Math.max(0, ...results.map((r) => r.staleChangesMax)),
+      linkOperations: sum((r) => r.linkOperations),
+      restores: sum((r) => r.restores),
+      lostToRestores: sum((r) => r.lostToRestores),
       wallMs,
     },
   );

@@ -7,13 +7,17 @@ import { deriveSiteSimParams, runSiteSim } from "./sites.ts";
 /**
  * Replication along the topology in CI: one seed of a hundred sites or more, a few smaller
  * ones, and each planted defect of origin-filtered pulling caught within a few small seeds.
+ * The seeds chosen for growth and faults run without the operations phase (links added and
+ * removed, servers restored: site-operations.ts), which doubles a seed's time; that phase has
+ * seeds of its own, and `npm run sim:sites` runs it on every seed.
  */
 const canarySeedsMax = 6;
 const canarySitesMax = 40;
+const withoutOperations = false;
 
 describe("replication along the topology (site simulator)", () => {
   it("a seed of over a hundred sites: every site gets every change, each crossing ≤ sites − 1 boundaries", () => {
-    const params = { ...deriveSiteSimParams(8, 150) };
+    const params = { ...deriveSiteSimParams(8, 150, "routed", withoutOperations) };
     assert.ok(params.sites >= 100, `seed 8 should derive 100 sites or more, not ${params.sites}`);
     const result = runSiteSim(params);
     assert.deepEqual(result.violations, []);
@@ -25,7 +29,7 @@ describe("replication along the topology (site simulator)", () => {
   // varied (hub-and-spoke, 32 sites) at a quarter of that.
   for (const seed of [5, 2, 4]) {
     it(`seed ${seed} (up to 60 sites) keeps every invariant`, () => {
-      const result = runSiteSim(deriveSiteSimParams(seed, 60));
+      const result = runSiteSim(deriveSiteSimParams(seed, 60, "routed", withoutOperations));
       assert.deepEqual(result.violations, []);
     });
   }
@@ -36,7 +40,7 @@ describe("replication along the topology (site simulator)", () => {
   // transfer differently with that rule than without it, so they exercise it.
   for (const seed of [8, 20, 30]) {
     it(`seed ${seed} (up to 25 sites; faults cut routes) keeps every invariant`, () => {
-      const result = runSiteSim(deriveSiteSimParams(seed, 25));
+      const result = runSiteSim(deriveSiteSimParams(seed, 25, "routed", withoutOperations));
       assert.deepEqual(result.violations, []);
     });
   }
@@ -82,7 +86,7 @@ describe("replication along the topology (site simulator)", () => {
   });
 
   // Seed 2 of up to 12 sites: the early site (growth.ts "routed") has no route while it joins.
-  const isolatedParams = deriveSiteSimParams(2, 12);
+  const isolatedParams = deriveSiteSimParams(2, 12, "routed", withoutOperations);
 
   it("a site whose server joins before any neighbour's pulls from elsewhere until it learns of a route", () => {
     const result = runSiteSim(isolatedParams);
@@ -99,7 +103,7 @@ describe("replication along the topology (site simulator)", () => {
     // "early"): each routeless site used to pull from one server elsewhere picked by hashing,
     // and three of them picked one another and learned nothing more (n26, n31, n35 knew 4 of 53
     // servers for good). Each now pulls from a server of every other group of linked sites.
-    const result = runSiteSim(deriveSiteSimParams(4, 40, "early"));
+    const result = runSiteSim(deriveSiteSimParams(4, 40, "early", withoutOperations));
     assert.deepEqual(result.violations, []);
     assert.ok(result.isolatedNodes > 0, "no node planned with no route from its site");
   });
@@ -111,7 +115,7 @@ describe("replication along the topology (site simulator)", () => {
     // nor n40, and with routes no site was routeless: 43 of 44 nodes lacked config writes for
     // good. Each site linked to a site with no server in its view now pulls from outside its
     // group the origins it cannot place and those of the other groups.
-    const result = runSiteSim(deriveSiteSimParams(6, 40, "any"));
+    const result = runSiteSim(deriveSiteSimParams(6, 40, "any", withoutOperations));
     assert.deepEqual(result.violations, []);
     assert.ok(result.outsideNodes > 0, "no node planned with a gap in its view: the path went unexercised");
     assert.notEqual(result.viewsCompleteMs, null);
@@ -125,13 +129,56 @@ describe("replication along the topology (site simulator)", () => {
     );
   });
 
-  const ownTests = new Set(["keepUnroutableOrigins", "dropIsolatedSiteSources"]);
+  // Seed 4 of 10 sites: an operator adds two shortcuts (x0, x1) and a link cheaper than x0
+  // beside it (x2), and removes l9; n17, alone in s3, is restored from a backup older than
+  // changes it had passed to other sites (one write, made at the moment of the restore, is
+  // lost with it).
+  const operationsParams = deriveSiteSimParams(4, 10);
+
+  it("links added and removed mid-run, and a server restored from a backup: every node holds the new topology and every change", () => {
+    const result = runSiteSim(operationsParams);
+    assert.deepEqual(result.violations, []);
+    assert.ok(result.linkOperations >= 3, `only ${result.linkOperations} link operations`);
+    assert.ok(result.restores >= 1, "no server was restored");
+  });
+
+  it("catches the planted defect leaveOutOwnOrigins: a server restored alone in its site never gets its newer changes back", () => {
+    const planted = runSiteSim(operationsParams, { canaries: { leaveOutOwnOrigins: true } }).violations;
+    assert.ok(
+      planted.some((violation) => violation.invariant === "every-site"),
+      JSON.stringify(planted.slice(0, 3)),
+    );
+  });
+
+  it("catches the planted defect reuseUsnAfterRestore: a restored server reusing its USNs loses changes", () => {
+    const planted = runSiteSim(operationsParams, { canaries: { reuseUsnAfterRestore: true } }).violations;
+    assert.ok(planted.length > 0);
+  });
+
+  it("catches the planted defect keepFirstParallelLink: a cheaper link added beside another goes unused", () => {
+    // Seed 8 of 10 sites: the cheaper link x2 (cost 3) joins s2 and s1 beside a dearer one.
+    const planted = runSiteSim(deriveSiteSimParams(8, 10), {
+      canaries: { keepFirstParallelLink: true },
+    }).violations;
+    assert.ok(
+      planted.some((violation) => violation.invariant === "least-cost-path"),
+      JSON.stringify(planted.slice(0, 3)),
+    );
+  });
+
+  const ownTests = new Set([
+    "keepUnroutableOrigins",
+    "dropIsolatedSiteSources",
+    "leaveOutOwnOrigins",
+    "reuseUsnAfterRestore",
+    "keepFirstParallelLink",
+  ]);
   for (const canary of siteCanaryNames.filter((name) => !ownTests.has(name))) {
     it(`catches the planted defect ${canary}`, () => {
       let caught = 0;
       for (let seed = 1; seed <= canarySeedsMax && caught === 0; seed++) {
-        caught = runSiteSim(deriveSiteSimParams(seed, canarySitesMax), { canaries: { [canary]: true } })
-          .violations.length;
+        const params = deriveSiteSimParams(seed, canarySitesMax, "routed", withoutOperations);
+        caught = runSiteSim(params, { canaries: { [canary]: true } }).violations.length;
       }
       assert.ok(caught > 0, `${canary} went undetected in ${canarySeedsMax} seeds`);
     });

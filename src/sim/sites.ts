@@ -8,7 +8,14 @@ import type { ChangePage } from "../core/replication/page.ts";
 import { utdCovers } from "../core/replication/utd.ts";
 import { unwrap } from "../core/result.ts";
 import { type Connections, connectionsOf } from "../core/topology/connections.ts";
-import { type EntryWrite, invocationWrite, readTopology, topologyWrites } from "../core/topology/entries.ts";
+import {
+  type EntryWrite,
+  invocationWrite,
+  linkDn,
+  linkWrite,
+  readTopology,
+  topologyWrites,
+} from "../core/topology/entries.ts";
 import { graphDiameter } from "../core/topology/intra.ts";
 import {
   type ServerConfig,
@@ -21,13 +28,29 @@ import {
   tiers,
 } from "../core/topology/model.ts";
 import { type OriginSite, originExclusions, SiteRoutes } from "../core/topology/origins.ts";
+import { holds } from "./faults.ts";
 import { type GrowthOrder, joinWaves } from "./growth.ts";
 import { Invariants } from "./invariants.ts";
-import { type ConfigWrite, LearnedTopology } from "./learned-topology.ts";
+import {
+  type ConfigEffect,
+  type ConfigWrite,
+  LearnedTopology,
+  type LinkVersion,
+  linksAfter,
+  noteLinkWrite,
+} from "./learned-topology.ts";
 import type { SimNode } from "./node.ts";
 import { scenarioParams } from "./params.ts";
 import { SeededRandom } from "./ports.ts";
 import { type GraphShape, generateSiteGraph, siteNames } from "./site-graphs.ts";
+import {
+  deriveSiteOperations,
+  describeLinkOperation,
+  type LinkOperation,
+  operationsSalt,
+  planLinkOperations,
+  type SiteOperations,
+} from "./site-operations.ts";
 import { dataPartition, recordWrite } from "./workload.ts";
 import { type Violation, World } from "./world.ts";
 
@@ -41,8 +64,17 @@ import { type Violation, World } from "./world.ts";
  *    has a route to the origin, and cross site boundaries at most (served sites − 1) times;
  * 2. faults: links fail and recover, bridgeheads crash and restart (their site fails over),
  *    writes go on; transfers beyond (sites − 1) are counted and reported, not failed;
- * 3. healed: everything back, steady again — the same two checks, then the end-state
- *    invariants of the replication simulator (convergence, no acknowledged write lost …).
+ * 3. healed: everything back, steady again — the same two checks;
+ * 4. operations (site-operations.ts; unless turned off): an operator adds links (a shortcut,
+ *    a cheaper link beside another) and removes one, and servers are restored from backups
+ *    taken earlier, while writes go on; every node must come to hold the new topology, and
+ *    every change written so far, a restored server's own older ones included, must reach
+ *    every node; then steady again. Then the end-state invariants of the replication
+ *    simulator (convergence, no acknowledged write lost …).
+ *
+ * In steady state every inter-site page brings a change only from the next hop toward its
+ * origin site (least-cost-path): a node planning with a topology older than the one it holds
+ * pulls it from elsewhere.
  */
 export interface SiteSimParams {
   readonly seed: number;
@@ -55,6 +87,8 @@ export interface SiteSimParams {
   readonly bridgeheadCrashes: number;
   /** The order servers join in (growth.ts): "routed" unless asked otherwise. */
   readonly growth: GrowthOrder;
+  /** The operations phase's operations; null: no such phase. */
+  readonly operations: SiteOperations | null;
 }
 
 export interface SiteSimResult {
@@ -80,6 +114,11 @@ export interface SiteSimResult {
   readonly outsideNodes: number;
   /** Simulated ms from the last join until every node held the whole topology; null if never. */
   readonly viewsCompleteMs: number | null;
+  /** The link operations made, and the servers restored from a backup. */
+  readonly linkOperations: number;
+  readonly restores: number;
+  /** Acknowledged writes lost with a restore (only the restored server held them). */
+  readonly lostToRestores: number;
   readonly simulatedMs: number;
   readonly events: number;
   readonly wallMs: number;
@@ -110,6 +149,7 @@ export function deriveSiteSimParams(
   seed: number,
   sitesMax = 150,
   growth: GrowthOrder = "routed",
+  operations = true,
 ): SiteSimParams {
   const random = new SeededRandom(seed ^ 0x517e5);
   const sites = random.int(Math.min(20, sitesMax), sitesMax);
@@ -126,6 +166,7 @@ export function deriveSiteSimParams(
     linkFailures: random.int(1, 6),
     bridgeheadCrashes: random.int(1, 4),
     growth,
+    operations: operations ? deriveSiteOperations(seed) : null,
   };
 }
 
@@ -192,7 +233,7 @@ class HeldTopology {
     private readonly linkedSites: ReadonlyMap<string, ReadonlySet<string>>,
     private readonly canaries: Canaries,
   ) {
-    this.routes = new SiteRoutes(config);
+    this.routes = new SiteRoutes(config, canaries);
   }
 
   hopsFrom(site: SiteName): Set<string> {
@@ -249,8 +290,13 @@ class HeldTopology {
 }
 
 class SiteWorld extends World {
-  /** Links down (by index in the topology), as routers see them once they noticed. */
-  readonly downLinks = new Set<number>();
+  /** Links down (by lower-case name), as routers see them once they noticed. */
+  readonly downLinks = new Set<string>();
+  /**
+   * The operator's writes of links since the directory's creation, newest per link: with the
+   * directory's first links, the topology as it is (the oracle's), whichever nodes know it yet.
+   */
+  private readonly linkVersions = new Map<string, LinkVersion>();
   /**
    * Servers that are down, once detectionDelayMs passed: only the intra-site diameter check reads
    * it. Each node plans with the stale set it derives from its own pulls, as the runtime does
@@ -313,13 +359,24 @@ class SiteWorld extends World {
     this.view = topology;
     this.routes = new SiteRoutes(topology);
     this.serverSite = new Map(topology.servers.map((server) => [server.node, server.site]));
-    for (const link of topology.links) {
-      for (const a of link.sites) {
-        const linked = this.linkedSites.get(siteKey(a)) ?? new Set<string>();
-        this.linkedSites.set(siteKey(a), linked);
-        for (const b of link.sites) if (siteKey(b) !== siteKey(a)) linked.add(siteKey(b));
-      }
+    for (const link of topology.links) this.noteLinkedSites(link);
+  }
+
+  /**
+   * linkedSites grows with every link ever added and never shrinks: it only narrows whom
+   * outboundOf asks, and a node may still hold a link the operator removed.
+   */
+  private noteLinkedSites(link: SiteLink): void {
+    for (const a of link.sites) {
+      const linked = this.linkedSites.get(siteKey(a)) ?? new Set<string>();
+      this.linkedSites.set(siteKey(a), linked);
+      for (const b of link.sites) if (siteKey(b) !== siteKey(a)) linked.add(siteKey(b));
     }
+  }
+
+  /** The links as they are now: the directory's first ones after every write of the operator. */
+  links(): SiteLink[] {
+    return linksAfter(this.topology.links, this.linkVersions);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -343,8 +400,9 @@ class SiteWorld extends World {
         const write = writes[index] as EntryWrite;
         if (isServerObject(write)) {
           this.record(creator, result, "the directory's creation", {
+            kind: "create",
             server: creator.id,
-            effect: { kind: "create", invocations: server.invocations },
+            invocations: server.invocations,
           });
         } else if (!result.ok) {
           this.violate("config-write", `${creator.id} could not write ${write.dn}: ${result.error.message}`);
@@ -368,8 +426,9 @@ class SiteWorld extends World {
       const [result] = machine.write([write]);
       if (result !== undefined)
         this.record(admitter, result, `${joiner.id}'s admission`, {
+          kind: "create",
           server: joiner.id,
-          effect: { kind: "create", invocations: [] },
+          invocations: [],
         });
       return [];
     });
@@ -395,7 +454,7 @@ class SiteWorld extends World {
     node: SimNode,
     result: ReturnType<NonNullable<SimNode["machine"]>["write"]>[number],
     what: string,
-    write: Pick<ConfigWrite, "server" | "effect">,
+    effect: ConfigEffect,
   ): void {
     if (!result.ok) {
       this.violate("config-write", `${node.id} could not write ${what}: ${result.error.message}`);
@@ -403,7 +462,8 @@ class SiteWorld extends World {
     }
     const invocation = (node.replica as NonNullable<SimNode["replica"]>).invocationId;
     const site = this.siteOf(node);
-    const index = this.configLog.push({ ...write, invocation, site, usn: result.value.usn }) - 1;
+    const index = this.configLog.push({ effect, invocation, site, usn: result.value.usn }) - 1;
+    if (effect.kind === "link") noteLinkWrite(this.linkVersions, index, effect);
     for (const learned of this.learned.values()) learned.expect(index);
   }
 
@@ -423,15 +483,88 @@ class SiteWorld extends World {
       const [result] = machine.write([write]);
       if (result === undefined) return [];
       this.record(node, result, "its invocation id", {
+        kind: change?.operation === "replace" ? "replace-invocations" : "add-invocation",
         server: node.id,
-        effect: {
-          kind: change?.operation === "replace" ? "replace-invocations" : "add-invocation",
-          invocation: replica.invocationId,
-        },
+        invocation: replica.invocationId,
       });
       if (result.ok) this.unpublished.delete(node.id);
       return [];
     });
+  }
+
+  /**
+   * An operator's change of a site link, made on `node` as `plexus` would write it to the config
+   * partition there (an add of the link's object, or its delete); it reaches the other nodes
+   * by replication, as every config write does. False when the node could not write it.
+   */
+  writeLink(node: SimNode, name: string, link: SiteLink | null): boolean {
+    const machine = node.machine;
+    if (machine === null || this.syncing.has(node.id)) return false;
+    const request: WriteRequest = link === null ? { op: "delete", dn: linkDn(name) } : linkWrite(link);
+    let written = false;
+    this.step(node, () => {
+      const [result] = machine.write([request]);
+      if (result === undefined) return [];
+      this.record(node, result, `${link === null ? "the removal" : "the addition"} of link ${name}`, {
+        kind: "link",
+        name,
+        link,
+      });
+      written = result.ok;
+      return [];
+    });
+    if (link !== null) this.noteLinkedSites(link);
+    this.reroute();
+    return written;
+  }
+
+  /**
+   * A server restored from a backup (`plexus restore`, then a start): its database replaced by
+   * the older copy, it starts with a new invocation id (Replica.open restored), publishes that
+   * id, and pulls back from its partners what the copy lacks. What it learned of the topology is
+   * what the copy's UTD covers. The acknowledged writes no node holds any more (those only it
+   * held, made after the backup) are lost with the restore, and excused; they are returned.
+   */
+  restoreFromBackup(node: SimNode, backup: Uint8Array): Set<string> {
+    this.crash(node, null);
+    node.restoreFrom(backup);
+    const lost = new Set<string>();
+    for (const write of this.ledger.writes) {
+      const key = `${write.invocation}:${write.usn}`;
+      if (this.ledger.excused.has(key) || this.nodes.some((other) => holds(other, write))) continue;
+      this.ledger.excused.add(key);
+      lost.add(key);
+    }
+    this.restart(node, true);
+    const replica = node.replica;
+    const machine = node.machine;
+    if (replica === null || machine === null) return lost;
+    const learned = new LearnedTopology(this.configLog.map((_, index) => index));
+    learned.learn(replica.utd(), this.configLog);
+    this.learned.set(node.id, learned);
+    this.unpublished.add(node.id);
+    machine.reconfigure(this.config(node));
+    return lost;
+  }
+
+  /**
+   * Whether every node knows `node`'s current invocation id (its server object says it). Until
+   * then its changes cannot be placed, and every filter lets them through (origins.ts): a branch
+   * may carry them between two hubs — the documented price of never stranding a change, which
+   * the valley-free check would report. Clients write only to such nodes (a restored server
+   * once its new id has spread), as the growth phase writes only once every view is complete.
+   */
+  placedEverywhere(node: SimNode): boolean {
+    const invocation = node.replica?.invocationId;
+    if (invocation === undefined) return false;
+    return [...this.learned.values()].every((learned) => learned.invocationsOf(node.id).includes(invocation));
+  }
+
+  /** Whether `node`'s replica holds the link `name` (an operator removes a link they can see). */
+  holdsLink(node: SimNode, name: string): boolean {
+    const key = name.toLowerCase();
+    const learned = this.learned.get(node.id);
+    return learned?.linksOf(this.topology.links).some((link) => link.name.toLowerCase() === key) === true;
   }
 
   private learnedOf(node: SimNode): LearnedTopology {
@@ -495,7 +628,10 @@ class SiteWorld extends World {
       const modeled = learned.config(this.topology);
       this.stats.invariantChecks++;
       const summary = (config: TopologyConfig): string =>
-        `${config.sites.length} sites, ${config.links.length} links, servers ${config.servers
+        `${config.sites.length} sites, links ${config.links
+          .map((link) => `${link.name.toLowerCase()}:${link.cost}:${link.sites.map(siteKey).join("-")}`)
+          .sort()
+          .join(" ")}, servers ${config.servers
           .map((server) => `${server.node}@${siteKey(server.site)}[${(server.invocations ?? []).join("+")}]`)
           .sort()
           .join(" ")}`;
@@ -513,10 +649,7 @@ class SiteWorld extends World {
 
   /** Recomputes what the routers would converge to, and gives every node its new partners. */
   reroute(): void {
-    this.view = {
-      ...this.topology,
-      links: this.topology.links.filter((_, index) => !this.downLinks.has(index)),
-    };
+    this.view = { ...this.topology, links: this.upLinks(this.links()) };
     this.routes = new SiteRoutes(this.view);
     this.planned = null;
     this.held.clear();
@@ -528,6 +661,11 @@ class SiteWorld extends World {
       node.machine.reconfigure(this.config(node));
       this.scheduleWake(node);
     }
+  }
+
+  /** The links routers see up: all but those whose failure they noticed. */
+  private upLinks(links: readonly SiteLink[]): SiteLink[] {
+    return links.filter((link) => !this.downLinks.has(link.name.toLowerCase()));
   }
 
   /** Inside every site, a change flows from any live server to any other within 3 hops. */
@@ -595,7 +733,8 @@ class SiteWorld extends World {
     let held = this.held.get(key);
     if (held === undefined) {
       const servers = this.topology.servers.filter((server) => learned.servers.has(server.node));
-      held = new HeldTopology({ ...this.view, servers }, this.linkedSites, this.canaries);
+      const links = this.upLinks(learned.linksOf(this.topology.links));
+      held = new HeldTopology({ ...this.view, links, servers }, this.linkedSites, this.canaries);
       this.held.set(key, held);
     }
     return held;
@@ -698,6 +837,7 @@ class SiteWorld extends World {
     const origins: OriginSite[] = [...learned.servers].map((server) => ({
       site: this.serverSite.get(server) as SiteName,
       invocations: learned.invocationsOf(server),
+      ...(server === node.id ? { own: true as const } : {}),
     }));
     const toward = (origin: string): string | undefined => held.routes.toward(mySite, origin);
     const noRoute = held.unreachableFrom(mySite);
@@ -713,6 +853,21 @@ class SiteWorld extends World {
       replicaSet: held.config.servers.map((server) => server.node),
     };
   }
+}
+
+/** The operations phase's link operations and restores happen over this span. */
+const operationsSpanMs = 30 * minute;
+/** A link operation with no server to make it on is tried again once a minute, this many times. */
+const operationAttemptsMax = 10;
+/** A server to be restored writes one change at most this long before the restore. */
+const lastWriteBeforeRestoreMaxMs = 3_000;
+/** Writes go on during the operations phase: this many rounds of two changes. */
+const operationsWriteRounds = 4;
+/** The operations phase's events draw from this stream (the counts from operationsSalt alone). */
+const operationsStreamSalt = 0x5eed;
+
+function stampKey(change: { readonly invocation: InvocationId; readonly usn: Usn }): string {
+  return `${change.invocation}:${change.usn}`;
 }
 
 /** The port a server object says when the topology gave none (checkServer wants one). */
@@ -733,6 +888,9 @@ interface Tracked {
   /** Per site, the sites whose pages brought it there (valley-free check). */
   readonly cameFrom: Map<SiteName, Set<SiteName>>;
   transitReported: boolean;
+  /** Written in a steady phase: it travels only from next hop to next hop (least-cost-path). */
+  readonly steady: boolean;
+  pathReported: boolean;
 }
 
 export interface SiteSimOptions {
@@ -754,12 +912,16 @@ export function runSiteSim(params: SiteSimParams, options: SiteSimOptions = {}):
   run.steadyPhase(params.steadyBatches, params.changesPerBatch);
   const faultChanges = run.faultPhase(params);
   run.steadyPhase(1, params.changesPerBatch);
+  if (params.operations !== null) {
+    run.operationsPhase(params.operations, params.changesPerBatch);
+    run.steadyPhase(1, params.changesPerBatch);
+  }
   run.finish();
   return {
     params,
     violations: world.violations,
     nodes: world.nodes.length,
-    links: world.topology.links.length,
+    links: world.links().length,
     changes: run.tracked.length,
     steadyTransfers: run.steadyTransfers,
     steadyTransfersMax: run.steadyTransfersMax,
@@ -769,6 +931,9 @@ export function runSiteSim(params: SiteSimParams, options: SiteSimOptions = {}):
     isolatedNodes: world.isolated.size,
     outsideNodes: world.outside.size,
     viewsCompleteMs: run.viewsCompleteMs,
+    linkOperations: run.linkOperations,
+    restores: run.restores,
+    lostToRestores: run.lost.size,
     simulatedMs: world.time,
     events: world.stats.events,
     wallMs: now() - started,
@@ -784,6 +949,12 @@ class SiteRun {
   steadyTransfersMax = 0;
   /** Simulated time from the last join until every node held the whole topology. */
   viewsCompleteMs: number | null = null;
+  /** Stamps (`invocation:usn`) of tracked changes lost with a restore: no node must hold them. */
+  readonly lost = new Set<string>();
+  linkOperations = 0;
+  restores = 0;
+  /** Set while a steady phase writes: its changes are checked for the least-cost path. */
+  private steady = false;
 
   constructor(
     private readonly world: SiteWorld,
@@ -800,16 +971,47 @@ class SiteRun {
     const toSite = this.world.siteOf(to);
     if (fromSite === toSite) return;
     const carried = new Set<Tracked>();
+    // Items of an origin the pull left out came along only because the destination lacks
+    // their entry and a change that passed needs it (core/replica/outbound.ts: a change brings
+    // everything its entry lacks, so that the destination can place it). Such a change is
+    // carried, but not pulled from this source: not the routes' doing. It happens once a
+    // restored server takes back its own changes newer than its backup, for entries whose
+    // creation it lost too.
+    const rodeAlong = new Set<Tracked>();
+    const excluded = new Set<string>(page.from.excluded ?? []);
     for (const entry of page.entries) {
       for (const item of entry.items) {
         const tracked = this.byStamp.get(`${item.stamp.invocation}:${item.stamp.usn}`);
-        if (tracked !== undefined) carried.add(tracked);
+        if (tracked === undefined) continue;
+        carried.add(tracked);
+        if (excluded.has(item.stamp.invocation)) rodeAlong.add(tracked);
       }
     }
     for (const tracked of carried) {
       tracked.transfers++;
-      this.checkValleyFree(tracked, fromSite, toSite);
+      const pulled = !rodeAlong.has(tracked);
+      this.checkValleyFree(tracked, fromSite, toSite, pulled);
+      if (pulled) this.checkLeastCostPath(tracked, fromSite, toSite);
     }
+  }
+
+  /**
+   * Reverse-path pulling in steady state (every node holding the topology as it is): a site
+   * takes a change only from its next hop toward the change's origin site, so that the change
+   * travels the least-cost path. A node planning with links it no longer holds (one removed,
+   * or without a cheaper one added) takes it from another neighbour. Sites with no route to the
+   * origin pull from elsewhere (isolatedSiteSources) and are not judged.
+   */
+  private checkLeastCostPath(tracked: Tracked, fromSite: SiteName, toSite: SiteName): void {
+    if (!tracked.steady || tracked.pathReported) return;
+    const hop = this.world.nextHop(toSite, tracked.site);
+    this.world.stats.invariantChecks++;
+    if (hop === undefined || siteKey(hop) === siteKey(fromSite)) return;
+    tracked.pathReported = true;
+    this.world.violate(
+      "least-cost-path",
+      `change ${tracked.invocation.slice(0, 8)}:${tracked.usn} from ${tracked.site} came to ${toSite} from ${fromSite}, not from its next hop toward ${tracked.site}, ${hop}`,
+    );
   }
 
   /**
@@ -817,13 +1019,17 @@ class SiteRun {
    * branch that passes a change on to a hub or peer must have got it from a branch (or made
    * it): every site it got it from being a non-branch one is branch transit. Counted over every
    * page delivered to the branch, applied or not, so that a page it dropped cannot make a
-   * lawful path look like transit.
+   * lawful path look like transit. A change going back to its own origin site is carried
+   * between no two sites: a server restored from a backup takes its changes newer than the
+   * backup back from every neighbour that has them, a branch included (origins.ts, `own`). A
+   * change that rode along (not `pulled`) counts where it came from, and is not judged.
    */
-  private checkValleyFree(tracked: Tracked, fromSite: SiteName, toSite: SiteName): void {
+  private checkValleyFree(tracked: Tracked, fromSite: SiteName, toSite: SiteName, pulled: boolean): void {
     const sources = tracked.cameFrom.get(toSite) ?? new Set<SiteName>();
     sources.add(fromSite);
     tracked.cameFrom.set(toSite, sources);
-    if (fromSite === tracked.site || this.isBranch(toSite) || !this.isBranch(fromSite)) return;
+    if (!pulled || fromSite === tracked.site || toSite === tracked.site) return;
+    if (this.isBranch(toSite) || !this.isBranch(fromSite)) return;
     const gotFrom = [...(tracked.cameFrom.get(fromSite) ?? [])];
     this.world.stats.invariantChecks++;
     if (gotFrom.length === 0 || gotFrom.some((site) => this.isBranch(site)) || tracked.transitReported)
@@ -869,33 +1075,38 @@ class SiteRun {
       });
     });
     world.runUntil(joinSpanMs);
-    this.awaitViews();
+    if (this.awaitViews("the last join")) this.viewsCompleteMs = world.time - joinSpanMs;
     world.reroute();
     this.awaitDelivery([], "the partition");
   }
 
-  /** Runs until every node holds every config write made (its topology view is complete). */
-  private awaitViews(): void {
+  /**
+   * Runs until every node holds every config write made (its topology view is complete); false
+   * (a violation) when the bound passed first.
+   */
+  private awaitViews(since: string): boolean {
     const world = this.world;
     const deadline = world.time + deliveryBoundMs;
     while (!world.viewsComplete()) {
       if (world.time >= deadline || !world.runUntil(world.time + deliveryCheckMs)) {
         world.violate(
           "topology-view",
-          `not every node learned the topology within ${deliveryBoundMs / minute} simulated minutes of the last join: ${world.incompleteViews()}`,
+          `not every node learned the topology within ${deliveryBoundMs / minute} simulated minutes of ${since}: ${world.incompleteViews()}`,
         );
-        return;
+        return false;
       }
     }
-    this.viewsCompleteMs = world.time - joinSpanMs;
     world.checkViewsAgainstReplicas();
+    return true;
   }
 
   /** Writes batches of changes with no fault active; each must obey the transfer bound. */
   steadyPhase(batches: number, perBatch: number): void {
     const bound = this.servedSites() - 1;
     for (let batch = 0; batch < batches; batch++) {
+      this.steady = true;
       const written = this.writeBatch(perBatch);
+      this.steady = false;
       this.awaitDelivery(written, "a steady batch");
       for (const change of written) {
         this.steadyTransfers += change.transfers;
@@ -916,10 +1127,11 @@ class SiteRun {
     const written: Tracked[] = [];
     const spanMs = 60 * minute;
     const startAt = world.time;
+    const links = world.links();
     for (let k = 0; k < params.linkFailures; k++) {
-      const link = this.random.int(0, world.topology.links.length - 1);
+      const link = links[this.random.int(0, links.length - 1)] as SiteLink;
       const at = startAt + this.random.int(0, spanMs / 2);
-      world.at(at, `link l${link} fails`, () => this.failLink(link, this.random.int(5, 30) * minute));
+      world.at(at, `link ${link.name} fails`, () => this.failLink(link, this.random.int(5, 30) * minute));
     }
     for (let k = 0; k < params.bridgeheadCrashes; k++) {
       const node = this.random.pick(world.nodes);
@@ -936,6 +1148,101 @@ class SiteRun {
     return written;
   }
 
+  /**
+   * The operator at work (site-operations.ts): backups of a few servers, changes written after
+   * them (delivered everywhere, so that other sites hold what a backup lacks), then over
+   * operationsSpanMs the link operations, one after another, and the restores from those
+   * backups, while writes go on. Then every node must hold the topology as it now is, and
+   * every change written so far must reach every node: a restored server's own changes newer
+   * than its backup come back to it from its partners (as docs say: it catches up).
+   */
+  operationsPhase(operations: SiteOperations, perBatch: number): void {
+    const world = this.world;
+    const random = new SeededRandom(world.params.seed ^ operationsSalt ^ operationsStreamSalt);
+    const backups = this.takeBackups(operations.restores, random);
+    // Newer than the backups, on the servers to be restored too: other sites hold these, and
+    // must give them back to the restored servers.
+    const after = backups.map((backup) => backup.node);
+    this.awaitDelivery(this.writeBatch(perBatch + after.length, after), "the changes after the backups");
+    const startAt = world.time;
+    const planned = planLinkOperations({ ...world.topology, links: world.links() }, operations, random);
+    const restoring = new Set(backups.map((backup) => backup.node.id));
+    planned.forEach((operation, k) => {
+      const at = startAt + ((k + 1) * operationsSpanMs) / (planned.length + 1);
+      world.at(at, describeLinkOperation(operation), () => this.operateLink(operation, restoring, random));
+    });
+    for (const { node, backup } of backups) {
+      const at = startAt + random.int(operationsSpanMs / 4, (3 * operationsSpanMs) / 4);
+      // A change just before (half the time at the very moment): gone with the restore if it
+      // had not left the server yet.
+      const lastWriteAt = at - (random.chance(0.5) ? 0 : random.int(1, lastWriteBeforeRestoreMaxMs));
+      world.at(lastWriteAt, `${node.id} writes before its restore`, () => this.writeBatch(1, [node]));
+      world.at(at, `${node.id} restored from its backup`, () => this.restore(node, backup));
+    }
+    for (let k = 0; k < operationsWriteRounds; k++) {
+      world.runUntil(startAt + ((k + 1) * operationsSpanMs) / operationsWriteRounds);
+      this.writeBatch(2);
+    }
+    world.runUntil(startAt + operationsSpanMs + minute);
+    this.awaitViews("the last operation");
+    world.reroute();
+    const standing = this.tracked.filter((change) => !this.lost.has(stampKey(change)));
+    this.awaitDelivery(standing, "every change written, a restored server's own included");
+  }
+
+  /** Backups of `count` up servers, taken now (a server is restored from its own only). */
+  private takeBackups(
+    count: number,
+    random: SeededRandom,
+  ): { readonly node: SimNode; readonly backup: Uint8Array }[] {
+    const candidates = this.world.nodes.filter((node) => node.up);
+    const backups: { node: SimNode; backup: Uint8Array }[] = [];
+    for (let k = 0; k < count && candidates.length > 0; k++) {
+      const node = candidates.splice(random.int(0, candidates.length - 1), 1)[0] as SimNode;
+      backups.push({ node, backup: node.snapshot() });
+    }
+    return backups;
+  }
+
+  /**
+   * One link operation, written on a random up server that is not to be restored (a restore
+   * could lose the write before it left that server, and the operator's change with it); a
+   * removal on one that holds the link (the operator sees it there), tried again a minute
+   * later while none does yet.
+   */
+  private operateLink(
+    operation: LinkOperation,
+    restoring: ReadonlySet<NodeId>,
+    random: SeededRandom,
+    attempt = 0,
+  ): void {
+    const world = this.world;
+    const writers = world
+      .admitters()
+      .filter(
+        (node) =>
+          !restoring.has(node.id) && (operation.kind === "add" || world.holdsLink(node, operation.name)),
+      );
+    if (writers.length === 0) {
+      if (attempt < operationAttemptsMax)
+        world.at(world.time + minute, `${describeLinkOperation(operation)}, again`, () =>
+          this.operateLink(operation, restoring, random, attempt + 1),
+        );
+      return;
+    }
+    const writer = random.pick(writers);
+    const written =
+      operation.kind === "add"
+        ? this.world.writeLink(writer, operation.link.name, operation.link)
+        : this.world.writeLink(writer, operation.name, null);
+    if (written) this.linkOperations++;
+  }
+
+  private restore(node: SimNode, backup: Uint8Array): void {
+    for (const key of this.world.restoreFromBackup(node, backup)) this.lost.add(key);
+    this.restores++;
+  }
+
   faultExtra(changes: readonly Tracked[]): number {
     const bound = this.servedSites() - 1;
     return changes.reduce((sum, change) => sum + Math.max(0, change.transfers - bound), 0);
@@ -946,20 +1253,21 @@ class SiteRun {
     this.invariants.final();
   }
 
-  private failLink(link: number, forMs: number): void {
+  private failLink(link: SiteLink, forMs: number): void {
     const world = this.world;
-    const [a, b] = world.topology.links[link]?.sites ?? [];
+    const [a, b] = link.sites;
+    const name = link.name.toLowerCase();
     const across = world.nodes.filter((node) => world.siteOf(node) === a);
     const other = world.nodes.filter((node) => world.siteOf(node) === b);
     for (const x of across) for (const y of other) world.cutLink(x.index, y.index);
-    world.at(world.time + detectionDelayMs, `routes withdrawn over l${link}`, () => {
-      world.downLinks.add(link);
+    world.at(world.time + detectionDelayMs, `routes withdrawn over ${link.name}`, () => {
+      world.downLinks.add(name);
       world.reroute();
     });
-    world.at(world.time + forMs, `link l${link} recovers`, () => {
+    world.at(world.time + forMs, `link ${link.name} recovers`, () => {
       for (const x of across) for (const y of other) world.restoreLink(x.index, y.index);
-      world.at(world.time + detectionDelayMs, `routes back over l${link}`, () => {
-        world.downLinks.delete(link);
+      world.at(world.time + detectionDelayMs, `routes back over ${link.name}`, () => {
+        world.downLinks.delete(name);
         world.reroute();
       });
     });
@@ -986,15 +1294,22 @@ class SiteRun {
     return new Set(this.world.nodes.map((node) => siteKey(this.world.siteOf(node)))).size;
   }
 
-  /** A batch of changes on random up nodes: new entries, and changes to earlier ones. */
-  private writeBatch(count: number): Tracked[] {
+  /**
+   * A batch of changes on random up nodes (one on each of `on`, when given): new entries, and
+   * changes to earlier ones.
+   */
+  private writeBatch(count: number, on: readonly SimNode[] = []): Tracked[] {
     const written: Tracked[] = [];
     // Changes go to entries of earlier batches only: a batch's changes are independent, so
     // none of them needs another to travel with it (an entry created and changed in the same
     // batch may ride along with its change, a transfer outside the steady-state bound).
     const delivered = this.entries;
     for (let k = 0; k < count; k++) {
-      const node = this.random.pick(this.world.nodes.filter((candidate) => candidate.up));
+      const node =
+        on[k] ??
+        this.random.pick(
+          this.world.nodes.filter((candidate) => candidate.up && this.world.placedEverywhere(candidate)),
+        );
       const request: WriteRequest =
         delivered > 0 && this.random.chance(0.4)
           ? {
@@ -1033,9 +1348,11 @@ class SiteRun {
       transfers: 0,
       cameFrom: new Map(),
       transitReported: false,
+      steady: this.steady,
+      pathReported: false,
     };
     this.tracked.push(change);
-    this.byStamp.set(`${change.invocation}:${change.usn}`, change);
+    this.byStamp.set(stampKey(change), change);
     return change;
   }
 
@@ -1065,7 +1382,7 @@ class SiteRun {
   }
 
   private everywhere(change: Tracked): boolean {
-    return this.lacking(change).length === 0;
+    return this.lost.has(stampKey(change)) || this.lacking(change).length === 0;
   }
 
   private lacking(change: Tracked): NodeId[] {

@@ -63,7 +63,7 @@ export function partnerPlan(config: TopologyConfig, self: NodeId, stale: Readonl
       outbound.push(server.node);
     }
   }
-  const origins = originSitesOf(config);
+  const origins = originSitesOf(config, self);
   const unreachableSites = me === undefined ? [] : routes.unreachableFrom(me.site);
   const noRoute = new Set(unreachableSites);
   const inbound = (mine?.inbound ?? []).map((connection) => ({

@@ -94,7 +94,7 @@ export function connectionsOf(
       schedule: null,
     });
   }
-  const graph = compileServedGraph(config);
+  const graph = compileServedGraph(config, canaries);
   const mine = graph.names.findIndex((name) => siteKey(name) === siteKey(me.site));
   const wanted = new Set([...nextHopSites].map(siteKey));
   for (let at = graph.offsets[mine] as number; mine >= 0 && at < (graph.offsets[mine + 1] as number); at++) {

@@ -76,21 +76,7 @@ export function topologyWrites(config: TopologyConfig): EntryWrite[] {
       attributes: { objectClass: ["top", "plexusSubnet"], cn: [subnet.cidr], plexusSite: [subnet.site] },
     });
   }
-  for (const link of config.links) {
-    const attributes: Record<string, readonly string[]> = {
-      objectClass: ["top", "plexusSiteLink"],
-      cn: [link.name],
-      plexusSite: link.sites,
-      plexusCost: [String(link.cost)],
-      plexusIntervalMinutes: [String(link.intervalMinutes)],
-      plexusNotify: [link.notify ? "TRUE" : "FALSE"],
-      plexusCompress: [link.compress ? "TRUE" : "FALSE"],
-    };
-    if (link.schedule !== null) {
-      attributes.plexusSchedule = link.schedule.map((window) => `${window.fromMinute}-${window.toMinute}`);
-    }
-    writes.push({ op: "add", dn: under(topologyContainers.links, link.name), attributes });
-  }
+  for (const link of config.links) writes.push(linkWrite(link));
   for (const server of config.servers) {
     const attributes: Record<string, readonly string[]> = {
       objectClass: ["top", "plexusServer"],
@@ -116,6 +102,31 @@ export function topologyWrites(config: TopologyConfig): EntryWrite[] {
     },
   });
   return writes;
+}
+
+/** The DN of a site link's object. */
+export function linkDn(name: string): string {
+  return under(topologyContainers.links, name);
+}
+
+/**
+ * The add that stores one site link, as an operator adds a link to a running directory (its
+ * container exists); deleting the object at linkDn removes the link.
+ */
+export function linkWrite(link: SiteLink): EntryWrite {
+  const attributes: Record<string, readonly string[]> = {
+    objectClass: ["top", "plexusSiteLink"],
+    cn: [link.name],
+    plexusSite: link.sites,
+    plexusCost: [String(link.cost)],
+    plexusIntervalMinutes: [String(link.intervalMinutes)],
+    plexusNotify: [link.notify ? "TRUE" : "FALSE"],
+    plexusCompress: [link.compress ? "TRUE" : "FALSE"],
+  };
+  if (link.schedule !== null) {
+    attributes.plexusSchedule = link.schedule.map((window) => `${window.fromMinute}-${window.toMinute}`);
+  }
+  return { op: "add", dn: linkDn(link.name), attributes };
 }
 
 /**

@@ -1,4 +1,5 @@
 import { assert } from "../assert.ts";
+import { type Canaries, noCanaries } from "../canaries.ts";
 import { type SiteLink, type SiteName, siteKey, type Tier, type TopologyConfig } from "./model.ts";
 
 /**
@@ -41,12 +42,13 @@ export function siteIndex(graph: SiteGraph, name: string): number | undefined {
 export function compileGraph(
   config: Pick<TopologyConfig, "sites" | "links">,
   linkUp: (link: SiteLink, index: number) => boolean = () => true,
+  canaries: Canaries = noCanaries,
 ): SiteGraph {
   const sorted = [...config.sites].sort((a, b) => compareKeys(siteKey(a.name), siteKey(b.name)));
   const names = sorted.map((site) => site.name);
   const tiers = Uint8Array.from(sorted, (site) => tierCodes[site.tier]);
   const indexOf = new Map(names.map((name, index) => [siteKey(name), index]));
-  const pairs = new CheapestPairs(names.length);
+  const pairs = new CheapestPairs(names.length, canaries.keepFirstParallelLink === true);
   config.links.forEach((link, linkIndex) => {
     if (!linkUp(link, linkIndex)) return;
     const members = link.sites.map((name) => indexOf.get(siteKey(name)));
@@ -66,12 +68,15 @@ export function compileGraph(
 class CheapestPairs {
   readonly best = new Map<number, { cost: number; link: number }>();
 
-  constructor(private readonly count: number) {}
+  constructor(
+    private readonly count: number,
+    private readonly keepFirst = false,
+  ) {}
 
   offer(a: number, b: number, cost: number, link: number): void {
     const key = Math.min(a, b) * this.count + Math.max(a, b);
     const known = this.best.get(key);
-    if (known === undefined || cost < known.cost) this.best.set(key, { cost, link });
+    if (known === undefined || (cost < known.cost && !this.keepFirst)) this.best.set(key, { cost, link });
   }
 }
 
@@ -188,11 +193,14 @@ export function compileGraphSubset(
  * no bridgehead, so it can neither hold routes nor carry changes), and links joining what is
  * left of their sites (a three-site link still joins the two served ones).
  */
-export function compileServedGraph(config: Pick<TopologyConfig, "sites" | "links" | "servers">): SiteGraph {
+export function compileServedGraph(
+  config: Pick<TopologyConfig, "sites" | "links" | "servers">,
+  canaries: Canaries = noCanaries,
+): SiteGraph {
   const served = new Set(config.servers.map((server) => siteKey(server.site)));
   const sites = config.sites.filter((site) => served.has(siteKey(site.name)));
   const links = config.links
     .map((link) => ({ ...link, sites: link.sites.filter((site) => served.has(siteKey(site))) }))
     .filter((link) => link.sites.length >= 2);
-  return compileGraph({ sites, links });
+  return compileGraph({ sites, links }, () => true, canaries);
 }

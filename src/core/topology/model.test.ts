@@ -176,6 +176,22 @@ describe("topology config", () => {
     assert.equal(adjacencyCost(withoutFr, paris as number, lyon as number), 40);
   });
 
+  it("a cheaper link added after another of the same pair takes over the pair", () => {
+    const base = checked(valid);
+    const fr = base.links.find((link) => link.name === "fr") as TopologyConfig["links"][number];
+    const cheaper = { ...fr, name: "zz-fr-cheap", cost: fr.cost - 1 };
+    const config = { ...base, links: [...base.links, cheaper] };
+    const graph = compileGraph(config);
+    const [lyon, paris] = ["lyon", "paris"].map((name) => siteIndex(graph, name) as number);
+    assert.equal(adjacencyCost(graph, paris as number, lyon as number), fr.cost - 1);
+    const planted = compileGraph(config, () => true, { keepFirstParallelLink: true });
+    assert.equal(
+      adjacencyCost(planted, paris as number, lyon as number),
+      fr.cost,
+      "the canary keeps the first",
+    );
+  });
+
   it("opens a scheduled link only inside its windows, weekly", () => {
     const link = checked(valid).links[1] as NonNullable<TopologyConfig["links"][number]>;
     assert.equal(scheduleOpen(link, 59), false);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { InvocationId } from "../ids.ts";
+import type { InvocationId, NodeId } from "../ids.ts";
 import { graphFromEdges } from "./graph.ts";
 import type { SiteName } from "./model.ts";
 import { nextHopTable, originExclusions, originSitesOf } from "./origins.ts";
@@ -97,13 +97,58 @@ describe("reverse-path origin filters", () => {
     assert.ok(!originExclusions(outside, "b", toward, origins).includes(id(7)), "an unknown origin passes");
   });
 
-  it("servers name the sites of their invocations", () => {
+  it("a node never leaves out its own invocations, those its database had before a restore included", () => {
+    // b's server restored from a backup: id(2) is its database's old instance, id(3) its new
+    // one. The changes of id(2) newer than the backup are held by a and c only (b passed them
+    // on before the restore); left out like the rest of b's site's origins, they never came back.
+    const restored = origins.map((origin) =>
+      origin.site === "b" ? { ...origin, own: true as const } : origin,
+    );
+    for (const site of ["a", "c"]) {
+      const excluded = originExclusions({ kind: "inter", site: site as SiteName }, "b", toward, restored);
+      assert.ok(
+        !excluded.includes(id(2)) && !excluded.includes(id(3)),
+        `from ${site}: ${excluded.join(",")}`,
+      );
+    }
+    const outside = {
+      kind: "probe",
+      site: "e" as SiteName,
+      onlyOrigins: { sites: ["e" as SiteName] },
+    } as const;
+    assert.ok(!originExclusions(outside, "b", toward, restored).includes(id(2)));
+    // The planted defect leaves them out again.
+    const planted = originExclusions(
+      { kind: "inter", site: "a" as SiteName },
+      "b",
+      toward,
+      restored,
+      new Set(),
+      {
+        leaveOutOwnOrigins: true,
+      },
+    );
+    assert.ok(planted.includes(id(2)) && planted.includes(id(3)));
+  });
+
+  it("another server of its own site is still left out: its changes arrive inside the site", () => {
+    const mate = [...origins, { site: "b", invocations: [id(9)] }].map((origin) =>
+      origin.invocations.includes(id(2)) ? { ...origin, own: true as const } : origin,
+    );
+    assert.ok(originExclusions({ kind: "inter", site: "a" as SiteName }, "b", toward, mate).includes(id(9)));
+  });
+
+  it("servers name the sites of their invocations, the pulling node's marked as its own", () => {
     const servers = [
       { node: "n1", site: "a", addresses: [], httpPort: 1, invocations: [id(1)] },
       { node: "n2", site: "b", addresses: [], httpPort: 1 },
     ] as never;
     assert.deepEqual(originSitesOf({ servers }), [
       { site: "a", invocations: [id(1)] },
+      { site: "b", invocations: [] },
+    ]);
+    assert.deepEqual(originSitesOf({ servers }, "n1" as NodeId), [
+      { site: "a", invocations: [id(1)], own: true },
       { site: "b", invocations: [] },
     ]);
   });

@@ -1,5 +1,5 @@
 import { type Canaries, noCanaries } from "../canaries.ts";
-import type { InvocationId } from "../ids.ts";
+import type { InvocationId, NodeId } from "../ids.ts";
 import type { Connection } from "./connections.ts";
 import { compileServedGraph, type SiteGraph, siteIndex } from "./graph.ts";
 import { siteKey, type TopologyConfig } from "./model.ts";
@@ -14,12 +14,22 @@ import { routesTo } from "./reference.ts";
  * valley-free policy, or no link up): pulled through a neighbour anyway, they would make that
  * neighbour the transit the policy forbids — a branch between two hubs. Origins it cannot place
  * — an invocation not yet in the config, a site outside the routes — are left in, so that a
- * change is never stranded by a filter; the UTD keeps the extra copies cheap.
+ * change is never stranded by a filter; the UTD keeps the extra copies cheap. So are the node's
+ * own invocations (`own`): see OriginSite.
  */
 export interface OriginSite {
   /** The site whose server holds (or held) these invocations. */
   readonly site: string;
   readonly invocations: readonly InvocationId[];
+  /**
+   * The pulling node's own invocations: never left out. Its current one costs nothing (its
+   * UTD covers every change of it, so no source sends one). One its database had before a
+   * restore is retired: the backup lacks that instance's newest changes, no server of its site
+   * makes them any more, and they may be held only beyond its site, by the sites it passed them
+   * to. Left out like the rest of its site's origins, they never came back to a server restored
+   * alone in its site (the site simulator's restores: seed 3 of up to 40 sites, n1 alone in s01).
+   */
+  readonly own?: true;
 }
 
 /** Next hops of every served site toward every other: `hop(from, to)`, -1 for none. */
@@ -59,16 +69,18 @@ export function originExclusions(
   const partnerSite = siteKey(connection.site);
   if (connection.kind === "intra" || connection.unfiltered === true || partnerSite === mine) return [];
   const only = connection.onlyOrigins;
+  const kept = (origin: OriginSite): boolean => origin.own === true && canaries.leaveOutOwnOrigins !== true;
   if (only !== undefined) {
     const taken = new Set(only.sites.map(siteKey));
     return origins
-      .filter((origin) => !taken.has(siteKey(origin.site)))
+      .filter((origin) => !taken.has(siteKey(origin.site)) && !kept(origin))
       .flatMap((origin) => origin.invocations)
       .sort();
   }
   const unroutable = new Set(canaries.keepUnroutableOrigins === true ? [] : [...noRoute].map(siteKey));
   const excluded: InvocationId[] = [];
   for (const origin of origins) {
+    if (kept(origin)) continue;
     const site = siteKey(origin.site);
     const hop = site === mine ? undefined : nextHopToward(origin.site);
     const elsewhere =
@@ -78,9 +90,15 @@ export function originExclusions(
   return excluded.sort();
 }
 
-/** The origin sites of the invocations the servers of a topology have published. */
-export function originSitesOf(config: Pick<TopologyConfig, "servers">): OriginSite[] {
-  return config.servers.map((server) => ({ site: server.site, invocations: server.invocations ?? [] }));
+/**
+ * The origin sites of the invocations the servers of a topology have published; those of
+ * `self`, the node that pulls, marked as its own.
+ */
+export function originSitesOf(config: Pick<TopologyConfig, "servers">, self?: NodeId): OriginSite[] {
+  return config.servers.map((server) => {
+    const origin = { site: server.site, invocations: server.invocations ?? [] };
+    return server.node === self ? { ...origin, own: true as const } : origin;
+  });
 }
 
 /**
@@ -91,8 +109,9 @@ export function originSitesOf(config: Pick<TopologyConfig, "servers">): OriginSi
 export class SiteRoutes {
   private readonly table: NextHopTable;
 
-  constructor(config: Pick<TopologyConfig, "sites" | "links" | "servers">) {
-    this.table = nextHopTable(compileServedGraph(config));
+  /** `canaries` for the simulator only (a planted defect of the graph's compilation). */
+  constructor(config: Pick<TopologyConfig, "sites" | "links" | "servers">, canaries: Canaries = noCanaries) {
+    this.table = nextHopTable(compileServedGraph(config, canaries));
   }
 
   /** The next hop from `site` toward `destination`, if there is a route. */
