@@ -30,6 +30,7 @@ describe("plexus start options", () => {
     assert.equal(options.host, "127.0.0.1");
     assert.equal(options.port, 0);
     assert.deepEqual(options.join, []);
+    assert.equal(options.newSite, false, "a site the topology lacks is refused unless asked for");
     assert.deepEqual(options.partitions, ["dc=example,dc=com"], "a new directory gets the example partition");
     assert.equal(options.synchronous, "full");
     assert.equal(options.pageWorker, true);
@@ -46,6 +47,7 @@ describe("plexus start options", () => {
       host: "127.0.0.2",
       port: 7000,
       join: ["http://127.0.0.1:7001"],
+      newSite: true,
       secretFile: file("secret", `${secret}\n`),
       synchronous: "normal",
       pageWorker: false,
@@ -57,11 +59,27 @@ describe("plexus start options", () => {
     assert.equal(options.host, "127.0.0.2");
     assert.equal(options.port, 7002);
     assert.deepEqual(options.join, ["http://127.0.0.1:7001"]);
+    assert.equal(options.newSite, true);
     assert.deepEqual(options.partitions, [], "a joining node takes the directory's partitions");
     assert.equal(options.synchronous, "normal");
     assert.equal(options.pageWorker, false);
     assert.equal(options.logFormat, "pretty");
     assert.equal(Buffer.from(options.secret).toString(), secret, "trimmed");
+  });
+
+  it("--new-site asks a joining node's admitter to create its site; the file's newSite is let be on a first node", () => {
+    const joining = [...minimal, "--join", "http://127.0.0.1:7001"];
+    assert.equal(startOptions([...joining, "--new-site"], env).newSite, true);
+    assert.equal(startOptions(joining, env).newSite, false);
+    // One config file may serve every node: its newSite on the first node is not an error.
+    const shared = file("shared.json", { newSite: true });
+    assert.deepEqual(startOptions([...minimal, "--config", shared], env).join, []);
+    const fileSaysNo = file("no-new-site.json", { newSite: false, join: ["http://127.0.0.1:7001"] });
+    assert.equal(
+      startOptions([...minimal, "--config", fileSaysNo, "--new-site"], env).newSite,
+      true,
+      "the flag wins",
+    );
   });
 
   it("reads a config file's relative paths from its own directory, absolute ones as they are", () => {
@@ -125,6 +143,14 @@ describe("plexus start options", () => {
         /^pageWorker must be true or false$/,
       ],
       [[...minimal, "--colour"], env, /Unknown option '--colour'/],
+      // The first node creates its site anyway: the flag would suggest it did something.
+      [[...minimal, "--new-site"], env, /^--new-site is for a joining node \(with --join\)/],
+      [[...minimal, "--new-site=yes"], env, /--new-site' does not take an argument/],
+      [
+        [...minimal, "--config", file("bad-new-site.json", { newSite: "yes", join: ["http://127.0.0.1:1"] })],
+        env,
+        /^newSite must be true or false$/,
+      ],
       [[...minimal, "--partition", "notadn"], env, /^--partition notadn is not a DN \(missing '='/],
       // First-node options on a joining node would be ignored without a word.
       [

@@ -4,6 +4,7 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parseDn } from "../core/directory/dn.ts";
 import { isNodeId, type NodeId } from "../core/ids.ts";
+import { joinedLinkDefaults } from "../core/node/registration.ts";
 import { isSiteName, type SiteName } from "../core/topology/model.ts";
 import { type ClusterSecret, clusterSecret } from "../runtime/auth.ts";
 import {
@@ -24,10 +25,10 @@ import { dnsConfigKeys, dnsStartFlags, dnsStartOptions, dnsStartUsage } from "./
  * SIGTERM or SIGINT (a second signal exits at once).
  */
 export const startUsage = `usage: plexus start [--config FILE] --data DIR --node NAME --site SITE
-                    [--host IP] [--port N] [--join URL]... [--secret-file FILE]
-                    [--partition DN]... [--topology FILE] [--synchronous full|normal]
-                    [--page-worker on|off] [--log-level debug|info|warn|error]
-                    [--log-format json|pretty]
+                    [--host IP] [--port N] [--join URL]... [--new-site]
+                    [--secret-file FILE] [--partition DN]... [--topology FILE]
+                    [--synchronous full|normal] [--page-worker on|off]
+                    [--log-level debug|info|warn|error] [--log-format json|pretty]
                     [--dns HOST:PORT|off] [--zone NAME] [--dns-priority N] [--dns-weight N] ...
 
   --data DIR          the data directory (one SQLite file); created if missing
@@ -37,6 +38,10 @@ export const startUsage = `usage: plexus start [--config FILE] --data DIR --node
   --port N            port to listen on; 0 (default) picks a free one
   --join URL          a node of the directory to join through (repeatable); none for the
                       first node of a new directory
+  --new-site          with --join: create --site if the topology lacks it, with a link
+                      to the admitting node's site (cost ${joinedLinkDefaults.cost}, every ${joinedLinkDefaults.intervalMinutes} minutes); without
+                      it such a join is refused, naming the known sites (a misspelt
+                      --site would otherwise make a new site)
   --secret-file FILE  the cluster secret (at least 16 bytes); or PLEXUS_CLUSTER_SECRET
   --partition DN      first node only (refused with --join): a data partition to create
                       (repeatable; default dc=example,dc=com)
@@ -50,8 +55,9 @@ export const startUsage = `usage: plexus start [--config FILE] --data DIR --node
   --log-level LEVEL   least level logged on stderr (default info)
   --log-format FORMAT json (default): one JSON object per line (level, time, node, site,
                       event, fields); pretty: one readable line per event, for people
-${dnsStartUsage}  --config FILE       JSON with any of: data, node, site, host, port, join, secretFile,
-                      partitions, topology (a file name or an object), synchronous,
+${dnsStartUsage}  --config FILE       JSON with any of: data, node, site, host, port, join, newSite (true
+                      or false; ignored without join), secretFile, partitions, topology
+                      (a file name or an object), synchronous,
                       pageWorker (true or false), logLevel, logFormat, timings (pullTimeoutMs,
                       retryBackoffBaseMs, retryBackoffMaxMs, topologyRefreshMs,
                       initialSyncTimeoutMs, joinTimeoutMs),
@@ -133,6 +139,7 @@ const startFlags = {
   host: { type: "string" },
   port: { type: "string" },
   join: { type: "string", multiple: true },
+  "new-site": { type: "boolean" },
   "secret-file": { type: "string" },
   partition: { type: "string", multiple: true },
   topology: { type: "string" },
@@ -151,6 +158,7 @@ const configKeys = [
   "host",
   "port",
   "join",
+  "newSite",
   "secretFile",
   "partitions",
   "topology",
@@ -188,6 +196,7 @@ export function startOptions(
       "--partition and --topology are for the first node only (no --join): a joining node takes " +
         "the directory's partitions and topology",
     );
+  const newSite = newSiteOf(values, file, join);
   const partitions = values.partition ?? stringList(file.partitions, "partitions");
   // Checked before anything is created: the node would otherwise make its data directory and
   // database, and only then fail on the name.
@@ -201,6 +210,7 @@ export function startOptions(
   return {
     ...where,
     join,
+    newSite,
     secret: secretOf(values, file, env),
     partitions: partitions.length > 0 || join.length > 0 ? partitions : ["dc=example,dc=com"],
     topology: topologyOf(values, file),
@@ -265,6 +275,22 @@ function joinUrls(values: StartFlags, file: Raw): string[] {
       throw new Error(`--join ${url}: give the node's address without a path (http://HOST:PORT)`);
   }
   return join;
+}
+
+/**
+ * Whether a joining node may create its site (--new-site). The flag is refused without --join:
+ * the first node of a directory creates its site anyway, and accepting it would suggest it
+ * did something. The config file's field is let be there, as partitions and topology are on a
+ * joining node: one file may serve every node.
+ */
+function newSiteOf(values: StartFlags, file: Raw, join: readonly string[]): boolean {
+  if (values["new-site"] === true && join.length === 0)
+    throw new Error(
+      "--new-site is for a joining node (with --join): the first node of a directory creates its site anyway",
+    );
+  const newSite = values["new-site"] ?? file.newSite ?? false;
+  if (typeof newSite !== "boolean") throw new Error("newSite must be true or false");
+  return newSite;
 }
 
 function secretOf(values: StartFlags, file: Raw, env: NodeJS.ProcessEnv): ClusterSecret {

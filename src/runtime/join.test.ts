@@ -1,13 +1,17 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { request } from "undici";
 import { type InProcessNode, startInProcessNode } from "../../test/support/in-process-node.ts";
+import { plexus } from "../../test/support/plexus-cli.ts";
 import { entryPath, eventually, http } from "../cli/local-cluster.ts";
-import { type ClusterSecret, clusterSecret } from "./auth.ts";
+import type { NodeId } from "../core/ids.ts";
+import { type ClusterSecret, clusterSecret, signedHeaders } from "./auth.ts";
 import type { Logger } from "./log.ts";
 import { runtimeTimingsDefault, syncedMarkerFileName } from "./node.ts";
+import { peerPaths } from "./peer-client.ts";
 
 const base = "dc=example,dc=com";
 /** Longer than the test may run: a node that kept retrying would fail it by the test's timeout. */
@@ -131,28 +135,152 @@ describe("joining and leaving", { timeout: 120_000 }, () => {
     assert.notDeepEqual(await entryOf(), before, "the entry now names the new port");
   });
 
-  it("a joiner whose site the topology lacks is told, at warn level, that its site was created", async () => {
-    const secret = "the site test's secret, long enough";
-    const first = await start("w1", secret, null);
-    const warnings: string[] = [];
-    const log: Logger = {
-      log: (level, event, fields) => {
-        if (level === "warn") warnings.push(`${event} ${JSON.stringify(fields ?? {})}`);
+  /** A logger keeping `event {fields}` of each warn-level line, for assertions. */
+  const warnLog = (): { lines: string[]; log: Logger } => {
+    const lines: string[] = [];
+    return {
+      lines,
+      log: {
+        log: (level, event, fields) => {
+          if (level === "warn") lines.push(`${event} ${JSON.stringify(fields ?? {})}`);
+        },
       },
     };
-    const typo = await startInProcessNode("w2", "eastt", {
-      join: [first.url],
-      secret: clusterSecret(secret) as ClusterSecret,
-      partitions: [],
-      pageWorker: false,
-      timings: { ...runtimeTimingsDefault, joinTimeoutMs },
-      log,
-    });
-    nodes.push(typo);
-    assert.ok(
-      warnings.some((line) => /^site-created \{"site":"eastt","by":"w1".*misspelt/.test(line)),
-      warnings.join("\n"),
+  };
+
+  /** The status of each config entry a join into `site` would create on the admitting node. */
+  const siteEntries = async (url: string, node: string, site: string): Promise<number[]> =>
+    Promise.all(
+      [
+        `cn=${site},cn=sites,cn=config`,
+        `cn=east-${site},cn=site-links,cn=config`,
+        `cn=${node},cn=servers,cn=config`,
+      ].map(async (dn) => (await http("GET", entryPath(url, dn))).status),
     );
+
+  it("refuses a plexus start whose --site the topology lacks, writing nothing; it exits 1 saying why", async () => {
+    const secret = "the unknown site test's secret, long enough";
+    const admitter = warnLog();
+    const first = await start("u1", secret, null, undefined, admitter.log);
+    const directory = mkdtempSync(join(tmpdir(), "plexus-u2-"));
+    directories.push(directory);
+    const secretFile = join(directory, "secret");
+    writeFileSync(secretFile, `${secret}\n`, { mode: 0o600 });
+    const refusal =
+      "the site eastt is not in the topology (did you mean east?); its sites are east. Give --site an " +
+      "existing site, or to create this one on purpose start the node with --new-site (the new site " +
+      "gets a link to the admitting node's site), or add the site first (docs/operations.md, " +
+      '"Adding a site")';
+    // What the operator sees on stderr, in each log format: the start-failed log line (JSON or
+    // readable), then the sentence on a line of its own.
+    for (const format of ["json", "pretty"]) {
+      const started = performance.now();
+      const run = await plexus([
+        ...["start", "--data", join(directory, format), "--node", "u2", "--site", "eastt"],
+        ...["--join", first.url, "--secret-file", secretFile, "--log-format", format],
+      ]);
+      assert.equal(run.code, 1, run.stderr);
+      assert.equal(run.stdout, "", "it never serves");
+      const lines = run.stderr.trimEnd().split("\n");
+      assert.equal(
+        lines.at(-1),
+        `plexus start: could not join: ${first.url}: HTTP 400 ${refusal}`,
+        run.stderr,
+      );
+      const failed = lines.find((line) => line.includes("start-failed")) ?? "";
+      assert.ok(failed.includes("the site eastt is not in the topology (did you mean east?)"), run.stderr);
+      assert.ok(performance.now() - started < 30_000, "refused at once, not after the join retries");
+    }
+    assert.deepEqual(await siteEntries(first.url, "u2", "eastt"), [404, 404, 404], "no site, link or server");
+    assert.ok(
+      admitter.lines.some((line) =>
+        /^join-refused \{"joiner":"u2","joinerSite":"eastt","reason":"the site eastt/.test(line),
+      ),
+      admitter.lines.join("\n"),
+    );
+  });
+
+  it("with --new-site, a joiner whose site the topology lacks has it created, and is told at warn level", async () => {
+    const secret = "the new site test's secret, long enough";
+    const admitter = warnLog();
+    const first = await start("w1", secret, null, undefined, admitter.log);
+    const joiner = warnLog();
+    nodes.push(
+      await startInProcessNode("w2", "west", {
+        join: [first.url],
+        newSite: true,
+        secret: clusterSecret(secret) as ClusterSecret,
+        partitions: [],
+        pageWorker: false,
+        timings: { ...runtimeTimingsDefault, joinTimeoutMs },
+        log: joiner.log,
+      }),
+    );
+    assert.ok(
+      joiner.lines.some((line) => /^site-created \{"site":"west","by":"w1".*--new-site/.test(line)),
+      joiner.lines.join("\n"),
+    );
+    assert.ok(
+      admitter.lines.some((line) =>
+        /^admitted \{"joiner":"w2","joinerSite":"west","writes":3,"siteCreated":true\}/.test(line),
+      ),
+      admitter.lines.join("\n"),
+    );
+    assert.deepEqual(
+      await siteEntries(first.url, "w2", "west"),
+      [200, 200, 200],
+      "the site, its link, the server",
+    );
+  });
+
+  it("refuses a node restarted with a --site the topology lacks, and leaves its server entry alone", async () => {
+    const secret = "the restart into an unknown site test's secret, long enough";
+    const first = await start("r1", secret, null);
+    const directory = mkdtempSync(join(tmpdir(), "plexus-r2-"));
+    directories.push(directory);
+    const second = await start("r2", secret, first.url, directory);
+    const port = Number(new URL(second.url).port);
+    await second.node.stop();
+    const entryOf = async (): Promise<unknown> =>
+      (await http("GET", `${entryPath(first.url, "cn=r2,cn=servers,cn=config")}?attributes=plexusSite`)).body;
+    const before = await entryOf();
+    await assert.rejects(
+      startInProcessNode("r2", "eastt", {
+        dataDirectory: directory,
+        port,
+        join: [first.url],
+        secret: clusterSecret(secret) as ClusterSecret,
+        partitions: [],
+        pageWorker: false,
+        timings: { ...runtimeTimingsDefault, joinTimeoutMs },
+      }),
+      /^Error: the site eastt is not in the topology \(did you mean east\?\); .*--new-site/,
+    );
+    assert.deepEqual(await entryOf(), before, "r2's entry still names site east");
+    assert.deepEqual(await siteEntries(first.url, "r2", "eastt"), [404, 404, 200], "no site, no link");
+  });
+
+  it("refuses a registration whose newSite is not a boolean, writing nothing", async () => {
+    const secret = "the malformed registration test's secret, long enough";
+    const first = await start("v1", secret, null);
+    const path = peerPaths.join;
+    const registration = { node: "v2", site: "west", address: "127.0.0.1", httpPort: 7001, newSite: "yes" };
+    const payload = Buffer.from(JSON.stringify(registration));
+    const answer = await request(new URL(path, first.url), {
+      method: "POST",
+      body: payload,
+      headers: {
+        "content-type": "application/json",
+        ...signedHeaders(
+          first.secret,
+          { method: "POST", path, node: "v2" as NodeId, body: payload },
+          Date.now(),
+        ),
+      },
+    });
+    assert.equal(answer.statusCode, 400);
+    assert.match(await answer.body.text(), /"detail":"newSite must be true or false \(or absent\)"/);
+    assert.deepEqual(await siteEntries(first.url, "v2", "west"), [404, 404, 404]);
   });
 
   it("a node whose server entry was removed takes no more writes, and still serves reads", async () => {

@@ -29,6 +29,8 @@ import {
 import {
   checkRegistration,
   checkServerStanding,
+  hasSite,
+  joinedLinkDefaults,
   type Registration,
   registrationWrites,
 } from "../core/node/registration.ts";
@@ -206,6 +208,11 @@ export interface NodeOptions {
   readonly port: number;
   /** Nodes to join through; empty for the first node of a new directory. */
   readonly join: readonly string[];
+  /**
+   * Ask the admitting node to create `site` when the topology lacks it (`--new-site`), with a
+   * link to the admitting node's site; without it such a join is refused (a misspelt --site).
+   */
+  readonly newSite?: boolean;
   readonly secret: ClusterSecret;
   /** The first node creates these data partitions (config and dns always). */
   readonly partitions: readonly string[];
@@ -361,6 +368,7 @@ export class PlexusNode implements DirectoryService {
       site: options.site,
       address: options.host,
       httpPort: port,
+      ...(options.newSite === true ? { newSite: true } : {}),
     };
     // A restored copy in a new directory has no marker, yet it is a node's replica, not a new
     // directory to create: it is set up, and only its registration (address, port) is renewed.
@@ -511,6 +519,9 @@ export class PlexusNode implements DirectoryService {
   ): Promise<{ node: NodeId; url: string; site: string | null; siteCreated: boolean }> {
     const deadline = monotonicClock.now() + this.options.timings.joinTimeoutMs;
     let lastReason = "no join URL";
+    // A node's refusal (HTTP 400: a name taken, a site unknown) says what to fix; the timeout's
+    // message gives it rather than whatever the last URL answered, a mere "unreachable".
+    let lastRefusal: string | null = null;
     for (let attempt = 0; attempt < rounds && monotonicClock.now() < deadline && !this.stopped; attempt++) {
       if (attempt > 0) await sleep(joinRetryMs);
       let unauthorized = 0;
@@ -535,7 +546,10 @@ export class PlexusNode implements DirectoryService {
         } else if (!reply.ok) {
           lastReason = `${url}: ${reply.reason}`;
           if (reply.status === 401) unauthorized++;
-          if (reply.status === 400) refused++;
+          if (reply.status === 400) {
+            refused++;
+            lastRefusal = lastReason;
+          }
         }
       }
       // Every node refused the registration itself (a name taken, …): asking again cannot help.
@@ -547,7 +561,7 @@ export class PlexusNode implements DirectoryService {
         );
       this.options.log.log("warn", "join-retry", { attempt, reason: lastReason });
     }
-    throw new Error(`could not join: ${lastReason}`);
+    throw new Error(`could not join: ${lastRefusal ?? lastReason}`);
   }
 
   /**
@@ -560,7 +574,7 @@ export class PlexusNode implements DirectoryService {
       this.options.log.log("warn", "site-created", {
         site: registration.site,
         by: admitter.node,
-        hint: "the topology had no such site: the admitting node created it, with a link to its own site; if --site is misspelt, stop this node and see docs/operations.md",
+        hint: `the topology had no such site: the admitting node created it (--new-site), with a link to its own site (cost ${joinedLinkDefaults.cost}, every ${joinedLinkDefaults.intervalMinutes} minutes, no notify); set that link as the site needs, see docs/operations.md`,
       });
     // A restart during the initial sync resumes from the watermark its last page committed.
     const from = this.replica.changeRequest(admitter.node).from;
@@ -598,11 +612,16 @@ export class PlexusNode implements DirectoryService {
     this.options.log.log("info", "initial-sync-done", { from: admitter.node, usn: this.replica.usn });
   }
 
-  /** After a restart: update this node's server entry if its address or port changed. */
+  /**
+   * After a restart: update this node's server entry if its address, port or site changed. A
+   * site this node's topology lacks is left to the partner asked (it may have heard of a site
+   * added meanwhile); when none admits it, it is refused here as a join would be (unless
+   * --new-site), rather than created by this node alone.
+   */
   private async refreshRegistration(registration: Registration): Promise<void> {
     const config = readTopology(this.replica).config;
-    const writes = registrationWrites(config, registration, registration.site);
-    if (writes.length === 0) return;
+    const planned = registrationWrites(config, registration, registration.site);
+    if (planned.ok && planned.value.length === 0) return;
     // Partners only know the address on this node's server entry: a change written here alone
     // could never reach them if the old address no longer answers. So a node that comes back
     // on a new address asks a partner to record it (the join URLs, else every server the
@@ -625,8 +644,9 @@ export class PlexusNode implements DirectoryService {
         this.options.log.log("warn", "registration-update-not-admitted", { error: errorText(error) });
       }
     }
+    if (!planned.ok) throw new Error(planned.error.message);
     // No one answered: write it here; partners learn it if they reach this node some other way.
-    for (const { result } of await Promise.all(writes.map((write) => this.commit(write))))
+    for (const { result } of await Promise.all(planned.value.map((write) => this.commit(write))))
       if (!result.ok) this.options.log.log("warn", "registration-failed", { error: result.error.message });
   }
 
@@ -1026,13 +1046,14 @@ export class PlexusNode implements DirectoryService {
     if (checked.value.node === this.options.node)
       return { status: 400, detail: "that is this node's own name" };
     const config = readTopology(this.replica).config;
+    // A site the topology lacks is refused before anything is written (no site, link or server
+    // entry to delete afterwards), unless the joiner asked for it with --new-site.
+    const planned = registrationWrites(config, checked.value, this.options.site);
+    if (!planned.ok) return this.refuseJoin(checked.value, planned.error.message);
     const taken = await this.nameTakenBy(config, checked.value);
-    if (taken !== null) {
-      this.options.log.log("warn", "join-refused", { joiner: from, reason: taken });
-      return { status: 400, detail: taken };
-    }
-    const writes = registrationWrites(config, checked.value, this.options.site);
-    const siteCreated = !config.sites.some((site) => siteKey(site.name) === siteKey(checked.value.site));
+    if (taken !== null) return this.refuseJoin(checked.value, taken);
+    const writes = planned.value;
+    const siteCreated = !hasSite(config, checked.value.site);
     const results = (await Promise.all(writes.map((write) => this.commit(write)))).map(
       ({ result }) => result,
     );
@@ -1047,6 +1068,16 @@ export class PlexusNode implements DirectoryService {
     this.refreshTopology(true);
     this.schedule();
     return { status: 200, body: { node: this.options.node, site: this.options.site, siteCreated } };
+  }
+
+  /** A join refused for a reason the joiner's operator must fix: said here too, at warn level. */
+  private refuseJoin(registration: Registration, reason: string): { status: 400; detail: string } {
+    this.options.log.log("warn", "join-refused", {
+      joiner: registration.node,
+      joinerSite: registration.site,
+      reason,
+    });
+    return { status: 400, detail: reason };
   }
 
   /**
