@@ -571,8 +571,8 @@ export class PlexusNode implements DirectoryService {
   private async joinAndSync(registration: Registration): Promise<void> {
     const admitter = await this.admit(registration);
     if (admitter.siteCreated)
+      // No `site` field: the log's base fields already name this node's site, the one created.
       this.options.log.log("warn", "site-created", {
-        site: registration.site,
         by: admitter.node,
         hint: `the topology had no such site: the admitting node created it (--new-site), with a link to its own site (cost ${joinedLinkDefaults.cost}, every ${joinedLinkDefaults.intervalMinutes} minutes, no notify); set that link as the site needs, see docs/operations.md`,
       });
