@@ -291,8 +291,14 @@ async function replSync(
           `${node}: not asked: backing off after ${String(pull.consecutiveFailures)} failures (${String(pull.lastFailure)}); retried on its schedule\n`,
         );
         break;
-      default:
+      case "no-longer-partner":
+        stdout.write(`${node}: no longer an inbound partner (the topology changed during the sync)\n`);
+        break;
+      case "timeout":
         stdout.write(`${node}: still pulling after ${timeoutMs} ms\n`);
+        break;
+      default:
+        stdout.write(`${node}: ${String(pull.result)}\n`);
     }
   }
   return pulls.every((pull) => pull.result === "success") ? 0 : exitProblem;

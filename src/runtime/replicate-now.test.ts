@@ -63,6 +63,19 @@ describe("replicate now", () => {
     assert.deepEqual(results, [{ node: "e2", result: "success", at: "t60" }]);
   });
 
+  it("a partner dropped by a topology change while asked is reported as such, not as a timeout", async () => {
+    const nudged: string[] = [];
+    const script = (now: number): PartnerStatus[] =>
+      now < 30 ? [partner("e2", { pulling: true }), partner("e3")] : [partner("e3", { lastSuccessAt: 25 })];
+    const began = performance.now();
+    const results = await replicateNow(port(script, nudged), null, 5_000);
+    assert.deepEqual(results, [
+      { node: "e2", result: "no-longer-partner" },
+      { node: "e3", result: "success", at: "t25" },
+    ]);
+    assert.ok(performance.now() - began < 4_000, "answered when the partner left, not at the timeout");
+  });
+
   it("only the partner asked for", async () => {
     const nudged: string[] = [];
     const script = (now: number): PartnerStatus[] => [

@@ -27,6 +27,8 @@ export type PullResult =
   | { readonly node: NodeId; readonly result: "success"; readonly at: string }
   | { readonly node: NodeId; readonly result: "failure"; readonly at: string; readonly error: string | null }
   | { readonly node: NodeId; readonly result: "timeout" }
+  /** The topology changed while it was asked: no longer an inbound partner, not waited for. */
+  | { readonly node: NodeId; readonly result: "no-longer-partner" }
   | {
       readonly node: NodeId;
       readonly result: "backing-off";
@@ -51,8 +53,7 @@ export async function replicateNow(
   // count, the one the machine starts right after it (the notification's "again") does.
   const busy = new Set(targets.filter((status) => status.pulling).map((status) => status.partner));
   const after = new Map<NodeId, number>(targets.map((status) => [status.partner, startedAt]));
-  const ended = (status: PartnerStatus | undefined): PullResult | null => {
-    if (status === undefined) return null;
+  const ended = (status: PartnerStatus): PullResult | null => {
     const node = status.partner;
     const threshold = after.get(node) ?? startedAt;
     const success = status.lastSuccessAt ?? -1;
@@ -73,7 +74,11 @@ export async function replicateNow(
     await new Promise((resolve) => setTimeout(resolve, replicatePollMs));
     const now = new Map(port.partners().map((status) => [status.partner, status]));
     for (const node of waiting) {
-      const result = results.has(node) ? null : ended(now.get(node));
+      if (results.has(node)) continue;
+      const status = now.get(node);
+      // Waiting on a partner the machine has dropped would only end at the timeout, reported
+      // as a pull still running.
+      const result = status === undefined ? { node, result: "no-longer-partner" as const } : ended(status);
       if (result !== null) results.set(node, result);
     }
   }
