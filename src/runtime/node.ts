@@ -128,6 +128,12 @@ const nameProbeTimeoutMs = 2_000;
 const refusedSignatureWarnMs = 10 * 60_000;
 /** One UTD report may take this long; a server that does not answer in time is asked again. */
 const utdReportTimeoutMs = 1_000;
+/**
+ * Servers a node asks for UTD reports before it calls a session token lost; in a larger
+ * topology it never does (the token stays session-behind), so that one request cannot make
+ * it send thousands.
+ */
+const lostSessionServersMax = 256;
 const joinRetryMs = 500;
 /** The file that says this data directory finished its initial sync (or created the directory). */
 export const syncedMarkerFileName = "plexus.synced";
@@ -1197,6 +1203,77 @@ export class PlexusNode implements DirectoryService {
       `the session token claims USN ${claimed} of this node's instance ${invocation}, which has issued ` +
       `only ${this.replica.usn}: no node of this cluster gave it`
     );
+  }
+
+  /**
+   * Why `token` can never be met (see DirectoryService.lostSession), or null. A change counts
+   * as lost when its instance is one a server of the topology has published and no server's
+   * signed UTD report covers it: the instance's own server would cover every change it issued
+   * while the instance is current, so the change was issued by an instance since replaced
+   * (restored or rolled back) and went before any partner pulled it. An instance no server
+   * lists (a server this node has not heard of yet, or another cluster's) may still come, and
+   * so may a change while a server does not answer: those stay `session-behind`.
+   */
+  async lostSession(token: UtdVector): Promise<string | null> {
+    const origins = this.publishedInvocations();
+    const own = this.replica.utd();
+    const missing = Object.entries(token).filter(
+      ([invocation, usn]) => usn > utdGet(own, invocation as InvocationId) && origins.has(invocation),
+    ) as [InvocationId, Usn][];
+    if (missing.length === 0) return null;
+    const reports = await this.surveyUtds();
+    if (reports === null) return null;
+    for (const [invocation, usn] of missing) {
+      const held = Math.max(...reports.map((utd) => utdGet(utd, invocation)));
+      if (held >= usn) continue;
+      return (
+        `the session token names USN ${usn} of instance ${invocation} of server ${origins.get(invocation)}, ` +
+        `which no server of this cluster holds (the most any holds is USN ${held}) and none ever will: that ` +
+        "instance's database was replaced (restored from an older backup, wiped and joined again, or found rolled back) before a " +
+        "partner pulled those writes, so they were lost with it. Drop the token (start a new session) and " +
+        "check whether those writes need making again"
+      );
+    }
+    return null;
+  }
+
+  /** Every invocation a server of the topology has published, with that server's name. */
+  private publishedInvocations(): Map<string, NodeId> {
+    const origins = new Map<string, NodeId>();
+    for (const server of this.topology?.servers ?? [])
+      for (const invocation of server.invocations ?? []) origins.set(invocation, server.node);
+    return origins;
+  }
+
+  /**
+   * The UTD of every server of the topology (this node's own included), or null when one of
+   * them does not report in time. Requests that ask while a survey is under way share it, so a
+   * burst of lost tokens costs one report per server, not one per request.
+   */
+  private surveyUtds(): Promise<UtdVector[] | null> {
+    if (this.survey !== null) return this.survey;
+    const others = (this.topology?.servers ?? []).filter((server) => server.node !== this.options.node);
+    if (others.length > lostSessionServersMax) return Promise.resolve(null);
+    const survey = Promise.all(others.map((server) => this.utdOf(server)))
+      .then((reports) => (reports.includes(null) ? null : [this.replica.utd(), ...(reports as UtdVector[])]))
+      .catch(() => null);
+    this.survey = survey.finally(() => {
+      this.survey = null;
+    });
+    return this.survey;
+  }
+
+  /** The UTD survey under way for lostSession, shared by the requests that ask meanwhile. */
+  private survey: Promise<UtdVector[] | null> | null = null;
+
+  invocation(): InvocationId {
+    return this.replica.invocationId;
+  }
+
+  formerInvocation(invocation: string): boolean {
+    if (invocation === this.replica.invocationId) return false;
+    const mine = this.topology?.servers.find((server) => server.node === this.options.node);
+    return (mine?.invocations ?? []).includes(invocation as InvocationId);
   }
 
   async catchUp(token: UtdVector, waitMs: number): Promise<boolean> {

@@ -48,6 +48,16 @@ export interface DirectoryService {
    * instance than the node has issued), or null: that much it can tell without waiting.
    */
   unreachableSession(token: UtdVector): string | null;
+  /**
+   * Why no node will ever cover `token` — it names changes that no server holds, made by an
+   * instance since replaced (a restore) — or null when they may still come. Asked only once
+   * catchUp has failed: it may cost a UTD report from every server.
+   */
+  lostSession(token: UtdVector): Promise<string | null>;
+  /** This node's current invocation id: a watch position carries it. */
+  invocation(): InvocationId;
+  /** Whether `invocation` is one this node's database had before it was restored or rolled back. */
+  formerInvocation(invocation: string): boolean;
   get(dn: string, attributes: readonly string[] | undefined): Result<EntryView>;
   search(request: SearchRequest): Result<SearchResult>;
   conflicts(after: Guid | null, limit: number): Result<ConflictView[]>;
@@ -465,16 +475,10 @@ function registerSessionHooks(app: FastifyInstance, service: DirectoryService, s
     const impossible = service.unreachableSession(token);
     if (impossible !== null) return void sendProblem(reply, problem("invalid-request", impossible));
     sessions.set(request, token);
-    service.catchUp(token, sessionWaitMs).then((caughtUp) => {
-      if (caughtUp) return done();
-      void sendProblem(
-        reply,
-        problem(
-          "session-behind",
-          `this node has not caught up with the session within ${sessionWaitMs} ms; retry, here or elsewhere`,
-        ),
-      );
-    }, done);
+    sessionProblem(service, token).then(
+      (found) => (found === null ? done() : void sendProblem(reply, found)),
+      done,
+    );
   });
   app.addHook("onSend", (request, reply, payload, done) => {
     if (request.url.startsWith("/v1/") && request.url !== "/v1/status") {
@@ -483,6 +487,21 @@ function registerSessionHooks(app: FastifyInstance, service: DirectoryService, s
     }
     done(null, payload);
   });
+}
+
+/**
+ * Null once this node covers `token`; else why not: `session-lost` when no node ever will (a
+ * client that retried the retryable `session-behind` would retry for good), `session-behind`
+ * when it may yet.
+ */
+async function sessionProblem(service: DirectoryService, token: UtdVector): Promise<Problem | null> {
+  if (await service.catchUp(token, sessionWaitMs)) return null;
+  const lost = await service.lostSession(token);
+  if (lost !== null) return problem("session-lost", lost);
+  return problem(
+    "session-behind",
+    `this node has not caught up with the session within ${sessionWaitMs} ms; retry, here or elsewhere`,
+  );
 }
 
 function writer(service: DirectoryService, sessions: Sessions): Write {

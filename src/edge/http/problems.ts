@@ -14,6 +14,8 @@ export type HttpOnlyCode =
   | "unsupported-media-type"
   | "not-ready"
   | "session-behind"
+  | "session-lost"
+  | "position-gone"
   | "write-concern-not-met"
   | "internal-error";
 
@@ -51,6 +53,10 @@ export const problemStatus: Readonly<Record<ProblemCode, number>> = {
   "unsupported-media-type": 415,
   "not-ready": 503,
   "session-behind": 503,
+  // Gone for good, not behind: no node holds what the token or position names, nor ever will,
+  // so retrying (here or elsewhere) cannot help; the client must start afresh.
+  "session-lost": 410,
+  "position-gone": 410,
   "write-concern-not-met": 504,
   "internal-error": 500,
 };

@@ -5,7 +5,8 @@ import Fastify from "fastify";
 import { type InProcessNode, startInProcessNode } from "../../../test/support/in-process-node.ts";
 import { sseBlocks } from "../../../test/support/sse.ts";
 import type { InvocationId, Usn } from "../../core/ids.ts";
-import { type DirectoryService, encodeSession, registerClientApi, sessionHeader } from "./api.ts";
+import { type DirectoryService, encodeSession, isProblem, registerClientApi, sessionHeader } from "./api.ts";
+import { eventId, startPosition } from "./watch.ts";
 
 /**
  * Where GET /v1/watch starts, on a node in this process: `Last-Event-ID` over `?after` (a
@@ -85,7 +86,7 @@ describe("GET /v1/watch's start position", { timeout: 60_000 }, () => {
       for await (const block of sseBlocks(reader)) {
         const comment = /^: watching changes after USN ([0-9]+)$/m.exec(block)?.[1];
         if (comment !== undefined) start = Number(comment);
-        const id = /^id: ([0-9]+)$/m.exec(block)?.[1];
+        const id = /^id: [0-9a-f]{32}:([0-9]+)$/m.exec(block)?.[1];
         if (id !== undefined) usns.push(Number(id));
         if (start !== null && (usns.at(-1) ?? start) >= usnUntil) break;
       }
@@ -180,6 +181,9 @@ function slowCatchUpDirectory(): { service: DirectoryService; listeners: () => n
       return true;
     },
     unreachableSession: () => null,
+    lostSession: async () => null,
+    invocation: () => "ab".repeat(16) as InvocationId,
+    formerInvocation: () => false,
     get: unused,
     search: unused,
     conflicts: unused,
@@ -216,5 +220,50 @@ describe("a watch whose client leaves while its session is waited for", { timeou
     } finally {
       await app.close();
     }
+  });
+});
+
+describe("a watch position tagged with its database instance", () => {
+  const current = "c".repeat(32);
+  const former = "f".repeat(32);
+  const stranger = "5".repeat(32);
+  const node = {
+    position: () => 40,
+    invocation: () => current as InvocationId,
+    formerInvocation: (invocation: string) => invocation === former,
+  };
+  const codeOf = (start: ReturnType<typeof startPosition>): string =>
+    typeof start === "number" ? `position ${start}` : start.code;
+
+  it("resumes from an event id of the instance the node runs now", () => {
+    assert.equal(eventId(current, 17), `${current}:17`);
+    assert.equal(startPosition(undefined, eventId(current, 17), node), 17);
+    assert.equal(startPosition(eventId(current, 40), undefined, node), 40);
+    assert.equal(startPosition("12", undefined, node), 12, "a bare USN still counts");
+    assert.equal(codeOf(startPosition(eventId(current, 41), undefined, node)), "invalid-request");
+  });
+
+  it("says a position of a former instance (before a restore) is gone, however low its USN", () => {
+    // USN 12 of the former instance may name another change than USN 12 now: no resuming.
+    for (const usn of [0, 12, 40, 99]) {
+      const start = startPosition(undefined, eventId(former, usn), node);
+      assert.ok(typeof start !== "number" && isProblem(start));
+      assert.equal(start.code, "position-gone");
+      assert.equal(start.status, 410);
+      assert.match(
+        start.detail,
+        new RegExp(`^Last-Event-ID ${former}:${usn} is a position of instance ${former}`),
+      );
+      assert.match(start.detail, /start again from 0 \(everything\) or with no position \(from now\)$/);
+    }
+  });
+
+  it("refuses another node's position as one this node never gave", () => {
+    const start = startPosition(eventId(stranger, 3), undefined, node);
+    assert.ok(typeof start !== "number");
+    assert.equal(start.code, "invalid-request");
+    assert.match(start.detail, /is not this node's .*positions are per node/);
+    for (const bad of [`${current}:`, `${current}:-1`, `${current.toUpperCase()}:1`, `x:1`, `${current}:1:2`])
+      assert.equal(codeOf(startPosition(bad, undefined, node)), "invalid-request", bad);
   });
 });

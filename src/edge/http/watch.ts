@@ -29,6 +29,20 @@ const streamHeaders = {
 
 /** Digits of a position: 15 keeps every one an exact JavaScript number. */
 const positionPattern = /^[0-9]{1,15}$/;
+/**
+ * A position as the stream's event ids give it: the invocation id of this node's database
+ * instance, a colon, the USN. USNs alone are not enough across a restore: the restored copy
+ * hands out again, for other changes, the USNs its old instance gave after the backup.
+ */
+const taggedPositionPattern = /^([0-9a-f]{32}):([0-9]{1,15})$/;
+
+/** What a watch needs of the node to place a position: its USN now and its instances. */
+type Positions = Pick<DirectoryService, "position" | "invocation" | "formerInvocation">;
+
+/** A stream's event id (and the position to resume from): `INVOCATION:USN`. */
+export function eventId(invocation: string, usn: number): string {
+  return `${invocation}:${usn}`;
+}
 
 /**
  * Where a watch starts: after `Last-Event-ID` when sent, else after `?after`, else now (`usn`,
@@ -37,14 +51,26 @@ const positionPattern = /^[0-9]{1,15}$/;
  * reconnect. An empty header counts as absent (an EventSource sends none until it has an id).
  * Unknown parameters were refused by the client API's query check (api.ts) before this runs.
  */
-function startPosition(after: unknown, lastEventId: unknown, usn: number): number | Problem {
+export function startPosition(after: unknown, lastEventId: unknown, node: Positions): number | Problem {
   const header = lastEventId === "" ? undefined : lastEventId;
+  const name = header === undefined ? "after" : "Last-Event-ID";
   for (const given of [after, header])
-    if (given !== undefined && (typeof given !== "string" || !positionPattern.test(given)))
-      return problem("invalid-request", "after (or Last-Event-ID) must be a USN");
-  const given = header ?? after;
+    if (
+      given !== undefined &&
+      (typeof given !== "string" || !(positionPattern.test(given) || taggedPositionPattern.test(given)))
+    )
+      return problem(
+        "invalid-request",
+        "after (or Last-Event-ID) must be a USN, or an event id (INVOCATION:USN)",
+      );
+  const given = (header ?? after) as string | undefined;
+  const usn = node.position();
   if (given === undefined) return usn;
-  const position = Number(given);
+  const tagged = taggedPositionPattern.exec(given);
+  const instance = tagged?.[1];
+  if (instance !== undefined && instance !== node.invocation())
+    return foreignInstance(name, given, instance, node);
+  const position = Number(tagged?.[2] ?? given);
   // A position beyond this node's USN was never handed out here: it comes from another node
   // (positions are per node) or from before this node was restored from a backup. Waiting for
   // the USN to pass it would skip, unseen, every change until then. Equal is fine: USNs only
@@ -52,10 +78,32 @@ function startPosition(after: unknown, lastEventId: unknown, usn: number): numbe
   if (position > usn)
     return problem(
       "invalid-request",
-      `${header === undefined ? "after" : "Last-Event-ID"} ${position} is beyond this node's USN, which is only ${usn}: ` +
+      `${name} ${position} is beyond this node's USN, which is only ${usn}: ` +
         "positions are per node; start again from a position this node gave (or none, for from now)",
     );
   return position;
+}
+
+/**
+ * A position of another database instance than this node runs now. One of its own former
+ * instances (it was restored from a backup, or found it runs on an older copy) has USNs that
+ * the current one hands out again for other changes: resuming there could skip changes
+ * unseen, so the position is gone. Any other instance is another node's: positions are per node.
+ */
+function foreignInstance(name: string, given: string, instance: string, node: Positions): Problem {
+  const fresh = "start again from 0 (everything) or with no position (from now)";
+  if (node.formerInvocation(instance))
+    return problem(
+      "position-gone",
+      `${name} ${given} is a position of instance ${instance} of this node's database, which it no longer ` +
+        `runs (now ${node.invocation()}: restored from a backup, or found to be an older copy); its USNs after ` +
+        `the copy was made were given again to other changes, so no stream can resume there: ${fresh}`,
+    );
+  return problem(
+    "invalid-request",
+    `${name} ${given} is a position of instance ${instance}, which is not this node's (${node.invocation()}): ` +
+      `positions are per node; ${fresh}`,
+  );
 }
 
 export function registerWatchRoute(app: FastifyInstance, service: DirectoryService): void {
@@ -68,7 +116,7 @@ export function registerWatchRoute(app: FastifyInstance, service: DirectoryServi
   app.get<{ Querystring: Fields }>("/v1/watch", async (request, reply) => {
     const lastEventId = header(request, "last-event-id");
     if (isProblem(lastEventId)) return sendProblem(reply, lastEventId);
-    const start = startPosition(request.query.after, lastEventId, service.position());
+    const start = startPosition(request.query.after, lastEventId, service);
     if (typeof start !== "number") return sendProblem(reply, start);
     // HEAD gets a stream's headers and no stream: Node sends no body for HEAD, so the headers of
     // a stream that never ends would never go out either, and the request would hold a slot.
@@ -98,7 +146,8 @@ export function registerWatchRoute(app: FastifyInstance, service: DirectoryServi
         for (let step = 0; step < watchBatchesPerPumpMax && !closed; step++) {
           const events = service.changesSince(position, watchBatchMax);
           for (const event of events) {
-            raw.write(`id: ${event.usn}\nevent: change\ndata: ${JSON.stringify(event)}\n\n`);
+            const id = eventId(service.invocation(), event.usn);
+            raw.write(`id: ${id}\nevent: change\ndata: ${JSON.stringify(event)}\n\n`);
             position = event.usn;
           }
           // A slow reader holds the stream back rather than this node's memory.
