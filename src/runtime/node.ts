@@ -34,6 +34,7 @@ import {
   type Registration,
   registrationWrites,
 } from "../core/node/registration.ts";
+import { judgeableGaps, lostSessionReason, publishedInvocations } from "../core/node/session.ts";
 import { checkConcernAttainable, type WriteConcernRequest } from "../core/node/write-concern.ts";
 import type { WriteOutcome, WriteRequest } from "../core/replica/originating.ts";
 import type { ConflictView, EntryView, SearchRequest, SearchResult } from "../core/replica/read.ts";
@@ -1205,44 +1206,13 @@ export class PlexusNode implements DirectoryService {
     );
   }
 
-  /**
-   * Why `token` can never be met (see DirectoryService.lostSession), or null. A change counts
-   * as lost when its instance is one a server of the topology has published and no server's
-   * signed UTD report covers it: the instance's own server would cover every change it issued
-   * while the instance is current, so the change was issued by an instance since replaced
-   * (restored or rolled back) and went before any partner pulled it. An instance no server
-   * lists (a server this node has not heard of yet, or another cluster's) may still come, and
-   * so may a change while a server does not answer: those stay `session-behind`.
-   */
+  /** Why `token` can never be met (see DirectoryService.lostSession and core/node/session.ts), or null. */
   async lostSession(token: UtdVector): Promise<string | null> {
-    const origins = this.publishedInvocations();
-    const own = this.replica.utd();
-    const missing = Object.entries(token).filter(
-      ([invocation, usn]) => usn > utdGet(own, invocation as InvocationId) && origins.has(invocation),
-    ) as [InvocationId, Usn][];
-    if (missing.length === 0) return null;
+    const published = publishedInvocations(this.topology);
+    const gaps = judgeableGaps(token, this.replica.utd(), published);
+    if (gaps.length === 0) return null;
     const reports = await this.surveyUtds();
-    if (reports === null) return null;
-    for (const [invocation, usn] of missing) {
-      const held = Math.max(...reports.map((utd) => utdGet(utd, invocation)));
-      if (held >= usn) continue;
-      return (
-        `the session token names USN ${usn} of instance ${invocation} of server ${origins.get(invocation)}, ` +
-        `which no server of this cluster holds (the most any holds is USN ${held}) and none ever will: that ` +
-        "instance's database was replaced (restored from an older backup, wiped and joined again, or found rolled back) before a " +
-        "partner pulled those writes, so they were lost with it. Drop the token (start a new session) and " +
-        "check whether those writes need making again"
-      );
-    }
-    return null;
-  }
-
-  /** Every invocation a server of the topology has published, with that server's name. */
-  private publishedInvocations(): Map<string, NodeId> {
-    const origins = new Map<string, NodeId>();
-    for (const server of this.topology?.servers ?? [])
-      for (const invocation of server.invocations ?? []) origins.set(invocation, server.node);
-    return origins;
+    return reports === null ? null : lostSessionReason(gaps, published, reports);
   }
 
   /**
