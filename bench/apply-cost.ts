@@ -165,34 +165,46 @@ function applyPages(path: string, bodies: readonly string[]): number {
 function readAndEncodeRows(path: string): { readUs: number; encodeUs: number } {
   const database = new Database(path, { readonly: true });
   try {
-    const entryRows = database
-      .prepare(
-        `SELECT ${entryRowColumns.join(", ")} FROM objects INDEXED BY objects_usn_changed ` +
-          "WHERE attribute = '' AND usn_changed > ? ORDER BY usn_changed LIMIT ?",
-      )
-      .raw();
-    const itemRows = database
-      .prepare(`SELECT ${itemRowColumns.join(", ")} FROM objects WHERE id = ? AND attribute > ''`)
-      .raw();
+    const readPage = bareRowReader(database);
     const usnChangedAt = entryRowColumns.indexOf("usn_changed");
     let readUs = 0;
     let encodeUs = 0;
     let after = 0;
     for (;;) {
       let started = cpuUs();
-      const rows = entryRows.all(after, pageEntries) as Row[];
-      const page = rows.map((row) => [row, itemRows.all(row[0])]);
+      const page = readPage(after, pageEntries);
       readUs += cpuUs() - started;
-      if (rows.length === 0) break;
+      if (page.length === 0) break;
       started = cpuUs();
       JSON.stringify(page);
       encodeUs += cpuUs() - started;
-      after = rows[rows.length - 1]?.[usnChangedAt] as number;
+      after = page[page.length - 1]?.[0][usnChangedAt] as number;
     }
     return { readUs, encodeUs };
   } finally {
     database.close();
   }
+}
+
+/** One entry's own row and its item rows, as bare SELECTs read them (raw arrays). */
+export type EntryRows = [Row, Row[]];
+
+/**
+ * Reads up to `limit` entries changed after USN `after`, in usnChanged order — each entry's row,
+ * then its items — by bare prepared SELECT statements.
+ */
+export function bareRowReader(database: Database.Database): (after: number, limit: number) => EntryRows[] {
+  const entryRows = database
+    .prepare(
+      `SELECT ${entryRowColumns.join(", ")} FROM objects INDEXED BY objects_usn_changed ` +
+        "WHERE attribute = '' AND usn_changed > ? ORDER BY usn_changed LIMIT ?",
+    )
+    .raw();
+  const itemRows = database
+    .prepare(`SELECT ${itemRowColumns.join(", ")} FROM objects WHERE id = ? AND attribute > ''`)
+    .raw();
+  return (after, limit) =>
+    (entryRows.all(after, limit) as Row[]).map((row) => [row, itemRows.all(row[0]) as Row[]]);
 }
 
 /** JSON.parse of every page as the partner receives it, and nothing else. */
@@ -202,10 +214,10 @@ function parseBodies(bodies: readonly string[]): number {
   return cpuUs() - started;
 }
 
-type Row = unknown[];
+export type Row = unknown[];
 
 /** The columns an entry's own row holds (its item columns are NULL), as the store inserts it. */
-const entryRowColumns = [
+export const entryRowColumns = [
   "id",
   "attribute",
   "key",
@@ -224,8 +236,10 @@ const entryRowColumns = [
   "usn_created",
   "usn_changed",
 ];
+const guidColumn = entryRowColumns.indexOf("guid");
+
 /** The columns an item row holds (its entry columns are NULL). */
-const itemRowColumns = [
+export const itemRowColumns = [
   "id",
   "attribute",
   "key",
@@ -259,26 +273,9 @@ function storeRowsAgain(from: string, to: string): number {
     floor.pragma("synchronous = FULL");
     floor.pragma(`cache_size = ${-sqliteCacheSizeKib}`);
     const entries = entriesOf(source);
-    const insertEntryRow = floor.prepare(insertQuery(entryRowColumns, 1));
-    const itemInserts = new Map<number, Database.Statement<unknown[]>>();
-    const insertItemRows = (count: number): Database.Statement<unknown[]> => {
-      let statement = itemInserts.get(count);
-      if (statement === undefined) {
-        statement = floor.prepare(insertQuery(itemRowColumns, count));
-        itemInserts.set(count, statement);
-      }
-      return statement;
-    };
-    const insertGuid = floor.prepare("INSERT INTO guids (guid, id) VALUES (?, ?)");
+    const storeEntry = bareRowInserter(floor, "INSERT");
     const storePage = floor.transaction((page: readonly FloorEntry[]) => {
-      for (const entry of page) {
-        insertEntryRow.run(entry.entryRow);
-        for (let first = 0; first < entry.itemRows.length; first += floorRowsPerInsert) {
-          const rows = entry.itemRows.slice(first, first + floorRowsPerInsert);
-          insertItemRows(rows.length).run(rows.flat());
-        }
-        insertGuid.run(entry.guid, entry.id);
-      }
+      for (const entry of page) storeEntry(entry.entryRow, entry.itemRows);
     });
     const started = cpuUs();
     for (let first = 0; first < entries.length; first += pageEntries)
@@ -291,9 +288,41 @@ function storeRowsAgain(from: string, to: string): number {
 }
 
 /** `INSERT INTO objects (columns) VALUES (…), …` with `rows` rows. */
-function insertQuery(columns: readonly string[], rows: number): string {
+function insertQuery(verb: InsertVerb, columns: readonly string[], rows: number): string {
   const row = `(${columns.map(() => "?").join(", ")})`;
-  return `INSERT INTO objects (${columns.join(", ")}) VALUES ${Array.from({ length: rows }, () => row).join(", ")}`;
+  return `${verb} INTO objects (${columns.join(", ")}) VALUES ${Array.from({ length: rows }, () => row).join(", ")}`;
+}
+
+type InsertVerb = "INSERT" | "INSERT OR REPLACE";
+
+/**
+ * Stores one entry's rows by bare statements (call it inside a transaction): its own row
+ * (entryRowColumns), its item rows (itemRowColumns) in multi-row INSERTs of up to
+ * floorRowsPerInsert rows, and its GUID row. Binds each row's own columns only, as the store does.
+ */
+export function bareRowInserter(
+  database: Database.Database,
+  verb: InsertVerb,
+): (entryRow: Row, itemRows: readonly Row[]) => void {
+  const insertEntryRow = database.prepare(insertQuery(verb, entryRowColumns, 1));
+  const itemInserts = new Map<number, Database.Statement<unknown[]>>();
+  const insertItemRows = (count: number): Database.Statement<unknown[]> => {
+    let statement = itemInserts.get(count);
+    if (statement === undefined) {
+      statement = database.prepare(insertQuery(verb, itemRowColumns, count));
+      itemInserts.set(count, statement);
+    }
+    return statement;
+  };
+  const insertGuid = database.prepare(`${verb} INTO guids (guid, id) VALUES (?, ?)`);
+  return (entryRow, itemRows) => {
+    insertEntryRow.run(entryRow);
+    for (let first = 0; first < itemRows.length; first += floorRowsPerInsert) {
+      const rows = itemRows.slice(first, first + floorRowsPerInsert);
+      insertItemRows(rows.length).run(rows.flat());
+    }
+    insertGuid.run(entryRow[guidColumn], entryRow[0]);
+  };
 }
 
 /** The user entries `database` holds (not the partition's own), in id order. */

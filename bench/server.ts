@@ -9,6 +9,9 @@
  *   (b) the same on a node with two intra-site partners replicating (3 nodes, one site), as a
  *       ratio to (a); then c64 alternately on the node alone and on the site, a few rounds
  *       seconds apart (replicationTaxRatio = the median of with partners / alone over them);
+ *       in each round, between the two, the node alone again beside two floor followers of its
+ *       store file that only copy what it writes (bench/floor-followers.ts: bare-js and
+ *       in-sqlite; floorTaxRatioBareJs, floorTaxRatioInSqlite), the baseline of the ratio;
  *       beside it, one replicated entry's cost to serve and to apply, and the bare-SQL floor
  *       of storing its rows and the wire's floor (bare SELECTs, JSON text out, JSON.parse in),
  *       measured in this process on one thread (bench/apply-cost.ts); and where the writer's
@@ -37,8 +40,10 @@ import Database from "better-sqlite3";
 import { Pool } from "undici";
 import { LocalCluster } from "../src/cli/local-cluster.ts";
 import { settingsDefaults } from "../src/core/topology/model.ts";
+import { databaseFileName } from "../src/store/data-directory.ts";
 import { type ApplyCost, measureApplyCost } from "./apply-cost.ts";
 import { startBareHttp } from "./bare-http.ts";
+import { FloorFollowers, type FollowerMode, followerModes } from "./floor-followers.ts";
 import { etcdClientAvailable, runEtcdAlone } from "./peers/etcd-alone.ts";
 import { runLdapAlone } from "./peers/openldap-alone.ts";
 import {
@@ -320,24 +325,43 @@ async function measureLevel(
   };
 }
 
-/** One interleaved round: c64 on the node alone, then right after on the site's writer. */
+/** One interleaved round: c64 on the node alone, beside two floor followers, then on the site's writer. */
 interface TaxRound {
   readonly alone: number;
   readonly withPartners: number;
   readonly ratio: number;
   readonly aloneScheduling: Scheduling | null;
   readonly withPartnersScheduling: Scheduling | null;
+  /** The node alone again, with two floor followers of its store file (bench/floor-followers.ts). */
+  readonly floors: Readonly<Record<FollowerMode, FloorRound | null>>;
 }
+
+interface FloorRound {
+  readonly writesPerSec: number;
+  /** Over the same round's rate alone. */
+  readonly ratio: number;
+  /** CPU of both followers per acknowledged write, in µs. */
+  readonly followersCpuUsPerWrite: number | null;
+  /** From the last acknowledgement until both followers had it all; null if not within the bound. */
+  readonly catchUpMs: number | null;
+}
+
+/** The followers copy what the load left them within this after it, or the round says so. */
+const floorCatchUpTimeoutMs = 10_000;
 
 /**
  * The replication tax ratio from c64 loads alternating between the node alone and the site,
  * each pair seconds apart: other tenants' load on this shared machine changes within minutes,
  * and (a) and (b) run minutes apart (ratios from them ranged 0.30-0.54 within 10 minutes).
+ * Between the two, the node alone takes the same load beside two floor followers of each kind.
  */
 async function measureTaxRounds(alone: LocalCluster, site: LocalCluster, scale: Scale): Promise<TaxRound[]> {
   const rounds: TaxRound[] = [];
   for (let serial = 1; serial <= scale.taxRounds; serial++) {
     const a = await measureLevel(alone, scale, 64, `tax${serial}-alone-`);
+    const floors = {} as Record<FollowerMode, FloorRound | null>;
+    for (const mode of followerModes)
+      floors[mode] = await measureFloor(alone, scale, mode, `tax${serial}-${mode}-`, a.writesPerSec);
     const b = await measureLevel(site, scale, 64, `tax${serial}-site-`);
     rounds.push({
       alone: a.writesPerSec,
@@ -345,9 +369,43 @@ async function measureTaxRounds(alone: LocalCluster, site: LocalCluster, scale: 
       ratio: b.writesPerSec / a.writesPerSec,
       aloneScheduling: a.scheduling,
       withPartnersScheduling: b.scheduling,
+      floors,
     });
   }
   return rounds;
+}
+
+/** c64 on the node alone while two followers of `mode` copy what it writes; null if they failed. */
+async function measureFloor(
+  alone: LocalCluster,
+  scale: Scale,
+  mode: FollowerMode,
+  prefix: string,
+  aloneRate: number,
+): Promise<FloorRound | null> {
+  const sourcePath = join(alone.node("n1").dataDirectory, databaseFileName);
+  let followers: FloorFollowers | undefined;
+  try {
+    followers = await FloorFollowers.start(sourcePath, mode);
+    const [level, followersCpuMs] = await withCpu(followers.pids, () =>
+      measureLevel(alone, scale, 64, prefix),
+    );
+    const catchUpMs = await followers.caughtUp(floorCatchUpTimeoutMs);
+    return {
+      writesPerSec: level.writesPerSec,
+      ratio: level.writesPerSec / aloneRate,
+      followersCpuUsPerWrite:
+        followersCpuMs === null || level.acknowledged === 0
+          ? null
+          : (followersCpuMs * 1000) / level.acknowledged,
+      catchUpMs,
+    };
+  } catch (error) {
+    log(`  floor followers (${mode}) failed: ${error instanceof Error ? error.message : String(error)}`);
+    return null;
+  } finally {
+    await followers?.stop();
+  }
 }
 
 function median(values: readonly number[]): number {
@@ -739,6 +797,52 @@ function logApplyCost(figures: Figures, alone: Level | undefined): void {
   );
 }
 
+/** The median over the rounds of one floor figure (null where no round measured it), rounded. */
+function floorMedian(
+  rounds: readonly TaxRound[],
+  mode: FollowerMode,
+  pick: (floor: FloorRound) => number | null,
+  decimals: number,
+): number | null {
+  const values = rounds.flatMap((taxRound) => {
+    const floor = taxRound.floors[mode];
+    const value = floor === null ? null : pick(floor);
+    return value === null ? [] : [value];
+  });
+  return values.length === 0 ? null : round(median(values), decimals);
+}
+
+/**
+ * The baseline of the replication tax: in the same rounds, the node alone beside two floor
+ * followers that only copy what it writes into store files of their own (bench/floor-followers.ts).
+ */
+function logFloors(rounds: readonly TaxRound[]): void {
+  const described: Record<FollowerMode, string> = {
+    "bare-js": "bare-js (rows read by bare SELECTs, JSON text out and back in, stored by bare INSERTs)",
+    "in-sqlite": "in-sqlite (INSERT … SELECT from the node's file: no row enters JavaScript, no network)",
+  };
+  log(
+    "  baseline, the node alone beside two floor followers of its store file that only copy what it writes " +
+      "(no HTTP, authentication, validation, conflicts or UTD; bench/floor-followers.ts), same rounds:",
+  );
+  for (const mode of followerModes) {
+    const text = rounds
+      .map((taxRound) => {
+        const floor = taxRound.floors[mode];
+        if (floor === null) return "failed";
+        const cpu =
+          floor.followersCpuUsPerWrite === null
+            ? ""
+            : `, followers ${Math.round(floor.followersCpuUsPerWrite)} µs/w`;
+        const caught = floor.catchUpMs === null ? ", NOT caught up" : "";
+        return `${Math.round(floor.writesPerSec)} (x${round(floor.ratio, 2)}${cpu}${caught})`;
+      })
+      .join(", ");
+    const ratioMedian = floorMedian(rounds, mode, (floor) => floor.ratio, 2);
+    log(`    ${described[mode]}: ${text}; median x${ratioMedian ?? "-"}`);
+  }
+}
+
 /** [alone, with partners] of one scheduling share, rounded to hundredths; null where not measured. */
 function schedulingShares(
   taxRound: TaxRound,
@@ -803,6 +907,7 @@ function report(figures: Figures): void {
       `replicationTaxRatio (median) x${round(median(figures.taxRounds.map((taxRound) => taxRound.ratio)), 2)}`,
   );
   logScheduling(figures.taxRounds);
+  logFloors(figures.taxRounds);
   logApplyCost(figures, single.get(64));
   log(
     `\nreplication lag inside the site (ack on n1 -> event on n2/n3's watch): p50 ${lag.p50Ms.toFixed(1)} ms, ` +
@@ -835,8 +940,39 @@ function report(figures: Figures): void {
       writerOnCpu: schedulingShares(taxRound, (scheduling) => scheduling.writerRunShare),
       writerWaitingForCpu: schedulingShares(taxRound, (scheduling) => scheduling.writerWaitShare),
       machineIdle: schedulingShares(taxRound, (scheduling) => scheduling.machineIdleShare),
+      floors: Object.fromEntries(
+        followerModes.map((mode) => {
+          const floor = taxRound.floors[mode];
+          return [
+            mode,
+            floor === null
+              ? null
+              : {
+                  writesPerSec: Math.round(floor.writesPerSec),
+                  ratio: round(floor.ratio, 2),
+                  followersCpuUsPerWrite:
+                    floor.followersCpuUsPerWrite === null ? null : Math.round(floor.followersCpuUsPerWrite),
+                  catchUpMs: floor.catchUpMs === null ? null : Math.round(floor.catchUpMs),
+                },
+          ];
+        }),
+      ),
     })),
     replicationTaxRatioLevels: ratio(rate(replicated, 64), c64),
+    floorTaxRatioBareJs: floorMedian(figures.taxRounds, "bare-js", (floor) => floor.ratio, 2),
+    floorTaxRatioInSqlite: floorMedian(figures.taxRounds, "in-sqlite", (floor) => floor.ratio, 2),
+    floorFollowersCpuUsPerWriteBareJs: floorMedian(
+      figures.taxRounds,
+      "bare-js",
+      (floor) => floor.followersCpuUsPerWrite,
+      0,
+    ),
+    floorFollowersCpuUsPerWriteInSqlite: floorMedian(
+      figures.taxRounds,
+      "in-sqlite",
+      (floor) => floor.followersCpuUsPerWrite,
+      0,
+    ),
     lagP50Ms: round(lag.p50Ms, 1),
     lagP99Ms: round(lag.p99Ms, 1),
     notifyDelayMs: figures.notifyDelayMs,
