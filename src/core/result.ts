@@ -30,7 +30,9 @@ export type ErrorCode =
   // replication state
   | "quarantined"
   // this node's standing: its server entry is gone from the topology (decommissioned)
-  | "not-a-server";
+  | "not-a-server"
+  // this node's storage refused the transaction (its disk is full): nothing was changed
+  | "storage-full";
 
 export interface PlexusError {
   readonly code: ErrorCode;

@@ -64,6 +64,7 @@ import { registerReplicateRoute } from "../edge/http/replicate.ts";
 import { httpServerOptions } from "../edge/http/server.ts";
 import { type LocateUdp, startLocateUdp } from "../edge/locate/udp.ts";
 import { type DataDirectory, databaseFileName, openDataDirectory } from "../store/data-directory.ts";
+import { isStorageFull } from "../store/sqlite-store.ts";
 import type { ClusterSecret } from "./auth.ts";
 import { ConcernWaiter } from "./concern-waiter.ts";
 import { type LocatorOptions, NodeLocator } from "./locator.ts";
@@ -281,6 +282,11 @@ export class PlexusNode implements DirectoryService {
   private timer: NodeJS.Timeout | null = null;
   private readonly writeQueue: QueuedWrite[] = [];
   private flushScheduled = false;
+  /**
+   * Since when client writes are refused because the store found no space (wall ms), and how
+   * many: logged once when it starts and once when a write commits again, not once per write.
+   */
+  private storageFull: { readonly since: number; refusedWrites: number } | null = null;
   private isReady = false;
   /** The invocation id whose publication on the server object is written or under way. */
   private publishing: InvocationId | null = null;
@@ -920,9 +926,20 @@ export class PlexusNode implements DirectoryService {
       this.machine.undeliverable(to, message, reason);
     } else {
       const before = this.metrics.beforeApply(to, message.kind);
-      const sends = this.guard("receive", () => this.machine.receive(to, reply.body), []);
-      this.metrics.answerApplied(before, reply);
-      this.dispatch(sends);
+      try {
+        const sends = this.machine.receive(to, reply.body);
+        this.metrics.answerApplied(before, reply);
+        this.dispatch(sends);
+      } catch (error) {
+        // Applying the answer failed here (the store: a full disk, an I/O error), and its
+        // transaction was rolled back: the pull failed, with this node's reason, and is retried
+        // after the back-off, not left in flight until its timeout.
+        this.options.log.log("error", "machine-step-failed", { step: "receive", error: errorText(error) });
+        const reason = isStorageFull(error)
+          ? "this node's disk is full: the answer could not be stored"
+          : `this node could not apply the answer: ${errorText(error)}`;
+        this.machine.undeliverable(to, message, reason);
+      }
     }
     this.refreshTopology();
     this.schedule();
@@ -1065,7 +1082,11 @@ export class PlexusNode implements DirectoryService {
       ({ result }) => result,
     );
     const failed = results.find((result) => !result.ok);
-    if (failed !== undefined && !failed.ok) return { status: 400, detail: failed.error.message };
+    if (failed !== undefined && !failed.ok) {
+      // A full disk here is no fault of the joiner's: it may join through another node.
+      const status = failed.error.code === "storage-full" ? 503 : 400;
+      return { status, detail: failed.error.message };
+    }
     this.options.log.log(siteCreated ? "warn" : "info", "admitted", {
       joiner: from,
       joinerSite: checked.value.site,
@@ -1185,15 +1206,47 @@ export class PlexusNode implements DirectoryService {
           const result = results[index] ?? fail("invalid-request", "the write had no result");
           queued.resolve({ result, invocation });
         }
+        this.storageRecovered();
       } catch (error) {
-        this.options.log.log("error", "write-failed", { writes: batch.length, error: errorText(error) });
-        for (const queued of batch) queued.reject(error);
+        if (isStorageFull(error)) this.refuseForStorage(batch, error);
+        else {
+          this.options.log.log("error", "write-failed", { writes: batch.length, error: errorText(error) });
+          for (const queued of batch) queued.reject(error);
+        }
       }
       this.refreshTopology();
       this.schedule();
     }
     if (this.writeQueue.length > 0) setImmediate(() => this.flush());
     else this.flushScheduled = false;
+  }
+
+  /**
+   * The store refused the batch's transaction for want of space: SQLite rolled it back, so none
+   * of these writes was stored, and each gets storage-full (retryable: another server can take it).
+   */
+  private refuseForStorage(batch: readonly QueuedWrite[], error: unknown): void {
+    if (this.storageFull === null) {
+      this.storageFull = { since: systemClock.now(), refusedWrites: 0 };
+      this.options.log.log("error", "storage-full", { writes: batch.length, error: errorText(error) });
+    }
+    this.storageFull.refusedWrites += batch.length;
+    const invocation = this.replica.invocationId;
+    const result = fail(
+      "storage-full",
+      "this node's disk is full: the write was not stored; write to another server, or here once space is freed",
+    );
+    for (const queued of batch) queued.resolve({ result, invocation });
+  }
+
+  private storageRecovered(): void {
+    if (this.storageFull === null) return;
+    const { since, refusedWrites } = this.storageFull;
+    this.storageFull = null;
+    this.options.log.log("warn", "storage-recovered", {
+      refusedWrites,
+      fullForMs: systemClock.now() - since,
+    });
   }
 
   unreachableSession(token: UtdVector): string | null {

@@ -52,6 +52,15 @@ export class SqliteStoreError extends Error {
   }
 }
 
+/**
+ * Whether `error` is SQLite refusing a transaction for want of space (SQLITE_FULL: the disk, or
+ * the file at its size limit). SQLite rolled the transaction back; nothing of it was stored, and
+ * the same write may succeed once space is freed.
+ */
+export function isStorageFull(error: unknown): boolean {
+  return error instanceof Error && (error as { code?: unknown }).code === "SQLITE_FULL";
+}
+
 export interface SqliteConnectionSettings {
   /** "wal" for files, "memory" for in-memory databases. */
   readonly journalMode: string;

@@ -45,6 +45,9 @@ export const problemStatus: Readonly<Record<ProblemCode, number>> = {
   "system-entry": 403,
   quarantined: 503,
   "not-a-server": 503,
+  // This node cannot store anything now; another server can (the client moves on), and this one
+  // can again once space is freed.
+  "storage-full": 503,
   "not-found": 404,
   "method-not-allowed": 405,
   "request-timeout": 408,
@@ -94,6 +97,10 @@ export function problemOf(error: PlexusError): Problem {
 /** Problems a client may simply retry (after the Retry-After delay). */
 export function isRetryable(code: ProblemCode): boolean {
   return (
-    code === "quarantined" || code === "not-ready" || code === "session-behind" || code === "not-a-server"
+    code === "quarantined" ||
+    code === "not-ready" ||
+    code === "session-behind" ||
+    code === "not-a-server" ||
+    code === "storage-full"
   );
 }

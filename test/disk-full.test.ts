@@ -1,0 +1,215 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { type ClusterNode, entryPath, eventually, http, LocalCluster } from "./support/cluster.ts";
+
+/**
+ * A node whose disk fills up, for real: n2's data directory is a small tmpfs of its own (a
+ * filesystem that runs out of space like a full disk), n1's is on the machine's disk. While n2's
+ * disk is full, its client writes are refused with 503 storage-full (nothing stored; a client
+ * moves on to another server), said once in its log rather than once per write; its pulls fail
+ * at once with that reason, as `repl status` shows it; a node joining through it is asked to
+ * retry rather than refused; and it keeps serving reads. Once space is freed (the tmpfs grown),
+ * it takes writes again and catches up with what n1 took meanwhile, the joiner joins, and every
+ * write it acknowledged before is still there.
+ */
+const base = "dc=example,dc=com";
+const topology = { sites: [{ name: "hq" }], settings: { intraSitePullIntervalMs: 1_000, notifyDelayMs: 5 } };
+const timings = { pullTimeoutMs: 10_000, retryBackoffBaseMs: 100, retryBackoffMaxMs: 500 };
+/** Small enough to fill within seconds, large enough for the node to start and join. */
+const diskBytes = 6 * 1024 * 1024;
+const grownDiskBytes = 64 * 1024 * 1024;
+/** Each entry carries this much text, so that the disk fills after about a thousand writes. */
+const filler = "x".repeat(4_000);
+/** Writes sent to fill the disk, at most, and for how long at most. */
+const fillWritesMax = 10_000;
+const fillWallMs = 60_000;
+const fillConcurrency = 8;
+/** Well under the pull timeout: a pull that fails here must not wait for it. */
+const pullFailureSeenMs = 5_000;
+
+/** Why this machine cannot run the test (it mounts a tmpfs: root only), or null. */
+function tmpfsUnavailable(): string | null {
+  if (process.platform !== "linux") return "needs Linux (tmpfs)";
+  if (process.getuid?.() !== 0) return "needs root, to mount a tmpfs of limited size";
+  const probe = mkdtempSync(join(tmpdir(), "plexus-tmpfs-probe-"));
+  try {
+    const mounted = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", probe]);
+    if (mounted.status !== 0) return `mount -t tmpfs failed: ${mounted.stderr.toString().trim()}`;
+    spawnSync("umount", [probe]);
+    return null;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
+  }
+}
+
+/** Takes whatever room is left on the filesystem of `directory` (a file written until ENOSPC). */
+function fillUp(directory: string): void {
+  const fd = openSync(join(directory, "ballast"), "w");
+  const block = Buffer.alloc(64 * 1024);
+  try {
+    for (;;) writeSync(fd, block);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOSPC") throw error;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function mount(path: string, bytes: number, remount = false): void {
+  const options = `${remount ? "remount," : ""}size=${bytes}`;
+  const result = spawnSync("mount", ["-t", "tmpfs", "-o", options, "tmpfs", path]);
+  assert.equal(result.status, 0, `mount ${options} ${path}: ${result.stderr.toString()}`);
+}
+
+const person = (name: string) => ({
+  dn: `cn=${name},${base}`,
+  attributes: { objectClass: ["person"], cn: [name], sn: [name], description: [filler] },
+});
+
+interface Partner {
+  readonly node: string;
+  readonly pulling: boolean;
+  readonly lastFailure: string | null;
+  readonly consecutiveFailures: number;
+}
+
+const unavailable = tmpfsUnavailable();
+
+describe("a node whose disk is full", { skip: unavailable ?? false, timeout: 180_000 }, () => {
+  const cluster = new LocalCluster(topology, timings);
+  const disk = join(cluster.directory, "n2");
+  let mounted = false;
+  const url = (name: string): string => cluster.node(name).url;
+  /** Writes n2 acknowledged while its disk filled. */
+  const acknowledged: string[] = [];
+  /** n3, joining through n2 while its disk is full. */
+  let joining: Promise<ClusterNode> | undefined;
+
+  before(async () => {
+    const first = await cluster.start("n1", "hq");
+    mkdirSync(disk);
+    mount(disk, diskBytes);
+    mounted = true;
+    await cluster.start("n2", "hq", { join: [first.url] });
+  });
+
+  after(async () => {
+    // The tmpfs is unmounted once n2 has closed its files, then everything goes as usual.
+    await joining?.catch(() => null);
+    await cluster.stop("n2").catch(() => null);
+    if (mounted) spawnSync("umount", [disk]);
+    await cluster.stopAll();
+  });
+
+  it("refuses client writes with 503 storage-full, said once in its log", async () => {
+    let next = 0;
+    let refused = 0;
+    const started = Date.now();
+    const worker = async (): Promise<void> => {
+      while (refused < 20 && next < fillWritesMax && Date.now() - started < fillWallMs) {
+        const name = `fill-${next++}`;
+        const answer = await http("POST", `${url("n2")}/v1/entries`, person(name));
+        if (answer.status === 201) {
+          acknowledged.push(name);
+          continue;
+        }
+        const body = answer.body as { code?: string; detail?: string };
+        assert.equal(answer.status, 503, JSON.stringify(body));
+        assert.equal(body.code, "storage-full");
+        assert.match(body.detail ?? "", /disk is full: the write was not stored/);
+        assert.ok(answer.headers.get("retry-after") !== null, "a retryable answer says when to retry");
+        refused++;
+      }
+    };
+    await Promise.all(Array.from({ length: fillConcurrency }, worker));
+    assert.ok(refused >= 20, `the disk never filled: ${acknowledged.length} writes acknowledged`);
+    assert.ok(acknowledged.length > 0, "n2 took writes before its disk filled");
+    const log = cluster.node("n2").log;
+    const told = log.split("\n").filter((line) => line.includes('"storage-full"')).length;
+    // Once per episode (a checkpoint may free a little room between two), not once per write.
+    assert.ok(told >= 1 && told < refused / 2, `storage-full logged ${told} times for ${refused} refusals`);
+    assert.doesNotMatch(log, /"write-failed"|"request-failed"/);
+    // Reads are served all the while.
+    const read = await http("GET", entryPath(url("n2"), `cn=${acknowledged[0]},${base}`));
+    assert.equal(read.status, 200, JSON.stringify(read.body));
+  });
+
+  it("fails its pulls at once with that reason, for repl status to show", async () => {
+    for (let index = 0; index < 50; index++) {
+      const answer = await http("POST", `${url("n1")}/v1/entries`, person(`from-n1-${index}`));
+      assert.equal(answer.status, 201, JSON.stringify(answer.body));
+    }
+    const started = Date.now();
+    let seen: Partner | undefined;
+    await eventually(
+      "n2's pull from n1 failing for its full disk",
+      async () => {
+        const status = (await http("GET", `${url("n2")}/v1/status`)).body as { partners: Partner[] };
+        seen = status.partners.find((partner) => partner.node === "n1");
+        return (
+          seen !== undefined && seen.consecutiveFailures > 0 && /disk is full/.test(seen.lastFailure ?? "")
+        );
+      },
+      pullFailureSeenMs,
+    );
+    assert.ok(Date.now() - started < timings.pullTimeoutMs, `seen after ${Date.now() - started} ms`);
+    assert.match(seen?.lastFailure ?? "", /this node's disk is full: the answer could not be stored/);
+  });
+
+  it("asks a node joining through it to retry, rather than refusing it", async () => {
+    // Not a byte left (a checkpoint may have freed a little since the writes filled the disk).
+    fillUp(disk);
+    joining = cluster.start("n3", "hq", { join: [url("n2")], timeoutMs: 60_000 });
+    let refused: unknown = null;
+    joining.catch((error: unknown) => {
+      refused = error;
+    });
+    // Its registration is a write on n2: refused for the full disk, it is retried. (SQLite may
+    // still fit so small a write into its log file's room: then n3 simply joins.)
+    await eventually(
+      "n3 retrying its join, or joined",
+      async () => {
+        assert.equal(refused, null, `n3 gave up its join: ${String(refused)}`);
+        const log = cluster.nodes.get("n3")?.log ?? "";
+        return /"join-retry".*disk is full/.test(log) || log.includes("listening ");
+      },
+      15_000,
+    );
+    assert.equal(refused, null, `n3 gave up its join: ${String(refused)}`);
+  });
+
+  it("takes writes again and catches up once space is freed, having lost nothing", async () => {
+    mount(disk, grownDiskBytes, true);
+    await eventually(
+      "n2 taking writes again",
+      async () => (await http("POST", `${url("n2")}/v1/entries`, person("after-the-fill"))).status === 201,
+      15_000,
+    );
+    await eventually(
+      "n2 holding what n1 took meanwhile",
+      async () => (await http("GET", entryPath(url("n2"), `cn=from-n1-49,${base}`))).status === 200,
+      15_000,
+    );
+    assert.match(cluster.node("n2").log, /"storage-recovered"/);
+    for (const name of acknowledged) {
+      const answer = await http("GET", entryPath(url("n2"), `cn=${name},${base}`));
+      assert.equal(answer.status, 200, `${name}, acknowledged by n2 before its disk filled`);
+    }
+    await eventually(
+      "n1 holding every write n2 acknowledged",
+      async () => {
+        for (const name of [...acknowledged, "after-the-fill"])
+          if ((await http("GET", entryPath(url("n1"), `cn=${name},${base}`))).status !== 200) return false;
+        return true;
+      },
+      15_000,
+    );
+    const n3 = await (joining as Promise<ClusterNode>);
+    const joined = await http("GET", entryPath(n3.url, `cn=after-the-fill,${base}`));
+    assert.equal(joined.status, 200, "n3 joined through n2 and synced from it");
+  });
+});
