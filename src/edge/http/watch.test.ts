@@ -1,11 +1,19 @@
 import assert from "node:assert/strict";
+import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import Fastify from "fastify";
 import { type InProcessNode, startInProcessNode } from "../../../test/support/in-process-node.ts";
 import { sseBlocks } from "../../../test/support/sse.ts";
-import type { InvocationId, Usn } from "../../core/ids.ts";
-import { type DirectoryService, encodeSession, isProblem, registerClientApi, sessionHeader } from "./api.ts";
+import type { Guid, InvocationId, Usn } from "../../core/ids.ts";
+import {
+  type ChangeEvent,
+  type DirectoryService,
+  encodeSession,
+  isProblem,
+  registerClientApi,
+  sessionHeader,
+} from "./api.ts";
 import { eventId, startPosition } from "./watch.ts";
 
 /**
@@ -265,5 +273,95 @@ describe("a watch position tagged with its database instance", () => {
     assert.match(start.detail, /is not this node's .*positions are per node/);
     for (const bad of [`${current}:`, `${current}:-1`, `${current.toUpperCase()}:1`, `x:1`, `${current}:1:2`])
       assert.equal(codeOf(startPosition(bad, undefined, node)), "invalid-request", bad);
+  });
+});
+
+/**
+ * A directory whose changes the test makes by hand (`commit`), each event's DN as long as the
+ * test says, its change listeners told or not: enough of a node for a watch stream whose
+ * reader falls behind.
+ */
+function handFedDirectory(): {
+  service: DirectoryService;
+  commit: (dnLength: number, notify?: boolean) => number;
+} {
+  const unused = (): never => {
+    throw new Error("not used by a watch");
+  };
+  const events: ChangeEvent[] = [];
+  const listeners = new Set<() => void>();
+  const service: DirectoryService = {
+    ready: () => true,
+    write: unused,
+    concernAttainable: unused,
+    catchUp: async () => true,
+    unreachableSession: () => null,
+    lostSession: async () => null,
+    invocation: () => "cd".repeat(16) as InvocationId,
+    formerInvocation: () => false,
+    get: unused,
+    search: unused,
+    conflicts: unused,
+    status: () => ({}),
+    position: () => events.length,
+    changesSince: (after, limit) => events.slice(after, after + limit),
+    onChange: (listener) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+  const commit = (dnLength: number, notify = true): number => {
+    const usn = events.length + 1;
+    const guid = usn.toString(16).padStart(32, "0") as Guid;
+    events.push({ usn, guid, dn: `cn=${"x".repeat(dnLength)},${base}`, deleted: false });
+    if (notify) for (const listener of listeners) listener();
+    return usn;
+  };
+  return { service, commit };
+}
+
+/** Bytes of events that no socket buffer holds: the stream must wait for its reader to drain it. */
+const backlogBytes = 32 * 1024 * 1024;
+/** Events of that backlog (fewer than a stream reads per step, so that one step writes them all). */
+const backlogEvents = 64;
+
+describe("a watch whose reader falls behind", { timeout: 30_000 }, () => {
+  it("still sends a change made while the stream waited for its reader to drain", async () => {
+    const { service, commit } = handFedDirectory();
+    const app = Fastify();
+    registerClientApi(app, service);
+    await app.listen({ host: "127.0.0.1", port: 0 });
+    const address = app.server.address();
+    assert.ok(address !== null && typeof address === "object");
+    // A raw socket, not read yet: the stream fills the buffers and waits for them to drain.
+    const socket = connect(address.port, "127.0.0.1");
+    try {
+      socket.pause();
+      socket.write("GET /v1/watch HTTP/1.1\r\nHost: watch\r\n\r\n");
+      await sleep(200);
+      // One step of the stream writes the whole backlog, then waits for the reader.
+      for (let index = 1; index < backlogEvents; index++) commit(backlogBytes / backlogEvents, false);
+      commit(backlogBytes / backlogEvents);
+      await sleep(200);
+      // Made while the stream waits for the drain: its listener fires then, and must not be lost.
+      const last = commit(1);
+      let text = "";
+      const wanted = `id: ${eventId("cd".repeat(16), last)}\n`;
+      const arrived = new Promise<void>((resolve) => {
+        socket.on("data", (chunk: Buffer) => {
+          text = (text + chunk.toString("latin1")).slice(-4096);
+          if (text.includes(wanted)) resolve();
+        });
+      });
+      socket.resume();
+      const outcome = await Promise.race([
+        arrived.then(() => "arrived"),
+        sleep(10_000).then(() => "missing"),
+      ]);
+      assert.equal(outcome, "arrived", `the change made during the drain (USN ${last}) never came`);
+    } finally {
+      socket.destroy();
+      await app.close();
+    }
   });
 });

@@ -139,11 +139,17 @@ export function registerWatchRoute(app: FastifyInstance, service: DirectoryServi
     streams.add(raw);
     let closed = false;
     let pumping = false;
+    // A change told of while the pump runs (it may be waiting for the reader to drain, past its
+    // last read): the pump reads again before it stops, else that change would wait, unsent,
+    // for the next one.
+    let told = false;
     const pump = async (): Promise<void> => {
+      told = true;
       if (pumping || closed) return;
       pumping = true;
       try {
-        for (let step = 0; step < watchBatchesPerPumpMax && !closed; step++) {
+        for (let step = 0; step < watchBatchesPerPumpMax && !closed && told; step++) {
+          told = false;
           const events = service.changesSince(position, watchBatchMax);
           for (const event of events) {
             const id = eventId(service.invocation(), event.usn);
@@ -152,7 +158,7 @@ export function registerWatchRoute(app: FastifyInstance, service: DirectoryServi
           }
           // A slow reader holds the stream back rather than this node's memory.
           if (raw.writableNeedDrain) await new Promise((resolve) => raw.once("drain", resolve));
-          if (events.length < watchBatchMax) break;
+          if (events.length === watchBatchMax) told = true;
         }
       } finally {
         pumping = false;
