@@ -21,7 +21,7 @@ import { type UtdVector, utdMerge } from "../../core/replication/utd.ts";
 import { validateUtd } from "../../core/replication/validate.ts";
 import type { Result } from "../../core/result.ts";
 import { registerBatchRoute } from "./batch.ts";
-import { parseJsonBody } from "./json-body.ts";
+import { decodeJsonBody, parseJsonBody } from "./json-body.ts";
 import { type LocatorView, registerLocateRoute } from "./locate.ts";
 import { isRetryable, type Problem, type ProblemCode, problem, problemOf } from "./problems.ts";
 import { registerWatchRoute } from "./watch.ts";
@@ -350,11 +350,12 @@ function decodeCursor(cursor: unknown, search: string): Cursor | null | Problem 
 export function registerClientApi(app: FastifyInstance, service: DirectoryService): void {
   // JSON only: a text body is refused with 415 rather than read as a string.
   app.removeContentTypeParser("text/plain");
-  // JSON.parse, but a key given twice in one object, or `__proto__`, is refused (json-body.ts).
+  // JSON.parse, but a body that is not UTF-8, a key given twice in one object, or `__proto__`,
+  // is refused (json-body.ts). Read as bytes: fastify's string parser decodes bad UTF-8 as U+FFFD.
   app.removeContentTypeParser("application/json");
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, text, done) => {
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_request, bytes, done) => {
     try {
-      done(null, parseJsonBody(text as string));
+      done(null, parseJsonBody(decodeJsonBody(bytes as Buffer)));
     } catch (error) {
       done(error as Error, undefined);
     }

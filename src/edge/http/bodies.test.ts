@@ -95,6 +95,47 @@ describe("the client API's checks of whole bodies", { timeout: 60_000 }, () => {
     assert.ok(await exists(`cn=pair😀,${base}`));
   });
 
+  it("refuses a body that is not UTF-8 rather than storing U+FFFD for its bad bytes, and stores nothing", async () => {
+    /** `text` as UTF-8 with `bytes` in place of its `@`. */
+    const withBytes = (text: string, bytes: readonly number[]): Buffer => {
+      const [before = "", after = ""] = text.split("@");
+      return Buffer.concat([Buffer.from(before, "utf8"), Buffer.from(bytes), Buffer.from(after, "utf8")]);
+    };
+    const send = async (path: string, body: Buffer): Promise<Answer> => {
+      const response = await fetch(`${node.url}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+        signal: AbortSignal.timeout(requestTimeoutMs),
+      });
+      return {
+        status: response.status,
+        type: response.headers.get("content-type") ?? "",
+        body: (await response.json()) as Record<string, unknown>,
+      };
+    };
+    // A stray byte, a cut-short sequence, an overlong "/", an encoded surrogate (CESU-8).
+    for (const bytes of [[0xff], [0xe2, 0x82], [0xc0, 0xaf], [0xed, 0xa0, 0x80]]) {
+      const refused = await send("/v1/entries", withBytes(person("bad@"), bytes));
+      assertRefused(refused);
+      assert.match(String(refused.body.detail), /not UTF-8/);
+      assertRefused(await send("/v1/entries", withBytes(person("bad", "v@"), bytes)));
+      const batch = `{"operations":[${person("bad@").replace('{"dn"', '{"op":"create","dn"')}]}`;
+      assertRefused(await send("/v1/batch", withBytes(batch, bytes)));
+    }
+    const found = await call(
+      "POST",
+      "/v1/search",
+      JSON.stringify({ base, filter: "(cn=bad*)", attributes: ["1.1"] }),
+    );
+    assert.equal(found.status, 200, JSON.stringify(found.body));
+    assert.deepEqual(found.body.entries, []);
+    // Well-formed UTF-8 (after a byte order mark, which is skipped) is taken as it is.
+    const good = await send("/v1/entries", withBytes(`@${person("good-é😀")}`, [0xef, 0xbb, 0xbf]));
+    assert.equal(good.status, 201, JSON.stringify(good.body));
+    assert.ok(await exists(`cn=good-é😀,${base}`));
+  });
+
   it("refuses a body on DELETE rather than ignoring it", async () => {
     for (const cn of ["kept", "kept-child"]) {
       const dn = cn === "kept" ? `cn=kept,${base}` : `cn=kept-child,cn=kept,${base}`;

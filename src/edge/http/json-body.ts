@@ -1,3 +1,5 @@
+import { isUtf8 } from "node:buffer";
+
 /**
  * How the node reads a JSON body (the `application/json` parser of the client API, api.ts).
  * `JSON.parse` alone would take `{"dn":"a","dn":"b"}` and silently keep the last `dn` — other
@@ -36,6 +38,20 @@ interface Frame {
 /** A body the parser refuses: fastify's error handler answers it as `400 invalid-request` with this message. */
 export class JsonBodyError extends Error {
   readonly statusCode = 400;
+}
+
+/**
+ * The body's bytes as text, or a JsonBodyError when they are not UTF-8 (RFC 8259 §8.1). Decoding
+ * them anyway, as fastify's string parser does, turns each bad byte into U+FFFD: a DN or value
+ * stored as something other than what was sent, where the same bytes percent-encoded in a path
+ * are refused.
+ */
+export function decodeJsonBody(bytes: Buffer): string {
+  if (!isUtf8(bytes))
+    throw new JsonBodyError(
+      "the body is not UTF-8: a byte of it starts no UTF-8 character, or a character is cut short; send JSON as UTF-8",
+    );
+  return bytes.toString("utf8");
 }
 
 /**
