@@ -482,12 +482,30 @@ function registerSessionHooks(app: FastifyInstance, service: DirectoryService, s
     );
   });
   app.addHook("onSend", (request, reply, payload, done) => {
-    if (request.url.startsWith("/v1/") && request.url !== "/v1/status") {
-      const token = sessions.get(request);
-      void reply.header(sessionHeader, token === undefined ? emptySession : encodeSession(token));
-    }
+    if (carriesSession(request)) void reply.header(sessionHeader, answerSession(request, sessions));
     done(null, payload);
   });
+}
+
+/** Whether the answer to `request` carries a session token: every /v1 answer but status's (watch's stream sends no headers through fastify). */
+function carriesSession(request: FastifyRequest): boolean {
+  return request.url.startsWith("/v1/") && request.url !== "/v1/status";
+}
+
+/**
+ * The session token an answer carries: the request's as its writes grew it. A request refused
+ * before the session hook read its token (a parameter, a content coding, a path that does not
+ * decode) hands back the token it sent, as a read does — the empty token would tell a client
+ * that keeps the latest one that it has written nothing — or the empty one when it sent none
+ * (or something that is no token).
+ */
+function answerSession(request: FastifyRequest, sessions: Sessions): string {
+  const token = sessions.get(request);
+  if (token !== undefined) return encodeSession(token);
+  const sent = header(request, sessionHeader);
+  if (sent === undefined || isProblem(sent)) return emptySession;
+  const decoded = decodeSession(sent);
+  return isProblem(decoded) ? emptySession : encodeSession(decoded);
 }
 
 /**
@@ -746,7 +764,9 @@ function pathPattern(url: string): RegExp {
  * Requests fastify refuses before routing (a URL that does not decode, a bad content-type
  * header): problem documents too. Passed as fastify's `frameworkErrors` option.
  */
-export function frameworkErrors(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  // No hook runs for these: the session token is handed back here (answerSession).
+  if (carriesSession(request)) void reply.header(sessionHeader, answerSession(request, new WeakMap()));
   void sendProblem(reply, problem("invalid-request", error.message));
 }
 
