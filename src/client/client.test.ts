@@ -598,6 +598,54 @@ describe("a call the caller aborts", { timeout: 30_000 }, () => {
     }
   });
 
+  it("rejects what it cannot send before sending it, trying and blaming no server", async () => {
+    const node = await scripted(answerJson(200, { dn: "cn=x" }));
+    const client = createClient({ urls: [node.url] });
+    try {
+      const lone = "cn=\ud800,dc=example,dc=com";
+      // A DN no URL can carry (a lone surrogate has no UTF-8): a rejection, not a synchronous URIError.
+      const calls: (() => Promise<unknown>)[] = [
+        () => client.get(lone),
+        () => client.modify(lone, [{ operation: "delete", attribute: "sn" }]),
+        () => client.delete(lone),
+        () => client.rename(lone, { newRdn: "cn=y" }),
+      ];
+      for (const call of calls) {
+        let pending: Promise<unknown> | undefined;
+        assert.doesNotThrow(() => {
+          pending = call();
+        }, "a promise-returning call throws nothing synchronously");
+        await assert.rejects(pending as Promise<unknown>, (error: unknown) => {
+          assert.ok(error instanceof TypeError, String(error));
+          assert.match(error.message, /not well-formed Unicode/);
+          return true;
+        });
+      }
+      // A body JSON cannot hold: the caller's error, not a write that "may have been applied"
+      // on a server it never reached, nor a failure that puts the server in back-off.
+      const circular: Record<string, unknown> = { base: "dc=example,dc=com" };
+      circular.self = circular;
+      await assert.rejects(client.search(circular), (error: unknown) => {
+        assert.ok(error instanceof TypeError && !(error instanceof NoServerError), String(error));
+        return true;
+      });
+      await assert.rejects(
+        client.add("cn=x,dc=example,dc=com", { cn: [1n as unknown as string] }),
+        (error: unknown) => {
+          assert.ok(error instanceof TypeError && !(error instanceof OutcomeUnknownError), String(error));
+          return true;
+        },
+      );
+      assert.deepEqual(node.requests, [], "nothing was sent");
+      const [first] = await client.candidates();
+      assert.equal(first?.url, node.url);
+      assert.equal((await client.get("cn=x")).status, 200, "the server is in no back-off");
+    } finally {
+      await client.close();
+      await node.close();
+    }
+  });
+
   it("renames through POST /v1/entries/{dn}/rename", async () => {
     const node = await scripted(answerJson(200, { dn: "cn=b,ou=p,dc=example,dc=com" }));
     const client = createClient({ urls: [node.url] });

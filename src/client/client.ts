@@ -408,12 +408,15 @@ export class PlexusClient {
     options: CallOptions = {},
   ): Promise<ClientAnswer<T>> {
     options.signal?.throwIfAborted();
+    // The caller's error (a cycle, a BigInt), thrown before any server is tried: caught in an
+    // attempt, it read as a server's failure, put it in back-off and made a write "maybe applied".
+    const payload = body === undefined ? undefined : JSON.stringify(body);
     const timeoutMs = this.timeoutFor(headers);
     const deadline = this.deadlineFor(timeoutMs);
     const expiry = new AbortController();
     const timer = deadline === null ? undefined : setTimeout(() => expiry.abort(), deadline);
     try {
-      return await this.requestWithin<T>({ method, path, body, headers, timeoutMs }, options.signal, {
+      return await this.requestWithin<T>({ method, path, payload, headers, timeoutMs }, options.signal, {
         ms: deadline ?? 0,
         signal: expiry.signal,
       });
@@ -428,7 +431,7 @@ export class PlexusClient {
     signal: AbortSignal | undefined,
     deadline: Deadline,
   ): Promise<ClientAnswer<T>> {
-    const { method, path, body, headers, timeoutMs } = ask;
+    const { method, path, payload, headers, timeoutMs } = ask;
     const records = await untilDeadline(this.currentRecords(), deadline);
     signal?.throwIfAborted();
     const order = plan(records.tiers, this.book, this.now());
@@ -443,7 +446,7 @@ export class PlexusClient {
     const both = signal === undefined ? deadline.signal : AbortSignal.any([signal, deadline.signal]);
     for (const [index, candidate] of order.entries()) {
       if (deadline.signal.aborted) throw new DeadlineExceededError(failed, deadline.ms, order.length - index);
-      const outcome = await this.attempt(candidate, method, path, body, headers, timeoutMs, both);
+      const outcome = await this.attempt(candidate, method, path, payload, headers, timeoutMs, both);
       // The caller gave up: no other server is tried, and this one is not blamed.
       signal?.throwIfAborted();
       if (outcome.kind === "answer") return this.answered<T>(candidate, outcome, failed);
@@ -501,7 +504,7 @@ export class PlexusClient {
         candidate,
         ask.method,
         ask.path,
-        ask.body,
+        ask.payload,
         ask.headers,
         ask.timeoutMs,
         both,
@@ -649,7 +652,9 @@ export class PlexusClient {
     return answer;
   }
 
-  get<T = Record<string, unknown>>(
+  // The wrappers are async so that a DN no path can carry (entryPath) rejects, as every other
+  // failure does, rather than throwing before the caller has a promise.
+  async get<T = Record<string, unknown>>(
     dn: string,
     attributes?: readonly string[],
     options: CallOptions = {},
@@ -658,7 +663,7 @@ export class PlexusClient {
     return this.call<T>("GET", `${entryPath(dn)}${query}`, undefined, {}, options);
   }
 
-  add(
+  async add(
     dn: string,
     attributes: Record<string, string[]>,
     writeConcern?: string,
@@ -667,7 +672,7 @@ export class PlexusClient {
     return this.call("POST", "/v1/entries", { dn, attributes }, this.concernHeader(writeConcern), options);
   }
 
-  modify(
+  async modify(
     dn: string,
     changes: readonly Change[],
     writeConcern?: string,
@@ -676,7 +681,7 @@ export class PlexusClient {
     return this.call("PATCH", entryPath(dn), { changes }, this.concernHeader(writeConcern), options);
   }
 
-  delete(
+  async delete(
     dn: string,
     options: { subtree?: boolean; writeConcern?: string } & CallOptions = {},
   ): Promise<ClientAnswer> {
@@ -691,7 +696,7 @@ export class PlexusClient {
   }
 
   /** Renames the entry and/or moves it under `to.newParent` (POST /v1/entries/{dn}/rename). */
-  rename(
+  async rename(
     dn: string,
     to: RenameTarget,
     writeConcern?: string,
@@ -701,7 +706,7 @@ export class PlexusClient {
   }
 
   /** One page of a search (`cursor` from the previous page's nextCursor). */
-  search<T = { entries: Record<string, unknown>[]; truncated: boolean; nextCursor: string | null }>(
+  async search<T = { entries: Record<string, unknown>[]; truncated: boolean; nextCursor: string | null }>(
     request: Record<string, unknown>,
     options: CallOptions = {},
   ): Promise<ClientAnswer<T>> {
@@ -752,7 +757,7 @@ export class PlexusClient {
     candidate: Candidate,
     method: string,
     path: string,
-    body: unknown,
+    payload: string | undefined,
     headers: Record<string, string>,
     timeoutMs: number,
     signal: AbortSignal | undefined,
@@ -763,12 +768,12 @@ export class PlexusClient {
     const sent: Record<string, string> = { ...headers };
     if (this.sessionToken !== null && path !== "/v1/locate" && !path.startsWith("/v1/locate?"))
       sent["plexus-session"] = this.sessionToken;
-    if (body !== undefined) sent["content-type"] = "application/json";
+    if (payload !== undefined) sent["content-type"] = "application/json";
     try {
       const response = await undiciRequest(`${candidate.url}${path}`, {
         method: method as "GET",
         headers: sent,
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        ...(payload === undefined ? {} : { body: payload }),
         dispatcher: this.agent,
         reset: this.options.keepAlive === false,
         signal:
@@ -973,7 +978,8 @@ export class PlexusClient {
 interface Ask {
   readonly method: string;
   readonly path: string;
-  readonly body: unknown;
+  /** The body as JSON text, serialized once for every server tried. */
+  readonly payload: string | undefined;
   readonly headers: Record<string, string>;
   readonly timeoutMs: number;
 }
@@ -1008,7 +1014,15 @@ export function createClient(options: ClientOptions): PlexusClient {
   return new PlexusClient(options);
 }
 
+/** A UTF-16 code unit of a surrogate pair standing alone: in `u` mode a whole pair is one code point, not matched. */
+const loneSurrogate = /\p{Surrogate}/u;
+
 function entryPath(dn: string): string {
+  // encodeURIComponent would throw URIError "URI malformed": a lone surrogate has no UTF-8.
+  if (loneSurrogate.test(dn))
+    throw new TypeError(
+      `the DN ${JSON.stringify(dn)} is not well-formed Unicode (it holds a lone surrogate): no URL can name it, and no entry has it`,
+    );
   return `/v1/entries/${encodeURIComponent(dn)}`;
 }
 
