@@ -1,13 +1,14 @@
 import { OutcomeUnknownError } from "../client/client.ts";
 import { parseWriteConcern } from "../core/node/write-concern.ts";
 import { formatReached } from "./entry-text.ts";
-import { BadUrlError, ProblemError, UnreachableError } from "./remote.ts";
+import { BadUrlError, ProblemError, UnreachableError, WriteOutcomeUnknownError } from "./remote.ts";
 
 /**
  * What the commands that talk to a node share: where the node is, and how a failure ends the
  * command. Exit codes: 0 done, 1 the node refused (a problem document), 2 bad usage (nothing
- * was sent), 3 no node answered, 4 a write went to a node that then stopped answering (--zone:
- * the client library does not send it to another, where it could be applied twice).
+ * was sent), 3 no node could be reached, 4 a write went to a node that then broke the
+ * connection or did not answer in time: it may have been applied (with --zone the client library
+ * does not send it to another node, where it could be applied twice).
  */
 export const exitProblem = 1;
 export const exitUsage = 2;
@@ -112,7 +113,7 @@ export async function reportFailures(
       stderr.write(`plexus: unreachable: ${error.message}\n`);
       return exitUnreachable;
     }
-    if (error instanceof OutcomeUnknownError) {
+    if (error instanceof OutcomeUnknownError || error instanceof WriteOutcomeUnknownError) {
       stderr.write(`plexus: outcome unknown: ${error.message}\n`);
       return exitOutcomeUnknown;
     }

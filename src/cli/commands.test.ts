@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { LocalCluster } from "../../test/support/cluster.ts";
-import { type CliRun, plexus as runPlexus } from "../../test/support/plexus-cli.ts";
+import { type CliRun, plexus as runPlexus, startPlexus } from "../../test/support/plexus-cli.ts";
 import { formatReached } from "./entry-text.ts";
 
 /**
@@ -45,6 +45,25 @@ function closedPort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * Ports the Fetch standard blocks for browsers (Node's fetch answers "bad port" without
+ * trying), above 1024: nodes serve on them and reach each other there all the same.
+ */
+const fetchBlockedPorts = [6665, 6666, 6667, 6668, 6669, 6697, 10080, 6000, 5060, 5061, 4190, 2049];
+
+/** The first of `ports` free on 127.0.0.1 now, or null. */
+async function freePortOf(ports: readonly number[]): Promise<number | null> {
+  for (const port of ports) {
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  return null;
 }
 
 describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
@@ -195,6 +214,65 @@ describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
     assert.match(replaced.stderr, /^plexus: invalid-attribute: usnChanged is an operational attribute/);
   });
 
+  it("a write the node got but did not answer is 'outcome unknown' (exit 4), not 'cannot reach'", async () => {
+    const dn = `cn=frozen,${base}`;
+    const port = await closedPort();
+    const node = cluster.node("e2").process;
+    assert.ok(node?.pid !== undefined);
+    // A node that takes the request and then gives no answer (stopped, overloaded, its
+    // network gone): the write is applied once it runs again.
+    node.kill("SIGSTOP");
+    let write: Run;
+    let read: Run;
+    try {
+      [write, read] = await Promise.all([
+        plexus(["add", dn, "objectClass=person", "cn=frozen", "sn=F", "--url", e2]),
+        plexus(["get", base, "--url", e2]),
+      ]);
+    } finally {
+      node.kill("SIGCONT");
+    }
+    assert.equal(write.code, 4, write.stderr);
+    assert.equal(
+      write.stderr,
+      `plexus: outcome unknown: POST /v1/entries may have been applied on ${e2}: no answer in time; read to know whether it was applied\n`,
+    );
+    // It was: "cannot reach" would have had the operator send it again.
+    assert.match(ok(await plexus(["get", dn, "--url", e2])).stdout, /^dn: cn=frozen,dc=example,dc=com$/m);
+    // A read, and a write refused before it was sent, stay "cannot reach" (exit 3).
+    assert.equal(read.code, 3, read.stderr);
+    assert.equal(read.stderr, `plexus: unreachable: cannot reach ${e2}: no answer in time\n`);
+    const refused = await plexus(["delete", dn, "--url", `http://${closedHost}:${port}`]);
+    assert.equal(refused.code, 3, refused.stderr);
+    assert.match(
+      refused.stderr,
+      /^plexus: unreachable: cannot reach http:\/\/127\.0\.0\.2:\d+: connection refused/,
+    );
+  });
+
+  it("a reader that has gone (plexus search | head) ends the command with one line, no stack trace", async () => {
+    const closedOutput = (args: string[]): Promise<Run> => {
+      const { PLEXUS_URL: _url, PLEXUS_SESSION: _session, ...env } = process.env;
+      const { child, done } = startPlexus(args, { env });
+      child.stdout?.destroy();
+      return done;
+    };
+    const commands: [string, string[]][] = [
+      ["search", ["search", base, "--url", e1]],
+      ["search", ["search", base, "--url", e1, "--json"]],
+      ["get", ["get", base, "--url", e1]],
+      ["repl", ["repl", "status", "--url", e1]],
+      ["conflicts", ["conflicts", "--url", e1]],
+      ["get", ["get", "--help"]],
+    ];
+    const runs = await Promise.all(commands.map(([, args]) => closedOutput(args)));
+    for (const [index, run] of runs.entries()) {
+      const [name, args] = commands[index] as [string, string[]];
+      assert.equal(run.code, 1, `${args.join(" ")}: ${run.stderr}`);
+      assert.equal(run.stderr, `plexus ${name}: cannot write to stdout: write EPIPE\n`, args.join(" "));
+    }
+  });
+
   it("repl status, sync, conflicts and topology --url describe the live cluster", async () => {
     const [status, statusJson, sync, conflicts, topologyText, help, summary] = await Promise.all([
       plexus(["repl", "status", "--url", e1]),
@@ -284,6 +362,27 @@ describe("plexus entry and replication commands", { timeout: 240_000 }, () => {
       ok(text).stdout,
       /^Unreachable \(1\):\n {2}e2: cannot reach http:\/\/127\.0\.0\.1:\d+: connection refused/m,
     );
+  });
+
+  it("reaches a node on a port Node's fetch refuses ('bad port'), as its partners do", async (t) => {
+    const port = await freePortOf(fetchBlockedPorts);
+    if (port === null) {
+      t.skip(`none of the ports ${fetchBlockedPorts.join(", ")} is free`);
+      return;
+    }
+    const e3 = (await cluster.start("e3", "east", { join: [e1], port })).url;
+    assert.equal(e3, `http://127.0.0.1:${port}`);
+    const dn = `cn=portly,${base}`;
+    const added = await plexus(["add", dn, "objectClass=person", "cn=portly", "sn=P", "--url", e3]);
+    assert.equal(added.code, 0, added.stderr);
+    const [read, status, exported] = await Promise.all([
+      plexus(["get", dn, "--url", e3]),
+      plexus(["repl", "status", "--url", e3]),
+      plexus(["export", "--url", e3, "--filter", "(cn=portly)"]),
+    ]);
+    assert.match(ok(read).stdout, /^dn: cn=portly,dc=example,dc=com$/m);
+    assert.match(ok(status).stdout, /^e3 {2}site east {2}http:\/\/127\.0\.0\.1:\d+\n/);
+    assert.match(ok(exported).stdout, /^dn: cn=portly,dc=example,dc=com$/m);
   });
 });
 

@@ -2,6 +2,7 @@ import { topologyContainers } from "../core/topology/entries.ts";
 import { type Environment, nodeUrl, UsageError } from "./cli-support.ts";
 import {
   checkBaseUrl,
+  httpFetch,
   type NodeApi,
   ProblemError,
   sessionHeaderName,
@@ -67,7 +68,7 @@ async function postJson<T>(
   let response: Response;
   let parsed: unknown;
   try {
-    response = await fetch(`${baseUrl}${path}`, {
+    response = await httpFetch(`${baseUrl}${path}`, {
       method: "POST",
       headers: headersOf(options),
       body: JSON.stringify(body),

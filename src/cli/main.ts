@@ -50,8 +50,9 @@ Against a node (--url URL or $PLEXUS_URL; --json for JSON; 'plexus COMMAND --hel
                           (plexus-session: TOKEN) and every command takes --session TOKEN
                           (or $PLEXUS_SESSION) to read its writes on any node. Exit codes:
                           1 the node refused (plexus: <code>: <detail>), 2 bad usage,
-                          3 no answer, 4 a write's outcome unknown (--zone: the node it went
-                          to stopped answering; read to know whether it was applied)
+                          3 no node could be reached, 4 a write's outcome unknown (the node
+                          it went to broke the connection or did not answer in time; read to
+                          know whether it was applied)
   plexus repl status [NODE]
                           one node's inbound partners (last success, last failure and its
                           reason, consecutive failures) and per origin what it has against
@@ -111,6 +112,28 @@ const entryCommands: readonly string[] = ["get", "add", "modify", "delete", "mov
 
 const [command, ...given] = process.argv.slice(2);
 const { stdout, stderr } = process;
+/** Commands that handle their outputs' failures themselves: their nodes must stop in order. */
+const ownOutputHandling: readonly string[] = ["start", "demo"];
+if (command === undefined || !ownOutputHandling.includes(command)) endOnClosedOutput(command);
+
+/**
+ * A write to a pipe whose reader has gone (`plexus search … | head -1`) fails with EPIPE, an
+ * 'error' event on the stream that, unhandled, ends the process with a stack trace. The command
+ * ends here instead, with one line (as `plexus export` words it) and exit code 1: the rest of
+ * its output has nowhere to go. A failed stderr gets no line.
+ */
+function endOnClosedOutput(name: string | undefined): void {
+  const who = name === undefined || name.startsWith("-") ? "plexus" : `plexus ${name}`;
+  let stderrOpen = true;
+  stderr.on("error", () => {
+    stderrOpen = false;
+    process.exit(1);
+  });
+  stdout.on("error", (error) => {
+    if (stderrOpen) stderr.write(`${who}: cannot write to stdout: ${error.message}\n`);
+    process.exit(1);
+  });
+}
 /** Commands against one node's URL that also take --zone (src/cli/located.ts, zoneToUrl). */
 const locatableCommands: readonly string[] = ["repl", "conflicts", "topology", "import", "export"];
 const rest = await locate(command, given);

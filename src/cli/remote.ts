@@ -8,7 +8,8 @@
  * `UnreachableError` (no answer: connection refused, DNS, timeout); through the client library
  * (--zone), also its `OutcomeUnknownError` (a write that may have been applied).
  */
-import { OutcomeUnknownError } from "../client/client.ts";
+import { type Dispatcher, request } from "undici";
+import { notSentCodes, OutcomeUnknownError } from "../client/client.ts";
 import { searchSizeLimitDefault } from "../core/replica/read.ts";
 
 /** A request that gets no answer within this long fails (write concern waits add their timeout). */
@@ -112,6 +113,66 @@ function failureReason(error: unknown): string {
 }
 
 /**
+ * Whether a failed request may have reached the node: it timed out, or its connection broke
+ * after it was made (the client library's notSentCodes are the errors raised before).
+ */
+function maybeReached(error: unknown): boolean {
+  if (error instanceof DOMException && error.name === "TimeoutError") return true;
+  const code = (error as { cause?: { code?: unknown } }).cause?.code;
+  return typeof code === "string" && !notSentCodes.has(code);
+}
+
+/**
+ * A write sent to the node at --url that then broke the connection or did not answer in time:
+ * it may have been applied there, so "cannot reach" would be wrong (and a retry may apply it
+ * twice). Reported as the client library's OutcomeUnknownError is for --zone: exit 4.
+ */
+export class WriteOutcomeUnknownError extends Error {
+  constructor(
+    /** The request, `METHOD /path`. */
+    readonly request: string,
+    readonly url: string,
+    readonly reason: string,
+  ) {
+    super(`${request} may have been applied on ${url}: ${reason}; read to know whether it was applied`);
+  }
+}
+
+/**
+ * `fetch` for the CLI's requests, carried by undici's request(): Node's own fetch refuses the
+ * ports the Fetch standard blocks for browsers ("bad port": 2049, 5060, 6000, 6665–6669,
+ * 10080, …), where a node runs and its partners reach it all the same (they use request()
+ * too). Failures look as fetch's do: the signal's TimeoutError, or a TypeError whose `cause`
+ * is the socket error. Bodies are strings (JSON), and the answer is read whole.
+ */
+export const httpFetch: typeof fetch = async (input, init) => {
+  if (init?.body !== undefined && init.body !== null && typeof init.body !== "string")
+    throw new Error("httpFetch sends string bodies only");
+  const failed = (error: unknown): Error =>
+    error instanceof DOMException ? error : new TypeError("fetch failed", { cause: error });
+  let answer: Dispatcher.ResponseData;
+  let text: string;
+  try {
+    answer = await request(String(input), {
+      method: (init?.method ?? "GET") as Dispatcher.HttpMethod,
+      headers: Object.fromEntries(new Headers(init?.headers).entries()),
+      body: init?.body ?? null,
+      signal: init?.signal ?? null,
+    });
+    text = await answer.body.text();
+  } catch (error) {
+    throw failed(error);
+  }
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(answer.headers))
+    for (const item of Array.isArray(value) ? value : value === undefined ? [] : [value])
+      headers.append(name, item);
+  // A Response of these statuses cannot have a body, even an empty one.
+  const bodiless = answer.statusCode === 204 || answer.statusCode === 205 || answer.statusCode === 304;
+  return new Response(bodiless ? null : text, { status: answer.statusCode, headers });
+};
+
+/**
  * A node URL a person gave that cannot be one: a mistake in the command line, which
  * reportFailures (cli-support.ts) reports as bad usage, whichever command connected with it.
  */
@@ -194,11 +255,11 @@ export interface NodeApi {
 }
 
 /**
- * The node at `baseUrl` (checked with checkBaseUrl). `fetcher` carries the requests: fetch,
+ * The node at `baseUrl` (checked with checkBaseUrl). `fetcher` carries the requests: httpFetch,
  * or the locator client's failover (src/cli/located.ts), which answers for many nodes.
  */
 /** `where` names the node in "cannot reach" errors (the URL unless the caller knows better). */
-export function connect(baseUrl: string, fetcher: typeof fetch = fetch, where?: string): NodeApi {
+export function connect(baseUrl: string, fetcher: typeof fetch = httpFetch, where?: string): NodeApi {
   const url = checkBaseUrl(baseUrl);
   const send = async (
     method: string,
@@ -206,6 +267,7 @@ export function connect(baseUrl: string, fetcher: typeof fetch = fetch, where?: 
     body: unknown,
     headers: Record<string, string>,
     timeoutMs: number,
+    write: boolean,
   ): Promise<{ response: Response; text: string }> => {
     try {
       const response = await fetcher(`${url}${path}`, {
@@ -218,6 +280,8 @@ export function connect(baseUrl: string, fetcher: typeof fetch = fetch, where?: 
     } catch (error) {
       // Through the client library (--zone): a write it did not send on to another node.
       if (error instanceof OutcomeUnknownError) throw error;
+      if (write && maybeReached(error))
+        throw new WriteOutcomeUnknownError(`${method} ${path}`, where ?? url, failureReason(error));
       throw new UnreachableError(where ?? url, failureReason(error));
     }
   };
@@ -227,8 +291,9 @@ export function connect(baseUrl: string, fetcher: typeof fetch = fetch, where?: 
     body: unknown,
     headers: Record<string, string>,
     timeoutMs = requestTimeoutMs,
+    write = false,
   ): Promise<Answered<T>> => {
-    const { response, text } = await send(method, path, body, headers, timeoutMs);
+    const { response, text } = await send(method, path, body, headers, timeoutMs, write);
     let parsed: unknown = null;
     try {
       parsed = text === "" ? null : JSON.parse(text);
@@ -284,9 +349,9 @@ export function connect(baseUrl: string, fetcher: typeof fetch = fetch, where?: 
         writeHeaders({ session: options.session }),
       ),
     add: (dn, attributes, options) =>
-      call("POST", "/v1/entries", { dn, attributes }, writeHeaders(options), writeTimeout(options)),
+      call("POST", "/v1/entries", { dn, attributes }, writeHeaders(options), writeTimeout(options), true),
     modify: (dn, changes, options) =>
-      call("PATCH", entryPath(dn), { changes }, writeHeaders(options), writeTimeout(options)),
+      call("PATCH", entryPath(dn), { changes }, writeHeaders(options), writeTimeout(options), true),
     delete: (dn, subtree, options) =>
       call(
         "DELETE",
@@ -294,9 +359,10 @@ export function connect(baseUrl: string, fetcher: typeof fetch = fetch, where?: 
         undefined,
         writeHeaders(options),
         writeTimeout(options),
+        true,
       ),
     rename: (dn, move, options) =>
-      call("POST", `${entryPath(dn)}/rename`, move, writeHeaders(options), writeTimeout(options)),
+      call("POST", `${entryPath(dn)}/rename`, move, writeHeaders(options), writeTimeout(options), true),
     search: async (request, options) => {
       const entries: EntryView[] = [];
       let truncated = false;
@@ -319,7 +385,7 @@ export function connect(baseUrl: string, fetcher: typeof fetch = fetch, where?: 
     status: async (timeoutMs = requestTimeoutMs) =>
       (await call<Record<string, unknown>>("GET", "/v1/status", undefined, {}, timeoutMs)).body,
     metrics: async (timeoutMs = requestTimeoutMs) => {
-      const { response, text } = await send("GET", "/metrics", undefined, {}, timeoutMs);
+      const { response, text } = await send("GET", "/metrics", undefined, {}, timeoutMs, false);
       if (!response.ok)
         throw new ProblemError(`http-${response.status}`, "no metrics", response.status, {}, null);
       return text;

@@ -55,7 +55,7 @@ const failoverStatus = 503;
  * even a write goes on to the next server. Anything else (reset, closed, no answer in time)
  * may come after the server got the request.
  */
-const notSentCodes = new Set([
+export const notSentCodes: ReadonlySet<string> = new Set([
   "ECONNREFUSED",
   "UND_ERR_CONNECT_TIMEOUT",
   "ENOTFOUND",
