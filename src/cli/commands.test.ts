@@ -3,6 +3,7 @@ import { createServer } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { LocalCluster } from "../../test/support/cluster.ts";
 import { type CliRun, plexus as runPlexus, startPlexus } from "../../test/support/plexus-cli.ts";
+import { fetchBlockedPorts, freePortOf } from "../../test/support/ports.ts";
 import { formatReached } from "./entry-text.ts";
 
 /**
@@ -45,25 +46,6 @@ function closedPort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
-}
-
-/**
- * Ports the Fetch standard blocks for browsers (Node's fetch answers "bad port" without
- * trying), above 1024: nodes serve on them and reach each other there all the same.
- */
-const fetchBlockedPorts = [6665, 6666, 6667, 6668, 6669, 6697, 10080, 6000, 5060, 5061, 4190, 2049];
-
-/** The first of `ports` free on 127.0.0.1 now, or null. */
-async function freePortOf(ports: readonly number[]): Promise<number | null> {
-  for (const port of ports) {
-    const free = await new Promise<boolean>((resolve) => {
-      const server = createServer();
-      server.once("error", () => resolve(false));
-      server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
-    });
-    if (free) return port;
-  }
-  return null;
 }
 
 describe("plexus entry and replication commands", { timeout: 240_000 }, () => {

@@ -6,6 +6,7 @@ import { after, describe, it } from "node:test";
 import { request } from "undici";
 import { type InProcessNode, startInProcessNode } from "../../test/support/in-process-node.ts";
 import { plexus } from "../../test/support/plexus-cli.ts";
+import { fetchBlockedPorts, freePortOf } from "../../test/support/ports.ts";
 import { entryPath, eventually, http } from "../cli/local-cluster.ts";
 import type { NodeId } from "../core/ids.ts";
 import { type ClusterSecret, clusterSecret, signedHeaders } from "./auth.ts";
@@ -26,10 +27,12 @@ describe("joining and leaving", { timeout: 120_000 }, () => {
     joinUrl: string | null,
     dataDirectory?: string,
     log?: Logger,
+    port?: number,
   ): Promise<InProcessNode> => {
     const node = await startInProcessNode(name, "east", {
       ...(dataDirectory === undefined ? {} : { dataDirectory }),
       ...(log === undefined ? {} : { log }),
+      ...(port === undefined ? {} : { port }),
       join: joinUrl === null ? [] : [joinUrl],
       secret: clusterSecret(secretText) as ClusterSecret,
       partitions: joinUrl === null ? [base] : [],
@@ -133,6 +136,23 @@ describe("joining and leaving", { timeout: 120_000 }, () => {
     await second.close();
     await start("t2", secret, first.url, directory);
     assert.notDeepEqual(await entryOf(), before, "the entry now names the new port");
+  });
+
+  it("finds the running server of that name on a port Node's fetch refuses ('bad port')", async (t) => {
+    const port = await freePortOf(fetchBlockedPorts);
+    if (port === null) {
+      t.skip(`none of the ports ${fetchBlockedPorts.join(", ")} is free`);
+      return;
+    }
+    const secret = "the blocked port test's secret, long enough";
+    const first = await start("p1", secret, null);
+    const second = await start("p2", secret, first.url, undefined, undefined, port);
+    assert.equal(second.url, `http://127.0.0.1:${port}`);
+    const directory = mkdtempSync(join(tmpdir(), "plexus-impostor-"));
+    directories.push(directory);
+    // fetch answered "bad port" there: the probe read it as nothing answering, and gave the
+    // running p2's name to the newcomer.
+    await assert.rejects(start("p2", secret, first.url, directory), /the node name p2 is taken/);
   });
 
   /** A logger keeping `event {fields}` of each warn-level line, for assertions. */
