@@ -48,7 +48,7 @@ const concernHeadroomMs = 2_000;
 const concernTimeoutMsDefault = 5_000;
 /** Answers larger than this are refused (a search page is at most 1,000 entries). */
 const answerBytesMax = 64 * 1024 * 1024;
-/** Statuses that say "try another server": not ready, quarantined, behind the session. */
+/** Statuses that say "try another server": not ready, quarantined, behind the session, disk full. */
 const failoverStatus = 503;
 /**
  * Connection errors raised before a request was sent: the server cannot have applied it, so
