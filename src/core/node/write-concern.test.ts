@@ -40,6 +40,8 @@ describe("write concern", () => {
       "site; timeout=0",
       "site; timeout=999999",
       "site; wait=1",
+      "site; timeout=5; timeout=6",
+      "site; timeout=5;",
       "x".repeat(200),
     ]) {
       const parsed = parseWriteConcern(bad);

@@ -37,6 +37,9 @@ export function parseWriteConcern(header: string | undefined): Result<WriteConce
   if (header.length > headerLengthMax) return fail("invalid-request", "write concern header too long");
   const [level = "", ...parameters] = header.split(";").map((part) => part.trim().toLowerCase());
   let timeoutMs = writeConcernTimeoutMsDefault;
+  // One timeout: of two, which was meant? (Neither the last nor the first: refused.)
+  if (parameters.length > 1)
+    return fail("invalid-request", `write concern '${header}': one parameter at most (timeout=MS)`);
   for (const parameter of parameters) {
     const match = /^timeout=([0-9]{1,6})$/.exec(parameter);
     const value = match === null ? Number.NaN : Number(match[1]);
