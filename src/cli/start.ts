@@ -21,8 +21,8 @@ import { dnsConfigKeys, dnsStartFlags, dnsStartOptions, dnsStartUsage } from "./
 
 /**
  * `plexus start`: one node from flags and/or a JSON config file (flags win). Prints
- * `listening <url>` on stdout once it serves; logs JSON lines on stderr; stops cleanly on
- * SIGTERM or SIGINT (a second signal exits at once).
+ * `listening <url>` on stdout once it serves; logs JSON lines on stderr (and serves on if either
+ * is closed); stops cleanly on SIGTERM or SIGINT (a second signal exits at once).
  */
 export const startUsage = `usage: plexus start [--config FILE] --data DIR --node NAME --site SITE
                     [--host IP] [--port N] [--join URL]... [--new-site]
@@ -72,6 +72,7 @@ const timingMsMax = 24 * 60 * 60_000;
 
 interface Output {
   write(text: string): unknown;
+  on?(event: "error", listener: (error: Error) => void): unknown;
 }
 
 type Raw = Record<string, unknown>;
@@ -354,6 +355,11 @@ export async function startCommand(args: readonly string[], stdout: Output, stde
     base: { node: options.node, site: options.site },
     output: stderr,
   });
+  // A reader of its output that goes away (`plexus start 2>&1 | head`, a log collector
+  // restarted) fails the next write with EPIPE, which uncaught would end the node without its
+  // clean stop. A server keeps serving: what it writes there from then on is lost, as it would be
+  // to a program that ignores SIGPIPE, and nothing else changes.
+  for (const out of [stdout, stderr]) out.on?.("error", () => {});
   let node: PlexusNode;
   try {
     node = await PlexusNode.start({ ...options, log });
