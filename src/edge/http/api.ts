@@ -23,7 +23,7 @@ import type { Result } from "../../core/result.ts";
 import { registerBatchRoute } from "./batch.ts";
 import { decodeJsonBody, parseJsonBody } from "./json-body.ts";
 import { type LocatorView, registerLocateRoute } from "./locate.ts";
-import { isRetryable, type Problem, type ProblemCode, problem, problemOf } from "./problems.ts";
+import { type Problem, type ProblemCode, problem, problemOf, sendProblem } from "./problems.ts";
 import { registerWatchRoute } from "./watch.ts";
 
 /**
@@ -98,7 +98,6 @@ export const writeConcernHeader = "plexus-write-concern";
 export const conflictsLimitDefault = 100;
 export const conflictsLimitMax = 1000;
 export const searchPageSizeMax = 1000;
-const retryAfterSeconds = 1;
 /**
  * Characters of a search cursor: base64url of `{ returned, position, search }`. A position is a
  * key path as deep as the last entry's DN, with one GUID per level (read.ts SearchPosition):
@@ -185,11 +184,6 @@ function illFormedText(): Problem {
 
 export function isProblem(value: unknown): value is Problem {
   return isRecord(value) && typeof value.code === "string" && typeof value.status === "number";
-}
-
-export function sendProblem(reply: FastifyReply, value: Problem): FastifyReply {
-  if (isRetryable(value.code)) void reply.header("retry-after", String(retryAfterSeconds));
-  return reply.code(value.status).header("content-type", "application/problem+json").send(value);
 }
 
 function sendResult<T>(reply: FastifyReply, result: Result<T>, status = 200): FastifyReply {

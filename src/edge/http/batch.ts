@@ -14,10 +14,9 @@ import {
   isProblem,
   isRecord,
   outcomeBody,
-  sendProblem,
   writeConcernHeader,
 } from "./api.ts";
-import { type Problem, problem, problemOf } from "./problems.ts";
+import { type Problem, problem, problemOf, sendProblem } from "./problems.ts";
 
 /**
  * `POST /v1/batch` (docs/api.md): many writes in one request, one result each, in order. Each

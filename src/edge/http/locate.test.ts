@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import Fastify from "fastify";
 import { type InProcessNode, startInProcessNode } from "../../../test/support/in-process-node.ts";
+import { registerLocateRoute } from "./locate.ts";
 
 /** GET /v1/locate on a node in this process: the caller's own address, the override, bad input. */
 describe("GET /v1/locate", { timeout: 30_000 }, () => {
@@ -72,6 +74,22 @@ describe("GET /v1/locate", { timeout: 30_000 }, () => {
       const { status, body } = await get(query);
       assert.equal(status, 400, query);
       assert.equal(body.code, "invalid-request");
+    }
+  });
+});
+
+/** The route on its own (registerLocateRoute), before the node has a topology. */
+describe("GET /v1/locate without a topology", () => {
+  it("answers 503 not-ready with Retry-After, as every retryable problem", async () => {
+    const app = Fastify();
+    registerLocateRoute(app, () => null);
+    try {
+      const answer = await app.inject({ method: "GET", url: "/v1/locate" });
+      assert.equal(answer.statusCode, 503);
+      assert.equal((answer.json() as { code: string }).code, "not-ready");
+      assert.equal(answer.headers["retry-after"], "1");
+    } finally {
+      await app.close();
     }
   });
 });

@@ -1,9 +1,9 @@
-import type { FastifyInstance, FastifyReply } from "fastify";
+import type { FastifyInstance } from "fastify";
 import type { NodeId } from "../../core/ids.ts";
 import { locate } from "../../core/locator/ping.ts";
 import { parseAddress } from "../../core/topology/address.ts";
 import type { SiteName, TopologyConfig } from "../../core/topology/model.ts";
-import { type Problem, problem } from "./problems.ts";
+import { problem, sendProblem } from "./problems.ts";
 
 /**
  * `GET /v1/locate[?address=IP]` (docs/api.md): site discovery over HTTP. The answer is the
@@ -21,10 +21,6 @@ export type LocatorSource = () => LocatorView | null;
 
 const addressLengthMax = 64;
 
-function send(reply: FastifyReply, value: Problem): FastifyReply {
-  return reply.code(value.status).header("content-type", "application/problem+json").send(value);
-}
-
 /** One IP address, as the core's subnet matching reads it; anything else would place the client nowhere. */
 function isAddress(given: unknown): given is string {
   if (typeof given !== "string" || given.length > addressLengthMax) return false;
@@ -36,9 +32,9 @@ export function registerLocateRoute(app: FastifyInstance, source: LocatorSource)
     // Unknown parameters are refused by the client API's query check (api.ts) before this runs.
     const given = request.query.address;
     if (given !== undefined && !isAddress(given))
-      return send(reply, problem("invalid-request", "address must be one IPv4 or IPv6 address"));
+      return sendProblem(reply, problem("invalid-request", "address must be one IPv4 or IPv6 address"));
     const view = source();
-    if (view === null) return send(reply, problem("not-ready", "this node has no topology yet"));
+    if (view === null) return sendProblem(reply, problem("not-ready", "this node has no topology yet"));
     const address = given ?? request.socket.remoteAddress ?? "";
     return reply.send(locate(view.topology, address, { node: view.node, site: view.site }));
   });

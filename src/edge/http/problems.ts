@@ -1,3 +1,4 @@
+import type { FastifyReply } from "fastify";
 import type { ErrorCode, PlexusError } from "../../core/result.ts";
 
 /**
@@ -103,4 +104,13 @@ export function isRetryable(code: ProblemCode): boolean {
     code === "not-a-server" ||
     code === "storage-full"
   );
+}
+
+/** The Retry-After of a retryable problem, in seconds. */
+const retryAfterSeconds = 1;
+
+/** Sends `value` as application/problem+json, with Retry-After when the client may retry it. */
+export function sendProblem(reply: FastifyReply, value: Problem): FastifyReply {
+  if (isRetryable(value.code)) void reply.header("retry-after", String(retryAfterSeconds));
+  return reply.code(value.status).header("content-type", "application/problem+json").send(value);
 }

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
-import { type DirectoryService, header, isProblem, sendProblem } from "./api.ts";
-import { type Problem, problem } from "./problems.ts";
+import { type DirectoryService, header, isProblem } from "./api.ts";
+import { type Problem, problem, sendProblem } from "./problems.ts";
 
 /**
  * GET /v1/watch: changes as server-sent events from a position (docs/api.md). Each event is an
