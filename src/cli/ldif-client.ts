@@ -2,6 +2,7 @@ import { topologyContainers } from "../core/topology/entries.ts";
 import { type Environment, nodeUrl, UsageError } from "./cli-support.ts";
 import {
   checkBaseUrl,
+  failureReason,
   httpFetch,
   type NodeApi,
   ProblemError,
@@ -76,8 +77,7 @@ async function postJson<T>(
     });
     parsed = await response.json();
   } catch (error) {
-    const cause = (error as { cause?: { code?: unknown } }).cause;
-    throw new UnreachableError(baseUrl, typeof cause?.code === "string" ? cause.code : String(error));
+    throw new UnreachableError(baseUrl, failureReason(error));
   }
   const session = response.headers.get(sessionHeaderName);
   if (!response.ok) {

@@ -102,7 +102,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 /** Why fetch failed, in words: the socket error's code when there is one. */
-function failureReason(error: unknown): string {
+export function failureReason(error: unknown): string {
   if (error instanceof DOMException && error.name === "TimeoutError") return "no answer in time";
   const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause;
   if (cause?.code === "ECONNREFUSED") return "connection refused (is a node running there?)";
