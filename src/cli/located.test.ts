@@ -96,6 +96,17 @@ describe("plexus get/add --zone", { timeout: 120_000 }, () => {
     ]);
     assert.equal(file.code, 2);
     assert.match(file.stderr, /give --config or --zone, not both/);
+    // A DNS server is an address: a name said "Invalid IP address: bogus", naming no flag.
+    for (const server of ["bogus", "dns.example:53", "127.0.0.1:0", "127.0.0.1:70000"]) {
+      const named = await plexus(["get", `cn=x,${base}`, "--zone", zone, "--dns-server", server]);
+      assert.equal(named.code, 2, server);
+      assert.match(
+        named.stderr,
+        new RegExp(
+          `--dns-server '${server.replace(/\./g, "\\.")}' is not HOST or HOST:PORT with HOST an IP address`,
+        ),
+      );
+    }
   });
 
   it("says which servers it tried when none answers", async () => {

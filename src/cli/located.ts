@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { createClient } from "../client/client.ts";
 import { UsageError } from "./cli-support.ts";
 import { connect, type NodeApi } from "./remote.ts";
@@ -33,6 +34,15 @@ export function locatedApi(values: LocatorValues): NodeApi | null {
   return connect(`http://${values.zone}`, locatorFetch(client), `any node of the zone ${values.zone}`);
 }
 
+/** An IP address with an optional port (IPv6 in brackets when a port follows), as DNS servers are given. */
+function isDnsServer(text: string): boolean {
+  if (isIP(text) !== 0) return true;
+  const [, host, port] =
+    /^\[([^\]]+)\](?::([0-9]{1,5}))?$/.exec(text) ?? /^([^:]+):([0-9]{1,5})$/.exec(text) ?? [];
+  if (host === undefined || isIP(host) === 0) return false;
+  return port === undefined || (Number(port) >= 1 && Number(port) <= 65_535);
+}
+
 /** A client of the locator zone when --zone is given (flags checked); null otherwise. */
 function locatorClient(values: LocatorValues): ReturnType<typeof createClient> | null {
   const servers = values["dns-server"] ?? [];
@@ -42,8 +52,11 @@ function locatorClient(values: LocatorValues): ReturnType<typeof createClient> |
   }
   if (values.url !== undefined) throw new UsageError("give --url or --zone, not both");
   for (const server of servers)
-    if (!/^(\[[0-9a-f:.]+\]|[0-9a-z.-]+)(:[0-9]{1,5})?$/i.test(server))
-      throw new UsageError(`--dns-server '${server}' is not HOST or HOST:PORT`);
+    if (!isDnsServer(server))
+      throw new UsageError(
+        `--dns-server '${server}' is not HOST or HOST:PORT with HOST an IP address ` +
+          "(127.0.0.1, 10.0.0.2:5353, [::1]:53): the server that resolves names is given by its address",
+      );
   try {
     return createClient({ zone: values.zone, dnsServers: servers, keepAlive: false });
   } catch (error) {
