@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type ClusterNode, entryPath, eventually, http, LocalCluster } from "./support/cluster.ts";
+import { plexus } from "./support/plexus-cli.ts";
 
 /**
  * A node whose disk fills up, for real: n2's data directory is a small tmpfs of its own (a
@@ -133,6 +134,16 @@ describe("a node whose disk is full", { skip: unavailable ?? false, timeout: 180
     // Once per episode (a checkpoint may free a little room between two), not once per write.
     assert.ok(told >= 1 && told < refused / 2, `storage-full logged ${told} times for ${refused} refusals`);
     assert.doesNotMatch(log, /"write-failed"|"request-failed"/);
+    // Operators see it: in the status, the metrics and repl status.
+    const status = (await http("GET", `${url("n2")}/v1/status`)).body as {
+      storageFull: { since: string; refusedWrites: number } | null;
+    };
+    assert.ok(status.storageFull !== null && status.storageFull.refusedWrites >= 1, JSON.stringify(status));
+    const metrics = await http("GET", `${url("n2")}/metrics`);
+    assert.match(String(metrics.body), /^plexus_storage_full\{[^}]*\} 1$/m);
+    const repl = await plexus(["repl", "status", "--url", url("n2")]);
+    assert.equal(repl.code, 0, repl.stderr);
+    assert.match(repl.stdout, /^ {2}DISK FULL since \S+: \d+ client writes refused \(storage-full\)$/m);
     // Reads are served all the while.
     const read = await http("GET", entryPath(url("n2"), `cn=${acknowledged[0]},${base}`));
     assert.equal(read.status, 200, JSON.stringify(read.body));
@@ -195,6 +206,9 @@ describe("a node whose disk is full", { skip: unavailable ?? false, timeout: 180
       15_000,
     );
     assert.match(cluster.node("n2").log, /"storage-recovered"/);
+    const status = (await http("GET", `${url("n2")}/v1/status`)).body as { storageFull: unknown };
+    assert.equal(status.storageFull, null);
+    assert.match(String((await http("GET", `${url("n2")}/metrics`)).body), /^plexus_storage_full\{[^}]*\} 0$/m);
     for (const name of acknowledged) {
       const answer = await http("GET", entryPath(url("n2"), `cn=${name},${base}`));
       assert.equal(answer.status, 200, `${name}, acknowledged by n2 before its disk filled`);

@@ -34,6 +34,8 @@ export interface StatusView {
   readonly originatedUsn: number | null;
   readonly utd: Readonly<Record<string, number>>;
   readonly quarantined: boolean;
+  /** While the node's disk is full (it refuses client writes): since when, and how many it refused. */
+  readonly storageFull: { readonly since: string; readonly refusedWrites: number } | null;
   readonly partners: readonly PartnerView[];
   readonly unreachableSites: readonly string[];
 }
@@ -80,8 +82,17 @@ export function parseStatus(body: unknown): StatusView | null {
     originatedUsn: typeof body.originatedUsn === "number" ? body.originatedUsn : null,
     utd,
     quarantined: body.quarantined === true,
+    storageFull: storageFullOf(body.storageFull),
     partners,
     unreachableSites: Array.isArray(body.unreachableSites) ? body.unreachableSites.map(String) : [],
+  };
+}
+
+function storageFullOf(value: unknown): StatusView["storageFull"] {
+  if (!isRecord(value)) return null;
+  return {
+    since: typeof value.since === "string" ? value.since : "?",
+    refusedWrites: typeof value.refusedWrites === "number" ? value.refusedWrites : 0,
   };
 }
 
@@ -270,6 +281,10 @@ export function formatReplStatus(
     `${self.node}  site ${self.site}  ${self.url}`,
     `  invocation ${self.invocationId}  usn ${self.usn}${self.ready ? "" : "  NOT READY"}${self.quarantined ? "  QUARANTINED" : ""}`,
   ];
+  if (self.storageFull !== null)
+    lines.push(
+      `  DISK FULL since ${self.storageFull.since}: ${self.storageFull.refusedWrites} client writes refused (storage-full)`,
+    );
   if (self.unreachableSites.length > 0)
     lines.push(`  sites with no route: ${self.unreachableSites.join(", ")}`);
   lines.push("", `Inbound partners (${self.partners.length})`);

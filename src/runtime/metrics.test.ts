@@ -246,6 +246,7 @@ describe("NodeMetrics", () => {
     entries: () => ({ live: 0, tombstones: 0 }),
     conflicts: () => 0,
     rejectedPages: () => 0,
+    storageFull: () => false,
   };
 
   it("shows the entries held and the naming conflicts, counted up to conflictsCountedMax", async () => {

@@ -54,6 +54,8 @@ export interface MetricsSource {
   entries(): { readonly live: number; readonly tombstones: number };
   /** Live entries with a naming conflict or out of their place, counted up to `max`. */
   conflicts(max: number): number;
+  /** Whether the store refuses client writes for want of space now (its disk is full). */
+  storageFull(): boolean;
 }
 
 /**
@@ -297,6 +299,12 @@ export class NodeMetrics {
     );
     gauge("plexus_ready", "1 once the node serves clients (initial sync done), else 0.", [], (metric) =>
       metric.set(this.source.ready() ? 1 : 0),
+    );
+    gauge(
+      "plexus_storage_full",
+      "1 while the store refuses client writes for want of space (the disk is full), else 0.",
+      [],
+      (metric) => metric.set(this.source.storageFull() ? 1 : 0),
     );
     gauge("plexus_usn", "This node's highest update sequence number.", [], (metric) =>
       metric.set(this.source.usn()),

@@ -284,8 +284,8 @@ export class PlexusNode implements DirectoryService {
   private readonly writeQueue: QueuedWrite[] = [];
   private flushScheduled = false;
   /**
-   * Since when client writes are refused because the store found no space (wall ms), and how
-   * many: logged once when it starts and once when a write commits again, not once per write.
+   * Since when client writes are refused because the store found no space (monotonic ms), and
+   * how many: logged once when it starts and once when a write commits again, not once per write.
    */
   private storageFull: { readonly since: number; refusedWrites: number } | null = null;
   private isReady = false;
@@ -1228,7 +1228,7 @@ export class PlexusNode implements DirectoryService {
    */
   private refuseForStorage(batch: readonly QueuedWrite[], error: unknown): void {
     if (this.storageFull === null) {
-      this.storageFull = { since: systemClock.now(), refusedWrites: 0 };
+      this.storageFull = { since: monotonicClock.now(), refusedWrites: 0 };
       this.options.log.log("error", "storage-full", { writes: batch.length, error: errorText(error) });
     }
     this.storageFull.refusedWrites += batch.length;
@@ -1246,7 +1246,7 @@ export class PlexusNode implements DirectoryService {
     this.storageFull = null;
     this.options.log.log("warn", "storage-recovered", {
       refusedWrites,
-      fullForMs: systemClock.now() - since,
+      fullForMs: Math.round(monotonicClock.now() - since),
     });
   }
 
@@ -1408,6 +1408,10 @@ export class PlexusNode implements DirectoryService {
       originatedUsn: this.replica.originatedUsn,
       utd: this.replica.utd(),
       quarantined: this.replica.isQuarantined(),
+      storageFull:
+        this.storageFull === null
+          ? null
+          : { since: wallTimeOf(this.storageFull.since), refusedWrites: this.storageFull.refusedWrites },
       dns: this.dnsLocator?.status() ?? null,
       partners: this.machine.partnerStatus().map((status) => {
         const connection = this.connections.get(status.partner);
@@ -1459,6 +1463,7 @@ export class PlexusNode implements DirectoryService {
       },
       conflicts: (max) => this.replica.conflicts(null, max).length,
       rejectedPages: () => this.machine.rejectedPageCount,
+      storageFull: () => this.storageFull !== null,
     };
   }
 }
