@@ -14,6 +14,7 @@ import {
 } from "../core/node/machine.ts";
 import {
   checkPeerMessage,
+  notifyViaMax,
   type PeerMessage,
   pageSourceProblem,
   pullDestinationProblem,
@@ -239,6 +240,19 @@ export interface NodeOptions {
   readonly pageWorker: boolean;
 }
 
+type NotifyMessage = Extract<PeerMessage, { kind: "notify" }>;
+
+/**
+ * One notification that says what both do: changes of the node's own (no `via`) have the
+ * partner pull at once, so either without `via` gives none; else the nodes of both.
+ */
+export function mergeNotifications(pending: NotifyMessage | null, next: NotifyMessage): NotifyMessage {
+  if (pending === null) return next;
+  if (pending.via === undefined || next.via === undefined) return { kind: "notify" };
+  const via = [...new Set([...pending.via, ...next.via])].sort();
+  return via.length > notifyViaMax ? { kind: "notify" } : { kind: "notify", via };
+}
+
 interface Committed {
   readonly result: Result<WriteOutcome>;
   /** The invocation id right after the transaction: the one the write's USN belongs to. */
@@ -293,6 +307,11 @@ export class PlexusNode implements DirectoryService {
   private publishing: InvocationId | null = null;
   private readonly changeListeners = new Set<() => void>();
   private readonly concerns = new ConcernWaiter((server) => this.utdOf(server), concernPollMs);
+  /**
+   * Partners with a notification on its way (notify): the one to send after it, merged from
+   * those that came meanwhile, or null.
+   */
+  private readonly notifying = new Map<NodeId, NotifyMessage | null>();
   /** When each partner's refusal of this node's signature was last logged (warnRefusedSignature). */
   private readonly signatureWarnedAt = new Map<NodeId, number>();
   private announcedUsn = -1;
@@ -891,7 +910,7 @@ export class PlexusNode implements DirectoryService {
           else void this.exchange(send.to, url, message);
           break;
         case "notify":
-          if (url !== undefined) void this.notify(send.to, url, message);
+          if (url !== undefined) this.notify(send.to, url, message);
           break;
         case "page":
         case "refused":
@@ -946,11 +965,24 @@ export class PlexusNode implements DirectoryService {
     this.schedule();
   }
 
-  private async notify(
-    to: NodeId,
-    url: string,
-    notification: Extract<PeerMessage, { kind: "notify" }>,
-  ): Promise<void> {
+  /**
+   * Notifies `to`, one notification on its way to each partner at most: those that come
+   * meanwhile are merged into one, sent when it ends. A partner that takes connections and
+   * never answers (SIGSTOPped, a half-open link) held one request slot per notification for
+   * the pull timeout, one every notifyDelayMs under write load: within a second every slot
+   * (peerRequestsInFlightMax) was its, and the healthy partners' pulls, notifications and
+   * write-concern reports waited behind them (writes with concern `site` timed out).
+   */
+  private notify(to: NodeId, url: string, notification: NotifyMessage): void {
+    if (this.notifying.has(to)) {
+      this.notifying.set(to, mergeNotifications(this.notifying.get(to) ?? null, notification));
+      return;
+    }
+    this.notifying.set(to, null);
+    void this.sendNotification(to, url, notification);
+  }
+
+  private async sendNotification(to: NodeId, url: string, notification: NotifyMessage): Promise<void> {
     const reply = await this.client.post(
       url,
       peerPaths.messages,
@@ -959,6 +991,11 @@ export class PlexusNode implements DirectoryService {
     );
     // A lost notification costs latency only: the partner still pulls on its interval.
     if (!reply.ok) this.options.log.log("debug", "notify-failed", { to, reason: reply.reason });
+    const next = this.notifying.get(to) ?? null;
+    this.notifying.delete(to);
+    // The partner may have pulled before the changes merged into `next` were committed.
+    const nextUrl = this.urls.get(to);
+    if (next !== null && nextUrl !== undefined && !this.stopped) this.notify(to, nextUrl, next);
   }
 
   private peerHandler() {
