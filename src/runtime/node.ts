@@ -599,16 +599,32 @@ export class PlexusNode implements DirectoryService {
 
   /**
    * Registers through a join URL, then pulls everything from the node that admitted it. The
-   * watermark is committed with every page, so a crash here resumes where it stopped.
+   * watermark is committed with every page, so a crash here resumes where it stopped. When
+   * that node stops answering (staleAfterFailures pulls in a row), the sync goes on from
+   * another join URL's node, asked to admit this one again; with none, it says so and keeps
+   * trying the first until the initial sync timeout.
    */
   private async joinAndSync(registration: Registration): Promise<void> {
-    const admitter = await this.admit(registration);
+    let admitter = await this.admit(registration);
     if (admitter.siteCreated)
       // No `site` field: the log's base fields already name this node's site, the one created.
       this.options.log.log("warn", "site-created", {
         by: admitter.node,
         hint: `the topology had no such site: the admitting node created it (--new-site), with a link to its own site (cost ${joinedLinkDefaults.cost}, every ${joinedLinkDefaults.intervalMinutes} minutes, no notify); set that link as the site needs, see docs/operations.md`,
       });
+    const deadline = monotonicClock.now() + this.options.timings.initialSyncTimeoutMs;
+    for (;;) {
+      this.syncFrom(admitter);
+      const other = await this.awaitInitialSync(admitter, registration, deadline);
+      if (other === null) break;
+      admitter = other;
+    }
+    this.bootstrap = null;
+    this.options.log.log("info", "initial-sync-done", { from: admitter.node, usn: this.replica.usn });
+  }
+
+  /** Makes `admitter` this node's only partner, from the watermark a page from it last committed. */
+  private syncFrom(admitter: { node: NodeId; url: string; site: string | null }): void {
     // A restart during the initial sync resumes from the watermark its last page committed.
     const from = this.replica.changeRequest(admitter.node).from;
     this.options.log.log("info", "joined", {
@@ -633,16 +649,47 @@ export class PlexusNode implements DirectoryService {
       [{ node: admitter.node, pullIntervalMs: settingsDefaults.intraSitePullIntervalMs }],
     );
     this.wake();
-    const deadline = monotonicClock.now() + this.options.timings.initialSyncTimeoutMs;
+  }
+
+  /**
+   * Waits for a whole pull cycle from `admitter`: null once it completed, or the node of
+   * another join URL that admitted this one when `admitter` kept failing.
+   */
+  private async awaitInitialSync(
+    admitter: { node: NodeId; url: string },
+    registration: Registration,
+    deadline: number,
+  ): Promise<Awaited<ReturnType<PlexusNode["admit"]>> | null> {
+    const threshold = settingsDefaults.staleAfterFailures;
+    const others = this.options.join.filter((url) => url !== admitter.url);
+    let failuresBeforeNextTry = threshold;
     for (;;) {
       const status = this.machine.partnerStatus().find((partner) => partner.partner === admitter.node);
-      if (status?.lastSuccessAt !== null && status?.lastSuccessAt !== undefined) break;
+      if (status?.lastSuccessAt !== null && status?.lastSuccessAt !== undefined) return null;
       if (this.stopped) throw new Error("stopped during the initial sync");
       if (monotonicClock.now() > deadline) throw new Error(`initial sync from ${admitter.node} timed out`);
+      const failures = status?.consecutiveFailures ?? 0;
+      if (failures >= failuresBeforeNextTry) {
+        failuresBeforeNextTry = failures + threshold;
+        this.options.log.log("warn", "initial-sync-stalled", {
+          from: admitter.node,
+          failures,
+          reason: status?.lastFailure ?? null,
+          next:
+            others.length > 0
+              ? "asking the other join URLs to admit this node and sync from there"
+              : "retrying it until the initial sync timeout: give more --join URLs to go on from another node",
+        });
+        if (others.length > 0) {
+          const other = await this.admit(registration, others, 1).catch((error: unknown) => {
+            this.options.log.log("warn", "initial-sync-switch-failed", { error: errorText(error) });
+            return null;
+          });
+          if (other !== null && other.node !== admitter.node) return other;
+        }
+      }
       await sleep(syncPollMs);
     }
-    this.bootstrap = null;
-    this.options.log.log("info", "initial-sync-done", { from: admitter.node, usn: this.replica.usn });
   }
 
   /**
