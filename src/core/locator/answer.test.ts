@@ -3,8 +3,8 @@ import { describe, it } from "node:test";
 import fc from "fast-check";
 import { answerQuestion, cnameChainMax, type Health, unhealthyPriorityPenalty } from "./answer.ts";
 import type { DnsRecord } from "./records.ts";
-import { compileZones } from "./zone.ts";
-import { zoneWith } from "./zone-fixture.ts";
+import { compileZones, dnsAttributes } from "./zone.ts";
+import { recordEntry, zoneEntry, zoneWith } from "./zone-fixture.ts";
 
 const entries = [
   ...zoneWith(
@@ -140,5 +140,50 @@ describe("answerQuestion", () => {
         assert.ok(["NOERROR", "NXDOMAIN", "REFUSED", "NOTIMP"].includes(answer.rcode));
       }),
     );
+  });
+
+  it("serves one TTL per RRset, the lowest of its records' (RFC 2181 section 5.2)", () => {
+    // Nodes register with their own --dns-ttl, and an operator's record without a TTL takes the
+    // zone's: the same name and type then holds records written with different TTLs.
+    const withTtl = (id: string, line: string, ttl: string) => {
+      const entry = recordEntry("mixed.test", id, line);
+      return { ...entry, attributes: { ...entry.attributes, [dnsAttributes.ttl]: [ttl] } };
+    };
+    const mixed = compileZones([
+      zoneEntry("mixed.test", { plexusDnsTtl: "300" }),
+      recordEntry("mixed.test", "operator-ns", "@ NS ns1.example.net."),
+      withTtl("n1-ns", "@ NS n1 node=n1", "60"),
+      withTtl("n1-srv", "_plexus._tcp SRV 0 100 8080 n1 node=n1", "60"),
+      withTtl("n2-srv", "_plexus._tcp SRV 0 100 8081 n2 node=n2", "120"),
+      withTtl("n1-a", "n1 A 10.0.0.1", "600"),
+      withTtl("n1-a-again", "n1 A 10.0.0.1", "30"),
+      withTtl("n1-aaaa", "n1 AAAA 2001:db8::1", "900"),
+      withTtl("n2-a", "n2 A 10.0.0.2", "45"),
+    ]).set;
+    const ttls = (name: string, type: string) =>
+      answerQuestion(mixed, { name, type, class: "IN" }).answers.map((record) => record.ttl);
+    assert.deepEqual(ttls("mixed.test", "NS"), [60, 60]);
+    assert.deepEqual(ttls("_plexus._tcp.mixed.test", "SRV"), [60, 60]);
+    assert.deepEqual(ttls("n1.mixed.test", "A"), [30], "a duplicate record lowers its RRset's TTL");
+    assert.deepEqual(ttls("n1.mixed.test", "AAAA"), [900], "another type at the name keeps its own");
+    const glue = answerQuestion(mixed, { name: "_plexus._tcp.mixed.test", type: "SRV", class: "IN" });
+    assert.deepEqual(glue.additional.map((record) => `${record.type} ${record.ttl}`).sort(), [
+      "A 30",
+      "A 45",
+      "AAAA 900",
+    ]);
+  });
+
+  it('takes an SRV target of "." : the service is decidedly not available (RFC 2782)', () => {
+    const none = compileZones(
+      zoneWith("none.test", ["_ldap._tcp SRV 0 0 0 .", "_ftp._tcp SRV 0 0 21 ftp.example.net."]),
+    );
+    assert.deepEqual(none.problems, []);
+    const answer = answerQuestion(none.set, { name: "_ldap._tcp.none.test", type: "SRV", class: "IN" });
+    assert.equal(answer.rcode, "NOERROR");
+    const [record] = answer.answers;
+    assert.ok(record?.type === "SRV");
+    assert.deepEqual([record.priority, record.weight, record.port, record.target], [0, 0, 0, ""]);
+    assert.deepEqual(answer.additional, []);
   });
 });

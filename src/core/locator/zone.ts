@@ -179,7 +179,8 @@ export function parseRecordData(
     case "SRV": {
       const match = /^([0-9]{1,5})\s+([0-9]{1,5})\s+([0-9]{1,5})\s+(\S+)$/.exec(text);
       const numbers = match?.slice(1, 4).map(Number) ?? [];
-      const target = match?.[4] === undefined ? null : resolveName(match[4], apex);
+      // RFC 2782: a target of "." (the root) says the service is decidedly not available here.
+      const target = match?.[4] === undefined ? null : match[4] === "." ? "" : resolveName(match[4], apex);
       if (match === null || numbers.some((value) => value > 65_535) || target === null)
         return "SRV data must be 'priority weight port target' (numbers 0-65535)";
       const [priority, weight, port] = numbers as [number, number, number];
@@ -302,7 +303,7 @@ function finishZone(apex: string, soa: SoaRecord, names: Map<string, DnsRecord[]
   const nonTerminals = new Set<string>();
   for (const [name, list] of names) {
     const unique = new Map<string, DnsRecord>();
-    for (const record of list) {
+    for (const record of withRrsetTtls(list)) {
       const { node: _node, ttl: _ttl, ...data } = record;
       const key = JSON.stringify(data);
       if (!unique.has(key)) unique.set(key, record);
@@ -323,4 +324,20 @@ function finishZone(apex: string, soa: SoaRecord, names: Map<string, DnsRecord[]
   }
   for (const name of finished.keys()) nonTerminals.delete(name);
   return { apex, soa, names: finished, nonTerminals };
+}
+
+/**
+ * The records of one name with one TTL per type: the lowest of that type's records. An RRset's
+ * records must share their TTL (RFC 2181 section 5.2, which tells clients to take the lowest
+ * when they do not); here they come from separate entries, written by nodes with their own
+ * --dns-ttl or by an operator with the zone's default, and would otherwise differ.
+ */
+function withRrsetTtls(records: readonly DnsRecord[]): DnsRecord[] {
+  const lowest = new Map<RecordType, number>();
+  for (const record of records)
+    lowest.set(record.type, Math.min(lowest.get(record.type) ?? record.ttl, record.ttl));
+  return records.map((record) => {
+    const ttl = lowest.get(record.type) ?? record.ttl;
+    return ttl === record.ttl ? record : { ...record, ttl };
+  });
 }

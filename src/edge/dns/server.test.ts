@@ -28,6 +28,7 @@ const zone = compileZones(
     "_plexus._tcp.hq._sites SRV 0 100 8001 n1",
     "_plexus._tcp.east._sites SRV 0 100 8002 n2",
     "txt TXT locator test",
+    "_none._tcp SRV 0 0 0 .",
     ...Array.from(
       { length: bigCount },
       (_, index) => `_big._tcp SRV 0 ${index} ${9000 + index} host-${index}.plexus.test.`,
@@ -91,6 +92,18 @@ describe("DNS server with real clients", { timeout: 60_000 }, () => {
     assert.match(site, /ADDITIONAL SECTION:\nn1\.plexus\.test\.\s+\d+\s+IN\s+A\s+127\.0\.0\.1/);
     const generic = await dig(server, "_plexus._tcp.plexus.test", "SRV", "+short");
     assert.equal(generic.trim().split("\n").length, 2);
+  });
+
+  it('dig and Node\'s resolver: an SRV target of "." (no such service, RFC 2782) is the root', async (t) => {
+    const resolver = new dns.Resolver({ timeout: 2_000, tries: 1 });
+    resolver.setServers([`127.0.0.1:${server.port}`]);
+    assert.deepEqual(await resolver.resolveSrv("_none._tcp.plexus.test"), [
+      { name: "", port: 0, priority: 0, weight: 0 },
+    ]);
+    if (!hasDig) return t.skip(String(digSkip));
+    const none = await dig(server, "_none._tcp.plexus.test", "SRV");
+    assert.match(none, /status: NOERROR/);
+    assert.match(none, /ANSWER SECTION:\n_none\._tcp\.plexus\.test\.\s+\d+\s+IN\s+SRV\s+0 0 0 \.\n/);
   });
 
   it("dig: NXDOMAIN, NODATA and REFUSED outside the zone", { skip: digSkip }, async () => {
