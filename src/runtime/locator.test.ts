@@ -315,3 +315,143 @@ describe("the locator's zone view", { timeout: 30_000 }, () => {
     }
   });
 });
+
+/**
+ * Site coverage in one locator over a replica held in memory: n1 in hq, b1 alone in branch
+ * (one link). The topology object never changes, so only the locator's own triggers make a
+ * pass run before the interval (refreshMs / 4 = 15 s here).
+ */
+describe("the locator's coverage of a site whose node comes and goes", { timeout: 30_000 }, () => {
+  const checked = checkTopology({
+    sites: [{ name: "hq" }, { name: "branch" }],
+    links: [{ name: "hq-branch", sites: ["hq", "branch"], cost: 10 }],
+    servers: [
+      { node: "n1", site: "hq", addresses: ["127.0.0.1"], httpPort: 8080 },
+      { node: "b1", site: "branch", addresses: ["127.0.0.2"], httpPort: 8090 },
+    ],
+  });
+  assert.ok(checked.ok);
+  const topology = checked.value as TopologyConfig;
+  const branchName = `_plexus._tcp.branch._sites.${zone}`;
+  const coverId = "n1 SRV _plexus._tcp.branch._sites";
+
+  /** A replica of entries by DN that applies adds and deletes, and the writes it was sent. */
+  function memoryHost(initial: readonly EntryView[]) {
+    const entries = new Map(initial.map((entry) => [entry.dn.toLowerCase(), entry]));
+    const writes: WriteRequest[] = [];
+    let dnsChanges = 1;
+    const host: LocatorHost = {
+      search: () => ok({ entries: [...entries.values()], truncated: false, next: null }),
+      dnsChanges: () => dnsChanges,
+      topology: () => topology,
+      partners: () => [],
+      unreachableAfterFailures: () => 3,
+      write: async (request: WriteRequest) => {
+        writes.push(request);
+        if (request.op === "add")
+          entries.set(request.dn.toLowerCase(), {
+            dn: request.dn,
+            guid: request.dn as never,
+            attributes: request.attributes,
+          });
+        if (request.op === "delete") entries.delete(request.dn.toLowerCase());
+        dnsChanges++;
+        return ok({});
+      },
+      log: silentLogger,
+    };
+    const replicate = (entry: EntryView) => {
+      entries.set(entry.dn.toLowerCase(), entry);
+      dnsChanges++;
+    };
+    return { host, writes, replicate };
+  }
+
+  function b1Record(refreshedAt: number): EntryView {
+    const id = "b1 SRV _plexus._tcp.branch._sites";
+    return {
+      dn: `cn=${id},${zoneDn(zone)}`,
+      guid: id as never,
+      attributes: {
+        objectClass: ["top", dnsClasses.record],
+        cn: [id],
+        [dnsAttributes.name]: ["_plexus._tcp.branch._sites"],
+        [dnsAttributes.type]: ["SRV"],
+        [dnsAttributes.data]: [`0 100 8090 b1.${zone}.`],
+        [dnsAttributes.ttl]: ["60"],
+        [dnsAttributes.node]: ["b1"],
+        [dnsAttributes.refreshedAt]: [String(refreshedAt)],
+      },
+    };
+  }
+
+  const zoneEntryView: EntryView = {
+    dn: zoneDn(zone),
+    guid: "zone" as never,
+    attributes: { objectClass: ["top", dnsClasses.zone], dc: [zone] },
+  };
+  const endpoint = {
+    node: "n1" as NodeId,
+    site: "hq" as SiteName,
+    address: "127.0.0.1",
+    httpPort: 8080,
+    ldapPort: null,
+  };
+  const wrote = (writes: readonly WriteRequest[], op: WriteRequest["op"], id: string) =>
+    writes.some((write) => write.op === op && write.dn.startsWith(`cn=${id},`));
+  const srvTargets = async (locator: NodeLocator, name: string) => {
+    const resolver = new dns.Resolver({ timeout: 1_000, tries: 1 });
+    resolver.setServers([locator.address]);
+    const found = await resolver.resolveSrv(name).catch(() => []);
+    return found.map((record) => record.name).sort();
+  };
+
+  it("covers the site in the pass that scavenges its only node's records, not a pass later", async () => {
+    const stale = Date.now() - dnsOptions.settings.scavengeAfterMs - 60_000;
+    const { host, writes } = memoryHost([zoneEntryView, b1Record(stale)]);
+    const locator = await NodeLocator.start(host, dnsOptions, endpoint);
+    try {
+      await eventually("b1's stale record scavenged", async () =>
+        wrote(writes, "delete", "b1 SRV _plexus._tcp.branch._sites") ? true : undefined,
+      );
+      await eventually(
+        "n1 registered under branch's names",
+        async () => (wrote(writes, "add", coverId) ? true : undefined),
+        3_000,
+      );
+      const targets = await eventually("branch answered with n1 alone", async () => {
+        const found = await srvTargets(locator, branchName);
+        return found.length === 1 && found[0] === `n1.${zone}` ? found : undefined;
+      });
+      assert.deepEqual(targets, [`n1.${zone}`]);
+    } finally {
+      await locator.close();
+    }
+  });
+
+  it("withdraws from the site once its node's records arrive, without waiting for the interval", async () => {
+    const { host, writes, replicate } = memoryHost([zoneEntryView]);
+    const locator = await NodeLocator.start(host, dnsOptions, endpoint);
+    try {
+      // b1 has not registered: n1 covers branch (once its own records say hq is served).
+      await eventually(
+        "n1 covering branch",
+        async () => (wrote(writes, "add", coverId) ? true : undefined),
+        3_000,
+      );
+      replicate(b1Record(Date.now()));
+      await eventually(
+        "n1's branch record withdrawn",
+        async () => (wrote(writes, "delete", coverId) ? true : undefined),
+        3_000,
+      );
+      const targets = await eventually("branch answered with b1 alone", async () => {
+        const found = await srvTargets(locator, branchName);
+        return found.length === 1 && found[0] === `b1.${zone}` ? found : undefined;
+      });
+      assert.deepEqual(targets, [`b1.${zone}`]);
+    } finally {
+      await locator.close();
+    }
+  });
+});

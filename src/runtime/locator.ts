@@ -85,6 +85,13 @@ export class NodeLocator implements ZoneSource {
   private passing = false;
   private passedAt = Number.NEGATIVE_INFINITY;
   private passedTopology: TopologyConfig | null = null;
+  /**
+   * The nodes with records in the zone (registeredKey) as the last pass found them, and as its
+   * writes were to leave them: a pass runs when the replica shows another set than both (a
+   * node's records arrived or went), and not again for writes of its own that failed.
+   */
+  private registeredBeforePass = "";
+  private registeredAfterPass = "";
   private closed = false;
   private lastProblems = "";
   private lastReadFailure = "";
@@ -206,12 +213,31 @@ export class NodeLocator implements ZoneSource {
     return missing.length === 0 ? this.compiled.set : compileZones([...entries, ...missing]).set;
   }
 
-  /** This node's records as the topology and the nodes registered in the replica want them. */
-  private wanted(topology: TopologyConfig): WantedRecord[] {
-    const registered = new Set(
-      this.compiled.records.flatMap((record) => (record.node === undefined ? [] : [record.node])),
-    );
+  /**
+   * This node's records as the topology and the nodes registered in the replica want them.
+   * This node counts as registered (it writes its records in the same pass), so that its own
+   * site is served, and the empty sites it covers are registered, from its first pass on.
+   * Records in `leaving` (being scavenged) do not count: a site whose only node's records go
+   * is covered in the same pass, not one pass interval later.
+   */
+  private wanted(topology: TopologyConfig, leaving: ReadonlySet<string> = new Set()): WantedRecord[] {
+    const registered = this.registeredNodes(leaving);
+    registered.add(this.endpoint.node);
     return wantedRecords(topology, this.endpoint, this.options.settings, (node) => registered.has(node));
+  }
+
+  /** Nodes with records in the compiled zones, records whose DN is in `leaving` left out. */
+  private registeredNodes(leaving: ReadonlySet<string> = new Set()): Set<string> {
+    return new Set(
+      this.compiled.records.flatMap((record) =>
+        record.node === undefined || leaving.has(record.dn) ? [] : [record.node],
+      ),
+    );
+  }
+
+  /** Registered nodes as one comparable text. */
+  private static nodesKey(nodes: ReadonlySet<string>): string {
+    return [...nodes].sort().join(",");
   }
 
   status(): unknown {
@@ -245,8 +271,10 @@ export class NodeLocator implements ZoneSource {
   }
 
   /**
-   * One registration and scavenging pass when the topology changed or the interval passed;
-   * the next check is scheduled whatever happens in this one.
+   * One registration and scavenging pass when the topology changed, the nodes with records in
+   * the zone changed (site coverage moves: a node's records arrived in a site this one covers,
+   * or this node's first records made its own site served), or the interval passed; the next
+   * check is scheduled whatever happens in this one.
    */
   private async pass(): Promise<void> {
     if (this.closed || this.passing) return;
@@ -259,7 +287,10 @@ export class NodeLocator implements ZoneSource {
       // Own records gone: written back soon (they are answered from memory meanwhile), but not
       // every second while the writes keep failing (each failure is a warning in the log).
       const due = since >= this.passIntervalMs() || (this.ownMissing && since >= ownRecordsRewriteMs);
-      if (topology !== null && (due || topology !== this.passedTopology)) {
+      const registered = NodeLocator.nodesKey(this.registeredNodes());
+      const coverageMoved =
+        registered !== this.registeredBeforePass && registered !== this.registeredAfterPass;
+      if (topology !== null && (due || coverageMoved || topology !== this.passedTopology)) {
         this.passedAt = monotonicClock.now();
         this.passedTopology = topology;
         await this.register(topology);
@@ -277,7 +308,14 @@ export class NodeLocator implements ZoneSource {
     const nowMs: number = systemClock.now();
     const { settings } = this.options;
     const zoneExists = this.compiled.set.zones.has(canonicalName(settings.zone));
-    const wanted = this.wanted(topology);
+    const stale = scavenge(this.compiled.records, topology, this.endpoint.node, settings, nowMs);
+    const leaving = new Set(stale.map((found) => found.dn));
+    const wanted = this.wanted(topology, leaving);
+    this.registeredBeforePass = NodeLocator.nodesKey(this.registeredNodes());
+    const after = this.registeredNodes(leaving);
+    if (wanted.length > 0) after.add(this.endpoint.node);
+    else after.delete(this.endpoint.node);
+    this.registeredAfterPass = NodeLocator.nodesKey(after);
     const writes = registrationWrites(
       this.compiled.records,
       zoneExists,
@@ -286,7 +324,6 @@ export class NodeLocator implements ZoneSource {
       settings,
       nowMs,
     );
-    const stale = scavenge(this.compiled.records, topology, this.endpoint.node, settings, nowMs);
     for (const found of stale) this.host.log.log("info", "dns-record-scavenged", { ...found });
     const all = [...writes, ...stale.map((found): WriteRequest => ({ op: "delete", dn: found.dn }))];
     // In order: the zone entry (when missing) must exist before the records below it.
