@@ -314,7 +314,6 @@ class Importer {
   }
 
   private refuseFile(line: number, reason: string): never {
-    this.progress.stop();
     throw new UsageError(`${this.options.file}:${line}: ${reason}; nothing was imported`);
   }
 
@@ -358,7 +357,9 @@ class Importer {
     this.line = last.line;
     this.processedThisRun += batch.length;
     this.countsDone = { ...this.counts };
-    this.checkpoint(this.done);
+    // Not just `done`: records past it that an earlier run (or a resend) may have applied are
+    // still so, and a run stopped here must leave them to the next run's "already there" check.
+    this.checkpoint(Math.max(this.maybeAppliedBelow, this.done));
     this.progress.update(this.done, this.processedThisRun, this.counts);
   }
 
@@ -487,7 +488,8 @@ export async function importCommand(
         timeoutMs: integerFlag(values.timeout, "--timeout", 1, writeConcernTimeoutMsMax),
       },
     };
-    const importer = new Importer(options, identity, new ImportProgress(identity.size, stderr, given));
+    const progress = new ImportProgress(identity.size, stderr, given);
+    const importer = new Importer(options, identity, progress);
     // Ctrl-C: finish the batch in flight and save the checkpoint; a second one stops at once.
     const stop = (): void => {
       importer.stopRequested = true;
@@ -496,6 +498,10 @@ export async function importCommand(
     let summary: ImportSummary;
     try {
       summary = await importer.run();
+    } catch (error) {
+      // Before the error is printed: the bar's line ends, and its timer no longer holds the process.
+      progress.stop(false);
+      throw error;
     } finally {
       process.removeListener("SIGINT", stop);
     }

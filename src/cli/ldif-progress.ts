@@ -20,6 +20,7 @@ export class ImportProgress {
   private readonly bar: cliProgress.SingleBar | null = null;
   private readonly started = performance.now();
   private lastLine = performance.now();
+  private stopped = false;
 
   constructor(
     private readonly totalBytes: number,
@@ -65,8 +66,15 @@ export class ImportProgress {
     );
   }
 
-  stop(): void {
-    if (this.bar !== null) this.bar.update(this.totalBytes);
+  /**
+   * Ends the bar; `complete` shows it full. Called on every way out of an import, a failed one
+   * too: a running bar's redraw timer would otherwise keep the process alive (and the cursor
+   * hidden) after the error is printed. A second call does nothing.
+   */
+  stop(complete = true): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (complete && this.bar !== null) this.bar.update(this.totalBytes);
     this.bars?.stop();
   }
 }

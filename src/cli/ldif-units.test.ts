@@ -1,13 +1,57 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { pathToFileURL } from "node:url";
 import { importCommand, operationOf } from "./ldif-import.ts";
+import { progressBytesMin } from "./ldif-progress.ts";
 import { applyChanges, sameAttributes, withNamingValues } from "./ldif-replay.ts";
 import { fileUrlReader, urlFileBytesMax } from "./ldif-url.ts";
+
+const root = new URL("../..", import.meta.url).pathname;
+
+/** Runs `plexus import ARGS` in a child process whose stderr claims to be a terminal; bounded in time. */
+async function importOnTerminal(
+  directory: string,
+  args: readonly string[],
+  timeoutMs: number,
+): Promise<{ exited: boolean; stdout: string; stderr: string }> {
+  const script = join(directory, "import-on-terminal.mts");
+  const command = new URL("./ldif-import.ts", import.meta.url).pathname;
+  writeFileSync(
+    script,
+    [
+      `import { importCommand } from ${JSON.stringify(command)};`,
+      "const terminal = { isTTY: true, columns: 100, write: (text) => process.stderr.write(text) };",
+      "const code = await importCommand(process.argv.slice(2), process.stdout, terminal, {});",
+      'process.stdout.write("exit " + code + "\\n");',
+      // No process.exit: the process must end by itself, as bin/plexus.mjs's does.
+    ].join("\n"),
+  );
+  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
+    cwd: root,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const exited = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      resolve(false);
+    }, timeoutMs);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+  return { exited, stdout, stderr };
+}
 
 /** The pieces of `plexus import` that need no node: record to operation, replay checks, `:<` files. */
 describe("LDIF import pieces", () => {
@@ -96,6 +140,33 @@ describe("LDIF import pieces", () => {
       assert.match(stderr, /^plexus import: .* is a directory: give an LDIF file\n/);
       assert.doesNotMatch(stderr, /EISDIR|\n\s+at /);
     } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it("stops its progress bar when the import fails, so that the process ends", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "plexus-ldif-bar-"));
+    // A node that refuses every request: the import fails at its first one, after the bar is up.
+    const node = createServer((_request, response) => {
+      response.writeHead(400, { "content-type": "application/problem+json" });
+      response.end(JSON.stringify({ status: 400, code: "invalid-request", detail: "refused by the test" }));
+    });
+    try {
+      await new Promise<void>((resolve) => node.listen(0, "127.0.0.1", resolve));
+      const url = `http://127.0.0.1:${(node.address() as AddressInfo).port}`;
+      const file = join(directory, "large.ldif");
+      writeFileSync(file, "# a comment line that makes the file large\n".repeat(progressBytesMin / 32));
+      const run = await importOnTerminal(directory, [file, "--url", url], 20_000);
+      assert.ok(
+        run.exited,
+        `the import did not end within 20 s:\n${run.stdout}\n${run.stderr.slice(0, 2000)}`,
+      );
+      assert.match(run.stdout, /^exit 1\n$/);
+      assert.match(run.stderr, /invalid-request: refused by the test/);
+      assert.ok(run.stderr.includes("\x1b[?25h"), "the cursor the bar hid is shown again");
+      assert.doesNotMatch(run.stderr, /100%/, "a failed import is not shown complete");
+    } finally {
+      node.close();
       rmSync(directory, { recursive: true, force: true });
     }
   });

@@ -362,6 +362,78 @@ describe("plexus import and export", { timeout: 180_000 }, () => {
     assert.equal(summaryOf(run).counts.skipped, 1);
   });
 
+  it("stopped again while resuming, keeps in its checkpoint what the first run may have applied", async () => {
+    const parent = `ou=twice,${base}`;
+    const names = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"];
+    const twiceFile = join(directory, "twice.ldif");
+    const entriesFile = join(directory, "twice-entries.ldif");
+    writeFileSync(
+      entriesFile,
+      formatLdif([
+        { kind: "content", dn: parent, attributes: { objectClass: ["organizationalUnit"], ou: ["twice"] } },
+        ...names.map((name) => ({
+          kind: "content" as const,
+          dn: `cn=${name},${parent}`,
+          attributes: { objectClass: ["person"], cn: [name], sn: [name] },
+        })),
+      ]),
+    );
+    // Deletes, with a bad record (third) whose report is the moment to press Ctrl-C.
+    const deletes = names.map((name) => formatRecord({ kind: "delete", dn: `cn=${name},${parent}` }));
+    deletes.splice(2, 0, `dn: cn=bad,${parent}\ncn:: ###\n\n`);
+    writeFileSync(twiceFile, `${ldifHeader}\n${deletes.join("")}`);
+    const records = deletes.length;
+    assert.equal((await inProcess("import", [entriesFile, "--url", urlA])).code, 0);
+    // A first run sent every record in one batch, the node applied it, and the run was killed
+    // before the answer: every record may be applied, none is done.
+    const applied = await inProcess("import", [
+      twiceFile,
+      "--url",
+      urlA,
+      "--resume-file",
+      join(directory, "x"),
+    ]);
+    assert.equal(applied.code, 1, applied.stderr);
+    const checkpoint = join(directory, "twice.progress");
+    await writeCheckpoint(checkpoint, statSync(twiceFile), urlA, {
+      done: 0,
+      line: 0,
+      applying: records,
+      counts: { added: 0, modified: 0, deleted: 0, skipped: 0, failed: 0 },
+    });
+    // A second run, one record per batch, gets Ctrl-C once the bad record is reported.
+    let stderr = "";
+    const interrupting = {
+      write: (text: string) => {
+        stderr += text;
+        if (text.includes("not base64")) process.emit("SIGINT");
+      },
+    };
+    const args = [twiceFile, "--url", urlA, "--resume-file", checkpoint, "--batch", "1", "--json"];
+    const second = await importCommand(args, { write: () => {} }, interrupting, {});
+    assert.equal(second, 130, stderr);
+    const saved = JSON.parse(readFileSync(checkpoint, "utf8")) as { done: number; applying: number };
+    assert.ok(saved.done < records, JSON.stringify(saved));
+    assert.equal(saved.applying, records, "the records the first run may have applied are still so");
+    // The third run finds the rest deleted: skipped, as the second run found the first ones.
+    const third = await inProcess("import", [
+      twiceFile,
+      "--url",
+      urlA,
+      "--resume-file",
+      checkpoint,
+      "--json",
+    ]);
+    assert.equal(third.code, 1, third.stderr);
+    assert.deepEqual(summaryOf(third).counts, {
+      added: 0,
+      modified: 0,
+      deleted: 0,
+      skipped: names.length,
+      failed: 1,
+    });
+  });
+
   it("refuses a file of another LDIF version before importing any of it", async () => {
     const versionFile = join(directory, "version2.ldif");
     const dn = `ou=version2,${base}`;
