@@ -123,6 +123,19 @@ describe("parseDn: accepted forms", () => {
     ]);
   });
 
+  it("takes an unescaped '=' in a value, as RFC 4514 allows, and formats it escaped", () => {
+    assert.deepEqual(pairs(dn("cn=eq=x,ou=a=b+uid==,dc=example")), [
+      [["cn", "eq=x"]],
+      [
+        ["ou", "a=b"],
+        ["uid", "="],
+      ],
+      [["dc", "example"]],
+    ]);
+    assert.equal(formatDn(dn("cn=eq=x")), "cn=eq\\=x");
+    assert.equal(normalizeDn(dn("CN=eq=X")), normalizeDn(dn("cn=eq\\=x")));
+  });
+
   it("resolves every special-character escape", () => {
     assert.deepEqual(pairs(dn('cn=\\"\\+\\,\\;\\<\\>\\\\\\=\\#\\ ')), [[["cn", '"+,;<>\\=# ']]]);
   });
@@ -182,7 +195,6 @@ describe("parseDn: rejections", () => {
     ["semicolon as RDN separator", "cn=a;dc=b", "invalid-dn"],
     ["unescaped '<'", "cn=a<b", "invalid-dn"],
     ["unescaped '>'", "cn=a>b", "invalid-dn"],
-    ["unescaped '='", "cn=a=b", "invalid-dn"],
     ["unescaped NUL", "cn=a\u0000b", "invalid-dn"],
     ["'#' with no hex", "cn=#", "invalid-dn"],
     ["odd number of hex digits", "cn=#0402486", "invalid-dn"],

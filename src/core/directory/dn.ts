@@ -232,8 +232,12 @@ function missingAttributeType(cursor: Cursor): Result<never> {
 
 /** Characters that a backslash may escape in a value (RFC 4514 `special` plus the backslash). */
 const escapableCharacters = new Set(['"', "+", ",", ";", "<", ">", "\\", "=", "#", " "]);
-/** Characters a value may not contain unescaped; `,` and `+` end the value instead. */
-const forbiddenInValue = new Set(['"', ";", "<", ">", "=", "\u0000"]);
+/**
+ * Characters a value may not contain unescaped; `,` and `+` end the value instead. An `=` may
+ * (RFC 4514 `LUTF1`, `SUTF1`, `TUTF1` include %x3D: `cn=a=b` is the value `a=b`, as OpenLDAP
+ * reads it); formatting escapes it all the same (formatEscapedCharacters).
+ */
+const forbiddenInValue = new Set(['"', ";", "<", ">", "\u0000"]);
 
 /** An unescaped value being built; hex-escaped bytes wait in `bytes` until a UTF-8 sequence ends. */
 interface ValueBuilder {
@@ -249,7 +253,7 @@ interface ValueBuilder {
  * one (a NUL is looked for in the run afterwards). Most values are nothing else, and take one
  * slice instead of a character-by-character build.
  */
-const plainValueRun = /[^,+\\";<>=]*/y;
+const plainValueRun = /[^,+\\";<>]*/y;
 
 /** The length of `sticky`'s match at `offset` (its pattern matches the empty string too). */
 function matchedLength(sticky: RegExp, text: string, offset: number): number {
