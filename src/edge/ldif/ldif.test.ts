@@ -238,6 +238,26 @@ describe("LDIF writer", () => {
     assert.ok(physical.slice(1).every((part) => part.startsWith(" ")));
     assert.equal(physical.map((part, index) => (index === 0 ? part : part.slice(1))).join(""), line);
   });
+
+  it("ends no physical line with a space that a character before it can stand in for", () => {
+    const unfold = (text: string): string =>
+      text
+        .split("\n")
+        .map((part, index) => (index === 0 ? part : part.slice(1)))
+        .join("");
+    for (const at of [foldColumns, foldColumns - 1, 2 * foldColumns - 1]) {
+      const line = `description: ${"x".repeat(at - 14)}   ${"y".repeat(200)}`;
+      const physical = fold(line).split("\n");
+      assert.ok(
+        physical.every((part) => !part.endsWith(" ") && part.length <= foldColumns),
+        JSON.stringify(physical),
+      );
+      assert.equal(unfold(fold(line)), line);
+    }
+    // Nothing but spaces within reach: the line is folded where it must be, and still unfolds.
+    const spaces = `description: a${" ".repeat(200)}b`;
+    assert.equal(unfold(fold(spaces)), spaces);
+  });
 });
 
 /** Types that LDIF itself reserves at the start of a record cannot be content attributes. */

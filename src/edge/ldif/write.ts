@@ -17,12 +17,27 @@ export function attrValueLine(type: string, value: string): string {
   return `${type}:: ${Buffer.from(value, "utf8").toString("base64")}`;
 }
 
-/** A logical line as physical lines: the first `foldColumns` long, the rest a space and one less. */
+/**
+ * A logical line as physical lines: the first at most `foldColumns` long, the rest a space and
+ * at most one less. No physical line ends with a space where a character before it can end it
+ * instead: an editor or a whitespace fix that strips trailing spaces would change the value
+ * (the reason values with a trailing space are written in base64).
+ */
 export function fold(line: string): string {
   if (line.length <= foldColumns) return line;
-  const parts = [line.slice(0, foldColumns)];
-  for (let offset = foldColumns; offset < line.length; offset += foldColumns - 1)
-    parts.push(` ${line.slice(offset, offset + foldColumns - 1)}`);
+  const parts: string[] = [];
+  let offset = 0;
+  while (offset < line.length) {
+    const width = offset === 0 ? foldColumns : foldColumns - 1;
+    let end = Math.min(offset + width, line.length);
+    if (end < line.length) {
+      let before = end;
+      while (before > offset + 1 && line.charAt(before - 1) === " ") before--;
+      if (line.charAt(before - 1) !== " ") end = before;
+    }
+    parts.push(offset === 0 ? line.slice(0, end) : ` ${line.slice(offset, end)}`);
+    offset = end;
+  }
   return parts.join("\n");
 }
 
