@@ -208,7 +208,10 @@ describe("a node whose disk is full", { skip: unavailable ?? false, timeout: 180
     assert.match(cluster.node("n2").log, /"storage-recovered"/);
     const status = (await http("GET", `${url("n2")}/v1/status`)).body as { storageFull: unknown };
     assert.equal(status.storageFull, null);
-    assert.match(String((await http("GET", `${url("n2")}/metrics`)).body), /^plexus_storage_full\{[^}]*\} 0$/m);
+    assert.match(
+      String((await http("GET", `${url("n2")}/metrics`)).body),
+      /^plexus_storage_full\{[^}]*\} 0$/m,
+    );
     for (const name of acknowledged) {
       const answer = await http("GET", entryPath(url("n2"), `cn=${name},${base}`));
       assert.equal(answer.status, 200, `${name}, acknowledged by n2 before its disk filled`);
