@@ -4,6 +4,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import Database from "better-sqlite3";
 import { type ClusterNode, entryPath, eventually, http, LocalCluster } from "./support/cluster.ts";
 import { plexus } from "./support/plexus-cli.ts";
 
@@ -13,7 +14,7 @@ import { plexus } from "./support/plexus-cli.ts";
  * disk is full, its client writes are refused with 503 storage-full (nothing stored; a client
  * moves on to another server), said once in its log rather than once per write; its pulls fail
  * at once with that reason, as `repl status` shows it; a node joining through it is asked to
- * retry rather than refused; and it keeps serving reads. Once space is freed (the tmpfs grown),
+ * retry rather than refused; and it keeps serving reads and its partners' pulls. Once space is freed (the tmpfs grown),
  * it takes writes again and catches up with what n1 took meanwhile, the joiner joins, and every
  * write it acknowledged before is still there.
  */
@@ -89,6 +90,8 @@ describe("a node whose disk is full", { skip: unavailable ?? false, timeout: 180
   const acknowledged: string[] = [];
   /** n3, joining through n2 while its disk is full. */
   let joining: Promise<ClusterNode> | undefined;
+  /** A read transaction on n2's store file, open while nothing may fit. */
+  let snapshot: Database.Database | undefined;
 
   before(async () => {
     const first = await cluster.start("n1", "hq");
@@ -100,6 +103,7 @@ describe("a node whose disk is full", { skip: unavailable ?? false, timeout: 180
 
   after(async () => {
     // The tmpfs is unmounted once n2 has closed its files, then everything goes as usual.
+    snapshot?.close();
     await joining?.catch(() => null);
     await cluster.stop("n2").catch(() => null);
     if (mounted) spawnSync("umount", [disk]);
@@ -171,29 +175,42 @@ describe("a node whose disk is full", { skip: unavailable ?? false, timeout: 180
     assert.match(seen?.lastFailure ?? "", /this node's disk is full: the answer could not be stored/);
   });
 
-  it("asks a node joining through it to retry, rather than refusing it", async () => {
-    // Not a byte left (a checkpoint may have freed a little since the writes filled the disk).
+  it("asks a node joining through it to retry, and still serves its partners' pulls", async () => {
+    // Not a byte left, and SQLite kept from writing over its log file's old frames (a reader
+    // holds a snapshot, as a long read would): even a pull's small record finds no room.
+    snapshot = new Database(join(disk, "plexus.db"), { readonly: true });
+    snapshot.exec("BEGIN");
+    snapshot.prepare("SELECT count(*) FROM objects").get();
     fillUp(disk);
     joining = cluster.start("n3", "hq", { join: [url("n2")], timeoutMs: 60_000 });
     let refused: unknown = null;
     joining.catch((error: unknown) => {
       refused = error;
     });
-    // Its registration is a write on n2: refused for the full disk, it is retried. (SQLite may
-    // still fit so small a write into its log file's room: then n3 simply joins.)
+    // Its registration is a write on n2: answered 503 for the full disk, and retried.
     await eventually(
-      "n3 retrying its join, or joined",
+      "n3 retrying its join",
       async () => {
         assert.equal(refused, null, `n3 gave up its join: ${String(refused)}`);
-        const log = cluster.nodes.get("n3")?.log ?? "";
-        return /"join-retry".*disk is full/.test(log) || log.includes("listening ");
+        return /"join-retry".*disk is full/.test(cluster.nodes.get("n3")?.log ?? "");
       },
       15_000,
+    );
+    // It still serves its partners: a pull's admission stores nothing here, so the writes it
+    // acknowledged before its disk filled can leave it.
+    const sync = await http("POST", `${url("n1")}/v1/replicate`, { from: "n2", timeoutMs: 5_000 });
+    assert.equal(sync.status, 200, JSON.stringify(sync.body));
+    assert.deepEqual(
+      (sync.body as { pulls: { node: string; result: string }[] }).pulls.map((p) => [p.node, p.result]),
+      [["n2", "success"]],
+      JSON.stringify(sync.body),
     );
     assert.equal(refused, null, `n3 gave up its join: ${String(refused)}`);
   });
 
   it("takes writes again and catches up once space is freed, having lost nothing", async () => {
+    snapshot?.close();
+    snapshot = undefined;
     mount(disk, grownDiskBytes, true);
     await eventually(
       "n2 taking writes again",

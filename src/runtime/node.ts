@@ -74,7 +74,12 @@ import { errorText, type Logger } from "./log.ts";
 import { type MetricsSource, NodeMetrics, type QueueSizes, registerMetricsRoute } from "./metrics.ts";
 import { builtPage, PageBuilder } from "./page-builder.ts";
 import { PeerClient, type PeerReply, peerPaths } from "./peer-client.ts";
-import { type AnswerEncodings, type PeerAnswer, registerPeerRoutes } from "./peer-server.ts";
+import {
+  type AnswerEncodings,
+  type PeerAnswer,
+  type PeerRefusal,
+  registerPeerRoutes,
+} from "./peer-server.ts";
 import { cryptoRandom, monotonicClock, systemClock, wallTimeOf } from "./ports.ts";
 import { type PullResult, replicateNow } from "./replicate-now.ts";
 
@@ -241,6 +246,23 @@ export interface NodeOptions {
 }
 
 type NotifyMessage = Extract<PeerMessage, { kind: "notify" }>;
+
+/** What peerStep answers when the store found no space for a partner's message. */
+const storageFull = Symbol("storage-full");
+
+/**
+ * A partner's message this node cannot handle for want of space. A pull's admission seldom
+ * writes (a rollback detected, a purge horizon that moved), so a full node usually goes on
+ * serving pulls; when one must write, the puller's status shows why instead of an empty answer,
+ * and it pulls again after its back-off.
+ */
+function storageFullPeerAnswer(node: NodeId): PeerRefusal {
+  return {
+    status: 503,
+    code: "storage-full",
+    detail: `${node}'s disk is full: it cannot record this pull; pull again once space is freed there`,
+  };
+}
 
 /**
  * One notification that says what both do: changes of the node's own (no `via`) have the
@@ -1051,7 +1073,7 @@ export class PlexusNode implements DirectoryService {
         from: NodeId,
         body: unknown,
         reads: AnswerEncodings,
-      ): PeerAnswer | { status: 400; detail: string } | Promise<PeerAnswer> => {
+      ): PeerAnswer | PeerRefusal | Promise<PeerAnswer> => {
         if (this.stopped) return { status: 204 };
         const posted = postedMessageProblem(from, body);
         if (posted !== null) {
@@ -1060,7 +1082,8 @@ export class PlexusNode implements DirectoryService {
         }
         const builder = this.pageBuilder;
         if (builder?.available === true) {
-          const admission = this.guard("admit-pull", () => this.machine.admitPull(from, body), undefined);
+          const admission = this.peerStep("admit-pull", () => this.machine.admitPull(from, body), undefined);
+          if (admission === storageFull) return storageFullPeerAnswer(this.options.node);
           if (admission !== undefined) return this.answerPull(admission, builder, reads);
         }
         // The machine drops a malformed message unseen; from a node holding the secret it is a
@@ -1070,7 +1093,8 @@ export class PlexusNode implements DirectoryService {
           this.options.log.log("warn", "peer-message-refused", { from, reason: checked.error.message });
           return { status: 400, detail: checked.error.message };
         }
-        const sends = this.guard("receive", () => this.machine.receive(from, body), []);
+        const sends = this.peerStep("receive", () => this.machine.receive(from, body), []);
+        if (sends === storageFull) return storageFullPeerAnswer(this.options.node);
         const isAnswer = (send: Send): boolean =>
           send.to === from &&
           (send.message.kind === "page" ||
@@ -1307,15 +1331,37 @@ export class PlexusNode implements DirectoryService {
   }
 
   /**
+   * A machine step for a partner's message: a throw is logged (a bug, never a crash), except the
+   * store's want of space, which the partner is told of (storageFullPeerAnswer).
+   */
+  private peerStep<T>(what: string, step: () => T, fallback: T): T | typeof storageFull {
+    try {
+      return step();
+    } catch (error) {
+      if (!isStorageFull(error)) {
+        this.options.log.log("error", "machine-step-failed", { step: what, error: errorText(error) });
+        return fallback;
+      }
+      this.noteStorageFull(error, 0);
+      return storageFull;
+    }
+  }
+
+  /** The store found no space: logged once per episode (storage-full … storage-recovered). */
+  private noteStorageFull(error: unknown, writes: number): void {
+    if (this.storageFull === null) {
+      this.storageFull = { since: monotonicClock.now(), refusedWrites: 0 };
+      this.options.log.log("error", "storage-full", { writes, error: errorText(error) });
+    }
+    this.storageFull.refusedWrites += writes;
+  }
+
+  /**
    * The store refused the batch's transaction for want of space: SQLite rolled it back, so none
    * of these writes was stored, and each gets storage-full (retryable: another server can take it).
    */
   private refuseForStorage(batch: readonly QueuedWrite[], error: unknown): void {
-    if (this.storageFull === null) {
-      this.storageFull = { since: monotonicClock.now(), refusedWrites: 0 };
-      this.options.log.log("error", "storage-full", { writes: batch.length, error: errorText(error) });
-    }
-    this.storageFull.refusedWrites += batch.length;
+    this.noteStorageFull(error, batch.length);
     const invocation = this.replica.invocationId;
     const result = fail(
       "storage-full",

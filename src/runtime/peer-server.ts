@@ -15,6 +15,13 @@ import { peerPaths } from "./peer-client.ts";
  */
 export const peerBodyBytesMax = 8 * 1024 * 1024;
 
+/** A message refused: bad (400), or not now (503: still syncing, or `storage-full`). */
+export interface PeerRefusal {
+  readonly status: 400 | 503;
+  readonly detail: string;
+  readonly code?: "storage-full";
+}
+
 export type PeerAnswer =
   | { readonly status: 200; readonly body: unknown }
   /**
@@ -41,9 +48,9 @@ export interface PeerHandler {
     from: NodeId,
     body: unknown,
     reads: AnswerEncodings,
-  ): PeerAnswer | { status: 400; detail: string } | Promise<PeerAnswer>;
+  ): PeerAnswer | PeerRefusal | Promise<PeerAnswer>;
   /** A node asks to be registered (or to have its address updated) in the config partition. */
-  join(from: NodeId, body: unknown): Promise<PeerAnswer | { status: 400 | 503; detail: string }>;
+  join(from: NodeId, body: unknown): Promise<PeerAnswer | PeerRefusal>;
   /** This node's UTD report, for write concern and status. */
   utd(from: NodeId): PeerAnswer;
 }
@@ -97,11 +104,7 @@ export function registerPeerRoutes(
     );
     const route = (
       path: string,
-      run: (
-        from: NodeId,
-        body: unknown,
-        reads: AnswerEncodings,
-      ) => Promise<PeerAnswer | { status: 400 | 503; detail: string }>,
+      run: (from: NodeId, body: unknown, reads: AnswerEncodings) => Promise<PeerAnswer | PeerRefusal>,
     ): void => {
       scope.post(path, async (request, reply) => {
         const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
@@ -144,7 +147,7 @@ export function registerPeerRoutes(
           const body = reads.compactPages ? compactAnswer(answer.body) : answer.body;
           return sendSigned(reply, request, secret, verified.signature, 200, body);
         }
-        const code = answer.status === 400 ? "invalid-request" : "not-ready";
+        const code = answer.code ?? (answer.status === 400 ? "invalid-request" : "not-ready");
         const problem = problemDocument(answer.status, code, answer.detail);
         return sendSigned(reply, request, secret, verified.signature, answer.status, problem);
       });
