@@ -341,6 +341,26 @@ describe("matchesFilter", () => {
     assert.ok(matches("(|(mail=x)(age=9))", babs));
   });
 
+  it("compares the values of DN-valued attributes as DNs (distinguishedNameMatch)", () => {
+    const group: Entry = { member: ["CN=Alice, OU=People, DC=Example, DC=Com"], cn: ["cn=x, dc=y"] };
+    const dnMatches = (text: string): boolean =>
+      matchesFilter(
+        filter(text),
+        (attribute) => group[attribute] ?? [],
+        (attribute) => attribute === "member",
+      );
+    assert.ok(dnMatches("(member=cn=alice,ou=people,dc=example,dc=com)"));
+    assert.ok(dnMatches("(member~=cn=ALICE , ou=people,dc=example,dc=com)"));
+    assert.ok(dnMatches("(member=cn=\\5c41lice,ou=people,dc=example,dc=com)"), "a hex pair in the DN");
+    assert.ok(!dnMatches("(member=cn=alice,dc=example,dc=com)"));
+    assert.ok(!dnMatches("(member=alice)"), "an assertion that is no DN matches nothing");
+    assert.ok(dnMatches("(!(member=alice))"));
+    assert.ok(dnMatches("(member=*alice*)"), "substrings still see the value as written");
+    // Other attributes keep caseIgnoreMatch, where the space after a comma counts.
+    assert.ok(!dnMatches("(cn=cn=x,dc=y)"));
+    assert.ok(dnMatches("(cn=CN=X, DC=Y)"));
+  });
+
   it("asks the callback for the lowercased attribute", () => {
     const asked: string[] = [];
     matchesFilter(filter("(&(objectClass=*)(CN=a)(SN>=b)(Mail=*x*))"), (attribute) => {

@@ -1,7 +1,7 @@
 import { assert, unreachable } from "../assert.ts";
 import type { Result } from "../result.ts";
 import { fail, ok } from "../result.ts";
-import { attributeTypeLengthMax, isAttributeType } from "./dn.ts";
+import { attributeTypeLengthMax, isAttributeType, normalizeDn, parseDn } from "./dn.ts";
 import type { SubstringPosition } from "./values.ts";
 import {
   compareOrdering,
@@ -344,35 +344,49 @@ function formatSubstringPieces(filter: Extract<Filter, { type: "substring" }>): 
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 
+/** Lowercased attribute type to the entry's values of it; empty when the entry has none. */
+export type FilterValues = (attributeNorm: string) => readonly string[];
+
+/** True for a lowercased attribute type whose values are DNs (distinguishedNameMatch). */
+export type DnValued = (attributeNorm: string) => boolean;
+
+const noAttributeIsDnValued: DnValued = () => false;
+
 /**
  * True when the entry matches. `values(attribute)` returns the entry's values of a lowercased
  * attribute type, or an empty array when the entry has none; it is called once per item
  * visited. Absent attributes make items false (two-valued logic, no Undefined).
+ * Equality and approx compare values with caseIgnoreMatch, except on the attributes
+ * `dnValued` names (default none), whose values and assertion compare as DNs
+ * (distinguishedNameMatch, RFC 4517 4.2.15): `cn=Bob, ou=People` equals `CN=bob,OU=people`. An
+ * assertion that is not a DN matches no value there (Undefined, false in two-valued logic).
  * A filter deeper than filterDepthMax is a programmer error, as in formatFilter.
  */
-export function matchesFilter(filter: Filter, values: (attributeNorm: string) => readonly string[]): boolean {
-  return matchesAt(filter, values, 1);
+export function matchesFilter(
+  filter: Filter,
+  values: FilterValues,
+  dnValued: DnValued = noAttributeIsDnValued,
+): boolean {
+  return matchesAt(filter, values, dnValued, 1);
 }
 
-function matchesAt(
-  filter: Filter,
-  values: (attributeNorm: string) => readonly string[],
-  depth: number,
-): boolean {
+function matchesAt(filter: Filter, values: FilterValues, dnValued: DnValued, depth: number): boolean {
   assert(depth <= filterDepthMax, `filter nests deeper than ${filterDepthMax} levels`);
   switch (filter.type) {
     case "and":
-      return filter.filters.every((operand) => matchesAt(operand, values, depth + 1));
+      return filter.filters.every((operand) => matchesAt(operand, values, dnValued, depth + 1));
     case "or":
-      return filter.filters.some((operand) => matchesAt(operand, values, depth + 1));
+      return filter.filters.some((operand) => matchesAt(operand, values, dnValued, depth + 1));
     case "not":
-      return !matchesAt(filter.filter, values, depth + 1);
+      return !matchesAt(filter.filter, values, dnValued, depth + 1);
     case "present":
       return values(filter.attribute).length > 0;
     case "equality":
     case "approx": {
-      const asserted = normalizeValue(filter.value);
-      return values(filter.attribute).some((value) => normalizeValue(value) === asserted);
+      const dn = dnValued(filter.attribute);
+      const asserted = equalityKey(filter.value, dn);
+      if (asserted === undefined) return false;
+      return values(filter.attribute).some((value) => equalityKey(value, dn) === asserted);
     }
     case "greaterOrEqual":
       return values(filter.attribute).some((value) => compareOrdering(value, filter.value) >= 0);
@@ -383,6 +397,13 @@ function matchesAt(
     default:
       return unreachable(filter, "filter type");
   }
+}
+
+/** The value's equality key: its normalized DN when `dn`, undefined if it is no DN; else caseIgnore. */
+function equalityKey(value: string, dn: boolean): string | undefined {
+  if (!dn) return normalizeValue(value);
+  const parsed = parseDn(value);
+  return parsed.ok ? normalizeDn(parsed.value) : undefined;
 }
 
 function matchesSubstring(

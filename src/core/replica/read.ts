@@ -221,7 +221,9 @@ function matching(
 ): EntryView | undefined {
   const values = attributeValues(store, row);
   const lookup = (type: string): readonly string[] => values.get(type)?.values ?? operational(row, type);
-  if (!matchesFilter(filter, lookup)) return undefined;
+  // Link values are keyed by DN when written, so a filter must compare them as DNs too.
+  const dnValued = (type: string): boolean => values.get(type)?.link === true;
+  if (!matchesFilter(filter, lookup, dnValued)) return undefined;
   return present(row, dn, values, wanted);
 }
 
@@ -245,6 +247,8 @@ function present(row: EntryRow, dn: string, values: Map<string, Shown>, wanted: 
 interface Shown {
   readonly type: string;
   readonly values: string[];
+  /** Link values: DNs, compared with distinguishedNameMatch. */
+  readonly link: boolean;
 }
 
 function attributeValues(store: Store, row: EntryRow): Map<string, Shown> {
@@ -252,11 +256,16 @@ function attributeValues(store: Store, row: EntryRow): Map<string, Shown> {
   for (const item of store.getItems(row.guid)) {
     const value = item.value;
     if (value.kind === "values" && value.values.length > 0) {
-      out.set(item.attribute, { type: canonicalType(item.attribute, value.type), values: [...value.values] });
+      out.set(item.attribute, {
+        type: canonicalType(item.attribute, value.type),
+        values: [...value.values],
+        link: false,
+      });
     } else if (value.kind === "link" && value.present) {
       const shown = out.get(item.attribute) ?? {
         type: canonicalType(item.attribute, value.type),
         values: [],
+        link: true,
       };
       shown.values.push(value.value);
       out.set(item.attribute, shown);
