@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import {
+  chmodSync,
+  chownSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -13,6 +17,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import Database from "better-sqlite3";
 import { entryPath, eventually, http, LocalCluster } from "../../test/support/cluster.ts";
 import { plexus } from "../../test/support/plexus-cli.ts";
 import { nodeId } from "../core/ids.ts";
@@ -305,6 +310,111 @@ describe("plexus backup and restore: files and directories", () => {
       readdirSync(root).filter((file) => file.startsWith("from-damaged")),
       [],
     );
+  });
+
+  it("a copy that carries the node's live token (sqlite3 .backup, a snapshot) is restored as a copy after a crash", () => {
+    const data = join(root, "crashed");
+    assert.equal(run("restore", ["--data", data, "--from", backup]).code, 0);
+    const opened = openDataDirectory(data);
+    const live = readFileSync(join(data, "plexus.instance"), "utf8");
+    // A consistent copy made beside the running node by other means than plexus backup: its
+    // instance token is the one the node stamped when it opened the directory.
+    const copy = join(root, "live-copy.db");
+    const source = new Database(join(data, "plexus.db"), { readonly: true });
+    try {
+      source.prepare("VACUUM INTO ?").run(copy);
+    } finally {
+      source.close();
+    }
+    opened.close();
+    // The node then crashed (no last stamp at close): the marker still holds the live token.
+    writeFileSync(join(data, "plexus.instance"), live);
+    const restored = run("restore", ["--data", data, "--from", copy]);
+    assert.equal(restored.code, 0, restored.stderr);
+    const reopened = openDataDirectory(data);
+    try {
+      assert.equal(reopened.restored, true, "a restored copy must take a new invocation id");
+    } finally {
+      reopened.close();
+    }
+  });
+
+  it("a restore run as root keeps the owner and mode of the database it replaces", (t) => {
+    if (process.getuid?.() !== 0) {
+      t.skip("needs root, to give files to another user");
+      return;
+    }
+    const data = join(root, "owned");
+    assert.equal(run("restore", ["--data", data, "--from", backup]).code, 0);
+    const database = join(data, "plexus.db");
+    chownSync(data, 65_534, 65_534);
+    chownSync(database, 65_534, 65_534);
+    chmodSync(database, 0o600);
+    const restored = run("restore", ["--data", data, "--from", backup]);
+    assert.equal(restored.code, 0, restored.stderr);
+    const stat = statSync(database);
+    assert.deepEqual(
+      { uid: stat.uid, gid: stat.gid, mode: stat.mode & 0o777 },
+      { uid: 65_534, gid: 65_534, mode: 0o600 },
+      "the node's user must still be able to open its database, and no one else",
+    );
+    // Into an empty directory of the node's user: the database is that user's too.
+    const empty = join(root, "owned-empty");
+    mkdirSync(empty);
+    chownSync(empty, 65_534, 65_534);
+    assert.equal(run("restore", ["--data", empty, "--from", backup]).code, 0);
+    const fresh = statSync(join(empty, "plexus.db"));
+    assert.deepEqual({ uid: fresh.uid, gid: fresh.gid }, { uid: 65_534, gid: 65_534 });
+  });
+
+  it("a restore onto a full disk says that nothing was replaced", (t) => {
+    if (process.getuid?.() !== 0 || process.platform !== "linux") {
+      t.skip("needs root on Linux, to mount a small tmpfs");
+      return;
+    }
+    const disk = join(root, "full-disk");
+    mkdirSync(disk);
+    const mounted = spawnSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", disk]);
+    if (mounted.status !== 0) {
+      t.skip(`mount -t tmpfs failed: ${mounted.stderr.toString().trim()}`);
+      return;
+    }
+    try {
+      const target = join(disk, "n1");
+      const refused = run("restore", ["--data", target, "--from", backup]);
+      assert.equal(refused.code, 1);
+      assert.equal(
+        refused.stderr,
+        `plexus restore: restore-failed: ${join(target, "plexus.db")} not replaced: database or disk is full\n`,
+      );
+      assert.deepEqual(readdirSync(target), [], "nothing staged, no lock left");
+    } finally {
+      spawnSync("umount", [disk]);
+    }
+  });
+
+  it("a data directory on a read-only filesystem is refused as such", (t) => {
+    if (process.getuid?.() !== 0 || process.platform !== "linux") {
+      t.skip("needs root on Linux, to mount a read-only tmpfs");
+      return;
+    }
+    const disk = join(root, "read-only");
+    mkdirSync(disk);
+    const mounted = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", disk]);
+    if (mounted.status !== 0) {
+      t.skip(`mount -t tmpfs failed: ${mounted.stderr.toString().trim()}`);
+      return;
+    }
+    try {
+      const refused = run("restore", ["--data", disk, "--from", backup]);
+      assert.equal(refused.code, 1);
+      assert.equal(
+        refused.stderr,
+        `plexus restore: data-directory-unusable: cannot use the data directory ${disk}: its filesystem is read-only\n`,
+      );
+    } finally {
+      spawnSync("umount", [disk]);
+    }
   });
 
   it("a restore is refused while the data directory is held, naming the process", () => {

@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { BackupError, backupDatabase, restoreDatabase } from "../store/backup.ts";
+import { DataDirectoryUnusableError } from "../store/data-directory.ts";
 import { usageErrorText } from "./cli-support.ts";
 
 /**
@@ -79,7 +80,8 @@ export function backupCommand(
     }
     return 0;
   } catch (error) {
-    const code = error instanceof BackupError ? `${error.code}: ` : "";
+    const code =
+      error instanceof BackupError || error instanceof DataDirectoryUnusableError ? `${error.code}: ` : "";
     stderr.write(`plexus ${command}: ${code}${(error as Error).message}\n`);
     return 1;
   }

@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
 import {
+  chmodSync,
+  chownSync,
   closeSync,
   existsSync,
   fsyncSync,
@@ -43,6 +45,7 @@ export class BackupError extends Error {
       | "missing"
       | "same-file"
       | "backup-failed"
+      | "restore-failed"
       | "damaged",
     message: string,
     options?: ErrorOptions,
@@ -223,12 +226,19 @@ function replaceDatabase(
     } finally {
       copy.close();
     }
+    markRestored(staging);
+    giveOwnership(staging, existsSync(target) ? target : directory);
     syncFile(staging);
   } catch (error) {
     for (const file of [staging, `${staging}-journal`]) rmSync(file, { force: true });
     const code = (error as { code?: unknown }).code;
     if (code === "SQLITE_CORRUPT" || code === "SQLITE_NOTADB") throw damaged(backup, error);
-    throw error;
+    // Say that nothing was replaced, not only SQLite's "database or disk is full".
+    throw new BackupError(
+      "restore-failed",
+      `${target} not replaced: ${(error as Error).message}${existsSync(target) ? " (the database there is as it was)" : ""}`,
+      { cause: error },
+    );
   }
   let replacedBy: string | null = null;
   if (existsSync(target)) {
@@ -245,6 +255,38 @@ function replaceDatabase(
     replacedUnreadable: current !== null && "unreadable" in current ? current.unreadable : null,
     newerInReplaced: current !== null && "newer" in current ? current.newer : null,
   };
+}
+
+/**
+ * Gives the staged copy a token of its own. A backup's token already differs from every
+ * marker, but a copy made by other means (`sqlite3 .backup`, a filesystem snapshot, a backup
+ * killed before it replaced the token) carries the token the node stamped when it opened the
+ * directory; after a crash (no last stamp at close) the marker still holds that token, and
+ * the node would open the copy as its own live database, handing out again USNs its partners
+ * have already seen under its invocation id: they would ignore its new writes.
+ */
+function markRestored(staging: string): void {
+  const copy = new Database(staging, { fileMustExist: true });
+  try {
+    copy.prepare("UPDATE instance SET token = ? WHERE id = 1").run(`restored-${randomUUID()}`);
+  } finally {
+    copy.close();
+  }
+}
+
+/**
+ * The restored database belongs to whoever owned the one it replaces (or, with none, the data
+ * directory), with its mode: a restore run as root (sudo) would otherwise leave a file the
+ * node's own user cannot write ("attempt to write a readonly database" when it starts), and
+ * one readable by every user where the replaced one was private. Only root can give a file
+ * away; anyone else restores as the node's user already.
+ */
+function giveOwnership(staging: string, model: string): void {
+  const owner = statSync(model);
+  if (owner.isFile()) chmodSync(staging, owner.mode & 0o777);
+  const staged = statSync(staging);
+  if (process.getuid?.() === 0 && (staged.uid !== owner.uid || staged.gid !== owner.gid))
+    chownSync(staging, owner.uid, owner.gid);
 }
 
 /**

@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
 import {
+  chmodSync,
+  chownSync,
   copyFileSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -339,6 +342,84 @@ describe("data directory lock", () => {
       assert.throws(() => openDataDirectory(directory), /in use by process \d+ \(plexus restore\)/);
       lock.release();
       openDataDirectory(directory).close();
+    });
+  });
+});
+
+/** Runs `openDataDirectory(directory)` as the user nobody; what it threw, or "opened". */
+function openAsNobody(directory: string): string {
+  const script = `import { openDataDirectory } from ${JSON.stringify(dataDirectoryModule)};
+process.setgid(65534);
+process.setuid(65534);
+try {
+  openDataDirectory(process.argv[1]).close();
+  console.log("opened");
+} catch (error) {
+  console.log(error.code + ": " + error.message);
+}`;
+  const child = spawnSync(
+    process.execPath,
+    ["--import", "tsx", "--input-type=module", "-e", script, directory],
+    { encoding: "utf8", timeout: childOpenTimeoutMs },
+  );
+  assert.equal(child.status, 0, child.stderr);
+  return child.stdout.trim();
+}
+
+describe("data directory the process cannot write", () => {
+  const root = process.getuid?.() === 0 && process.platform === "linux";
+
+  it("a read-only filesystem is said as such, for a directory there and one to create", (context) => {
+    if (!root) {
+      context.skip("needs root on Linux, to mount a read-only tmpfs");
+      return;
+    }
+    withDirectory((directory) => {
+      const mounted = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", directory]);
+      if (mounted.status !== 0) {
+        context.skip(`mount -t tmpfs failed: ${mounted.stderr.toString().trim()}`);
+        return;
+      }
+      try {
+        mkdirSync(join(directory, "there"));
+        assert.equal(spawnSync("mount", ["-o", "remount,ro", directory]).status, 0);
+        assert.throws(() => openDataDirectory(join(directory, "there")), {
+          code: "data-directory-unusable",
+          message: `cannot use the data directory ${join(directory, "there")}: its filesystem is read-only`,
+        });
+        // Node's own error here would be "ENOENT: no such file or directory, mkdir".
+        assert.throws(() => openDataDirectory(join(directory, "new", "deeper")), {
+          code: "data-directory-unusable",
+          message: `cannot create the data directory ${join(directory, "new", "deeper")}: its filesystem is read-only`,
+        });
+      } finally {
+        spawnSync("umount", [directory]);
+      }
+    });
+  });
+
+  it("a database of another user is refused naming the file, its owner and what to do", (context) => {
+    if (!root) {
+      context.skip("needs root on Linux, to open the directory as another user");
+      return;
+    }
+    withDirectory((directory) => {
+      const opened = openDataDirectory(directory);
+      Replica.create(opened.store, ports(), nodeId("node-a"));
+      opened.close();
+      // As `sudo plexus restore` left it before it kept the owner: root's, for a node run as nobody.
+      chmodSync(directory, 0o777);
+      for (const name of readdirSync(directory)) chownSync(join(directory, name), 65_534, 65_534);
+      chmodSync(join(directory, databaseFileName), 0o644);
+      chownSync(join(directory, databaseFileName), 0, 0);
+      assert.equal(
+        openAsNobody(directory),
+        `data-directory-unusable: cannot open the database ${join(directory, databaseFileName)}: ` +
+          "this process (uid 65534) may not write it (it belongs to uid 0, mode 0644); " +
+          "give it to the user that runs the node (was it restored or created by another user?)",
+      );
+      chownSync(join(directory, databaseFileName), 65_534, 65_534);
+      assert.equal(openAsNobody(directory), "opened");
     });
   });
 });

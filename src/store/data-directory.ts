@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
 import {
+  accessSync,
   closeSync,
+  constants,
   existsSync,
   fsyncSync,
   linkSync,
@@ -9,10 +11,11 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { SqliteStore } from "./sqlite-store.ts";
 
 /**
@@ -76,6 +79,7 @@ export function openDataDirectory(directory: string, options: DataDirectoryOptio
   try {
     const markerPath = join(directory, markerFileName);
     const marker = existsSync(markerPath) ? readFileSync(markerPath, "utf8").trim() : undefined;
+    checkDatabaseWritable(join(directory, databaseFileName));
     const store = SqliteStore.open({ path: join(directory, databaseFileName), ...options });
     try {
       const reason = restoreReason(store, marker);
@@ -124,6 +128,87 @@ function writeFileDurably(directory: string, name: string, content: string): voi
     fsyncSync(directoryFd);
   } finally {
     closeSync(directoryFd);
+  }
+}
+
+/**
+ * A data directory (or its database) this process cannot write: a read-only filesystem, another
+ * user's files (a restore or a first start run as root), a full disk. Said with the path, the
+ * owner and what to do, where the system's own words name a temporary file or, for a directory
+ * that cannot be created on a read-only filesystem, say ENOENT.
+ */
+export class DataDirectoryUnusableError extends Error {
+  readonly code = "data-directory-unusable";
+}
+
+/** The system's reason, for people, from the error's code. */
+function unusableReason(path: string, error: NodeJS.ErrnoException): string {
+  switch (error.code) {
+    case "EROFS":
+      return "its filesystem is read-only";
+    case "ENOSPC":
+    case "EDQUOT":
+      return "its filesystem is full";
+    case "EACCES":
+    case "EPERM":
+      return `this process (uid ${process.getuid?.() ?? "?"}) may not write it${ownerText(path)}`;
+    default:
+      return error.message;
+  }
+}
+
+/** ": it belongs to uid U, mode 0755", or nothing for a path that cannot be examined. */
+function ownerText(path: string): string {
+  try {
+    const stat = statSync(path);
+    return ` (it belongs to uid ${stat.uid}, mode ${(stat.mode & 0o777).toString(8).padStart(4, "0")})`;
+  } catch {
+    return "";
+  }
+}
+
+/** The closest ancestor of `path` that exists (the root at worst). */
+function existingAncestor(path: string): string {
+  let current = path;
+  for (let depth = 0; depth < 4_096 && !existsSync(current); depth++) current = dirname(current);
+  return current;
+}
+
+/**
+ * Creates the data directory if it is missing. Node's recursive mkdir reports a directory it
+ * cannot create on a read-only filesystem as ENOENT ("no such file or directory"): the real
+ * reason is asked of the closest ancestor that exists.
+ */
+function makeDirectory(directory: string): void {
+  try {
+    mkdirSync(directory, { recursive: true });
+  } catch (error) {
+    const ancestor = existingAncestor(dirname(directory));
+    let reason = error as NodeJS.ErrnoException;
+    try {
+      accessSync(ancestor, constants.W_OK);
+    } catch (denied) {
+      reason = denied as NodeJS.ErrnoException;
+    }
+    throw new DataDirectoryUnusableError(
+      `cannot create the data directory ${directory}: ${unusableReason(ancestor, reason)}`,
+      { cause: error },
+    );
+  }
+}
+
+/** The directory's database, if there is one, must be writable: SQLite says only "readonly database". */
+function checkDatabaseWritable(path: string): void {
+  try {
+    accessSync(path, constants.R_OK | constants.W_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return;
+    throw new DataDirectoryUnusableError(
+      `cannot open the database ${path}: ${unusableReason(path, error as NodeJS.ErrnoException)}; ` +
+        "give it to the user that runs the node (was it restored or created by another user?)",
+      { cause: error },
+    );
   }
 }
 
@@ -190,11 +275,11 @@ export class DirectoryLock {
  * restarts without cleanup. PIDs are per host: a directory shared between hosts is not covered.
  */
 export function lockDataDirectory(directory: string, purpose: string): DirectoryLock {
-  mkdirSync(directory, { recursive: true });
+  makeDirectory(directory);
   const path = join(directory, lockFileName);
   const content = `${JSON.stringify(currentHolder(purpose))}\n`;
   for (let attempt = 0; attempt < lockAttemptsMax; attempt++) {
-    if (tryCreateLockFile(path, content)) return new DirectoryLock(path, content);
+    if (tryCreateLockFile(directory, path, content)) return new DirectoryLock(path, content);
     const existing = readLockFile(path);
     if (existing === undefined) continue; // freed in the meantime
     const holder = parseHolder(existing);
@@ -209,9 +294,17 @@ function currentHolder(purpose: string): LockHolder {
 }
 
 /** Links a complete lock file into place; false if one is there already. */
-function tryCreateLockFile(path: string, content: string): boolean {
+function tryCreateLockFile(directory: string, path: string, content: string): boolean {
   const temporary = `${path}.${process.pid}.tmp`;
-  writeFileSync(temporary, content);
+  try {
+    writeFileSync(temporary, content);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw new DataDirectoryUnusableError(
+      `cannot use the data directory ${directory}: ${unusableReason(directory, error as NodeJS.ErrnoException)}`,
+      { cause: error },
+    );
+  }
   try {
     linkSync(temporary, path);
     return true;
