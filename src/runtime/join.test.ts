@@ -9,6 +9,7 @@ import { plexus } from "../../test/support/plexus-cli.ts";
 import { fetchBlockedPorts, freePortOf } from "../../test/support/ports.ts";
 import { entryPath, eventually, http } from "../cli/local-cluster.ts";
 import type { NodeId } from "../core/ids.ts";
+import { backupDatabase, restoreDatabase } from "../store/backup.ts";
 import { type ClusterSecret, clusterSecret, signedHeaders } from "./auth.ts";
 import type { Logger } from "./log.ts";
 import { runtimeTimingsDefault, syncedMarkerFileName } from "./node.ts";
@@ -136,6 +137,30 @@ describe("joining and leaving", { timeout: 120_000 }, () => {
     await second.close();
     await start("t2", secret, first.url, directory);
     assert.notDeepEqual(await entryOf(), before, "the entry now names the new port");
+  });
+
+  it("refuses to start a restored copy of a node that runs elsewhere, and leaves that node's entry alone", async () => {
+    const secret = "the restored copy test's secret, long enough";
+    const first = await start("c1", secret, null);
+    const original = mkdtempSync(join(tmpdir(), "plexus-original-"));
+    directories.push(original);
+    await start("c2", secret, first.url, original);
+    const entryOf = async (): Promise<unknown> =>
+      (await http("GET", `${entryPath(first.url, "cn=c2,cn=servers,cn=config")}?attributes=plexusHttpPort`))
+        .body;
+    const before = await entryOf();
+    // A backup of the running c2, restored on another machine (here: another directory and
+    // port) and started under c2's name: two c2s would serve, and c2's entry would move here.
+    const scratch = mkdtempSync(join(tmpdir(), "plexus-copy-"));
+    directories.push(scratch);
+    backupDatabase(original, join(scratch, "c2.backup"));
+    const copy = join(scratch, "data");
+    restoreDatabase(copy, join(scratch, "c2.backup"), new Date());
+    await assert.rejects(
+      start("c2", secret, first.url, copy),
+      /this node's registration was refused: .*the node name c2 is taken: a server of that name answers at/,
+    );
+    assert.deepEqual(await entryOf(), before, "c2's entry still names the running c2");
   });
 
   it("finds the running server of that name on a port Node's fetch refuses ('bad port')", async (t) => {

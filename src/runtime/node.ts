@@ -247,6 +247,9 @@ export interface NodeOptions {
 
 type NotifyMessage = Extract<PeerMessage, { kind: "notify" }>;
 
+/** Every join URL refused the registration itself (HTTP 400: a name taken, a site unknown). */
+class JoinRefusedError extends Error {}
+
 /** What peerStep answers when the store found no space for a partner's message. */
 const storageFull = Symbol("storage-full");
 
@@ -608,7 +611,8 @@ export class PlexusNode implements DirectoryService {
         }
       }
       // Every node refused the registration itself (a name taken, …): asking again cannot help.
-      if (urls.length > 0 && refused === urls.length) throw new Error(`could not join: ${lastReason}`);
+      if (urls.length > 0 && refused === urls.length)
+        throw new JoinRefusedError(`could not join: ${lastReason}`);
       // Every node refused our signature: the secret is not the cluster's, and retrying cannot help.
       if (urls.length > 0 && unauthorized === urls.length)
         throw new Error(
@@ -741,6 +745,16 @@ export class PlexusNode implements DirectoryService {
         );
         return;
       } catch (error) {
+        // Refused, not unreachable (the name is a running server's, elsewhere: a restored copy
+        // of a live node, a second start under its name): writing the entry here would move it
+        // away from that server, and two nodes would serve under one name. Not started.
+        if (error instanceof JoinRefusedError) {
+          // This node's own reading says why, in its own words, when it can (a site unknown).
+          if (!planned.ok) throw new Error(planned.error.message);
+          throw new Error(
+            `this node's registration was refused: ${error.message.replace(/^could not join: /, "")}`,
+          );
+        }
         // This node holds the whole directory and serves anyway; the update below replicates
         // to partners once one of them reaches it.
         this.options.log.log("warn", "registration-update-not-admitted", { error: errorText(error) });
