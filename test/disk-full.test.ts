@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { type ClusterNode, entryPath, eventually, http, LocalCluster } from "./support/cluster.ts";
 import { plexus } from "./support/plexus-cli.ts";
+import { mountTmpfs, remountTmpfs, unmountTmpfs } from "./support/tmpfs.ts";
 
 /**
  * A node whose disk fills up, for real: n2's data directory is a small tmpfs of its own (a
@@ -37,14 +37,11 @@ const pullFailureSeenMs = 5_000;
 
 /** Why this machine cannot run the test (it mounts a tmpfs: root only), or null. */
 function tmpfsUnavailable(): string | null {
-  if (process.platform !== "linux") return "needs Linux (tmpfs)";
-  if (process.getuid?.() !== 0) return "needs root, to mount a tmpfs of limited size";
   const probe = mkdtempSync(join(tmpdir(), "plexus-tmpfs-probe-"));
   try {
-    const mounted = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", probe]);
-    if (mounted.status !== 0) return `mount -t tmpfs failed: ${mounted.stderr.toString().trim()}`;
-    spawnSync("umount", [probe]);
-    return null;
+    const refused = mountTmpfs(probe, "size=1m");
+    if (refused === null) unmountTmpfs(probe);
+    return refused;
   } finally {
     rmSync(probe, { recursive: true, force: true });
   }
@@ -61,12 +58,6 @@ function fillUp(directory: string): void {
   } finally {
     closeSync(fd);
   }
-}
-
-function mount(path: string, bytes: number, remount = false): void {
-  const options = `${remount ? "remount," : ""}size=${bytes}`;
-  const result = spawnSync("mount", ["-t", "tmpfs", "-o", options, "tmpfs", path]);
-  assert.equal(result.status, 0, `mount ${options} ${path}: ${result.stderr.toString()}`);
 }
 
 const person = (name: string) => ({
@@ -98,7 +89,8 @@ describe("a node whose disk is full", { skip: unavailable ?? false, timeout: 180
   before(async () => {
     const first = await cluster.start("n1", "hq");
     mkdirSync(disk);
-    mount(disk, diskBytes);
+    const refused = mountTmpfs(disk, `size=${diskBytes}`);
+    assert.equal(refused, null);
     mounted = true;
     await cluster.start("n2", "hq", { join: [first.url] });
   });
@@ -108,7 +100,7 @@ describe("a node whose disk is full", { skip: unavailable ?? false, timeout: 180
     snapshot?.close();
     await joining?.catch(() => null);
     await cluster.stop("n2").catch(() => null);
-    if (mounted) spawnSync("umount", [disk]);
+    if (mounted) unmountTmpfs(disk);
     await cluster.stopAll();
   });
 
@@ -223,7 +215,7 @@ describe("a node whose disk is full", { skip: unavailable ?? false, timeout: 180
   it("takes writes again and catches up once space is freed, having lost nothing", async () => {
     snapshot?.close();
     snapshot = undefined;
-    mount(disk, grownDiskBytes, true);
+    remountTmpfs(disk, `remount,size=${grownDiskBytes}`);
     await eventually(
       "n2 taking writes again",
       async () => (await http("POST", `${url("n2")}/v1/entries`, person("after-the-fill"))).status === 201,

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import {
   chmodSync,
   chownSync,
@@ -20,6 +19,7 @@ import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { entryPath, eventually, http, LocalCluster } from "../../test/support/cluster.ts";
 import { plexus } from "../../test/support/plexus-cli.ts";
+import { mountTmpfs, unmountTmpfs } from "../../test/support/tmpfs.ts";
 import { nodeId } from "../core/ids.ts";
 import { Replica } from "../core/replica/replica.ts";
 import { ManualClock, SeededRandom } from "../sim/ports.ts";
@@ -368,15 +368,11 @@ describe("plexus backup and restore: files and directories", () => {
   });
 
   it("a restore onto a full disk says that nothing was replaced", (t) => {
-    if (process.getuid?.() !== 0 || process.platform !== "linux") {
-      t.skip("needs root on Linux, to mount a small tmpfs");
-      return;
-    }
     const disk = join(root, "full-disk");
     mkdirSync(disk);
-    const mounted = spawnSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", disk]);
-    if (mounted.status !== 0) {
-      t.skip(`mount -t tmpfs failed: ${mounted.stderr.toString().trim()}`);
+    const refused = mountTmpfs(disk, "size=64k");
+    if (refused !== null) {
+      t.skip(refused);
       return;
     }
     try {
@@ -389,20 +385,16 @@ describe("plexus backup and restore: files and directories", () => {
       );
       assert.deepEqual(readdirSync(target), [], "nothing staged, no lock left");
     } finally {
-      spawnSync("umount", [disk]);
+      unmountTmpfs(disk);
     }
   });
 
   it("a data directory on a read-only filesystem is refused as such", (t) => {
-    if (process.getuid?.() !== 0 || process.platform !== "linux") {
-      t.skip("needs root on Linux, to mount a read-only tmpfs");
-      return;
-    }
     const disk = join(root, "read-only");
     mkdirSync(disk);
-    const mounted = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", disk]);
-    if (mounted.status !== 0) {
-      t.skip(`mount -t tmpfs failed: ${mounted.stderr.toString().trim()}`);
+    const refused = mountTmpfs(disk, "size=1m,ro");
+    if (refused !== null) {
+      t.skip(refused);
       return;
     }
     try {
@@ -413,7 +405,7 @@ describe("plexus backup and restore: files and directories", () => {
         `plexus restore: data-directory-unusable: cannot use the data directory ${disk}: its filesystem is read-only\n`,
       );
     } finally {
-      spawnSync("umount", [disk]);
+      unmountTmpfs(disk);
     }
   });
 

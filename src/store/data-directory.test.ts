@@ -16,6 +16,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { mountTmpfs, remountTmpfs, unmountTmpfs } from "../../test/support/tmpfs.ts";
 import { nodeId } from "../core/ids.ts";
 import { Replica } from "../core/replica/replica.ts";
 import { unwrap } from "../core/result.ts";
@@ -370,19 +371,15 @@ describe("data directory the process cannot write", () => {
   const root = process.getuid?.() === 0 && process.platform === "linux";
 
   it("a read-only filesystem is said as such, for a directory there and one to create", (context) => {
-    if (!root) {
-      context.skip("needs root on Linux, to mount a read-only tmpfs");
-      return;
-    }
     withDirectory((directory) => {
-      const mounted = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", directory]);
-      if (mounted.status !== 0) {
-        context.skip(`mount -t tmpfs failed: ${mounted.stderr.toString().trim()}`);
+      const refused = mountTmpfs(directory, "size=1m");
+      if (refused !== null) {
+        context.skip(refused);
         return;
       }
       try {
         mkdirSync(join(directory, "there"));
-        assert.equal(spawnSync("mount", ["-o", "remount,ro", directory]).status, 0);
+        remountTmpfs(directory, "remount,ro");
         assert.throws(() => openDataDirectory(join(directory, "there")), {
           code: "data-directory-unusable",
           message: `cannot use the data directory ${join(directory, "there")}: its filesystem is read-only`,
@@ -393,7 +390,7 @@ describe("data directory the process cannot write", () => {
           message: `cannot create the data directory ${join(directory, "new", "deeper")}: its filesystem is read-only`,
         });
       } finally {
-        spawnSync("umount", [directory]);
+        unmountTmpfs(directory);
       }
     });
   });
